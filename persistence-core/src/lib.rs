@@ -1,0 +1,76 @@
+//! # persistence-core
+//!
+//! The spine of the persistence framework: the [`Entity`] trait and its
+//! metadata, the backend-neutral [`Filter`]/[`Query`] model, the [`Repository`]
+//! traits, the one [`Error`] type, and [`MemoryRepository`], the in-memory
+//! reference backend. Backends (`persistence-postgres`, `persistence-mongo`)
+//! and layers (`persistence-cache`) build on these; every one of them runs the
+//! same [`conformance`] suite (feature `conformance`).
+//!
+//! ```
+//! use persistence_core::{Entity, MemoryRepository, Query, Repository, StringField};
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Entity)]
+//! #[entity(name = "users")]
+//! struct User {
+//!     #[entity(id)]
+//!     id: i64,
+//!     #[entity(unique)]
+//!     email: String,
+//!     #[entity(version)]
+//!     version: i64,
+//!     name: Option<String>,
+//! }
+//!
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! let users = MemoryRepository::<User>::new();
+//! let alice = users
+//!     .insert(&User { id: 1, email: "a@x.io".into(), version: 0, name: None })
+//!     .await?;
+//! assert_eq!(alice.version, 1);
+//! let found = users
+//!     .find(&Query::filter(User::EMAIL.starts_with("a@")).sort(User::ID.desc()).limit(20))
+//!     .await?;
+//! assert_eq!(found, vec![alice]);
+//! # Ok::<(), persistence_core::Error>(())
+//! # }).unwrap();
+//! ```
+//!
+//! ## `#[derive(Entity)]` attributes
+//! * struct: `#[entity(name = "users")]` (logical name, default: the struct
+//!   name in snake case), `#[entity(unique(a, b))]`, `#[entity(index(a, b))]`
+//!   (composite, by field name; repeatable).
+//! * field: `#[entity(id)]` (exactly one), `#[entity(version)]` (at most one,
+//!   `i64`), `#[entity(unique)]`, `#[entity(index)]`, `#[entity(ttl = "30d")]`
+//!   (timestamp fields; `s`, `m`, `h`, `d` units), `#[serde(rename = "..")]` is honored.
+//! * typed field handles: `User::EMAIL: Field<User, String>`; `User::EMAIL.eq(5)` does not compile.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+#[allow(unused_extern_crates)]
+extern crate self as persistence_core;
+
+pub mod entity;
+pub mod error;
+pub mod filter;
+pub mod memory;
+pub mod query;
+pub mod repository;
+pub mod value;
+
+pub use entity::{
+    Entity, EntityId, EntityMeta, FieldKind, FieldMeta, FieldType, IndexMeta, ScalarType,
+};
+pub use error::{ConflictKind, Error, ErrorKind, Result};
+pub use filter::{CompareOp, Field, Filter, StringField};
+pub use memory::MemoryRepository;
+pub use persistence_derive::{Entity, EntityEnum};
+pub use query::{Cursor, Direction, Page, Query, SortKey};
+pub use repository::{
+    BoxStream, Capabilities, DynRepository, Repository, SharedRepository, TimestampPrecision,
+};
+pub use value::{Record, Value};
+
+#[doc(hidden)]
+pub use entity::__private;

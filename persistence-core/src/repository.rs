@@ -1,0 +1,329 @@
+//! The repository traits.
+//!
+//! [`Repository`] is the static form: native `async fn`s, no boxing, used by
+//! backends and by decorators (cache, retry, metrics), which wrap an inner
+//! `R: Repository<E>` and forward every method. [`DynRepository`] is the
+//! object-safe form for wiring by configuration (`Arc<dyn DynRepository<E>>`);
+//! every `Repository` is a `DynRepository` through a blanket impl, and
+//! `Arc<dyn DynRepository<E>>` is a `Repository` again, so layers compose over
+//! either.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use futures_core::Stream;
+use futures_util::StreamExt as _;
+use std::pin::Pin;
+
+use crate::entity::Entity;
+use crate::error::Result;
+use crate::filter::Filter;
+use crate::query::{Cursor, Page, Query};
+
+/// A boxed, `Send` stream of results.
+pub type BoxStream<'a, T> = Pin<Box<dyn Stream<Item = T> + Send + 'a>>;
+
+/// Timestamp precision a backend keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum TimestampPrecision {
+    /// Microseconds (PostgreSQL, SQLite as text, memory keeps nanoseconds).
+    Micros,
+    /// Milliseconds (BSON dates).
+    Millis,
+}
+
+/// What a backend can do. The conformance suite skips a case only when a
+/// capability says the backend cannot do it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Capabilities {
+    /// Backend name for messages and metrics (`memory`, `postgres`, `sqlite`, `mongo`, ...).
+    pub backend: &'static str,
+    /// Multi-statement transactions are available.
+    pub transactions: bool,
+    /// Unique constraints are enforced.
+    pub unique_constraints: bool,
+    /// `stream` reads incrementally from the server.
+    pub streaming: bool,
+    /// `insert_many` is all-or-nothing.
+    pub atomic_batch: bool,
+    /// Timestamp precision kept.
+    pub timestamp_precision: TimestampPrecision,
+    /// `NaN` and infinities round-trip in float fields.
+    pub non_finite_floats: bool,
+    /// `-0.0` keeps its sign in float fields.
+    pub signed_zero: bool,
+    /// Filters on nested paths inside JSON fields.
+    pub nested_paths: bool,
+}
+
+impl Capabilities {
+    /// Everything supported, microsecond timestamps: start from this and turn off what is missing.
+    pub const fn full(backend: &'static str) -> Capabilities {
+        Capabilities {
+            backend,
+            transactions: true,
+            unique_constraints: true,
+            streaming: true,
+            atomic_batch: true,
+            timestamp_precision: TimestampPrecision::Micros,
+            non_finite_floats: true,
+            signed_zero: true,
+            nested_paths: true,
+        }
+    }
+}
+
+/// A typed repository of entities `E` (static form).
+///
+/// Semantics shared by every backend (checked by the conformance suite):
+/// * `insert` fails with `Conflict(DuplicateId)` when the id exists and
+///   `Conflict(Unique)` on a unique violation; it stores version 1 (for
+///   versioned entities) and returns the stored entity.
+/// * `update` requires the stored version to equal the entity's version,
+///   stores version + 1 and returns the stored entity; a stale version is
+///   `Conflict(Version)`, a missing row `NotFound`. Entities without a version
+///   field are overwritten.
+/// * `upsert` inserts or overwrites regardless of version (version becomes
+///   stored + 1, or 1); unique violations are still `Conflict`.
+/// * `delete` returns whether a row was deleted.
+/// * `find` and `stream` return rows in the query's order, ties broken by id;
+///   without sort keys, in id order. See [`crate::filter`] for filter semantics.
+pub trait Repository<E: Entity>: Send + Sync {
+    /// What this backend can do.
+    fn capabilities(&self) -> Capabilities;
+
+    /// Create the table / collection, constraints and indexes if missing (idempotent).
+    fn ensure_schema(&self) -> impl Future<Output = Result<()>> + Send;
+
+    /// The entity with this id.
+    fn get(&self, id: &E::Id) -> impl Future<Output = Result<Option<E>>> + Send;
+
+    /// The entities with these ids that exist, in the order of `ids` (duplicates collapsed).
+    fn get_many(&self, ids: &[E::Id]) -> impl Future<Output = Result<Vec<E>>> + Send;
+
+    /// Insert a new entity.
+    fn insert(&self, entity: &E) -> impl Future<Output = Result<E>> + Send;
+
+    /// Insert many; returns how many were inserted. All-or-nothing when
+    /// [`Capabilities::atomic_batch`].
+    fn insert_many(&self, entities: &[E]) -> impl Future<Output = Result<u64>> + Send;
+
+    /// Update with optimistic locking.
+    fn update(&self, entity: &E) -> impl Future<Output = Result<E>> + Send;
+
+    /// Insert or overwrite.
+    fn upsert(&self, entity: &E) -> impl Future<Output = Result<E>> + Send;
+
+    /// Delete by id; `true` if something was deleted.
+    fn delete(&self, id: &E::Id) -> impl Future<Output = Result<bool>> + Send;
+
+    /// Delete every row matching `filter`; returns how many.
+    fn delete_many(&self, filter: &Filter) -> impl Future<Output = Result<u64>> + Send;
+
+    /// Rows matching the query.
+    fn find(&self, query: &Query) -> impl Future<Output = Result<Vec<E>>> + Send;
+
+    /// The first row matching the query.
+    fn find_one(&self, query: &Query) -> impl Future<Output = Result<Option<E>>> + Send;
+
+    /// Number of rows matching `filter`.
+    fn count(&self, filter: &Filter) -> impl Future<Output = Result<u64>> + Send;
+
+    /// Whether any row matches `filter`.
+    fn exists(&self, filter: &Filter) -> impl Future<Output = Result<bool>> + Send;
+
+    /// Rows matching the query as a stream that does not hold the whole result in memory.
+    fn stream<'a>(&'a self, query: &Query) -> BoxStream<'a, Result<E>>;
+
+    /// One page of a keyset-paginated query (`query.limit` is the page size).
+    fn page(
+        &self,
+        query: &Query,
+        cursor: Option<&Cursor>,
+    ) -> impl Future<Output = Result<Page<E>>> + Send;
+}
+
+/// The object-safe form of [`Repository`], for `Arc<dyn DynRepository<E>>`.
+#[async_trait::async_trait]
+pub trait DynRepository<E: Entity>: Send + Sync {
+    /// See [`Repository::capabilities`].
+    fn capabilities(&self) -> Capabilities;
+    /// See [`Repository::ensure_schema`].
+    async fn ensure_schema(&self) -> Result<()>;
+    /// See [`Repository::get`].
+    async fn get(&self, id: &E::Id) -> Result<Option<E>>;
+    /// See [`Repository::get_many`].
+    async fn get_many(&self, ids: &[E::Id]) -> Result<Vec<E>>;
+    /// See [`Repository::insert`].
+    async fn insert(&self, entity: &E) -> Result<E>;
+    /// See [`Repository::insert_many`].
+    async fn insert_many(&self, entities: &[E]) -> Result<u64>;
+    /// See [`Repository::update`].
+    async fn update(&self, entity: &E) -> Result<E>;
+    /// See [`Repository::upsert`].
+    async fn upsert(&self, entity: &E) -> Result<E>;
+    /// See [`Repository::delete`].
+    async fn delete(&self, id: &E::Id) -> Result<bool>;
+    /// See [`Repository::delete_many`].
+    async fn delete_many(&self, filter: &Filter) -> Result<u64>;
+    /// See [`Repository::find`].
+    async fn find(&self, query: &Query) -> Result<Vec<E>>;
+    /// See [`Repository::find_one`].
+    async fn find_one(&self, query: &Query) -> Result<Option<E>>;
+    /// See [`Repository::count`].
+    async fn count(&self, filter: &Filter) -> Result<u64>;
+    /// See [`Repository::exists`].
+    async fn exists(&self, filter: &Filter) -> Result<bool>;
+    /// See [`Repository::stream`].
+    fn stream<'a>(&'a self, query: &Query) -> BoxStream<'a, Result<E>>;
+    /// See [`Repository::page`].
+    async fn page(&self, query: &Query, cursor: Option<&Cursor>) -> Result<Page<E>>;
+}
+
+/// A shared, type-erased repository.
+pub type SharedRepository<E> = Arc<dyn DynRepository<E>>;
+
+#[async_trait::async_trait]
+impl<E: Entity, R: Repository<E>> DynRepository<E> for R {
+    fn capabilities(&self) -> Capabilities {
+        Repository::capabilities(self)
+    }
+    async fn ensure_schema(&self) -> Result<()> {
+        Repository::ensure_schema(self).await
+    }
+    async fn get(&self, id: &E::Id) -> Result<Option<E>> {
+        Repository::get(self, id).await
+    }
+    async fn get_many(&self, ids: &[E::Id]) -> Result<Vec<E>> {
+        Repository::get_many(self, ids).await
+    }
+    async fn insert(&self, entity: &E) -> Result<E> {
+        Repository::insert(self, entity).await
+    }
+    async fn insert_many(&self, entities: &[E]) -> Result<u64> {
+        Repository::insert_many(self, entities).await
+    }
+    async fn update(&self, entity: &E) -> Result<E> {
+        Repository::update(self, entity).await
+    }
+    async fn upsert(&self, entity: &E) -> Result<E> {
+        Repository::upsert(self, entity).await
+    }
+    async fn delete(&self, id: &E::Id) -> Result<bool> {
+        Repository::delete(self, id).await
+    }
+    async fn delete_many(&self, filter: &Filter) -> Result<u64> {
+        Repository::delete_many(self, filter).await
+    }
+    async fn find(&self, query: &Query) -> Result<Vec<E>> {
+        Repository::find(self, query).await
+    }
+    async fn find_one(&self, query: &Query) -> Result<Option<E>> {
+        Repository::find_one(self, query).await
+    }
+    async fn count(&self, filter: &Filter) -> Result<u64> {
+        Repository::count(self, filter).await
+    }
+    async fn exists(&self, filter: &Filter) -> Result<bool> {
+        Repository::exists(self, filter).await
+    }
+    fn stream<'a>(&'a self, query: &Query) -> BoxStream<'a, Result<E>> {
+        Repository::stream(self, query)
+    }
+    async fn page(&self, query: &Query, cursor: Option<&Cursor>) -> Result<Page<E>> {
+        Repository::page(self, query, cursor).await
+    }
+}
+
+impl<E: Entity> Repository<E> for Arc<dyn DynRepository<E>> {
+    fn capabilities(&self) -> Capabilities {
+        (**self).capabilities()
+    }
+    async fn ensure_schema(&self) -> Result<()> {
+        (**self).ensure_schema().await
+    }
+    async fn get(&self, id: &E::Id) -> Result<Option<E>> {
+        (**self).get(id).await
+    }
+    async fn get_many(&self, ids: &[E::Id]) -> Result<Vec<E>> {
+        (**self).get_many(ids).await
+    }
+    async fn insert(&self, entity: &E) -> Result<E> {
+        (**self).insert(entity).await
+    }
+    async fn insert_many(&self, entities: &[E]) -> Result<u64> {
+        (**self).insert_many(entities).await
+    }
+    async fn update(&self, entity: &E) -> Result<E> {
+        (**self).update(entity).await
+    }
+    async fn upsert(&self, entity: &E) -> Result<E> {
+        (**self).upsert(entity).await
+    }
+    async fn delete(&self, id: &E::Id) -> Result<bool> {
+        (**self).delete(id).await
+    }
+    async fn delete_many(&self, filter: &Filter) -> Result<u64> {
+        (**self).delete_many(filter).await
+    }
+    async fn find(&self, query: &Query) -> Result<Vec<E>> {
+        (**self).find(query).await
+    }
+    async fn find_one(&self, query: &Query) -> Result<Option<E>> {
+        (**self).find_one(query).await
+    }
+    async fn count(&self, filter: &Filter) -> Result<u64> {
+        (**self).count(filter).await
+    }
+    async fn exists(&self, filter: &Filter) -> Result<bool> {
+        (**self).exists(filter).await
+    }
+    fn stream<'a>(&'a self, query: &Query) -> BoxStream<'a, Result<E>> {
+        (**self).stream(query)
+    }
+    async fn page(&self, query: &Query, cursor: Option<&Cursor>) -> Result<Page<E>> {
+        (**self).page(query, cursor).await
+    }
+}
+
+/// Helpers for backends implementing [`Repository`] from a smaller core.
+pub mod support {
+    use super::*;
+    use crate::query::finish_page;
+
+    /// `page` in terms of `find`: plans the keyset query, fetches `size + 1`, builds the cursor.
+    pub async fn page_via_find<E, R>(
+        repo: &R,
+        query: &Query,
+        cursor: Option<&Cursor>,
+    ) -> Result<Page<E>>
+    where
+        E: Entity,
+        R: Repository<E> + ?Sized,
+    {
+        let (q, size) = query.keyset(E::meta(), cursor)?;
+        let rows = repo.find(&q).await?;
+        finish_page(rows, size, &q.sort)
+    }
+
+    /// `find_one` in terms of `find` with limit 1.
+    pub async fn find_one_via_find<E, R>(repo: &R, query: &Query) -> Result<Option<E>>
+    where
+        E: Entity,
+        R: Repository<E> + ?Sized,
+    {
+        let mut q = query.clone();
+        q.limit = Some(1);
+        Ok(repo.find(&q).await?.into_iter().next())
+    }
+
+    /// Collect a stream (for tests and small results).
+    pub async fn collect<E>(mut s: BoxStream<'_, Result<E>>) -> Result<Vec<E>> {
+        let mut out = Vec::new();
+        while let Some(item) = s.next().await {
+            out.push(item?);
+        }
+        Ok(out)
+    }
+}

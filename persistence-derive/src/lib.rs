@@ -1,0 +1,426 @@
+//! `#[derive(Entity)]` and `#[derive(EntityEnum)]` for `persistence-core`.
+//!
+//! See the `persistence_core` crate docs for the attributes.
+#![forbid(unsafe_code)]
+
+use proc_macro::TokenStream;
+use proc_macro2::{Span, TokenStream as TokenStream2};
+use quote::{format_ident, quote};
+use syn::spanned::Spanned;
+use syn::{Data, DeriveInput, Fields, LitStr, Type, parse_macro_input};
+
+/// Derive `persistence_core::Entity` plus typed field handles.
+#[proc_macro_derive(Entity, attributes(entity))]
+pub fn derive_entity(input: TokenStream) -> TokenStream {
+    let input = parse_macro_input!(input as DeriveInput);
+    match entity(input) {
+        Ok(ts) => ts.into(),
+        Err(e) => e.to_compile_error().into(),
+    }
+}
+
+/// Derive `persistence_core::FieldKind` for a unit-only enum stored as its variant name.
+#[proc_macro_derive(EntityEnum, attributes(entity))]
+pub fn derive_entity_enum(input: TokenStream) -> TokenStream {
+    let input = parse_macro_input!(input as DeriveInput);
+    match entity_enum(input) {
+        Ok(ts) => ts.into(),
+        Err(e) => e.to_compile_error().into(),
+    }
+}
+
+struct FieldInfo {
+    ident: syn::Ident,
+    ty: Type,
+    stored: String,
+    id: bool,
+    version: bool,
+    unique: bool,
+    index: bool,
+    ttl_secs: Option<u64>,
+    option: bool,
+}
+
+fn snake_case(s: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if c.is_uppercase() {
+            if i > 0 {
+                out.push('_');
+            }
+            out.extend(c.to_lowercase());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn is_option(ty: &Type) -> bool {
+    match ty {
+        Type::Path(p) if p.qself.is_none() => p.path.segments.last().is_some_and(|s| {
+            s.ident == "Option" && matches!(s.arguments, syn::PathArguments::AngleBracketed(_))
+        }),
+        _ => false,
+    }
+}
+
+fn parse_ttl(lit: &LitStr) -> syn::Result<u64> {
+    let s = lit.value();
+    let s = s.trim();
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num.parse().map_err(|_| {
+        syn::Error::new(
+            lit.span(),
+            "ttl must look like \"30d\", \"12h\", \"15m\" or \"90s\"",
+        )
+    })?;
+    let mult = match unit {
+        "s" | "" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(syn::Error::new(lit.span(), "ttl unit must be s, m, h or d")),
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| syn::Error::new(lit.span(), "ttl too large"))
+}
+
+fn serde_rename(attrs: &[syn::Attribute]) -> syn::Result<Option<String>> {
+    let mut rename = None;
+    for attr in attrs.iter().filter(|a| a.path().is_ident("serde")) {
+        attr.parse_nested_meta(|meta| {
+            if meta.path.is_ident("rename") {
+                if meta.input.peek(syn::Token![=]) {
+                    let lit: LitStr = meta.value()?.parse()?;
+                    rename = Some(lit.value());
+                } else {
+                    return Err(meta.error("#[derive(Entity)] supports only `rename = \"...\"`"));
+                }
+                return Ok(());
+            }
+            for unsupported in ["flatten", "skip", "skip_serializing", "skip_deserializing", "rename_all", "tag", "untagged"] {
+                if meta.path.is_ident(unsupported) {
+                    return Err(meta.error(format!(
+                        "#[derive(Entity)] does not support #[serde({unsupported})]: stored fields must match the struct"
+                    )));
+                }
+            }
+            // Other serde attributes (default, with, ...) are fine; consume their value.
+            if meta.input.peek(syn::Token![=]) {
+                let _: syn::Expr = meta.value()?.parse()?;
+            } else if meta.input.peek(syn::token::Paren) {
+                let _content;
+                syn::parenthesized!(_content in meta.input);
+                let _: TokenStream2 = _content.parse()?;
+            }
+            Ok(())
+        })?;
+    }
+    Ok(rename)
+}
+
+fn entity(input: DeriveInput) -> syn::Result<TokenStream2> {
+    let name = &input.ident;
+    if !input.generics.params.is_empty() {
+        return Err(syn::Error::new(
+            input.generics.span(),
+            "#[derive(Entity)] does not support generic structs",
+        ));
+    }
+    let Data::Struct(data) = &input.data else {
+        return Err(syn::Error::new(
+            Span::call_site(),
+            "#[derive(Entity)] needs a struct with named fields",
+        ));
+    };
+    let Fields::Named(named) = &data.fields else {
+        return Err(syn::Error::new(
+            data.fields.span(),
+            "#[derive(Entity)] needs a struct with named fields",
+        ));
+    };
+
+    let mut logical = snake_case(&name.to_string());
+    let mut krate: syn::Path = syn::parse_quote!(::persistence_core);
+    let mut composites: Vec<(Vec<LitStr>, bool, Span)> = Vec::new();
+    serde_rename(&input.attrs)?;
+    for attr in input.attrs.iter().filter(|a| a.path().is_ident("entity")) {
+        attr.parse_nested_meta(|meta| {
+            if meta.path.is_ident("name") {
+                let lit: LitStr = meta.value()?.parse()?;
+                logical = lit.value();
+                Ok(())
+            } else if meta.path.is_ident("crate") {
+                let lit: LitStr = meta.value()?.parse()?;
+                krate = lit.parse()?;
+                Ok(())
+            } else if meta.path.is_ident("unique") || meta.path.is_ident("index") {
+                let unique = meta.path.is_ident("unique");
+                let span = meta.path.span();
+                let mut names = Vec::new();
+                meta.parse_nested_meta(|inner| {
+                    let id = inner
+                        .path
+                        .get_ident()
+                        .ok_or_else(|| inner.error("expected a field name"))?;
+                    names.push(LitStr::new(&id.to_string(), id.span()));
+                    Ok(())
+                })?;
+                if names.is_empty() {
+                    return Err(meta.error("list at least one field"));
+                }
+                composites.push((names, unique, span));
+                Ok(())
+            } else {
+                Err(meta.error(
+                    "unknown entity attribute; expected name, unique(..), index(..) or crate",
+                ))
+            }
+        })?;
+    }
+    if !is_identifier(&logical) {
+        return Err(syn::Error::new(
+            Span::call_site(),
+            "entity name must be ASCII letters, digits and _ (at most 63 bytes)",
+        ));
+    }
+
+    let mut fields = Vec::new();
+    for f in &named.named {
+        let ident = f
+            .ident
+            .clone()
+            .ok_or_else(|| syn::Error::new(f.span(), "unnamed field"))?;
+        let mut info = FieldInfo {
+            stored: serde_rename(&f.attrs)?
+                .unwrap_or_else(|| ident.to_string().trim_start_matches("r#").to_string()),
+            ident,
+            ty: f.ty.clone(),
+            id: false,
+            version: false,
+            unique: false,
+            index: false,
+            ttl_secs: None,
+            option: is_option(&f.ty),
+        };
+        for attr in f.attrs.iter().filter(|a| a.path().is_ident("entity")) {
+            attr.parse_nested_meta(|meta| {
+                if meta.path.is_ident("id") {
+                    info.id = true;
+                } else if meta.path.is_ident("version") {
+                    info.version = true;
+                } else if meta.path.is_ident("unique") {
+                    info.unique = true;
+                } else if meta.path.is_ident("index") {
+                    info.index = true;
+                } else if meta.path.is_ident("ttl") {
+                    let lit: LitStr = meta.value()?.parse()?;
+                    info.ttl_secs = Some(parse_ttl(&lit)?);
+                } else {
+                    return Err(meta.error(
+                        "unknown field attribute; expected id, version, unique, index or ttl",
+                    ));
+                }
+                Ok(())
+            })?;
+        }
+        if !is_identifier(&info.stored) {
+            return Err(syn::Error::new(
+                f.span(),
+                "stored field names must be ASCII letters, digits and _",
+            ));
+        }
+        fields.push(info);
+    }
+
+    let ids: Vec<&FieldInfo> = fields.iter().filter(|f| f.id).collect();
+    let id = match ids.as_slice() {
+        [one] => *one,
+        [] => {
+            return Err(syn::Error::new(
+                Span::call_site(),
+                "#[derive(Entity)]: no field is marked #[entity(id)]",
+            ));
+        }
+        [_, second, ..] => {
+            return Err(syn::Error::new(
+                second.ident.span(),
+                "#[derive(Entity)]: only one field may be #[entity(id)]",
+            ));
+        }
+    };
+    if id.option {
+        return Err(syn::Error::new(
+            id.ty.span(),
+            "the id field cannot be an Option",
+        ));
+    }
+    let versions: Vec<&FieldInfo> = fields.iter().filter(|f| f.version).collect();
+    if versions.len() > 1 {
+        return Err(syn::Error::new(
+            versions[1].ident.span(),
+            "#[derive(Entity)]: only one field may be #[entity(version)]",
+        ));
+    }
+    for (names, _, span) in &composites {
+        for n in names {
+            if !fields
+                .iter()
+                .any(|f| f.stored == n.value() || f.ident == n.value())
+            {
+                return Err(syn::Error::new(
+                    *span,
+                    format!("unknown field `{}` in index", n.value()),
+                ));
+            }
+        }
+    }
+
+    let id_ident = &id.ident;
+    let id_ty = &id.ty;
+    let (version_get, version_set, version_check) = match versions.first() {
+        Some(v) => {
+            let vi = &v.ident;
+            let vt = &v.ty;
+            (
+                quote!(::core::option::Option::Some(self.#vi)),
+                quote!(self.#vi = version;),
+                quote!(const _: fn(#vt) -> i64 = |v: i64| v;),
+            )
+        }
+        None => (
+            quote!(::core::option::Option::None),
+            quote!(let _ = version;),
+            quote!(),
+        ),
+    };
+
+    let field_metas = fields.iter().map(|f| {
+        let stored = &f.stored;
+        let rust_name = f.ident.to_string();
+        let ty = &f.ty;
+        let (id, version, unique, index, option) = (f.id, f.version, f.unique, f.index, f.option);
+        let ttl = match f.ttl_secs {
+            Some(s) => quote!(#krate::__private::parse_duration_secs(#s)),
+            None => quote!(::core::option::Option::None),
+        };
+        quote! {
+            .field({
+                let (ty, nullable) = (&#krate::__private::Probe::<#ty>::NEW).classify();
+                #krate::FieldMeta {
+                    name: #stored,
+                    rust_name: #rust_name,
+                    ty,
+                    nullable: nullable || #option,
+                    id: #id,
+                    version: #version,
+                    unique: #unique,
+                    index: #index,
+                    ttl: #ttl,
+                }
+            })
+        }
+    });
+    let composite_calls = composites.iter().map(|(names, unique, _)| {
+        let stored: Vec<String> = names
+            .iter()
+            .map(|n| {
+                fields
+                    .iter()
+                    .find(|f| f.ident == n.value())
+                    .map_or_else(|| n.value(), |f| f.stored.clone())
+            })
+            .collect();
+        quote!(.composite(&[#(#stored),*], #unique))
+    });
+    let handles = fields.iter().map(|f| {
+        let konst = format_ident!(
+            "{}",
+            f.ident.to_string().trim_start_matches("r#").to_uppercase()
+        );
+        let ty = &f.ty;
+        let stored = &f.stored;
+        let doc = format!("Typed handle for the `{}` field.", f.ident);
+        quote! {
+            #[doc = #doc]
+            #[allow(dead_code)]
+            pub const #konst: #krate::Field<#name, #ty> = #krate::Field::new(#stored);
+        }
+    });
+
+    Ok(quote! {
+        #version_check
+        impl #krate::Entity for #name {
+            type Id = #id_ty;
+            fn meta() -> &'static #krate::EntityMeta {
+                #[allow(unused_imports)]
+                use #krate::__private::{ViaFieldKind as _, ViaSerde as _};
+                static META: #krate::__private::OnceLock<#krate::EntityMeta> = #krate::__private::OnceLock::new();
+                META.get_or_init(|| {
+                    #krate::__private::build_meta(
+                        #krate::EntityMeta::builder(#logical)
+                            #(#field_metas)*
+                            #(#composite_calls)*
+                    )
+                })
+            }
+            fn id(&self) -> &Self::Id {
+                &self.#id_ident
+            }
+            fn version(&self) -> ::core::option::Option<i64> {
+                #version_get
+            }
+            fn set_version(&mut self, version: i64) {
+                #version_set
+            }
+        }
+        impl #name {
+            #(#handles)*
+        }
+    })
+}
+
+fn is_identifier(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+fn entity_enum(input: DeriveInput) -> syn::Result<TokenStream2> {
+    let name = &input.ident;
+    let Data::Enum(data) = &input.data else {
+        return Err(syn::Error::new(
+            Span::call_site(),
+            "#[derive(EntityEnum)] needs a unit-only enum",
+        ));
+    };
+    for v in &data.variants {
+        if !matches!(v.fields, Fields::Unit) {
+            return Err(syn::Error::new(
+                v.span(),
+                "#[derive(EntityEnum)] needs unit variants only",
+            ));
+        }
+    }
+    let mut krate: syn::Path = syn::parse_quote!(::persistence_core);
+    for attr in input.attrs.iter().filter(|a| a.path().is_ident("entity")) {
+        attr.parse_nested_meta(|meta| {
+            if meta.path.is_ident("crate") {
+                let lit: LitStr = meta.value()?.parse()?;
+                krate = lit.parse()?;
+                Ok(())
+            } else {
+                Err(meta.error("unknown attribute; expected crate"))
+            }
+        })?;
+    }
+    Ok(quote! {
+        impl #krate::FieldKind for #name {
+            const TYPE: #krate::FieldType = #krate::FieldType::Scalar(#krate::ScalarType::Enum);
+        }
+    })
+}
