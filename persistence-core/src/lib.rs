@@ -59,6 +59,9 @@ pub mod query;
 pub mod repository;
 pub mod value;
 
+#[cfg(feature = "conformance")]
+pub mod conformance;
+
 pub use entity::{
     Entity, EntityId, EntityMeta, FieldKind, FieldMeta, FieldType, IndexMeta, ScalarType,
 };
