@@ -93,6 +93,70 @@ impl<E: Entity> MongoRepository<E> {
         Ok(found.map(|d| Self::version_key().and_then(|k| read_i64(d.get(k)))))
     }
 
+    /// Name the index behind a duplicate-key error. The driver does not
+    /// expose the server's `keyPattern`, and messages are not parsed, so the
+    /// conflicting index is found by looking: an existing `_id` (when `id_possible`)
+    /// → `DuplicateId`, else the first unique index whose values another
+    /// document holds. Other errors pass through.
+    async fn resolve_duplicate(&self, err: Error, doc: &Document, id_possible: bool) -> Error {
+        use persistence_core::{ConflictKind, ErrorKind};
+        if !matches!(
+            err.kind(),
+            ErrorKind::Conflict(ConflictKind::Unique { constraint: None })
+        ) {
+            return err;
+        }
+        let meta = E::meta();
+        let Some(id) = doc.get("_id") else {
+            return err;
+        };
+        if id_possible {
+            if let Ok(Some(_)) = self
+                .coll
+                .find_one(doc! { "_id": id.clone() })
+                .projection(doc! { "_id": 1 })
+                .await
+            {
+                return Error::duplicate_id(format!("{} with this id already exists", meta.name))
+                    .set_retryable(false)
+                    .with_source(err);
+            }
+        }
+        for ix in meta.uniques() {
+            let mut probe = doc! { "_id": { "$ne": id.clone() } };
+            let mut complete = true;
+            for name in &ix.fields {
+                match doc.get(*name) {
+                    Some(v) if !matches!(v, Bson::Null) => {
+                        probe.insert(*name, doc! { "$eq": v.clone() });
+                    }
+                    _ => complete = false,
+                }
+            }
+            if !complete {
+                continue;
+            }
+            if let Ok(Some(_)) = self
+                .coll
+                .find_one(probe)
+                .projection(doc! { "_id": 1 })
+                .await
+            {
+                return Error::unique_violation(
+                    Some(ix.name.clone()),
+                    format!(
+                        "{} already holds this value of ({}) (index {})",
+                        meta.name,
+                        ix.fields.join(", "),
+                        ix.name
+                    ),
+                )
+                .with_source(err);
+            }
+        }
+        err
+    }
+
     fn find_action(&self, q: &Query) -> Result<(Document, Document)> {
         let meta = E::meta();
         Ok((to_query(meta, &q.filter)?, to_sort(meta, &q.sort)?))
@@ -163,10 +227,13 @@ impl<E: Entity> Repository<E> for MongoRepository<E> {
     async fn insert(&self, entity: &E) -> Result<E> {
         let (entity, doc) = Self::document(entity, Self::version_key().map(|_| 1))
             .map_err(|e| e.in_context(E::meta().name, "insert"))?;
-        self.coll
-            .insert_one(doc)
-            .await
-            .map_err(self.err("insert"))?;
+        if let Err(e) = self.coll.insert_one(&doc).await {
+            let e = self.err("insert")(e);
+            return Err(self
+                .resolve_duplicate(e, &doc, true)
+                .await
+                .in_context(E::meta().name, "insert"));
+        }
         Ok(entity)
     }
 
@@ -223,11 +290,16 @@ impl<E: Entity> Repository<E> for MongoRepository<E> {
         if let (Some(k), Some(v)) = (Self::version_key(), expected) {
             filter.insert(k, v);
         }
-        let res = self
-            .coll
-            .replace_one(filter, doc)
-            .await
-            .map_err(self.err("update"))?;
+        let res = match self.coll.replace_one(filter, &doc).await {
+            Ok(r) => r,
+            Err(e) => {
+                let e = self.err("update")(e);
+                return Err(self
+                    .resolve_duplicate(e, &doc, false)
+                    .await
+                    .in_context(meta.name, "update"));
+            }
+        };
         if res.matched_count == 1 {
             return Ok(stored);
         }
@@ -250,13 +322,21 @@ impl<E: Entity> Repository<E> for MongoRepository<E> {
         let (stored, mut doc) =
             Self::document(entity, None).map_err(|e| e.in_context(meta.name, "upsert"))?;
         let Some(vk) = Self::version_key() else {
-            self.coll
-                .replace_one(doc! { "_id": id }, doc)
+            if let Err(e) = self
+                .coll
+                .replace_one(doc! { "_id": id }, &doc)
                 .upsert(true)
                 .await
-                .map_err(self.err("upsert"))?;
+            {
+                let e = self.err("upsert")(e);
+                return Err(self
+                    .resolve_duplicate(e, &doc, false)
+                    .await
+                    .in_context(meta.name, "upsert"));
+            }
             return Ok(stored);
         };
+        let full = doc.clone();
         // Atomic: set every field, increment the version (missing → 1 on insert).
         doc.remove("_id");
         doc.remove(vk);
@@ -275,17 +355,20 @@ impl<E: Entity> Repository<E> for MongoRepository<E> {
                     return Err(Error::backend("upsert returned no document")
                         .in_context(meta.name, "upsert"));
                 }
-                // Two concurrent upserts of a new id: the loser retries as an update.
+                // A unique index other than `_id` names itself; an unnamed
+                // duplicate is two concurrent upserts of a new id: the loser
+                // retries, which now finds the document and updates it.
                 Err(e) => {
-                    let mapped = self.err("upsert")(e);
-                    if attempt < 2
-                        && matches!(
-                            mapped.kind(),
-                            persistence_core::ErrorKind::Conflict(
-                                persistence_core::ConflictKind::DuplicateId
-                            )
+                    let mapped = self
+                        .resolve_duplicate(self.err("upsert")(e), &full, false)
+                        .await;
+                    let race = matches!(
+                        mapped.kind(),
+                        persistence_core::ErrorKind::Conflict(
+                            persistence_core::ConflictKind::Unique { constraint: None }
                         )
-                    {
+                    );
+                    if race && attempt < 2 {
                         attempt += 1;
                         continue;
                     }
