@@ -253,31 +253,30 @@ impl<E: Entity> Repository<E> for MongoRepository<E> {
             .collect::<Result<Vec<_>>>()
             .map_err(|e| e.in_context(E::meta().name, "insert_many"))?;
         let n = docs.len() as u64;
-        self.coll
-            .insert_many(docs)
-            .ordered(true)
-            .await
-            .map_err(|e| {
-                let row = match e.kind.as_ref() {
-                    mongodb::error::ErrorKind::InsertMany(m) => m
-                        .write_errors
-                        .as_ref()
-                        .and_then(|w| w.first().map(|x| x.index)),
-                    _ => None,
-                };
-                let mapped = map(e, E::meta());
-                match row {
-                    Some(i) => Error::new(
-                        mapped.kind().clone(),
-                        format!("row {i}: {}", mapped.message()),
-                    )
-                    .set_retryable(mapped.is_retryable())
-                    .with_source(mapped),
-                    None => mapped,
-                }
-                .in_context(E::meta().name, "insert_many")
-            })?;
-        Ok(n)
+        let Err(e) = self.coll.insert_many(&docs).ordered(true).await else {
+            return Ok(n);
+        };
+        let row = match e.kind.as_ref() {
+            mongodb::error::ErrorKind::InsertMany(m) => m
+                .write_errors
+                .as_ref()
+                .and_then(|w| w.first().map(|x| x.index)),
+            _ => None,
+        };
+        let mut mapped = map(e, E::meta());
+        if let Some(d) = row.and_then(|i| docs.get(i)) {
+            mapped = self.resolve_duplicate(mapped, d, true).await;
+        }
+        Err(match row {
+            Some(i) => Error::new(
+                mapped.kind().clone(),
+                format!("row {i}: {}", mapped.message()),
+            )
+            .set_retryable(mapped.is_retryable())
+            .with_source(mapped),
+            None => mapped,
+        }
+        .in_context(E::meta().name, "insert_many"))
     }
 
     async fn update(&self, entity: &E) -> Result<E> {
