@@ -16,12 +16,13 @@ use persistence_core::{
 use crate::convert::{from_document, id_to_bson, to_document};
 use crate::error::map;
 use crate::filter::{to_query, to_sort};
-use crate::schema;
+use crate::schema::{self, Validation};
 
 /// A repository of entities `E` stored as documents of one collection (named
 /// after the entity). Cheap to clone.
 pub struct MongoRepository<E: Entity> {
     coll: Collection<Document>,
+    validation: Option<Validation>,
     _entity: PhantomData<fn() -> E>,
 }
 
@@ -29,6 +30,7 @@ impl<E: Entity> Clone for MongoRepository<E> {
     fn clone(&self) -> Self {
         MongoRepository {
             coll: self.coll.clone(),
+            validation: self.validation,
             _entity: PhantomData,
         }
     }
@@ -52,8 +54,15 @@ impl<E: Entity> MongoRepository<E> {
     pub fn with_collection(coll: Collection<Document>) -> Self {
         MongoRepository {
             coll,
+            validation: Some(Validation::default()),
             _entity: PhantomData,
         }
+    }
+
+    /// Schema validation applied by `ensure_schema` (`None`: no validator is set or changed).
+    pub fn with_validation(mut self, validation: Option<Validation>) -> Self {
+        self.validation = validation;
+        self
     }
 
     /// The underlying collection (raw documents).
@@ -181,7 +190,7 @@ impl<E: Entity> Repository<E> for MongoRepository<E> {
     }
 
     async fn ensure_schema(&self) -> Result<()> {
-        schema::ensure(&self.coll, E::meta()).await
+        schema::ensure(&self.coll, E::meta(), self.validation.as_ref()).await
     }
 
     async fn get(&self, id: &E::Id) -> Result<Option<E>> {

@@ -8,6 +8,15 @@
 //!   the reference backend);
 //! * a field with `#[entity(ttl = "..")]` gets `expireAfterSeconds`.
 //!
+//! With [`Validation`] enabled (the default), the collection also gets a
+//! `$jsonSchema` validator generated from the metadata ([`json_schema`]): a
+//! `bsonType` per field (nullable fields also accept null), `required` for
+//! the id and every non-`Option` field, typed array items, the `i16` range.
+//! It is set when the collection is created and replaced with `collMod` on
+//! every `ensure_schema`, so it follows the entity. Nested structs and maps
+//! (`FieldType::Json`) are only required to be present: the metadata does
+//! not describe their inner shape.
+//!
 //! Existing indexes with the same name are compared with the wanted
 //! definition (keys, unique, partial filter, TTL). A difference is a
 //! `Config` error naming the index and the way out: drop the index
@@ -88,12 +97,115 @@ fn same(a: &IndexModel, b: &IndexModel) -> Option<String> {
     None
 }
 
-/// Create the collection and indexes of `meta` (idempotent).
-pub async fn ensure(coll: &Collection<Document>, meta: &EntityMeta) -> Result<()> {
+/// `validationLevel` of the generated validator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ValidationLevel {
+    /// Every insert and update is validated.
+    Strict,
+    /// Updates of documents that were already invalid are not validated.
+    Moderate,
+}
+
+/// `validationAction` of the generated validator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ValidationAction {
+    /// Reject invalid writes (server code 121 → `InvalidInput`).
+    Error,
+    /// Accept them and log a warning on the server.
+    Warn,
+}
+
+/// Schema validation settings for `ensure_schema`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Validation {
+    /// Validation level.
+    pub level: ValidationLevel,
+    /// Validation action.
+    pub action: ValidationAction,
+}
+
+impl Default for Validation {
+    fn default() -> Self {
+        Validation {
+            level: ValidationLevel::Strict,
+            action: ValidationAction::Error,
+        }
+    }
+}
+
+/// The `$jsonSchema` of an entity (see the module docs).
+pub fn json_schema(meta: &EntityMeta) -> Document {
+    let mut required = Vec::new();
+    let mut properties = Document::new();
+    for (i, f) in meta.fields.iter().enumerate() {
+        let key = stored_name(meta, i);
+        if !f.nullable {
+            required.push(Bson::from(key));
+        }
+        let mut prop = Document::new();
+        if let Some(alias) = bson_type_alias(f.ty) {
+            if f.nullable {
+                prop.insert("bsonType", vec![Bson::from(alias), Bson::from("null")]);
+            } else {
+                prop.insert("bsonType", alias);
+            }
+        }
+        match f.ty {
+            FieldType::Array(s) => {
+                if let Some(item) = bson_type_alias(FieldType::Scalar(s)) {
+                    prop.insert("items", doc! { "bsonType": item });
+                }
+            }
+            FieldType::Scalar(persistence_core::ScalarType::I16) => {
+                prop.insert("minimum", i32::from(i16::MIN));
+                prop.insert("maximum", i32::from(i16::MAX));
+            }
+            _ => {}
+        }
+        properties.insert(key, prop);
+    }
+    doc! { "$jsonSchema": {
+        "bsonType": "object",
+        "required": required,
+        "properties": properties,
+    } }
+}
+
+fn validation_fields(v: &Validation) -> Document {
+    doc! {
+        "validationLevel": match v.level {
+            ValidationLevel::Strict => "strict",
+            ValidationLevel::Moderate => "moderate",
+        },
+        "validationAction": match v.action {
+            ValidationAction::Error => "error",
+            ValidationAction::Warn => "warn",
+        },
+    }
+}
+
+/// Create the collection (with its validator), the validator update and the indexes of `meta` (idempotent).
+pub async fn ensure(
+    coll: &Collection<Document>,
+    meta: &EntityMeta,
+    validation: Option<&Validation>,
+) -> Result<()> {
     let db = coll.client().database(coll.namespace().db.as_str());
-    if let Err(e) = db.create_collection(coll.name()).await {
+    let mut create = doc! { "create": coll.name() };
+    if let Some(v) = validation {
+        create.insert("validator", json_schema(meta));
+        create.extend(validation_fields(v));
+    }
+    if let Err(e) = db.run_command(create).await {
         if server_code(&e) != Some(NAMESPACE_EXISTS) {
             return Err(map(e, meta).with_operation("ensure_schema"));
+        }
+        if let Some(v) = validation {
+            let mut cmd = doc! { "collMod": coll.name(), "validator": json_schema(meta) };
+            cmd.extend(validation_fields(v));
+            db.run_command(cmd)
+                .await
+                .map_err(|e| map(e, meta).with_operation("ensure_schema"))?;
         }
     }
     let existing: Vec<IndexModel> = coll

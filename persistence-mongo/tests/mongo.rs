@@ -394,3 +394,40 @@ async fn unreachable_server_is_unavailable_and_redacted() {
     assert!(!err.to_string().contains("s3cret"));
     assert!(!format!("{config:?}").contains("s3cret"));
 }
+
+#[tokio::test]
+async fn json_schema_validator_rejects_raw_invalid_inserts() {
+    with_store(|store| async move {
+        let repo = store.repository::<Account>();
+        // The collection exists without a validator: ensure_schema adds it with collMod.
+        store
+            .database()
+            .create_collection("accounts")
+            .await
+            .expect("raw create");
+        repo.ensure_schema().await.expect("schema (collMod)");
+        repo.ensure_schema().await.expect("schema again");
+        repo.insert(&account(1, None)).await.expect("valid insert");
+        // Around the repository: a wrong type and a missing required field.
+        let bad = doc! { "_id": 5_i64, "email": 17, "version": 1_i64 };
+        let err = repo
+            .collection()
+            .insert_one(bad)
+            .await
+            .expect_err("the server validates");
+        assert_eq!(persistence_mongo::error::server_code(&err), Some(121));
+        let mapped = persistence_mongo::error::map(err, Account::meta());
+        assert_eq!(mapped.kind(), &ErrorKind::InvalidInput);
+        assert!(mapped.message().contains("validation"), "{mapped}");
+        let schema = persistence_mongo::schema::json_schema(Account::meta());
+        let js = schema.get_document("$jsonSchema").expect("schema");
+        let required = js.get_array("required").expect("required");
+        assert!(required.contains(&Bson::from("_id")));
+        assert!(required.contains(&Bson::from("balance")));
+        assert!(
+            !required.contains(&Bson::from("email")),
+            "Option fields are not required"
+        );
+    })
+    .await;
+}
