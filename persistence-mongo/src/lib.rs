@@ -11,6 +11,8 @@
 //! * Filters become query documents with every value a BSON value (no
 //!   operator injection) and field names from metadata only; see [`filter`].
 //! * Errors are mapped by server code and label; see [`error`].
+//! * [`MongoStore::transaction`] runs a closure in a multi-document
+//!   transaction with transaction-bound repositories; see [`transaction`].
 //! * `ensure_schema` creates the collection and the metadata's indexes
 //!   (unique indexes skip nulls, TTL); see [`schema`].
 //!
@@ -43,6 +45,9 @@ pub mod error;
 pub mod filter;
 pub mod repository;
 pub mod schema;
+pub mod transaction;
 
 pub use config::{DEFAULT_URL, MongoConfig, MongoStore};
 pub use repository::MongoRepository;
+pub use schema::{Validation, ValidationAction, ValidationLevel};
+pub use transaction::{Transaction, TransactionOptions};

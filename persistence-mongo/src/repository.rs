@@ -2,6 +2,8 @@
 
 use std::collections::HashMap;
 use std::marker::PhantomData;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use bson::{Bson, Document, doc};
 use futures_util::{StreamExt as _, TryStreamExt as _};
@@ -17,12 +19,30 @@ use crate::convert::{from_document, id_to_bson, to_document};
 use crate::error::map;
 use crate::filter::{to_query, to_sort};
 use crate::schema::{self, Validation};
+use crate::transaction::SharedSession;
+
+/// Run a driver action, inside the bound session if there is one.
+macro_rules! exec {
+    ($self:expr, $action:expr) => {
+        match &$self.session {
+            Some(s) => {
+                let mut guard = s.lock().await;
+                $action.session(&mut *guard).await
+            }
+            None => $action.await,
+        }
+    };
+}
 
 /// A repository of entities `E` stored as documents of one collection (named
 /// after the entity). Cheap to clone.
 pub struct MongoRepository<E: Entity> {
     coll: Collection<Document>,
     validation: Option<Validation>,
+    /// Set for repositories bound to a transaction (see [`crate::transaction`]).
+    session: Option<SharedSession>,
+    /// Whether the server supports transactions (learned by `ensure_schema`).
+    transactions: Arc<AtomicBool>,
     _entity: PhantomData<fn() -> E>,
 }
 
@@ -31,6 +51,8 @@ impl<E: Entity> Clone for MongoRepository<E> {
         MongoRepository {
             coll: self.coll.clone(),
             validation: self.validation,
+            session: self.session.clone(),
+            transactions: self.transactions.clone(),
             _entity: PhantomData,
         }
     }
@@ -55,8 +77,17 @@ impl<E: Entity> MongoRepository<E> {
         MongoRepository {
             coll,
             validation: Some(Validation::default()),
+            session: None,
+            transactions: Arc::new(AtomicBool::new(false)),
             _entity: PhantomData,
         }
+    }
+
+    /// The same repository bound to a transaction's session.
+    pub(crate) fn in_session(&self, session: SharedSession) -> Self {
+        let mut r = self.clone();
+        r.session = Some(session);
+        r
     }
 
     /// Schema validation applied by `ensure_schema` (`None`: no validator is set or changed).
@@ -90,15 +121,16 @@ impl<E: Entity> MongoRepository<E> {
 
     /// The stored version of the document with this `_id`, or `None` if it does not exist.
     async fn stored_version(&self, id: &Bson, op: &'static str) -> Result<Option<Option<i64>>> {
-        let found = self
-            .coll
-            .find_one(doc! { "_id": id.clone() })
-            .projection(match Self::version_key() {
-                Some(k) => doc! { k: 1 },
-                None => doc! { "_id": 1 },
-            })
-            .await
-            .map_err(self.err(op))?;
+        let found = exec!(
+            self,
+            self.coll
+                .find_one(doc! { "_id": id.clone() })
+                .projection(match Self::version_key() {
+                    Some(k) => doc! { k: 1 },
+                    None => doc! { "_id": 1 },
+                })
+        )
+        .map_err(self.err(op))?;
         Ok(found.map(|d| Self::version_key().and_then(|k| read_i64(d.get(k)))))
     }
 
@@ -183,23 +215,31 @@ fn read_i64(b: Option<&Bson>) -> Option<i64> {
 impl<E: Entity> Repository<E> for MongoRepository<E> {
     fn capabilities(&self) -> Capabilities {
         let mut c = Capabilities::full("mongo");
-        c.transactions = false;
+        // Through `MongoStore::transaction`; known after `ensure_schema`.
+        c.transactions = self.transactions.load(Ordering::Relaxed);
         c.atomic_batch = false;
         c.timestamp_precision = TimestampPrecision::Millis;
         c
     }
 
     async fn ensure_schema(&self) -> Result<()> {
-        schema::ensure(&self.coll, E::meta(), self.validation.as_ref()).await
+        schema::ensure(&self.coll, E::meta(), self.validation.as_ref()).await?;
+        let hello = self
+            .coll
+            .client()
+            .database("admin")
+            .run_command(doc! { "hello": 1 })
+            .await
+            .map_err(self.err("ensure_schema"))?;
+        let tx = hello.get_str("setName").is_ok() || hello.get_str("msg") == Ok("isdbgrid");
+        self.transactions.store(tx, Ordering::Relaxed);
+        Ok(())
     }
 
     async fn get(&self, id: &E::Id) -> Result<Option<E>> {
         let id = id_to_bson::<E>(id)?;
-        let found = self
-            .coll
-            .find_one(doc! { "_id": id })
-            .await
-            .map_err(self.err("get"))?;
+        let found =
+            exec!(self, self.coll.find_one(doc! { "_id": id.clone() })).map_err(self.err("get"))?;
         found
             .map(|d| from_document::<E>(&d))
             .transpose()
@@ -215,13 +255,33 @@ impl<E: Entity> Repository<E> for MongoRepository<E> {
             .map(id_to_bson::<E>)
             .collect::<Result<Vec<_>>>()?;
         let mut found: HashMap<E::Id, E> = HashMap::with_capacity(ids.len());
-        let mut cursor = self
-            .coll
-            .find(doc! { "_id": { "$in": keys } })
-            .await
-            .map_err(self.err("get_many"))?;
-        while let Some(d) = cursor.try_next().await.map_err(self.err("get_many"))? {
-            let e = from_document::<E>(&d)?;
+        let filter = doc! { "_id": { "$in": keys } };
+        let docs: Vec<Document> = match &self.session {
+            Some(s) => {
+                let mut guard = s.lock().await;
+                let mut cursor = self
+                    .coll
+                    .find(filter)
+                    .session(&mut *guard)
+                    .await
+                    .map_err(self.err("get_many"))?;
+                let mut docs = Vec::new();
+                while let Some(d) = cursor.next(&mut guard).await {
+                    docs.push(d.map_err(self.err("get_many"))?);
+                }
+                docs
+            }
+            None => self
+                .coll
+                .find(filter)
+                .await
+                .map_err(self.err("get_many"))?
+                .try_collect()
+                .await
+                .map_err(self.err("get_many"))?,
+        };
+        for d in &docs {
+            let e = from_document::<E>(d)?;
             found.insert(e.id().clone(), e);
         }
         let mut out = Vec::with_capacity(found.len());
@@ -236,7 +296,7 @@ impl<E: Entity> Repository<E> for MongoRepository<E> {
     async fn insert(&self, entity: &E) -> Result<E> {
         let (entity, doc) = Self::document(entity, Self::version_key().map(|_| 1))
             .map_err(|e| e.in_context(E::meta().name, "insert"))?;
-        if let Err(e) = self.coll.insert_one(&doc).await {
+        if let Err(e) = exec!(self, self.coll.insert_one(&doc)) {
             let e = self.err("insert")(e);
             return Err(self
                 .resolve_duplicate(e, &doc, true)
@@ -262,7 +322,7 @@ impl<E: Entity> Repository<E> for MongoRepository<E> {
             .collect::<Result<Vec<_>>>()
             .map_err(|e| e.in_context(E::meta().name, "insert_many"))?;
         let n = docs.len() as u64;
-        let Err(e) = self.coll.insert_many(&docs).ordered(true).await else {
+        let Err(e) = exec!(self, self.coll.insert_many(&docs).ordered(true)) else {
             return Ok(n);
         };
         let row = match e.kind.as_ref() {
@@ -298,7 +358,7 @@ impl<E: Entity> Repository<E> for MongoRepository<E> {
         if let (Some(k), Some(v)) = (Self::version_key(), expected) {
             filter.insert(k, v);
         }
-        let res = match self.coll.replace_one(filter, &doc).await {
+        let res = match exec!(self, self.coll.replace_one(filter, &doc)) {
             Ok(r) => r,
             Err(e) => {
                 let e = self.err("update")(e);
@@ -330,12 +390,12 @@ impl<E: Entity> Repository<E> for MongoRepository<E> {
         let (stored, mut doc) =
             Self::document(entity, None).map_err(|e| e.in_context(meta.name, "upsert"))?;
         let Some(vk) = Self::version_key() else {
-            if let Err(e) = self
-                .coll
-                .replace_one(doc! { "_id": id }, &doc)
-                .upsert(true)
-                .await
-            {
+            if let Err(e) = exec!(
+                self,
+                self.coll
+                    .replace_one(doc! { "_id": id.clone() }, &doc)
+                    .upsert(true)
+            ) {
                 let e = self.err("upsert")(e);
                 return Err(self
                     .resolve_duplicate(e, &doc, false)
@@ -351,12 +411,13 @@ impl<E: Entity> Repository<E> for MongoRepository<E> {
         let update = doc! { "$set": doc, "$inc": { vk: 1_i64 } };
         let mut attempt = 0;
         loop {
-            let res = self
-                .coll
-                .find_one_and_update(doc! { "_id": id.clone() }, update.clone())
-                .upsert(true)
-                .return_document(ReturnDocument::After)
-                .await;
+            let res = exec!(
+                self,
+                self.coll
+                    .find_one_and_update(doc! { "_id": id.clone() }, update.clone())
+                    .upsert(true)
+                    .return_document(ReturnDocument::After)
+            );
             match res {
                 Ok(Some(d)) => return from_document::<E>(&d),
                 Ok(None) => {
@@ -388,10 +449,7 @@ impl<E: Entity> Repository<E> for MongoRepository<E> {
 
     async fn delete(&self, id: &E::Id) -> Result<bool> {
         let id = id_to_bson::<E>(id)?;
-        let res = self
-            .coll
-            .delete_one(doc! { "_id": id })
-            .await
+        let res = exec!(self, self.coll.delete_one(doc! { "_id": id.clone() }))
             .map_err(self.err("delete"))?;
         Ok(res.deleted_count > 0)
     }
@@ -402,11 +460,7 @@ impl<E: Entity> Repository<E> for MongoRepository<E> {
             .checked(meta)
             .and_then(|f| to_query(meta, &f))
             .map_err(|e| e.in_context(meta.name, "delete_many"))?;
-        let res = self
-            .coll
-            .delete_many(f)
-            .await
-            .map_err(self.err("delete_many"))?;
+        let res = exec!(self, self.coll.delete_many(f.clone())).map_err(self.err("delete_many"))?;
         Ok(res.deleted_count)
     }
 
@@ -429,10 +483,7 @@ impl<E: Entity> Repository<E> for MongoRepository<E> {
             .checked(meta)
             .and_then(|f| to_query(meta, &f))
             .map_err(|e| e.in_context(meta.name, "count"))?;
-        self.coll
-            .count_documents(f)
-            .await
-            .map_err(self.err("count"))
+        exec!(self, self.coll.count_documents(f.clone())).map_err(self.err("count"))
     }
 
     async fn exists(&self, filter: &Filter) -> Result<bool> {
@@ -441,12 +492,11 @@ impl<E: Entity> Repository<E> for MongoRepository<E> {
             .checked(meta)
             .and_then(|f| to_query(meta, &f))
             .map_err(|e| e.in_context(meta.name, "exists"))?;
-        let found = self
-            .coll
-            .find_one(f)
-            .projection(doc! { "_id": 1 })
-            .await
-            .map_err(self.err("exists"))?;
+        let found = exec!(
+            self,
+            self.coll.find_one(f.clone()).projection(doc! { "_id": 1 })
+        )
+        .map_err(self.err("exists"))?;
         Ok(found.is_some())
     }
 
@@ -464,13 +514,36 @@ impl<E: Entity> Repository<E> for MongoRepository<E> {
             return Box::pin(futures_util::stream::empty());
         }
         let coll = self.coll.clone();
+        let limit = q.limit.map(|l| i64::try_from(l).unwrap_or(i64::MAX));
+        if let Some(session) = self.session.clone() {
+            // Inside a transaction the session is shared and locked per
+            // operation, so the result is read completely, then streamed.
+            let read = async move {
+                let mut guard = session.lock().await;
+                let mut find = coll.find(filter).sort(sort).skip(q.offset);
+                if let Some(l) = limit {
+                    find = find.limit(l);
+                }
+                let mut cursor = find
+                    .session(&mut *guard)
+                    .await
+                    .map_err(|e| map(e, meta).in_context(meta.name, "stream"))?;
+                let mut out = Vec::new();
+                while let Some(d) = cursor.next(&mut guard).await {
+                    let d = d.map_err(|e| map(e, meta).in_context(meta.name, "stream"))?;
+                    out.push(from_document::<E>(&d));
+                }
+                Ok::<_, Error>(futures_util::stream::iter(out))
+            };
+            return Box::pin(futures_util::stream::once(read).try_flatten());
+        }
         let open = async move {
             let mut find = coll.find(filter).sort(sort);
             if q.offset > 0 {
                 find = find.skip(q.offset);
             }
-            if let Some(l) = q.limit {
-                find = find.limit(i64::try_from(l).unwrap_or(i64::MAX));
+            if let Some(l) = limit {
+                find = find.limit(l);
             }
             let cursor = find
                 .await
