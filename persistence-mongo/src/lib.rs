@@ -13,6 +13,7 @@
 //! * Errors are mapped by server code and label; see [`error`].
 //! * [`MongoStore::transaction`] runs a closure in a multi-document
 //!   transaction with transaction-bound repositories; see [`transaction`].
+//! * [`MongoRepository::watch`] is a typed, resumable change stream; see [`watch`].
 //! * `ensure_schema` creates the collection and the metadata's indexes
 //!   (unique indexes skip nulls, TTL); see [`schema`].
 //!
@@ -46,8 +47,10 @@ pub mod filter;
 pub mod repository;
 pub mod schema;
 pub mod transaction;
+pub mod watch;
 
 pub use config::{DEFAULT_URL, MongoConfig, MongoStore};
 pub use repository::MongoRepository;
 pub use schema::{Validation, ValidationAction, ValidationLevel};
 pub use transaction::{Transaction, TransactionOptions};
+pub use watch::{Change, ChangeKind, ResumeToken};
