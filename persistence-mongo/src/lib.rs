@@ -14,6 +14,8 @@
 //! * [`MongoStore::transaction`] runs a closure in a multi-document
 //!   transaction with transaction-bound repositories; see [`transaction`].
 //! * [`MongoRepository::watch`] is a typed, resumable change stream; see [`watch`].
+//! * [`MongoRepository::aggregate`] runs typed pipelines (`$match` from a
+//!   core filter, group-by helpers, `$lookup`, raw stages); see [`aggregate`].
 //! * `ensure_schema` creates the collection and the metadata's indexes
 //!   (unique indexes skip nulls, TTL); see [`schema`].
 //!
@@ -40,6 +42,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod aggregate;
 pub mod config;
 pub mod convert;
 pub mod error;
@@ -49,6 +52,7 @@ pub mod schema;
 pub mod transaction;
 pub mod watch;
 
+pub use aggregate::{Agg, Pipeline};
 pub use config::{DEFAULT_URL, MongoConfig, MongoStore};
 pub use repository::MongoRepository;
 pub use schema::{Validation, ValidationAction, ValidationLevel};
