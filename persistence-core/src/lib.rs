@@ -54,6 +54,7 @@ extern crate self as persistence_core;
 pub mod entity;
 pub mod error;
 pub mod filter;
+pub mod layer;
 pub mod memory;
 pub mod query;
 pub mod repository;
