@@ -54,10 +54,14 @@ extern crate self as persistence_core;
 pub mod entity;
 pub mod error;
 pub mod filter;
+pub mod layer;
 pub mod memory;
 pub mod query;
 pub mod repository;
 pub mod value;
+
+#[cfg(feature = "conformance")]
+pub mod conformance;
 
 pub use entity::{
     Entity, EntityId, EntityMeta, FieldKind, FieldMeta, FieldType, IndexMeta, ScalarType,

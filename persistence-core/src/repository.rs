@@ -236,7 +236,7 @@ impl<E: Entity, R: Repository<E>> DynRepository<E> for R {
     }
 }
 
-impl<E: Entity> Repository<E> for Arc<dyn DynRepository<E>> {
+impl<E: Entity> Repository<E> for Arc<dyn DynRepository<E> + '_> {
     fn capabilities(&self) -> Capabilities {
         (**self).capabilities()
     }

@@ -1,0 +1,218 @@
+//! The entity types the conformance suite stores. Backends need nothing
+//! special for them: they are ordinary `#[derive(Entity)]` structs.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, NaiveDate, TimeZone, Utc};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::{Entity, EntityEnum};
+
+/// A unit-only enum stored as text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, EntityEnum)]
+pub enum Status {
+    /// Active.
+    Active,
+    /// Suspended.
+    Suspended,
+    /// A renamed variant.
+    #[serde(rename = "pending-review")]
+    PendingReview,
+}
+
+/// Nested inside [`Nested`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Inner {
+    /// A number.
+    pub x: i64,
+    /// An optional label.
+    pub label: Option<String>,
+}
+
+/// A nested struct stored as a sub-document / JSON.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Nested {
+    /// A name.
+    pub name: String,
+    /// One level deeper.
+    pub inner: Inner,
+    /// A list of structs.
+    pub list: Vec<Inner>,
+}
+
+/// Every supported field type.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Entity)]
+#[entity(name = "conf_all_types")]
+pub struct AllTypes {
+    /// Id.
+    #[entity(id)]
+    pub id: Uuid,
+    /// Text.
+    pub s: String,
+    /// Boolean.
+    pub b: bool,
+    /// i16.
+    pub i16v: i16,
+    /// i32.
+    pub i32v: i32,
+    /// i64.
+    pub i64v: i64,
+    /// f32.
+    pub f32v: f32,
+    /// f64.
+    pub f64v: f64,
+    /// Uuid.
+    pub uuid: Uuid,
+    /// Timestamp.
+    pub ts: DateTime<Utc>,
+    /// Date.
+    pub date: NaiveDate,
+    /// Decimal.
+    pub dec: Decimal,
+    /// Bytes.
+    pub bytes: Vec<u8>,
+    /// Optional text.
+    pub opt_s: Option<String>,
+    /// Optional integer.
+    pub opt_i: Option<i64>,
+    /// Optional timestamp.
+    pub opt_ts: Option<DateTime<Utc>>,
+    /// Array of text.
+    pub tags: Vec<String>,
+    /// Array of integers.
+    pub nums: Vec<i64>,
+    /// Nested struct.
+    pub nested: Nested,
+    /// Optional nested struct.
+    pub opt_nested: Option<Nested>,
+    /// Map.
+    pub map: BTreeMap<String, i64>,
+    /// Enum.
+    pub status: Status,
+    /// Version.
+    #[entity(version)]
+    pub version: i64,
+}
+
+/// A profile nested in [`Person`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Profile {
+    /// City.
+    pub city: String,
+    /// Optional zip code.
+    pub zip: Option<String>,
+    /// A level.
+    pub level: i64,
+}
+
+/// The entity most filter, sort and concurrency cases use.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Entity)]
+#[entity(name = "conf_people")]
+pub struct Person {
+    /// Id.
+    #[entity(id)]
+    pub id: i64,
+    /// Unique email.
+    #[entity(unique)]
+    pub email: String,
+    /// Name.
+    #[entity(index)]
+    pub name: String,
+    /// Optional age.
+    pub age: Option<i32>,
+    /// Score.
+    pub score: f64,
+    /// Optional city.
+    pub city: Option<String>,
+    /// Tags.
+    pub tags: Vec<String>,
+    /// Creation time.
+    pub created: DateTime<Utc>,
+    /// Nested profile.
+    pub profile: Profile,
+    /// Version.
+    #[entity(version)]
+    pub version: i64,
+}
+
+/// An entity with a String id, a composite unique constraint and no version.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Entity)]
+#[entity(name = "conf_accounts", unique(tenant, handle))]
+pub struct Account {
+    /// Id.
+    #[entity(id)]
+    pub id: String,
+    /// Tenant.
+    pub tenant: String,
+    /// Handle, unique per tenant.
+    pub handle: String,
+    /// Balance.
+    pub balance: i64,
+}
+
+/// A fixed timestamp with microseconds, `n` seconds after 2024-01-01.
+pub fn ts(n: i64) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0)
+        .single()
+        .unwrap_or_default()
+        + chrono::Duration::seconds(n)
+        + chrono::Duration::microseconds(123_456)
+}
+
+/// A typical [`AllTypes`] value.
+pub fn sample_all_types(seed: u128) -> AllTypes {
+    AllTypes {
+        id: Uuid::from_u128(seed),
+        s: format!("text {seed}"),
+        b: seed % 2 == 0,
+        i16v: 16,
+        i32v: -32,
+        i64v: 64_000_000_000,
+        f32v: 1.5,
+        f64v: 2.25,
+        uuid: Uuid::from_u128(seed.wrapping_mul(7919) + 1),
+        ts: ts(seed as i64),
+        date: NaiveDate::from_ymd_opt(2024, 2, 29).unwrap_or_default(),
+        dec: Decimal::new(123_456, 3),
+        bytes: vec![0, 1, 2, 254, 255],
+        opt_s: Some("some".into()),
+        opt_i: None,
+        opt_ts: Some(ts(5)),
+        tags: vec!["a".into(), "b".into()],
+        nums: vec![1, -2, 3],
+        nested: Nested {
+            name: "n".into(),
+            inner: Inner { x: 1, label: None },
+            list: vec![Inner {
+                x: 2,
+                label: Some("two".into()),
+            }],
+        },
+        opt_nested: None,
+        map: BTreeMap::from([("k".to_string(), 1), ("other key".to_string(), -1)]),
+        status: Status::Active,
+        version: 0,
+    }
+}
+
+/// A [`Person`] with id `id` and derived fields.
+pub fn person(id: i64) -> Person {
+    Person {
+        id,
+        email: format!("p{id}@example.com"),
+        name: format!("person {id:05}"),
+        age: Some((id % 90) as i32),
+        score: id as f64 / 4.0,
+        city: Some(["Oslo", "Lima", "Pune"][(id % 3) as usize].to_string()),
+        tags: vec![format!("t{}", id % 5)],
+        created: ts(id),
+        profile: Profile {
+            city: "Oslo".into(),
+            zip: None,
+            level: id % 4,
+        },
+        version: 0,
+    }
+}
