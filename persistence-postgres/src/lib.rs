@@ -87,8 +87,10 @@ pub mod error;
 pub mod repository;
 pub mod schema;
 mod sql;
+pub mod transaction;
 
 pub use config::{DEFAULT_URL, RelationalConfig, validate_schema_name};
 pub use repository::{RelationalRepository, RelationalStore};
 pub use sea_orm;
 pub use sql::Dialect;
+pub use transaction::{IsolationLevel, TxRepository, UnitOfWork};

@@ -714,10 +714,42 @@ impl<E: Entity> RelationalRepository<E> {
     }
 }
 
+impl<E: Entity> RelationalRepository<E> {
+    /// Stream the rows of `query` from `conn` (a pool or a transaction).
+    pub(crate) fn stream_on<'a, S: StreamTrait>(
+        &'a self,
+        conn: &'a S,
+        query: &Query,
+    ) -> BoxStream<'a, Result<E>> {
+        let meta = E::meta();
+        let stmt = query
+            .checked(meta)
+            .and_then(|q| self.select_sql(&q))
+            .map_err(|e| e.in_context(meta.name, "stream"));
+        let stmt = match stmt {
+            Ok(s) => s.into_statement(),
+            Err(e) => return Box::pin(futures_util::stream::once(async move { Err(e) })),
+        };
+        let s = futures_util::stream::once(async move {
+            match conn.stream_raw(stmt).await {
+                Ok(rows) => rows
+                    .map(move |r| match r {
+                        Ok(row) => self.decode_row(&row),
+                        Err(e) => Err(self.err(e, "stream")),
+                    })
+                    .left_stream(),
+                Err(e) => futures_util::stream::once(async move { Err(self.err(e, "stream")) })
+                    .right_stream(),
+            }
+        })
+        .flatten();
+        Box::pin(s)
+    }
+}
+
 impl<E: Entity> Repository<E> for RelationalRepository<E> {
     fn capabilities(&self) -> Capabilities {
         let mut caps = Capabilities::full(dialect_name(self.dialect()));
-        caps.transactions = false;
         if self.dialect() == Dialect::Sqlite {
             // SQLite stores NaN as NULL and drops the sign of -0.0 in REAL columns.
             caps.non_finite_floats = false;
@@ -791,30 +823,7 @@ impl<E: Entity> Repository<E> for RelationalRepository<E> {
     }
 
     fn stream<'a>(&'a self, query: &Query) -> BoxStream<'a, Result<E>> {
-        let meta = E::meta();
-        let stmt = query
-            .checked(meta)
-            .and_then(|q| self.select_sql(&q))
-            .map_err(|e| e.in_context(meta.name, "stream"));
-        let stmt = match stmt {
-            Ok(s) => s.into_statement(),
-            Err(e) => return Box::pin(futures_util::stream::once(async move { Err(e) })),
-        };
-        let db = self.db();
-        let s = futures_util::stream::once(async move {
-            match db.stream_raw(stmt).await {
-                Ok(rows) => rows
-                    .map(move |r| match r {
-                        Ok(row) => self.decode_row(&row),
-                        Err(e) => Err(self.err(e, "stream")),
-                    })
-                    .left_stream(),
-                Err(e) => futures_util::stream::once(async move { Err(self.err(e, "stream")) })
-                    .right_stream(),
-            }
-        })
-        .flatten();
-        Box::pin(s)
+        self.stream_on(self.db(), query)
     }
 
     async fn page(&self, query: &Query, cursor: Option<&Cursor>) -> Result<Page<E>> {
