@@ -29,6 +29,10 @@ end
 return 1
 ";
 
+/// Lifetime of the gen/epoch tokens (refreshed by every write). A token that
+/// expires is replaced by a new random one, which only makes older entries dead.
+const TOKEN_TTL_MS: u64 = 7 * 24 * 3600 * 1000;
+
 /// What one lookup found.
 #[derive(Debug, Default)]
 pub(crate) struct Found {
@@ -109,21 +113,37 @@ impl L2 {
         })
     }
 
-    /// Create the tokens if missing (`SET NX` with fresh random values).
-    pub(crate) async fn init_tokens(&self, gen_key: &str, epoch_key: &str) -> Result<()> {
+    /// Create the tokens if missing (`SET NX` with fresh random values) and
+    /// return the current ones.
+    pub(crate) async fn init_tokens(&self, gen_key: &str, epoch_key: &str) -> Result<(u64, u64)> {
         let mut pipe = redis::pipe();
         pipe.cmd("SET")
             .arg(gen_key)
             .arg(fastrand::u64(..).to_string())
             .arg("NX")
+            .arg("PX")
+            .arg(TOKEN_TTL_MS)
             .ignore()
             .cmd("SET")
             .arg(epoch_key)
             .arg(fastrand::u64(..).to_string())
             .arg("NX")
-            .ignore();
-        self.with_conn(|mut c| async move { pipe.query_async::<()>(&mut c).await })
-            .await
+            .arg("PX")
+            .arg(TOKEN_TTL_MS)
+            .ignore()
+            .cmd("MGET")
+            .arg(gen_key)
+            .arg(epoch_key);
+        let (tokens,): (Vec<Option<Vec<u8>>>,) = self
+            .with_conn(|mut c| async move { pipe.query_async(&mut c).await })
+            .await?;
+        let mut it = tokens.into_iter().map(token);
+        match (it.next().flatten(), it.next().flatten()) {
+            (Some(g), Some(e)) => Ok((g, e)),
+            _ => Err(persistence_core::Error::backend(
+                "redis did not keep the cache tokens",
+            )),
+        }
     }
 
     /// Store entries `(key, bytes, ttl)` only if the gen token is still `gen_token`.
@@ -160,11 +180,15 @@ impl L2 {
         pipe.cmd("SET")
             .arg(gen_key)
             .arg(fastrand::u64(..).to_string())
+            .arg("PX")
+            .arg(TOKEN_TTL_MS)
             .ignore();
         if let Some(e) = epoch_key {
             pipe.cmd("SET")
                 .arg(e)
                 .arg(fastrand::u64(..).to_string())
+                .arg("PX")
+                .arg(TOKEN_TTL_MS)
                 .ignore();
         }
         if !keys.is_empty() {

@@ -405,16 +405,15 @@ impl<E: Entity, R: Repository<E> + 'static> Inner<E, R> {
                         }
                     }
                     self.record(Event::Miss(Level::L2));
-                    match (found.gen_token, want) {
-                        (Some(g), Some(w)) => store = Some((g, w)),
-                        _ => {
-                            if let Err(e) = l2
-                                .init_tokens(self.keys.gen_key(), self.keys.epoch_key())
-                                .await
-                            {
-                                self.l2_failed(&e);
-                            }
-                        }
+                    match (found.gen_token, found.epoch) {
+                        (Some(g), Some(ep)) => store = Some((g, pick(kind, g, ep))),
+                        _ => match l2
+                            .init_tokens(self.keys.gen_key(), self.keys.epoch_key())
+                            .await
+                        {
+                            Ok((g, ep)) => store = Some((g, pick(kind, g, ep))),
+                            Err(e) => self.l2_failed(&e),
+                        },
                     }
                 }
                 Err(e) => self.l2_failed(&e),
@@ -485,6 +484,14 @@ impl<E: Entity, R: Repository<E> + 'static> Inner<E, R> {
             }
         }
         self.gens.queries.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// The stamp an entry of `kind` carries: the epoch token for entities, the gen token for queries.
+fn pick(kind: Kind, gen_token: u64, epoch: u64) -> u64 {
+    match kind {
+        Kind::Entity => epoch,
+        Kind::Query => gen_token,
     }
 }
 
@@ -595,14 +602,13 @@ impl<E: Entity, R: Repository<E> + 'static> Repository<E> for CachedRepository<E
                         missing = still;
                         match (f.gen_token, f.epoch) {
                             (Some(g), Some(ep)) => store = Some((g, ep)),
-                            _ => {
-                                if let Err(e) = l2
-                                    .init_tokens(inner.keys.gen_key(), inner.keys.epoch_key())
-                                    .await
-                                {
-                                    inner.l2_failed(&e);
-                                }
-                            }
+                            _ => match l2
+                                .init_tokens(inner.keys.gen_key(), inner.keys.epoch_key())
+                                .await
+                            {
+                                Ok(t) => store = Some(t),
+                                Err(e) => inner.l2_failed(&e),
+                            },
                         }
                     }
                     Err(e) => inner.l2_failed(&e),
