@@ -49,6 +49,7 @@ pub(crate) struct Shared {
     pub jitter: f64,
     pub l1: Option<L1Config>,
     pub l2: Option<Arc<L2>>,
+    pub tags: crate::tags::TagStore,
 }
 
 /// A cache layer: wraps repositories into [`CachedRepository`]s sharing one
@@ -236,6 +237,7 @@ impl CacheLayerBuilder {
                 default_ttl: self.ttl,
                 per_entity: self.per_entity,
                 jitter: self.jitter,
+                tags: crate::tags::TagStore::new(self.l1.map(|c| c.max_weight)),
                 l1: self.l1,
                 l2,
             }),

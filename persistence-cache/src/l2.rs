@@ -197,4 +197,22 @@ impl L2 {
         self.with_conn(|mut c| async move { pipe.query_async::<()>(&mut c).await })
             .await
     }
+
+    /// Run a pipeline under the time budget.
+    pub(crate) async fn query<T: redis::FromRedisValue + Send>(
+        &self,
+        pipe: redis::Pipeline,
+    ) -> Result<T> {
+        self.with_conn(|mut c| async move { pipe.query_async::<T>(&mut c).await })
+            .await
+    }
+
+    /// Invoke a prepared script under the time budget.
+    pub(crate) async fn invoke<T: redis::FromRedisValue + Send>(
+        &self,
+        inv: redis::ScriptInvocation<'_>,
+    ) -> Result<T> {
+        self.with_conn(|mut c| async move { inv.invoke_async::<T>(&mut c).await })
+            .await
+    }
 }

@@ -33,6 +33,7 @@ pub mod l2;
 pub mod metrics;
 pub mod repository;
 mod singleflight;
+pub mod tags;
 
 pub use config::{CacheLayer, CacheLayerBuilder, EntityTtl, L1Config};
 pub use metrics::Stats;
