@@ -132,6 +132,7 @@ pub(crate) struct Inner<E: Entity, R> {
     l2_reset_upto: AtomicU64,
     decode_warned: AtomicBool,
     l2_warned: AtomicBool,
+    recovering: AtomicBool,
 }
 
 /// A repository with a read-through cache in front of it; itself a
@@ -206,6 +207,7 @@ impl<E: Entity, R: Repository<E> + 'static> CachedRepository<E, R> {
                 l2_reset_upto: AtomicU64::new(0),
                 decode_warned: AtomicBool::new(false),
                 l2_warned: AtomicBool::new(false),
+                recovering: AtomicBool::new(false),
             }),
         }
     }
@@ -230,6 +232,12 @@ impl<E: Entity, R: Repository<E> + 'static> CachedRepository<E, R> {
         self.inner
             .after_write(self.target(std::slice::from_ref(id)))
             .await;
+    }
+
+    /// False while Redis failures have not yet been followed by the reset
+    /// that drops entries older than the outage (always true without L2).
+    pub fn l2_trusted(&self) -> bool {
+        !self.inner.l2_suspect()
     }
 
     /// Number of loads currently in flight (for tests).
@@ -323,8 +331,9 @@ impl<E: Entity, R: Repository<E> + 'static> Inner<E, R> {
         l1.insert(local, L1Entry { value, ttl }).await;
     }
 
-    pub(crate) fn l2_failed(&self, e: &Error) {
+    pub(crate) fn l2_failed(self: &Arc<Self>, e: &Error) {
         self.l2_failures.fetch_add(1, Ordering::SeqCst);
+        self.spawn_recovery();
         self.record(Event::L2Error);
         if !self.l2_warned.swap(true, Ordering::Relaxed) {
             tracing::warn!(entity = E::meta().name, error = %e, "redis (L2) failed; reading through until it is back");
@@ -340,28 +349,74 @@ impl<E: Entity, R: Repository<E> + 'static> Inner<E, R> {
         }
     }
 
-    /// L2, if configured and trusted. After failures, first drop every
-    /// entry older than the outage by replacing the tokens.
+    /// True while Redis failures have not been followed by a successful reset.
+    pub(crate) fn l2_suspect(&self) -> bool {
+        self.l2_failures.load(Ordering::SeqCst) > self.l2_reset_upto.load(Ordering::SeqCst)
+    }
+
+    /// If L2 is suspect, drop every entry older than the outage by replacing
+    /// the tokens. True when L2 can be trusted afterwards.
+    async fn try_reset(&self) -> bool {
+        let Some(l2) = self.l2.as_deref() else {
+            return false;
+        };
+        let failures = self.l2_failures.load(Ordering::SeqCst);
+        if failures <= self.l2_reset_upto.load(Ordering::SeqCst) {
+            return true;
+        }
+        match l2
+            .invalidate(self.keys.gen_key(), Some(self.keys.epoch_key()), &[])
+            .await
+        {
+            Ok(()) => {
+                self.l2_reset_upto.fetch_max(failures, Ordering::SeqCst);
+                self.l2_warned.store(false, Ordering::Relaxed);
+                tracing::info!(
+                    entity = E::meta().name,
+                    "redis (L2) is back; entries written before the outage were dropped"
+                );
+                !self.l2_suspect()
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// L2, if configured and trusted (after a reset when it was suspect).
     pub(crate) async fn l2_ready(&self) -> Option<&L2> {
         let l2 = self.l2.as_deref()?;
-        let failures = self.l2_failures.load(Ordering::SeqCst);
-        if failures > self.l2_reset_upto.load(Ordering::SeqCst) {
-            match l2
-                .invalidate(self.keys.gen_key(), Some(self.keys.epoch_key()), &[])
-                .await
-            {
-                Ok(()) => {
-                    self.l2_reset_upto.fetch_max(failures, Ordering::SeqCst);
-                    self.l2_warned.store(false, Ordering::Relaxed);
-                    tracing::info!(
-                        entity = E::meta().name,
-                        "redis (L2) is back; entries written before the outage were dropped"
-                    );
-                }
-                Err(_) => return None,
-            }
+        if self.try_reset().await {
+            Some(l2)
+        } else {
+            None
         }
-        Some(l2)
+    }
+
+    /// Retry the reset in the background until Redis answers, so entries
+    /// older than the outage are dropped soon after it ends even when this
+    /// instance does not touch L2 (other instances may read them).
+    fn spawn_recovery(self: &Arc<Self>) {
+        if self.recovering.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            self.recovering.store(false, Ordering::SeqCst);
+            return;
+        };
+        let weak = Arc::downgrade(self);
+        rt.spawn(async move {
+            let mut delay = Duration::from_millis(25);
+            loop {
+                tokio::time::sleep(delay).await;
+                let Some(me) = weak.upgrade() else { return };
+                if me.try_reset().await {
+                    me.recovering.store(false, Ordering::SeqCst);
+                    if !me.l2_suspect() || me.recovering.swap(true, Ordering::SeqCst) {
+                        return;
+                    }
+                }
+                delay = (delay * 2).min(Duration::from_secs(1));
+            }
+        });
     }
 
     async fn fill<F, Fut>(
@@ -435,7 +490,7 @@ impl<E: Entity, R: Repository<E> + 'static> Inner<E, R> {
         Ok(value)
     }
 
-    async fn l2_store(&self, l2: &L2, token: u64, items: Vec<(String, u64, Cached<E>)>) {
+    async fn l2_store(self: &Arc<Self>, l2: &L2, token: u64, items: Vec<(String, u64, Cached<E>)>) {
         let mut entries = Vec::with_capacity(items.len());
         for (key, stamp, value) in items {
             match codec::encode(stamp, &value) {
@@ -454,7 +509,7 @@ impl<E: Entity, R: Repository<E> + 'static> Inner<E, R> {
 
     /// Invalidate after a write: L2 first (so a reader of the new local
     /// generation cannot refill L1 from an old L2 entry), then L1.
-    pub(crate) async fn after_write(&self, target: Target) {
+    pub(crate) async fn after_write(self: &Arc<Self>, target: Target) {
         if let Some(l2) = self.l2.as_deref() {
             let (epoch, keys): (Option<&str>, &[String]) = match &target {
                 Target::Keys(k) => (None, k),
