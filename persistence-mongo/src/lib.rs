@@ -16,6 +16,7 @@
 //! * [`MongoRepository::watch`] is a typed, resumable change stream; see [`watch`].
 //! * [`MongoRepository::aggregate`] runs typed pipelines (`$match` from a
 //!   core filter, group-by helpers, `$lookup`, raw stages); see [`aggregate`].
+//! * [`Tenants`]: database-per-tenant or collection-prefix-per-tenant; see [`tenant`].
 //! * `ensure_schema` creates the collection and the metadata's indexes
 //!   (unique indexes skip nulls, TTL); see [`schema`].
 //!
@@ -49,6 +50,7 @@ pub mod error;
 pub mod filter;
 pub mod repository;
 pub mod schema;
+pub mod tenant;
 pub mod transaction;
 pub mod watch;
 
@@ -56,5 +58,6 @@ pub use aggregate::{Agg, Pipeline};
 pub use config::{DEFAULT_URL, MongoConfig, MongoStore};
 pub use repository::MongoRepository;
 pub use schema::{Validation, ValidationAction, ValidationLevel};
+pub use tenant::{TenantMode, TenantScope, Tenants};
 pub use transaction::{Transaction, TransactionOptions};
 pub use watch::{Change, ChangeKind, ResumeToken};
