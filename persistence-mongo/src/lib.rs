@@ -17,6 +17,7 @@
 //! * [`MongoRepository::aggregate`] runs typed pipelines (`$match` from a
 //!   core filter, group-by helpers, `$lookup`, raw stages); see [`aggregate`].
 //! * [`Tenants`]: database-per-tenant or collection-prefix-per-tenant; see [`tenant`].
+//! * [`copy_all`] copies every entity between any two repositories (idempotent, verified); see [`copy`].
 //! * `ensure_schema` creates the collection and the metadata's indexes
 //!   (unique indexes skip nulls, TTL); see [`schema`].
 //!
@@ -46,6 +47,7 @@
 pub mod aggregate;
 pub mod config;
 pub mod convert;
+pub mod copy;
 pub mod error;
 pub mod filter;
 pub mod repository;
@@ -56,6 +58,7 @@ pub mod watch;
 
 pub use aggregate::{Agg, Pipeline};
 pub use config::{DEFAULT_URL, MongoConfig, MongoStore};
+pub use copy::{CopyOptions, CopyReport, copy_all};
 pub use repository::MongoRepository;
 pub use schema::{Validation, ValidationAction, ValidationLevel};
 pub use tenant::{TenantMode, TenantScope, Tenants};
