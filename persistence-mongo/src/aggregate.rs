@@ -176,9 +176,13 @@ impl<E: Entity> MongoRepository<E> {
     ) -> BoxStream<'static, Result<Out>> {
         let meta = E::meta();
         let coll = self.collection().clone();
+        let max_time = self.max_time();
         let open = async move {
-            let cursor = coll
-                .aggregate(pipeline.stages)
+            let mut action = coll.aggregate(pipeline.stages);
+            if let Some(t) = max_time {
+                action = action.max_time(t);
+            }
+            let cursor = action
                 .await
                 .map_err(|e| map(e, meta).in_context(meta.name, "aggregate"))?;
             Ok::<_, Error>(cursor.map(move |d| {

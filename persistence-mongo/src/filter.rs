@@ -17,6 +17,14 @@
 //!   sub-document, and the addressed value to be a non-array, before an
 //!   operator is applied; negations (`ne`, `not_in`, `not`, `is_null`) are
 //!   `$nor` of the positive form, so they are exact two-valued complements.
+//!
+//! Known differences to the reference, all outside what the conformance
+//! suite fixes: `-0.0` equals `0.0` in MongoDB (the reference orders them);
+//! `NaN` sorts below every number in MongoDB (above, in the reference);
+//! sorting on a nested path that holds an array uses MongoDB's rule (the
+//! smallest element ascending, the largest descending) where the reference
+//! compares the array as a whole; objects inside JSON fields compare in
+//! stored key order (which is sorted, as the reference's).
 
 use bson::{Bson, Document, doc};
 use persistence_core::filter::CompareOp;
@@ -53,11 +61,26 @@ fn path(meta: &EntityMeta, p: &str) -> Result<Path> {
     })
 }
 
-/// `{ $and: [...] }`, flattened for the common cases.
-fn all_of(mut parts: Vec<Document>) -> Document {
+/// The conjunction of `parts`: merged into one document when their keys are
+/// disjoint (the form index selection handles best), else `{ $and: [...] }`.
+fn all_of(parts: Vec<Document>) -> Document {
+    let disjoint = {
+        let mut seen = std::collections::HashSet::new();
+        parts
+            .iter()
+            .flat_map(|d| d.keys())
+            .all(|k| seen.insert(k.as_str()))
+    };
     match parts.len() {
         0 => Document::new(),
-        1 => parts.pop().unwrap_or_default(),
+        1 => parts.into_iter().next().unwrap_or_default(),
+        _ if disjoint => {
+            let mut merged = Document::new();
+            for d in parts {
+                merged.extend(d);
+            }
+            merged
+        }
         _ => doc! { "$and": parts },
     }
 }
