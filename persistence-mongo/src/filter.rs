@@ -61,28 +61,37 @@ fn path(meta: &EntityMeta, p: &str) -> Result<Path> {
     })
 }
 
-/// The conjunction of `parts`: merged into one document when their keys are
-/// disjoint (the form index selection handles best), else `{ $and: [...] }`.
+/// The conjunction of `parts`, merged into one document when that is
+/// equivalent (the form index selection handles best): disjoint keys, or the
+/// same field with disjoint operators (`{a: {$gte: 1}}`, `{a: {$lte: 5}}`).
+/// Anything else stays `{ $and: [...] }`.
 fn all_of(parts: Vec<Document>) -> Document {
-    let disjoint = {
-        let mut seen = std::collections::HashSet::new();
-        parts
-            .iter()
-            .flat_map(|d| d.keys())
-            .all(|k| seen.insert(k.as_str()))
-    };
     match parts.len() {
-        0 => Document::new(),
-        1 => parts.into_iter().next().unwrap_or_default(),
-        _ if disjoint => {
-            let mut merged = Document::new();
-            for d in parts {
-                merged.extend(d);
-            }
-            merged
-        }
-        _ => doc! { "$and": parts },
+        0 => return Document::new(),
+        1 => return parts.into_iter().next().unwrap_or_default(),
+        _ => {}
     }
+    let operators = |d: &Document| d.keys().all(|k| k.starts_with('$'));
+    let mut merged = Document::new();
+    for part in &parts {
+        for (k, v) in part {
+            match (merged.get_mut(k), v) {
+                (None, _) => {
+                    merged.insert(k.clone(), v.clone());
+                }
+                (Some(Bson::Document(have)), Bson::Document(add))
+                    if !k.starts_with('$')
+                        && operators(have)
+                        && operators(add)
+                        && add.keys().all(|op| !have.contains_key(op)) =>
+                {
+                    have.extend(add.clone());
+                }
+                _ => return doc! { "$and": parts },
+            }
+        }
+    }
+    merged
 }
 
 fn nor(d: Document) -> Document {
@@ -261,6 +270,28 @@ pub fn to_sort(meta: &EntityMeta, sort: &[SortKey]) -> Result<Document> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn conjunctions_merge_only_when_equivalent() {
+        let merged = all_of(vec![
+            doc! { "a": { "$gte": 1 } },
+            doc! { "a": { "$lte": 5 } },
+            doc! { "b": 2 },
+        ]);
+        assert_eq!(merged, doc! { "a": { "$gte": 1, "$lte": 5 }, "b": 2 });
+        let kept = all_of(vec![doc! { "a": { "$ne": 1 } }, doc! { "a": { "$ne": 2 } }]);
+        assert_eq!(
+            kept,
+            doc! { "$and": [{ "a": { "$ne": 1 } }, { "a": { "$ne": 2 } }] }
+        );
+        let kept = all_of(vec![doc! { "a": 1 }, doc! { "a": { "$lt": 2 } }]);
+        assert!(kept.contains_key("$and"));
+        let kept = all_of(vec![
+            doc! { "$or": [{ "a": 1 }] },
+            doc! { "$or": [{ "b": 1 }] },
+        ]);
+        assert!(kept.contains_key("$and"));
+    }
 
     #[test]
     fn escapes_metacharacters() {
