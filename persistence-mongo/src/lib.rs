@@ -15,7 +15,8 @@
 //!   transaction with transaction-bound repositories; see [`transaction`].
 //! * [`MongoRepository::watch`] is a typed, resumable change stream; see [`watch`].
 //! * [`MongoRepository::aggregate`] runs typed pipelines (`$match` from a
-//!   core filter, group-by helpers, `$lookup`, raw stages); see [`aggregate`].
+//!   core filter, group-by helpers, `$lookup`, raw stages) and typed
+//!   projections (`find_fields`); see [`aggregate`].
 //! * [`Tenants`]: database-per-tenant or collection-prefix-per-tenant; see [`tenant`].
 //! * [`copy_all`] copies every entity between any two repositories (idempotent, verified); see [`copy`].
 //! * `ensure_schema` creates the collection and the metadata's indexes
