@@ -128,6 +128,11 @@ impl Keys {
         format!("{}:?{}:{}", self.base, op.name(), short_hash(&bytes))
     }
 
+    /// `{prefix}:{entity}:{schema_version}`.
+    pub(crate) fn base(&self) -> &str {
+        &self.base
+    }
+
     pub(crate) fn gen_key(&self) -> &str {
         &self.gen_key
     }

@@ -25,6 +25,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod backplane;
 pub mod codec;
 pub mod config;
 mod error;
