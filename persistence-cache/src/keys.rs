@@ -142,6 +142,15 @@ impl Keys {
     }
 }
 
+/// A user-supplied key part: as is when short and plain, else `#` + hash.
+pub(crate) fn key_part(s: &str) -> String {
+    if is_plain(s) {
+        s.to_string()
+    } else {
+        format!("#{}", short_hash(s.as_bytes()))
+    }
+}
+
 fn is_plain(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= MAX_RAW_ID

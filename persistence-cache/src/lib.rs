@@ -33,6 +33,7 @@ pub mod keys;
 pub mod l2;
 pub mod metrics;
 pub mod repository;
+pub mod sessions;
 mod singleflight;
 pub mod tags;
 
