@@ -83,7 +83,12 @@ impl CacheLayer {
         CacheLayerBuilder::default()
     }
 
-    /// Wrap a repository.
+    /// Wrap a repository. Each call creates an independent cache (its own L1
+    /// and local generations): wrap once per repository and clone the
+    /// [`CachedRepository`] (clones share the cache). Separate instances over
+    /// the same data (other processes, or a second `wrap`) see each other's
+    /// writes in L2 at once, and in L1 through the [backplane](CacheLayerBuilder::backplane)
+    /// or after the TTL.
     pub fn wrap<E: Entity, R: Repository<E> + 'static>(&self, repo: R) -> CachedRepository<E, R> {
         CachedRepository::new(self.shared.clone(), repo)
     }
