@@ -85,7 +85,11 @@ fn print(rows: &[Row], base: &str) {
 
 fn redis_url() -> Option<String> {
     let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-    let hp = url.trim_start_matches("redis://").split('/').next()?.to_string();
+    let hp = url
+        .trim_start_matches("redis://")
+        .split('/')
+        .next()?
+        .to_string();
     std::net::TcpStream::connect(hp).ok().map(|_| url)
 }
 
@@ -148,23 +152,22 @@ async fn main() {
         let pool = deadpool_redis::Config::from_url(url.as_str())
             .create_pool(Some(deadpool_redis::Runtime::Tokio1))
             .expect("pool");
-        let key_of = |id: i64| {
-            format!(
-                "{prefix}:bench_users:{}:{id}",
-                User::meta().schema_version
-            )
-        };
+        let key_of = |id: i64| format!("{prefix}:bench_users:{}:{id}", User::meta().schema_version);
         rows.push(
-            measure("raw deadpool-redis GET of the same entry", N / 4, async |i| {
-                let id = i as i64 % KEYS;
-                let mut c = pool.get().await.expect("conn");
-                let v: Option<Vec<u8>> = redis::cmd("GET")
-                    .arg(key_of(id))
-                    .query_async(&mut c)
-                    .await
-                    .expect("get");
-                std::hint::black_box(v);
-            })
+            measure(
+                "raw deadpool-redis GET of the same entry",
+                N / 4,
+                async |i| {
+                    let id = i as i64 % KEYS;
+                    let mut c = pool.get().await.expect("conn");
+                    let v: Option<Vec<u8>> = redis::cmd("GET")
+                        .arg(key_of(id))
+                        .query_async(&mut c)
+                        .await
+                        .expect("get");
+                    std::hint::black_box(v);
+                },
+            )
             .await,
         );
     }
@@ -232,9 +235,7 @@ async fn main() {
         samples.sort();
         println!(
             "backplane propagation (update in A returned -> B reads the new version), 500 updates: p50 {:?}, p99 {:?}, max {:?}",
-            samples[250],
-            samples[495],
-            samples[499]
+            samples[250], samples[495], samples[499]
         );
         // Clean up the benchmark's keys.
         if let Ok(client) = redis::Client::open(url.as_str()) {
