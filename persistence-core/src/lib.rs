@@ -51,9 +51,11 @@
 #[allow(unused_extern_crates)]
 extern crate self as persistence_core;
 
+pub mod config;
 pub mod entity;
 pub mod error;
 pub mod filter;
+pub mod layer;
 pub mod memory;
 pub mod query;
 pub mod repository;

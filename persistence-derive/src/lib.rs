@@ -263,6 +263,15 @@ fn entity(input: DeriveInput) -> syn::Result<TokenStream2> {
             "#[derive(Entity)]: only one field may be #[entity(version)]",
         ));
     }
+    if let Some(v) = versions.first() {
+        let is_i64 = matches!(&v.ty, Type::Path(p) if p.qself.is_none() && p.path.is_ident("i64"));
+        if !is_i64 {
+            return Err(syn::Error::new(
+                v.ty.span(),
+                "#[entity(version)] field must be of type i64",
+            ));
+        }
+    }
     for (names, _, span) in &composites {
         for n in names {
             if !fields
@@ -279,20 +288,17 @@ fn entity(input: DeriveInput) -> syn::Result<TokenStream2> {
 
     let id_ident = &id.ident;
     let id_ty = &id.ty;
-    let (version_get, version_set, version_check) = match versions.first() {
+    let (version_get, version_set) = match versions.first() {
         Some(v) => {
             let vi = &v.ident;
-            let vt = &v.ty;
             (
                 quote!(::core::option::Option::Some(self.#vi)),
                 quote!(self.#vi = version;),
-                quote!(const _: fn(#vt) -> i64 = |v: i64| v;),
             )
         }
         None => (
             quote!(::core::option::Option::None),
             quote!(let _ = version;),
-            quote!(),
         ),
     };
 
@@ -350,7 +356,6 @@ fn entity(input: DeriveInput) -> syn::Result<TokenStream2> {
     });
 
     Ok(quote! {
-        #version_check
         impl #krate::Entity for #name {
             type Id = #id_ty;
             fn meta() -> &'static #krate::EntityMeta {

@@ -4,7 +4,7 @@
 //! [`Backend`] (a factory of fresh, empty, isolated repositories for any
 //! entity type) and invokes the macro once in a test file:
 //!
-//! ```ignore
+//! ```text
 //! struct MyBackend { /* pool, schema name, ... */ }
 //! impl persistence_core::conformance::Backend for MyBackend {
 //!     type Repo<E: persistence_core::Entity> = MyRepository<E>;

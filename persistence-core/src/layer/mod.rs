@@ -1,0 +1,283 @@
+//! Decorators over any repository, tower style.
+//!
+//! A decorator is an [`Around`] hook: it sees every repository call as an
+//! [`Op`] plus a closure that performs it (callable again, for retries).
+//! [`Layered`] is the one `Repository` implementation that forwards **every**
+//! method through the hook, so a decorator cannot forget one.
+//!
+//! ```
+//! use std::time::Duration;
+//! use persistence_core::layer::{CircuitBreaker, LayerExt, Retry, Timeout};
+//! # use persistence_core::{MemoryRepository, conformance::entities::Person};
+//! let repo = MemoryRepository::<Person>::new()
+//!     .layer(Timeout::new(Duration::from_secs(2)))
+//!     .layer(Retry::default())
+//!     .layer(CircuitBreaker::default());
+//! ```
+//!
+//! The outermost layer is the last one added: above, the breaker sees each
+//! call once, retry repeats the timed-out inner call.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use crate::entity::Entity;
+use crate::error::Result;
+use crate::filter::Filter;
+use crate::query::{Cursor, Page, Query};
+use crate::repository::{BoxStream, Capabilities, Repository};
+
+mod breaker;
+mod metrics;
+mod retry;
+mod timeout;
+
+pub use breaker::{BreakerConfig, BreakerState, CircuitBreaker};
+pub use metrics::{Metrics, names as metric_names};
+pub use retry::{Retry, RetryConfig};
+pub use timeout::Timeout;
+
+/// The repository operation being performed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Op {
+    /// `ensure_schema`
+    EnsureSchema,
+    /// `get`
+    Get,
+    /// `get_many`
+    GetMany,
+    /// `insert`
+    Insert,
+    /// `insert_many`
+    InsertMany,
+    /// `update`
+    Update,
+    /// `upsert`
+    Upsert,
+    /// `delete`
+    Delete,
+    /// `delete_many`
+    DeleteMany,
+    /// `find`
+    Find,
+    /// `find_one`
+    FindOne,
+    /// `count`
+    Count,
+    /// `exists`
+    Exists,
+    /// `stream`
+    Stream,
+    /// `page`
+    Page,
+}
+
+impl Op {
+    /// The method name (used as the `op` metric label).
+    pub fn name(self) -> &'static str {
+        match self {
+            Op::EnsureSchema => "ensure_schema",
+            Op::Get => "get",
+            Op::GetMany => "get_many",
+            Op::Insert => "insert",
+            Op::InsertMany => "insert_many",
+            Op::Update => "update",
+            Op::Upsert => "upsert",
+            Op::Delete => "delete",
+            Op::DeleteMany => "delete_many",
+            Op::Find => "find",
+            Op::FindOne => "find_one",
+            Op::Count => "count",
+            Op::Exists => "exists",
+            Op::Stream => "stream",
+            Op::Page => "page",
+        }
+    }
+
+    /// Whether the operation writes.
+    pub fn is_write(self) -> bool {
+        matches!(
+            self,
+            Op::Insert
+                | Op::InsertMany
+                | Op::Update
+                | Op::Upsert
+                | Op::Delete
+                | Op::DeleteMany
+                | Op::EnsureSchema
+        )
+    }
+
+    /// Whether repeating the operation after an unknown outcome is safe:
+    /// every read, `upsert`, `delete`, `delete_many` and `ensure_schema`. Not
+    /// `insert`/`insert_many` (a lost acknowledgement would turn into a
+    /// duplicate error or a double write) nor `update` (a lost
+    /// acknowledgement would turn into a spurious version conflict).
+    pub fn is_idempotent(self) -> bool {
+        !matches!(self, Op::Insert | Op::InsertMany | Op::Update)
+    }
+}
+
+/// A boxed, `Send` future.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A repeatable call: each invocation starts the operation afresh.
+pub type Call<'a, T> = &'a (dyn Fn() -> BoxFuture<'a, Result<T>> + Send + Sync);
+
+/// A hook around every repository call.
+pub trait Around: Send + Sync {
+    /// Run `call` (possibly several times, possibly not at all).
+    fn around<'a, T: Send + 'a>(
+        &'a self,
+        entity: &'static str,
+        op: Op,
+        call: Call<'a, T>,
+    ) -> BoxFuture<'a, Result<T>>;
+
+    /// Wrap a result stream (default: unchanged).
+    fn around_stream<'a, T: Send + 'a>(
+        &'a self,
+        entity: &'static str,
+        stream: BoxStream<'a, Result<T>>,
+    ) -> BoxStream<'a, Result<T>> {
+        let _ = entity;
+        stream
+    }
+}
+
+/// A repository `R` seen through the hook `A`.
+#[derive(Debug, Clone)]
+pub struct Layered<R, A> {
+    inner: R,
+    hook: A,
+}
+
+impl<R, A> Layered<R, A> {
+    /// Wrap `inner`.
+    pub fn new(inner: R, hook: A) -> Self {
+        Layered { inner, hook }
+    }
+    /// The wrapped repository.
+    pub fn inner(&self) -> &R {
+        &self.inner
+    }
+    /// The hook.
+    pub fn hook(&self) -> &A {
+        &self.hook
+    }
+}
+
+/// `.layer(hook)` on any value.
+pub trait LayerExt: Sized {
+    /// Wrap `self` with the hook.
+    fn layer<A: Around>(self, hook: A) -> Layered<Self, A> {
+        Layered::new(self, hook)
+    }
+}
+impl<R> LayerExt for R {}
+
+impl<E: Entity, R: Repository<E>, A: Around> Repository<E> for Layered<R, A> {
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
+    }
+    async fn ensure_schema(&self) -> Result<()> {
+        self.hook
+            .around(E::meta().name, Op::EnsureSchema, &|| {
+                Box::pin(self.inner.ensure_schema())
+            })
+            .await
+    }
+    async fn get(&self, id: &E::Id) -> Result<Option<E>> {
+        self.hook
+            .around(E::meta().name, Op::Get, &|| Box::pin(self.inner.get(id)))
+            .await
+    }
+    async fn get_many(&self, ids: &[E::Id]) -> Result<Vec<E>> {
+        self.hook
+            .around(E::meta().name, Op::GetMany, &|| {
+                Box::pin(self.inner.get_many(ids))
+            })
+            .await
+    }
+    async fn insert(&self, entity: &E) -> Result<E> {
+        self.hook
+            .around(E::meta().name, Op::Insert, &|| {
+                Box::pin(self.inner.insert(entity))
+            })
+            .await
+    }
+    async fn insert_many(&self, entities: &[E]) -> Result<u64> {
+        self.hook
+            .around(E::meta().name, Op::InsertMany, &|| {
+                Box::pin(self.inner.insert_many(entities))
+            })
+            .await
+    }
+    async fn update(&self, entity: &E) -> Result<E> {
+        self.hook
+            .around(E::meta().name, Op::Update, &|| {
+                Box::pin(self.inner.update(entity))
+            })
+            .await
+    }
+    async fn upsert(&self, entity: &E) -> Result<E> {
+        self.hook
+            .around(E::meta().name, Op::Upsert, &|| {
+                Box::pin(self.inner.upsert(entity))
+            })
+            .await
+    }
+    async fn delete(&self, id: &E::Id) -> Result<bool> {
+        self.hook
+            .around(E::meta().name, Op::Delete, &|| {
+                Box::pin(self.inner.delete(id))
+            })
+            .await
+    }
+    async fn delete_many(&self, filter: &Filter) -> Result<u64> {
+        self.hook
+            .around(E::meta().name, Op::DeleteMany, &|| {
+                Box::pin(self.inner.delete_many(filter))
+            })
+            .await
+    }
+    async fn find(&self, query: &Query) -> Result<Vec<E>> {
+        self.hook
+            .around(E::meta().name, Op::Find, &|| {
+                Box::pin(self.inner.find(query))
+            })
+            .await
+    }
+    async fn find_one(&self, query: &Query) -> Result<Option<E>> {
+        self.hook
+            .around(E::meta().name, Op::FindOne, &|| {
+                Box::pin(self.inner.find_one(query))
+            })
+            .await
+    }
+    async fn count(&self, filter: &Filter) -> Result<u64> {
+        self.hook
+            .around(E::meta().name, Op::Count, &|| {
+                Box::pin(self.inner.count(filter))
+            })
+            .await
+    }
+    async fn exists(&self, filter: &Filter) -> Result<bool> {
+        self.hook
+            .around(E::meta().name, Op::Exists, &|| {
+                Box::pin(self.inner.exists(filter))
+            })
+            .await
+    }
+    fn stream<'a>(&'a self, query: &Query) -> BoxStream<'a, Result<E>> {
+        self.hook
+            .around_stream(E::meta().name, self.inner.stream(query))
+    }
+    async fn page(&self, query: &Query, cursor: Option<&Cursor>) -> Result<Page<E>> {
+        self.hook
+            .around(E::meta().name, Op::Page, &|| {
+                Box::pin(self.inner.page(query, cursor))
+            })
+            .await
+    }
+}

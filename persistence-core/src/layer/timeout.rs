@@ -1,0 +1,63 @@
+//! Bound every call in time.
+
+use std::time::Duration;
+
+use futures_util::StreamExt as _;
+
+use super::{Around, BoxFuture, Call, Op};
+use crate::error::{Error, Result};
+use crate::repository::BoxStream;
+
+/// Fails a call that takes longer than the limit with [`ErrorKind::Timeout`](crate::ErrorKind::Timeout)
+/// (retryable). For `stream`, the limit applies to each item.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeout {
+    limit: Duration,
+}
+
+impl Timeout {
+    /// A limit per call.
+    pub fn new(limit: Duration) -> Self {
+        Timeout { limit }
+    }
+}
+
+impl Around for Timeout {
+    fn around<'a, T: Send + 'a>(
+        &'a self,
+        entity: &'static str,
+        op: Op,
+        call: Call<'a, T>,
+    ) -> BoxFuture<'a, Result<T>> {
+        Box::pin(async move {
+            match tokio::time::timeout(self.limit, call()).await {
+                Ok(r) => r,
+                Err(_) => Err(Error::timeout(format!("no answer within {:?}", self.limit))
+                    .in_context(entity, op.name())),
+            }
+        })
+    }
+
+    fn around_stream<'a, T: Send + 'a>(
+        &'a self,
+        entity: &'static str,
+        stream: BoxStream<'a, Result<T>>,
+    ) -> BoxStream<'a, Result<T>> {
+        let limit = self.limit;
+        Box::pin(futures_util::stream::unfold(
+            Some(stream),
+            move |state| async move {
+                let mut s = state?;
+                match tokio::time::timeout(limit, s.next()).await {
+                    Ok(Some(item)) => Some((item, Some(s))),
+                    Ok(None) => None,
+                    Err(_) => Some((
+                        Err(Error::timeout(format!("no row within {limit:?}"))
+                            .in_context(entity, "stream")),
+                        None,
+                    )),
+                }
+            },
+        ))
+    }
+}

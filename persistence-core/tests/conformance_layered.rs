@@ -1,0 +1,36 @@
+//! The conformance suite through every resilience layer (timeout, retry,
+//! circuit breaker, metrics) over the memory backend: layers must not change
+//! any answer.
+use std::time::Duration;
+
+use persistence_core::conformance::Backend;
+use persistence_core::layer::{CircuitBreaker, LayerExt, Layered, Metrics, Retry, Timeout};
+use persistence_core::{Entity, MemoryRepository};
+
+struct LayeredMemory {
+    breaker: CircuitBreaker,
+}
+
+type Stack<E> = Layered<
+    Layered<Layered<Layered<MemoryRepository<E>, Timeout>, Retry>, CircuitBreaker>,
+    Metrics,
+>;
+
+impl Backend for LayeredMemory {
+    type Repo<E: Entity> = Stack<E>;
+    async fn repo<E: Entity>(&self) -> Stack<E> {
+        MemoryRepository::new()
+            .layer(Timeout::new(Duration::from_secs(30)))
+            .layer(Retry::default())
+            .layer(self.breaker.clone())
+            .layer(Metrics::new("conformance"))
+    }
+}
+
+async fn make() -> LayeredMemory {
+    LayeredMemory {
+        breaker: CircuitBreaker::default(),
+    }
+}
+
+persistence_core::conformance_tests!(make);

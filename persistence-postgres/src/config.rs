@@ -1,0 +1,200 @@
+//! Connection and pool settings.
+
+use std::fmt;
+use std::time::Duration;
+
+use persistence_core::error::redact_url;
+use persistence_core::{Error, Result};
+
+/// Where and how to connect.
+///
+/// The URL selects the dialect: `postgres://...` / `postgresql://...` for
+/// PostgreSQL, `sqlite:...` for SQLite (a file such as
+/// `sqlite:///var/app.db?mode=rwc`, or `sqlite::memory:`). An in-memory
+/// SQLite database lives in its connection, so for `:memory:` URLs the pool is
+/// pinned to one connection that is never recycled.
+#[derive(Clone)]
+pub struct RelationalConfig {
+    /// Connection URL (never printed: `Debug` redacts it).
+    pub url: String,
+    /// PostgreSQL schema holding the tables (`None`: `public`, unqualified).
+    /// Must match `^[a-z_][a-z0-9_]{0,62}$`. Not supported on SQLite.
+    pub schema: Option<String>,
+    /// Pool size (default: sqlx's default, 10; 1 for in-memory SQLite).
+    pub max_connections: Option<u32>,
+    /// Connections kept open.
+    pub min_connections: Option<u32>,
+    /// How long to wait for a pooled connection before failing with `Unavailable`.
+    pub acquire_timeout: Option<Duration>,
+    /// Close connections idle this long.
+    pub idle_timeout: Option<Duration>,
+    /// Recycle connections after this long.
+    pub max_lifetime: Option<Duration>,
+    /// PostgreSQL `statement_timeout` for every connection (expiry is `Timeout`).
+    pub statement_timeout: Option<Duration>,
+    /// PostgreSQL `application_name`.
+    pub application_name: Option<String>,
+}
+
+impl fmt::Debug for RelationalConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RelationalConfig")
+            .field("url", &redact_url(&self.url))
+            .field("schema", &self.schema)
+            .field("max_connections", &self.max_connections)
+            .field("min_connections", &self.min_connections)
+            .field("acquire_timeout", &self.acquire_timeout)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("max_lifetime", &self.max_lifetime)
+            .field("statement_timeout", &self.statement_timeout)
+            .field("application_name", &self.application_name)
+            .finish()
+    }
+}
+
+/// The embedded default: an in-memory SQLite database.
+pub const DEFAULT_URL: &str = "sqlite::memory:";
+
+impl RelationalConfig {
+    /// Settings for `url`, everything else default.
+    pub fn new(url: impl Into<String>) -> Self {
+        RelationalConfig {
+            url: url.into(),
+            schema: None,
+            max_connections: None,
+            min_connections: None,
+            acquire_timeout: None,
+            idle_timeout: None,
+            max_lifetime: None,
+            statement_timeout: None,
+            application_name: None,
+        }
+    }
+
+    /// `DATABASE_URL` when set, otherwise [`DEFAULT_URL`] (in-memory SQLite).
+    pub fn from_env() -> Self {
+        Self::new(std::env::var("DATABASE_URL").unwrap_or_else(|_| DEFAULT_URL.to_string()))
+    }
+
+    /// Use this PostgreSQL schema.
+    pub fn schema(mut self, schema: impl Into<String>) -> Self {
+        self.schema = Some(schema.into());
+        self
+    }
+    /// Pool size.
+    pub fn max_connections(mut self, n: u32) -> Self {
+        self.max_connections = Some(n);
+        self
+    }
+    /// Acquire timeout.
+    pub fn acquire_timeout(mut self, d: Duration) -> Self {
+        self.acquire_timeout = Some(d);
+        self
+    }
+    /// Statement timeout (PostgreSQL).
+    pub fn statement_timeout(mut self, d: Duration) -> Self {
+        self.statement_timeout = Some(d);
+        self
+    }
+
+    /// True for a `sqlite:` URL.
+    pub fn is_sqlite(&self) -> bool {
+        self.url.starts_with("sqlite:")
+    }
+
+    /// True for an in-memory SQLite URL.
+    pub fn is_sqlite_memory(&self) -> bool {
+        self.is_sqlite() && (self.url.contains(":memory:") || self.url.contains("mode=memory"))
+    }
+
+    pub(crate) fn validate(&self) -> Result<()> {
+        if let Some(s) = &self.schema {
+            validate_schema_name(s)?;
+            if self.is_sqlite() {
+                return Err(Error::config("schemas are not supported on SQLite"));
+            }
+        }
+        if !(self.is_sqlite()
+            || self.url.starts_with("postgres://")
+            || self.url.starts_with("postgresql://"))
+        {
+            return Err(Error::config(format!(
+                "unsupported database URL `{}` (postgres:// or sqlite:)",
+                redact_url(&self.url)
+            )));
+        }
+        Ok(())
+    }
+
+    pub(crate) fn connect_options(&self) -> sea_orm::ConnectOptions {
+        let mut o = sea_orm::ConnectOptions::new(self.url.clone());
+        o.sqlx_logging(false);
+        if self.is_sqlite_memory() {
+            o.max_connections(1)
+                .min_connections(1)
+                .idle_timeout(None::<Duration>)
+                .max_lifetime(None::<Duration>);
+        } else {
+            if let Some(n) = self.max_connections {
+                o.max_connections(n);
+            }
+            if let Some(n) = self.min_connections {
+                o.min_connections(n);
+            }
+            if let Some(d) = self.idle_timeout {
+                o.idle_timeout(d);
+            }
+            if let Some(d) = self.max_lifetime {
+                o.max_lifetime(d);
+            }
+        }
+        if let Some(d) = self.acquire_timeout {
+            o.acquire_timeout(d);
+        }
+        if !self.is_sqlite() {
+            if let Some(d) = self.statement_timeout {
+                o.statement_timeout(d);
+            }
+            if let Some(a) = &self.application_name {
+                o.set_application_name(a.clone());
+            }
+        }
+        o
+    }
+}
+
+/// Check a schema name: `^[a-z_][a-z0-9_]{0,62}$`.
+pub fn validate_schema_name(name: &str) -> Result<()> {
+    let mut chars = name.chars();
+    let ok = name.len() <= 63
+        && chars
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid_input(
+            "schema names must match ^[a-z_][a-z0-9_]{0,62}$",
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_redacts() {
+        let c = RelationalConfig::new("postgres://u:secret@h/db");
+        assert!(!format!("{c:?}").contains("secret"));
+    }
+
+    #[test]
+    fn schema_names() {
+        assert!(validate_schema_name("t_abc_1").is_ok());
+        for bad in ["", "A", "1a", "a-b", "x; drop", &"a".repeat(64)] {
+            assert!(validate_schema_name(bad).is_err(), "{bad}");
+        }
+    }
+}

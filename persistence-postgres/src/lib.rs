@@ -1,0 +1,96 @@
+//! # persistence-postgres
+//!
+//! Relational repositories for the persistence framework on **sea-orm 2**
+//! (sqlx underneath): PostgreSQL, and SQLite as the embedded default (a file
+//! or `sqlite::memory:`, no server needed).
+//!
+//! ```no_run
+//! use persistence_core::{Entity, Query, Repository, StringField};
+//! use persistence_postgres::{RelationalConfig, RelationalStore};
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Entity)]
+//! #[entity(name = "users")]
+//! struct User {
+//!     #[entity(id)]
+//!     id: i64,
+//!     #[entity(unique)]
+//!     email: String,
+//!     #[entity(version)]
+//!     version: i64,
+//! }
+//!
+//! # async fn demo() -> persistence_core::Result<()> {
+//! // DATABASE_URL=postgres://... or, when unset, in-memory SQLite.
+//! let store = RelationalStore::connect(&RelationalConfig::from_env()).await?;
+//! let users = store.repository::<User>();
+//! users.ensure_schema().await?;
+//! users.insert(&User { id: 1, email: "a@x.io".into(), version: 0 }).await?;
+//! let found = users.find(&Query::filter(User::EMAIL.starts_with("a@"))).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! ## Type mapping
+//!
+//! | field type | PostgreSQL | SQLite |
+//! |---|---|---|
+//! | `String`, unit enums (`#[derive(EntityEnum)]`, variant name) | `text` | `TEXT` |
+//! | `bool` | `boolean` | `INTEGER` 0/1 |
+//! | `i16`/`u8`, `i32`/`u16`, `i64`/`u32` | `smallint`, `integer`, `bigint` | `INTEGER` |
+//! | `f32`, `f64` | `real`, `double precision` | `REAL` |
+//! | `Uuid` | `uuid` | `TEXT` (hyphenated, lower case) |
+//! | `DateTime<Utc>` | `timestamptz` (microseconds) | `TEXT`, RFC 3339 with 6 fraction digits and `Z` (sorts as time) |
+//! | `NaiveDate` | `date` | `TEXT` `YYYY-MM-DD` |
+//! | `Decimal` | `numeric` | `TEXT`; compared and sorted as `CAST(.. AS REAL)` |
+//! | `Vec<u8>` | `bytea` | `BLOB` |
+//! | `Vec<scalar>` | `jsonb` array | `TEXT` (JSON) |
+//! | nested structs, maps, other vectors | `jsonb` | `TEXT` (JSON) |
+//!
+//! `Option<T>` makes the column nullable; everything else is `NOT NULL`.
+//! Timestamps keep microseconds (finer digits are truncated), on both.
+//!
+//! ## Query semantics (as `persistence_core::filter` defines them)
+//!
+//! * Strings compare and sort by code point: PostgreSQL uses `COLLATE "C"`
+//!   for ordering comparisons and `ORDER BY`; SQLite's `BINARY` collation is
+//!   code-point order already.
+//! * `starts_with` / `contains` are literal and case-sensitive:
+//!   `starts_with()` / `strpos()` on PostgreSQL, `instr()` on SQLite (never
+//!   `LIKE`, which is case-insensitive on SQLite and treats `%`/`_` specially).
+//! * Nulls sort lowest: `NULLS FIRST` ascending, `NULLS LAST` descending.
+//! * `ne`, `not_in` and `not` are two-valued: `col IS DISTINCT FROM $1`
+//!   (`IS NOT ?` on SQLite) and `NOT COALESCE(expr, FALSE)`.
+//! * Nested paths in JSON fields: `col -> $1 -> $2` with a `jsonb_typeof`
+//!   check on PostgreSQL (strings compared as text `COLLATE "C"`, numbers and
+//!   booleans as jsonb); `json_extract(col, ?)` / `json_type(col, ?)` on
+//!   SQLite (path segments containing `"` or `\` are refused there).
+//!   `has` on arrays is `@>` on PostgreSQL and `json_each` on SQLite.
+//!
+//! ## Where SQLite differs
+//!
+//! * It stores `NaN` as NULL and loses the sign of `-0.0` in `REAL` columns:
+//!   `Capabilities::non_finite_floats` and `signed_zero` are `false`.
+//! * Decimals are text; comparisons go through `REAL` (about 15 significant digits).
+//! * No schemas (`RelationalConfig::schema` must be `None`).
+//! * `insert_many` inserts row by row in one transaction (in-process, cheap),
+//!   naming the failing row; unique violations are named by probing the
+//!   unique constraints, since SQLite reports the constraint only in its message.
+//!
+//! ## Errors
+//!
+//! See [`error`] for the SQLSTATE / SQLite code map.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod config;
+pub mod error;
+pub mod repository;
+pub mod schema;
+mod sql;
+pub mod transaction;
+
+pub use config::{DEFAULT_URL, RelationalConfig, validate_schema_name};
+pub use repository::{RelationalRepository, RelationalStore};
+pub use sea_orm;
+pub use sql::Dialect;
+pub use transaction::{IsolationLevel, TxRepository, UnitOfWork};

@@ -1,0 +1,185 @@
+//! Units of work on PostgreSQL (own schema) and SQLite (own file).
+mod common;
+
+use common::*;
+use persistence_core::{Error, ErrorKind, Filter, Repository};
+use persistence_postgres::{IsolationLevel, RelationalStore};
+
+async fn failure_after_two_writes_leaves_neither(store: &RelationalStore) {
+    store
+        .repository::<Thing>()
+        .ensure_schema()
+        .await
+        .expect("schema");
+    let (a, b) = (thing(1), thing(2));
+    let outcome: Result<(), Error> = store
+        .transaction(|tx| {
+            Box::pin(async move {
+                let things = tx.repository::<Thing>();
+                things.insert(&a).await?;
+                things.insert(&b).await?;
+                // Both rows are visible inside the transaction.
+                assert_eq!(things.count(&Filter::all()).await?, 2);
+                Err(Error::invalid_input(
+                    "business rule failed after two writes",
+                ))
+            })
+        })
+        .await;
+    assert_eq!(
+        outcome.expect_err("closure error").kind(),
+        &ErrorKind::InvalidInput
+    );
+    let repo = store.repository::<Thing>();
+    assert_eq!(
+        repo.count(&Filter::all()).await.expect("count"),
+        0,
+        "rolled back"
+    );
+
+    // A database error inside the unit also rolls back what came before it.
+    let (c, dup) = (thing(3), thing(3));
+    let outcome: Result<(), Error> = store
+        .transaction(|tx| {
+            Box::pin(async move {
+                let things = tx.repository::<Thing>();
+                things.insert(&c).await?;
+                things.insert(&dup).await?;
+                Ok(())
+            })
+        })
+        .await;
+    assert!(outcome.expect_err("duplicate").is_conflict());
+    assert_eq!(repo.count(&Filter::all()).await.expect("count"), 0);
+}
+
+async fn ok_commits_and_savepoints_nest(store: &RelationalStore) {
+    store
+        .repository::<Thing>()
+        .ensure_schema()
+        .await
+        .expect("schema");
+    let n: u64 = store
+        .transaction(|tx| {
+            Box::pin(async move {
+                let things = tx.repository::<Thing>();
+                things.insert(&thing(1)).await?;
+                let inner: Result<(), Error> = tx
+                    .transaction(|sp| {
+                        Box::pin(async move {
+                            sp.repository::<Thing>().insert(&thing(2)).await?;
+                            Err(Error::invalid_input("inner fails"))
+                        })
+                    })
+                    .await;
+                assert!(inner.is_err());
+                tx.transaction(|sp| {
+                    Box::pin(async move {
+                        sp.repository::<Thing>().insert(&thing(3)).await?;
+                        Ok::<_, Error>(())
+                    })
+                })
+                .await?;
+                // insert_many inside a unit stays all-or-nothing.
+                let batch = things.insert_many(&[thing(4), thing(1)]).await;
+                assert!(batch.is_err());
+                things.count(&Filter::all()).await
+            })
+        })
+        .await
+        .expect("unit of work");
+    assert_eq!(n, 2);
+    let repo = store.repository::<Thing>();
+    let ids: Vec<u128> = repo
+        .find(&persistence_core::Query::all())
+        .await
+        .expect("find")
+        .iter()
+        .map(|t| t.id.as_u128())
+        .collect();
+    let mut want = vec![thing(1).id.as_u128(), thing(3).id.as_u128()];
+    want.sort();
+    assert_eq!(ids, want);
+}
+
+async fn panic_rolls_back(store: &RelationalStore) {
+    store
+        .repository::<Thing>()
+        .ensure_schema()
+        .await
+        .expect("schema");
+    let s = store.clone();
+    let joined = tokio::spawn(async move {
+        let _: Result<(), Error> = s
+            .transaction(|tx| {
+                Box::pin(async move {
+                    tx.repository::<Thing>().insert(&thing(1)).await?;
+                    panic!("boom inside the unit of work");
+                })
+            })
+            .await;
+    })
+    .await;
+    assert!(joined.is_err(), "the task panicked");
+    let repo = store.repository::<Thing>();
+    assert!(repo.get(&thing(1).id).await.expect("get").is_none());
+}
+
+async fn isolation_level_selectable(store: &RelationalStore) {
+    store
+        .repository::<Thing>()
+        .ensure_schema()
+        .await
+        .expect("schema");
+    let stored = store
+        .transaction_with(Some(IsolationLevel::Serializable), |tx| {
+            Box::pin(async move { tx.repository::<Thing>().insert(&thing(5)).await })
+        })
+        .await
+        .expect("serializable unit");
+    assert_eq!(stored.version, 1);
+}
+
+macro_rules! both {
+    ($($name:ident),*) => {
+        mod postgres {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let Some(store) = pg_store().await else { return };
+                    let s = store.clone();
+                    let outcome = tokio::spawn(async move { super::$name(&s).await }).await;
+                    store.drop_schema().await.expect("drop schema");
+                    store.close().await;
+                    if let Err(e) = outcome {
+                        std::panic::resume_unwind(e.into_panic());
+                    }
+                }
+            )*
+        }
+        mod sqlite {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let (store, path) = sqlite_store().await;
+                    let s = store.clone();
+                    let outcome = tokio::spawn(async move { super::$name(&s).await }).await;
+                    store.close().await;
+                    remove_sqlite(&path);
+                    if let Err(e) = outcome {
+                        std::panic::resume_unwind(e.into_panic());
+                    }
+                }
+            )*
+        }
+    };
+}
+
+both!(
+    failure_after_two_writes_leaves_neither,
+    ok_commits_and_savepoints_nest,
+    panic_rolls_back,
+    isolation_level_selectable
+);
