@@ -253,6 +253,10 @@ impl<E: Entity, R: Repository<E> + 'static> CachedRepository<E, R> {
     }
 
     fn target(&self, ids: &[E::Id]) -> Target {
+        // Huge batches: one epoch bump beats thousands of keys in DEL and messages.
+        if ids.len() > 1000 {
+            return Target::All;
+        }
         let mut keys = Vec::with_capacity(ids.len());
         for id in ids {
             match norm_id::<E>(id) {
@@ -399,6 +403,10 @@ impl<E: Entity, R: Repository<E> + 'static> Inner<E, R> {
     /// L2, if configured and trusted (after a reset when it was suspect).
     pub(crate) async fn l2_ready(&self) -> Option<&L2> {
         let l2 = self.l2.as_deref()?;
+        // While the background task retries, do not pay a timeout on every read.
+        if self.l2_suspect() && self.recovering.load(Ordering::SeqCst) {
+            return None;
+        }
         if self.try_reset().await {
             Some(l2)
         } else {
@@ -525,7 +533,12 @@ impl<E: Entity, R: Repository<E> + 'static> Inner<E, R> {
     /// Invalidate after a write: L2 first (so a reader of the new local
     /// generation cannot refill L1 from an old L2 entry), then L1.
     pub(crate) async fn after_write(self: &Arc<Self>, target: Target) {
-        if let Some(l2) = self.l2.as_deref() {
+        if self.l2.is_some() && self.l2_suspect() && self.recovering.load(Ordering::SeqCst) {
+            // Redis is down and being retried: instead of paying a timeout,
+            // count this write as a failure, so the reset that ends the
+            // outage happens after it and drops whatever L2 holds for it.
+            self.l2_failures.fetch_add(1, Ordering::SeqCst);
+        } else if let Some(l2) = self.l2.as_deref() {
             let (epoch, keys): (Option<&str>, &[String]) = match &target {
                 Target::Keys(k) => (None, k),
                 Target::All => (Some(self.keys.epoch_key()), &[]),
