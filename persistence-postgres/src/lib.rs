@@ -82,6 +82,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod bulk;
 pub mod config;
 pub mod error;
 pub mod repository;
@@ -89,6 +90,7 @@ pub mod schema;
 mod sql;
 pub mod transaction;
 
+pub use bulk::BulkOptions;
 pub use config::{DEFAULT_URL, RelationalConfig, validate_schema_name};
 pub use repository::{RelationalRepository, RelationalStore};
 pub use sea_orm;
