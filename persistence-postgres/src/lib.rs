@@ -88,6 +88,7 @@ pub mod error;
 pub mod repository;
 pub mod schema;
 mod sql;
+pub mod tenant;
 pub mod transaction;
 
 pub use bulk::BulkOptions;
@@ -95,4 +96,5 @@ pub use config::{DEFAULT_URL, RelationalConfig, validate_schema_name};
 pub use repository::{RelationalRepository, RelationalStore};
 pub use sea_orm;
 pub use sql::Dialect;
+pub use tenant::{TenantId, TenantResolver, Tenants};
 pub use transaction::{IsolationLevel, TxRepository, UnitOfWork};

@@ -80,6 +80,17 @@ impl RelationalStore {
         })
     }
 
+    /// The same pool with tables in another (validated) PostgreSQL schema.
+    pub(crate) fn with_schema(&self, schema: &str) -> RelationalStore {
+        RelationalStore {
+            inner: Arc::new(StoreInner {
+                db: self.inner.db.clone(),
+                dialect: self.inner.dialect,
+                schema: Some(schema.to_string()),
+            }),
+        }
+    }
+
     /// The sea-orm connection (pool).
     pub fn connection(&self) -> &DatabaseConnection {
         &self.inner.db
