@@ -256,9 +256,19 @@ fn eq(a: &Value, b: &Value) -> bool {
 
 /// Evaluate a *checked* filter against a record (the reference semantics).
 pub fn matches(filter: &Filter, record: &Record, meta: &EntityMeta) -> bool {
-    let value_at = |path: &str| match meta.resolve_path(path) {
-        Ok(p) => record.get_path(meta, &p),
-        Err(_) => Value::Null,
+    const NULL: &Value = &Value::Null;
+    let value_at = |path: &str| -> &Value {
+        // Fast path: a plain field name (no nested segments).
+        if !path.contains('.') {
+            return match meta.field(path) {
+                Some((i, _)) => record.get(i),
+                None => NULL,
+            };
+        }
+        match meta.resolve_path(path) {
+            Ok(p) => record.path_ref(&p),
+            Err(_) => NULL,
+        }
     };
     match filter {
         Filter::And(fs) => fs.iter().all(|f| matches(f, record, meta)),
@@ -267,10 +277,10 @@ pub fn matches(filter: &Filter, record: &Record, meta: &EntityMeta) -> bool {
         Filter::Compare { field, op, value } => {
             let v = value_at(field);
             match op {
-                CompareOp::Eq => eq(&v, value),
-                CompareOp::Ne => !eq(&v, value),
+                CompareOp::Eq => eq(v, value),
+                CompareOp::Ne => !eq(v, value),
                 _ => {
-                    if v.is_null() || !same_bracket(&v, value) {
+                    if v.is_null() || !same_bracket(v, value) {
                         return false;
                     }
                     let o = v.total_cmp(value);
@@ -285,11 +295,11 @@ pub fn matches(filter: &Filter, record: &Record, meta: &EntityMeta) -> bool {
         }
         Filter::In { field, values } => {
             let v = value_at(field);
-            values.iter().any(|x| eq(&v, x))
+            values.iter().any(|x| eq(v, x))
         }
         Filter::NotIn { field, values } => {
             let v = value_at(field);
-            !values.iter().any(|x| eq(&v, x))
+            !values.iter().any(|x| eq(v, x))
         }
         Filter::IsNull(field) => value_at(field).is_null(),
         Filter::IsNotNull(field) => !value_at(field).is_null(),

@@ -452,17 +452,23 @@ impl Record {
     /// Resolve a dotted path (`profile.address.city`) inside this record.
     pub fn get_path(&self, meta: &EntityMeta, path: &crate::entity::ResolvedPath<'_>) -> Value {
         let _ = meta;
+        self.path_ref(path).clone()
+    }
+
+    /// Like [`Record::get_path`], without cloning.
+    pub fn path_ref(&self, path: &crate::entity::ResolvedPath<'_>) -> &Value {
+        const NULL: &Value = &Value::Null;
         let mut v = self.get(path.index);
         for seg in &path.rest {
             match v {
                 Value::Object(o) => match o.get(*seg) {
                     Some(x) => v = x,
-                    None => return Value::Null,
+                    None => return NULL,
                 },
-                _ => return Value::Null,
+                _ => return NULL,
             }
         }
-        v.clone()
+        v
     }
 
     /// Rebuild the entity.

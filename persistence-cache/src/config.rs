@@ -1,0 +1,246 @@
+//! Configuration: [`CacheLayer`] and its builder.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use deadpool_redis::{PoolConfig, Runtime, Timeouts};
+use persistence_core::error::redact_url;
+use persistence_core::{Entity, Error, Repository, Result};
+
+use crate::keys::validate_prefix;
+use crate::l2::L2;
+use crate::repository::CachedRepository;
+
+/// L1 (in-process, moka) settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct L1Config {
+    /// Capacity in weight units: one per cached entity or scalar result
+    /// (a `find` result weighs as many units as it has rows).
+    pub max_weight: u64,
+    /// Drop entries not read for this long (on top of the TTL).
+    pub time_to_idle: Option<Duration>,
+}
+
+impl Default for L1Config {
+    fn default() -> Self {
+        L1Config {
+            max_weight: 10_000,
+            time_to_idle: None,
+        }
+    }
+}
+
+/// TTLs of one entity type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EntityTtl {
+    /// Lifetime of cached entities and query results.
+    pub ttl: Duration,
+    /// Lifetime of a cached "not found" (usually shorter).
+    pub negative_ttl: Duration,
+}
+
+/// Settings shared by every cached repository of one layer.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub prefix: String,
+    pub default_ttl: EntityTtl,
+    pub per_entity: HashMap<String, EntityTtl>,
+    pub jitter: f64,
+    pub l1: Option<L1Config>,
+    pub l2: Option<Arc<L2>>,
+    pub tags: crate::tags::TagStore,
+}
+
+/// A cache layer: wraps repositories into [`CachedRepository`]s sharing one
+/// configuration and one Redis pool. Cheap to clone.
+///
+/// ```
+/// use persistence_cache::CacheLayer;
+/// use persistence_core::{Entity, MemoryRepository, Repository};
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Entity)]
+/// struct Note { #[entity(id)] id: i64, text: String }
+///
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let layer = CacheLayer::builder().prefix("docs").build()?; // L1 only
+/// let notes = layer.wrap(MemoryRepository::<Note>::new());
+/// notes.insert(&Note { id: 1, text: "hi".into() }).await?;
+/// assert_eq!(notes.get(&1).await?.map(|n| n.text), Some("hi".into()));
+/// # Ok::<(), persistence_core::Error>(())
+/// # }).unwrap();
+/// ```
+#[derive(Debug, Clone)]
+pub struct CacheLayer {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl CacheLayer {
+    /// Start configuring a layer (L1 only, TTL 5 min, negative TTL 30 s, jitter 10 %).
+    pub fn builder() -> CacheLayerBuilder {
+        CacheLayerBuilder::default()
+    }
+
+    /// Wrap a repository.
+    pub fn wrap<E: Entity, R: Repository<E> + 'static>(&self, repo: R) -> CachedRepository<E, R> {
+        CachedRepository::new(self.shared.clone(), repo)
+    }
+
+    /// The key prefix.
+    pub fn prefix(&self) -> &str {
+        &self.shared.prefix
+    }
+}
+
+enum L2Source {
+    Url(String),
+    Pool(deadpool_redis::Pool),
+}
+
+/// Builder of a [`CacheLayer`].
+pub struct CacheLayerBuilder {
+    prefix: String,
+    ttl: EntityTtl,
+    per_entity: HashMap<String, EntityTtl>,
+    jitter: f64,
+    l1: Option<L1Config>,
+    l2: Option<L2Source>,
+    l2_timeout: Duration,
+    pool_size: usize,
+}
+
+impl std::fmt::Debug for CacheLayerBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CacheLayerBuilder")
+            .field("prefix", &self.prefix)
+            .field("ttl", &self.ttl)
+            .field("l1", &self.l1)
+            .field("l2", &self.l2.is_some())
+            .finish()
+    }
+}
+
+impl Default for CacheLayerBuilder {
+    fn default() -> Self {
+        CacheLayerBuilder {
+            prefix: "app".to_string(),
+            ttl: EntityTtl {
+                ttl: Duration::from_secs(300),
+                negative_ttl: Duration::from_secs(30),
+            },
+            per_entity: HashMap::new(),
+            jitter: 0.1,
+            l1: Some(L1Config::default()),
+            l2: None,
+            l2_timeout: Duration::from_millis(250),
+            pool_size: 16,
+        }
+    }
+}
+
+impl CacheLayerBuilder {
+    /// Key prefix (per app / tenant): 1..=64 bytes of `[A-Za-z0-9_.-]`.
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+    /// Default TTL of entries.
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.ttl.ttl = ttl;
+        self
+    }
+    /// Default TTL of cached "not found" results.
+    pub fn negative_ttl(mut self, ttl: Duration) -> Self {
+        self.ttl.negative_ttl = ttl;
+        self
+    }
+    /// TTLs for one entity type (by its logical name, `E::meta().name`).
+    pub fn entity_ttl(mut self, entity: &str, ttl: Duration, negative_ttl: Duration) -> Self {
+        self.per_entity
+            .insert(entity.to_string(), EntityTtl { ttl, negative_ttl });
+        self
+    }
+    /// TTL jitter in `[0, 1)`: each entry lives `ttl * (1 - jitter * u)`, `u` uniform in `[0, 1)`,
+    /// so entries loaded together do not expire together.
+    pub fn jitter(mut self, jitter: f64) -> Self {
+        self.jitter = jitter;
+        self
+    }
+    /// Configure L1 (on by default).
+    pub fn l1(mut self, config: L1Config) -> Self {
+        self.l1 = Some(config);
+        self
+    }
+    /// No L1 (L2 only).
+    pub fn without_l1(mut self) -> Self {
+        self.l1 = None;
+        self
+    }
+    /// Use Redis at `url` as L2.
+    pub fn redis_url(mut self, url: impl Into<String>) -> Self {
+        self.l2 = Some(L2Source::Url(url.into()));
+        self
+    }
+    /// Use an existing deadpool-redis pool as L2.
+    pub fn redis_pool(mut self, pool: deadpool_redis::Pool) -> Self {
+        self.l2 = Some(L2Source::Pool(pool));
+        self
+    }
+    /// Time budget of one Redis operation (default 250 ms); past it the
+    /// operation counts as failed and the fail-safe applies.
+    pub fn l2_timeout(mut self, timeout: Duration) -> Self {
+        self.l2_timeout = timeout;
+        self
+    }
+
+    /// Validate and build.
+    pub fn build(self) -> Result<CacheLayer> {
+        validate_prefix(&self.prefix)?;
+        if !(0.0..1.0).contains(&self.jitter) {
+            return Err(Error::config("cache TTL jitter must be in [0, 1)"));
+        }
+        let check = |t: &EntityTtl| {
+            if t.ttl.is_zero() || t.negative_ttl.is_zero() {
+                Err(Error::config("cache TTLs must be positive"))
+            } else {
+                Ok(())
+            }
+        };
+        check(&self.ttl)?;
+        self.per_entity.values().try_for_each(check)?;
+        if self.l1.is_none() && self.l2.is_none() {
+            return Err(Error::config("a cache layer needs L1, L2 or both"));
+        }
+        let l2 = match self.l2 {
+            None => None,
+            Some(L2Source::Pool(pool)) => Some(Arc::new(L2::new(pool, self.l2_timeout, None))),
+            Some(L2Source::Url(url)) => {
+                let mut cfg = deadpool_redis::Config::from_url(url.clone());
+                let mut pool_cfg = PoolConfig::new(self.pool_size);
+                pool_cfg.timeouts = Timeouts {
+                    wait: Some(self.l2_timeout),
+                    create: Some(self.l2_timeout),
+                    recycle: Some(self.l2_timeout),
+                };
+                cfg.pool = Some(pool_cfg);
+                // The pool error may echo the URL (with its password): not kept as source.
+                let pool = cfg.create_pool(Some(Runtime::Tokio1)).map_err(|_| {
+                    Error::config(format!("invalid redis url {}", redact_url(&url)))
+                })?;
+                Some(Arc::new(L2::new(pool, self.l2_timeout, Some(url))))
+            }
+        };
+        Ok(CacheLayer {
+            shared: Arc::new(Shared {
+                prefix: self.prefix,
+                default_ttl: self.ttl,
+                per_entity: self.per_entity,
+                jitter: self.jitter,
+                tags: crate::tags::TagStore::new(self.l1.map(|c| c.max_weight)),
+                l1: self.l1,
+                l2,
+            }),
+        })
+    }
+}

@@ -1,0 +1,280 @@
+//! Cache keys.
+//!
+//! Every key starts with `{prefix}:{entity}:{schema_version}:` so a change of
+//! the entity's stored shape (and so of [`EntityMeta::schema_version`]) makes
+//! every older entry unreachable, and tenants/apps never share keys.
+//!
+//! * entity: `{prefix}:{entity}:{schema_version}:{id}`. Integer and UUID ids
+//!   are written as is; string ids when short (≤ 100 bytes) and made only of
+//!   `[A-Za-z0-9_.@-]`, otherwise as `#` + 32 hex digits of their SHA-256
+//!   (so a key never holds `:` from user data and stays bounded).
+//! * query results: `{prefix}:{entity}:{schema_version}:?{op}:{hash}`, the hash
+//!   being 128 bits of SHA-256 over a canonical binary encoding of the
+//!   *checked* (validated, normalized) query.
+//! * generation tokens: `…:!gen` (replaced by every write) and `…:!epoch`
+//!   (replaced by `delete_many` and by a reset after an outage).
+//! * tags: `{prefix}:!tag:{tag}` (a Redis set of keys), tagged values under
+//!   `{prefix}:!val:{key}`.
+
+use std::fmt::Write as _;
+
+use persistence_core::filter::FieldPath;
+use persistence_core::{CompareOp, Direction, EntityMeta, Error, Filter, Query, Result, Value};
+use sha2::{Digest, Sha256};
+
+/// Longest accepted prefix.
+pub const MAX_PREFIX_LEN: usize = 64;
+const MAX_RAW_ID: usize = 100;
+
+/// Check a key prefix: 1..=64 bytes of `[A-Za-z0-9_.-]`.
+pub fn validate_prefix(prefix: &str) -> Result<()> {
+    if prefix.is_empty()
+        || prefix.len() > MAX_PREFIX_LEN
+        || !prefix
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+    {
+        return Err(Error::config(
+            "cache prefix must be 1..=64 bytes of ASCII letters, digits, `_`, `-`, `.`",
+        ));
+    }
+    Ok(())
+}
+
+/// Hex of the first 16 bytes of SHA-256.
+pub(crate) fn short_hash(bytes: &[u8]) -> String {
+    let digest = Sha256::digest(bytes);
+    let mut s = String::with_capacity(32);
+    for b in &digest[..16] {
+        let _ = write!(s, "{b:02x}");
+    }
+    s
+}
+
+/// The key builder of one entity type.
+#[derive(Debug, Clone)]
+pub(crate) struct Keys {
+    base: String,
+    gen_key: String,
+    epoch_key: String,
+}
+
+/// The query operations whose results are cached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum QueryOp {
+    Find,
+    FindOne,
+    Count,
+    Exists,
+}
+
+impl QueryOp {
+    fn name(self) -> &'static str {
+        match self {
+            QueryOp::Find => "find",
+            QueryOp::FindOne => "one",
+            QueryOp::Count => "count",
+            QueryOp::Exists => "exists",
+        }
+    }
+}
+
+impl Keys {
+    pub(crate) fn new(prefix: &str, meta: &EntityMeta) -> Keys {
+        let base = format!("{prefix}:{}:{}", meta.name, meta.schema_version);
+        Keys {
+            gen_key: format!("{base}:!gen"),
+            epoch_key: format!("{base}:!epoch"),
+            base,
+        }
+    }
+
+    /// The key of the entity with this (normalized) id.
+    pub(crate) fn entity(&self, id: &Value) -> String {
+        let mut k = String::with_capacity(self.base.len() + 24);
+        k.push_str(&self.base);
+        k.push(':');
+        match id {
+            Value::I64(i) => {
+                let _ = write!(k, "{i}");
+            }
+            Value::Uuid(u) => {
+                let _ = write!(k, "{}", u.hyphenated());
+            }
+            Value::String(s) if is_plain(s) => k.push_str(s),
+            Value::String(s) => {
+                k.push('#');
+                k.push_str(&short_hash(s.as_bytes()));
+            }
+            other => {
+                k.push('#');
+                k.push_str(&short_hash(&crate::codec::canonical_value(other)));
+            }
+        }
+        k
+    }
+
+    /// The key of a cached query result (`query` must be checked).
+    pub(crate) fn query(&self, op: QueryOp, query: &Query) -> String {
+        let mut bytes = Vec::with_capacity(64);
+        encode_query(query, &mut bytes);
+        format!("{}:?{}:{}", self.base, op.name(), short_hash(&bytes))
+    }
+
+    /// The key of a cached count/exists (`filter` must be checked).
+    pub(crate) fn filter(&self, op: QueryOp, filter: &Filter) -> String {
+        let mut bytes = Vec::with_capacity(64);
+        encode_filter(filter, &mut bytes);
+        format!("{}:?{}:{}", self.base, op.name(), short_hash(&bytes))
+    }
+
+    pub(crate) fn gen_key(&self) -> &str {
+        &self.gen_key
+    }
+
+    pub(crate) fn epoch_key(&self) -> &str {
+        &self.epoch_key
+    }
+}
+
+fn is_plain(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= MAX_RAW_ID
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'@'))
+}
+
+fn put_len(out: &mut Vec<u8>, n: usize) {
+    out.extend_from_slice(&(n as u64).to_le_bytes());
+}
+
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    put_len(out, s.len());
+    out.extend_from_slice(s.as_bytes());
+}
+
+fn put_path(out: &mut Vec<u8>, p: &FieldPath) {
+    put_str(out, p);
+}
+
+fn put_value(out: &mut Vec<u8>, v: &Value) {
+    let b = crate::codec::canonical_value(v);
+    put_len(out, b.len());
+    out.extend_from_slice(&b);
+}
+
+fn op_byte(op: CompareOp) -> u8 {
+    match op {
+        CompareOp::Eq => 0,
+        CompareOp::Ne => 1,
+        CompareOp::Lt => 2,
+        CompareOp::Lte => 3,
+        CompareOp::Gt => 4,
+        CompareOp::Gte => 5,
+    }
+}
+
+/// A canonical, injective binary form of a filter (lengths prefix every
+/// variable part, so distinct filters never encode alike).
+fn encode_filter(f: &Filter, out: &mut Vec<u8>) {
+    match f {
+        Filter::And(fs) | Filter::Or(fs) => {
+            out.push(if matches!(f, Filter::And(_)) { 1 } else { 2 });
+            put_len(out, fs.len());
+            for x in fs {
+                encode_filter(x, out);
+            }
+        }
+        Filter::Not(x) => {
+            out.push(3);
+            encode_filter(x, out);
+        }
+        Filter::Compare { field, op, value } => {
+            out.push(4);
+            put_path(out, field);
+            out.push(op_byte(*op));
+            put_value(out, value);
+        }
+        Filter::In { field, values } | Filter::NotIn { field, values } => {
+            out.push(if matches!(f, Filter::In { .. }) { 5 } else { 6 });
+            put_path(out, field);
+            put_len(out, values.len());
+            for v in values {
+                put_value(out, v);
+            }
+        }
+        Filter::IsNull(p) => {
+            out.push(7);
+            put_path(out, p);
+        }
+        Filter::IsNotNull(p) => {
+            out.push(8);
+            put_path(out, p);
+        }
+        Filter::StartsWith { field, prefix } => {
+            out.push(9);
+            put_path(out, field);
+            put_str(out, prefix);
+        }
+        Filter::Contains { field, substring } => {
+            out.push(10);
+            put_path(out, field);
+            put_str(out, substring);
+        }
+        Filter::ArrayContains { field, value } => {
+            out.push(11);
+            put_path(out, field);
+            put_value(out, value);
+        }
+        Filter::Invalid(m) => {
+            out.push(12);
+            put_str(out, m);
+        }
+    }
+}
+
+fn encode_query(q: &Query, out: &mut Vec<u8>) {
+    encode_filter(&q.filter, out);
+    put_len(out, q.sort.len());
+    for k in &q.sort {
+        put_path(out, &k.field);
+        out.push(match k.direction {
+            Direction::Asc => 0,
+            Direction::Desc => 1,
+        });
+    }
+    match q.limit {
+        Some(l) => {
+            out.push(1);
+            out.extend_from_slice(&l.to_le_bytes());
+        }
+        None => out.push(0),
+    }
+    out.extend_from_slice(&q.offset.to_le_bytes());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_and_hashed_ids() {
+        assert!(is_plain("alice@x.io"));
+        assert!(!is_plain("a:b"));
+        assert!(!is_plain(""));
+        assert!(!is_plain(&"x".repeat(101)));
+        assert!(validate_prefix("app-1.tenant_2").is_ok());
+        assert!(validate_prefix("a:b").is_err());
+        assert!(validate_prefix("").is_err());
+    }
+
+    #[test]
+    fn distinct_filters_distinct_bytes() {
+        let a = Filter::field("a").eq("x:y");
+        let b = Filter::field("a:x").eq("y");
+        let (mut x, mut y) = (Vec::new(), Vec::new());
+        encode_filter(&a, &mut x);
+        encode_filter(&b, &mut y);
+        assert_ne!(x, y);
+    }
+}

@@ -1,0 +1,218 @@
+//! The Redis (L2) side: lookups, generation-checked stores, invalidation.
+//!
+//! Coherence protocol (per entity type):
+//! * `…:!gen` holds a random token replaced by every write; `…:!epoch` one
+//!   replaced by `delete_many` and by a reset after an outage.
+//! * An entity entry is stamped with the epoch token current when its load
+//!   started; a query entry with the gen token. A lookup reads the entry and
+//!   both tokens in one `MGET`; an entry whose stamp differs is dead.
+//! * A loaded value is stored by a Lua script only if the gen token is still
+//!   the one read before the load: a load that raced a write never stores
+//!   its (possibly old) result (stale-set protection).
+//! * A write replaces the gen token (and the epoch for `delete_many`), then
+//!   deletes the written entities' keys, in one pipeline.
+
+use std::future::Future;
+use std::time::Duration;
+
+use deadpool_redis::redis::{self, Script};
+use deadpool_redis::{Connection, Pool};
+use persistence_core::Result;
+
+use crate::error::{elapsed, map_pool, map_redis};
+
+const SET_IF_GEN: &str = r"
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+for i = 2, #KEYS do
+  redis.call('SET', KEYS[i], ARGV[2 * i - 2], 'PX', ARGV[2 * i - 1])
+end
+return 1
+";
+
+/// Lifetime of the gen/epoch tokens (refreshed by every write). A token that
+/// expires is replaced by a new random one, which only makes older entries dead.
+const TOKEN_TTL_MS: u64 = 7 * 24 * 3600 * 1000;
+
+/// What one lookup found.
+#[derive(Debug, Default)]
+pub(crate) struct Found {
+    /// The entries, in the order asked.
+    pub values: Vec<Option<Vec<u8>>>,
+    /// The gen token (None when not initialized yet).
+    pub gen_token: Option<u64>,
+    /// The epoch token.
+    pub epoch: Option<u64>,
+}
+
+/// The L2 client.
+pub(crate) struct L2 {
+    pool: Pool,
+    timeout: Duration,
+    set_if_gen: Script,
+    #[allow(dead_code)] // kept for the pub/sub backplane
+    url: Option<String>,
+}
+
+impl std::fmt::Debug for L2 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("L2")
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+fn token(v: Option<Vec<u8>>) -> Option<u64> {
+    std::str::from_utf8(&v?).ok()?.parse().ok()
+}
+
+impl L2 {
+    pub(crate) fn new(pool: Pool, timeout: Duration, url: Option<String>) -> L2 {
+        L2 {
+            pool,
+            timeout,
+            set_if_gen: Script::new(SET_IF_GEN),
+            url,
+        }
+    }
+
+    async fn with_conn<T, F, Fut>(&self, f: F) -> Result<T>
+    where
+        F: FnOnce(Connection) -> Fut,
+        Fut: Future<Output = redis::RedisResult<T>>,
+    {
+        let work = async {
+            let conn = self.pool.get().await.map_err(map_pool)?;
+            f(conn).await.map_err(map_redis)
+        };
+        tokio::time::timeout(self.timeout, work)
+            .await
+            .map_err(|_| elapsed())?
+    }
+
+    /// `MGET keys… gen epoch`.
+    pub(crate) async fn lookup(
+        &self,
+        keys: &[&str],
+        gen_key: &str,
+        epoch_key: &str,
+    ) -> Result<Found> {
+        let mut cmd = redis::cmd("MGET");
+        for k in keys {
+            cmd.arg(*k);
+        }
+        cmd.arg(gen_key).arg(epoch_key);
+        let mut raw: Vec<Option<Vec<u8>>> = self
+            .with_conn(|mut c| async move { cmd.query_async(&mut c).await })
+            .await?;
+        let epoch = token(raw.pop().flatten());
+        let gen_token = token(raw.pop().flatten());
+        Ok(Found {
+            values: raw,
+            gen_token,
+            epoch,
+        })
+    }
+
+    /// Create the tokens if missing (`SET NX` with fresh random values) and
+    /// return the current ones.
+    pub(crate) async fn init_tokens(&self, gen_key: &str, epoch_key: &str) -> Result<(u64, u64)> {
+        let mut pipe = redis::pipe();
+        pipe.cmd("SET")
+            .arg(gen_key)
+            .arg(fastrand::u64(..).to_string())
+            .arg("NX")
+            .arg("PX")
+            .arg(TOKEN_TTL_MS)
+            .ignore()
+            .cmd("SET")
+            .arg(epoch_key)
+            .arg(fastrand::u64(..).to_string())
+            .arg("NX")
+            .arg("PX")
+            .arg(TOKEN_TTL_MS)
+            .ignore()
+            .cmd("MGET")
+            .arg(gen_key)
+            .arg(epoch_key);
+        let (tokens,): (Vec<Option<Vec<u8>>>,) = self
+            .with_conn(|mut c| async move { pipe.query_async(&mut c).await })
+            .await?;
+        let mut it = tokens.into_iter().map(token);
+        match (it.next().flatten(), it.next().flatten()) {
+            (Some(g), Some(e)) => Ok((g, e)),
+            _ => Err(persistence_core::Error::backend(
+                "redis did not keep the cache tokens",
+            )),
+        }
+    }
+
+    /// Store entries `(key, bytes, ttl)` only if the gen token is still `gen_token`.
+    /// Returns false when a write intervened (nothing stored).
+    pub(crate) async fn set_if_gen(
+        &self,
+        gen_key: &str,
+        gen_token: u64,
+        entries: &[(String, Vec<u8>, Duration)],
+    ) -> Result<bool> {
+        if entries.is_empty() {
+            return Ok(true);
+        }
+        let mut inv = self.set_if_gen.prepare_invoke();
+        inv.key(gen_key).arg(gen_token.to_string());
+        for (k, v, ttl) in entries {
+            let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+            inv.key(k.as_str()).arg(v.as_slice()).arg(ms);
+        }
+        let stored: i64 = self
+            .with_conn(|mut c| async move { inv.invoke_async(&mut c).await })
+            .await?;
+        Ok(stored == 1)
+    }
+
+    /// After a write: replace the gen token (and the epoch when `all`), then delete `keys`.
+    pub(crate) async fn invalidate(
+        &self,
+        gen_key: &str,
+        epoch_key: Option<&str>,
+        keys: &[String],
+    ) -> Result<()> {
+        let mut pipe = redis::pipe();
+        pipe.cmd("SET")
+            .arg(gen_key)
+            .arg(fastrand::u64(..).to_string())
+            .arg("PX")
+            .arg(TOKEN_TTL_MS)
+            .ignore();
+        if let Some(e) = epoch_key {
+            pipe.cmd("SET")
+                .arg(e)
+                .arg(fastrand::u64(..).to_string())
+                .arg("PX")
+                .arg(TOKEN_TTL_MS)
+                .ignore();
+        }
+        if !keys.is_empty() {
+            pipe.cmd("DEL").arg(keys).ignore();
+        }
+        self.with_conn(|mut c| async move { pipe.query_async::<()>(&mut c).await })
+            .await
+    }
+
+    /// Run a pipeline under the time budget.
+    pub(crate) async fn query<T: redis::FromRedisValue + Send>(
+        &self,
+        pipe: redis::Pipeline,
+    ) -> Result<T> {
+        self.with_conn(|mut c| async move { pipe.query_async::<T>(&mut c).await })
+            .await
+    }
+
+    /// Invoke a prepared script under the time budget.
+    pub(crate) async fn invoke<T: redis::FromRedisValue + Send>(
+        &self,
+        inv: redis::ScriptInvocation<'_>,
+    ) -> Result<T> {
+        self.with_conn(|mut c| async move { inv.invoke_async::<T>(&mut c).await })
+            .await
+    }
+}

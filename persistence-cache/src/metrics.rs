@@ -1,0 +1,145 @@
+//! Metrics: counters through the [`metrics`] facade (names defined once,
+//! here) and the same counts as a [`Stats`] snapshot.
+//!
+//! Every counter carries the label `entity` (the entity's logical name);
+//! hits and misses also carry `level` (`l1` / `l2`).
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// Metric names.
+pub mod names {
+    /// Cache hits (labels: entity, level).
+    pub const HITS: &str = "persistence_cache_hits_total";
+    /// Cache misses (labels: entity, level).
+    pub const MISSES: &str = "persistence_cache_misses_total";
+    /// Loads from the underlying repository (label: entity).
+    pub const LOADS: &str = "persistence_cache_loads_total";
+    /// Loads that failed (label: entity).
+    pub const LOAD_ERRORS: &str = "persistence_cache_load_errors_total";
+    /// Invalidations caused by writes or explicit calls (label: entity).
+    pub const INVALIDATIONS: &str = "persistence_cache_invalidations_total";
+    /// L1 entries evicted for size (label: entity).
+    pub const EVICTIONS: &str = "persistence_cache_evictions_total";
+    /// Loaded results not stored because a write happened during the load (label: entity).
+    pub const STALE_SETS_PREVENTED: &str = "persistence_cache_stale_sets_prevented_total";
+    /// Redis failures absorbed by the fail-safe (label: entity).
+    pub const L2_ERRORS: &str = "persistence_cache_l2_errors_total";
+    /// Entries that failed to decode and were treated as misses (label: entity).
+    pub const DECODE_ERRORS: &str = "persistence_cache_decode_errors_total";
+}
+
+/// A snapshot of one cached repository's counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// L1 hits.
+    pub l1_hits: u64,
+    /// L1 misses.
+    pub l1_misses: u64,
+    /// L2 hits.
+    pub l2_hits: u64,
+    /// L2 misses.
+    pub l2_misses: u64,
+    /// Loads from the underlying repository.
+    pub loads: u64,
+    /// Failed loads.
+    pub load_errors: u64,
+    /// Invalidations.
+    pub invalidations: u64,
+    /// L1 evictions for size.
+    pub evictions: u64,
+    /// Results not stored because a write raced the load.
+    pub stale_sets_prevented: u64,
+    /// Redis failures absorbed.
+    pub l2_errors: u64,
+    /// Entries that failed to decode.
+    pub decode_errors: u64,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Event {
+    Hit(Level),
+    Miss(Level),
+    Load,
+    LoadError,
+    Invalidation,
+    Eviction,
+    StaleSetPrevented,
+    L2Error,
+    DecodeError,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Level {
+    L1,
+    L2,
+}
+
+impl Level {
+    fn label(self) -> &'static str {
+        match self {
+            Level::L1 => "l1",
+            Level::L2 => "l2",
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    l1_hits: AtomicU64,
+    l1_misses: AtomicU64,
+    l2_hits: AtomicU64,
+    l2_misses: AtomicU64,
+    loads: AtomicU64,
+    load_errors: AtomicU64,
+    invalidations: AtomicU64,
+    evictions: AtomicU64,
+    stale_sets_prevented: AtomicU64,
+    l2_errors: AtomicU64,
+    decode_errors: AtomicU64,
+}
+
+impl Counters {
+    pub(crate) fn record(&self, entity: &'static str, event: Event) {
+        let (slot, name, level) = match event {
+            Event::Hit(Level::L1) => (&self.l1_hits, names::HITS, Some(Level::L1)),
+            Event::Hit(Level::L2) => (&self.l2_hits, names::HITS, Some(Level::L2)),
+            Event::Miss(Level::L1) => (&self.l1_misses, names::MISSES, Some(Level::L1)),
+            Event::Miss(Level::L2) => (&self.l2_misses, names::MISSES, Some(Level::L2)),
+            Event::Load => (&self.loads, names::LOADS, None),
+            Event::LoadError => (&self.load_errors, names::LOAD_ERRORS, None),
+            Event::Invalidation => (&self.invalidations, names::INVALIDATIONS, None),
+            Event::Eviction => (&self.evictions, names::EVICTIONS, None),
+            Event::StaleSetPrevented => (
+                &self.stale_sets_prevented,
+                names::STALE_SETS_PREVENTED,
+                None,
+            ),
+            Event::L2Error => (&self.l2_errors, names::L2_ERRORS, None),
+            Event::DecodeError => (&self.decode_errors, names::DECODE_ERRORS, None),
+        };
+        slot.fetch_add(1, Relaxed);
+        match level {
+            Some(l) => {
+                metrics::counter!(name, "entity" => entity, "level" => l.label()).increment(1)
+            }
+            None => metrics::counter!(name, "entity" => entity).increment(1),
+        }
+    }
+
+    pub(crate) fn snapshot(&self) -> Stats {
+        Stats {
+            l1_hits: self.l1_hits.load(Relaxed),
+            l1_misses: self.l1_misses.load(Relaxed),
+            l2_hits: self.l2_hits.load(Relaxed),
+            l2_misses: self.l2_misses.load(Relaxed),
+            loads: self.loads.load(Relaxed),
+            load_errors: self.load_errors.load(Relaxed),
+            invalidations: self.invalidations.load(Relaxed),
+            evictions: self.evictions.load(Relaxed),
+            stale_sets_prevented: self.stale_sets_prevented.load(Relaxed),
+            l2_errors: self.l2_errors.load(Relaxed),
+            decode_errors: self.decode_errors.load(Relaxed),
+        }
+    }
+}

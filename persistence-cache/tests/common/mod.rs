@@ -1,0 +1,230 @@
+//! Test helpers: Redis location, unique prefixes, key cleanup, and wrapper
+//! repositories that count and pause loads.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use deadpool_redis::redis;
+use persistence_cache::{CacheLayer, CacheLayerBuilder};
+use persistence_core::conformance::services::{self, Service};
+use persistence_core::query::Cursor;
+use persistence_core::{BoxStream, Capabilities, Entity, Filter, Page, Query, Repository, Result};
+use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
+
+/// The Redis URL, or None (test prints SKIPPED) when absent outside CI.
+pub fn redis_url() -> Option<String> {
+    services::url(Service::Redis)
+}
+
+/// A fresh key prefix.
+pub fn prefix(tag: &str) -> String {
+    format!("t{tag}{}", services::unique_suffix())
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .take(60)
+        .collect()
+}
+
+/// Delete every key under `prefix:` (SCAN, tests only).
+pub async fn delete_keys(url: &str, prefix: &str) {
+    let Ok(client) = redis::Client::open(url) else {
+        return;
+    };
+    let Ok(mut c) = client.get_multiplexed_async_connection().await else {
+        return;
+    };
+    let mut cursor: u64 = 0;
+    loop {
+        let (next, keys): (u64, Vec<String>) = match redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(format!("{prefix}:*"))
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(&mut c)
+            .await
+        {
+            Ok(x) => x,
+            Err(_) => return,
+        };
+        if !keys.is_empty() {
+            let _: std::result::Result<(), _> =
+                redis::cmd("DEL").arg(&keys).query_async(&mut c).await;
+        }
+        if next == 0 {
+            break;
+        }
+        cursor = next;
+    }
+}
+
+/// Number of keys under `prefix:`.
+pub async fn count_keys(url: &str, prefix: &str) -> usize {
+    let client = redis::Client::open(url).expect("client");
+    let mut c = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect");
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}:*"))
+        .query_async(&mut c)
+        .await
+        .expect("keys");
+    keys.len()
+}
+
+/// Which levels a test layer uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Levels {
+    L1,
+    L2,
+    Both,
+}
+
+/// A layer with the given levels (None when Redis is needed and missing).
+pub fn layer(levels: Levels, prefix: &str) -> Option<CacheLayer> {
+    layer_with(levels, prefix, |b| b)
+}
+
+pub fn layer_with(
+    levels: Levels,
+    prefix: &str,
+    f: impl FnOnce(CacheLayerBuilder) -> CacheLayerBuilder,
+) -> Option<CacheLayer> {
+    let mut b = CacheLayer::builder().prefix(prefix);
+    match levels {
+        Levels::L1 => {}
+        Levels::L2 => b = b.without_l1().redis_url(redis_url()?),
+        Levels::Both => b = b.redis_url(redis_url()?),
+    }
+    Some(f(b).build().expect("layer"))
+}
+
+/// A plain test entity.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, persistence_core::Entity)]
+#[entity(name = "cache_items")]
+pub struct Item {
+    #[entity(id)]
+    pub id: i64,
+    #[entity(version)]
+    pub version: i64,
+    pub name: String,
+    pub n: i64,
+}
+
+pub fn item(id: i64, name: &str, n: i64) -> Item {
+    Item {
+        id,
+        version: 0,
+        name: name.to_string(),
+        n,
+    }
+}
+
+/// Wraps a repository: counts reads that reach it, and can pause them.
+pub struct Probe<R> {
+    pub inner: R,
+    pub reads: Arc<AtomicU64>,
+    /// When set, every read waits at `entered`/`release` before reading.
+    pub gate: Option<Arc<Gate>>,
+}
+
+/// A pause point: the loader signals `entered`, then waits for `release`.
+#[derive(Default)]
+pub struct Gate {
+    pub entered: Notify,
+    pub release: Notify,
+    pub armed: std::sync::atomic::AtomicBool,
+}
+
+impl Gate {
+    pub fn armed() -> Arc<Gate> {
+        let g = Arc::new(Gate::default());
+        g.armed.store(true, Ordering::SeqCst);
+        g
+    }
+}
+
+impl<R> Probe<R> {
+    pub fn new(inner: R) -> Self {
+        Probe {
+            inner,
+            reads: Arc::new(AtomicU64::new(0)),
+            gate: None,
+        }
+    }
+    async fn before_read(&self) {
+        self.reads.fetch_add(1, Ordering::SeqCst);
+        if let Some(g) = &self.gate {
+            if g.armed.swap(false, Ordering::SeqCst) {
+                g.entered.notify_one();
+                g.release.notified().await;
+            }
+        }
+    }
+}
+
+impl<E: Entity, R: Repository<E>> Repository<E> for Probe<R> {
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
+    }
+    async fn ensure_schema(&self) -> Result<()> {
+        self.inner.ensure_schema().await
+    }
+    async fn get(&self, id: &E::Id) -> Result<Option<E>> {
+        let v = self.inner.get(id).await;
+        self.before_read().await;
+        v
+    }
+    async fn get_many(&self, ids: &[E::Id]) -> Result<Vec<E>> {
+        let v = self.inner.get_many(ids).await;
+        self.before_read().await;
+        v
+    }
+    async fn insert(&self, entity: &E) -> Result<E> {
+        self.inner.insert(entity).await
+    }
+    async fn insert_many(&self, entities: &[E]) -> Result<u64> {
+        self.inner.insert_many(entities).await
+    }
+    async fn update(&self, entity: &E) -> Result<E> {
+        self.inner.update(entity).await
+    }
+    async fn upsert(&self, entity: &E) -> Result<E> {
+        self.inner.upsert(entity).await
+    }
+    async fn delete(&self, id: &E::Id) -> Result<bool> {
+        self.inner.delete(id).await
+    }
+    async fn delete_many(&self, filter: &Filter) -> Result<u64> {
+        self.inner.delete_many(filter).await
+    }
+    async fn find(&self, query: &Query) -> Result<Vec<E>> {
+        let v = self.inner.find(query).await;
+        self.before_read().await;
+        v
+    }
+    async fn find_one(&self, query: &Query) -> Result<Option<E>> {
+        let v = self.inner.find_one(query).await;
+        self.before_read().await;
+        v
+    }
+    async fn count(&self, filter: &Filter) -> Result<u64> {
+        let v = self.inner.count(filter).await;
+        self.before_read().await;
+        v
+    }
+    async fn exists(&self, filter: &Filter) -> Result<bool> {
+        let v = self.inner.exists(filter).await;
+        self.before_read().await;
+        v
+    }
+    fn stream<'a>(&'a self, query: &Query) -> BoxStream<'a, Result<E>> {
+        self.inner.stream(query)
+    }
+    async fn page(&self, query: &Query, cursor: Option<&Cursor>) -> Result<Page<E>> {
+        self.inner.page(query, cursor).await
+    }
+}

@@ -1,0 +1,150 @@
+//! Connection configuration and the [`MongoStore`] handle.
+
+use std::time::Duration;
+
+use mongodb::options::ClientOptions;
+use mongodb::{Client, Database};
+use persistence_core::{Entity, Error, Result};
+
+use crate::error::map_plain;
+use crate::repository::MongoRepository;
+
+/// The URL used when `MONGODB_URL` is not set.
+pub const DEFAULT_URL: &str = "mongodb://127.0.0.1:27017/?directConnection=true";
+
+/// How to reach MongoDB and which database to use.
+#[derive(Clone)]
+pub struct MongoConfig {
+    /// Connection string (`mongodb://` or `mongodb+srv://`). Never logged or put in errors.
+    pub url: String,
+    /// Database name (validated: ASCII letters, digits, `_` and `-`, at most 63 bytes).
+    pub database: String,
+    /// How long to wait for a suitable server before failing with `Unavailable`.
+    pub server_selection_timeout: Duration,
+    /// Application name reported to the server.
+    pub app_name: Option<String>,
+}
+
+impl std::fmt::Debug for MongoConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MongoConfig")
+            .field("url", &persistence_core::error::redact_url(&self.url))
+            .field("database", &self.database)
+            .field("server_selection_timeout", &self.server_selection_timeout)
+            .field("app_name", &self.app_name)
+            .finish()
+    }
+}
+
+impl MongoConfig {
+    /// A configuration for `url` and `database`.
+    pub fn new(url: impl Into<String>, database: impl Into<String>) -> Self {
+        MongoConfig {
+            url: url.into(),
+            database: database.into(),
+            server_selection_timeout: Duration::from_secs(10),
+            app_name: None,
+        }
+    }
+
+    /// `MONGODB_URL` (or [`DEFAULT_URL`]) and `database`.
+    pub fn from_env(database: impl Into<String>) -> Self {
+        let url = std::env::var("MONGODB_URL").unwrap_or_else(|_| DEFAULT_URL.to_string());
+        Self::new(url, database)
+    }
+
+    /// Set the server selection timeout.
+    pub fn server_selection_timeout(mut self, t: Duration) -> Self {
+        self.server_selection_timeout = t;
+        self
+    }
+}
+
+/// Check a database name: ASCII letters, digits, `_`, `-`; 1..=63 bytes.
+pub fn validate_database_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::config(format!(
+            "invalid MongoDB database name `{}` (ASCII letters, digits, _ and -, at most 63 bytes)",
+            name.escape_default()
+        )))
+    }
+}
+
+/// A connected client plus the database repositories live in. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct MongoStore {
+    client: Client,
+    db: Database,
+}
+
+impl MongoStore {
+    /// Connect (lazily: the first operation selects a server).
+    pub async fn connect(config: &MongoConfig) -> Result<MongoStore> {
+        validate_database_name(&config.database)?;
+        let mut opts = ClientOptions::parse(&config.url)
+            .await
+            .map_err(|e| map_plain(e).with_operation("connect"))?;
+        if opts.server_selection_timeout.is_none() {
+            opts.server_selection_timeout = Some(config.server_selection_timeout);
+        }
+        if let Some(a) = &config.app_name {
+            opts.app_name = Some(a.clone());
+        }
+        let client = Client::with_options(opts).map_err(map_plain)?;
+        let db = client.database(&config.database);
+        Ok(MongoStore { client, db })
+    }
+
+    /// A store over an existing client and database.
+    pub fn from_database(client: Client, db: Database) -> MongoStore {
+        MongoStore { client, db }
+    }
+
+    /// The same client on another database (name validated).
+    pub fn with_database(&self, name: &str) -> Result<MongoStore> {
+        validate_database_name(name)?;
+        Ok(MongoStore {
+            client: self.client.clone(),
+            db: self.client.database(name),
+        })
+    }
+
+    /// The driver client.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// The driver database.
+    pub fn database(&self) -> &Database {
+        &self.db
+    }
+
+    /// The repository of entity `E` (collection named after the entity).
+    pub fn repository<E: Entity>(&self) -> MongoRepository<E> {
+        MongoRepository::new(&self.db)
+    }
+
+    /// Check that a server answers (`ping`).
+    pub async fn ping(&self) -> Result<()> {
+        self.db
+            .run_command(bson::doc! { "ping": 1 })
+            .await
+            .map(|_| ())
+            .map_err(|e| map_plain(e).with_operation("ping"))
+    }
+
+    /// Drop the whole database (tests, tenants being removed).
+    pub async fn drop_database(&self) -> Result<()> {
+        self.db
+            .drop()
+            .await
+            .map_err(|e| map_plain(e).with_operation("drop_database"))
+    }
+}

@@ -1,0 +1,251 @@
+//! The core [`Filter`] AST → a MongoDB query document.
+//!
+//! Safety: every value is converted to a BSON value ([`crate::convert::to_bson`])
+//! and placed under an operator this module chose, so a user value such as
+//! `{"$gt": ""}` or `"$where"` is only ever compared literally. Field names
+//! come from the entity metadata; nested segments were validated by
+//! [`EntityMeta::resolve_path`] (no `$`, no empty segment, no NUL or `.`).
+//! `starts_with`/`contains` escape every regex metacharacter.
+//!
+//! Semantics follow the reference backend (`persistence_core::memory`):
+//! * Top-level scalar fields have one stored BSON type, so the native
+//!   operators already behave like the reference (type bracketing keeps
+//!   null out of `$lt`/`$gt`/`$eq`, `$ne`/`$nin` match null).
+//! * Inside JSON fields the reference resolves a path through objects only
+//!   and never compares arrays element-wise, while MongoDB traverses arrays.
+//!   Every prefix of a nested path is therefore required to be a non-array
+//!   sub-document, and the addressed value to be a non-array, before an
+//!   operator is applied; negations (`ne`, `not_in`, `not`, `is_null`) are
+//!   `$nor` of the positive form, so they are exact two-valued complements.
+
+use bson::{Bson, Document, doc};
+use persistence_core::filter::CompareOp;
+use persistence_core::query::{Direction, SortKey};
+use persistence_core::{EntityMeta, FieldType, Filter, Result, Value};
+
+use crate::convert::{stored_name, to_bson};
+
+/// A resolved path: the stored dotted key, its type, the stored prefixes of a nested path.
+struct Path {
+    key: String,
+    ty: FieldType,
+    /// `Json`-typed path (the field itself or inside it): needs array guards.
+    json: bool,
+    /// Stored keys of every proper prefix that must be a (non-array) sub-document.
+    prefixes: Vec<String>,
+}
+
+fn path(meta: &EntityMeta, p: &str) -> Result<Path> {
+    let r = meta.resolve_path(p)?;
+    let mut key = stored_name(meta, r.index).to_string();
+    let mut prefixes = Vec::with_capacity(r.rest.len());
+    for seg in &r.rest {
+        prefixes.push(key.clone());
+        key.push('.');
+        key.push_str(seg);
+    }
+    let ty = r.ty(meta);
+    Ok(Path {
+        key,
+        ty,
+        json: ty == FieldType::Json,
+        prefixes,
+    })
+}
+
+/// `{ $and: [...] }`, flattened for the common cases.
+fn all_of(mut parts: Vec<Document>) -> Document {
+    match parts.len() {
+        0 => Document::new(),
+        1 => parts.pop().unwrap_or_default(),
+        _ => doc! { "$and": parts },
+    }
+}
+
+fn nor(d: Document) -> Document {
+    doc! { "$nor": [d] }
+}
+
+/// Matches no document.
+fn nothing() -> Document {
+    doc! { "_id": { "$in": [] } }
+}
+
+impl Path {
+    fn value(&self, v: &Value) -> Result<Bson> {
+        to_bson(v, self.ty)
+    }
+
+    /// Guards making a JSON path resolve like the reference: every prefix is
+    /// a sub-document (not an array of them).
+    fn guards(&self) -> Vec<Document> {
+        self.prefixes
+            .iter()
+            .map(|p| doc! { p.clone(): { "$type": "object", "$not": { "$type": "array" } } })
+            .collect()
+    }
+
+    /// `{key: {op...}}` with, on JSON paths, the prefix guards and a non-array leaf.
+    fn leaf(&self, mut ops: Document) -> Document {
+        if !self.json {
+            return doc! { self.key.clone(): ops };
+        }
+        ops.insert("$not", doc! { "$type": "array" });
+        let mut parts = self.guards();
+        parts.push(doc! { self.key.clone(): ops });
+        all_of(parts)
+    }
+
+    fn is_not_null(&self) -> Document {
+        if !self.json {
+            return doc! { self.key.clone(): { "$ne": Bson::Null } };
+        }
+        let mut parts = self.guards();
+        parts.push(doc! { "$or": [
+            { self.key.clone(): { "$type": "array" } },
+            { self.key.clone(): { "$exists": true, "$not": { "$type": "null" } } },
+        ] });
+        all_of(parts)
+    }
+}
+
+/// Translate a *checked* filter (see [`Filter::checked`]).
+pub fn to_query(meta: &EntityMeta, filter: &Filter) -> Result<Document> {
+    Ok(match filter {
+        Filter::And(fs) => all_of(
+            fs.iter()
+                .map(|f| to_query(meta, f))
+                .collect::<Result<_>>()?,
+        ),
+        Filter::Or(fs) => match fs.len() {
+            0 => nothing(),
+            1 => to_query(meta, &fs[0])?,
+            _ => {
+                let parts: Vec<Document> = fs
+                    .iter()
+                    .map(|f| to_query(meta, f))
+                    .collect::<Result<_>>()?;
+                doc! { "$or": parts }
+            }
+        },
+        Filter::Not(f) => nor(to_query(meta, f)?),
+        Filter::Compare { field, op, value } => {
+            let p = path(meta, field)?;
+            let v = p.value(value)?;
+            let name = match op {
+                CompareOp::Eq | CompareOp::Ne => "$eq",
+                CompareOp::Lt => "$lt",
+                CompareOp::Lte => "$lte",
+                CompareOp::Gt => "$gt",
+                CompareOp::Gte => "$gte",
+            };
+            match (op, p.json) {
+                (CompareOp::Ne, false) => doc! { p.key: { "$ne": v } },
+                (CompareOp::Ne, true) => nor(p.leaf(doc! { "$eq": v })),
+                _ => p.leaf(doc! { name: v }),
+            }
+        }
+        Filter::In { field, values } => {
+            if values.is_empty() {
+                return Ok(nothing());
+            }
+            let p = path(meta, field)?;
+            let vs: Vec<Bson> = values.iter().map(|v| p.value(v)).collect::<Result<_>>()?;
+            p.leaf(doc! { "$in": vs })
+        }
+        Filter::NotIn { field, values } => {
+            if values.is_empty() {
+                return Ok(Document::new());
+            }
+            let p = path(meta, field)?;
+            let vs: Vec<Bson> = values.iter().map(|v| p.value(v)).collect::<Result<_>>()?;
+            if p.json {
+                nor(p.leaf(doc! { "$in": vs }))
+            } else {
+                doc! { p.key: { "$nin": vs } }
+            }
+        }
+        Filter::IsNull(field) => {
+            let p = path(meta, field)?;
+            if p.json {
+                nor(p.is_not_null())
+            } else {
+                doc! { p.key: { "$eq": Bson::Null } }
+            }
+        }
+        Filter::IsNotNull(field) => path(meta, field)?.is_not_null(),
+        Filter::StartsWith { field, prefix } => {
+            let p = path(meta, field)?;
+            p.leaf(doc! { "$type": "string", "$regex": format!("^{}", regex_escape(prefix)) })
+        }
+        Filter::Contains { field, substring } => {
+            let p = path(meta, field)?;
+            p.leaf(doc! { "$type": "string", "$regex": regex_escape(substring) })
+        }
+        Filter::ArrayContains { field, value } => {
+            let p = path(meta, field)?;
+            let elem = match p.ty {
+                FieldType::Array(s) => FieldType::Scalar(s),
+                other => other,
+            };
+            let v = to_bson(value, elem)?;
+            let cond = doc! { p.key.clone(): { "$elemMatch": { "$eq": v } } };
+            if p.json {
+                let mut parts = p.guards();
+                parts.push(cond);
+                all_of(parts)
+            } else {
+                cond
+            }
+        }
+        Filter::Invalid(msg) => {
+            return Err(persistence_core::Error::invalid_input(msg.clone()));
+        }
+    })
+}
+
+/// Escape a literal for a PCRE pattern: every ASCII character that is not a
+/// letter or digit is backslash-escaped (always literal in PCRE), NUL becomes `\x00`.
+pub fn regex_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() * 2);
+    for c in s.chars() {
+        if c == '\0' {
+            out.push_str("\\x00");
+        } else if c.is_ascii() && !c.is_ascii_alphanumeric() && !c.is_ascii_control() && c != ' ' {
+            out.push('\\');
+            out.push(c);
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The sort document of a checked query (nulls sort lowest in MongoDB too).
+pub fn to_sort(meta: &EntityMeta, sort: &[SortKey]) -> Result<Document> {
+    let mut d = Document::new();
+    for k in sort {
+        let p = path(meta, &k.field)?;
+        let dir = match k.direction {
+            Direction::Asc => 1,
+            Direction::Desc => -1,
+        };
+        d.insert(p.key, dir);
+    }
+    Ok(d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_metacharacters() {
+        assert_eq!(regex_escape("a.b*c"), "a\\.b\\*c");
+        assert_eq!(
+            regex_escape("^$\\[](){}|?+"),
+            "\\^\\$\\\\\\[\\]\\(\\)\\{\\}\\|\\?\\+"
+        );
+        assert_eq!(regex_escape("é x\0"), "é x\\x00");
+    }
+}

@@ -1,0 +1,564 @@
+//! [`MongoRepository`]: the core [`Repository`] over one collection.
+
+use std::collections::HashMap;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use bson::{Bson, Document, doc};
+use futures_util::{StreamExt as _, TryStreamExt as _};
+use mongodb::options::ReturnDocument;
+use mongodb::{Collection, Database};
+use persistence_core::repository::support;
+use persistence_core::{
+    BoxStream, Capabilities, Cursor, Entity, Error, Filter, Page, Query, Record, Repository,
+    Result, TimestampPrecision,
+};
+
+use crate::convert::{from_document, id_to_bson, to_document};
+use crate::error::map;
+use crate::filter::{to_query, to_sort};
+use crate::schema::{self, Validation};
+use crate::transaction::SharedSession;
+
+/// Run a driver action, inside the bound session if there is one.
+macro_rules! exec {
+    ($self:expr, $action:expr) => {
+        match &$self.session {
+            Some(s) => {
+                let mut guard = s.lock().await;
+                $action.session(&mut *guard).await
+            }
+            None => $action.await,
+        }
+    };
+}
+
+/// A repository of entities `E` stored as documents of one collection (named
+/// after the entity). Cheap to clone.
+pub struct MongoRepository<E: Entity> {
+    coll: Collection<Document>,
+    validation: Option<Validation>,
+    /// Set for repositories bound to a transaction (see [`crate::transaction`]).
+    session: Option<SharedSession>,
+    /// Whether the server supports transactions (learned by `ensure_schema`).
+    transactions: Arc<AtomicBool>,
+    _entity: PhantomData<fn() -> E>,
+}
+
+impl<E: Entity> Clone for MongoRepository<E> {
+    fn clone(&self) -> Self {
+        MongoRepository {
+            coll: self.coll.clone(),
+            validation: self.validation,
+            session: self.session.clone(),
+            transactions: self.transactions.clone(),
+            _entity: PhantomData,
+        }
+    }
+}
+
+impl<E: Entity> std::fmt::Debug for MongoRepository<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MongoRepository")
+            .field("namespace", &self.coll.namespace().to_string())
+            .finish()
+    }
+}
+
+impl<E: Entity> MongoRepository<E> {
+    /// The repository of `E` in `db` (collection `E::meta().name`).
+    pub fn new(db: &Database) -> Self {
+        Self::with_collection(db.collection(E::meta().name))
+    }
+
+    /// The repository of `E` over a given collection.
+    pub fn with_collection(coll: Collection<Document>) -> Self {
+        MongoRepository {
+            coll,
+            validation: Some(Validation::default()),
+            session: None,
+            transactions: Arc::new(AtomicBool::new(false)),
+            _entity: PhantomData,
+        }
+    }
+
+    /// The same repository bound to a transaction's session.
+    pub(crate) fn in_session(&self, session: SharedSession) -> Self {
+        let mut r = self.clone();
+        r.session = Some(session);
+        r
+    }
+
+    /// Schema validation applied by `ensure_schema` (`None`: no validator is set or changed).
+    pub fn with_validation(mut self, validation: Option<Validation>) -> Self {
+        self.validation = validation;
+        self
+    }
+
+    /// The underlying collection (raw documents).
+    pub fn collection(&self) -> &Collection<Document> {
+        &self.coll
+    }
+
+    fn err(&self, op: &'static str) -> impl Fn(mongodb::error::Error) -> Error {
+        move |e| map(e, E::meta()).in_context(E::meta().name, op)
+    }
+
+    fn document(entity: &E, version: Option<i64>) -> Result<(E, Document)> {
+        let mut entity = entity.clone();
+        if let Some(v) = version {
+            entity.set_version(v);
+        }
+        let record = Record::from_entity(&entity)?;
+        let doc = to_document(E::meta(), &record)?;
+        Ok((entity, doc))
+    }
+
+    fn version_key() -> Option<&'static str> {
+        E::meta().version_field().map(|f| f.name)
+    }
+
+    /// The stored version of the document with this `_id`, or `None` if it does not exist.
+    async fn stored_version(&self, id: &Bson, op: &'static str) -> Result<Option<Option<i64>>> {
+        let found = exec!(
+            self,
+            self.coll
+                .find_one(doc! { "_id": id.clone() })
+                .projection(match Self::version_key() {
+                    Some(k) => doc! { k: 1 },
+                    None => doc! { "_id": 1 },
+                })
+        )
+        .map_err(self.err(op))?;
+        Ok(found.map(|d| Self::version_key().and_then(|k| read_i64(d.get(k)))))
+    }
+
+    /// Name the index behind a duplicate-key error. The driver does not
+    /// expose the server's `keyPattern`, and messages are not parsed, so the
+    /// conflicting index is found by looking: an existing `_id` (when `id_possible`)
+    /// → `DuplicateId`, else the first unique index whose values another
+    /// document holds. Other errors pass through.
+    async fn resolve_duplicate(&self, err: Error, doc: &Document, id_possible: bool) -> Error {
+        use persistence_core::{ConflictKind, ErrorKind};
+        if !matches!(
+            err.kind(),
+            ErrorKind::Conflict(ConflictKind::Unique { constraint: None })
+        ) {
+            return err;
+        }
+        let meta = E::meta();
+        let Some(id) = doc.get("_id") else {
+            return err;
+        };
+        if id_possible {
+            if let Ok(Some(_)) = self
+                .coll
+                .find_one(doc! { "_id": id.clone() })
+                .projection(doc! { "_id": 1 })
+                .await
+            {
+                return Error::duplicate_id(format!("{} with this id already exists", meta.name))
+                    .set_retryable(false)
+                    .with_source(err);
+            }
+        }
+        for ix in meta.uniques() {
+            let mut probe = doc! { "_id": { "$ne": id.clone() } };
+            let mut complete = true;
+            for name in &ix.fields {
+                match doc.get(*name) {
+                    Some(v) if !matches!(v, Bson::Null) => {
+                        probe.insert(*name, doc! { "$eq": v.clone() });
+                    }
+                    _ => complete = false,
+                }
+            }
+            if !complete {
+                continue;
+            }
+            if let Ok(Some(_)) = self
+                .coll
+                .find_one(probe)
+                .projection(doc! { "_id": 1 })
+                .await
+            {
+                return Error::unique_violation(
+                    Some(ix.name.clone()),
+                    format!(
+                        "{} already holds this value of ({}) (index {})",
+                        meta.name,
+                        ix.fields.join(", "),
+                        ix.name
+                    ),
+                )
+                .with_source(err);
+            }
+        }
+        err
+    }
+
+    fn find_action(&self, q: &Query) -> Result<(Document, Document)> {
+        let meta = E::meta();
+        Ok((to_query(meta, &q.filter)?, to_sort(meta, &q.sort)?))
+    }
+}
+
+fn read_i64(b: Option<&Bson>) -> Option<i64> {
+    match b? {
+        Bson::Int64(i) => Some(*i),
+        Bson::Int32(i) => Some((*i).into()),
+        _ => None,
+    }
+}
+
+impl<E: Entity> Repository<E> for MongoRepository<E> {
+    fn capabilities(&self) -> Capabilities {
+        let mut c = Capabilities::full("mongo");
+        // Through `MongoStore::transaction`; known after `ensure_schema`.
+        c.transactions = self.transactions.load(Ordering::Relaxed);
+        c.atomic_batch = false;
+        c.timestamp_precision = TimestampPrecision::Millis;
+        c
+    }
+
+    async fn ensure_schema(&self) -> Result<()> {
+        schema::ensure(&self.coll, E::meta(), self.validation.as_ref()).await?;
+        let hello = self
+            .coll
+            .client()
+            .database("admin")
+            .run_command(doc! { "hello": 1 })
+            .await
+            .map_err(self.err("ensure_schema"))?;
+        let tx = hello.get_str("setName").is_ok() || hello.get_str("msg") == Ok("isdbgrid");
+        self.transactions.store(tx, Ordering::Relaxed);
+        Ok(())
+    }
+
+    async fn get(&self, id: &E::Id) -> Result<Option<E>> {
+        let id = id_to_bson::<E>(id)?;
+        let found =
+            exec!(self, self.coll.find_one(doc! { "_id": id.clone() })).map_err(self.err("get"))?;
+        found
+            .map(|d| from_document::<E>(&d))
+            .transpose()
+            .map_err(|e| e.in_context(E::meta().name, "get"))
+    }
+
+    async fn get_many(&self, ids: &[E::Id]) -> Result<Vec<E>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys = ids
+            .iter()
+            .map(id_to_bson::<E>)
+            .collect::<Result<Vec<_>>>()?;
+        let mut found: HashMap<E::Id, E> = HashMap::with_capacity(ids.len());
+        let filter = doc! { "_id": { "$in": keys } };
+        let docs: Vec<Document> = match &self.session {
+            Some(s) => {
+                let mut guard = s.lock().await;
+                let mut cursor = self
+                    .coll
+                    .find(filter)
+                    .session(&mut *guard)
+                    .await
+                    .map_err(self.err("get_many"))?;
+                let mut docs = Vec::new();
+                while let Some(d) = cursor.next(&mut guard).await {
+                    docs.push(d.map_err(self.err("get_many"))?);
+                }
+                docs
+            }
+            None => self
+                .coll
+                .find(filter)
+                .await
+                .map_err(self.err("get_many"))?
+                .try_collect()
+                .await
+                .map_err(self.err("get_many"))?,
+        };
+        for d in &docs {
+            let e = from_document::<E>(d)?;
+            found.insert(e.id().clone(), e);
+        }
+        let mut out = Vec::with_capacity(found.len());
+        for id in ids {
+            if let Some(e) = found.remove(id) {
+                out.push(e);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn insert(&self, entity: &E) -> Result<E> {
+        let (entity, doc) = Self::document(entity, Self::version_key().map(|_| 1))
+            .map_err(|e| e.in_context(E::meta().name, "insert"))?;
+        if let Err(e) = exec!(self, self.coll.insert_one(&doc)) {
+            let e = self.err("insert")(e);
+            return Err(self
+                .resolve_duplicate(e, &doc, true)
+                .await
+                .in_context(E::meta().name, "insert"));
+        }
+        Ok(entity)
+    }
+
+    async fn insert_many(&self, entities: &[E]) -> Result<u64> {
+        if entities.is_empty() {
+            return Ok(0);
+        }
+        let version = Self::version_key().map(|_| 1);
+        let docs = entities
+            .iter()
+            .enumerate()
+            .map(|(i, e)| {
+                Self::document(e, version)
+                    .map(|(_, d)| d)
+                    .map_err(|err| Error::invalid_input(format!("row {i}: {}", err.message())))
+            })
+            .collect::<Result<Vec<_>>>()
+            .map_err(|e| e.in_context(E::meta().name, "insert_many"))?;
+        let n = docs.len() as u64;
+        let Err(e) = exec!(self, self.coll.insert_many(&docs).ordered(true)) else {
+            return Ok(n);
+        };
+        let row = match e.kind.as_ref() {
+            mongodb::error::ErrorKind::InsertMany(m) => m
+                .write_errors
+                .as_ref()
+                .and_then(|w| w.first().map(|x| x.index)),
+            _ => None,
+        };
+        let mut mapped = map(e, E::meta());
+        if let Some(d) = row.and_then(|i| docs.get(i)) {
+            mapped = self.resolve_duplicate(mapped, d, true).await;
+        }
+        Err(match row {
+            Some(i) => Error::new(
+                mapped.kind().clone(),
+                format!("row {i}: {}", mapped.message()),
+            )
+            .set_retryable(mapped.is_retryable())
+            .with_source(mapped),
+            None => mapped,
+        }
+        .in_context(E::meta().name, "insert_many"))
+    }
+
+    async fn update(&self, entity: &E) -> Result<E> {
+        let meta = E::meta();
+        let id = id_to_bson::<E>(entity.id())?;
+        let expected = entity.version();
+        let (stored, doc) = Self::document(entity, expected.map(|v| v + 1))
+            .map_err(|e| e.in_context(meta.name, "update"))?;
+        let mut filter = doc! { "_id": id.clone() };
+        if let (Some(k), Some(v)) = (Self::version_key(), expected) {
+            filter.insert(k, v);
+        }
+        let res = match exec!(self, self.coll.replace_one(filter, &doc)) {
+            Ok(r) => r,
+            Err(e) => {
+                let e = self.err("update")(e);
+                return Err(self
+                    .resolve_duplicate(e, &doc, false)
+                    .await
+                    .in_context(meta.name, "update"));
+            }
+        };
+        if res.matched_count == 1 {
+            return Ok(stored);
+        }
+        match self.stored_version(&id, "update").await? {
+            Some(actual) if expected.is_some() => {
+                Err(Error::stale_version(expected, actual).in_context(meta.name, "update"))
+            }
+            // Deleted and possibly re-created between the two calls: report the race.
+            Some(_) => {
+                Err(Error::concurrent("concurrent modification").in_context(meta.name, "update"))
+            }
+            None => Err(Error::not_found(format!("no {} with this id", meta.name))
+                .in_context(meta.name, "update")),
+        }
+    }
+
+    async fn upsert(&self, entity: &E) -> Result<E> {
+        let meta = E::meta();
+        let id = id_to_bson::<E>(entity.id())?;
+        let (stored, mut doc) =
+            Self::document(entity, None).map_err(|e| e.in_context(meta.name, "upsert"))?;
+        let Some(vk) = Self::version_key() else {
+            if let Err(e) = exec!(
+                self,
+                self.coll
+                    .replace_one(doc! { "_id": id.clone() }, &doc)
+                    .upsert(true)
+            ) {
+                let e = self.err("upsert")(e);
+                return Err(self
+                    .resolve_duplicate(e, &doc, false)
+                    .await
+                    .in_context(meta.name, "upsert"));
+            }
+            return Ok(stored);
+        };
+        let full = doc.clone();
+        // Atomic: set every field, increment the version (missing → 1 on insert).
+        doc.remove("_id");
+        doc.remove(vk);
+        let update = doc! { "$set": doc, "$inc": { vk: 1_i64 } };
+        let mut attempt = 0;
+        loop {
+            let res = exec!(
+                self,
+                self.coll
+                    .find_one_and_update(doc! { "_id": id.clone() }, update.clone())
+                    .upsert(true)
+                    .return_document(ReturnDocument::After)
+            );
+            match res {
+                Ok(Some(d)) => return from_document::<E>(&d),
+                Ok(None) => {
+                    return Err(Error::backend("upsert returned no document")
+                        .in_context(meta.name, "upsert"));
+                }
+                // A unique index other than `_id` names itself; an unnamed
+                // duplicate is two concurrent upserts of a new id: the loser
+                // retries, which now finds the document and updates it.
+                Err(e) => {
+                    let mapped = self
+                        .resolve_duplicate(self.err("upsert")(e), &full, false)
+                        .await;
+                    let race = matches!(
+                        mapped.kind(),
+                        persistence_core::ErrorKind::Conflict(
+                            persistence_core::ConflictKind::Unique { constraint: None }
+                        )
+                    );
+                    if race && attempt < 2 {
+                        attempt += 1;
+                        continue;
+                    }
+                    return Err(mapped);
+                }
+            }
+        }
+    }
+
+    async fn delete(&self, id: &E::Id) -> Result<bool> {
+        let id = id_to_bson::<E>(id)?;
+        let res = exec!(self, self.coll.delete_one(doc! { "_id": id.clone() }))
+            .map_err(self.err("delete"))?;
+        Ok(res.deleted_count > 0)
+    }
+
+    async fn delete_many(&self, filter: &Filter) -> Result<u64> {
+        let meta = E::meta();
+        let f = filter
+            .checked(meta)
+            .and_then(|f| to_query(meta, &f))
+            .map_err(|e| e.in_context(meta.name, "delete_many"))?;
+        let res = exec!(self, self.coll.delete_many(f.clone())).map_err(self.err("delete_many"))?;
+        Ok(res.deleted_count)
+    }
+
+    async fn find(&self, query: &Query) -> Result<Vec<E>> {
+        let mut s = self.stream(query);
+        let mut out = Vec::new();
+        while let Some(e) = s.next().await {
+            out.push(e?);
+        }
+        Ok(out)
+    }
+
+    async fn find_one(&self, query: &Query) -> Result<Option<E>> {
+        support::find_one_via_find(self, query).await
+    }
+
+    async fn count(&self, filter: &Filter) -> Result<u64> {
+        let meta = E::meta();
+        let f = filter
+            .checked(meta)
+            .and_then(|f| to_query(meta, &f))
+            .map_err(|e| e.in_context(meta.name, "count"))?;
+        exec!(self, self.coll.count_documents(f.clone())).map_err(self.err("count"))
+    }
+
+    async fn exists(&self, filter: &Filter) -> Result<bool> {
+        let meta = E::meta();
+        let f = filter
+            .checked(meta)
+            .and_then(|f| to_query(meta, &f))
+            .map_err(|e| e.in_context(meta.name, "exists"))?;
+        let found = exec!(
+            self,
+            self.coll.find_one(f.clone()).projection(doc! { "_id": 1 })
+        )
+        .map_err(self.err("exists"))?;
+        Ok(found.is_some())
+    }
+
+    fn stream<'a>(&'a self, query: &Query) -> BoxStream<'a, Result<E>> {
+        let meta = E::meta();
+        let planned = query
+            .checked(meta)
+            .and_then(|q| self.find_action(&q).map(|(f, s)| (q, f, s)))
+            .map_err(|e| e.in_context(meta.name, "stream"));
+        let (q, filter, sort) = match planned {
+            Ok(p) => p,
+            Err(e) => return Box::pin(futures_util::stream::once(async move { Err(e) })),
+        };
+        if q.limit == Some(0) {
+            return Box::pin(futures_util::stream::empty());
+        }
+        let coll = self.coll.clone();
+        let limit = q.limit.map(|l| i64::try_from(l).unwrap_or(i64::MAX));
+        if let Some(session) = self.session.clone() {
+            // Inside a transaction the session is shared and locked per
+            // operation, so the result is read completely, then streamed.
+            let read = async move {
+                let mut guard = session.lock().await;
+                let mut find = coll.find(filter).sort(sort).skip(q.offset);
+                if let Some(l) = limit {
+                    find = find.limit(l);
+                }
+                let mut cursor = find
+                    .session(&mut *guard)
+                    .await
+                    .map_err(|e| map(e, meta).in_context(meta.name, "stream"))?;
+                let mut out = Vec::new();
+                while let Some(d) = cursor.next(&mut guard).await {
+                    let d = d.map_err(|e| map(e, meta).in_context(meta.name, "stream"))?;
+                    out.push(from_document::<E>(&d));
+                }
+                Ok::<_, Error>(futures_util::stream::iter(out))
+            };
+            return Box::pin(futures_util::stream::once(read).try_flatten());
+        }
+        let open = async move {
+            let mut find = coll.find(filter).sort(sort);
+            if q.offset > 0 {
+                find = find.skip(q.offset);
+            }
+            if let Some(l) = limit {
+                find = find.limit(l);
+            }
+            let cursor = find
+                .await
+                .map_err(|e| map(e, meta).in_context(meta.name, "stream"))?;
+            Ok::<_, Error>(cursor.map(move |d| {
+                d.map_err(|e| map(e, meta).in_context(meta.name, "stream"))
+                    .and_then(|d| from_document::<E>(&d))
+            }))
+        };
+        Box::pin(futures_util::stream::once(open).try_flatten())
+    }
+
+    async fn page(&self, query: &Query, cursor: Option<&Cursor>) -> Result<Page<E>> {
+        support::page_via_find(self, query, cursor)
+            .await
+            .map_err(|e| e.in_context(E::meta().name, "page"))
+    }
+}

@@ -1,0 +1,185 @@
+//! Multi-document transactions: a closure-style unit of work over a client session.
+//!
+//! ```no_run
+//! # use persistence_core::{Entity, Repository};
+//! # use persistence_mongo::MongoStore;
+//! # #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, Entity)]
+//! # struct Account { #[entity(id)] id: i64, #[entity(version)] version: i64, balance: i64 }
+//! # async fn run(store: MongoStore) -> persistence_core::Result<()> {
+//! store
+//!     .transaction(|tx| async move {
+//!         let accounts = tx.repository::<Account>();
+//!         let mut a = accounts.get(&1).await?.expect("exists");
+//!         a.balance -= 10;
+//!         accounts.update(&a).await?;
+//!         Ok(())
+//!     })
+//!     .await?;
+//! # Ok(()) }
+//! ```
+//!
+//! The closure runs inside a transaction: `Ok` commits, `Err` aborts (the
+//! session is also aborted by the server if it is dropped mid-way). When the
+//! closure fails with a retryable `Conflict(Concurrent)` (the driver's
+//! `TransientTransactionError` label, e.g. a write conflict with another
+//! transaction) or the commit reports a transient error, the whole closure
+//! runs again, at most [`TransactionOptions::max_attempts`] times; a commit
+//! whose outcome is unknown (`UnknownTransactionCommitResult`) is re-committed.
+//!
+//! Transactions need a replica set or sharded cluster:
+//! [`MongoStore::supports_transactions`] tells, and a standalone server gives
+//! `Unsupported`.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use mongodb::ClientSession;
+use mongodb::error::{TRANSIENT_TRANSACTION_ERROR, UNKNOWN_TRANSACTION_COMMIT_RESULT};
+use persistence_core::{ConflictKind, Entity, Error, ErrorKind, Result};
+use tokio::sync::Mutex;
+
+use crate::config::MongoStore;
+use crate::error::map_plain;
+use crate::repository::MongoRepository;
+
+/// A session shared by the repositories of one transaction.
+pub type SharedSession = Arc<Mutex<ClientSession>>;
+
+/// Retry policy of [`MongoStore::transaction`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TransactionOptions {
+    /// How many times the closure may run in total (at least 1).
+    pub max_attempts: u32,
+}
+
+impl Default for TransactionOptions {
+    fn default() -> Self {
+        TransactionOptions { max_attempts: 5 }
+    }
+}
+
+/// The handle passed to a transaction's closure: hands out repositories bound to its session.
+#[derive(Clone)]
+pub struct Transaction {
+    store: MongoStore,
+    session: SharedSession,
+}
+
+impl std::fmt::Debug for Transaction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transaction").finish_non_exhaustive()
+    }
+}
+
+impl Transaction {
+    /// The repository of `E`, every operation of which runs in this transaction.
+    /// (Inside a transaction, `stream` reads its whole result before yielding.)
+    pub fn repository<E: Entity>(&self) -> MongoRepository<E> {
+        self.store
+            .repository::<E>()
+            .in_session(self.session.clone())
+    }
+
+    /// Bind an existing repository (e.g. with custom validation) to this transaction.
+    pub fn bind<E: Entity>(&self, repo: &MongoRepository<E>) -> MongoRepository<E> {
+        repo.in_session(self.session.clone())
+    }
+}
+
+fn transient(e: &Error) -> bool {
+    matches!(e.kind(), ErrorKind::Conflict(ConflictKind::Concurrent))
+}
+
+impl MongoStore {
+    /// Whether the server can run multi-document transactions (replica set
+    /// member or `mongos`), from the `hello` command.
+    pub async fn supports_transactions(&self) -> Result<bool> {
+        let hello = self
+            .database()
+            .run_command(bson::doc! { "hello": 1 })
+            .await
+            .map_err(|e| map_plain(e).with_operation("hello"))?;
+        Ok(hello.get_str("setName").is_ok() || hello.get_str("msg") == Ok("isdbgrid"))
+    }
+
+    /// Run `work` in a transaction with the default retry policy (see the module docs).
+    pub async fn transaction<T, F, Fut>(&self, work: F) -> Result<T>
+    where
+        F: FnMut(Transaction) -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        self.transaction_with(TransactionOptions::default(), work)
+            .await
+    }
+
+    /// Run `work` in a transaction with an explicit retry policy.
+    pub async fn transaction_with<T, F, Fut>(
+        &self,
+        options: TransactionOptions,
+        mut work: F,
+    ) -> Result<T>
+    where
+        F: FnMut(Transaction) -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        if !self.supports_transactions().await? {
+            return Err(Error::unsupported(
+                "MongoDB transactions need a replica set or a sharded cluster",
+            ));
+        }
+        let session = self
+            .client()
+            .start_session()
+            .await
+            .map_err(|e| map_plain(e).with_operation("transaction"))?;
+        let session: SharedSession = Arc::new(Mutex::new(session));
+        let max = options.max_attempts.max(1);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            session
+                .lock()
+                .await
+                .start_transaction()
+                .await
+                .map_err(|e| map_plain(e).with_operation("transaction"))?;
+            let tx = Transaction {
+                store: self.clone(),
+                session: session.clone(),
+            };
+            match work(tx).await {
+                Ok(value) => match commit(&session).await {
+                    Ok(()) => return Ok(value),
+                    Err(e) if transient(&e) && attempt < max => continue,
+                    Err(e) => return Err(e),
+                },
+                Err(e) => {
+                    // Best effort: the server aborts on its own if this fails.
+                    let _ = session.lock().await.abort_transaction().await;
+                    if e.is_retryable() && transient(&e) && attempt < max {
+                        continue;
+                    }
+                    return Err(e);
+                }
+            }
+        }
+    }
+}
+
+async fn commit(session: &SharedSession) -> Result<()> {
+    let mut guard = session.lock().await;
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        match guard.commit_transaction().await {
+            Ok(()) => return Ok(()),
+            Err(e) if e.contains_label(UNKNOWN_TRANSACTION_COMMIT_RESULT) && tries < 3 => continue,
+            Err(e) if e.contains_label(TRANSIENT_TRANSACTION_ERROR) => {
+                return Err(Error::concurrent("transient error on commit")
+                    .with_operation("commit")
+                    .with_source(e));
+            }
+            Err(e) => return Err(map_plain(e).with_operation("commit")),
+        }
+    }
+}

@@ -1,0 +1,433 @@
+//! MongoDB-specific behavior of `MongoRepository` against the local server.
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use bson::spec::BinarySubtype;
+use bson::{Bson, doc};
+use chrono::{DateTime, NaiveDate, TimeZone, Utc};
+use common::with_store;
+use futures_util::{StreamExt as _, TryStreamExt as _};
+use persistence_core::{
+    ConflictKind, Entity, ErrorKind, Filter, MemoryRepository, Query, Repository, StringField,
+};
+use persistence_mongo::{MongoConfig, MongoStore};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Address {
+    city: String,
+    zip: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Entity)]
+#[entity(name = "accounts")]
+struct Account {
+    #[entity(id)]
+    id: Uuid,
+    #[entity(unique)]
+    email: Option<String>,
+    #[entity(version)]
+    version: i64,
+    balance: Decimal,
+    opened: DateTime<Utc>,
+    birthday: NaiveDate,
+    tags: Vec<String>,
+    address: Address,
+    extra: BTreeMap<String, serde_json::Value>,
+}
+
+fn account(n: u128, email: Option<&str>) -> Account {
+    Account {
+        id: Uuid::from_u128(n),
+        email: email.map(str::to_string),
+        version: 0,
+        balance: "12.50".parse().expect("decimal"),
+        opened: Utc
+            .with_ymd_and_hms(2024, 5, 6, 7, 8, 9)
+            .single()
+            .expect("ts"),
+        birthday: NaiveDate::from_ymd_opt(1990, 1, 2).expect("date"),
+        tags: vec!["a".into(), "b".into()],
+        address: Address {
+            city: "Oslo".into(),
+            zip: None,
+        },
+        extra: BTreeMap::new(),
+    }
+}
+
+#[tokio::test]
+async fn stored_document_uses_native_bson_types() {
+    with_store(|store| async move {
+        let repo = store.repository::<Account>();
+        repo.ensure_schema().await.expect("schema");
+        let a = account(1, Some("a@x.io"));
+        repo.insert(&a).await.expect("insert");
+        let raw = repo
+            .collection()
+            .find_one(doc! {})
+            .await
+            .expect("raw find")
+            .expect("doc");
+        match raw.get("_id") {
+            Some(Bson::Binary(b)) => assert_eq!(b.subtype, BinarySubtype::Uuid),
+            other => panic!("_id stored as {other:?}"),
+        }
+        assert!(raw.get("id").is_none(), "the id lives in _id only");
+        assert!(matches!(raw.get("balance"), Some(Bson::Decimal128(_))));
+        assert!(matches!(raw.get("opened"), Some(Bson::DateTime(_))));
+        assert!(matches!(raw.get("birthday"), Some(Bson::DateTime(_))));
+        assert_eq!(raw.get("version"), Some(&Bson::Int64(1)));
+        assert!(matches!(raw.get("tags"), Some(Bson::Array(_))));
+        assert_eq!(
+            raw.get_document("address")
+                .expect("sub-document")
+                .get("city"),
+            Some(&Bson::String("Oslo".into()))
+        );
+        let back = repo.get(&a.id).await.expect("get").expect("found");
+        assert_eq!(back.balance.to_string(), "12.50");
+        assert_eq!(back.birthday, a.birthday);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn operator_shaped_values_match_literally() {
+    with_store(|store| async move {
+        let repo = store.repository::<Account>();
+        repo.ensure_schema().await.expect("schema");
+        let evil = ["{\"$gt\": \"\"}", "$where", "$ne", ".*", "^a"];
+        for (i, e) in evil.iter().enumerate() {
+            repo.insert(&account(i as u128 + 1, Some(e)))
+                .await
+                .expect("insert");
+        }
+        repo.insert(&account(99, Some("plain")))
+            .await
+            .expect("insert");
+        for (i, e) in evil.iter().enumerate() {
+            let found = repo
+                .find(&Query::filter(Account::EMAIL.eq(*e)))
+                .await
+                .expect("find");
+            assert_eq!(found.len(), 1, "{e}");
+            assert_eq!(found[0].id, Uuid::from_u128(i as u128 + 1));
+            let prefixed = repo
+                .count(&Account::EMAIL.starts_with(e))
+                .await
+                .expect("count");
+            assert_eq!(prefixed, 1, "starts_with {e}");
+        }
+        // A nested path that tries to smuggle an operator is rejected before the server.
+        let err = repo
+            .count(&Filter::field("address.$where").eq("x"))
+            .await
+            .expect_err("operator path");
+        assert_eq!(err.kind(), &ErrorKind::InvalidInput);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn unique_index_ignores_nulls_and_names_itself() {
+    with_store(|store| async move {
+        let repo = store.repository::<Account>();
+        repo.ensure_schema().await.expect("schema");
+        repo.insert(&account(1, None)).await.expect("null 1");
+        repo.insert(&account(2, None)).await.expect("null 2 does not conflict");
+        repo.insert(&account(3, Some("x@y"))).await.expect("x");
+        let err = repo
+            .insert(&account(4, Some("x@y")))
+            .await
+            .expect_err("duplicate email");
+        assert_eq!(
+            err.kind(),
+            &ErrorKind::Conflict(ConflictKind::Unique {
+                constraint: Some("ux_accounts_email".into())
+            }),
+            "{err}"
+        );
+        let err = repo
+            .insert(&account(3, Some("other")))
+            .await
+            .expect_err("duplicate id");
+        assert_eq!(err.kind(), &ErrorKind::Conflict(ConflictKind::DuplicateId));
+        let err = repo
+            .insert_many(&[account(5, Some("five")), account(6, Some("x@y"))])
+            .await
+            .expect_err("batch duplicate");
+        assert!(err.message().starts_with("row 1"), "{err}");
+        assert!(
+            matches!(
+            err.kind(),
+            ErrorKind::Conflict(ConflictKind::Unique { constraint: Some(c) }) if c == "ux_accounts_email"
+        ),
+            "{err:?}"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn stale_update_and_missing_update() {
+    with_store(|store| async move {
+        let repo = store.repository::<Account>();
+        repo.ensure_schema().await.expect("schema");
+        let a = repo.insert(&account(1, None)).await.expect("insert");
+        let b = repo.update(&a).await.expect("update");
+        assert_eq!(b.version, 2);
+        let err = repo.update(&a).await.expect_err("stale");
+        assert_eq!(
+            err.kind(),
+            &ErrorKind::Conflict(ConflictKind::Version {
+                expected: Some(1),
+                actual: Some(2)
+            })
+        );
+        let err = repo.update(&account(7, None)).await.expect_err("missing");
+        assert_eq!(err.kind(), &ErrorKind::NotFound);
+    })
+    .await;
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Entity)]
+#[entity(name = "sessions")]
+#[entity(index(user, created))]
+struct Session {
+    #[entity(id)]
+    id: String,
+    user: i64,
+    #[entity(ttl = "30d")]
+    created: DateTime<Utc>,
+}
+
+#[tokio::test]
+async fn indexes_from_metadata_are_idempotent_and_checked() {
+    with_store(|store| async move {
+        let repo = store.repository::<Session>();
+        repo.ensure_schema().await.expect("schema");
+        repo.ensure_schema()
+            .await
+            .expect("schema again (idempotent)");
+        let ixs: Vec<mongodb::IndexModel> = repo
+            .collection()
+            .list_indexes()
+            .await
+            .expect("list")
+            .try_collect()
+            .await
+            .expect("collect");
+        let by_name = |n: &str| {
+            ixs.iter()
+                .find(|m| m.options.as_ref().and_then(|o| o.name.as_deref()) == Some(n))
+                .unwrap_or_else(|| panic!("index {n} missing in {ixs:?}"))
+        };
+        let ttl = by_name("ix_sessions_created");
+        assert_eq!(
+            ttl.options.as_ref().and_then(|o| o.expire_after),
+            Some(Duration::from_secs(30 * 86_400))
+        );
+        assert_eq!(
+            by_name("ix_sessions_user_created").keys,
+            doc! { "user": 1, "created": 1 }
+        );
+
+        // Someone changes the TTL index by hand: ensure_schema refuses to guess.
+        repo.collection()
+            .drop_index("ix_sessions_created")
+            .await
+            .expect("drop");
+        repo.collection()
+            .create_index(
+                mongodb::IndexModel::builder()
+                    .keys(doc! { "created": 1 })
+                    .options(
+                        mongodb::options::IndexOptions::builder()
+                            .name("ix_sessions_created".to_string())
+                            .expire_after(Duration::from_secs(60))
+                            .build(),
+                    )
+                    .build(),
+            )
+            .await
+            .expect("create");
+        let err = repo.ensure_schema().await.expect_err("changed index");
+        assert_eq!(err.kind(), &ErrorKind::Config);
+        assert!(err.message().contains("ix_sessions_created"), "{err}");
+        assert!(err.message().contains("dropIndex"), "{err}");
+        // The documented way out: drop it, ensure again.
+        repo.collection()
+            .drop_index("ix_sessions_created")
+            .await
+            .expect("drop");
+        repo.ensure_schema().await.expect("recreated");
+    })
+    .await;
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Entity)]
+#[entity(name = "docs")]
+struct Doc {
+    #[entity(id)]
+    id: i64,
+    body: serde_json::Value,
+}
+
+/// Nested paths follow the reference semantics: they resolve through
+/// sub-documents only and never compare arrays element-wise (MongoDB would
+/// traverse arrays); checked against MemoryRepository filter by filter.
+#[tokio::test]
+async fn nested_paths_match_the_reference_backend() {
+    with_store(|store| async move {
+        let repo = store.repository::<Doc>();
+        repo.ensure_schema().await.expect("schema");
+        let mem = MemoryRepository::<Doc>::new();
+        let bodies = [
+            serde_json::json!({"a": {"b": 1}}),
+            serde_json::json!({"a": {"b": [1, 2]}}),
+            serde_json::json!({"a": [{"b": 1}]}),
+            serde_json::json!({"a": {"b": null}}),
+            serde_json::json!({"a": {}}),
+            serde_json::json!({"a": "x"}),
+            serde_json::json!({"a": {"b": "1"}}),
+            serde_json::json!({"a": {"b": 2.5, "0": 7}}),
+            serde_json::json!({"a": [7]}),
+            serde_json::json!([{"a": {"b": 1}}]),
+            serde_json::json!(null),
+            serde_json::json!({"a": {"b": {"c": 1}}}),
+            serde_json::json!({"a": {"b": [null]}}),
+        ];
+        for (i, b) in bodies.iter().enumerate() {
+            let d = Doc {
+                id: i as i64,
+                body: b.clone(),
+            };
+            repo.insert(&d).await.expect("insert");
+            mem.insert(&d).await.expect("mem insert");
+        }
+        let f = |p: &str| Filter::field(p.to_string());
+        let filters = vec![
+            f("body.a.b").eq(1),
+            f("body.a.b").ne(1),
+            f("body.a.b").gt(0),
+            f("body.a.b").lte(2),
+            f("body.a.b").is_in([1.into(), "1".into()]),
+            f("body.a.b").not_in([1.into()]),
+            f("body.a.b").is_null(),
+            f("body.a.b").is_not_null(),
+            f("body.a").is_null(),
+            f("body.a").eq("x"),
+            f("body.a").has(7),
+            f("body.a.b").has(1),
+            f("body.a.0").eq(7),
+            f("body.a.b").starts_with("1"),
+            f("body.a.b").eq(1).not(),
+            f("body").is_null(),
+            f("body").is_not_null(),
+        ];
+        for filter in filters {
+            let q = Query::filter(filter.clone());
+            let want: Vec<i64> = mem
+                .find(&q)
+                .await
+                .expect("mem")
+                .iter()
+                .map(|d| d.id)
+                .collect();
+            let got: Vec<i64> = repo
+                .find(&q)
+                .await
+                .expect("mongo")
+                .iter()
+                .map(|d| d.id)
+                .collect();
+            assert_eq!(got, want, "{filter:?}");
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn stream_pulls_from_the_cursor() {
+    with_store(|store| async move {
+        let repo = store.repository::<Session>();
+        repo.ensure_schema().await.expect("schema");
+        let now = Utc::now();
+        let rows: Vec<Session> = (0..500)
+            .map(|i| Session {
+                id: format!("s{i:04}"),
+                user: i % 7,
+                created: now,
+            })
+            .collect();
+        assert_eq!(repo.insert_many(&rows).await.expect("insert"), 500);
+        let mut s = repo.stream(&Query::filter(Session::USER.eq(3)).sort(Session::ID.desc()));
+        let first = s.next().await.expect("one").expect("ok");
+        assert_eq!(first.user, 3);
+        let rest: Vec<Session> = s.try_collect().await.expect("rest");
+        assert_eq!(rest.len() + 1, rows.iter().filter(|r| r.user == 3).count());
+        assert!(rest.windows(2).all(|w| w[0].id > w[1].id));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn unreachable_server_is_unavailable_and_redacted() {
+    let config = MongoConfig::new(
+        "mongodb://bob:s3cret@127.0.0.1:1/?directConnection=true",
+        "x",
+    )
+    .server_selection_timeout(Duration::from_millis(300));
+    let store = MongoStore::connect(&config).await.expect("lazy connect");
+    let err = store
+        .repository::<Session>()
+        .get(&"x".to_string())
+        .await
+        .expect_err("no server");
+    assert_eq!(err.kind(), &ErrorKind::Unavailable);
+    assert!(err.is_retryable());
+    assert!(!err.to_string().contains("s3cret"));
+    assert!(!format!("{config:?}").contains("s3cret"));
+}
+
+#[tokio::test]
+async fn json_schema_validator_rejects_raw_invalid_inserts() {
+    with_store(|store| async move {
+        let repo = store.repository::<Account>();
+        // The collection exists without a validator: ensure_schema adds it with collMod.
+        store
+            .database()
+            .create_collection("accounts")
+            .await
+            .expect("raw create");
+        repo.ensure_schema().await.expect("schema (collMod)");
+        repo.ensure_schema().await.expect("schema again");
+        repo.insert(&account(1, None)).await.expect("valid insert");
+        // Around the repository: a wrong type and a missing required field.
+        let bad = doc! { "_id": 5_i64, "email": 17, "version": 1_i64 };
+        let err = repo
+            .collection()
+            .insert_one(bad)
+            .await
+            .expect_err("the server validates");
+        assert_eq!(persistence_mongo::error::server_code(&err), Some(121));
+        let mapped = persistence_mongo::error::map(err, Account::meta());
+        assert_eq!(mapped.kind(), &ErrorKind::InvalidInput);
+        assert!(mapped.message().contains("validation"), "{mapped}");
+        let schema = persistence_mongo::schema::json_schema(Account::meta());
+        let js = schema.get_document("$jsonSchema").expect("schema");
+        let required = js.get_array("required").expect("required");
+        assert!(required.contains(&Bson::from("_id")));
+        assert!(required.contains(&Bson::from("balance")));
+        assert!(
+            !required.contains(&Bson::from("email")),
+            "Option fields are not required"
+        );
+    })
+    .await;
+}
