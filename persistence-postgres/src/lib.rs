@@ -85,6 +85,7 @@
 pub mod bulk;
 pub mod config;
 pub mod error;
+pub mod migrate;
 pub mod repository;
 pub mod schema;
 mod sql;
@@ -95,6 +96,7 @@ pub use bulk::BulkOptions;
 pub use config::{DEFAULT_URL, RelationalConfig, validate_schema_name};
 pub use repository::{RelationalRepository, RelationalStore};
 pub use sea_orm;
+pub use sea_orm_migration;
 pub use sql::Dialect;
 pub use tenant::{TenantId, TenantResolver, Tenants};
 pub use transaction::{IsolationLevel, TxRepository, UnitOfWork};
