@@ -93,7 +93,7 @@ pub mod tenant;
 pub mod transaction;
 
 pub use bulk::BulkOptions;
-pub use config::{DEFAULT_URL, RelationalConfig, validate_schema_name};
+pub use config::{DEFAULT_URL, RelationalConfig, SslMode, validate_schema_name};
 pub use repository::{RelationalRepository, RelationalStore};
 pub use sea_orm;
 pub use sea_orm_migration;
