@@ -76,9 +76,22 @@
 //!   naming the failing row; unique violations are named by probing the
 //!   unique constraints, since SQLite reports the constraint only in its message.
 //!
-//! ## Errors
+//! ## More
 //!
-//! See [`error`] for the SQLSTATE / SQLite code map.
+//! * [`transaction`]: closure-style units of work with savepoints and
+//!   transaction-scoped repositories ([`RelationalStore::transaction`]).
+//! * [`bulk`]: adaptive bulk insert (multi-row `INSERT` / `COPY FROM STDIN`),
+//!   also from a `Stream`.
+//! * [`tenant`]: schema-per-tenant with validated tenant ids.
+//! * [`migrate`]: sea-orm-migration integration (generated initial
+//!   migration per entity, `up` / `down` / `status`; CLI example
+//!   `persistence-migrate`).
+//! * [`config`]: pool, timeouts, application name, TLS (`sslmode` through
+//!   rustls, custom root certificate).
+//! * [`error`]: the SQLSTATE / SQLite code map.
+//!
+//! Streams (`Repository::stream`) pull rows from the server as they are
+//! consumed (sqlx's row stream), so large results are not held in memory.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
