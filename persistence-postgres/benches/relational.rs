@@ -9,7 +9,21 @@
 //! and `psql \copy` of the same data from a file when psql is installed),
 //! a 1,000-row filtered + sorted find, and the peak RSS while streaming
 //! `BENCH_STREAM_ROWS` rows. Everything happens in a schema of its own,
-//! dropped at the end.
+//! dropped at the end. Reads are interleaved (repository, raw, repository,
+//! ...) so load changes on a shared machine hit both sides alike.
+//!
+//! One run on the 2-core development machine (load average ~9 from other
+//! builds, PostgreSQL 15 local, `BENCH_ROW_BY_ROW=2000`):
+//!
+//! ```text
+//! case                                     repository          raw    ratio
+//! insert 100000 row-by-row                   237.690s            -        -  (2,000 rows, scaled)
+//! insert 100000 multi-row INSERT               1.381s            -        -  172x row-by-row
+//! insert 100000 COPY (bulk_insert)             0.972s       0.924s    1.05x  244x row-by-row; raw = psql \copy
+//! get by id x5000                              2.269s       2.101s    1.08x
+//! find 1000 (filter+sort) x50                  2.103s       1.963s    1.07x
+//! stream 1000000 rows                          4.275s            -        -  peak RSS 46.0 MiB (+0.0 MiB)
+//! ```
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeZone, Utc};
@@ -201,24 +215,24 @@ async fn main() {
     for id in ids.iter().take(200) {
         repo.get(id).await.expect("warm");
     }
-    let t = Instant::now();
-    for id in &ids {
-        std::hint::black_box(repo.get(id).await.expect("get"));
-    }
-    let ours = t.elapsed();
+    // Interleaved, so load changes on a shared machine hit both sides alike.
     let sql = format!(
         "SELECT \"id\", \"name\", \"score\", \"created_at\", \"tag\" FROM {table} WHERE \"id\" = $1"
     );
-    let t = Instant::now();
+    let (mut ours, mut raw) = (Duration::ZERO, Duration::ZERO);
     for id in &ids {
+        let t = Instant::now();
+        std::hint::black_box(repo.get(id).await.expect("get"));
+        ours += t.elapsed();
+        let t = Instant::now();
         let r = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
             .bind(id)
             .fetch_optional(&pool)
             .await
             .expect("raw get");
         std::hint::black_box(r.as_ref().map(raw_row));
+        raw += t.elapsed();
     }
-    let raw = t.elapsed();
     lines.push(Line {
         what: format!("get by id x{reads}"),
         ours,
@@ -231,19 +245,18 @@ async fn main() {
         .sort(Row::NAME.desc())
         .limit(1_000);
     let iters = 50;
-    let t = Instant::now();
-    for _ in 0..iters {
-        let v = repo.find(&q).await.expect("find");
-        assert_eq!(v.len(), 1_000);
-    }
-    let ours = t.elapsed();
     let sql = format!(
         "SELECT \"id\", \"name\", \"score\", \"created_at\", \"tag\" FROM {table} \
          WHERE \"score\" >= $1 AND \"name\" COLLATE \"C\" < $2 \
          ORDER BY \"name\" COLLATE \"C\" DESC NULLS LAST, \"id\" ASC NULLS FIRST LIMIT 1000"
     );
-    let t = Instant::now();
+    let (mut ours, mut raw) = (Duration::ZERO, Duration::ZERO);
     for _ in 0..iters {
+        let t = Instant::now();
+        let v = repo.find(&q).await.expect("find");
+        assert_eq!(v.len(), 1_000);
+        ours += t.elapsed();
+        let t = Instant::now();
         let v: Vec<Row> = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
             .bind(10.0f64)
             .bind("name-010000")
@@ -254,8 +267,8 @@ async fn main() {
             .map(raw_row)
             .collect();
         assert_eq!(v.len(), 1_000);
+        raw += t.elapsed();
     }
-    let raw = t.elapsed();
     lines.push(Line {
         what: format!("find 1000 (filter+sort) x{iters}"),
         ours,
