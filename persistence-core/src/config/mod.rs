@@ -1,0 +1,330 @@
+//! Configuration: named databases, their pools and resilience settings, and
+//! cache policy — from a YAML file (or TOML/JSON), `${VAR}` interpolation,
+//! environment overrides and profiles — plus environment detection when no
+//! file is given.
+//!
+//! ```yaml
+//! databases:
+//!   main:
+//!     kind: postgres
+//!     url: ${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/app}
+//!     pool: { max_connections: 20, acquire_timeout: 5s }
+//!     replicas: ["${REPLICA_URL:-postgres://postgres@127.0.0.1:5433/app}"]
+//!     timeout: 5s
+//!     retry: { max_attempts: 3, base_delay: 20ms, max_delay: 1s }
+//!     breaker: { failure_threshold: 5, open_for: 10s }
+//!   catalog: { kind: mongo, url: "${MONGODB_URL}", database: catalog }
+//!   cache: { kind: redis, url: "${REDIS_URL:-redis://127.0.0.1:6379}" }
+//!   local: { kind: sqlite, url: "sqlite://local.db?mode=rwc" }
+//! cache:
+//!   default: { ttl: 5m, negative_ttl: 30s, l2: cache }
+//!   entities:
+//!     users: { ttl: 1m }
+//! profiles:
+//!   production:
+//!     databases: { main: { pool: { max_connections: 50 } } }
+//! ```
+//!
+//! Layers, lowest first: the file (after interpolation), the selected
+//! profile's section (`PERSISTENCE_ENV`, default `development`), then
+//! environment variables `PERSISTENCE__DATABASES__MAIN__URL=...` (double
+//! underscore separates keys). Unknown keys are rejected; every error names
+//! the key path and, for a file, the line. URLs and passwords are
+//! [`Secret`]s: never shown by `Debug`, `Display` or [`PersistenceConfig::describe`].
+//! The keys are listed once, in [`keys`].
+
+mod detect;
+mod load;
+mod secret;
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+pub use detect::{Detection, Probe, detect};
+pub use load::{ConfigLoader, interpolate};
+pub use secret::Secret;
+
+/// Every configuration key, defined once (`databases.<name>.<key>` etc.).
+pub mod keys {
+    /// Top level: named databases.
+    pub const DATABASES: &str = "databases";
+    /// Top level: cache policy.
+    pub const CACHE: &str = "cache";
+    /// Top level: profile overlays.
+    pub const PROFILES: &str = "profiles";
+    /// Database: backend kind (`postgres`, `sqlite`, `mongo`, `redis`, `memory`).
+    pub const KIND: &str = "kind";
+    /// Database: connection URL (secret).
+    pub const URL: &str = "url";
+    /// Database: PostgreSQL schema.
+    pub const SCHEMA: &str = "schema";
+    /// Database: MongoDB database name.
+    pub const DATABASE: &str = "database";
+    /// Database: pool settings.
+    pub const POOL: &str = "pool";
+    /// Database: read replica URLs (secrets).
+    pub const REPLICAS: &str = "replicas";
+    /// Database: backup / failover URL (secret).
+    pub const BACKUP: &str = "backup";
+    /// Database: per-call timeout.
+    pub const TIMEOUT: &str = "timeout";
+    /// Database: retry settings.
+    pub const RETRY: &str = "retry";
+    /// Database: circuit breaker settings.
+    pub const BREAKER: &str = "breaker";
+    /// The environment variable selecting the profile.
+    pub const ENV_PROFILE: &str = "PERSISTENCE_ENV";
+    /// The prefix of override variables (`PERSISTENCE__DATABASES__MAIN__URL`).
+    pub const ENV_PREFIX: &str = "PERSISTENCE__";
+}
+
+/// The backend of a named database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DatabaseKind {
+    /// PostgreSQL (`persistence-postgres`).
+    Postgres,
+    /// SQLite (`persistence-postgres`), the embedded relational default.
+    Sqlite,
+    /// MongoDB (`persistence-mongo`).
+    Mongo,
+    /// Redis, for the cache layer's L2 and sessions (`persistence-cache`).
+    Redis,
+    /// The in-memory store, the embedded document default.
+    Memory,
+}
+
+impl DatabaseKind {
+    /// The lower-case name.
+    pub fn name(self) -> &'static str {
+        match self {
+            DatabaseKind::Postgres => "postgres",
+            DatabaseKind::Sqlite => "sqlite",
+            DatabaseKind::Mongo => "mongo",
+            DatabaseKind::Redis => "redis",
+            DatabaseKind::Memory => "memory",
+        }
+    }
+}
+
+/// Connection pool settings (all optional: the backend's defaults apply).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolConfig {
+    /// Most connections.
+    pub max_connections: Option<u32>,
+    /// Connections kept open.
+    pub min_connections: Option<u32>,
+    /// How long to wait for a free connection.
+    #[serde(default, with = "humantime_serde")]
+    pub acquire_timeout: Option<Duration>,
+    /// Close connections idle this long.
+    #[serde(default, with = "humantime_serde")]
+    pub idle_timeout: Option<Duration>,
+    /// Recycle connections older than this.
+    #[serde(default, with = "humantime_serde")]
+    pub max_lifetime: Option<Duration>,
+    /// Server-side statement timeout.
+    #[serde(default, with = "humantime_serde")]
+    pub statement_timeout: Option<Duration>,
+    /// Application name reported to the server.
+    pub application_name: Option<String>,
+}
+
+/// Retry settings (see [`crate::layer::Retry`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetrySettings {
+    /// Attempts in all.
+    pub max_attempts: u32,
+    /// First backoff.
+    #[serde(with = "humantime_serde")]
+    pub base_delay: Duration,
+    /// Largest backoff.
+    #[serde(with = "humantime_serde")]
+    pub max_delay: Duration,
+}
+
+/// Circuit breaker settings (see [`crate::layer::CircuitBreaker`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BreakerSettings {
+    /// Consecutive failures that open the circuit.
+    pub failure_threshold: u32,
+    /// How long it stays open.
+    #[serde(with = "humantime_serde")]
+    pub open_for: Duration,
+}
+
+/// One named database.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// The backend.
+    pub kind: DatabaseKind,
+    /// Connection URL (not needed for `memory`).
+    pub url: Option<Secret>,
+    /// PostgreSQL schema.
+    pub schema: Option<String>,
+    /// MongoDB database name.
+    pub database: Option<String>,
+    /// Pool settings.
+    #[serde(default)]
+    pub pool: PoolConfig,
+    /// Read replicas.
+    #[serde(default)]
+    pub replicas: Vec<Secret>,
+    /// Backup / failover server.
+    pub backup: Option<Secret>,
+    /// Per-call timeout.
+    #[serde(default, with = "humantime_serde")]
+    pub timeout: Option<Duration>,
+    /// Retry settings.
+    pub retry: Option<RetrySettings>,
+    /// Circuit breaker settings.
+    pub breaker: Option<BreakerSettings>,
+}
+
+/// Cache policy for one entity type (or the default).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CachePolicy {
+    /// Time to live of cached values.
+    #[serde(default, with = "humantime_serde")]
+    pub ttl: Option<Duration>,
+    /// Time to live of cached "not found".
+    #[serde(default, with = "humantime_serde")]
+    pub negative_ttl: Option<Duration>,
+    /// Name of the `redis` database used as L2 (none: L1 only).
+    pub l2: Option<String>,
+    /// Disable caching for this entity.
+    #[serde(default)]
+    pub disabled: bool,
+}
+
+/// The `cache` section.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheConfig {
+    /// Policy for every entity without its own.
+    #[serde(default)]
+    pub default: CachePolicy,
+    /// Per entity logical name.
+    #[serde(default)]
+    pub entities: BTreeMap<String, CachePolicy>,
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PersistenceConfig {
+    /// Named databases.
+    #[serde(default)]
+    pub databases: BTreeMap<String, DatabaseConfig>,
+    /// Cache policy.
+    #[serde(default)]
+    pub cache: CacheConfig,
+    /// Profile overlays (already applied by the loader; kept for `describe`).
+    #[serde(default, skip_serializing)]
+    pub profiles: BTreeMap<String, serde_json::Value>,
+}
+
+impl PersistenceConfig {
+    /// Check cross-references and required values: a URL for every kind but
+    /// `memory`, database names as identifiers, `cache.*.l2` naming a `redis` database.
+    pub fn validate(&self) -> crate::Result<()> {
+        for (name, db) in &self.databases {
+            crate::entity::validate_identifier(name)
+                .map_err(|e| crate::Error::config(format!("databases.{name}: {}", e.message())))?;
+            if db.url.is_none() && db.kind != DatabaseKind::Memory {
+                return Err(crate::Error::config(format!(
+                    "databases.{name}.url is required for kind {}",
+                    db.kind.name()
+                )));
+            }
+            let schemes: &[&str] = match db.kind {
+                DatabaseKind::Postgres => &["postgres://", "postgresql://"],
+                DatabaseKind::Sqlite => &["sqlite:"],
+                DatabaseKind::Mongo => &["mongodb://", "mongodb+srv://"],
+                DatabaseKind::Redis => &["redis://", "rediss://", "redis+unix://", "unix://"],
+                DatabaseKind::Memory => &[],
+            };
+            let urls = db.url.iter().chain(&db.replicas).chain(&db.backup);
+            for (i, url) in urls.enumerate() {
+                if !schemes.is_empty() && !schemes.iter().any(|s| url.expose().starts_with(s)) {
+                    let which = if i == 0 { "url" } else { "replica/backup url" };
+                    return Err(crate::Error::config(format!(
+                        "databases.{name}.{which} ({url}) is not a {} URL: expected it to start with {}",
+                        db.kind.name(),
+                        schemes.join(" or ")
+                    )));
+                }
+            }
+        }
+        let policies = std::iter::once(("default".to_string(), &self.cache.default)).chain(
+            self.cache
+                .entities
+                .iter()
+                .map(|(k, v)| (format!("entities.{k}"), v)),
+        );
+        for (path, policy) in policies {
+            if let Some(l2) = &policy.l2 {
+                match self.databases.get(l2) {
+                    Some(db) if db.kind == DatabaseKind::Redis => {}
+                    Some(db) => {
+                        return Err(crate::Error::config(format!(
+                            "cache.{path}.l2 names `{l2}`, a {} database; it must be kind redis",
+                            db.kind.name()
+                        )));
+                    }
+                    None => {
+                        return Err(crate::Error::config(format!(
+                            "cache.{path}.l2 names `{l2}`, which is not in databases"
+                        )));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The cache policy of an entity: its own, else the default.
+    pub fn cache_policy(&self, entity: &str) -> &CachePolicy {
+        self.cache
+            .entities
+            .get(entity)
+            .unwrap_or(&self.cache.default)
+    }
+
+    /// The resolved topology, one line per database, secrets redacted.
+    pub fn describe(&self) -> String {
+        let mut out = String::new();
+        for (name, db) in &self.databases {
+            let _ = write!(out, "{name}: {}", db.kind.name());
+            if let Some(url) = &db.url {
+                let _ = write!(out, " at {url}");
+            }
+            if let Some(s) = &db.schema {
+                let _ = write!(out, " schema {s}");
+            }
+            if let Some(d) = &db.database {
+                let _ = write!(out, " database {d}");
+            }
+            if !db.replicas.is_empty() {
+                let rs: Vec<String> = db.replicas.iter().map(|r| r.to_string()).collect();
+                let _ = write!(out, ", replicas [{}]", rs.join(", "));
+            }
+            if let Some(b) = &db.backup {
+                let _ = write!(out, ", backup {b}");
+            }
+            if let Some(m) = db.pool.max_connections {
+                let _ = write!(out, ", pool max {m}");
+            }
+            out.push('\n');
+        }
+        out
+    }
+}

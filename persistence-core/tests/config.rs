@@ -1,0 +1,334 @@
+//! Configuration loading, errors and environment detection.
+use std::net::{SocketAddr, TcpListener};
+use std::time::Duration;
+
+use persistence_core::ErrorKind;
+use persistence_core::config::{ConfigLoader, DatabaseKind, Probe, detect, interpolate};
+
+const FULL: &str = r#"
+databases:
+  main:
+    kind: postgres
+    url: ${DB_URL:-postgres://app:hunter2@db.internal:5432/app}
+    schema: app
+    pool:
+      max_connections: 20
+      acquire_timeout: 5s
+      statement_timeout: 30s
+    replicas: ["postgres://app:hunter2@replica:5432/app"]
+    timeout: 2s
+    retry: { max_attempts: 4, base_delay: 10ms, max_delay: 500ms }
+    breaker: { failure_threshold: 3, open_for: 15s }
+  catalog: { kind: mongo, url: "mongodb://127.0.0.1:27017", database: catalog }
+  cache: { kind: redis, url: "redis://:s3cret@127.0.0.1:6379" }
+  local: { kind: memory }
+cache:
+  default: { ttl: 5m, negative_ttl: 30s, l2: cache }
+  entities:
+    users: { ttl: 1m }
+profiles:
+  production:
+    databases:
+      main:
+        pool: { max_connections: 50 }
+"#;
+
+fn load(
+    text: &str,
+    vars: &[(&str, &str)],
+) -> persistence_core::Result<persistence_core::config::PersistenceConfig> {
+    ConfigLoader::new()
+        .text("persistence.yaml", text)
+        .env(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+        .load()
+}
+
+fn config_error(text: &str, vars: &[(&str, &str)]) -> String {
+    let err = load(text, vars).expect_err("config error");
+    assert_eq!(err.kind(), &ErrorKind::Config, "{err}");
+    err.to_string()
+}
+
+#[test]
+fn loads_a_full_file() {
+    let c = load(FULL, &[]).expect("valid");
+    let main = &c.databases["main"];
+    assert_eq!(main.kind, DatabaseKind::Postgres);
+    assert_eq!(main.pool.max_connections, Some(20));
+    assert_eq!(main.pool.acquire_timeout, Some(Duration::from_secs(5)));
+    assert_eq!(main.retry.as_ref().map(|r| r.max_attempts), Some(4));
+    assert_eq!(c.databases["catalog"].database.as_deref(), Some("catalog"));
+    assert_eq!(c.cache_policy("users").ttl, Some(Duration::from_secs(60)));
+    assert_eq!(c.cache_policy("orders").ttl, Some(Duration::from_secs(300)));
+    assert_eq!(
+        main.url.as_ref().map(|u| u.expose()),
+        Some("postgres://app:hunter2@db.internal:5432/app")
+    );
+}
+
+#[test]
+fn secrets_never_show() {
+    let c = load(FULL, &[]).expect("valid");
+    let described = c.describe();
+    let debugged = format!("{c:?}");
+    for shown in [&described, &debugged] {
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+    }
+    assert!(
+        described.contains("main: postgres at postgres://app:***@db.internal:5432/app"),
+        "{described}"
+    );
+}
+
+#[test]
+fn interpolates_variables_with_defaults_and_escapes() {
+    let get = |k: &str| (k == "HOST").then(|| "db1".to_string());
+    assert_eq!(
+        interpolate("a ${HOST} b ${PORT:-5432} $${LITERAL} $x", get).expect("ok"),
+        "a db1 b 5432 ${LITERAL} $x"
+    );
+    let c = load(FULL, &[("DB_URL", "postgres://u@elsewhere/x")]).expect("valid");
+    assert_eq!(
+        c.databases["main"].url.as_ref().map(|u| u.expose()),
+        Some("postgres://u@elsewhere/x")
+    );
+}
+
+#[test]
+fn missing_variable_names_it_and_the_line() {
+    let msg = config_error(
+        "databases:\n  main:\n    kind: postgres\n    url: ${MISSING_DB_URL}\n",
+        &[],
+    );
+    assert!(
+        msg.contains("MISSING_DB_URL") && msg.contains("line 4"),
+        "{msg}"
+    );
+    let msg = config_error("databases:\n  main:\n    url: \"${OOPS\"\n", &[]);
+    assert!(msg.contains("line 3") && msg.contains("unclosed"), "{msg}");
+    let msg = config_error(
+        "databases:\n  main: { kind: postgres, url: \"${OOPS\" }\n",
+        &[],
+    );
+    assert!(
+        msg.contains("line 2") && msg.contains("not a valid variable reference"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn unknown_key_is_rejected_with_path_and_line() {
+    let text = "databases:\n  main:\n    kind: postgres\n    url: postgres://h/db\n    pool:\n      max_conections: 5\n";
+    let msg = config_error(text, &[]);
+    assert!(msg.contains("databases.main.pool.max_conections"), "{msg}");
+    assert!(msg.contains("line 6"), "{msg}");
+    assert!(
+        msg.contains("max_connections"),
+        "lists the expected keys: {msg}"
+    );
+    let msg = config_error("databses: {}\n", &[]);
+    assert!(msg.contains("databses") && msg.contains("line 1"), "{msg}");
+}
+
+#[test]
+fn wrong_type_names_the_key_without_echoing_the_value() {
+    let text = "databases:\n  main:\n    kind: postgres\n    url: postgres://h/db\n    pool:\n      max_connections: hunter2\n";
+    let msg = config_error(text, &[]);
+    assert!(msg.contains("databases.main.pool.max_connections"), "{msg}");
+    assert!(msg.contains("line 6"), "{msg}");
+    assert!(!msg.contains("hunter2"), "the value may be a secret: {msg}");
+    let msg = config_error("databases:\n  main: { kind: oracle, url: x }\n", &[]);
+    assert!(
+        msg.contains("databases.main.kind") && msg.contains("postgres"),
+        "{msg}"
+    );
+    let msg = config_error(
+        "databases:\n  main: { kind: postgres, url: x, timeout: soon }\n",
+        &[],
+    );
+    assert!(msg.contains("databases.main.timeout"), "{msg}");
+}
+
+#[test]
+fn bad_yaml_names_the_line() {
+    let msg = config_error("databases:\n  main: [unclosed\n", &[]);
+    assert!(msg.to_lowercase().contains("line"), "{msg}");
+}
+
+#[test]
+fn bad_urls_and_references_are_config_errors() {
+    let msg = config_error(
+        "databases:\n  main: { kind: postgres, url: \"mysql://root:pw@h/db\" }\n",
+        &[],
+    );
+    assert!(
+        msg.contains("databases.main.url") && msg.contains("postgres://"),
+        "{msg}"
+    );
+    assert!(!msg.contains(":pw@"), "{msg}");
+    let msg = config_error("databases:\n  main: { kind: postgres }\n", &[]);
+    assert!(msg.contains("databases.main.url is required"), "{msg}");
+    let msg = config_error(
+        "databases:\n  m: { kind: memory }\ncache:\n  default: { l2: m }\n",
+        &[],
+    );
+    assert!(
+        msg.contains("cache.default.l2") && msg.contains("redis"),
+        "{msg}"
+    );
+    let msg = config_error("databases:\n  \"bad name\": { kind: memory }\n", &[]);
+    assert!(msg.contains("bad name"), "{msg}");
+}
+
+#[test]
+fn profiles_and_environment_overrides_layer_in_order() {
+    let c = load(FULL, &[("PERSISTENCE_ENV", "production")]).expect("valid");
+    assert_eq!(
+        c.databases["main"].pool.max_connections,
+        Some(50),
+        "profile overlay"
+    );
+    assert_eq!(
+        c.databases["main"].pool.acquire_timeout,
+        Some(Duration::from_secs(5)),
+        "rest of the file kept"
+    );
+    let c = load(
+        FULL,
+        &[
+            ("PERSISTENCE_ENV", "production"),
+            (
+                "PERSISTENCE__DATABASES__MAIN__URL",
+                "postgres://over@ride/x",
+            ),
+            ("PERSISTENCE__DATABASES__MAIN__POOL__MAX_CONNECTIONS", "7"),
+        ],
+    )
+    .expect("valid");
+    assert_eq!(
+        c.databases["main"].url.as_ref().map(|u| u.expose()),
+        Some("postgres://over@ride/x")
+    );
+    assert_eq!(
+        c.databases["main"].pool.max_connections,
+        Some(7),
+        "environment beats the profile"
+    );
+    let msg = config_error(
+        FULL,
+        &[("PERSISTENCE__DATABASES__MAIN__POOL__MAX_CONECTIONS", "7")],
+    );
+    assert!(
+        msg.contains("max_conections"),
+        "typos in overrides are rejected too: {msg}"
+    );
+}
+
+#[test]
+fn toml_and_json_work_too() {
+    let toml = "[databases.main]\nkind = \"sqlite\"\nurl = \"sqlite::memory:\"\n";
+    let c = ConfigLoader::new()
+        .text("p.toml", toml)
+        .env(Vec::new())
+        .load()
+        .expect("toml");
+    assert_eq!(c.databases["main"].kind, DatabaseKind::Sqlite);
+    let json = r#"{"databases": {"docs": {"kind": "memory"}}}"#;
+    let c = ConfigLoader::new()
+        .text("p.json", json)
+        .env(Vec::new())
+        .load()
+        .expect("json");
+    assert_eq!(c.databases["docs"].kind, DatabaseKind::Memory);
+}
+
+fn closed_port() -> SocketAddr {
+    // Bind then drop: nothing listens there afterwards.
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let a = l.local_addr().expect("addr");
+    drop(l);
+    a
+}
+
+fn vars(v: &[(&str, &str)]) -> Option<Vec<(String, String)>> {
+    Some(
+        v.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    )
+}
+
+#[test]
+fn detection_prefers_env_urls_then_local_servers_then_embedded() {
+    let open = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let open_addr = open.local_addr().expect("addr");
+    let nothing = Probe {
+        postgres: closed_port(),
+        mongo: closed_port(),
+        redis: closed_port(),
+        env: vars(&[]),
+        ..Probe::default()
+    };
+
+    let d = detect("development", &nothing).expect("embedded");
+    assert_eq!(d.config.databases["main"].kind, DatabaseKind::Sqlite);
+    assert_eq!(d.config.databases["documents"].kind, DatabaseKind::Memory);
+    assert!(!d.config.databases.contains_key("cache"));
+    assert!(
+        d.reasons
+            .iter()
+            .any(|r| r.contains("embedded in-memory SQLite")),
+        "{:?}",
+        d.reasons
+    );
+
+    let local = Probe {
+        postgres: open_addr,
+        redis: open_addr,
+        ..nothing.clone()
+    };
+    let d = detect("development", &local).expect("probe");
+    assert_eq!(d.config.databases["main"].kind, DatabaseKind::Postgres);
+    assert!(
+        d.reasons.iter().any(|r| r.contains("answering on")),
+        "{:?}",
+        d.reasons
+    );
+    assert_eq!(d.config.cache.default.l2.as_deref(), Some("cache"));
+
+    let env = Probe {
+        env: vars(&[
+            ("DATABASE_URL", "postgres://u:pw@envhost/db"),
+            ("MONGODB_URL", "mongodb://m/"),
+        ]),
+        ..local.clone()
+    };
+    let d = detect("development", &env).expect("env");
+    assert_eq!(
+        d.config.databases["main"].url.as_ref().map(|u| u.expose()),
+        Some("postgres://u:pw@envhost/db")
+    );
+    assert_eq!(d.config.databases["documents"].kind, DatabaseKind::Mongo);
+    assert!(d.reasons.iter().any(|r| r.contains("from DATABASE_URL")));
+    assert!(
+        d.reasons.iter().all(|r| !r.contains(":pw@")),
+        "{:?}",
+        d.reasons
+    );
+    drop(open);
+}
+
+#[test]
+fn production_has_no_embedded_fallback() {
+    let nothing = Probe {
+        postgres: closed_port(),
+        mongo: closed_port(),
+        redis: closed_port(),
+        env: vars(&[]),
+        ..Probe::default()
+    };
+    let err = detect("production", &nothing).expect_err("no fallback");
+    assert_eq!(err.kind(), &ErrorKind::Config);
+    assert!(err.to_string().contains("DATABASE_URL"), "{err}");
+}
