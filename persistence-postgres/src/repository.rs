@@ -129,7 +129,8 @@ impl RelationalStore {
         Ok(())
     }
 
-    /// Close the pool.
+    /// Close the pool (shared by every clone of this store and by tenant
+    /// stores derived from it).
     pub async fn close(&self) {
         match self.dialect() {
             Dialect::Postgres => self.inner.db.get_postgres_connection_pool().close().await,
