@@ -49,7 +49,8 @@ pub(crate) struct Shared {
     pub jitter: f64,
     pub l1: Option<L1Config>,
     pub l2: Option<Arc<L2>>,
-    pub tags: crate::tags::TagStore,
+    pub tags: Arc<crate::tags::TagStore>,
+    pub backplane: Option<Arc<crate::backplane::Backplane>>,
 }
 
 /// A cache layer: wraps repositories into [`CachedRepository`]s sharing one
@@ -82,9 +83,22 @@ impl CacheLayer {
         CacheLayerBuilder::default()
     }
 
-    /// Wrap a repository.
+    /// Wrap a repository. Each call creates an independent cache (its own L1
+    /// and local generations): wrap once per repository and clone the
+    /// [`CachedRepository`] (clones share the cache). Separate instances over
+    /// the same data (other processes, or a second `wrap`) see each other's
+    /// writes in L2 at once, and in L1 through the [backplane](CacheLayerBuilder::backplane)
+    /// or after the TTL.
     pub fn wrap<E: Entity, R: Repository<E> + 'static>(&self, repo: R) -> CachedRepository<E, R> {
         CachedRepository::new(self.shared.clone(), repo)
+    }
+
+    /// True while the backplane is subscribed (false without one).
+    pub fn backplane_connected(&self) -> bool {
+        self.shared
+            .backplane
+            .as_ref()
+            .is_some_and(|b| b.connected())
     }
 
     /// The key prefix.
@@ -108,6 +122,8 @@ pub struct CacheLayerBuilder {
     l2: Option<L2Source>,
     l2_timeout: Duration,
     pool_size: usize,
+    backplane: bool,
+    degraded_ttl: Duration,
 }
 
 impl std::fmt::Debug for CacheLayerBuilder {
@@ -135,6 +151,8 @@ impl Default for CacheLayerBuilder {
             l2: None,
             l2_timeout: Duration::from_millis(250),
             pool_size: 16,
+            backplane: false,
+            degraded_ttl: Duration::from_secs(1),
         }
     }
 }
@@ -194,6 +212,18 @@ impl CacheLayerBuilder {
         self
     }
 
+    /// Cross-instance L1 invalidation over Redis pub/sub (needs L1 and
+    /// [`redis_url`](Self::redis_url); build inside a tokio runtime).
+    pub fn backplane(mut self, on: bool) -> Self {
+        self.backplane = on;
+        self
+    }
+    /// Longest L1 lifetime while the backplane is disconnected (default 1 s).
+    pub fn backplane_degraded_ttl(mut self, ttl: Duration) -> Self {
+        self.degraded_ttl = ttl;
+        self
+    }
+
     /// Validate and build.
     pub fn build(self) -> Result<CacheLayer> {
         validate_prefix(&self.prefix)?;
@@ -212,6 +242,10 @@ impl CacheLayerBuilder {
         if self.l1.is_none() && self.l2.is_none() {
             return Err(Error::config("a cache layer needs L1, L2 or both"));
         }
+        let l2_url = match &self.l2 {
+            Some(L2Source::Url(u)) => Some(u.clone()),
+            _ => None,
+        };
         let l2 = match self.l2 {
             None => None,
             Some(L2Source::Pool(pool)) => Some(Arc::new(L2::new(pool, self.l2_timeout, None))),
@@ -231,13 +265,45 @@ impl CacheLayerBuilder {
                 Some(Arc::new(L2::new(pool, self.l2_timeout, Some(url))))
             }
         };
+        let tags = Arc::new(crate::tags::TagStore::new(self.l1.map(|c| c.max_weight)));
+        let backplane = match (self.backplane, &l2_url) {
+            (false, _) => None,
+            (true, None) => {
+                return Err(Error::config(
+                    "the cache backplane needs L2 configured with redis_url",
+                ));
+            }
+            (true, Some(_)) if self.l1.is_none() => {
+                return Err(Error::config("the cache backplane needs L1"));
+            }
+            (true, Some(url)) => {
+                if tokio::runtime::Handle::try_current().is_err() {
+                    return Err(Error::config(
+                        "build a layer with a backplane inside a tokio runtime",
+                    ));
+                }
+                let bp = Arc::new(crate::backplane::Backplane::new(
+                    &self.prefix,
+                    self.degraded_ttl,
+                ));
+                let weak_tags = Arc::downgrade(&tags);
+                bp.set_tag_sink(Box::new(move |tag| {
+                    if let Some(t) = weak_tags.upgrade() {
+                        t.bump(tag);
+                    }
+                }));
+                bp.start(url.clone());
+                Some(bp)
+            }
+        };
         Ok(CacheLayer {
             shared: Arc::new(Shared {
                 prefix: self.prefix,
                 default_ttl: self.ttl,
                 per_entity: self.per_entity,
                 jitter: self.jitter,
-                tags: crate::tags::TagStore::new(self.l1.map(|c| c.max_weight)),
+                tags,
+                backplane,
                 l1: self.l1,
                 l2,
             }),

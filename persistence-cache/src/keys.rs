@@ -128,12 +128,26 @@ impl Keys {
         format!("{}:?{}:{}", self.base, op.name(), short_hash(&bytes))
     }
 
+    /// `{prefix}:{entity}:{schema_version}`.
+    pub(crate) fn base(&self) -> &str {
+        &self.base
+    }
+
     pub(crate) fn gen_key(&self) -> &str {
         &self.gen_key
     }
 
     pub(crate) fn epoch_key(&self) -> &str {
         &self.epoch_key
+    }
+}
+
+/// A user-supplied key part: as is when short and plain, else `#` + hash.
+pub(crate) fn key_part(s: &str) -> String {
+    if is_plain(s) {
+        s.to_string()
+    } else {
+        format!("#{}", short_hash(s.as_bytes()))
     }
 }
 

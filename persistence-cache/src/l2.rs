@@ -175,6 +175,7 @@ impl L2 {
         gen_key: &str,
         epoch_key: Option<&str>,
         keys: &[String],
+        publish: Option<(&str, String)>,
     ) -> Result<()> {
         let mut pipe = redis::pipe();
         pipe.cmd("SET")
@@ -193,6 +194,9 @@ impl L2 {
         }
         if !keys.is_empty() {
             pipe.cmd("DEL").arg(keys).ignore();
+        }
+        if let Some((channel, msg)) = publish {
+            pipe.cmd("PUBLISH").arg(channel).arg(msg).ignore();
         }
         self.with_conn(|mut c| async move { pipe.query_async::<()>(&mut c).await })
             .await

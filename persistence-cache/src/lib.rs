@@ -25,6 +25,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod backplane;
 pub mod codec;
 pub mod config;
 mod error;
@@ -32,6 +33,7 @@ pub mod keys;
 pub mod l2;
 pub mod metrics;
 pub mod repository;
+pub mod sessions;
 mod singleflight;
 pub mod tags;
 

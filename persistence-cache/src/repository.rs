@@ -34,6 +34,7 @@ use persistence_core::{
     BoxStream, Capabilities, Entity, Error, Filter, Page, Query, Repository, Result, Value,
 };
 
+use crate::backplane::{Message, Receiver};
 use crate::codec::{self, Cached};
 use crate::config::{EntityTtl, Shared};
 use crate::keys::{Keys, QueryOp};
@@ -192,7 +193,7 @@ impl<E: Entity, R: Repository<E> + 'static> CachedRepository<E, R> {
             .get(meta.name)
             .copied()
             .unwrap_or(shared.default_ttl);
-        CachedRepository {
+        let repo = CachedRepository {
             inner: Arc::new(Inner {
                 repo,
                 keys: Keys::new(&shared.prefix, meta),
@@ -209,7 +210,12 @@ impl<E: Entity, R: Repository<E> + 'static> CachedRepository<E, R> {
                 l2_warned: AtomicBool::new(false),
                 recovering: AtomicBool::new(false),
             }),
+        };
+        if let Some(bp) = &repo.inner.shared.backplane {
+            let weak: std::sync::Weak<dyn Receiver> = Arc::downgrade(&repo.inner) as _;
+            bp.register(repo.inner.keys.base(), weak);
         }
+        repo
     }
 
     /// The wrapped repository.
@@ -247,6 +253,10 @@ impl<E: Entity, R: Repository<E> + 'static> CachedRepository<E, R> {
     }
 
     fn target(&self, ids: &[E::Id]) -> Target {
+        // Huge batches: one epoch bump beats thousands of keys in DEL and messages.
+        if ids.len() > 1000 {
+            return Target::All;
+        }
         let mut keys = Vec::with_capacity(ids.len());
         for id in ids {
             match norm_id::<E>(id) {
@@ -313,6 +323,15 @@ impl<E: Entity, R: Repository<E> + 'static> Inner<E, R> {
         })
     }
 
+    /// The L1 lifetime: the TTL, capped while the backplane is disconnected.
+    fn l1_ttl_for(&self, value: &Cached<E>) -> Duration {
+        let ttl = self.ttl_for(value);
+        match &self.shared.backplane {
+            Some(bp) if !bp.connected() => ttl.min(bp.degraded_ttl),
+            _ => ttl,
+        }
+    }
+
     fn local_key(&self, key: &str, kind: Kind) -> String {
         match kind {
             Kind::Entity => self.gens.entity_key(key),
@@ -327,7 +346,7 @@ impl<E: Entity, R: Repository<E> + 'static> Inner<E, R> {
             self.record(Event::StaleSetPrevented);
             return;
         }
-        let ttl = self.ttl_for(&value);
+        let ttl = self.l1_ttl_for(&value);
         l1.insert(local, L1Entry { value, ttl }).await;
     }
 
@@ -365,7 +384,7 @@ impl<E: Entity, R: Repository<E> + 'static> Inner<E, R> {
             return true;
         }
         match l2
-            .invalidate(self.keys.gen_key(), Some(self.keys.epoch_key()), &[])
+            .invalidate(self.keys.gen_key(), Some(self.keys.epoch_key()), &[], None)
             .await
         {
             Ok(()) => {
@@ -384,6 +403,10 @@ impl<E: Entity, R: Repository<E> + 'static> Inner<E, R> {
     /// L2, if configured and trusted (after a reset when it was suspect).
     pub(crate) async fn l2_ready(&self) -> Option<&L2> {
         let l2 = self.l2.as_deref()?;
+        // While the background task retries, do not pay a timeout on every read.
+        if self.l2_suspect() && self.recovering.load(Ordering::SeqCst) {
+            return None;
+        }
         if self.try_reset().await {
             Some(l2)
         } else {
@@ -510,12 +533,31 @@ impl<E: Entity, R: Repository<E> + 'static> Inner<E, R> {
     /// Invalidate after a write: L2 first (so a reader of the new local
     /// generation cannot refill L1 from an old L2 entry), then L1.
     pub(crate) async fn after_write(self: &Arc<Self>, target: Target) {
-        if let Some(l2) = self.l2.as_deref() {
+        if self.l2.is_some() && self.l2_suspect() && self.recovering.load(Ordering::SeqCst) {
+            // Redis is down and being retried: instead of paying a timeout,
+            // count this write as a failure, so the reset that ends the
+            // outage happens after it and drops whatever L2 holds for it.
+            self.l2_failures.fetch_add(1, Ordering::SeqCst);
+        } else if let Some(l2) = self.l2.as_deref() {
             let (epoch, keys): (Option<&str>, &[String]) = match &target {
                 Target::Keys(k) => (None, k),
                 Target::All => (Some(self.keys.epoch_key()), &[]),
             };
-            if let Err(e) = l2.invalidate(self.keys.gen_key(), epoch, keys).await {
+            let publish = self.shared.backplane.as_ref().map(|bp| {
+                let base = self.keys.base().to_string();
+                let msg = match &target {
+                    Target::Keys(k) => Message::Keys {
+                        base,
+                        keys: k.clone(),
+                    },
+                    Target::All => Message::All { base },
+                };
+                (bp.channel.as_str(), msg.encode(bp.origin))
+            });
+            if let Err(e) = l2
+                .invalidate(self.keys.gen_key(), epoch, keys, publish)
+                .await
+            {
                 self.l2_failed(&e);
             }
         }
@@ -524,21 +566,43 @@ impl<E: Entity, R: Repository<E> + 'static> Inner<E, R> {
     }
 
     pub(crate) async fn invalidate_local(&self, target: &Target) {
-        match target {
-            Target::Keys(keys) => {
+        let old: Vec<String> = match target {
+            Target::Keys(keys) if self.l1.is_some() => {
+                keys.iter().map(|k| self.gens.entity_key(k)).collect()
+            }
+            _ => Vec::new(),
+        };
+        self.bump(match target {
+            Target::Keys(k) => Some(k),
+            Target::All => None,
+        });
+        // The generation bump already made them unreachable; free the memory now.
+        if let Some(l1) = &self.l1 {
+            for k in &old {
+                l1.invalidate(k).await;
+            }
+        }
+    }
+
+    /// Bump the local generations of `keys` (all entities when None) and of queries.
+    fn bump(&self, keys: Option<&[String]>) {
+        match keys {
+            Some(keys) => {
                 for k in keys {
-                    let old = self.gens.entity_key(k);
                     self.gens.stripes[Gens::stripe(k)].fetch_add(1, Ordering::SeqCst);
-                    if let Some(l1) = &self.l1 {
-                        l1.invalidate(&old).await;
-                    }
                 }
             }
-            Target::All => {
+            None => {
                 self.gens.epoch.fetch_add(1, Ordering::SeqCst);
             }
         }
         self.gens.queries.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+impl<E: Entity, R: Repository<E> + 'static> Receiver for Inner<E, R> {
+    fn apply(&self, keys: Option<&[String]>) {
+        self.bump(keys);
     }
 }
 

@@ -47,19 +47,52 @@ impl<T: Clone + Send + Sync + 'static> Flights<T> {
                 }
             }
         };
-        let out = flight.clone().await;
-        {
-            let mut map = self.map.lock();
-            if map.get(&key).is_some_and(|f| f.ptr_eq(&flight)) {
-                map.remove(&key);
-            }
-        }
+        // Removes the entry when the flight is done, or when the last waiter
+        // gives up on it (a cancelled read must not leave a flight behind).
+        let mut guard = Leave {
+            map: &self.map,
+            key,
+            flight,
+            done: false,
+        };
+        let out = (&mut guard.flight).await;
+        guard.done = true;
+        drop(guard);
         out.map_err(unshare)
     }
 
     /// Number of loads in flight (for tests and stats).
     pub(crate) fn len(&self) -> usize {
         self.map.lock().len()
+    }
+}
+
+struct Leave<'a, T: Clone + Send + Sync + 'static> {
+    map: &'a Mutex<HashMap<String, Flight<T>>>,
+    key: String,
+    flight: Flight<T>,
+    done: bool,
+}
+
+impl<T: Clone + Send + Sync + 'static> Drop for Leave<'_, T> {
+    fn drop(&mut self) {
+        let mut map = self.map.lock();
+        let Some(current) = map.get(&self.key) else {
+            return;
+        };
+        if self.done {
+            // A completed handle no longer points at the shared state, so
+            // compare through the map's handle: remove it if it is finished.
+            if current.peek().is_some() {
+                map.remove(&self.key);
+            }
+            return;
+        }
+        // Cancelled: remove the flight if nobody but the map and this waiter
+        // holds it (every waiter holds exactly one clone, in its guard).
+        if current.ptr_eq(&self.flight) && self.flight.strong_count().is_some_and(|n| n <= 2) {
+            map.remove(&self.key);
+        }
     }
 }
 

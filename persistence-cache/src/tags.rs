@@ -60,6 +60,7 @@ local members = redis.call('SMEMBERS', KEYS[1])
 for _, k in ipairs(members) do redis.call('DEL', k) end
 redis.call('DEL', KEYS[1])
 redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
+if ARGV[3] ~= '' then redis.call('PUBLISH', ARGV[3], ARGV[4]) end
 return #members
 ";
 
@@ -92,6 +93,7 @@ impl moka::Expiry<String, TagEntry> for TagExpiry {
 pub(crate) struct TagStore {
     l1: Option<Cache<String, TagEntry>>,
     gens: Mutex<HashMap<String, u64>>,
+    epoch: AtomicU64,
     next_gen: AtomicU64,
     flights: Flights<AnyValue>,
     pending: Mutex<HashSet<String>>,
@@ -116,6 +118,7 @@ impl TagStore {
                     .build()
             }),
             gens: Mutex::new(HashMap::new()),
+            epoch: AtomicU64::new(0),
             next_gen: AtomicU64::new(1),
             flights: Flights::new(),
             pending: Mutex::new(HashSet::new()),
@@ -125,11 +128,21 @@ impl TagStore {
         }
     }
 
+    /// Make entries tagged `tag` unreachable locally (`""`: every entry).
+    pub(crate) fn bump(&self, tag: &str) {
+        if tag.is_empty() {
+            self.epoch.fetch_add(1, Ordering::SeqCst);
+        } else {
+            let g = self.next_gen.fetch_add(1, Ordering::SeqCst);
+            self.gens.lock().insert(tag.to_string(), g);
+        }
+    }
+
     fn local_key(&self, key: &str, tags: &[&str]) -> String {
         let gens = self.gens.lock();
         let mut k = String::with_capacity(key.len() + 8 * tags.len());
         k.push_str(key);
-        k.push('@');
+        let _ = write!(k, "@{}:", self.epoch.load(Ordering::SeqCst));
         for t in tags {
             let _ = write!(k, "{}.", gens.get(*t).copied().unwrap_or(0));
         }
@@ -333,7 +346,12 @@ impl CacheLayer {
                 .record(METRIC_ENTITY, Event::StaleSetPrevented);
             return;
         }
-        let ttl = self.jitter(ttl);
+        let mut ttl = self.jitter(ttl);
+        if let Some(bp) = &self.shared.backplane {
+            if !bp.connected() {
+                ttl = ttl.min(bp.degraded_ttl);
+            }
+        }
         l1.insert(
             local,
             TagEntry {
@@ -375,6 +393,17 @@ impl CacheLayer {
             .key(self.tag_token(tag))
             .arg(fastrand::u64(..).to_string())
             .arg(TAG_TOKEN_TTL_MS);
+        match &self.shared.backplane {
+            Some(bp) => {
+                let msg = crate::backplane::Message::Tag {
+                    tag: tag.to_string(),
+                };
+                inv.arg(bp.channel.as_str()).arg(msg.encode(bp.origin));
+            }
+            None => {
+                inv.arg("").arg("");
+            }
+        }
         l2.invoke::<u64>(inv).await
     }
 
@@ -393,8 +422,7 @@ impl CacheLayer {
                 0
             }
         };
-        let g = store.next_gen.fetch_add(1, Ordering::SeqCst);
-        store.gens.lock().insert(tag.to_string(), g);
+        store.bump(tag);
         removed
     }
 

@@ -432,3 +432,21 @@ async fn read_after_write_does_not_join_an_older_load() {
     gate.release.notify_one();
     pending.await.expect("join").expect("get");
 }
+
+/// A read cancelled while its load is in flight leaves no flight behind,
+/// and the next read loads afresh.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelled_read_leaves_no_flight() {
+    let gate = Gate::armed();
+    let f = fixture_with::<Item>(Levels::L1, "cancel", Some(gate.clone()));
+    f.mem.insert(&item(1, "v1", 1)).await.expect("insert");
+    let r = f.repo.clone();
+    let entered = gate.entered.notified();
+    let pending = tokio::spawn(async move { r.get(&1).await });
+    entered.await;
+    assert_eq!(f.repo.loads_in_flight(), 1);
+    pending.abort();
+    let _ = pending.await;
+    assert_eq!(f.repo.loads_in_flight(), 0);
+    assert!(f.repo.get(&1).await.expect("get").is_some());
+}
