@@ -378,6 +378,12 @@ async fn build(db: &Database) -> Result<Backend> {
             rc.max_lifetime = c.pool.max_lifetime;
             rc.statement_timeout = c.pool.statement_timeout;
             rc.application_name = c.pool.application_name.clone();
+            if let Some(tls) = &c.tls {
+                rc.ssl_mode = Some(persistence_postgres::SslMode::parse(&tls.mode).map_err(
+                    |e| Error::config(format!("databases.{}.tls.mode: {}", db.name, e.message())),
+                )?);
+                rc.ssl_root_cert = tls.root_cert.clone();
+            }
             Backend::Relational(RelationalStore::connect(&rc).await?)
         }
         DatabaseKind::Mongo => {

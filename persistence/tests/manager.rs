@@ -111,6 +111,29 @@ async fn configuration_mistakes_are_clear_errors() {
 }
 
 #[tokio::test]
+async fn tls_settings_reach_the_driver() {
+    let Some(pg) = url(Service::Postgres) else {
+        return;
+    };
+    let pg = pg.replace('{', "").replace('}', "");
+    let yaml = format!(
+        "databases:\n  main: {{ kind: postgres, url: \"{pg}\", tls: {{ mode: sometimes }} }}\n"
+    );
+    let p = Persistence::new(config(&yaml)).expect("manager");
+    let err = p.repo::<User>().await.expect_err("bad mode");
+    assert_eq!(err.kind(), &ErrorKind::Config);
+    assert!(err.to_string().contains("tls.mode"), "{err}");
+    let yaml = format!(
+        "databases:\n  main: {{ kind: postgres, url: \"{pg}\", tls: {{ mode: verify-full, root_cert: /nonexistent/root.pem }} }}\n"
+    );
+    let p = Persistence::new(config(&yaml)).expect("manager");
+    assert!(
+        p.repo::<User>().await.is_err(),
+        "verify-full with a missing root certificate cannot connect"
+    );
+}
+
+#[tokio::test]
 async fn unreachable_database_is_unavailable_not_a_hang() {
     let p = Persistence::new(config(
         "databases:\n  main:\n    kind: postgres\n    url: \"postgres://postgres@127.0.0.1:1/db\"\n    pool: { acquire_timeout: 1s }\n",

@@ -68,6 +68,7 @@ fn db(kind: DatabaseKind, url: Option<String>) -> DatabaseConfig {
         timeout: None,
         retry: None,
         breaker: None,
+        tls: None,
     }
 }
 

@@ -75,6 +75,8 @@ pub mod keys {
     pub const RETRY: &str = "retry";
     /// Database: circuit breaker settings.
     pub const BREAKER: &str = "breaker";
+    /// Database: TLS settings (`mode`, `root_cert`).
+    pub const TLS: &str = "tls";
     /// The environment variable selecting the profile.
     pub const ENV_PROFILE: &str = "PERSISTENCE_ENV";
     /// The prefix of override variables (`PERSISTENCE__DATABASES__MAIN__URL`).
@@ -159,6 +161,16 @@ pub struct BreakerSettings {
     pub open_for: Duration,
 }
 
+/// TLS settings of a database connection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSettings {
+    /// libpq-style mode: `disable`, `prefer`, `require`, `verify-ca`, `verify-full`.
+    pub mode: String,
+    /// A PEM file with the root certificate(s) to trust.
+    pub root_cert: Option<std::path::PathBuf>,
+}
+
 /// One named database.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -186,6 +198,8 @@ pub struct DatabaseConfig {
     pub retry: Option<RetrySettings>,
     /// Circuit breaker settings.
     pub breaker: Option<BreakerSettings>,
+    /// TLS settings (PostgreSQL; `sslmode` in the URL works too).
+    pub tls: Option<TlsSettings>,
 }
 
 /// Cache policy for one entity type (or the default).
