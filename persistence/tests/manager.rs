@@ -115,7 +115,6 @@ async fn tls_settings_reach_the_driver() {
     let Some(pg) = url(Service::Postgres) else {
         return;
     };
-    let pg = pg.replace('{', "").replace('}', "");
     let yaml = format!(
         "databases:\n  main: {{ kind: postgres, url: \"{pg}\", tls: {{ mode: sometimes }} }}\n"
     );
