@@ -1,7 +1,7 @@
 //! The conformance suite on MongoDB: each case in its own database
 //! `conf_<unique_suffix>`, dropped afterwards (also when the case panics).
 use persistence_core::conformance::Backend;
-use persistence_core::conformance::services::{Service, unique_suffix, url};
+use persistence_core::conformance::services::{Service, unique_suffix};
 use persistence_core::{Entity, Repository};
 use persistence_mongo::{MongoConfig, MongoRepository, MongoStore};
 
@@ -33,24 +33,4 @@ async fn make(url: String) -> Mongo {
     }
 }
 
-/// Like `conformance_tests!`, but each test first locates MongoDB (a SKIPPED
-/// line when it is missing, a failure under CI=true).
-macro_rules! mongo_cases {
-    (; $($case:ident),* $(,)?) => {
-        mod conformance {
-            use super::*;
-            $(
-                #[test]
-                fn $case() {
-                    let Some(url) = url(Service::Mongo) else { return };
-                    persistence_core::conformance::run(
-                        move || make(url),
-                        |b| Box::pin(persistence_core::conformance::cases::$case(b)),
-                    );
-                }
-            )*
-        }
-    };
-}
-
-persistence_core::__conformance_cases!(mongo_cases;);
+persistence_core::conformance_tests!(make, service = Service::Mongo);

@@ -2,7 +2,7 @@
 //! `t_<unique_suffix>`, dropped with CASCADE afterwards (also on failure).
 use persistence_core::Entity;
 use persistence_core::conformance::Backend;
-use persistence_core::conformance::services::{Service, unique_suffix, url};
+use persistence_core::conformance::services::{Service, unique_suffix};
 use persistence_postgres::{RelationalConfig, RelationalRepository, RelationalStore};
 
 struct Postgres {
@@ -37,24 +37,4 @@ async fn make(url: String) -> Postgres {
     }
 }
 
-/// Like `conformance_tests!`, but each test first locates PostgreSQL (skipped
-/// with a SKIPPED line when it is missing, failing under CI).
-macro_rules! postgres_cases {
-    (; $($case:ident),* $(,)?) => {
-        mod conformance {
-            use super::*;
-            $(
-                #[test]
-                fn $case() {
-                    let Some(url) = url(Service::Postgres) else { return };
-                    persistence_core::conformance::run(
-                        move || make(url),
-                        |b| Box::pin(persistence_core::conformance::cases::$case(b)),
-                    );
-                }
-            )*
-        }
-    };
-}
-
-persistence_core::__conformance_cases!(postgres_cases;);
+persistence_core::conformance_tests!(make, service = Service::Postgres);

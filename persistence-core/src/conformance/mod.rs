@@ -81,10 +81,41 @@ where
 
 /// Expand to one `#[test]` per conformance case, inside a module named
 /// `conformance`, each building its backend with `$make().await`.
+///
+/// With `service = Service::X`, each test first locates the server through
+/// [`services::url`] and calls `$make(url).await`: a missing server fails
+/// the test under `CI=true` / `PERSISTENCE_REQUIRE_SERVICES=1` and is
+/// reported `SKIPPED` otherwise.
 #[macro_export]
 macro_rules! conformance_tests {
     ($make:expr) => {
         $crate::__conformance_cases!($crate::__conformance_test_fns; $make);
+    };
+    ($make:expr, service = $service:expr) => {
+        $crate::__conformance_cases!($crate::__conformance_service_test_fns; $make, $service);
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __conformance_service_test_fns {
+    ($make:expr, $service:expr; $($case:ident),* $(,)?) => {
+        mod conformance {
+            #[allow(unused_imports)]
+            use super::*;
+            $(
+                #[test]
+                fn $case() {
+                    let ::std::option::Option::Some(url) = $crate::conformance::services::url($service) else {
+                        return;
+                    };
+                    $crate::conformance::run(
+                        move || ($make)(url),
+                        |b| ::std::boxed::Box::pin($crate::conformance::cases::$case(b)),
+                    );
+                }
+            )*
+        }
     };
 }
 
