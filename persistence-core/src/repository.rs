@@ -184,6 +184,15 @@ pub trait DynRepository<E: Entity>: Send + Sync {
 /// A shared, type-erased repository.
 pub type SharedRepository<E> = Arc<dyn DynRepository<E>>;
 
+impl<E: Entity> std::fmt::Debug for dyn DynRepository<E> + '_ {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DynRepository")
+            .field("entity", &E::meta().name)
+            .field("backend", &self.capabilities().backend)
+            .finish()
+    }
+}
+
 #[async_trait::async_trait]
 impl<E: Entity, R: Repository<E>> DynRepository<E> for R {
     fn capabilities(&self) -> Capabilities {

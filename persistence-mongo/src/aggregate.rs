@@ -176,9 +176,13 @@ impl<E: Entity> MongoRepository<E> {
     ) -> BoxStream<'static, Result<Out>> {
         let meta = E::meta();
         let coll = self.collection().clone();
+        let max_time = self.max_time();
         let open = async move {
-            let cursor = coll
-                .aggregate(pipeline.stages)
+            let mut action = coll.aggregate(pipeline.stages);
+            if let Some(t) = max_time {
+                action = action.max_time(t);
+            }
+            let cursor = action
                 .await
                 .map_err(|e| map(e, meta).in_context(meta.name, "aggregate"))?;
             Ok::<_, Error>(cursor.map(move |d| {
@@ -190,5 +194,57 @@ impl<E: Entity> MongoRepository<E> {
             }))
         };
         Box::pin(futures_util::stream::once(open).try_flatten())
+    }
+}
+
+impl<E: Entity> MongoRepository<E> {
+    /// A projection: the rows matching `query` (filter, sort with the id
+    /// tie-breaker, limit, offset — as `find`), returning only `fields`
+    /// (entity paths, validated against the metadata; the id is stored as
+    /// `_id` and always included), each read as `Out`.
+    pub async fn find_fields<Out: DeserializeOwned + Send + 'static>(
+        &self,
+        query: &persistence_core::Query,
+        fields: &[&str],
+    ) -> Result<Vec<Out>> {
+        let meta = E::meta();
+        let q = query
+            .checked(meta)
+            .map_err(|e| e.in_context(meta.name, "find_fields"))?;
+        if q.limit == Some(0) {
+            return Ok(Vec::new());
+        }
+        let mut projection = Document::new();
+        for f in fields {
+            projection.insert(
+                stored_path(meta, f).map_err(|e| e.in_context(meta.name, "find_fields"))?,
+                1,
+            );
+        }
+        let mut find = self
+            .collection()
+            .find(to_query(meta, &q.filter)?)
+            .sort(to_sort(meta, &q.sort)?)
+            .projection(projection)
+            .skip(q.offset);
+        if let Some(l) = q.limit {
+            find = find.limit(i64::try_from(l).unwrap_or(i64::MAX));
+        }
+        if let Some(t) = self.max_time() {
+            find = find.max_time(t);
+        }
+        let docs: Vec<Document> = find
+            .await
+            .map_err(|e| map(e, meta).in_context(meta.name, "find_fields"))?
+            .try_collect()
+            .await
+            .map_err(|e| map(e, meta).in_context(meta.name, "find_fields"))?;
+        docs.into_iter()
+            .map(|d| {
+                bson::from_document::<Out>(d).map_err(|e| {
+                    Error::decode(format!("projection: {e}")).in_context(meta.name, "find_fields")
+                })
+            })
+            .collect()
     }
 }

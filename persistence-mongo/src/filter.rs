@@ -17,6 +17,14 @@
 //!   sub-document, and the addressed value to be a non-array, before an
 //!   operator is applied; negations (`ne`, `not_in`, `not`, `is_null`) are
 //!   `$nor` of the positive form, so they are exact two-valued complements.
+//!
+//! Known differences to the reference, all outside what the conformance
+//! suite fixes: `-0.0` equals `0.0` in MongoDB (the reference orders them);
+//! `NaN` sorts below every number in MongoDB (above, in the reference);
+//! sorting on a nested path that holds an array uses MongoDB's rule (the
+//! smallest element ascending, the largest descending) where the reference
+//! compares the array as a whole; objects inside JSON fields compare in
+//! stored key order (which is sorted, as the reference's).
 
 use bson::{Bson, Document, doc};
 use persistence_core::filter::CompareOp;
@@ -53,13 +61,37 @@ fn path(meta: &EntityMeta, p: &str) -> Result<Path> {
     })
 }
 
-/// `{ $and: [...] }`, flattened for the common cases.
-fn all_of(mut parts: Vec<Document>) -> Document {
+/// The conjunction of `parts`, merged into one document when that is
+/// equivalent (the form index selection handles best): disjoint keys, or the
+/// same field with disjoint operators (`{a: {$gte: 1}}`, `{a: {$lte: 5}}`).
+/// Anything else stays `{ $and: [...] }`.
+fn all_of(parts: Vec<Document>) -> Document {
     match parts.len() {
-        0 => Document::new(),
-        1 => parts.pop().unwrap_or_default(),
-        _ => doc! { "$and": parts },
+        0 => return Document::new(),
+        1 => return parts.into_iter().next().unwrap_or_default(),
+        _ => {}
     }
+    let operators = |d: &Document| d.keys().all(|k| k.starts_with('$'));
+    let mut merged = Document::new();
+    for part in &parts {
+        for (k, v) in part {
+            match (merged.get_mut(k), v) {
+                (None, _) => {
+                    merged.insert(k.clone(), v.clone());
+                }
+                (Some(Bson::Document(have)), Bson::Document(add))
+                    if !k.starts_with('$')
+                        && operators(have)
+                        && operators(add)
+                        && add.keys().all(|op| !have.contains_key(op)) =>
+                {
+                    have.extend(add.clone());
+                }
+                _ => return doc! { "$and": parts },
+            }
+        }
+    }
+    merged
 }
 
 fn nor(d: Document) -> Document {
@@ -238,6 +270,28 @@ pub fn to_sort(meta: &EntityMeta, sort: &[SortKey]) -> Result<Document> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn conjunctions_merge_only_when_equivalent() {
+        let merged = all_of(vec![
+            doc! { "a": { "$gte": 1 } },
+            doc! { "a": { "$lte": 5 } },
+            doc! { "b": 2 },
+        ]);
+        assert_eq!(merged, doc! { "a": { "$gte": 1, "$lte": 5 }, "b": 2 });
+        let kept = all_of(vec![doc! { "a": { "$ne": 1 } }, doc! { "a": { "$ne": 2 } }]);
+        assert_eq!(
+            kept,
+            doc! { "$and": [{ "a": { "$ne": 1 } }, { "a": { "$ne": 2 } }] }
+        );
+        let kept = all_of(vec![doc! { "a": 1 }, doc! { "a": { "$lt": 2 } }]);
+        assert!(kept.contains_key("$and"));
+        let kept = all_of(vec![
+            doc! { "$or": [{ "a": 1 }] },
+            doc! { "$or": [{ "b": 1 }] },
+        ]);
+        assert!(kept.contains_key("$and"));
+    }
 
     #[test]
     fn escapes_metacharacters() {

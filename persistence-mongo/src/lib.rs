@@ -15,7 +15,10 @@
 //!   transaction with transaction-bound repositories; see [`transaction`].
 //! * [`MongoRepository::watch`] is a typed, resumable change stream; see [`watch`].
 //! * [`MongoRepository::aggregate`] runs typed pipelines (`$match` from a
-//!   core filter, group-by helpers, `$lookup`, raw stages); see [`aggregate`].
+//!   core filter, group-by helpers, `$lookup`, raw stages) and typed
+//!   projections (`find_fields`); see [`aggregate`].
+//! * [`Tenants`]: database-per-tenant or collection-prefix-per-tenant; see [`tenant`].
+//! * [`copy_all`] copies every entity between any two repositories (idempotent, verified); see [`copy`].
 //! * `ensure_schema` creates the collection and the metadata's indexes
 //!   (unique indexes skip nulls, TTL); see [`schema`].
 //!
@@ -45,16 +48,20 @@
 pub mod aggregate;
 pub mod config;
 pub mod convert;
+pub mod copy;
 pub mod error;
 pub mod filter;
 pub mod repository;
 pub mod schema;
+pub mod tenant;
 pub mod transaction;
 pub mod watch;
 
 pub use aggregate::{Agg, Pipeline};
 pub use config::{DEFAULT_URL, MongoConfig, MongoStore};
+pub use copy::{CopyOptions, CopyReport, copy_all};
 pub use repository::MongoRepository;
 pub use schema::{Validation, ValidationAction, ValidationLevel};
+pub use tenant::{TenantMode, TenantScope, Tenants};
 pub use transaction::{Transaction, TransactionOptions};
 pub use watch::{Change, ChangeKind, ResumeToken};

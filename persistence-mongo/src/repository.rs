@@ -4,9 +4,11 @@ use std::collections::HashMap;
 use std::marker::PhantomData;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use bson::{Bson, Document, doc};
 use futures_util::{StreamExt as _, TryStreamExt as _};
+use mongodb::action::Action as _;
 use mongodb::options::ReturnDocument;
 use mongodb::{Collection, Database};
 use persistence_core::repository::support;
@@ -39,6 +41,8 @@ macro_rules! exec {
 pub struct MongoRepository<E: Entity> {
     coll: Collection<Document>,
     validation: Option<Validation>,
+    /// Server-side time limit (`maxTimeMS`) of reads; exceeding it is `Timeout`.
+    max_time: Option<Duration>,
     /// Set for repositories bound to a transaction (see [`crate::transaction`]).
     session: Option<SharedSession>,
     /// Whether the server supports transactions (learned by `ensure_schema`).
@@ -51,6 +55,7 @@ impl<E: Entity> Clone for MongoRepository<E> {
         MongoRepository {
             coll: self.coll.clone(),
             validation: self.validation,
+            max_time: self.max_time,
             session: self.session.clone(),
             transactions: self.transactions.clone(),
             _entity: PhantomData,
@@ -77,6 +82,7 @@ impl<E: Entity> MongoRepository<E> {
         MongoRepository {
             coll,
             validation: Some(Validation::default()),
+            max_time: None,
             session: None,
             transactions: Arc::new(AtomicBool::new(false)),
             _entity: PhantomData,
@@ -88,6 +94,18 @@ impl<E: Entity> MongoRepository<E> {
         let mut r = self.clone();
         r.session = Some(session);
         r
+    }
+
+    /// Limit the server time of `find`, `stream`, `count` and `aggregate`
+    /// (`maxTimeMS`); a query that runs longer fails with `Timeout` (server code 50).
+    pub fn with_max_time(mut self, limit: Option<Duration>) -> Self {
+        self.max_time = limit;
+        self
+    }
+
+    /// The configured server time limit of reads.
+    pub fn max_time(&self) -> Option<Duration> {
+        self.max_time
     }
 
     /// Schema validation applied by `ensure_schema` (`None`: no validator is set or changed).
@@ -483,7 +501,13 @@ impl<E: Entity> Repository<E> for MongoRepository<E> {
             .checked(meta)
             .and_then(|f| to_query(meta, &f))
             .map_err(|e| e.in_context(meta.name, "count"))?;
-        exec!(self, self.coll.count_documents(f.clone())).map_err(self.err("count"))
+        exec!(
+            self,
+            self.coll
+                .count_documents(f.clone())
+                .optional(self.max_time, |a, t| a.max_time(t))
+        )
+        .map_err(self.err("count"))
     }
 
     async fn exists(&self, filter: &Filter) -> Result<bool> {
@@ -514,6 +538,7 @@ impl<E: Entity> Repository<E> for MongoRepository<E> {
             return Box::pin(futures_util::stream::empty());
         }
         let coll = self.coll.clone();
+        let max_time = self.max_time;
         let limit = q.limit.map(|l| i64::try_from(l).unwrap_or(i64::MAX));
         if let Some(session) = self.session.clone() {
             // Inside a transaction the session is shared and locked per
@@ -521,6 +546,9 @@ impl<E: Entity> Repository<E> for MongoRepository<E> {
             let read = async move {
                 let mut guard = session.lock().await;
                 let mut find = coll.find(filter).sort(sort).skip(q.offset);
+                if let Some(t) = max_time {
+                    find = find.max_time(t);
+                }
                 if let Some(l) = limit {
                     find = find.limit(l);
                 }
@@ -539,6 +567,9 @@ impl<E: Entity> Repository<E> for MongoRepository<E> {
         }
         let open = async move {
             let mut find = coll.find(filter).sort(sort);
+            if let Some(t) = max_time {
+                find = find.max_time(t);
+            }
             if q.offset > 0 {
                 find = find.skip(q.offset);
             }

@@ -184,3 +184,53 @@ async fn match_group_and_lookup() {
     })
     .await;
 }
+
+#[derive(Debug, Deserialize, PartialEq)]
+struct TitleOnly {
+    #[serde(rename = "_id")]
+    id: i64,
+    title: String,
+    pages: Option<i64>,
+}
+
+#[tokio::test]
+async fn projection_returns_only_the_named_fields() {
+    with_store(|store| async move {
+        let books = store.repository::<Book>();
+        books.ensure_schema().await.expect("schema");
+        for (id, title, pages) in [(1, "b", 10), (2, "a", 20), (3, "c", 30)] {
+            books
+                .insert(&Book {
+                    id,
+                    author_id: 1,
+                    title: title.into(),
+                    pages,
+                })
+                .await
+                .expect("insert");
+        }
+        let q = persistence_core::Query::filter(Book::PAGES.gte(20)).sort(Book::TITLE.asc());
+        let rows: Vec<TitleOnly> = books.find_fields(&q, &["title"]).await.expect("projection");
+        assert_eq!(
+            rows,
+            vec![
+                TitleOnly {
+                    id: 2,
+                    title: "a".into(),
+                    pages: None
+                },
+                TitleOnly {
+                    id: 3,
+                    title: "c".into(),
+                    pages: None
+                },
+            ]
+        );
+        let err = books
+            .find_fields::<TitleOnly>(&q, &["$where"])
+            .await
+            .expect_err("unknown field");
+        assert_eq!(err.kind(), &persistence_core::ErrorKind::InvalidInput);
+    })
+    .await;
+}

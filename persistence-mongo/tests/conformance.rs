@@ -1,6 +1,7 @@
-//! The conformance suite on MongoDB: each case in its own database, dropped afterwards.
+//! The conformance suite on MongoDB: each case in its own database
+//! `conf_<unique_suffix>`, dropped afterwards (also when the case panics).
 use persistence_core::conformance::Backend;
-use persistence_core::conformance::services::{self, Service};
+use persistence_core::conformance::services::{Service, unique_suffix, url};
 use persistence_core::{Entity, Repository};
 use persistence_mongo::{MongoConfig, MongoRepository, MongoStore};
 
@@ -19,23 +20,37 @@ impl Backend for Mongo {
     }
     async fn cleanup(&self) {
         if let Err(e) = self.store.drop_database().await {
-            eprintln!("cleanup: {e}");
+            eprintln!("dropping the test database failed: {e}");
         }
     }
 }
 
-async fn make() -> Mongo {
-    // Without a server (and without CI=true) the cases fail fast with
-    // `Unavailable` after a short server selection timeout: the suite
-    // macro has no skip hook, so `services::url` only decides the URL here.
-    let url =
-        services::url(Service::Mongo).unwrap_or_else(|| Service::Mongo.default_url().to_string());
-    let db = format!("conf_{}", services::unique_suffix());
-    let config = MongoConfig::new(url, db);
-    let store = MongoStore::connect(&config)
-        .await
-        .expect("connect to MongoDB");
-    Mongo { store }
+async fn make(url: String) -> Mongo {
+    let config = MongoConfig::new(url, format!("conf_{}", unique_suffix()));
+    match MongoStore::connect(&config).await {
+        Ok(store) => Mongo { store },
+        Err(e) => panic!("cannot connect to MongoDB: {e}"),
+    }
 }
 
-persistence_core::conformance_tests!(make);
+/// Like `conformance_tests!`, but each test first locates MongoDB (a SKIPPED
+/// line when it is missing, a failure under CI=true).
+macro_rules! mongo_cases {
+    (; $($case:ident),* $(,)?) => {
+        mod conformance {
+            use super::*;
+            $(
+                #[test]
+                fn $case() {
+                    let Some(url) = url(Service::Mongo) else { return };
+                    persistence_core::conformance::run(
+                        move || make(url),
+                        |b| Box::pin(persistence_core::conformance::cases::$case(b)),
+                    );
+                }
+            )*
+        }
+    };
+}
+
+persistence_core::__conformance_cases!(mongo_cases;);

@@ -431,3 +431,38 @@ async fn json_schema_validator_rejects_raw_invalid_inserts() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn server_time_limit_maps_to_timeout() {
+    with_store(|store| async move {
+        let repo = store.repository::<Session>();
+        repo.ensure_schema().await.expect("schema");
+        let now = Utc::now();
+        let rows: Vec<Session> = (0..5_000)
+            .map(|i| Session {
+                id: format!("session-{i:06}-{}", "x".repeat(64)),
+                user: i,
+                created: now,
+            })
+            .collect();
+        repo.insert_many(&rows).await.expect("insert");
+        let limited = repo.clone().with_max_time(Some(Duration::from_millis(1)));
+        let q = Query::filter(Session::ID.contains("zz-not-there")).sort(Session::USER.desc());
+        match limited.find(&q).await {
+            Err(e) => {
+                assert_eq!(e.kind(), &ErrorKind::Timeout, "{e}");
+                assert!(e.is_retryable());
+            }
+            // Stand-in difference: the local server may finish (or not enforce
+            // maxTimeMS) where MongoDB stops the query with code 50
+            // MaxTimeMSExpired; the mapping to Timeout is exercised on MongoDB.
+            Ok(rows) => {
+                assert!(rows.is_empty());
+                eprintln!("note: the server answered within maxTimeMS=1ms; no timeout to map");
+            }
+        }
+        // Without the limit the same query succeeds.
+        assert!(repo.find(&q).await.expect("unlimited").is_empty());
+    })
+    .await;
+}

@@ -34,6 +34,56 @@ pub struct RelationalConfig {
     pub statement_timeout: Option<Duration>,
     /// PostgreSQL `application_name`.
     pub application_name: Option<String>,
+    /// PostgreSQL TLS mode (rustls); overrides `sslmode` in the URL when set.
+    pub ssl_mode: Option<SslMode>,
+    /// A PEM file of root certificates trusted for `VerifyCa` / `VerifyFull`
+    /// (e.g. a private CA or a self-signed server certificate).
+    pub ssl_root_cert: Option<std::path::PathBuf>,
+}
+
+/// PostgreSQL TLS modes (libpq's `sslmode`), negotiated with rustls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SslMode {
+    /// Plain TCP only.
+    Disable,
+    /// TLS if the server offers it, without certificate checks.
+    Prefer,
+    /// TLS required, certificate not checked.
+    Require,
+    /// TLS required, certificate chain checked against the roots.
+    VerifyCa,
+    /// TLS required, chain and host name checked.
+    VerifyFull,
+}
+
+impl SslMode {
+    /// Parse libpq's spelling (`disable`, `prefer`, `require`, `verify-ca`, `verify-full`).
+    pub fn parse(s: &str) -> Result<SslMode> {
+        Ok(match s {
+            "disable" => SslMode::Disable,
+            "prefer" => SslMode::Prefer,
+            "require" => SslMode::Require,
+            "verify-ca" => SslMode::VerifyCa,
+            "verify-full" => SslMode::VerifyFull,
+            other => {
+                return Err(Error::config(format!(
+                    "unknown sslmode `{}`",
+                    other.chars().take(32).collect::<String>()
+                )));
+            }
+        })
+    }
+
+    fn to_sqlx(self) -> sea_orm::sqlx::postgres::PgSslMode {
+        use sea_orm::sqlx::postgres::PgSslMode as M;
+        match self {
+            SslMode::Disable => M::Disable,
+            SslMode::Prefer => M::Prefer,
+            SslMode::Require => M::Require,
+            SslMode::VerifyCa => M::VerifyCa,
+            SslMode::VerifyFull => M::VerifyFull,
+        }
+    }
 }
 
 impl fmt::Debug for RelationalConfig {
@@ -48,6 +98,8 @@ impl fmt::Debug for RelationalConfig {
             .field("max_lifetime", &self.max_lifetime)
             .field("statement_timeout", &self.statement_timeout)
             .field("application_name", &self.application_name)
+            .field("ssl_mode", &self.ssl_mode)
+            .field("ssl_root_cert", &self.ssl_root_cert)
             .finish()
     }
 }
@@ -68,7 +120,21 @@ impl RelationalConfig {
             max_lifetime: None,
             statement_timeout: None,
             application_name: None,
+            ssl_mode: None,
+            ssl_root_cert: None,
         }
+    }
+
+    /// TLS mode (PostgreSQL).
+    pub fn ssl_mode(mut self, mode: SslMode) -> Self {
+        self.ssl_mode = Some(mode);
+        self
+    }
+
+    /// Trusted root certificates, PEM (PostgreSQL).
+    pub fn ssl_root_cert(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.ssl_root_cert = Some(path.into());
+        self
     }
 
     /// `DATABASE_URL` when set, otherwise [`DEFAULT_URL`] (in-memory SQLite).
@@ -157,6 +223,19 @@ impl RelationalConfig {
             }
             if let Some(a) = &self.application_name {
                 o.set_application_name(a.clone());
+            }
+            if self.ssl_mode.is_some() || self.ssl_root_cert.is_some() {
+                let mode = self.ssl_mode;
+                let root = self.ssl_root_cert.clone();
+                o.map_sqlx_postgres_opts(move |mut opts| {
+                    if let Some(m) = mode {
+                        opts = opts.ssl_mode(m.to_sqlx());
+                    }
+                    if let Some(r) = &root {
+                        opts = opts.ssl_root_cert(r);
+                    }
+                    opts
+                });
             }
         }
         o

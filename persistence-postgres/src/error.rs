@@ -11,7 +11,8 @@
 //! | 23502, 23514, 23503, 22xxx | 1299, 275, 787, 3091, 19, 20, 25, 18 | `InvalidInput` |
 //! | 40001, 40P01 | 5, 6, 261, 262, 517 (busy / locked) | `Conflict(Concurrent)`, retryable |
 //! | 57014 | 9 `SQLITE_INTERRUPT` | `Timeout` |
-//! | 08xxx, 57P01-57P03, 53300, I/O errors, pool timeout | 10, 14 (I/O, cannot open) | `Unavailable`, retryable |
+//! | 08xxx, 57P01-57P03, 53300, connection refused/reset, pool acquire timeout | 10, 14 (I/O, cannot open) | `Unavailable`, retryable |
+//! | TLS: certificate not accepted under the sslmode | - | `Unavailable`, **not** retryable |
 //!
 //! SQLite does not report which unique constraint failed other than in the
 //! message; the repository finds it by probing the unique constraints with
@@ -30,6 +31,11 @@ pub(crate) struct ConstraintNames {
     pub(crate) primary_key: String,
     /// Unique constraints (`IndexMeta::name`).
     pub(crate) uniques: Vec<String>,
+}
+
+/// Map a sea-orm error (for statements run directly on the connection).
+pub fn map_error(err: DbErr) -> Error {
+    map_db_err(err, &ConstraintNames::default())
 }
 
 /// Map a sea-orm error.
@@ -70,7 +76,11 @@ fn map_sqlx(err: &sqlx::Error, names: &ConstraintNames) -> Error {
             Error::unavailable("timed out waiting for a pooled connection")
         }
         sqlx::Error::PoolClosed => Error::unavailable("the connection pool is closed"),
-        sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::WorkerCrashed => {
+        // Certificate problems do not go away by retrying (rustls reports
+        // them through the I/O layer as InvalidData).
+        sqlx::Error::Io(io) if io.kind() == std::io::ErrorKind::InvalidData => tls_failure(),
+        sqlx::Error::Tls(_) => tls_failure(),
+        sqlx::Error::Io(_) | sqlx::Error::WorkerCrashed => {
             Error::unavailable("database connection failed")
         }
         sqlx::Error::Configuration(_) => Error::config("invalid database configuration"),
@@ -80,6 +90,14 @@ fn map_sqlx(err: &sqlx::Error, names: &ConstraintNames) -> Error {
         sqlx::Error::RowNotFound => Error::not_found("no row"),
         _ => Error::backend("database driver error"),
     }
+}
+
+fn tls_failure() -> Error {
+    Error::unavailable(
+        "TLS negotiation with the database failed (server certificate not accepted \
+         under the configured sslmode / root certificate, or TLS unavailable)",
+    )
+    .set_retryable(false)
 }
 
 /// Classify a PostgreSQL SQLSTATE.

@@ -76,21 +76,40 @@
 //!   naming the failing row; unique violations are named by probing the
 //!   unique constraints, since SQLite reports the constraint only in its message.
 //!
-//! ## Errors
+//! ## More
 //!
-//! See [`error`] for the SQLSTATE / SQLite code map.
+//! * [`transaction`]: closure-style units of work with savepoints and
+//!   transaction-scoped repositories ([`RelationalStore::transaction`]).
+//! * [`bulk`]: adaptive bulk insert (multi-row `INSERT` / `COPY FROM STDIN`),
+//!   also from a `Stream`.
+//! * [`tenant`]: schema-per-tenant with validated tenant ids.
+//! * [`migrate`]: sea-orm-migration integration (generated initial
+//!   migration per entity, `up` / `down` / `status`; CLI example
+//!   `persistence-migrate`).
+//! * [`config`]: pool, timeouts, application name, TLS (`sslmode` through
+//!   rustls, custom root certificate).
+//! * [`error`]: the SQLSTATE / SQLite code map.
+//!
+//! Streams (`Repository::stream`) pull rows from the server as they are
+//! consumed (sqlx's row stream), so large results are not held in memory.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod bulk;
 pub mod config;
 pub mod error;
+pub mod migrate;
 pub mod repository;
 pub mod schema;
 mod sql;
+pub mod tenant;
 pub mod transaction;
 
-pub use config::{DEFAULT_URL, RelationalConfig, validate_schema_name};
+pub use bulk::BulkOptions;
+pub use config::{DEFAULT_URL, RelationalConfig, SslMode, validate_schema_name};
 pub use repository::{RelationalRepository, RelationalStore};
 pub use sea_orm;
+pub use sea_orm_migration;
 pub use sql::Dialect;
+pub use tenant::{TenantId, TenantResolver, Tenants};
 pub use transaction::{IsolationLevel, TxRepository, UnitOfWork};

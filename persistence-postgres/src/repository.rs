@@ -12,10 +12,7 @@ use persistence_core::{
     BoxStream, Capabilities, Cursor, Entity, EntityMeta, Error, Filter, Page, Query, Record,
     Repository, Result, Value,
 };
-use sea_orm::{
-    ConnectionTrait, DatabaseConnection, DbBackend, DbErr, QueryResult, StreamTrait,
-    TransactionTrait,
-};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, QueryResult, StreamTrait};
 
 use crate::config::{RelationalConfig, validate_schema_name};
 use crate::error::{dialect_name, is_unnamed_unique, map_db_err};
@@ -83,6 +80,17 @@ impl RelationalStore {
         })
     }
 
+    /// The same pool with tables in another (validated) PostgreSQL schema.
+    pub(crate) fn with_schema(&self, schema: &str) -> RelationalStore {
+        RelationalStore {
+            inner: Arc::new(StoreInner {
+                db: self.inner.db.clone(),
+                dialect: self.inner.dialect,
+                schema: Some(schema.to_string()),
+            }),
+        }
+    }
+
     /// The sea-orm connection (pool).
     pub fn connection(&self) -> &DatabaseConnection {
         &self.inner.db
@@ -121,7 +129,8 @@ impl RelationalStore {
         Ok(())
     }
 
-    /// Close the pool.
+    /// Close the pool (shared by every clone of this store and by tenant
+    /// stores derived from it).
     pub async fn close(&self) {
         match self.dialect() {
             Dialect::Postgres => self.inner.db.get_postgres_connection_pool().close().await,
@@ -463,19 +472,25 @@ impl<E: Entity> RelationalRepository<E> {
         c: &C,
         entities: &[E],
     ) -> Result<u64> {
-        let meta = E::meta();
         let records = entities
             .iter()
             .enumerate()
-            .map(|(i, e)| {
-                self.record_of(e, meta.version_index.map(|_| 1))
-                    .map(|(_, r)| r)
-                    .map_err(|err| {
-                        Error::invalid_input(format!("row {i}: {}", err.message()))
-                            .in_context(meta.name, "insert_many")
-                    })
-            })
-            .collect::<Result<Vec<_>>>()?;
+            .map(|(i, e)| crate::bulk::checked_record(self.dialect(), i, e))
+            .collect::<Result<Vec<_>>>()
+            .map_err(|e| e.in_context(E::meta().name, "insert_many"))?;
+        self.insert_records_on(c, &records, 0).await?;
+        Ok(records.len() as u64)
+    }
+
+    /// Insert checked records on `c`; `start` is the index of the first one
+    /// in the caller's input (for error messages).
+    pub(crate) async fn insert_records_on<C: ConnectionTrait>(
+        &self,
+        c: &C,
+        records: &[Record],
+        start: usize,
+    ) -> Result<()> {
+        let meta = E::meta();
         let row_err = |i: usize, e: Error| {
             Error::new(e.kind().clone(), format!("row {i}: {}", e.message()))
                 .in_context(meta.name, "insert_many")
@@ -486,31 +501,42 @@ impl<E: Entity> RelationalRepository<E> {
                 for (i, r) in records.iter().enumerate() {
                     let sql = self.insert_sql(&[r])?;
                     if let Err(e) = self.exec(c, sql).await {
-                        return Err(row_err(i, self.write_err(c, e, r, "insert_many").await));
+                        return Err(row_err(
+                            start + i,
+                            self.write_err(c, e, r, "insert_many").await,
+                        ));
                     }
                 }
             }
             Dialect::Postgres => {
                 let per_chunk = (self.dialect().max_binds() / meta.fields.len().max(1)).max(1);
-                let mut start = 0;
+                let mut first = start;
                 for chunk in records.chunks(per_chunk) {
                     let refs: Vec<&Record> = chunk.iter().collect();
                     let sql = self.insert_sql(&refs)?;
                     if let Err(e) = self.exec(c, sql).await {
                         let err = self.err(e, "insert_many");
                         let msg = format!(
-                            "in rows {start}..{}: {}",
-                            start + chunk.len(),
+                            "in rows {first}..{}: {}",
+                            first + chunk.len(),
                             err.message()
                         );
                         return Err(Error::new(err.kind().clone(), msg)
                             .in_context(meta.name, "insert_many"));
                     }
-                    start += chunk.len();
+                    first += chunk.len();
                 }
             }
         }
-        Ok(records.len() as u64)
+        Ok(())
+    }
+
+    pub(crate) fn map_err_for(&self, e: DbErr, op: &'static str) -> Error {
+        self.err(e, op)
+    }
+
+    pub(crate) fn column_list(&self) -> &str {
+        &self.table.column_list
     }
 
     pub(crate) async fn update_on<C: ConnectionTrait>(&self, c: &C, entity: &E) -> Result<E> {
@@ -778,16 +804,9 @@ impl<E: Entity> Repository<E> for RelationalRepository<E> {
         if entities.is_empty() {
             return Ok(0);
         }
-        let tx = self
-            .db()
-            .begin()
+        self.bulk_insert(entities)
             .await
-            .map_err(|e| self.err(e, "insert_many"))?;
-        let n = self.insert_all_on(&tx, entities).await?;
-        sea_orm::TransactionSession::commit(tx)
-            .await
-            .map_err(|e| self.err(e, "insert_many"))?;
-        Ok(n)
+            .map_err(|e| e.in_context(E::meta().name, "insert_many"))
     }
 
     async fn update(&self, entity: &E) -> Result<E> {

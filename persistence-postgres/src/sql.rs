@@ -191,9 +191,10 @@ pub(crate) fn to_bind(dialect: Dialect, ty: FieldType, v: &Value) -> Result<SV> 
         }
         (S::I32, Value::I64(i)) if pg => SV::Int(Some(i32::try_from(*i).map_err(|_| range(i))?)),
         (S::I16 | S::I32 | S::I64, Value::I64(i)) => SV::BigInt(Some(*i)),
-        (S::F32, Value::F64(x)) if pg => SV::Float(Some(*x as f32)),
+        // f32 values travel as double precision: stored into `real` they are
+        // exact (they came from an f32), and in filters `real` is widened to
+        // double for the comparison, exactly as the reference compares.
         (S::F32 | S::F64, Value::F64(x)) => SV::Double(Some(*x)),
-        (S::F32, Value::I64(i)) if pg => SV::Float(Some(*i as f32)),
         (S::F32 | S::F64, Value::I64(i)) => SV::Double(Some(*i as f64)),
         (S::Uuid, Value::Uuid(u)) if pg => SV::Uuid(Some(*u)),
         (S::Uuid, Value::Uuid(u)) => SV::String(Some(u.hyphenated().to_string())),

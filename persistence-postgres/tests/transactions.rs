@@ -183,3 +183,53 @@ both!(
     panic_rolls_back,
     isolation_level_selectable
 );
+
+/// Write skew under SERIALIZABLE: one of two units fails with SQLSTATE 40001,
+/// surfaced as a retryable `Conflict(Concurrent)`; retrying it succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serialization_failure_is_retryable_concurrent_conflict() {
+    let Some(store) = pg_store().await else {
+        return;
+    };
+    let s = store.clone();
+    let outcome = tokio::spawn(async move {
+        let repo = s.repository::<Thing>();
+        repo.ensure_schema().await.expect("schema");
+        let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(2));
+        let unit = |i: u32| {
+            let s = s.clone();
+            let barrier = barrier.clone();
+            async move {
+                s.transaction_with(Some(IsolationLevel::Serializable), |tx| {
+                    Box::pin(async move {
+                        let things = tx.repository::<Thing>();
+                        let seen = things.count(&Filter::all()).await?;
+                        barrier.wait().await;
+                        let mut t = thing(i);
+                        t.code = seen as i32 + i as i32;
+                        things.insert(&t).await?;
+                        Ok::<_, Error>(())
+                    })
+                })
+                .await
+            }
+        };
+        let (a, b) = tokio::join!(unit(1), unit(2));
+        let failures: Vec<Error> = [a, b].into_iter().filter_map(Result::err).collect();
+        assert_eq!(failures.len(), 1, "exactly one unit loses: {failures:?}");
+        let e = &failures[0];
+        assert_eq!(
+            e.kind(),
+            &ErrorKind::Conflict(persistence_core::ConflictKind::Concurrent),
+            "{e:?}"
+        );
+        assert!(e.is_retryable());
+        assert_eq!(repo.count(&Filter::all()).await.expect("count"), 1);
+    })
+    .await;
+    store.drop_schema().await.expect("drop schema");
+    store.close().await;
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}

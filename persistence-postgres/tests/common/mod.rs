@@ -233,6 +233,8 @@ pub fn queries() -> Vec<(&'static str, Query)> {
         ),
         ("float", q(Thing::SCORE.gt(2.0))),
         ("f32", q(Thing::RATIO.lte(1.0f32))),
+        ("f32 column vs f64 literal", q(f("ratio").lte(1.0f64 / 3.0))),
+        ("f32 column eq f64 literal", q(f("ratio").eq(1.0f64 / 3.0))),
         (
             "decimal",
             q(Thing::AMOUNT.gt(Decimal::new(500, 2))).sort(Thing::AMOUNT.desc()),

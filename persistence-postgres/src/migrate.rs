@@ -1,0 +1,151 @@
+//! Migrations with sea-orm-migration.
+//!
+//! [`CreateEntityTable<E>`] is the generated initial migration of an entity:
+//! `up` creates its table, constraints and indexes exactly as
+//! `ensure_schema` does, `down` drops the table. Mix it with hand-written
+//! `MigrationTrait` migrations in an ordinary sea-orm-migration `Migrator`:
+//!
+//! ```no_run
+//! use persistence_postgres::migrate::CreateEntityTable;
+//! use sea_orm_migration::prelude::*;
+//! # #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, persistence_core::Entity)]
+//! # struct User { #[entity(id)] id: i64 }
+//!
+//! struct Migrator;
+//! impl MigratorTrait for Migrator {
+//!     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+//!         vec![Box::new(CreateEntityTable::<User>::new("m0001_create_users"))]
+//!     }
+//! }
+//! ```
+//!
+//! [`up`], [`down`] and [`status`] run a migrator against a
+//! [`RelationalStore`]. With a PostgreSQL schema configured they run inside
+//! one transaction that first creates the schema and sets
+//! `SET LOCAL search_path` to it, so the tables **and** the
+//! `seaql_migrations` bookkeeping table land in that schema (a transaction-
+//! scoped setting: nothing leaks into the pool). The `persistence-migrate`
+//! example is a small CLI over these three functions.
+
+use std::marker::PhantomData;
+
+use persistence_core::{Entity, Error, Result};
+use sea_orm::{ConnectionTrait, DbErr, TransactionTrait};
+use sea_orm_migration::{MigrationName, MigrationTrait, MigratorTrait, SchemaManager};
+
+use crate::error::map_db_err;
+use crate::repository::RelationalStore;
+use crate::schema::TableInfo;
+use crate::sql::{Dialect, quote};
+
+/// The generated initial migration of entity `E`.
+pub struct CreateEntityTable<E: Entity> {
+    name: String,
+    _entity: PhantomData<fn() -> E>,
+}
+
+impl<E: Entity> CreateEntityTable<E> {
+    /// A migration named `name` (sea-orm-migration orders migrations by name:
+    /// use a sortable prefix such as `m0001_`).
+    pub fn new(name: impl Into<String>) -> Self {
+        CreateEntityTable {
+            name: name.into(),
+            _entity: PhantomData,
+        }
+    }
+}
+
+impl<E: Entity> MigrationName for CreateEntityTable<E> {
+    fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+fn dialect_of(manager: &SchemaManager<'_>) -> Result<Dialect, DbErr> {
+    match manager.get_database_backend() {
+        sea_orm::DbBackend::Postgres => Ok(Dialect::Postgres),
+        sea_orm::DbBackend::Sqlite => Ok(Dialect::Sqlite),
+        other => Err(DbErr::Migration(format!("unsupported backend {other:?}"))),
+    }
+}
+
+// The trait's own signatures elide SchemaManager's lifetime; impls must match.
+#[allow(elided_lifetimes_in_paths)]
+#[async_trait::async_trait]
+impl<E: Entity> MigrationTrait for CreateEntityTable<E> {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let dialect = dialect_of(manager)?;
+        // Unqualified: the schema comes from the transaction's search_path (see module docs).
+        let table = TableInfo::new(E::meta(), None);
+        let ddl = table
+            .ddl(E::meta(), dialect)
+            .map_err(|e| DbErr::Migration(e.to_string()))?;
+        let conn = manager.get_connection();
+        for stmt in ddl {
+            conn.execute_unprepared(&stmt).await?;
+        }
+        Ok(())
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let sql = format!("DROP TABLE IF EXISTS {}", quote(E::meta().name));
+        manager.get_connection().execute_unprepared(&sql).await?;
+        Ok(())
+    }
+}
+
+fn err(e: DbErr, op: &'static str) -> Error {
+    match &e {
+        DbErr::Migration(m) => Error::backend(format!("migration failed: {m}")).with_source(e),
+        _ => map_db_err(e, &Default::default()),
+    }
+    .with_operation(op)
+}
+
+/// Apply pending migrations of `M` (`steps`: at most this many).
+pub async fn up<M: MigratorTrait>(store: &RelationalStore, steps: Option<u32>) -> Result<()> {
+    in_schema(store, "migrate_up", async |tx| M::up(tx, steps).await).await
+}
+
+/// Roll back applied migrations of `M` (`steps`: this many, default all).
+pub async fn down<M: MigratorTrait>(store: &RelationalStore, steps: Option<u32>) -> Result<()> {
+    in_schema(store, "migrate_down", async |tx| M::down(tx, steps).await).await
+}
+
+/// Each migration of `M` with whether it is applied, in order.
+pub async fn status<M: MigratorTrait>(store: &RelationalStore) -> Result<Vec<(String, bool)>> {
+    let mut out = Vec::new();
+    in_schema(store, "migrate_status", async |tx| {
+        M::install(tx).await?;
+        for m in M::get_migration_with_status(tx).await? {
+            let applied = matches!(m.status(), sea_orm_migration::MigrationStatus::Applied);
+            out.push((m.name().to_string(), applied));
+        }
+        Ok(())
+    })
+    .await?;
+    Ok(out)
+}
+
+async fn in_schema(
+    store: &RelationalStore,
+    op: &'static str,
+    body: impl AsyncFnOnce(&sea_orm::DatabaseTransaction) -> Result<(), DbErr>,
+) -> Result<()> {
+    let tx = store.connection().begin().await.map_err(|e| err(e, op))?;
+    if let (Some(schema), Dialect::Postgres) = (store.schema(), store.dialect()) {
+        for sql in [
+            format!("CREATE SCHEMA IF NOT EXISTS {}", quote(schema)),
+            format!("SET LOCAL search_path TO {}", quote(schema)),
+        ] {
+            tx.execute_unprepared(&sql).await.map_err(|e| err(e, op))?;
+        }
+    }
+    match body(&tx).await {
+        Ok(()) => tx.commit().await.map_err(|e| err(e, op)),
+        Err(e) => {
+            let _ = tx.rollback().await;
+            Err(err(e, op))
+        }
+    }
+}

@@ -1,0 +1,392 @@
+//! The manager: named databases built lazily from configuration, repositories
+//! with their layers, health, shutdown.
+
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use persistence_cache::CacheLayer;
+use persistence_core::config::{
+    ConfigLoader, DatabaseConfig, DatabaseKind, PersistenceConfig, Probe, detect,
+};
+use persistence_core::layer::{
+    BreakerConfig, CircuitBreaker, LayerExt, Metrics, Retry, RetryConfig, Timeout,
+};
+use persistence_core::{Entity, Error, MemoryRepository, Repository, Result, SharedRepository};
+use persistence_mongo::{MongoConfig, MongoStore};
+use persistence_postgres::{RelationalConfig, RelationalStore};
+use tokio::sync::{Mutex, OnceCell};
+
+/// A built database.
+enum Backend {
+    Relational(RelationalStore),
+    Mongo(MongoStore),
+    /// One `MemoryRepository` per entity type, created on first use.
+    Memory(std::sync::Mutex<HashMap<TypeId, Box<dyn Any + Send + Sync>>>),
+    /// Redis: used as a cache L2 by URL; nothing to hold open here.
+    Redis,
+}
+
+struct Database {
+    name: String,
+    config: DatabaseConfig,
+    backend: OnceCell<Backend>,
+    breaker: CircuitBreaker,
+}
+
+/// The state of one database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HealthState {
+    /// Answered within the timeout.
+    Healthy,
+    /// Answered, slowly (over half the timeout) or with its breaker not closed.
+    Degraded,
+    /// Did not answer, or answered with an error.
+    Unhealthy,
+    /// Not built yet (databases are built on first use) or not checkable.
+    Unknown,
+}
+
+/// Health of one database.
+#[derive(Debug, Clone)]
+pub struct DatabaseHealth {
+    /// Configured name.
+    pub name: String,
+    /// Backend kind.
+    pub kind: &'static str,
+    /// State.
+    pub state: HealthState,
+    /// Round-trip time of the check.
+    pub latency: Option<Duration>,
+    /// The error, when unhealthy (no secrets).
+    pub error: Option<String>,
+}
+
+/// Health of every database, and the worst state among them.
+#[derive(Debug, Clone)]
+pub struct HealthReport {
+    /// Worst state (Unknown counts as healthy here: it was never used).
+    pub status: HealthState,
+    /// Per database, in name order.
+    pub databases: Vec<DatabaseHealth>,
+}
+
+/// Builds each named database on first use and hands out ready repositories:
+/// `Timeout` → `Retry` → `CircuitBreaker` (one per database) → `Metrics`,
+/// then the read-through cache per the entity's cache policy. Repositories
+/// are memoized per database and entity type, so every caller shares one
+/// cache and one breaker.
+pub struct Persistence {
+    config: PersistenceConfig,
+    reasons: Vec<String>,
+    databases: Vec<Arc<Database>>,
+    repos: Mutex<HashMap<(String, TypeId), Box<dyn Any + Send + Sync>>>,
+    health_timeout: Duration,
+}
+
+impl std::fmt::Debug for Persistence {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Persistence")
+            .field("databases", &self.describe())
+            .finish()
+    }
+}
+
+impl Persistence {
+    /// From a configuration (validated again here).
+    pub fn new(config: PersistenceConfig) -> Result<Self> {
+        config.validate()?;
+        let databases = config
+            .databases
+            .iter()
+            .map(|(name, c)| {
+                let breaker = c
+                    .breaker
+                    .as_ref()
+                    .map(|b| BreakerConfig {
+                        failure_threshold: b.failure_threshold,
+                        open_for: b.open_for,
+                    })
+                    .unwrap_or_default();
+                Arc::new(Database {
+                    name: name.clone(),
+                    config: c.clone(),
+                    backend: OnceCell::new(),
+                    breaker: CircuitBreaker::new(name, breaker),
+                })
+            })
+            .collect();
+        Ok(Persistence {
+            config,
+            reasons: Vec::new(),
+            databases,
+            repos: Mutex::new(HashMap::new()),
+            health_timeout: Duration::from_secs(2),
+        })
+    }
+
+    /// From a configuration file (YAML, TOML or JSON; profile from `PERSISTENCE_ENV`).
+    pub async fn from_file(path: impl AsRef<std::path::Path>) -> Result<Self> {
+        Self::new(ConfigLoader::new().file(path)?.load()?)
+    }
+
+    /// Without a file: detect the environment (env URLs, then local servers,
+    /// then embedded defaults; no fallbacks in the `production` profile).
+    pub async fn from_env() -> Result<Self> {
+        let profile = ConfigLoader::new().selected_profile();
+        let detection = tokio::task::spawn_blocking(move || detect(&profile, &Probe::default()))
+            .await
+            .map_err(|e| Error::config(format!("environment detection failed: {e}")))??;
+        let mut p = Self::new(detection.config)?;
+        p.reasons = detection.reasons;
+        Ok(p)
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &PersistenceConfig {
+        &self.config
+    }
+
+    /// The resolved topology (secrets redacted) and, after detection, why each database was chosen.
+    pub fn describe(&self) -> String {
+        let mut s = self.config.describe();
+        for r in &self.reasons {
+            s.push_str("  because ");
+            s.push_str(r);
+            s.push('\n');
+        }
+        s
+    }
+
+    fn database(&self, name: &str) -> Result<&Arc<Database>> {
+        self.databases
+            .iter()
+            .find(|d| d.name == name)
+            .ok_or_else(|| Error::config(format!("no database named `{name}` is configured")))
+    }
+
+    /// The default database for entities: `main`, else the only non-Redis database.
+    fn default_database(&self) -> Result<&str> {
+        if self.config.databases.contains_key("main") {
+            return Ok("main");
+        }
+        let mut candidates = self
+            .config
+            .databases
+            .iter()
+            .filter(|(_, d)| d.kind != DatabaseKind::Redis);
+        match (candidates.next(), candidates.next()) {
+            (Some((name, _)), None) => Ok(name),
+            _ => Err(Error::config("no `main` database; use repo_in(name)")),
+        }
+    }
+
+    async fn backend(db: &Database) -> Result<&Backend> {
+        db.backend.get_or_try_init(|| build(db)).await.map_err(|e| {
+            Error::new(
+                e.kind().clone(),
+                format!("database `{}`: {}", db.name, e.message()),
+            )
+        })
+    }
+
+    /// A repository of `E` in the default database (`main`).
+    pub async fn repo<E: Entity>(&self) -> Result<SharedRepository<E>> {
+        let name = self.default_database()?.to_string();
+        self.repo_in::<E>(&name).await
+    }
+
+    /// A repository of `E` in database `name`, schema ensured, layers applied.
+    pub async fn repo_in<E: Entity>(&self, name: &str) -> Result<SharedRepository<E>> {
+        let key = (name.to_string(), TypeId::of::<E>());
+        let mut repos = self.repos.lock().await;
+        if let Some(r) = repos
+            .get(&key)
+            .and_then(|b| b.downcast_ref::<SharedRepository<E>>())
+        {
+            return Ok(r.clone());
+        }
+        let db = self.database(name)?.clone();
+        let backend = Self::backend(&db).await?;
+        let raw: SharedRepository<E> = match backend {
+            Backend::Relational(store) => Arc::new(store.repository::<E>()),
+            Backend::Mongo(store) => Arc::new(store.repository::<E>()),
+            Backend::Memory(map) => {
+                let mut map = map
+                    .lock()
+                    .map_err(|_| Error::backend("memory store lock poisoned"))?;
+                let repo = map
+                    .entry(TypeId::of::<E>())
+                    .or_insert_with(|| Box::new(MemoryRepository::<E>::new()))
+                    .downcast_ref::<MemoryRepository<E>>()
+                    .cloned()
+                    .ok_or_else(|| Error::backend("memory store type mismatch"))?;
+                Arc::new(repo)
+            }
+            Backend::Redis => {
+                return Err(Error::config(format!(
+                    "database `{name}` is redis: it serves as a cache (cache.*.l2), not as an entity store"
+                )));
+            }
+        };
+        raw.ensure_schema().await?;
+        let retry = db
+            .config
+            .retry
+            .as_ref()
+            .map(|r| RetryConfig {
+                max_attempts: r.max_attempts,
+                base_delay: r.base_delay,
+                max_delay: r.max_delay,
+            })
+            .unwrap_or_default();
+        let layered = raw
+            .layer(Timeout::new(
+                db.config.timeout.unwrap_or(Duration::from_secs(30)),
+            ))
+            .layer(Retry::new(retry))
+            .layer(db.breaker.clone())
+            .layer(Metrics::new(name));
+        let policy = self.config.cache_policy(E::meta().name).clone();
+        let repo: SharedRepository<E> = if policy.disabled {
+            Arc::new(layered)
+        } else {
+            // The prefix names the database *and* its schema / Mongo database, so two
+            // deployments (or tests) sharing one Redis never read each other's entries.
+            let scope = db
+                .config
+                .schema
+                .as_deref()
+                .or(db.config.database.as_deref())
+                .unwrap_or("default");
+            let mut cache = CacheLayer::builder().prefix(format!("persistence.{name}.{scope}"));
+            if let Some(ttl) = policy.ttl {
+                cache = cache.ttl(ttl);
+            }
+            if let Some(ttl) = policy.negative_ttl {
+                cache = cache.negative_ttl(ttl);
+            }
+            if let Some(l2) = &policy.l2 {
+                let l2db = self.database(l2)?;
+                if let Some(url) = &l2db.config.url {
+                    cache = cache.redis_url(url.expose());
+                }
+            }
+            Arc::new(cache.build()?.wrap(layered))
+        };
+        repos.insert(key, Box::new(repo.clone()));
+        Ok(repo)
+    }
+
+    /// Check every database that has been built (a bounded round trip each,
+    /// in parallel); databases never used are `Unknown`.
+    pub async fn health(&self) -> HealthReport {
+        let checks = self.databases.iter().map(|db| {
+            let timeout = self.health_timeout;
+            async move {
+                let kind = db.config.kind.name();
+                let Some(backend) = db.backend.get() else {
+                    return DatabaseHealth {
+                        name: db.name.clone(),
+                        kind,
+                        state: HealthState::Unknown,
+                        latency: None,
+                        error: None,
+                    };
+                };
+                let start = Instant::now();
+                let outcome = tokio::time::timeout(timeout, ping(backend)).await;
+                let latency = start.elapsed();
+                let (state, error) = match outcome {
+                    Ok(Ok(())) if latency > timeout / 2 => (HealthState::Degraded, None),
+                    Ok(Ok(())) => match db.breaker.state() {
+                        persistence_core::layer::BreakerState::Closed => {
+                            (HealthState::Healthy, None)
+                        }
+                        _ => (
+                            HealthState::Degraded,
+                            Some("circuit breaker not closed".to_string()),
+                        ),
+                    },
+                    Ok(Err(e)) => (HealthState::Unhealthy, Some(e.to_string())),
+                    Err(_) => (
+                        HealthState::Unhealthy,
+                        Some(format!("no answer within {timeout:?}")),
+                    ),
+                };
+                DatabaseHealth {
+                    name: db.name.clone(),
+                    kind,
+                    state,
+                    latency: Some(latency),
+                    error,
+                }
+            }
+        });
+        let databases = futures_util::future::join_all(checks).await;
+        let status =
+            databases
+                .iter()
+                .map(|d| d.state)
+                .fold(HealthState::Healthy, |worst, s| match (worst, s) {
+                    (HealthState::Unhealthy, _) | (_, HealthState::Unhealthy) => {
+                        HealthState::Unhealthy
+                    }
+                    (HealthState::Degraded, _) | (_, HealthState::Degraded) => {
+                        HealthState::Degraded
+                    }
+                    _ => HealthState::Healthy,
+                });
+        HealthReport { status, databases }
+    }
+
+    /// Close every pool that was opened.
+    pub async fn shutdown(&self) {
+        self.repos.lock().await.clear();
+        for db in &self.databases {
+            if let Some(Backend::Relational(store)) = db.backend.get() {
+                store.close().await;
+            }
+        }
+    }
+}
+
+async fn ping(backend: &Backend) -> Result<()> {
+    match backend {
+        Backend::Relational(store) => store
+            .connection()
+            .ping()
+            .await
+            .map_err(|e| Error::unavailable(format!("ping failed: {e}"))),
+        Backend::Mongo(store) => store.ping().await,
+        Backend::Memory(_) | Backend::Redis => Ok(()),
+    }
+}
+
+async fn build(db: &Database) -> Result<Backend> {
+    let c = &db.config;
+    let url = c.url.as_ref().map(|u| u.expose().to_string());
+    Ok(match c.kind {
+        DatabaseKind::Postgres | DatabaseKind::Sqlite => {
+            let mut rc = RelationalConfig::new(url.unwrap_or_default());
+            rc.schema = c.schema.clone();
+            rc.max_connections = c.pool.max_connections;
+            rc.min_connections = c.pool.min_connections;
+            rc.acquire_timeout = c.pool.acquire_timeout;
+            rc.idle_timeout = c.pool.idle_timeout;
+            rc.max_lifetime = c.pool.max_lifetime;
+            rc.statement_timeout = c.pool.statement_timeout;
+            rc.application_name = c.pool.application_name.clone();
+            Backend::Relational(RelationalStore::connect(&rc).await?)
+        }
+        DatabaseKind::Mongo => {
+            let database = c.database.clone().unwrap_or_else(|| db.name.clone());
+            let store =
+                MongoStore::connect(&MongoConfig::new(url.unwrap_or_default(), database)).await?;
+            Backend::Mongo(store)
+        }
+        DatabaseKind::Memory => Backend::Memory(std::sync::Mutex::new(HashMap::new())),
+        DatabaseKind::Redis => Backend::Redis,
+    })
+}
