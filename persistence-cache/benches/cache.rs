@@ -171,6 +171,52 @@ async fn main() {
             .await,
         );
     }
+    // PostgreSQL point read through the repository, raw and cached (L1 hit).
+    let pg_url = std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let schema = format!("bench_{}", fastrand::u64(..) % 1_000_000_000);
+    match persistence_postgres::RelationalStore::connect(
+        &persistence_postgres::RelationalConfig::new(pg_url).schema(schema.clone()),
+    )
+    .await
+    {
+        Ok(store) => {
+            let pg = store.repository::<User>();
+            pg.ensure_schema().await.expect("schema");
+            for i in 0..KEYS {
+                pg.insert(&user(i)).await.expect("insert");
+            }
+            rows.push(
+                measure(
+                    "PostgreSQL get via RelationalRepository",
+                    N / 10,
+                    async |i| {
+                        let id = i as i64 % KEYS;
+                        std::hint::black_box(pg.get(&id).await.expect("get"));
+                    },
+                )
+                .await,
+            );
+            let cached = CacheLayer::builder()
+                .prefix(&prefix)
+                .build()
+                .expect("layer")
+                .wrap(store.repository::<User>());
+            for i in 0..KEYS {
+                cached.get(&i).await.expect("warm");
+            }
+            rows.push(
+                measure("cached PostgreSQL get, L1 hit", N, async |i| {
+                    let id = i as i64 % KEYS;
+                    std::hint::black_box(cached.get(&id).await.expect("get"));
+                })
+                .await,
+            );
+            let _ = store.drop_schema().await;
+            store.close().await;
+        }
+        Err(e) => eprintln!("PostgreSQL rows skipped: {e}"),
+    }
     print(&rows, "MemoryRepository::get (underlying)");
 
     // Throughput: 64 concurrent readers on L1 hits.

@@ -21,7 +21,40 @@
 //!   its result where later reads could see it.
 //! * Fail-safe: Redis failures are absorbed (reads fall through, writes still
 //!   invalidate L1); after an outage, L2 entries older than it are dropped.
+//! * Tags: [`CacheLayer::get_or_load_tagged`] / [`CacheLayer::invalidate_tag`]
+//!   for computed values, O(tagged items) via Redis sets (see [`tags`]).
+//! * Backplane: cross-instance L1 invalidation over Redis pub/sub (see [`backplane`]).
+//! * Sessions: [`sessions::SessionStore`] on the same Redis.
 //! * Keys: see [`keys`]; values: see [`codec`]; metrics: see [`metrics`].
+//!
+//! ```
+//! use std::time::Duration;
+//! use persistence_cache::{CacheLayer, L1Config};
+//! # fn main() -> persistence_core::Result<()> {
+//! let layer = CacheLayer::builder()
+//!     .prefix("shop")                         // per app / tenant
+//!     .ttl(Duration::from_secs(300))          // jittered down by up to 10 %
+//!     .negative_ttl(Duration::from_secs(15))
+//!     .entity_ttl("products", Duration::from_secs(3600), Duration::from_secs(60))
+//!     .l1(L1Config { max_weight: 100_000, time_to_idle: Some(Duration::from_secs(600)) })
+//!     // .redis_url("redis://127.0.0.1:6379").backplane(true)  // L2 + cross-instance L1
+//!     .build()?;
+//! # let _ = layer; Ok(()) }
+//! ```
+//!
+//! ## Design choices
+//! * Invalidation is by **generation**, never by scanning keys: local
+//!   generations (per key stripe, per entity type for queries, an epoch for
+//!   `delete_many`) are part of the L1 key; in Redis, random gen/epoch tokens
+//!   stamp every entry and gate every store (Lua), so a load that raced a
+//!   write can never store where a later read finds it.
+//! * Single flight is ours (shared futures keyed by key *and* generation),
+//!   not moka's `try_get_with`: it covers L2-only mode, and a read that starts
+//!   after a write never joins a load that started before it.
+//! * After a Redis outage, entries written before it are **dropped** (tokens
+//!   replaced, by every instance that saw the outage, in the background as
+//!   soon as Redis answers), not revalidated.
+//! * Redis Cluster is not supported (scripts touch keys of several slots).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 

@@ -141,12 +141,15 @@ pub(crate) struct Inner<E: Entity, R> {
 /// [`CacheLayer::wrap`](crate::CacheLayer::wrap). Cheap to clone (clones share the cache).
 pub struct CachedRepository<E: Entity, R> {
     pub(crate) inner: Arc<Inner<E, R>>,
+    /// TTLs of this handle (None: the entity type's).
+    ttl: Option<EntityTtl>,
 }
 
 impl<E: Entity, R> Clone for CachedRepository<E, R> {
     fn clone(&self) -> Self {
         CachedRepository {
             inner: self.inner.clone(),
+            ttl: self.ttl,
         }
     }
 }
@@ -194,6 +197,7 @@ impl<E: Entity, R: Repository<E> + 'static> CachedRepository<E, R> {
             .copied()
             .unwrap_or(shared.default_ttl);
         let repo = CachedRepository {
+            ttl: None,
             inner: Arc::new(Inner {
                 repo,
                 keys: Keys::new(&shared.prefix, meta),
@@ -216,6 +220,19 @@ impl<E: Entity, R: Repository<E> + 'static> CachedRepository<E, R> {
             bp.register(repo.inner.keys.base(), weak);
         }
         repo
+    }
+
+    /// A handle on the same cache whose reads store entries with these TTLs
+    /// (per-call TTL: `repo.with_ttl(t).get(&id)`).
+    pub fn with_ttl(&self, ttl: EntityTtl) -> Self {
+        CachedRepository {
+            inner: self.inner.clone(),
+            ttl: Some(ttl),
+        }
+    }
+
+    fn ttls(&self) -> EntityTtl {
+        self.ttl.unwrap_or(self.inner.ttl)
     }
 
     /// The wrapped repository.
@@ -293,10 +310,11 @@ impl<E: Entity, R: Repository<E> + 'static> CachedRepository<E, R> {
         }
         let me = inner.clone();
         let flight_key = local.clone();
+        let ttl = self.ttls();
         inner
             .flights
             .run(flight_key, move || {
-                async move { me.fill(key, local, kind, load).await }.boxed()
+                async move { me.fill(key, local, kind, ttl, load).await }.boxed()
             })
             .await
     }
@@ -315,17 +333,17 @@ impl<E: Entity, R: Repository<E> + 'static> Inner<E, R> {
         ttl.mul_f64(1.0 - j * fastrand::f64())
     }
 
-    pub(crate) fn ttl_for(&self, value: &Cached<E>) -> Duration {
+    pub(crate) fn ttl_for(&self, value: &Cached<E>, ttl: EntityTtl) -> Duration {
         self.jittered(if value.is_negative() {
-            self.ttl.negative_ttl
+            ttl.negative_ttl
         } else {
-            self.ttl.ttl
+            ttl.ttl
         })
     }
 
     /// The L1 lifetime: the TTL, capped while the backplane is disconnected.
-    fn l1_ttl_for(&self, value: &Cached<E>) -> Duration {
-        let ttl = self.ttl_for(value);
+    fn l1_ttl_for(&self, value: &Cached<E>, ttl: EntityTtl) -> Duration {
+        let ttl = self.ttl_for(value, ttl);
         match &self.shared.backplane {
             Some(bp) if !bp.connected() => ttl.min(bp.degraded_ttl),
             _ => ttl,
@@ -340,13 +358,13 @@ impl<E: Entity, R: Repository<E> + 'static> Inner<E, R> {
     }
 
     /// Store in L1 under `local` unless a write has moved the generation since.
-    async fn l1_put(&self, key: &str, kind: Kind, local: String, value: Cached<E>) {
+    async fn l1_put(&self, key: &str, kind: Kind, local: String, value: Cached<E>, ttl: EntityTtl) {
         let Some(l1) = &self.l1 else { return };
         if self.local_key(key, kind) != local {
             self.record(Event::StaleSetPrevented);
             return;
         }
-        let ttl = self.l1_ttl_for(&value);
+        let ttl = self.l1_ttl_for(&value, ttl);
         l1.insert(local, L1Entry { value, ttl }).await;
     }
 
@@ -447,6 +465,7 @@ impl<E: Entity, R: Repository<E> + 'static> Inner<E, R> {
         key: String,
         local: String,
         kind: Kind,
+        ttl: EntityTtl,
         load: F,
     ) -> Result<Cached<E>>
     where
@@ -475,7 +494,7 @@ impl<E: Entity, R: Repository<E> + 'static> Inner<E, R> {
                             match codec::decode::<E>(bytes) {
                                 Ok(v) => {
                                     self.record(Event::Hit(Level::L2));
-                                    self.l1_put(&key, kind, local, v.clone()).await;
+                                    self.l1_put(&key, kind, local, v.clone(), ttl).await;
                                     return Ok(v);
                                 }
                                 Err(e) => self.decode_failed(&e),
@@ -506,18 +525,24 @@ impl<E: Entity, R: Repository<E> + 'static> Inner<E, R> {
             }
         };
         if let (Some((token, stamp)), Some(l2)) = (store, self.l2.as_deref()) {
-            self.l2_store(l2, token, vec![(key.clone(), stamp, value.clone())])
+            self.l2_store(l2, token, vec![(key.clone(), stamp, value.clone())], ttl)
                 .await;
         }
-        self.l1_put(&key, kind, local, value.clone()).await;
+        self.l1_put(&key, kind, local, value.clone(), ttl).await;
         Ok(value)
     }
 
-    async fn l2_store(self: &Arc<Self>, l2: &L2, token: u64, items: Vec<(String, u64, Cached<E>)>) {
+    async fn l2_store(
+        self: &Arc<Self>,
+        l2: &L2,
+        token: u64,
+        items: Vec<(String, u64, Cached<E>)>,
+        ttl: EntityTtl,
+    ) {
         let mut entries = Vec::with_capacity(items.len());
         for (key, stamp, value) in items {
             match codec::encode(stamp, &value) {
-                Ok(bytes) => entries.push((key, bytes, self.ttl_for(&value))),
+                Ok(bytes) => entries.push((key, bytes, self.ttl_for(&value, ttl))),
                 Err(e) => {
                     tracing::debug!(entity = E::meta().name, error = %e, "value not cached in L2");
                 }
@@ -646,6 +671,7 @@ impl<E: Entity, R: Repository<E> + 'static> Repository<E> for CachedRepository<E
 
     async fn get_many(&self, ids: &[E::Id]) -> Result<Vec<E>> {
         let inner = &self.inner;
+        let ttls = self.ttls();
         // Key every id, collapsing duplicates.
         let mut order: Vec<(E::Id, String)> = Vec::with_capacity(ids.len());
         let mut seen = std::collections::HashSet::with_capacity(ids.len());
@@ -708,6 +734,7 @@ impl<E: Entity, R: Repository<E> + 'static> Repository<E> for CachedRepository<E
                                             Kind::Entity,
                                             local,
                                             Cached::Entity(e.clone()),
+                                            ttls,
                                         )
                                         .await;
                                     found.insert(key, e);
@@ -755,12 +782,12 @@ impl<E: Entity, R: Repository<E> + 'static> Repository<E> for CachedRepository<E
                     l2_items.push((key.clone(), stamp, Cached::Entity(e.clone())));
                 }
                 inner
-                    .l1_put(&key, Kind::Entity, local, Cached::Entity(e.clone()))
+                    .l1_put(&key, Kind::Entity, local, Cached::Entity(e.clone()), ttls)
                     .await;
                 found.insert(key, e);
             }
             if let (Some((token, _)), Some(l2)) = (store, inner.l2.as_deref()) {
-                inner.l2_store(l2, token, l2_items).await;
+                inner.l2_store(l2, token, l2_items, ttls).await;
             }
         }
         Ok(order

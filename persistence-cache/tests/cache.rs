@@ -450,3 +450,39 @@ async fn cancelled_read_leaves_no_flight() {
     assert_eq!(f.repo.loads_in_flight(), 0);
     assert!(f.repo.get(&1).await.expect("get").is_some());
 }
+
+/// Per-call TTL: a handle from `with_ttl` stores entries with its own TTLs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_call_ttl() {
+    let prefix = common::prefix("callttl");
+    let layer = common::layer_with(Levels::L1, &prefix, |b| {
+        b.ttl(Duration::from_secs(60)).jitter(0.0)
+    })
+    .expect("layer");
+    let mem = MemoryRepository::<Item>::new();
+    let r = layer.wrap(mem.clone());
+    mem.insert(&item(1, "a", 1)).await.expect("insert");
+    mem.insert(&item(2, "b", 2)).await.expect("insert");
+    let short = persistence_cache::EntityTtl {
+        ttl: Duration::from_millis(50),
+        negative_ttl: Duration::from_millis(50),
+    };
+    r.with_ttl(short).get(&1).await.expect("get");
+    r.get(&2).await.expect("get");
+    // Changed behind the cache's back.
+    for id in [1, 2] {
+        let mut x = mem.get(&id).await.expect("get").expect("row");
+        x.name = "changed".into();
+        mem.update(&x).await.expect("update");
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        r.get(&1).await.expect("get").map(|x| x.name),
+        Some("changed".into())
+    );
+    assert_eq!(
+        r.get(&2).await.expect("get").map(|x| x.name),
+        Some("b".into()),
+        "default TTL"
+    );
+}
