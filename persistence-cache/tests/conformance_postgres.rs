@@ -6,7 +6,7 @@ mod common;
 use common::Levels;
 use persistence_cache::{CacheLayer, CachedRepository};
 use persistence_core::conformance::Backend;
-use persistence_core::conformance::services::{Service, unique_suffix, url};
+use persistence_core::conformance::services::{Service, unique_suffix};
 use persistence_core::{Entity, Repository};
 use persistence_postgres::{RelationalConfig, RelationalRepository, RelationalStore};
 
@@ -58,22 +58,4 @@ async fn make(db_url: String) -> CachedPostgres {
     }
 }
 
-macro_rules! postgres_cases {
-    (; $($case:ident),* $(,)?) => {
-        mod conformance {
-            use super::*;
-            $(
-                #[test]
-                fn $case() {
-                    let Some(db_url) = url(Service::Postgres) else { return };
-                    persistence_core::conformance::run(
-                        move || make(db_url),
-                        |b| Box::pin(persistence_core::conformance::cases::$case(b)),
-                    );
-                }
-            )*
-        }
-    };
-}
-
-persistence_core::__conformance_cases!(postgres_cases;);
+persistence_core::conformance_tests!(make, service = Service::Postgres);

@@ -228,3 +228,38 @@ impl<E: Entity, R: Repository<E>> Repository<E> for Probe<R> {
         self.inner.page(query, cursor).await
     }
 }
+
+/// The conformance backend over a cached `MemoryRepository` at the given levels
+/// (L1 only when Redis is missing outside CI; SKIPPED was printed then).
+pub struct CachedMemory {
+    layer: CacheLayer,
+    url: Option<String>,
+}
+
+impl persistence_core::conformance::Backend for CachedMemory {
+    type Repo<E: persistence_core::Entity> =
+        persistence_cache::CachedRepository<E, persistence_core::MemoryRepository<E>>;
+    async fn repo<E: persistence_core::Entity>(&self) -> Self::Repo<E> {
+        self.layer.wrap(persistence_core::MemoryRepository::new())
+    }
+    async fn cleanup(&self) {
+        if let Some(url) = &self.url {
+            delete_keys(url, self.layer.prefix()).await;
+        }
+    }
+}
+
+/// A fresh [`CachedMemory`] with its own key prefix.
+pub async fn cached_memory(levels: Levels) -> CachedMemory {
+    let prefix = prefix("conf");
+    let url = if levels == Levels::L1 {
+        None
+    } else {
+        redis_url()
+    };
+    let layer = match layer(levels, &prefix) {
+        Some(l) => l,
+        None => layer(Levels::L1, &prefix).expect("l1 layer"),
+    };
+    CachedMemory { layer, url }
+}
