@@ -1,0 +1,58 @@
+//! The core conformance suite over a cached MongoDB repository (L1 + L2;
+//! L1 only when Redis is missing outside CI). Every case has its own
+//! database and key prefix, dropped afterwards; skipped (failing under CI)
+//! without MongoDB.
+mod common;
+
+use common::Levels;
+use persistence_cache::{CacheLayer, CachedRepository};
+use persistence_core::conformance::Backend;
+use persistence_core::conformance::services::{Service, unique_suffix};
+use persistence_core::{Entity, Repository};
+use persistence_mongo::{MongoConfig, MongoRepository, MongoStore};
+
+struct CachedMongo {
+    store: MongoStore,
+    layer: CacheLayer,
+    url: Option<String>,
+}
+
+impl Backend for CachedMongo {
+    type Repo<E: Entity> = CachedRepository<E, MongoRepository<E>>;
+
+    async fn repo<E: Entity>(&self) -> Self::Repo<E> {
+        let repo = self.layer.wrap(self.store.repository::<E>());
+        if let Err(e) = repo.ensure_schema().await {
+            panic!("ensure_schema for {} failed: {e:?}", E::meta().name);
+        }
+        repo
+    }
+
+    async fn cleanup(&self) {
+        if let Err(e) = self.store.drop_database().await {
+            eprintln!("dropping the test database failed: {e}");
+        }
+        if let Some(url) = &self.url {
+            common::delete_keys(url, self.layer.prefix()).await;
+        }
+    }
+}
+
+async fn make(mongo_url: String) -> CachedMongo {
+    let config = MongoConfig::new(mongo_url, format!("cmongo_{}", unique_suffix()));
+    let store = match MongoStore::connect(&config).await {
+        Ok(store) => store,
+        Err(e) => panic!("cannot connect to MongoDB: {e}"),
+    };
+    let prefix = common::prefix("cmg");
+    let layer = common::layer(Levels::Both, &prefix)
+        .or_else(|| common::layer(Levels::L1, &prefix))
+        .expect("layer");
+    CachedMongo {
+        store,
+        layer,
+        url: common::redis_url(),
+    }
+}
+
+persistence_core::conformance_tests!(make, service = Service::Mongo);
