@@ -1,6 +1,5 @@
 //! Entity metadata: what `#[derive(Entity)]` generates and every backend reads.
 
-use std::collections::hash_map::DefaultHasher;
 use std::fmt::Debug;
 use std::hash::{Hash, Hasher};
 use std::time::Duration;
@@ -187,6 +186,31 @@ fn printable(s: &str) -> String {
     s.chars().take(64).flat_map(char::escape_default).collect()
 }
 
+/// A hasher whose output is fixed (FNV-1a, 64 bit), unlike std's
+/// `DefaultHasher`, whose algorithm may change between Rust releases. Used
+/// for values that outlive a process: `schema_version` (part of shared cache
+/// keys), index name suffixes and cursor fingerprints.
+#[derive(Debug, Clone, Copy)]
+pub struct StableHasher(u64);
+
+impl Default for StableHasher {
+    fn default() -> Self {
+        StableHasher(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Hasher for StableHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 ^= u64::from(*b);
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
 /// Check one segment of a nested path.
 pub fn validate_segment(seg: &str) -> Result<()> {
     if seg.is_empty() {
@@ -320,7 +344,7 @@ impl EntityMetaBuilder {
             }
             indexes.push(IndexMeta::new(self.name, fields, unique));
         }
-        let mut h = DefaultHasher::new();
+        let mut h = StableHasher::default();
         self.name.hash(&mut h);
         for f in &self.fields {
             (f.name, f.ty, f.nullable, f.id, f.version).hash(&mut h);
@@ -373,7 +397,7 @@ impl IndexMeta {
         let prefix = if unique { "ux" } else { "ix" };
         let mut name = format!("{prefix}_{entity}_{}", fields.join("_"));
         if name.len() > 63 {
-            let mut h = DefaultHasher::new();
+            let mut h = StableHasher::default();
             name.hash(&mut h);
             let hash = format!("_{:016x}", h.finish());
             name.truncate(63 - hash.len());
@@ -494,5 +518,24 @@ pub mod __private {
     }
     pub fn parse_duration_secs(secs: u64) -> Option<std::time::Duration> {
         Some(std::time::Duration::from_secs(secs))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::StableHasher;
+    use std::hash::Hasher;
+
+    #[test]
+    fn stable_hasher_is_fnv1a() {
+        // Reference values of 64-bit FNV-1a.
+        let h = |s: &str| {
+            let mut h = StableHasher::default();
+            h.write(s.as_bytes());
+            h.finish()
+        };
+        assert_eq!(h(""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(h("a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(h("foobar"), 0x8594_4171_f739_67e8);
     }
 }

@@ -7,7 +7,6 @@
 //! inserted before the cursor position are not seen, rows after it are, and
 //! no row is returned twice.
 
-use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 
 use base64::Engine as _;
@@ -261,7 +260,7 @@ fn beyond(key: &SortKey, v: &Value) -> Filter {
 }
 
 fn sort_fingerprint(sort: &[SortKey]) -> u64 {
-    let mut h = DefaultHasher::new();
+    let mut h = crate::entity::StableHasher::default();
     sort.hash(&mut h);
     // Keep within JSON's exact integer range.
     h.finish() >> 11
