@@ -1,5 +1,5 @@
-//! The core conformance suite over a cached MongoDB repository (L1 + L2;
-//! L1 only when Redis is missing outside CI). Every case has its own
+//! The core conformance suite over a cached MongoDB repository at every cache level
+//! (L1 only, L2 only, L1 + L2; L1 only when Redis is missing outside CI). Every case has its own
 //! database and key prefix, dropped afterwards; skipped (failing under CI)
 //! without MongoDB.
 mod common;
@@ -10,6 +10,8 @@ use persistence_core::conformance::Backend;
 use persistence_core::conformance::services::{Service, unique_suffix};
 use persistence_core::{Entity, Repository};
 use persistence_mongo::{MongoConfig, MongoRepository, MongoStore};
+
+type Cached = CachedMongo;
 
 struct CachedMongo {
     store: MongoStore,
@@ -38,21 +40,50 @@ impl Backend for CachedMongo {
     }
 }
 
-async fn make(mongo_url: String) -> CachedMongo {
+async fn make_at(mongo_url: String, levels: Levels) -> CachedMongo {
     let config = MongoConfig::new(mongo_url, format!("cmongo_{}", unique_suffix()));
     let store = match MongoStore::connect(&config).await {
         Ok(store) => store,
         Err(e) => panic!("cannot connect to MongoDB: {e}"),
     };
     let prefix = common::prefix("cmg");
-    let layer = common::layer(Levels::Both, &prefix)
+    let layer = common::layer(levels, &prefix)
         .or_else(|| common::layer(Levels::L1, &prefix))
         .expect("layer");
     CachedMongo {
         store,
         layer,
-        url: common::redis_url(),
+        url: if levels == Levels::L1 {
+            None
+        } else {
+            common::redis_url()
+        },
     }
 }
 
-persistence_core::conformance_tests!(make, service = Service::Mongo);
+/// L1 only.
+mod l1 {
+    use super::*;
+    async fn make(url: String) -> Cached {
+        make_at(url, Levels::L1).await
+    }
+    persistence_core::conformance_tests!(make, service = Service::Mongo);
+}
+
+/// L2 (Redis) only.
+mod l2 {
+    use super::*;
+    async fn make(url: String) -> Cached {
+        make_at(url, Levels::L2).await
+    }
+    persistence_core::conformance_tests!(make, service = Service::Mongo);
+}
+
+/// L1 + L2.
+mod l1_l2 {
+    use super::*;
+    async fn make(url: String) -> Cached {
+        make_at(url, Levels::Both).await
+    }
+    persistence_core::conformance_tests!(make, service = Service::Mongo);
+}

@@ -1,5 +1,5 @@
-//! The core conformance suite over a cached PostgreSQL repository (L1 + L2;
-//! L1 only when Redis is missing outside CI). Every case has its own schema
+//! The core conformance suite over a cached PostgreSQL repository at every cache level
+//! (L1 only, L2 only, L1 + L2; L1 only when Redis is missing outside CI). Every case has its own schema
 //! and key prefix, dropped afterwards; skipped (failing under CI) without PostgreSQL.
 mod common;
 
@@ -9,6 +9,8 @@ use persistence_core::conformance::Backend;
 use persistence_core::conformance::services::{Service, unique_suffix};
 use persistence_core::{Entity, Repository};
 use persistence_postgres::{RelationalConfig, RelationalRepository, RelationalStore};
+
+type Cached = CachedPostgres;
 
 struct CachedPostgres {
     store: RelationalStore,
@@ -38,7 +40,7 @@ impl Backend for CachedPostgres {
     }
 }
 
-async fn make(db_url: String) -> CachedPostgres {
+async fn make_at(db_url: String, levels: Levels) -> CachedPostgres {
     let schema = format!("t_{}", unique_suffix().to_ascii_lowercase());
     let config = RelationalConfig::new(db_url)
         .schema(schema)
@@ -48,14 +50,43 @@ async fn make(db_url: String) -> CachedPostgres {
         Err(e) => panic!("cannot connect to PostgreSQL: {e}"),
     };
     let prefix = common::prefix("cpg");
-    let layer = common::layer(Levels::Both, &prefix)
+    let layer = common::layer(levels, &prefix)
         .or_else(|| common::layer(Levels::L1, &prefix))
         .expect("layer");
     CachedPostgres {
         store,
         layer,
-        url: common::redis_url(),
+        url: if levels == Levels::L1 {
+            None
+        } else {
+            common::redis_url()
+        },
     }
 }
 
-persistence_core::conformance_tests!(make, service = Service::Postgres);
+/// L1 only.
+mod l1 {
+    use super::*;
+    async fn make(url: String) -> Cached {
+        make_at(url, Levels::L1).await
+    }
+    persistence_core::conformance_tests!(make, service = Service::Postgres);
+}
+
+/// L2 (Redis) only.
+mod l2 {
+    use super::*;
+    async fn make(url: String) -> Cached {
+        make_at(url, Levels::L2).await
+    }
+    persistence_core::conformance_tests!(make, service = Service::Postgres);
+}
+
+/// L1 + L2.
+mod l1_l2 {
+    use super::*;
+    async fn make(url: String) -> Cached {
+        make_at(url, Levels::Both).await
+    }
+    persistence_core::conformance_tests!(make, service = Service::Postgres);
+}

@@ -1,5 +1,5 @@
-//! The core conformance suite over a cached SQLite repository (L1 + L2;
-//! L1 only when Redis is missing outside CI). Every case has its own
+//! The core conformance suite over a cached SQLite repository at every cache level
+//! (L1 only, L2 only, L1 + L2; L1 only when Redis is missing outside CI). Every case has its own
 //! database file and key prefix, removed afterwards.
 mod common;
 
@@ -11,6 +11,8 @@ use persistence_core::conformance::Backend;
 use persistence_core::conformance::services::unique_suffix;
 use persistence_core::{Entity, Repository};
 use persistence_postgres::{RelationalConfig, RelationalRepository, RelationalStore};
+
+type Cached = CachedSqlite;
 
 struct CachedSqlite {
     store: RelationalStore,
@@ -41,7 +43,7 @@ impl Backend for CachedSqlite {
     }
 }
 
-async fn make() -> CachedSqlite {
+async fn make_at(levels: Levels) -> CachedSqlite {
     let path = std::env::temp_dir().join(format!("persistence-cache-conf-{}.db", unique_suffix()));
     let config =
         RelationalConfig::new(format!("sqlite://{}?mode=rwc", path.display())).max_connections(8);
@@ -50,8 +52,12 @@ async fn make() -> CachedSqlite {
         Err(e) => panic!("cannot open SQLite at {}: {e}", path.display()),
     };
     let prefix = common::prefix("csql");
-    let url = common::redis_url();
-    let layer = common::layer(Levels::Both, &prefix)
+    let url = if levels == Levels::L1 {
+        None
+    } else {
+        common::redis_url()
+    };
+    let layer = common::layer(levels, &prefix)
         .or_else(|| common::layer(Levels::L1, &prefix))
         .expect("layer");
     CachedSqlite {
@@ -62,4 +68,29 @@ async fn make() -> CachedSqlite {
     }
 }
 
-persistence_core::conformance_tests!(make);
+/// L1 only.
+mod l1 {
+    use super::*;
+    async fn make() -> Cached {
+        make_at(Levels::L1).await
+    }
+    persistence_core::conformance_tests!(make);
+}
+
+/// L2 (Redis) only.
+mod l2 {
+    use super::*;
+    async fn make() -> Cached {
+        make_at(Levels::L2).await
+    }
+    persistence_core::conformance_tests!(make);
+}
+
+/// L1 + L2.
+mod l1_l2 {
+    use super::*;
+    async fn make() -> Cached {
+        make_at(Levels::Both).await
+    }
+    persistence_core::conformance_tests!(make);
+}
