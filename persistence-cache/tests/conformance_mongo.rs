@@ -2,6 +2,7 @@
 //! (L1 only, L2 only, L1 + L2; L1 only when Redis is missing outside CI). Every case has its own
 //! database and key prefix, dropped afterwards; skipped (failing under CI)
 //! without MongoDB.
+#[macro_use]
 mod common;
 
 use common::Levels;
@@ -10,8 +11,6 @@ use persistence_core::conformance::Backend;
 use persistence_core::conformance::services::{Service, unique_suffix};
 use persistence_core::{Entity, Repository};
 use persistence_mongo::{MongoConfig, MongoRepository, MongoStore};
-
-type Cached = CachedMongo;
 
 struct CachedMongo {
     store: MongoStore,
@@ -61,29 +60,4 @@ async fn make_at(mongo_url: String, levels: Levels) -> CachedMongo {
     }
 }
 
-/// L1 only.
-mod l1 {
-    use super::*;
-    async fn make(url: String) -> Cached {
-        make_at(url, Levels::L1).await
-    }
-    persistence_core::conformance_tests!(make, service = Service::Mongo);
-}
-
-/// L2 (Redis) only.
-mod l2 {
-    use super::*;
-    async fn make(url: String) -> Cached {
-        make_at(url, Levels::L2).await
-    }
-    persistence_core::conformance_tests!(make, service = Service::Mongo);
-}
-
-/// L1 + L2.
-mod l1_l2 {
-    use super::*;
-    async fn make(url: String) -> Cached {
-        make_at(url, Levels::Both).await
-    }
-    persistence_core::conformance_tests!(make, service = Service::Mongo);
-}
+conformance_at_every_level!(CachedMongo, make_at, service = Service::Mongo);

@@ -1,6 +1,7 @@
 //! The core conformance suite over a cached PostgreSQL repository at every cache level
 //! (L1 only, L2 only, L1 + L2; L1 only when Redis is missing outside CI). Every case has its own schema
 //! and key prefix, dropped afterwards; skipped (failing under CI) without PostgreSQL.
+#[macro_use]
 mod common;
 
 use common::Levels;
@@ -9,8 +10,6 @@ use persistence_core::conformance::Backend;
 use persistence_core::conformance::services::{Service, unique_suffix};
 use persistence_core::{Entity, Repository};
 use persistence_postgres::{RelationalConfig, RelationalRepository, RelationalStore};
-
-type Cached = CachedPostgres;
 
 struct CachedPostgres {
     store: RelationalStore,
@@ -64,29 +63,4 @@ async fn make_at(db_url: String, levels: Levels) -> CachedPostgres {
     }
 }
 
-/// L1 only.
-mod l1 {
-    use super::*;
-    async fn make(url: String) -> Cached {
-        make_at(url, Levels::L1).await
-    }
-    persistence_core::conformance_tests!(make, service = Service::Postgres);
-}
-
-/// L2 (Redis) only.
-mod l2 {
-    use super::*;
-    async fn make(url: String) -> Cached {
-        make_at(url, Levels::L2).await
-    }
-    persistence_core::conformance_tests!(make, service = Service::Postgres);
-}
-
-/// L1 + L2.
-mod l1_l2 {
-    use super::*;
-    async fn make(url: String) -> Cached {
-        make_at(url, Levels::Both).await
-    }
-    persistence_core::conformance_tests!(make, service = Service::Postgres);
-}
+conformance_at_every_level!(CachedPostgres, make_at, service = Service::Postgres);

@@ -1,6 +1,7 @@
 //! The core conformance suite over a cached SQLite repository at every cache level
 //! (L1 only, L2 only, L1 + L2; L1 only when Redis is missing outside CI). Every case has its own
 //! database file and key prefix, removed afterwards.
+#[macro_use]
 mod common;
 
 use std::path::PathBuf;
@@ -11,8 +12,6 @@ use persistence_core::conformance::Backend;
 use persistence_core::conformance::services::unique_suffix;
 use persistence_core::{Entity, Repository};
 use persistence_postgres::{RelationalConfig, RelationalRepository, RelationalStore};
-
-type Cached = CachedSqlite;
 
 struct CachedSqlite {
     store: RelationalStore,
@@ -68,29 +67,4 @@ async fn make_at(levels: Levels) -> CachedSqlite {
     }
 }
 
-/// L1 only.
-mod l1 {
-    use super::*;
-    async fn make() -> Cached {
-        make_at(Levels::L1).await
-    }
-    persistence_core::conformance_tests!(make);
-}
-
-/// L2 (Redis) only.
-mod l2 {
-    use super::*;
-    async fn make() -> Cached {
-        make_at(Levels::L2).await
-    }
-    persistence_core::conformance_tests!(make);
-}
-
-/// L1 + L2.
-mod l1_l2 {
-    use super::*;
-    async fn make() -> Cached {
-        make_at(Levels::Both).await
-    }
-    persistence_core::conformance_tests!(make);
-}
+conformance_at_every_level!(CachedSqlite, make_at);

@@ -1,6 +1,6 @@
 //! Test helpers: Redis location, unique prefixes, key cleanup, and wrapper
 //! repositories that count and pause loads.
-#![allow(dead_code)]
+#![allow(dead_code, unused_macros)]
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -262,4 +262,38 @@ pub async fn cached_memory(levels: Levels) -> CachedMemory {
         None => layer(Levels::L1, &prefix).expect("l1 layer"),
     };
     CachedMemory { layer, url }
+}
+
+/// Run the conformance suite once per cache level (`l1::`, `l2::`, `l1_l2::`)
+/// with `$make_at(levels)` (or `$make_at(url, levels)` with `service = ...`)
+/// building a fresh `$backend`.
+macro_rules! conformance_at_every_level {
+    ($backend:ty, $make_at:ident) => {
+        conformance_at_every_level!(@level l1, L1, $backend, $make_at);
+        conformance_at_every_level!(@level l2, L2, $backend, $make_at);
+        conformance_at_every_level!(@level l1_l2, Both, $backend, $make_at);
+    };
+    ($backend:ty, $make_at:ident, service = $service:expr) => {
+        conformance_at_every_level!(@service l1, L1, $backend, $make_at, $service);
+        conformance_at_every_level!(@service l2, L2, $backend, $make_at, $service);
+        conformance_at_every_level!(@service l1_l2, Both, $backend, $make_at, $service);
+    };
+    (@level $m:ident, $level:ident, $backend:ty, $make_at:ident) => {
+        mod $m {
+            use super::*;
+            async fn make() -> $backend {
+                $make_at(common::Levels::$level).await
+            }
+            persistence_core::conformance_tests!(make);
+        }
+    };
+    (@service $m:ident, $level:ident, $backend:ty, $make_at:ident, $service:expr) => {
+        mod $m {
+            use super::*;
+            async fn make(url: String) -> $backend {
+                $make_at(url, common::Levels::$level).await
+            }
+            persistence_core::conformance_tests!(make, service = $service);
+        }
+    };
 }
