@@ -22,7 +22,6 @@
 //!
 //! `RelationalRepository::insert_many` takes the same path.
 
-use std::fmt::Write as _;
 use std::sync::Arc;
 
 use chrono::{Datelike as _, Timelike as _};
@@ -65,12 +64,15 @@ fn has_nul(v: &Value) -> bool {
 }
 
 /// Convert entity `i` to a checked record (version 1 for versioned entities).
-pub(crate) fn checked_record<E: Entity>(dialect: Dialect, i: usize, entity: &E) -> Result<Record> {
+pub(crate) fn checked_record<E: Entity>(
+    dialect: Dialect,
+    i: usize,
+    mut entity: E,
+) -> Result<Record> {
     let meta = E::meta();
     let row_err = |m: &str| {
         Error::invalid_input(format!("row {i}: {m}")).in_context(meta.name, "bulk_insert")
     };
-    let mut entity = entity.clone();
     if meta.version_index.is_some() {
         entity.set_version(1);
     }
@@ -124,27 +126,33 @@ fn float_text(x: f64, single: bool) -> String {
     }
 }
 
-/// One field in PostgreSQL COPY text format.
+/// One field in PostgreSQL COPY text format. Only text, JSON and bytea can
+/// contain characters COPY escapes; the other types are written directly.
 fn copy_value(out: &mut Vec<u8>, ty: FieldType, v: &Value) {
-    let s = match (ty, v) {
-        (_, Value::Null) => {
-            out.extend_from_slice(b"\\N");
-            return;
+    use std::io::Write as _;
+    // Writing into a Vec cannot fail.
+    let _ = match (ty, v) {
+        (_, Value::Null) => out.write_all(b"\\N"),
+        (FieldType::Json | FieldType::Array(_), v) => {
+            copy_escape(out, &v.to_json().to_string());
+            Ok(())
         }
-        (FieldType::Json | FieldType::Array(_), v) => v.to_json().to_string(),
         (_, Value::String(s)) => {
             copy_escape(out, s);
-            return;
+            Ok(())
         }
-        (_, Value::Bool(b)) => if *b { "t" } else { "f" }.to_string(),
-        (_, Value::I64(i)) => i.to_string(),
-        (FieldType::Scalar(ScalarType::F32), Value::F64(x)) => float_text(*x, true),
-        (_, Value::F64(x)) => float_text(*x, false),
-        (_, Value::Uuid(u)) => u.hyphenated().to_string(),
+        (_, Value::Bool(b)) => out.write_all(if *b { b"t" } else { b"f" }),
+        (_, Value::I64(i)) => write!(out, "{i}"),
+        (FieldType::Scalar(ScalarType::F32), Value::F64(x)) => {
+            out.write_all(float_text(*x, true).as_bytes())
+        }
+        (_, Value::F64(x)) => out.write_all(float_text(*x, false).as_bytes()),
+        (_, Value::Uuid(u)) => write!(out, "{}", u.hyphenated()),
         (_, Value::DateTime(d)) => {
             let t = d.time();
             let micros = t.nanosecond() / 1_000;
-            format!(
+            write!(
+                out,
                 "{} {:02}:{:02}:{:02}.{micros:06}+00{}",
                 ymd(d.date_naive()),
                 t.hour(),
@@ -153,19 +161,23 @@ fn copy_value(out: &mut Vec<u8>, ty: FieldType, v: &Value) {
                 era(d.date_naive())
             )
         }
-        (_, Value::Date(d)) => format!("{}{}", ymd(*d), era(*d)),
-        (_, Value::Decimal(d)) => d.to_string(),
+        (_, Value::Date(d)) => write!(out, "{}{}", ymd(*d), era(*d)),
+        (_, Value::Decimal(d)) => write!(out, "{d}"),
         (_, Value::Bytes(b)) => {
-            let mut s = String::with_capacity(2 + 2 * b.len());
-            s.push_str("\\x");
+            // `\x` + hex, with the backslash escaped for COPY.
+            out.extend_from_slice(b"\\\\x");
+            const HEX: &[u8; 16] = b"0123456789abcdef";
             for x in b {
-                let _ = write!(s, "{x:02x}");
+                out.push(HEX[usize::from(x >> 4)]);
+                out.push(HEX[usize::from(x & 15)]);
             }
-            s
+            Ok(())
         }
-        (_, other) => other.to_json().to_string(),
+        (_, other) => {
+            copy_escape(out, &other.to_json().to_string());
+            Ok(())
+        }
     };
-    copy_escape(out, &s);
 }
 
 fn copy_row(out: &mut Vec<u8>, meta: &EntityMeta, record: &Record) {
@@ -208,7 +220,7 @@ impl<E: Entity> RelationalRepository<E> {
         let mut head = Vec::new();
         while head.len() < threshold {
             match input.next().await {
-                Some((i, e)) => head.push(checked_record(dialect, i, &e)?),
+                Some((i, e)) => head.push(checked_record(dialect, i, e)?),
                 None => break,
             }
         }
@@ -233,7 +245,7 @@ impl<E: Entity> RelationalRepository<E> {
             chunk = Vec::with_capacity(step);
             while chunk.len() < step {
                 match input.next().await {
-                    Some((i, e)) => match checked_record(dialect, i, &e) {
+                    Some((i, e)) => match checked_record(dialect, i, e) {
                         Ok(r) => chunk.push(r),
                         Err(err) => {
                             let _ = tx.rollback().await;
@@ -250,6 +262,18 @@ impl<E: Entity> RelationalRepository<E> {
 
     fn bulk_err(&self, e: DbErr) -> Error {
         self.map_err_for(e, "bulk_insert")
+    }
+
+    /// Map an error of the COPY: when the server names the input line that
+    /// failed, the error names that row (line `n` is row `n - 1`).
+    fn copy_err(&self, e: sqlx::Error) -> Error {
+        let e = sqlx_err(e);
+        match crate::error::copy_line(&e) {
+            Some(line) => self
+                .map_err_at_row(e, line - 1)
+                .in_context(E::meta().name, "bulk_insert"),
+            None => self.bulk_err(e),
+        }
     }
 
     /// `COPY ... FROM STDIN` of `head` then the rest of `input`, in one transaction.
@@ -277,12 +301,12 @@ impl<E: Entity> RelationalRepository<E> {
         loop {
             if buf.len() >= COPY_CHUNK {
                 if let Err(e) = copy.send(std::mem::take(&mut buf)).await {
-                    return Err(self.bulk_err(sqlx_err(e)));
+                    return Err(self.copy_err(e));
                 }
                 buf.reserve(COPY_CHUNK + 4096);
             }
             match input.next().await {
-                Some((i, e)) => match checked_record(Dialect::Postgres, i, &e) {
+                Some((i, e)) => match checked_record(Dialect::Postgres, i, e) {
                     Ok(r) => copy_row(&mut buf, meta, &r),
                     Err(err) => {
                         // Abort the COPY; the transaction is rolled back when dropped.
@@ -294,14 +318,9 @@ impl<E: Entity> RelationalRepository<E> {
             }
         }
         if !buf.is_empty() {
-            copy.send(buf)
-                .await
-                .map_err(|e| self.bulk_err(sqlx_err(e)))?;
+            copy.send(buf).await.map_err(|e| self.copy_err(e))?;
         }
-        let n = copy
-            .finish()
-            .await
-            .map_err(|e| self.bulk_err(sqlx_err(e)))?;
+        let n = copy.finish().await.map_err(|e| self.copy_err(e))?;
         tx.commit().await.map_err(|e| self.bulk_err(sqlx_err(e)))?;
         Ok(n)
     }

@@ -97,6 +97,8 @@
 
 pub mod bulk;
 pub mod config;
+mod conn;
+mod de;
 pub mod error;
 pub mod migrate;
 pub mod repository;

@@ -54,43 +54,85 @@ async fn multi_row_chunks_under_the_bind_limit(repo: &RelationalRepository<Thing
     assert_eq!(repo.count(&Filter::all()).await.expect("count"), 5_000);
 }
 
+/// How a row is made bad.
+#[derive(Debug, Clone, Copy)]
+enum Bad {
+    /// A NUL character: refused on the client before anything is sent.
+    Nul,
+    /// A date PostgreSQL cannot hold (year 10001 BC): refused by the server.
+    DateOutOfRange,
+    /// The id of an earlier row of the same input: a server-side conflict.
+    DuplicateId,
+}
+
+fn spoil(mut t: Thing, bad: Bad) -> Thing {
+    match bad {
+        Bad::Nul => t.email = "nul\0inside".into(),
+        Bad::DateOutOfRange => t.born = chrono::NaiveDate::from_ymd_opt(-10_000, 1, 1),
+        Bad::DuplicateId => t.id = thing(0).id,
+    }
+    t
+}
+
+/// A bad row anywhere (first statement or a later one, COPY or multi-row
+/// INSERT, slice or stream) fails the call with an error naming exactly its
+/// index, and nothing is committed.
 async fn bad_row_names_its_index_and_commits_nothing(
     repo: &RelationalRepository<Thing>,
-    nul_is_bad: bool,
+    kinds: &[Bad],
 ) {
     repo.ensure_schema().await.expect("schema");
-    for total in [50u32, 2_500] {
-        let rows: Vec<Thing> = (0..total)
-            .map(|i| {
-                let mut t = thing(i);
-                if i == 7 + total / 2 {
-                    // A value the database cannot hold (PostgreSQL) / a duplicate id (SQLite).
-                    if nul_is_bad {
-                        t.email = "nul\0inside".into();
+    let multi_row = BulkOptions {
+        copy_threshold: usize::MAX,
+    };
+    let copy = BulkOptions::default();
+    // 19 columns: a multi-row INSERT carries at most 3,421 rows, so row 4,321
+    // is in the second statement; 50 rows stay below the COPY threshold.
+    let cases: [(&str, &BulkOptions, u32, u32); 4] = [
+        ("multi-row, first statement", &copy, 50, 32),
+        ("multi-row, second statement", &multi_row, 5_000, 4_321),
+        ("COPY, first rows", &copy, 2_500, 3),
+        ("COPY, later rows", &copy, 2_500, 2_222),
+    ];
+    for &bad in kinds {
+        for &(path, opts, total, at) in &cases {
+            for streamed in [false, true] {
+                let rows = (0..total).map(move |i| {
+                    if i == at {
+                        spoil(thing(i), bad)
                     } else {
-                        t.id = thing(0).id;
+                        thing(i)
                     }
+                });
+                let e = if streamed {
+                    repo.bulk_insert_stream(futures_util::stream::iter(rows), opts)
+                        .await
+                } else {
+                    repo.bulk_insert_with(&rows.collect::<Vec<_>>(), opts).await
                 }
-                t
-            })
-            .collect();
-        let e = repo.bulk_insert(&rows).await.expect_err("bad row");
-        let bad = 7 + total / 2;
-        if nul_is_bad {
-            assert_eq!(e.kind(), &ErrorKind::InvalidInput, "{e:?}");
-        } else {
-            assert_eq!(
-                e.kind(),
-                &ErrorKind::Conflict(ConflictKind::DuplicateId),
-                "{e:?}"
-            );
+                .expect_err("bad row");
+                let what = format!("{bad:?}, {path}, streamed: {streamed}: {e:?}");
+                match bad {
+                    Bad::Nul | Bad::DateOutOfRange => {
+                        assert_eq!(e.kind(), &ErrorKind::InvalidInput, "{what}")
+                    }
+                    Bad::DuplicateId => assert_eq!(
+                        e.kind(),
+                        &ErrorKind::Conflict(ConflictKind::DuplicateId),
+                        "{what}"
+                    ),
+                }
+                assert!(
+                    e.message().starts_with(&format!("row {at}: ")),
+                    "names the row: {what}"
+                );
+                assert_eq!(
+                    repo.count(&Filter::all()).await.expect("count"),
+                    0,
+                    "nothing committed: {what}"
+                );
+            }
         }
-        assert!(e.message().contains(&format!("row {bad}")), "{e}");
-        assert_eq!(
-            repo.count(&Filter::all()).await.expect("count"),
-            0,
-            "nothing committed"
-        );
     }
 }
 
@@ -171,7 +213,14 @@ async fn pg_multi_row_chunks_under_the_bind_limit() {
 }
 #[tokio::test]
 async fn pg_bad_row_names_its_index_and_commits_nothing() {
-    with_pg(async |r| bad_row_names_its_index_and_commits_nothing(r, true).await).await;
+    with_pg(async |r| {
+        bad_row_names_its_index_and_commits_nothing(
+            r,
+            &[Bad::Nul, Bad::DateOutOfRange, Bad::DuplicateId],
+        )
+        .await
+    })
+    .await;
 }
 #[tokio::test]
 async fn pg_copy_conflict_rolls_back() {
@@ -183,7 +232,11 @@ async fn pg_streams_without_buffering() {
 }
 #[tokio::test]
 async fn sqlite_bad_row_names_its_index_and_commits_nothing() {
-    with_sqlite(async |r| bad_row_names_its_index_and_commits_nothing(r, false).await).await;
+    // SQLite holds NUL characters and any date as text: only the duplicate is bad there.
+    with_sqlite(async |r| {
+        bad_row_names_its_index_and_commits_nothing(r, &[Bad::DuplicateId]).await
+    })
+    .await;
 }
 #[tokio::test]
 async fn sqlite_streams_in_one_transaction() {
