@@ -7,27 +7,54 @@
 //! * below [`BulkOptions::copy_threshold`] rows (default 1,000), or on SQLite:
 //!   multi-row `INSERT` statements, chunked so one statement stays under
 //!   PostgreSQL's 65,535 bind parameters (SQLite: row by row, in-process);
-//! * at or above it on PostgreSQL: `COPY "schema"."table" (...) FROM STDIN`
-//!   in text format over the sqlx connection under sea-orm
-//!   (`get_postgres_connection_pool()` → `copy_in_raw`), sent in ~1 MiB
-//!   pieces as the input stream is read: a stream is never buffered whole
-//!   (at most `copy_threshold` rows are held while deciding the path).
+//! * at or above it on PostgreSQL: `COPY "schema"."table" (...) FROM STDIN
+//!   (FORMAT binary)` over the sqlx connection under sea-orm (sea-orm has no
+//!   COPY API: `get_postgres_connection_pool()` → `copy_in_raw`), sent in
+//!   ~1 MiB pieces as the input stream is read: a stream is never buffered
+//!   whole (at most `copy_threshold` rows are held while deciding the path).
+//!
+//! ## Binary, not text: the measured choice
+//!
+//! Both formats are implemented ([`CopyFormat`]); binary is the default.
+//! Binary values are written with sqlx's own parameter encoders (the same
+//! bytes a bound parameter carries; `jsonb` as version 1 + JSON text), so
+//! the server does no text parsing. Measured with the `relational` bench
+//! (100,000 rows of id / text / double / timestamptz / nullable text, local
+//! PostgreSQL, 2 cores shared with other builds, load average ~5, medians of
+//! 5 interleaved runs):
+//!
+//! | load | time |
+//! |---|---|
+//! | `bulk_insert`, binary COPY | 0.540 s |
+//! | `bulk_insert`, text COPY | 0.660 s (1.22× binary) |
+//! | hand-made raw COPY, binary | 0.464 s |
+//! | hand-made raw COPY, text | 0.568 s (1.22× binary) |
+//! | `psql \copy` of the same rows from a text file | 0.664 s |
+//!
+//! Text stays available ([`CopyFormat::Text`]) for debugging and for
+//! servers or poolers that do not pass binary COPY through.
+//!
+//! ## Bad rows
 //!
 //! Every row is converted and checked on the client first (serialization,
-//! required fields, NUL characters PostgreSQL text cannot hold): a bad row
-//! anywhere fails the whole call with `InvalidInput` naming its index
-//! (`row 1234: ...`), and nothing is committed. A constraint violation
-//! reported by the server (duplicate id, unique) is a `Conflict` and also
-//! rolls everything back.
+//! required fields, integer ranges, NUL characters PostgreSQL text cannot
+//! hold). Values only the server can judge (a date outside PostgreSQL's
+//! range, a duplicate key) are located exactly too: a failing multi-row
+//! `INSERT` runs under a savepoint and is replayed row by row to find the
+//! row; a failing COPY reports the input line in its error context. Either
+//! way the call fails with an error whose message starts with
+//! `row <index>: ` (the index in the caller's input, from 0), of kind
+//! `InvalidInput` for bad values or `Conflict` for duplicate ids / unique
+//! violations, and nothing is committed.
 //!
 //! `RelationalRepository::insert_many` takes the same path.
 
-use std::fmt::Write as _;
 use std::sync::Arc;
 
 use chrono::{Datelike as _, Timelike as _};
 use futures_util::{Stream, StreamExt as _};
 use persistence_core::{Entity, EntityMeta, Error, FieldType, Record, Result, ScalarType, Value};
+use sea_orm::sqlx::postgres::PgArgumentBuffer;
 use sea_orm::{DbErr, RuntimeErr, TransactionTrait, sqlx};
 
 use crate::repository::RelationalRepository;
@@ -38,14 +65,28 @@ use crate::sql::Dialect;
 pub struct BulkOptions {
     /// From this many rows on, PostgreSQL loads with `COPY` (default 1,000).
     pub copy_threshold: usize,
+    /// The COPY data format (default [`CopyFormat::Binary`], see [`crate::bulk`]).
+    pub copy_format: CopyFormat,
 }
 
 impl Default for BulkOptions {
     fn default() -> Self {
         BulkOptions {
             copy_threshold: 1_000,
+            copy_format: CopyFormat::Binary,
         }
     }
+}
+
+/// The data format of `COPY ... FROM STDIN`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CopyFormat {
+    /// PostgreSQL's binary COPY format: values in their wire encoding (the
+    /// measured choice, see [`crate::bulk`]).
+    #[default]
+    Binary,
+    /// Tab-separated text, as `psql \copy` sends it.
+    Text,
 }
 
 /// Bytes of COPY data sent at once.
@@ -65,12 +106,15 @@ fn has_nul(v: &Value) -> bool {
 }
 
 /// Convert entity `i` to a checked record (version 1 for versioned entities).
-pub(crate) fn checked_record<E: Entity>(dialect: Dialect, i: usize, entity: &E) -> Result<Record> {
+pub(crate) fn checked_record<E: Entity>(
+    dialect: Dialect,
+    i: usize,
+    mut entity: E,
+) -> Result<Record> {
     let meta = E::meta();
     let row_err = |m: &str| {
         Error::invalid_input(format!("row {i}: {m}")).in_context(meta.name, "bulk_insert")
     };
-    let mut entity = entity.clone();
     if meta.version_index.is_some() {
         entity.set_version(1);
     }
@@ -124,27 +168,33 @@ fn float_text(x: f64, single: bool) -> String {
     }
 }
 
-/// One field in PostgreSQL COPY text format.
+/// One field in PostgreSQL COPY text format. Only text, JSON and bytea can
+/// contain characters COPY escapes; the other types are written directly.
 fn copy_value(out: &mut Vec<u8>, ty: FieldType, v: &Value) {
-    let s = match (ty, v) {
-        (_, Value::Null) => {
-            out.extend_from_slice(b"\\N");
-            return;
+    use std::io::Write as _;
+    // Writing into a Vec cannot fail.
+    let _ = match (ty, v) {
+        (_, Value::Null) => out.write_all(b"\\N"),
+        (FieldType::Json | FieldType::Array(_), v) => {
+            copy_escape(out, &v.to_json().to_string());
+            Ok(())
         }
-        (FieldType::Json | FieldType::Array(_), v) => v.to_json().to_string(),
         (_, Value::String(s)) => {
             copy_escape(out, s);
-            return;
+            Ok(())
         }
-        (_, Value::Bool(b)) => if *b { "t" } else { "f" }.to_string(),
-        (_, Value::I64(i)) => i.to_string(),
-        (FieldType::Scalar(ScalarType::F32), Value::F64(x)) => float_text(*x, true),
-        (_, Value::F64(x)) => float_text(*x, false),
-        (_, Value::Uuid(u)) => u.hyphenated().to_string(),
+        (_, Value::Bool(b)) => out.write_all(if *b { b"t" } else { b"f" }),
+        (_, Value::I64(i)) => write!(out, "{i}"),
+        (FieldType::Scalar(ScalarType::F32), Value::F64(x)) => {
+            out.write_all(float_text(*x, true).as_bytes())
+        }
+        (_, Value::F64(x)) => out.write_all(float_text(*x, false).as_bytes()),
+        (_, Value::Uuid(u)) => write!(out, "{}", u.hyphenated()),
         (_, Value::DateTime(d)) => {
             let t = d.time();
             let micros = t.nanosecond() / 1_000;
-            format!(
+            write!(
+                out,
                 "{} {:02}:{:02}:{:02}.{micros:06}+00{}",
                 ymd(d.date_naive()),
                 t.hour(),
@@ -153,19 +203,23 @@ fn copy_value(out: &mut Vec<u8>, ty: FieldType, v: &Value) {
                 era(d.date_naive())
             )
         }
-        (_, Value::Date(d)) => format!("{}{}", ymd(*d), era(*d)),
-        (_, Value::Decimal(d)) => d.to_string(),
+        (_, Value::Date(d)) => write!(out, "{}{}", ymd(*d), era(*d)),
+        (_, Value::Decimal(d)) => write!(out, "{d}"),
         (_, Value::Bytes(b)) => {
-            let mut s = String::with_capacity(2 + 2 * b.len());
-            s.push_str("\\x");
+            // `\x` + hex, with the backslash escaped for COPY.
+            out.extend_from_slice(b"\\\\x");
+            const HEX: &[u8; 16] = b"0123456789abcdef";
             for x in b {
-                let _ = write!(s, "{x:02x}");
+                out.push(HEX[usize::from(x >> 4)]);
+                out.push(HEX[usize::from(x & 15)]);
             }
-            s
+            Ok(())
         }
-        (_, other) => other.to_json().to_string(),
+        (_, other) => {
+            copy_escape(out, &other.to_json().to_string());
+            Ok(())
+        }
     };
-    copy_escape(out, &s);
 }
 
 fn copy_row(out: &mut Vec<u8>, meta: &EntityMeta, record: &Record) {
@@ -176,6 +230,80 @@ fn copy_row(out: &mut Vec<u8>, meta: &EntityMeta, record: &Record) {
         copy_value(out, f.ty, record.get(i));
     }
     out.push(b'\n');
+}
+
+/// The binary COPY header: signature, flags, header-extension length.
+const BINARY_HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
+
+fn enc<'q, T: sqlx::Encode<'q, sqlx::Postgres>>(
+    v: &T,
+    out: &mut PgArgumentBuffer,
+) -> std::result::Result<(), sqlx::error::BoxDynError> {
+    v.encode_by_ref(out).map(|_| ())
+}
+
+/// One field in PostgreSQL binary COPY format: length, then the value in
+/// the same wire encoding sqlx uses for bound parameters.
+fn binary_value(
+    out: &mut PgArgumentBuffer,
+    ty: FieldType,
+    v: &Value,
+) -> std::result::Result<(), sqlx::error::BoxDynError> {
+    use ScalarType as S;
+    if v.is_null() {
+        out.extend_from_slice(&(-1i32).to_be_bytes());
+        return Ok(());
+    }
+    let at = out.len();
+    out.extend_from_slice(&[0; 4]);
+    match (ty, v) {
+        (FieldType::Json | FieldType::Array(_), v) => {
+            // jsonb: version 1, then the JSON text.
+            out.push(1);
+            serde_json::to_writer(&mut **out, &v.to_json())?;
+        }
+        (FieldType::Scalar(S::I16), Value::I64(i)) => enc(&i16::try_from(*i)?, out)?,
+        (FieldType::Scalar(S::I32), Value::I64(i)) => enc(&i32::try_from(*i)?, out)?,
+        (FieldType::Scalar(S::I64), Value::I64(i)) => enc(i, out)?,
+        (FieldType::Scalar(S::F32), Value::F64(x)) => enc(&(*x as f32), out)?,
+        (FieldType::Scalar(S::F64), Value::F64(x)) => enc(x, out)?,
+        (FieldType::Scalar(S::Bool), Value::Bool(b)) => enc(b, out)?,
+        (FieldType::Scalar(S::String | S::Enum), Value::String(s)) => enc(s, out)?,
+        (FieldType::Scalar(S::Uuid), Value::Uuid(u)) => enc(u, out)?,
+        (FieldType::Scalar(S::DateTime), Value::DateTime(d)) => enc(d, out)?,
+        (FieldType::Scalar(S::Date), Value::Date(d)) => enc(d, out)?,
+        (FieldType::Scalar(S::Decimal), Value::Decimal(d)) => enc(d, out)?,
+        (FieldType::Scalar(S::Bytes), Value::Bytes(b)) => enc(b, out)?,
+        (ty, v) => return Err(format!("value {v:?} does not fit a {ty:?} column").into()),
+    }
+    let len = i32::try_from(out.len() - at - 4)?;
+    out[at..at + 4].copy_from_slice(&len.to_be_bytes());
+    Ok(())
+}
+
+/// Append row `i` to the COPY data.
+fn encode_row(
+    format: CopyFormat,
+    out: &mut PgArgumentBuffer,
+    meta: &EntityMeta,
+    i: usize,
+    record: &Record,
+) -> Result<()> {
+    match format {
+        CopyFormat::Text => copy_row(out, meta, record),
+        CopyFormat::Binary => {
+            let n = i16::try_from(meta.fields.len())
+                .map_err(|_| Error::invalid_input("too many columns for COPY"))?;
+            out.extend_from_slice(&n.to_be_bytes());
+            for (k, f) in meta.fields.iter().enumerate() {
+                binary_value(out, f.ty, record.get(k)).map_err(|e| {
+                    Error::invalid_input(format!("row {i}: field `{}`: {e}", f.name))
+                        .in_context(meta.name, "bulk_insert")
+                })?;
+            }
+        }
+    }
+    Ok(())
 }
 
 impl<E: Entity> RelationalRepository<E> {
@@ -208,12 +336,12 @@ impl<E: Entity> RelationalRepository<E> {
         let mut head = Vec::new();
         while head.len() < threshold {
             match input.next().await {
-                Some((i, e)) => head.push(checked_record(dialect, i, &e)?),
+                Some((i, e)) => head.push(checked_record(dialect, i, e)?),
                 None => break,
             }
         }
         if dialect == Dialect::Postgres && head.len() >= threshold {
-            return self.copy_in(head, input).await;
+            return self.copy_in(options.copy_format, head, input).await;
         }
         // Multi-row INSERTs in one transaction, chunk by chunk.
         let db = self.store().connection();
@@ -233,7 +361,7 @@ impl<E: Entity> RelationalRepository<E> {
             chunk = Vec::with_capacity(step);
             while chunk.len() < step {
                 match input.next().await {
-                    Some((i, e)) => match checked_record(dialect, i, &e) {
+                    Some((i, e)) => match checked_record(dialect, i, e) {
                         Ok(r) => chunk.push(r),
                         Err(err) => {
                             let _ = tx.rollback().await;
@@ -252,8 +380,25 @@ impl<E: Entity> RelationalRepository<E> {
         self.map_err_for(e, "bulk_insert")
     }
 
+    /// Map an error of the COPY: when the server names the input line that
+    /// failed, the error names that row (line `n` is row `n - 1`).
+    fn copy_err(&self, e: sqlx::Error) -> Error {
+        let e = sqlx_err(e);
+        match crate::error::copy_line(&e) {
+            Some(line) => self
+                .map_err_at_row(e, line - 1)
+                .in_context(E::meta().name, "bulk_insert"),
+            None => self.bulk_err(e),
+        }
+    }
+
     /// `COPY ... FROM STDIN` of `head` then the rest of `input`, in one transaction.
-    async fn copy_in<S>(&self, head: Vec<Record>, mut input: std::pin::Pin<&mut S>) -> Result<u64>
+    async fn copy_in<S>(
+        &self,
+        format: CopyFormat,
+        head: Vec<Record>,
+        mut input: std::pin::Pin<&mut S>,
+    ) -> Result<u64>
     where
         S: Stream<Item = (usize, E)> + Send,
     {
@@ -261,47 +406,61 @@ impl<E: Entity> RelationalRepository<E> {
         let pool = self.store().connection().get_postgres_connection_pool();
         let mut tx = pool.begin().await.map_err(|e| self.bulk_err(sqlx_err(e)))?;
         let stmt = format!(
-            "COPY {} ({}) FROM STDIN",
+            "COPY {} ({}) FROM STDIN{}",
             self.table_name(),
-            self.column_list()
+            self.column_list(),
+            match format {
+                CopyFormat::Binary => " (FORMAT binary)",
+                CopyFormat::Text => "",
+            }
         );
         let mut copy = tx
             .copy_in_raw(&stmt)
             .await
             .map_err(|e| self.bulk_err(sqlx_err(e)))?;
-        let mut buf = Vec::with_capacity(COPY_CHUNK + 4096);
-        for r in &head {
-            copy_row(&mut buf, meta, r);
+        let new_buf = || {
+            let mut b = PgArgumentBuffer::default();
+            b.reserve(COPY_CHUNK + 4096);
+            b
+        };
+        let mut buf = new_buf();
+        if format == CopyFormat::Binary {
+            buf.extend_from_slice(BINARY_HEADER);
+        }
+        for (i, r) in head.iter().enumerate() {
+            if let Err(err) = encode_row(format, &mut buf, meta, i, r) {
+                let _ = copy.abort(format!("row {i} rejected")).await;
+                return Err(err);
+            }
         }
         drop(head);
         loop {
             if buf.len() >= COPY_CHUNK {
-                if let Err(e) = copy.send(std::mem::take(&mut buf)).await {
-                    return Err(self.bulk_err(sqlx_err(e)));
+                let full = std::mem::replace(&mut buf, new_buf());
+                if let Err(e) = copy.send(full.as_slice()).await {
+                    return Err(self.copy_err(e));
                 }
-                buf.reserve(COPY_CHUNK + 4096);
             }
-            match input.next().await {
-                Some((i, e)) => match checked_record(Dialect::Postgres, i, &e) {
-                    Ok(r) => copy_row(&mut buf, meta, &r),
-                    Err(err) => {
-                        // Abort the COPY; the transaction is rolled back when dropped.
-                        let _ = copy.abort(format!("row {i} rejected")).await;
-                        return Err(err);
-                    }
-                },
+            let row = match input.next().await {
+                Some((i, e)) => checked_record(Dialect::Postgres, i, e)
+                    .and_then(|r| encode_row(format, &mut buf, meta, i, &r)),
                 None => break,
+            };
+            if let Err(err) = row {
+                // Abort the COPY; the transaction is rolled back when dropped.
+                let _ = copy.abort("a row was rejected").await;
+                return Err(err);
             }
+        }
+        if format == CopyFormat::Binary {
+            buf.extend_from_slice(&(-1i16).to_be_bytes());
         }
         if !buf.is_empty() {
-            copy.send(buf)
+            copy.send(buf.as_slice())
                 .await
-                .map_err(|e| self.bulk_err(sqlx_err(e)))?;
+                .map_err(|e| self.copy_err(e))?;
         }
-        let n = copy
-            .finish()
-            .await
-            .map_err(|e| self.bulk_err(sqlx_err(e)))?;
+        let n = copy.finish().await.map_err(|e| self.copy_err(e))?;
         tx.commit().await.map_err(|e| self.bulk_err(sqlx_err(e)))?;
         Ok(n)
     }

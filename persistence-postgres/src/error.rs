@@ -40,7 +40,58 @@ pub fn map_error(err: DbErr) -> Error {
 
 /// Map a sea-orm error.
 pub(crate) fn map_db_err(err: DbErr, names: &ConstraintNames) -> Error {
-    let mapped = match &err {
+    classify(&err, names).with_source(err)
+}
+
+/// Map a sea-orm error caused by input row `row` of a bulk load: the message
+/// starts with `row <row>: `.
+pub(crate) fn map_db_err_at_row(err: DbErr, names: &ConstraintNames, row: usize) -> Error {
+    let e = classify(&err, names);
+    let retryable = e.is_retryable();
+    Error::new(e.kind().clone(), format!("row {row}: {}", e.message()))
+        .set_retryable(retryable)
+        .with_source(err)
+}
+
+/// True when a failed statement is the fault of one row's values (22xxx,
+/// 23xxx): replaying the rows one by one finds the culprit.
+pub(crate) fn is_row_fault(err: &DbErr) -> bool {
+    pg_error(err)
+        .map(|pg| pg.code())
+        .is_some_and(|c| c.starts_with("22") || c.starts_with("23"))
+}
+
+/// The 1-based input line a PostgreSQL `COPY ... FROM STDIN` failed on, from
+/// the error's context field (`COPY things, line 1235[, column ...]`). The
+/// SQLSTATE still decides the error kind; the context only locates the row.
+/// The word "line" may be translated (`lc_messages`), so the first number
+/// after the table name is taken.
+pub(crate) fn copy_line(err: &DbErr) -> Option<usize> {
+    let ctx = pg_error(err)?.r#where()?;
+    let ctx = ctx.lines().find(|l| l.starts_with("COPY "))?;
+    let (_, rest) = ctx.split_once(", ")?;
+    let digits: String = rest
+        .chars()
+        .skip_while(|c| !c.is_ascii_digit())
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().ok().filter(|&n| n > 0)
+}
+
+fn pg_error(err: &DbErr) -> Option<&sqlx::postgres::PgDatabaseError> {
+    match err {
+        DbErr::Conn(RuntimeErr::SqlxError(e))
+        | DbErr::Exec(RuntimeErr::SqlxError(e))
+        | DbErr::Query(RuntimeErr::SqlxError(e)) => {
+            e.as_database_error()?
+                .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+        }
+        _ => None,
+    }
+}
+
+fn classify(err: &DbErr, names: &ConstraintNames) -> Error {
+    match err {
         DbErr::ConnectionAcquire(ConnAcquireErr::Timeout) => {
             Error::unavailable("timed out waiting for a pooled connection")
         }
@@ -56,8 +107,7 @@ pub(crate) fn map_db_err(err: DbErr, names: &ConstraintNames) -> Error {
             Error::decode(format!("cannot convert {from} into {into}"))
         }
         _ => Error::backend("database operation failed"),
-    };
-    mapped.with_source(err)
+    }
 }
 
 fn map_sqlx(err: &sqlx::Error, names: &ConstraintNames) -> Error {

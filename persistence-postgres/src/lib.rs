@@ -97,6 +97,8 @@
 
 pub mod bulk;
 pub mod config;
+mod conn;
+mod de;
 pub mod error;
 pub mod migrate;
 pub mod repository;
@@ -105,7 +107,7 @@ mod sql;
 pub mod tenant;
 pub mod transaction;
 
-pub use bulk::BulkOptions;
+pub use bulk::{BulkOptions, CopyFormat};
 pub use config::{DEFAULT_URL, RelationalConfig, SslMode, validate_schema_name};
 pub use repository::{RelationalRepository, RelationalStore};
 pub use sea_orm;

@@ -12,9 +12,12 @@ use persistence_core::{
     BoxStream, Capabilities, Cursor, Entity, EntityMeta, Error, Filter, Page, Query, Record,
     Repository, Result, Value,
 };
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, QueryResult, StreamTrait};
+use sea_orm::{
+    ConnectionTrait as _, DatabaseConnection, DbBackend, DbErr, QueryResult, Statement, StreamTrait,
+};
 
 use crate::config::{RelationalConfig, validate_schema_name};
+use crate::conn::Conn;
 use crate::error::{dialect_name, is_unnamed_unique, map_db_err};
 use crate::schema::TableInfo;
 use crate::sql::{Dialect, Sql, Translator, decode, to_bind};
@@ -108,9 +111,20 @@ impl RelationalStore {
 
     /// The repository of entity `E` in this store.
     pub fn repository<E: Entity>(&self) -> RelationalRepository<E> {
+        let mut table = TableInfo::new(E::meta(), self.schema());
+        table.select_by_id = format!(
+            "SELECT {} FROM {} WHERE {} = {}",
+            table.column_list,
+            table.qualified,
+            crate::sql::quote(E::meta().id_field().name),
+            match self.dialect() {
+                Dialect::Postgres => "$1",
+                Dialect::Sqlite => "?",
+            }
+        );
         RelationalRepository {
             store: self.clone(),
-            table: Arc::new(TableInfo::new(E::meta(), self.schema())),
+            table: Arc::new(table),
             _entity: PhantomData,
         }
     }
@@ -169,6 +183,11 @@ impl<E: Entity> std::fmt::Debug for RelationalRepository<E> {
     }
 }
 
+/// The savepoint each multi-row INSERT of a bulk load runs under.
+const SAVEPOINT: &str = "SAVEPOINT \"persistence_bulk_chunk\"";
+const ROLLBACK_TO_SAVEPOINT: &str = "ROLLBACK TO SAVEPOINT \"persistence_bulk_chunk\"";
+const RELEASE_SAVEPOINT: &str = "RELEASE SAVEPOINT \"persistence_bulk_chunk\"";
+
 fn meta_of<E: Entity>() -> &'static EntityMeta {
     E::meta()
 }
@@ -207,12 +226,12 @@ impl<E: Entity> RelationalRepository<E> {
         map_db_err(e, &self.table.names).in_context(E::meta().name, op)
     }
 
-    async fn exec<C: ConnectionTrait>(&self, c: &C, sql: Sql) -> Result<u64, DbErr> {
-        Ok(c.execute_raw(sql.into_statement()).await?.rows_affected())
+    async fn exec<C: Conn>(&self, c: &C, sql: Sql) -> Result<u64, DbErr> {
+        Ok(c.exec(sql.into_statement()).await?.rows_affected())
     }
 
-    async fn rows<C: ConnectionTrait>(&self, c: &C, sql: Sql) -> Result<Vec<QueryResult>, DbErr> {
-        c.query_all_raw(sql.into_statement()).await
+    async fn rows<C: Conn>(&self, c: &C, sql: Sql) -> Result<Vec<QueryResult>, DbErr> {
+        c.rows(sql.into_statement()).await
     }
 
     fn decode_record(&self, row: &QueryResult) -> Result<Record> {
@@ -227,7 +246,7 @@ impl<E: Entity> RelationalRepository<E> {
     }
 
     fn decode_row(&self, row: &QueryResult) -> Result<E> {
-        self.decode_record(row)?.into_entity::<E>()
+        crate::de::entity(E::meta(), self.decode_record(row)?.values)
     }
 
     fn id_value(&self, id: &E::Id) -> Result<Value> {
@@ -318,7 +337,7 @@ impl<E: Entity> RelationalRepository<E> {
 
     /// On SQLite a unique violation does not name its constraint: find the
     /// unique constraint another row already holds the record's values of.
-    async fn name_unique<C: ConnectionTrait>(&self, c: &C, record: &Record) -> Option<String> {
+    async fn name_unique<C: Conn>(&self, c: &C, record: &Record) -> Option<String> {
         let meta = E::meta();
         let id = meta.id_field();
         for ix in meta.uniques() {
@@ -355,7 +374,7 @@ impl<E: Entity> RelationalRepository<E> {
         None
     }
 
-    async fn id_exists<C: ConnectionTrait>(&self, c: &C, record: &Record) -> bool {
+    async fn id_exists<C: Conn>(&self, c: &C, record: &Record) -> bool {
         let meta = E::meta();
         let mut sql = self.sql();
         sql.push("SELECT 1 FROM ").push(&self.table.qualified);
@@ -366,7 +385,7 @@ impl<E: Entity> RelationalRepository<E> {
     }
 
     /// Map an error of a write of `record`, naming the unique constraint on SQLite.
-    async fn write_err<C: ConnectionTrait>(
+    async fn write_err<C: Conn>(
         &self,
         c: &C,
         e: DbErr,
@@ -394,7 +413,7 @@ impl<E: Entity> RelationalRepository<E> {
         err
     }
 
-    pub(crate) async fn ensure_schema_on<C: ConnectionTrait>(&self, c: &C) -> Result<()> {
+    pub(crate) async fn ensure_schema_on<C: Conn>(&self, c: &C) -> Result<()> {
         let ddl = self.table.ddl(E::meta(), self.dialect())?;
         for stmt in ddl {
             if let Err(e) = c.execute_unprepared(&stmt).await {
@@ -407,19 +426,20 @@ impl<E: Entity> RelationalRepository<E> {
         Ok(())
     }
 
-    pub(crate) async fn get_on<C: ConnectionTrait>(&self, c: &C, id: &E::Id) -> Result<Option<E>> {
+    pub(crate) async fn get_on<C: Conn>(&self, c: &C, id: &E::Id) -> Result<Option<E>> {
         let id = self.id_value(id)?;
-        let mut sql = self.select_head();
-        self.where_id(&mut sql, &id)?;
-        let rows = self.rows(c, sql).await.map_err(|e| self.err(e, "get"))?;
-        rows.first().map(|r| self.decode_row(r)).transpose()
+        // The statement text is built once per repository.
+        let bind = to_bind(self.dialect(), E::meta().id_field().ty, &id)?;
+        let stmt = Statement::from_sql_and_values(
+            self.dialect().backend(),
+            self.table.select_by_id.as_str(),
+            [bind],
+        );
+        let row = c.row(stmt).await.map_err(|e| self.err(e, "get"))?;
+        row.map(|r| self.decode_row(&r)).transpose()
     }
 
-    pub(crate) async fn get_many_on<C: ConnectionTrait>(
-        &self,
-        c: &C,
-        ids: &[E::Id],
-    ) -> Result<Vec<E>> {
+    pub(crate) async fn get_many_on<C: Conn>(&self, c: &C, ids: &[E::Id]) -> Result<Vec<E>> {
         let meta = E::meta();
         let idf = meta.id_field();
         let mut seen = BTreeSet::new();
@@ -448,13 +468,13 @@ impl<E: Entity> RelationalRepository<E> {
             {
                 let record = self.decode_record(&row)?;
                 let key = Key(record.get(meta.id_index).clone());
-                found.insert(key, record.into_entity::<E>()?);
+                found.insert(key, crate::de::entity(meta, record.values)?);
             }
         }
         Ok(keys.iter().filter_map(|k| found.remove(k)).collect())
     }
 
-    pub(crate) async fn insert_on<C: ConnectionTrait>(&self, c: &C, entity: &E) -> Result<E> {
+    pub(crate) async fn insert_on<C: Conn>(&self, c: &C, entity: &E) -> Result<E> {
         let meta = E::meta();
         let (entity, record) = self
             .record_of(entity, meta.version_index.map(|_| 1))
@@ -467,15 +487,11 @@ impl<E: Entity> RelationalRepository<E> {
     }
 
     /// Insert all rows on `c` (inside a transaction the caller manages).
-    pub(crate) async fn insert_all_on<C: ConnectionTrait>(
-        &self,
-        c: &C,
-        entities: &[E],
-    ) -> Result<u64> {
+    pub(crate) async fn insert_all_on<C: Conn>(&self, c: &C, entities: &[E]) -> Result<u64> {
         let records = entities
             .iter()
             .enumerate()
-            .map(|(i, e)| crate::bulk::checked_record(self.dialect(), i, e))
+            .map(|(i, e)| crate::bulk::checked_record(self.dialect(), i, e.clone()))
             .collect::<Result<Vec<_>>>()
             .map_err(|e| e.in_context(E::meta().name, "insert_many"))?;
         self.insert_records_on(c, &records, 0).await?;
@@ -484,7 +500,7 @@ impl<E: Entity> RelationalRepository<E> {
 
     /// Insert checked records on `c`; `start` is the index of the first one
     /// in the caller's input (for error messages).
-    pub(crate) async fn insert_records_on<C: ConnectionTrait>(
+    pub(crate) async fn insert_records_on<C: Conn>(
         &self,
         c: &C,
         records: &[Record],
@@ -509,12 +525,36 @@ impl<E: Entity> RelationalRepository<E> {
                 }
             }
             Dialect::Postgres => {
+                // Each multi-row statement runs under a savepoint: when the
+                // server rejects it for a row's values (22xxx / 23xxx), the
+                // statement is rolled back to the savepoint and its rows are
+                // replayed one by one, so the error names the exact row. The
+                // caller then rolls the whole transaction back.
                 let per_chunk = (self.dialect().max_binds() / meta.fields.len().max(1)).max(1);
                 let mut first = start;
                 for chunk in records.chunks(per_chunk) {
                     let refs: Vec<&Record> = chunk.iter().collect();
                     let sql = self.insert_sql(&refs)?;
+                    let sp = |e| self.err(e, "insert_many");
+                    c.execute_unprepared(SAVEPOINT).await.map_err(sp)?;
                     if let Err(e) = self.exec(c, sql).await {
+                        if !crate::error::is_row_fault(&e) {
+                            return Err(self.err(e, "insert_many"));
+                        }
+                        c.execute_unprepared(ROLLBACK_TO_SAVEPOINT)
+                            .await
+                            .map_err(sp)?;
+                        for (i, r) in chunk.iter().enumerate() {
+                            if let Err(e) = self.exec(c, self.insert_sql(&[r])?).await {
+                                return Err(crate::error::map_db_err_at_row(
+                                    e,
+                                    &self.table.names,
+                                    first + i,
+                                )
+                                .in_context(meta.name, "insert_many"));
+                            }
+                        }
+                        // Not reproducible row by row: report the whole statement.
                         let err = self.err(e, "insert_many");
                         let msg = format!(
                             "in rows {first}..{}: {}",
@@ -524,6 +564,7 @@ impl<E: Entity> RelationalRepository<E> {
                         return Err(Error::new(err.kind().clone(), msg)
                             .in_context(meta.name, "insert_many"));
                     }
+                    c.execute_unprepared(RELEASE_SAVEPOINT).await.map_err(sp)?;
                     first += chunk.len();
                 }
             }
@@ -535,11 +576,15 @@ impl<E: Entity> RelationalRepository<E> {
         self.err(e, op)
     }
 
+    pub(crate) fn map_err_at_row(&self, e: DbErr, row: usize) -> Error {
+        crate::error::map_db_err_at_row(e, &self.table.names, row)
+    }
+
     pub(crate) fn column_list(&self) -> &str {
         &self.table.column_list
     }
 
-    pub(crate) async fn update_on<C: ConnectionTrait>(&self, c: &C, entity: &E) -> Result<E> {
+    pub(crate) async fn update_on<C: Conn>(&self, c: &C, entity: &E) -> Result<E> {
         let meta = E::meta();
         let expected = entity.version();
         let next = expected.map(|v| v + 1);
@@ -607,7 +652,7 @@ impl<E: Entity> RelationalRepository<E> {
             .in_context(meta.name, "update"))
     }
 
-    pub(crate) async fn upsert_on<C: ConnectionTrait>(&self, c: &C, entity: &E) -> Result<E> {
+    pub(crate) async fn upsert_on<C: Conn>(&self, c: &C, entity: &E) -> Result<E> {
         let meta = E::meta();
         let (mut stored, record) = self
             .record_of(entity, meta.version_index.map(|_| 1))
@@ -663,7 +708,7 @@ impl<E: Entity> RelationalRepository<E> {
         Ok(stored)
     }
 
-    pub(crate) async fn delete_on<C: ConnectionTrait>(&self, c: &C, id: &E::Id) -> Result<bool> {
+    pub(crate) async fn delete_on<C: Conn>(&self, c: &C, id: &E::Id) -> Result<bool> {
         let id = self.id_value(id)?;
         let mut sql = self.sql();
         sql.push("DELETE FROM ").push(&self.table.qualified);
@@ -671,11 +716,7 @@ impl<E: Entity> RelationalRepository<E> {
         Ok(self.exec(c, sql).await.map_err(|e| self.err(e, "delete"))? > 0)
     }
 
-    pub(crate) async fn delete_many_on<C: ConnectionTrait>(
-        &self,
-        c: &C,
-        filter: &Filter,
-    ) -> Result<u64> {
+    pub(crate) async fn delete_many_on<C: Conn>(&self, c: &C, filter: &Filter) -> Result<u64> {
         let meta = E::meta();
         let f = filter
             .checked(meta)
@@ -689,7 +730,7 @@ impl<E: Entity> RelationalRepository<E> {
             .map_err(|e| self.err(e, "delete_many"))
     }
 
-    pub(crate) async fn find_on<C: ConnectionTrait>(&self, c: &C, query: &Query) -> Result<Vec<E>> {
+    pub(crate) async fn find_on<C: Conn>(&self, c: &C, query: &Query) -> Result<Vec<E>> {
         let meta = E::meta();
         let q = query
             .checked(meta)
@@ -701,7 +742,7 @@ impl<E: Entity> RelationalRepository<E> {
         rows.iter().map(|r| self.decode_row(r)).collect()
     }
 
-    pub(crate) async fn count_on<C: ConnectionTrait>(&self, c: &C, filter: &Filter) -> Result<u64> {
+    pub(crate) async fn count_on<C: Conn>(&self, c: &C, filter: &Filter) -> Result<u64> {
         let meta = E::meta();
         let f = filter
             .checked(meta)
@@ -721,11 +762,7 @@ impl<E: Entity> RelationalRepository<E> {
         Ok(u64::try_from(n).unwrap_or(0))
     }
 
-    pub(crate) async fn exists_on<C: ConnectionTrait>(
-        &self,
-        c: &C,
-        filter: &Filter,
-    ) -> Result<bool> {
+    pub(crate) async fn exists_on<C: Conn>(&self, c: &C, filter: &Filter) -> Result<bool> {
         let meta = E::meta();
         let f = filter
             .checked(meta)

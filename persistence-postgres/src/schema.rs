@@ -28,6 +28,8 @@ pub(crate) struct TableInfo {
     pub(crate) names: ConstraintNames,
     /// `"a", "b", ...` in field order.
     pub(crate) column_list: String,
+    /// `SELECT <columns> FROM <table> WHERE <id> = $1` (filled in by the repository).
+    pub(crate) select_by_id: String,
 }
 
 fn truncate63(mut s: String) -> String {
@@ -56,6 +58,7 @@ impl TableInfo {
                 uniques: meta.uniques().map(|u| u.name.clone()).collect(),
             },
             column_list,
+            select_by_id: String::new(),
         }
     }
 

@@ -5,7 +5,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use persistence_core::ErrorKind;
+use persistence_core::{ErrorKind, Repository as _};
 use persistence_postgres::sea_orm::{ConnectionTrait, Statement};
 use persistence_postgres::{RelationalConfig, RelationalStore, SslMode};
 
@@ -126,6 +126,28 @@ async fn pool_settings_apply() {
         .expect_err("statement timeout");
     assert_eq!(e.kind(), &ErrorKind::Timeout, "{e:?}");
     assert!(e.is_retryable());
+    store.close().await;
+}
+
+#[tokio::test]
+async fn pool_acquire_timeout_is_unavailable() {
+    let Some(url) = pg_url() else { return };
+    let cfg = RelationalConfig::new(url)
+        .max_connections(1)
+        .acquire_timeout(Duration::from_millis(500));
+    let store = RelationalStore::connect(&cfg).await.expect("connect");
+    let repo = store.repository::<Thing>();
+    // The only connection is held by an open transaction.
+    let tx = persistence_postgres::sea_orm::TransactionTrait::begin(store.connection())
+        .await
+        .expect("begin");
+    let e = repo
+        .count(&persistence_core::Filter::all())
+        .await
+        .expect_err("no connection free");
+    assert_eq!(e.kind(), &ErrorKind::Unavailable, "{e:?}");
+    assert!(e.is_retryable());
+    tx.rollback().await.expect("rollback");
     store.close().await;
 }
 

@@ -233,3 +233,51 @@ async fn serialization_failure_is_retryable_concurrent_conflict() {
         std::panic::resume_unwind(e.into_panic());
     }
 }
+
+/// A unit of work dropped mid-way (its task aborted while the transaction is
+/// open) rolls back. The pool has one connection, so the reads afterwards run
+/// on the very session the transaction used: had it not been rolled back,
+/// they would see the insert.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_unit_of_work_rolls_back() {
+    let Some(url) = pg_url() else { return };
+    let cfg = persistence_postgres::RelationalConfig::new(url)
+        .schema(format!("t_{}", suffix()))
+        .max_connections(1);
+    let store = RelationalStore::connect(&cfg).await.expect("connect");
+    let s = store.clone();
+    let outcome = tokio::spawn(async move {
+        s.repository::<Thing>()
+            .ensure_schema()
+            .await
+            .expect("schema");
+        let (inserted, wait_inserted) = tokio::sync::oneshot::channel();
+        let unit = tokio::spawn({
+            let s = s.clone();
+            async move {
+                let _: Result<(), Error> = s
+                    .transaction(|tx| {
+                        Box::pin(async move {
+                            tx.repository::<Thing>().insert(&thing(1)).await?;
+                            let _ = inserted.send(());
+                            std::future::pending::<()>().await;
+                            Ok(())
+                        })
+                    })
+                    .await;
+            }
+        });
+        wait_inserted.await.expect("the unit inserted a row");
+        unit.abort();
+        assert!(unit.await.is_err_and(|e| e.is_cancelled()));
+        let repo = s.repository::<Thing>();
+        assert!(repo.get(&thing(1).id).await.expect("get").is_none());
+        assert_eq!(repo.count(&Filter::all()).await.expect("count"), 0);
+    })
+    .await;
+    store.drop_schema().await.expect("drop schema");
+    store.close().await;
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
