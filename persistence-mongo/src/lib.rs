@@ -61,7 +61,7 @@ pub use aggregate::{Agg, Pipeline};
 pub use config::{DEFAULT_URL, MongoConfig, MongoStore};
 pub use copy::{CopyOptions, CopyReport, copy_all};
 pub use repository::MongoRepository;
-pub use schema::{Validation, ValidationAction, ValidationLevel};
+pub use schema::{PartialIndex, Validation, ValidationAction, ValidationLevel};
 pub use tenant::{TenantMode, TenantScope, Tenants};
 pub use transaction::{Transaction, TransactionOptions};
 pub use watch::{Change, ChangeKind, ResumeToken};
