@@ -399,8 +399,7 @@ impl<E: Entity> Repository<E> for MongoRepository<E> {
 
     async fn get(&self, id: &E::Id) -> Result<Option<E>> {
         let id = id_to_bson::<E>(id)?;
-        let found =
-            exec!(self, self.coll.find_one(doc! { "_id": id.clone() })).map_err(self.err("get"))?;
+        let found = exec!(self, self.coll.find_one(doc! { "_id": id })).map_err(self.err("get"))?;
         found
             .map(|d| from_document::<E>(&d))
             .transpose()

@@ -41,6 +41,10 @@
 //! become `$nor`/`$regex`/array guards) are refused by the server when the
 //! index is created (an error from `ensure_schema`). It is ensured by
 //! `ensure_schema` like the metadata indexes and checked the same way below.
+//! Repositories without the declaration leave the index alone (only
+//! declared and metadata indexes are compared); for tenants, declare it on
+//! the tenant's repository (`scope.repository::<E>().with_partial_index(..)`)
+//! before `ensure_schema`. The PostgreSQL backend has no such declaration.
 //!
 //! Existing indexes with the same name are compared with the wanted
 //! definition (keys, unique, partial filter, TTL). A difference is a

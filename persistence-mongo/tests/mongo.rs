@@ -861,3 +861,59 @@ async fn insert_many_is_all_or_nothing_with_transactions() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn validation_level_and_action_are_configurable() {
+    use persistence_mongo::{Validation, ValidationAction, ValidationLevel};
+    with_store(|store| async move {
+        let options = |store: MongoStore| async move {
+            let spec = store
+                .database()
+                .list_collections()
+                .filter(doc! { "name": "customers" })
+                .await
+                .expect("list")
+                .try_next()
+                .await
+                .expect("next")
+                .expect("collection");
+            (
+                spec.options.validation_level.map(|l| format!("{l:?}")),
+                spec.options.validation_action.map(|a| format!("{a:?}")),
+            )
+        };
+        let strict = store.repository::<Customer>();
+        strict.ensure_schema().await.expect("schema");
+        assert_eq!(
+            options(store.clone()).await,
+            (Some("Strict".into()), Some("Error".into()))
+        );
+        // collMod switches an existing collection to moderate + warn.
+        let lenient = store
+            .repository::<Customer>()
+            .with_validation(Some(Validation {
+                level: ValidationLevel::Moderate,
+                action: ValidationAction::Warn,
+            }));
+        lenient.ensure_schema().await.expect("collMod");
+        assert_eq!(
+            options(store.clone()).await,
+            (Some("Moderate".into()), Some("Warn".into()))
+        );
+        // With action warn, an invalid raw document is accepted (and logged by the server).
+        lenient
+            .collection()
+            .insert_one(doc! { "_id": 1_i64, "address": "not an object" })
+            .await
+            .expect("warn only");
+        // And back to strict/error: the same write is rejected again.
+        strict.ensure_schema().await.expect("collMod back");
+        let err = strict
+            .collection()
+            .insert_one(doc! { "_id": 2_i64, "address": "not an object" })
+            .await
+            .expect_err("error action");
+        assert_eq!(persistence_mongo::error::server_code(&err), Some(121));
+    })
+    .await;
+}
