@@ -316,6 +316,8 @@ fn nested_scalar_types(s: ScalarType) -> Bson {
     use ScalarType as T;
     match s {
         T::Bool => Bson::from("bool"),
+        // serde writes `Vec<u8>` as a sequence of integers.
+        T::Bytes => Bson::from("array"),
         T::I16 | T::I32 | T::I64 => Bson::from(vec![Bson::from("int"), Bson::from("long")]),
         T::F32 | T::F64 => Bson::from(vec![
             Bson::from("double"),
