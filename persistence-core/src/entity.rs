@@ -112,6 +112,9 @@ pub struct EntityMeta {
     pub indexes: Vec<IndexMeta>,
     /// A fingerprint of everything above; changes when the stored shape changes.
     pub schema_version: u64,
+    /// Known shapes of [`FieldType::Json`] fields, parallel to `fields`
+    /// (see [`EntityMeta::shape`]). Not part of `schema_version`.
+    shapes: Vec<Option<Shape>>,
 }
 
 /// Builder used by the derive macro (and by hand-written impls).
@@ -120,6 +123,7 @@ pub struct EntityMetaBuilder {
     name: &'static str,
     fields: Vec<FieldMeta>,
     composite: Vec<(Vec<&'static str>, bool)>,
+    shapes: Vec<(&'static str, Shape)>,
 }
 
 impl EntityMeta {
@@ -129,7 +133,16 @@ impl EntityMeta {
             name,
             fields: Vec::new(),
             composite: Vec::new(),
+            shapes: Vec::new(),
         }
+    }
+
+    /// The inner shape of a [`FieldType::Json`] field (by index in
+    /// `fields`), when its type declares one: nested structs deriving
+    /// [`Embedded`](derive@crate::Embedded), and `Option`/`Vec`/`Box`/maps of
+    /// such types. `None` for other fields and for shapes nobody declared.
+    pub fn shape(&self, index: usize) -> Option<&Shape> {
+        self.shapes.get(index).and_then(Option::as_ref)
     }
 
     /// The id field.
@@ -266,6 +279,15 @@ impl EntityMetaBuilder {
         self.fields.push(field);
         self
     }
+    /// Declare the inner shape of a [`FieldType::Json`] field (by stored
+    /// name; `None` is ignored, so the derive can pass what it found). Shapes
+    /// of fields that are not `Json` are ignored.
+    pub fn shape(mut self, field: &'static str, shape: Option<Shape>) -> Self {
+        if let Some(shape) = shape {
+            self.shapes.push((field, shape));
+        }
+        self
+    }
     /// Add a composite unique constraint or index over stored field names.
     pub fn composite(mut self, fields: &[&'static str], unique: bool) -> Self {
         self.composite.push((fields.to_vec(), unique));
@@ -352,6 +374,18 @@ impl EntityMetaBuilder {
         for i in &indexes {
             (&i.fields, i.unique).hash(&mut h);
         }
+        let mut shapes: Vec<Option<Shape>> = vec![None; self.fields.len()];
+        for (name, shape) in self.shapes {
+            let Some(i) = self.fields.iter().position(|f| f.name == name) else {
+                return Err(Error::config(format!(
+                    "{}: shape given for unknown field `{name}`",
+                    self.name
+                )));
+            };
+            if self.fields[i].ty == FieldType::Json {
+                shapes[i] = Some(shape);
+            }
+        }
         Ok(EntityMeta {
             name: self.name,
             fields: self.fields,
@@ -359,6 +393,7 @@ impl EntityMetaBuilder {
             version_index: versions.first().copied(),
             indexes,
             schema_version: h.finish(),
+            shapes,
         })
     }
 }
@@ -408,6 +443,91 @@ impl IndexMeta {
             fields,
             unique,
         }
+    }
+}
+
+/// The stored shape of a value inside a [`FieldType::Json`] field: serde's
+/// JSON-like form, so UUIDs, timestamps, dates and decimals are strings there
+/// and `Vec<u8>` is an array of integers. Backends use it to describe nested
+/// documents (MongoDB: the `$jsonSchema` validator).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Shape {
+    /// A scalar in its serde form.
+    Scalar(ScalarType),
+    /// `Option<T>`: the inner shape or null.
+    Nullable(Box<Shape>),
+    /// A sequence (`Vec<T>`, `Box<[T]>`) of one shape.
+    Array(Box<Shape>),
+    /// A map with string keys (`BTreeMap<String, T>`, `HashMap<String, T>`).
+    Map(Box<Shape>),
+    /// A struct with named fields ([`Embedded`](derive@crate::Embedded)), in declaration order.
+    Object(Vec<NestedField>),
+    /// Unknown (a type without a declared shape, or a recursive type past
+    /// [`MAX_SHAPE_DEPTH`]): any value.
+    Any,
+}
+
+/// One field of a [`Shape::Object`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct NestedField {
+    /// The serialized name.
+    pub name: &'static str,
+    /// The field's shape (`Nullable` for `Option` fields).
+    pub shape: Shape,
+    /// May be missing from the stored document (`#[serde(skip_serializing_if = ..)]`).
+    pub optional: bool,
+}
+
+/// How deep [`Embedded::shape`] of derived structs descends before answering
+/// [`Shape::Any`] (recursive types such as trees stay finite).
+pub const MAX_SHAPE_DEPTH: usize = 16;
+
+/// Types whose stored shape is known (see [`Shape`]). `#[derive(Embedded)]`
+/// implements it for structs with named fields, `#[derive(EntityEnum)]` for
+/// unit enums; scalars, `Option`, `Vec`, `Box` and string-keyed maps of such
+/// types implement it here.
+pub trait Embedded {
+    /// The shape of a stored value of this type.
+    fn shape() -> Shape;
+}
+
+macro_rules! scalar_shape {
+    ($($t:ty => $s:ident),* $(,)?) => {
+        $(impl Embedded for $t { fn shape() -> Shape { Shape::Scalar(ScalarType::$s) } })*
+    };
+}
+scalar_shape! {
+    String => String, bool => Bool, u8 => I16, i16 => I16, i32 => I32, i64 => I64,
+    u16 => I32, u32 => I64, f32 => F32, f64 => F64,
+    uuid::Uuid => Uuid, chrono::DateTime<chrono::Utc> => DateTime, chrono::NaiveDate => Date,
+}
+#[cfg(feature = "decimal")]
+scalar_shape! { rust_decimal::Decimal => Decimal }
+
+impl<T: Embedded> Embedded for Option<T> {
+    fn shape() -> Shape {
+        Shape::Nullable(Box::new(T::shape()))
+    }
+}
+impl<T: Embedded> Embedded for Vec<T> {
+    fn shape() -> Shape {
+        Shape::Array(Box::new(T::shape()))
+    }
+}
+impl<T: Embedded> Embedded for Box<T> {
+    fn shape() -> Shape {
+        T::shape()
+    }
+}
+impl<T: Embedded> Embedded for std::collections::BTreeMap<String, T> {
+    fn shape() -> Shape {
+        Shape::Map(Box::new(T::shape()))
+    }
+}
+impl<T: Embedded, S> Embedded for std::collections::HashMap<String, T, S> {
+    fn shape() -> Shape {
+        Shape::Map(Box::new(T::shape()))
     }
 }
 
@@ -505,6 +625,44 @@ pub mod __private {
     impl<T: ?Sized> ViaSerde for &Probe<T> {
         fn classify(&self) -> (FieldType, bool) {
             (FieldType::Json, false)
+        }
+    }
+    pub trait ViaEmbedded {
+        fn shape(&self) -> Option<super::Shape>;
+    }
+    impl<T: super::Embedded> ViaEmbedded for Probe<T> {
+        fn shape(&self) -> Option<super::Shape> {
+            Some(T::shape())
+        }
+    }
+    pub trait NoShape {
+        fn shape(&self) -> Option<super::Shape>;
+    }
+    impl<T: ?Sized> NoShape for &Probe<T> {
+        fn shape(&self) -> Option<super::Shape> {
+            None
+        }
+    }
+    std::thread_local! {
+        static SHAPE_DEPTH: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    }
+    /// Held while a derived `Embedded::shape` runs; `None` past `MAX_SHAPE_DEPTH`.
+    pub struct ShapeDepth(());
+    impl ShapeDepth {
+        pub fn enter() -> Option<ShapeDepth> {
+            SHAPE_DEPTH.with(|d| {
+                if d.get() >= super::MAX_SHAPE_DEPTH {
+                    None
+                } else {
+                    d.set(d.get() + 1);
+                    Some(ShapeDepth(()))
+                }
+            })
+        }
+    }
+    impl Drop for ShapeDepth {
+        fn drop(&mut self) {
+            SHAPE_DEPTH.with(|d| d.set(d.get().saturating_sub(1)));
         }
     }
     pub use std::sync::OnceLock;

@@ -45,6 +45,14 @@
 //!   `i64`), `#[entity(unique)]`, `#[entity(index)]`, `#[entity(ttl = "30d")]`
 //!   (timestamp fields; `s`, `m`, `h`, `d` units), `#[serde(rename = "..")]` is honored.
 //! * typed field handles: `User::EMAIL: Field<User, String>`; `User::EMAIL.eq(5)` does not compile.
+//!
+//! Nested structs are stored as sub-documents / JSON ([`FieldType::Json`]).
+//! Deriving [`Embedded`](derive@Embedded) on them (optional) records their
+//! shape in the metadata ([`EntityMeta::shape`], [`Shape`]): field names,
+//! types, `Option` (null allowed), `#[serde(skip_serializing_if)]` (may be
+//! missing), `Vec`/map element shapes. The MongoDB backend turns it into the
+//! nested part of its `$jsonSchema` validator; without it a nested field is
+//! only required to be present. `#[derive(EntityEnum)]` enums have a shape too.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -65,12 +73,13 @@ pub mod value;
 pub mod conformance;
 
 pub use entity::{
-    Entity, EntityId, EntityMeta, FieldKind, FieldMeta, FieldType, IndexMeta, ScalarType,
+    Embedded, Entity, EntityId, EntityMeta, FieldKind, FieldMeta, FieldType, IndexMeta,
+    NestedField, ScalarType, Shape,
 };
 pub use error::{ConflictKind, Error, ErrorKind, Result};
 pub use filter::{CompareOp, Field, Filter, StringField};
 pub use memory::MemoryRepository;
-pub use persistence_derive::{Entity, EntityEnum};
+pub use persistence_derive::{Embedded, Entity, EntityEnum};
 pub use query::{Cursor, Direction, Page, Query, SortKey};
 pub use repository::{
     BoxStream, Capabilities, DynRepository, Repository, SharedRepository, TimestampPrecision,

@@ -142,3 +142,114 @@ fn typed_handles_build_checked_filters() {
         .expect("query");
     assert_eq!(q.sort.last().map(|k| k.field.as_ref()), Some("id"));
 }
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, persistence_core::Embedded)]
+struct Geo {
+    lat: f64,
+    #[serde(rename = "lng")]
+    lon: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, persistence_core::Embedded)]
+struct Place {
+    street: String,
+    zip: Option<String>,
+    geo: Geo,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    note: Option<String>,
+    kinds: Vec<Status>,
+    /// No shape known (serde_json::Value does not implement Embedded).
+    raw: serde_json::Value,
+}
+
+/// A recursive type: its shape stops at `MAX_SHAPE_DEPTH`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, persistence_core::Embedded)]
+struct Tree {
+    label: String,
+    children: Vec<Tree>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Entity)]
+struct Site {
+    #[entity(id)]
+    id: i64,
+    place: Place,
+    other: Option<Place>,
+    history: Vec<Place>,
+    by_name: BTreeMap<String, Geo>,
+    tree: Tree,
+    /// Not `Embedded`: no shape (as before).
+    profile: Profile,
+}
+
+#[test]
+fn embedded_shapes_are_in_the_metadata() {
+    use persistence_core::{NestedField, Shape};
+    let m = Site::meta();
+    let shape = |n: &str| m.field(n).and_then(|(i, _)| m.shape(i)).cloned();
+    let geo = Shape::Object(vec![
+        NestedField {
+            name: "lat",
+            shape: Shape::Scalar(ScalarType::F64),
+            optional: false,
+        },
+        NestedField {
+            name: "lng",
+            shape: Shape::Scalar(ScalarType::F64),
+            optional: false,
+        },
+    ]);
+    let place = Shape::Object(vec![
+        NestedField {
+            name: "street",
+            shape: Shape::Scalar(ScalarType::String),
+            optional: false,
+        },
+        NestedField {
+            name: "zip",
+            shape: Shape::Nullable(Box::new(Shape::Scalar(ScalarType::String))),
+            optional: false,
+        },
+        NestedField {
+            name: "geo",
+            shape: geo.clone(),
+            optional: false,
+        },
+        NestedField {
+            name: "note",
+            shape: Shape::Nullable(Box::new(Shape::Scalar(ScalarType::String))),
+            optional: true,
+        },
+        NestedField {
+            name: "kinds",
+            shape: Shape::Array(Box::new(Shape::Scalar(ScalarType::Enum))),
+            optional: false,
+        },
+        NestedField {
+            name: "raw",
+            shape: Shape::Any,
+            optional: false,
+        },
+    ]);
+    assert_eq!(shape("place"), Some(place.clone()));
+    assert_eq!(
+        shape("other"),
+        Some(Shape::Nullable(Box::new(place.clone())))
+    );
+    assert_eq!(shape("history"), Some(Shape::Array(Box::new(place))));
+    assert_eq!(shape("by_name"), Some(Shape::Map(Box::new(geo))));
+    assert_eq!(shape("profile"), None, "no Embedded, no shape");
+    assert_eq!(shape("id"), None, "scalars have no shape");
+    // The recursive type is described down to MAX_SHAPE_DEPTH levels, then Any.
+    let mut depth = 0;
+    let mut cur = shape("tree").expect("tree shape");
+    while let Shape::Object(fields) = cur {
+        depth += 1;
+        let Some(Shape::Array(items)) = fields.get(1).map(|f| f.shape.clone()) else {
+            panic!("children is an array");
+        };
+        cur = *items;
+    }
+    assert_eq!(cur, Shape::Any);
+    assert_eq!(depth, persistence_core::entity::MAX_SHAPE_DEPTH);
+}

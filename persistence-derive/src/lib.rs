@@ -1,4 +1,4 @@
-//! `#[derive(Entity)]` and `#[derive(EntityEnum)]` for `persistence-core`.
+//! `#[derive(Entity)]`, `#[derive(Embedded)]` and `#[derive(EntityEnum)]` for `persistence-core`.
 //!
 //! See the `persistence_core` crate docs for the attributes.
 #![forbid(unsafe_code)]
@@ -14,6 +14,18 @@ use syn::{Data, DeriveInput, Fields, LitStr, Type, parse_macro_input};
 pub fn derive_entity(input: TokenStream) -> TokenStream {
     let input = parse_macro_input!(input as DeriveInput);
     match entity(input) {
+        Ok(ts) => ts.into(),
+        Err(e) => e.to_compile_error().into(),
+    }
+}
+
+/// Derive `persistence_core::Embedded` for a nested struct with named fields:
+/// its stored shape (field names, types, which may be null or missing), used
+/// by backends to describe nested documents (e.g. MongoDB's `$jsonSchema`).
+#[proc_macro_derive(Embedded, attributes(entity))]
+pub fn derive_embedded(input: TokenStream) -> TokenStream {
+    let input = parse_macro_input!(input as DeriveInput);
+    match embedded(input) {
         Ok(ts) => ts.into(),
         Err(e) => e.to_compile_error().into(),
     }
@@ -87,7 +99,14 @@ fn parse_ttl(lit: &LitStr) -> syn::Result<u64> {
 }
 
 fn serde_rename(attrs: &[syn::Attribute]) -> syn::Result<Option<String>> {
+    serde_field(attrs, "Entity").map(|(rename, _)| rename)
+}
+
+/// `rename = ".."` and whether `skip_serializing_if` is present; `derive`
+/// names the derive in messages.
+fn serde_field(attrs: &[syn::Attribute], derive: &str) -> syn::Result<(Option<String>, bool)> {
     let mut rename = None;
+    let mut skip_if = false;
     for attr in attrs.iter().filter(|a| a.path().is_ident("serde")) {
         attr.parse_nested_meta(|meta| {
             if meta.path.is_ident("rename") {
@@ -95,16 +114,19 @@ fn serde_rename(attrs: &[syn::Attribute]) -> syn::Result<Option<String>> {
                     let lit: LitStr = meta.value()?.parse()?;
                     rename = Some(lit.value());
                 } else {
-                    return Err(meta.error("#[derive(Entity)] supports only `rename = \"...\"`"));
+                    return Err(meta.error(format!("#[derive({derive})] supports only `rename = \"...\"`")));
                 }
                 return Ok(());
             }
             for unsupported in ["flatten", "skip", "skip_serializing", "skip_deserializing", "rename_all", "tag", "untagged"] {
                 if meta.path.is_ident(unsupported) {
                     return Err(meta.error(format!(
-                        "#[derive(Entity)] does not support #[serde({unsupported})]: stored fields must match the struct"
+                        "#[derive({derive})] does not support #[serde({unsupported})]: stored fields must match the struct"
                     )));
                 }
+            }
+            if meta.path.is_ident("skip_serializing_if") {
+                skip_if = true;
             }
             // Other serde attributes (default, with, ...) are fine; consume their value.
             if meta.input.peek(syn::Token![=]) {
@@ -117,7 +139,7 @@ fn serde_rename(attrs: &[syn::Attribute]) -> syn::Result<Option<String>> {
             Ok(())
         })?;
     }
-    Ok(rename)
+    Ok((rename, skip_if))
 }
 
 fn entity(input: DeriveInput) -> syn::Result<TokenStream2> {
@@ -328,6 +350,11 @@ fn entity(input: DeriveInput) -> syn::Result<TokenStream2> {
             })
         }
     });
+    let shape_calls = fields.iter().map(|f| {
+        let stored = &f.stored;
+        let ty = &f.ty;
+        quote!(.shape(#stored, (&#krate::__private::Probe::<#ty>::NEW).shape()))
+    });
     let composite_calls = composites.iter().map(|(names, unique, _)| {
         let stored: Vec<String> = names
             .iter()
@@ -360,12 +387,13 @@ fn entity(input: DeriveInput) -> syn::Result<TokenStream2> {
             type Id = #id_ty;
             fn meta() -> &'static #krate::EntityMeta {
                 #[allow(unused_imports)]
-                use #krate::__private::{ViaFieldKind as _, ViaSerde as _};
+                use #krate::__private::{NoShape as _, ViaEmbedded as _, ViaFieldKind as _, ViaSerde as _};
                 static META: #krate::__private::OnceLock<#krate::EntityMeta> = #krate::__private::OnceLock::new();
                 META.get_or_init(|| {
                     #krate::__private::build_meta(
                         #krate::EntityMeta::builder(#logical)
                             #(#field_metas)*
+                            #(#shape_calls)*
                             #(#composite_calls)*
                     )
                 })
@@ -426,6 +454,84 @@ fn entity_enum(input: DeriveInput) -> syn::Result<TokenStream2> {
     Ok(quote! {
         impl #krate::FieldKind for #name {
             const TYPE: #krate::FieldType = #krate::FieldType::Scalar(#krate::ScalarType::Enum);
+        }
+        impl #krate::Embedded for #name {
+            fn shape() -> #krate::Shape {
+                #krate::Shape::Scalar(#krate::ScalarType::Enum)
+            }
+        }
+    })
+}
+
+fn embedded(input: DeriveInput) -> syn::Result<TokenStream2> {
+    let name = &input.ident;
+    if !input.generics.params.is_empty() {
+        return Err(syn::Error::new(
+            input.generics.span(),
+            "#[derive(Embedded)] does not support generic structs",
+        ));
+    }
+    let Data::Struct(data) = &input.data else {
+        return Err(syn::Error::new(
+            Span::call_site(),
+            "#[derive(Embedded)] needs a struct with named fields",
+        ));
+    };
+    let Fields::Named(named) = &data.fields else {
+        return Err(syn::Error::new(
+            data.fields.span(),
+            "#[derive(Embedded)] needs a struct with named fields",
+        ));
+    };
+    serde_field(&input.attrs, "Embedded")?;
+    let mut krate: syn::Path = syn::parse_quote!(::persistence_core);
+    for attr in input.attrs.iter().filter(|a| a.path().is_ident("entity")) {
+        attr.parse_nested_meta(|meta| {
+            if meta.path.is_ident("crate") {
+                let lit: LitStr = meta.value()?.parse()?;
+                krate = lit.parse()?;
+                Ok(())
+            } else {
+                Err(meta.error("unknown attribute; expected crate"))
+            }
+        })?;
+    }
+    let mut nested = Vec::new();
+    for f in &named.named {
+        let ident = f
+            .ident
+            .as_ref()
+            .ok_or_else(|| syn::Error::new(f.span(), "unnamed field"))?;
+        if let Some(attr) = f.attrs.iter().find(|a| a.path().is_ident("entity")) {
+            return Err(syn::Error::new(
+                attr.span(),
+                "fields of #[derive(Embedded)] take no #[entity(..)] attributes",
+            ));
+        }
+        let (rename, optional) = serde_field(&f.attrs, "Embedded")?;
+        let stored =
+            rename.unwrap_or_else(|| ident.to_string().trim_start_matches("r#").to_string());
+        let ty = &f.ty;
+        nested.push(quote! {
+            #krate::NestedField {
+                name: #stored,
+                shape: (&#krate::__private::Probe::<#ty>::NEW)
+                    .shape()
+                    .unwrap_or(#krate::Shape::Any),
+                optional: #optional,
+            }
+        });
+    }
+    Ok(quote! {
+        impl #krate::Embedded for #name {
+            fn shape() -> #krate::Shape {
+                #[allow(unused_imports)]
+                use #krate::__private::{NoShape as _, ViaEmbedded as _};
+                let ::core::option::Option::Some(_depth) = #krate::__private::ShapeDepth::enter() else {
+                    return #krate::Shape::Any;
+                };
+                #krate::Shape::Object(::std::vec![#(#nested),*])
+            }
         }
     })
 }

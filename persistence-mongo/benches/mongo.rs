@@ -4,8 +4,17 @@
 //!
 //! Prints, for each workload, the time through the repository and through
 //! the raw `mongodb` driver with a serde struct on the same server, and the
-//! ratio. Absolute numbers of the local stand-in server are not MongoDB's;
-//! the ratios are what to compare.
+//! ratio (the raw collections have the same validator and index as the
+//! repository's). Absolute numbers of the local stand-in server are not MongoDB's;
+//! the ratios are what to compare. `BENCH_READS` sets the number of point
+//! reads (default 10,000), taken in ABBA order (repository, raw, raw,
+//! repository, ...) so neither side always goes first. The last rows time
+//! only the client-side work of a point read (id → filter, document →
+//! entity) without the server, to show what the repository adds.
+//!
+//! `insert_many` through the repository is all-or-nothing on a replica set
+//! (it runs in a transaction); the raw driver's is not. A row with
+//! `with_atomic_batches(false)` shows the plain ordered insert.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::{Duration, Instant};
@@ -14,7 +23,7 @@ use bson::doc;
 use futures_util::TryStreamExt as _;
 use persistence_core::conformance::services::{self, Service};
 use persistence_core::{Entity, Query, Repository};
-use persistence_mongo::{MongoConfig, MongoStore};
+use persistence_mongo::{MongoConfig, MongoRepository, MongoStore};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Entity)]
@@ -65,6 +74,16 @@ fn row(name: &str, repo: Duration, raw: Duration) {
     );
 }
 
+/// Like `row`, in microseconds (client-side work only).
+fn row_us(name: &str, repo: Duration, raw: Duration) {
+    println!(
+        "| {name:<44} | {:>12.3} | {:>12.3} | {:>6.3}x |",
+        repo.as_secs_f64() * 1e6,
+        raw.as_secs_f64() * 1e6,
+        repo.as_secs_f64() / raw.as_secs_f64()
+    );
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let Some(url) = services::url(Service::Mongo) else {
@@ -80,14 +99,28 @@ async fn main() {
         .unwrap();
     let repo = store.repository::<Item>();
     repo.ensure_schema().await.unwrap();
-    let raw = store.database().collection::<RawItem>("bench_raw");
-    raw.create_index(
-        mongodb::IndexModel::builder()
-            .keys(doc! { "group": 1, "score": 1 })
-            .build(),
-    )
-    .await
-    .unwrap();
+    // The raw collections get what ensure_schema gives the repository's: the
+    // same validator and the same (group, score) index, so the ratios show
+    // the client-side overhead, not server-side work.
+    let raw_collection = |name: &'static str| {
+        let db = store.database().clone();
+        async move {
+            db.create_collection(name)
+                .validator(persistence_mongo::schema::json_schema(Item::meta()))
+                .await
+                .unwrap();
+            let c = db.collection::<RawItem>(name);
+            c.create_index(
+                mongodb::IndexModel::builder()
+                    .keys(doc! { "group": 1, "score": 1 })
+                    .build(),
+            )
+            .await
+            .unwrap();
+            c
+        }
+    };
+    let raw = raw_collection("bench_raw").await;
 
     println!(
         "| workload (ms)                                | repository   | raw driver   | ratio   |"
@@ -96,7 +129,8 @@ async fn main() {
         "|----------------------------------------------|--------------|--------------|---------|"
     );
 
-    // insert_many, in batches of 10,000 both ways.
+    // insert_many, in batches of 10,000 both ways, chunk by chunk in ABBA
+    // order so both sides see the same (noisy) machine.
     let rows: Vec<Item> = (0..n_insert).map(item).collect();
     let raw_rows: Vec<RawItem> = rows
         .iter()
@@ -108,45 +142,134 @@ async fn main() {
             name: i.name.clone(),
         })
         .collect();
-    let t = Instant::now();
-    for c in rows.chunks(10_000) {
-        repo.insert_many(c).await.unwrap();
+    let plain =
+        MongoRepository::<Item>::with_collection(store.database().collection("bench_plain"))
+            .with_atomic_batches(false);
+    plain.ensure_schema().await.unwrap();
+    let raw2 = raw_collection("bench_raw2").await;
+    let atomic = repo.supports_transactions().await.unwrap();
+    let (mut repo_ins, mut raw_ins, mut plain_ins, mut raw2_ins) = (
+        Duration::ZERO,
+        Duration::ZERO,
+        Duration::ZERO,
+        Duration::ZERO,
+    );
+    for (k, (c, rc)) in rows.chunks(10_000).zip(raw_rows.chunks(10_000)).enumerate() {
+        let repo_first = k % 4 == 0 || k % 4 == 3;
+        for side in [repo_first, !repo_first] {
+            let t = Instant::now();
+            if side {
+                repo.insert_many(c).await.unwrap();
+                repo_ins += t.elapsed();
+            } else {
+                raw.insert_many(rc).await.unwrap();
+                raw_ins += t.elapsed();
+            }
+        }
+        for side in [repo_first, !repo_first] {
+            let t = Instant::now();
+            if side {
+                plain.insert_many(c).await.unwrap();
+                plain_ins += t.elapsed();
+            } else {
+                raw2.insert_many(rc).await.unwrap();
+                raw2_ins += t.elapsed();
+            }
+        }
     }
-    let repo_ins = t.elapsed();
-    let t = Instant::now();
-    for c in raw_rows.chunks(10_000) {
-        raw.insert_many(c).await.unwrap();
-    }
-    let raw_ins = t.elapsed();
     row(
-        &format!("insert_many {n_insert} (total)"),
+        &format!(
+            "insert_many {n_insert} (total{})",
+            if atomic { ", in transactions" } else { "" }
+        ),
         repo_ins,
         raw_ins,
     );
+    row(
+        &format!("insert_many {n_insert} (no transaction)"),
+        plain_ins,
+        raw2_ins,
+    );
 
-    // Point reads by id, interleaved so both see the same server state.
-    let reads = 2_000;
+    // Point reads by id, interleaved (ABBA) so both see the same server
+    // state and neither always goes first.
+    let reads: usize = std::env::var("BENCH_READS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
     let (mut a, mut b) = (Vec::with_capacity(reads), Vec::with_capacity(reads));
     for k in 0..reads as i64 {
         let id = (k * 7919) % n_insert;
-        let t = Instant::now();
-        let x = repo.get(&id).await.unwrap();
-        a.push(t.elapsed());
-        let t = Instant::now();
-        let y = raw.find_one(doc! { "_id": id }).await.unwrap();
-        b.push(t.elapsed());
-        assert_eq!(x.map(|x| x.id), y.map(|y| y.id));
+        let repo_first = k % 4 == 0 || k % 4 == 3;
+        for side in [repo_first, !repo_first] {
+            if side {
+                let t = Instant::now();
+                let x = repo.get(&id).await.unwrap();
+                a.push(t.elapsed());
+                assert_eq!(x.map(|x| x.id), Some(id));
+            } else {
+                let t = Instant::now();
+                let y = raw.find_one(doc! { "_id": id }).await.unwrap();
+                b.push(t.elapsed());
+                assert_eq!(y.map(|y| y.id), Some(id));
+            }
+        }
     }
+    let mean = |v: &[Duration]| v.iter().sum::<Duration>() / v.len() as u32;
+    let pct = |v: &[Duration], p: f64| {
+        let mut v = v.to_vec();
+        v.sort_unstable();
+        v[((v.len() as f64 * p) as usize).min(v.len() - 1)]
+    };
     row(
-        "get by id (p50 of 2000)",
+        &format!("get by id (p50 of {reads}, ABBA)"),
         median(a.clone()),
         median(b.clone()),
     );
     row(
-        "get by id (mean of 2000)",
-        a.iter().sum::<Duration>() / reads as u32,
-        b.iter().sum::<Duration>() / reads as u32,
+        &format!("get by id (p90 of {reads})"),
+        pct(&a, 0.9),
+        pct(&b, 0.9),
     );
+    row(&format!("get by id (mean of {reads})"), mean(&a), mean(&b));
+
+    // Client-side work only: the filter and the decoding of one document.
+    let stored = repo
+        .collection()
+        .find_one(doc! { "_id": 42_i64 })
+        .await
+        .unwrap()
+        .unwrap();
+    let raw_bytes = bson::to_vec(&stored).unwrap();
+    let cpu_rounds = 100_000u32;
+    let t = Instant::now();
+    for _ in 0..cpu_rounds {
+        let d: bson::Document = bson::from_slice(std::hint::black_box(&raw_bytes)).unwrap();
+        let e = persistence_mongo::convert::from_document::<Item>(&d).unwrap();
+        std::hint::black_box(e);
+    }
+    let repo_dec = t.elapsed() / cpu_rounds;
+    let t = Instant::now();
+    for _ in 0..cpu_rounds {
+        let e: RawItem = bson::from_slice(std::hint::black_box(&raw_bytes)).unwrap();
+        std::hint::black_box(e);
+    }
+    let raw_dec = t.elapsed() / cpu_rounds;
+    row_us("decode one document (client CPU, us)", repo_dec, raw_dec);
+    let t = Instant::now();
+    for i in 0..cpu_rounds {
+        let id = i64::from(i);
+        let f = doc! { "_id": persistence_mongo::convert::id_to_bson::<Item>(std::hint::black_box(&id)).unwrap() };
+        std::hint::black_box(f);
+    }
+    let repo_f = t.elapsed() / cpu_rounds;
+    let t = Instant::now();
+    for i in 0..cpu_rounds {
+        let f = doc! { "_id": std::hint::black_box(i64::from(i)) };
+        std::hint::black_box(f);
+    }
+    let raw_f = t.elapsed() / cpu_rounds;
+    row_us("id filter (client CPU, us)", repo_f, raw_f);
 
     // Filter + sort, 1,000 results.
     let q = Query::filter(Item::GROUP.is_in([3, 4]).and(Item::SCORE.gte(0)))

@@ -112,7 +112,40 @@ pub fn to_document(meta: &EntityMeta, record: &Record) -> Result<Document> {
 
 /// Convert the id of an entity to its `_id` BSON value.
 pub fn id_to_bson<E: Entity>(id: &E::Id) -> Result<Bson> {
+    use std::any::Any;
     let ty = E::meta().id_field().ty;
+    // The id types of `EntityId` directly (the point-read hot path); the
+    // same BSON as the generic conversion below, without serde round trips.
+    let any: &dyn Any = id;
+    match ty {
+        FieldType::Scalar(ScalarType::I64) => {
+            if let Some(i) = any.downcast_ref::<i64>() {
+                return Ok(Bson::Int64(*i));
+            }
+        }
+        FieldType::Scalar(ScalarType::I32 | ScalarType::I16) => {
+            if let Some(i) = any.downcast_ref::<i32>() {
+                return Ok(Bson::Int32(*i));
+            }
+            if let Some(i) = any.downcast_ref::<i16>() {
+                return Ok(Bson::Int32((*i).into()));
+            }
+        }
+        FieldType::Scalar(ScalarType::String) => {
+            if let Some(s) = any.downcast_ref::<String>() {
+                return Ok(Bson::String(s.clone()));
+            }
+        }
+        FieldType::Scalar(ScalarType::Uuid) => {
+            if let Some(u) = any.downcast_ref::<uuid::Uuid>() {
+                return Ok(Bson::Binary(Binary {
+                    subtype: BinarySubtype::Uuid,
+                    bytes: u.as_bytes().to_vec(),
+                }));
+            }
+        }
+        _ => {}
+    }
     to_bson(&Value::from_serialize(id)?.normalize(ty)?, ty)
 }
 
@@ -243,6 +276,59 @@ mod tests {
                 assert_eq!(x.to_string(), s);
             }
         }
+    }
+
+    #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, persistence_core::Entity)]
+    struct ById {
+        #[entity(id)]
+        id: i64,
+    }
+    #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, persistence_core::Entity)]
+    struct ByUuid {
+        #[entity(id)]
+        id: uuid::Uuid,
+    }
+    #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, persistence_core::Entity)]
+    struct ByName {
+        #[entity(id)]
+        id: String,
+    }
+    #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, persistence_core::Entity)]
+    struct BySmall {
+        #[entity(id)]
+        id: i16,
+    }
+
+    fn generic_id<E: Entity>(id: &E::Id) -> Bson {
+        let ty = E::meta().id_field().ty;
+        to_bson(
+            &Value::from_serialize(id)
+                .and_then(|v| v.normalize(ty))
+                .expect("value"),
+            ty,
+        )
+        .expect("bson")
+    }
+
+    #[test]
+    fn id_fast_path_matches_the_generic_conversion() {
+        for i in [0_i64, -1, i64::MAX] {
+            assert_eq!(id_to_bson::<ById>(&i).expect("id"), generic_id::<ById>(&i));
+        }
+        let u = uuid::Uuid::new_v4();
+        assert_eq!(
+            id_to_bson::<ByUuid>(&u).expect("id"),
+            generic_id::<ByUuid>(&u)
+        );
+        let s = "a$b".to_string();
+        assert_eq!(
+            id_to_bson::<ByName>(&s).expect("id"),
+            generic_id::<ByName>(&s)
+        );
+        assert_eq!(
+            id_to_bson::<BySmall>(&-7).expect("id"),
+            generic_id::<BySmall>(&-7)
+        );
     }
 
     #[test]

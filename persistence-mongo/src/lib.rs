@@ -20,7 +20,12 @@
 //! * [`Tenants`]: database-per-tenant or collection-prefix-per-tenant; see [`tenant`].
 //! * [`copy_all`] copies every entity between any two repositories (idempotent, verified); see [`copy`].
 //! * `ensure_schema` creates the collection and the metadata's indexes
-//!   (unique indexes skip nulls, TTL); see [`schema`].
+//!   (unique indexes skip nulls, TTL), declared [`PartialIndex`]es, and a
+//!   `$jsonSchema` validator that also describes nested structs deriving
+//!   `persistence_core::Embedded`; see [`schema`].
+//! * `insert_many` is all-or-nothing (its own transaction) when the
+//!   deployment supports transactions, an ordered insert that reports how
+//!   many rows landed otherwise; see [`MongoRepository`].
 //!
 //! ```no_run
 //! use persistence_core::{Entity, Repository};
@@ -61,7 +66,7 @@ pub use aggregate::{Agg, Pipeline};
 pub use config::{DEFAULT_URL, MongoConfig, MongoStore};
 pub use copy::{CopyOptions, CopyReport, copy_all};
 pub use repository::MongoRepository;
-pub use schema::{Validation, ValidationAction, ValidationLevel};
+pub use schema::{PartialIndex, Validation, ValidationAction, ValidationLevel};
 pub use tenant::{TenantMode, TenantScope, Tenants};
 pub use transaction::{Transaction, TransactionOptions};
 pub use watch::{Change, ChangeKind, ResumeToken};

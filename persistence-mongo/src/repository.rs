@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::marker::PhantomData;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
 use bson::{Bson, Document, doc};
@@ -20,7 +20,7 @@ use persistence_core::{
 use crate::convert::{from_document, id_to_bson, to_document};
 use crate::error::map;
 use crate::filter::{to_query, to_sort};
-use crate::schema::{self, Validation};
+use crate::schema::{self, PartialIndex, Validation};
 use crate::transaction::SharedSession;
 
 /// Run a driver action, inside the bound session if there is one.
@@ -38,6 +38,19 @@ macro_rules! exec {
 
 /// A repository of entities `E` stored as documents of one collection (named
 /// after the entity). Cheap to clone.
+///
+/// `insert_many` is all-or-nothing when the deployment supports
+/// transactions (replica set or sharded cluster; the
+/// [`Capabilities::atomic_batch`] capability then says so): the batch is
+/// inserted in its own transaction, retried as a whole (at most 3 times) on
+/// `TransientTransactionError`. Such a batch is bound by MongoDB's
+/// transaction limits (by default 60 s of lifetime); split very large loads
+/// or use [`with_atomic_batches(false)`](Self::with_atomic_batches). Inside a
+/// [`MongoStore::transaction`](crate::MongoStore::transaction) the batch is
+/// part of that transaction. Otherwise (standalone server, or atomic batches
+/// turned off) it is one ordered insert: it stops at the first failing
+/// document, the documents before it stay inserted, and the error names the
+/// failing row (`row i: ...`) and says that the `i` rows before it landed.
 pub struct MongoRepository<E: Entity> {
     coll: Collection<Document>,
     validation: Option<Validation>,
@@ -45,8 +58,13 @@ pub struct MongoRepository<E: Entity> {
     max_time: Option<Duration>,
     /// Set for repositories bound to a transaction (see [`crate::transaction`]).
     session: Option<SharedSession>,
-    /// Whether the server supports transactions (learned by `ensure_schema`).
-    transactions: Arc<AtomicBool>,
+    /// Whether the server supports transactions: [`TX_UNKNOWN`] until
+    /// `ensure_schema` or the first `insert_many` asks the server.
+    transactions: Arc<AtomicU8>,
+    /// `insert_many` in a transaction when the server supports them.
+    atomic_batches: bool,
+    /// Partial indexes ensured by `ensure_schema` besides the metadata's.
+    partial_indexes: Arc<Vec<PartialIndex>>,
     _entity: PhantomData<fn() -> E>,
 }
 
@@ -58,6 +76,8 @@ impl<E: Entity> Clone for MongoRepository<E> {
             max_time: self.max_time,
             session: self.session.clone(),
             transactions: self.transactions.clone(),
+            atomic_batches: self.atomic_batches,
+            partial_indexes: self.partial_indexes.clone(),
             _entity: PhantomData,
         }
     }
@@ -84,8 +104,85 @@ impl<E: Entity> MongoRepository<E> {
             validation: Some(Validation::default()),
             max_time: None,
             session: None,
-            transactions: Arc::new(AtomicBool::new(false)),
+            transactions: Arc::new(AtomicU8::new(TX_UNKNOWN)),
+            atomic_batches: true,
+            partial_indexes: Arc::new(Vec::new()),
             _entity: PhantomData,
+        }
+    }
+
+    /// Declare a partial index, created and checked by `ensure_schema`
+    /// (see [`schema`](crate::schema#partial-indexes)).
+    pub fn with_partial_index(mut self, index: PartialIndex) -> Self {
+        Arc::make_mut(&mut self.partial_indexes).push(index);
+        self
+    }
+
+    /// The declared partial indexes.
+    pub fn partial_indexes(&self) -> &[PartialIndex] {
+        &self.partial_indexes
+    }
+
+    /// Whether `insert_many` runs in a transaction when the deployment
+    /// supports them (default `true`; see [`Repository::insert_many`] on
+    /// this type). `false` gives a plain ordered insert, which is not
+    /// bounded by transaction limits but may leave a prefix of a failed batch.
+    pub fn with_atomic_batches(mut self, atomic: bool) -> Self {
+        self.atomic_batches = atomic;
+        self
+    }
+
+    /// Whether the server supports multi-document transactions (asked once
+    /// with `hello`, then remembered by this repository and its clones).
+    pub async fn supports_transactions(&self) -> Result<bool> {
+        match self.transactions.load(Ordering::Relaxed) {
+            TX_YES => return Ok(true),
+            TX_NO => return Ok(false),
+            _ => {}
+        }
+        let hello = self
+            .coll
+            .client()
+            .database("admin")
+            .run_command(doc! { "hello": 1 })
+            .await
+            .map_err(self.err("hello"))?;
+        let tx = hello.get_str("setName").is_ok() || hello.get_str("msg") == Ok("isdbgrid");
+        self.transactions
+            .store(if tx { TX_YES } else { TX_NO }, Ordering::Relaxed);
+        Ok(tx)
+    }
+
+    /// `insert_many` of prepared documents in its own transaction, retried
+    /// (whole) on transient transaction errors.
+    async fn insert_atomic(
+        &self,
+        docs: &[Document],
+    ) -> std::result::Result<(), mongodb::error::Error> {
+        use mongodb::error::{TRANSIENT_TRANSACTION_ERROR, UNKNOWN_TRANSACTION_COMMIT_RESULT};
+        let mut session = self.coll.client().start_session().await?;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            session.start_transaction().await?;
+            if let Err(e) = self.coll.insert_many(docs).session(&mut session).await {
+                // Best effort: the server aborts an abandoned transaction on its own.
+                let _ = session.abort_transaction().await;
+                if e.contains_label(TRANSIENT_TRANSACTION_ERROR) && attempt < MAX_BATCH_ATTEMPTS {
+                    continue;
+                }
+                return Err(e);
+            }
+            let mut commits = 0;
+            loop {
+                commits += 1;
+                match session.commit_transaction().await {
+                    Ok(()) => return Ok(()),
+                    Err(e)
+                        if e.contains_label(UNKNOWN_TRANSACTION_COMMIT_RESULT) && commits < 3 => {}
+                    Err(e) => return Err(e),
+                }
+            }
         }
     }
 
@@ -213,6 +310,42 @@ impl<E: Entity> MongoRepository<E> {
                 .with_source(err);
             }
         }
+        for ix in self.partial_indexes.iter().filter(|p| p.is_unique()) {
+            let (Ok(keys), Ok(filter)) = (ix.keys(meta), ix.filter_document(meta)) else {
+                continue;
+            };
+            let mut probe = doc! { "_id": { "$ne": id.clone() } };
+            let mut complete = true;
+            for key in &keys {
+                match doc.get(key) {
+                    Some(v) if !key.contains('.') => {
+                        probe.insert(key.clone(), doc! { "$eq": v.clone() });
+                    }
+                    _ => complete = false,
+                }
+            }
+            if !complete {
+                continue;
+            }
+            let probe = doc! { "$and": [probe, filter] };
+            if let Ok(Some(_)) = self
+                .coll
+                .find_one(probe)
+                .projection(doc! { "_id": 1 })
+                .await
+            {
+                return Error::unique_violation(
+                    Some(ix.name().to_string()),
+                    format!(
+                        "{} already holds this value of ({}) among the documents of partial index {}",
+                        meta.name,
+                        keys.join(", "),
+                        ix.name()
+                    ),
+                )
+                .with_source(err);
+            }
+        }
         err
     }
 
@@ -221,6 +354,12 @@ impl<E: Entity> MongoRepository<E> {
         Ok((to_query(meta, &q.filter)?, to_sort(meta, &q.sort)?))
     }
 }
+
+const TX_UNKNOWN: u8 = 0;
+const TX_YES: u8 = 1;
+const TX_NO: u8 = 2;
+/// Attempts of a transactional `insert_many` that hits transient errors.
+const MAX_BATCH_ATTEMPTS: u32 = 3;
 
 fn read_i64(b: Option<&Bson>) -> Option<i64> {
     match b? {
@@ -233,31 +372,34 @@ fn read_i64(b: Option<&Bson>) -> Option<i64> {
 impl<E: Entity> Repository<E> for MongoRepository<E> {
     fn capabilities(&self) -> Capabilities {
         let mut c = Capabilities::full("mongo");
-        // Through `MongoStore::transaction`; known after `ensure_schema`.
-        c.transactions = self.transactions.load(Ordering::Relaxed);
-        c.atomic_batch = false;
+        // Through `MongoStore::transaction`; known after `ensure_schema`
+        // (or the first `insert_many`).
+        let tx = self.transactions.load(Ordering::Relaxed) == TX_YES;
+        c.transactions = tx;
+        // Inside a caller's transaction the batch is part of it.
+        c.atomic_batch = self.session.is_some() || (tx && self.atomic_batches);
         c.timestamp_precision = TimestampPrecision::Millis;
         c
     }
 
     async fn ensure_schema(&self) -> Result<()> {
-        schema::ensure(&self.coll, E::meta(), self.validation.as_ref()).await?;
-        let hello = self
-            .coll
-            .client()
-            .database("admin")
-            .run_command(doc! { "hello": 1 })
+        schema::ensure_with(
+            &self.coll,
+            E::meta(),
+            self.validation.as_ref(),
+            &self.partial_indexes,
+        )
+        .await?;
+        self.transactions.store(TX_UNKNOWN, Ordering::Relaxed);
+        self.supports_transactions()
             .await
-            .map_err(self.err("ensure_schema"))?;
-        let tx = hello.get_str("setName").is_ok() || hello.get_str("msg") == Ok("isdbgrid");
-        self.transactions.store(tx, Ordering::Relaxed);
+            .map_err(|e| e.with_operation("ensure_schema"))?;
         Ok(())
     }
 
     async fn get(&self, id: &E::Id) -> Result<Option<E>> {
         let id = id_to_bson::<E>(id)?;
-        let found =
-            exec!(self, self.coll.find_one(doc! { "_id": id.clone() })).map_err(self.err("get"))?;
+        let found = exec!(self, self.coll.find_one(doc! { "_id": id })).map_err(self.err("get"))?;
         found
             .map(|d| from_document::<E>(&d))
             .transpose()
@@ -340,7 +482,18 @@ impl<E: Entity> Repository<E> for MongoRepository<E> {
             .collect::<Result<Vec<_>>>()
             .map_err(|e| e.in_context(E::meta().name, "insert_many"))?;
         let n = docs.len() as u64;
-        let Err(e) = exec!(self, self.coll.insert_many(&docs).ordered(true)) else {
+        let atomic = self.session.is_none()
+            && self.atomic_batches
+            && self
+                .supports_transactions()
+                .await
+                .map_err(|e| e.in_context(E::meta().name, "insert_many"))?;
+        let result = if atomic {
+            self.insert_atomic(&docs).await
+        } else {
+            exec!(self, self.coll.insert_many(&docs).ordered(true)).map(|_| ())
+        };
+        let Err(e) = result else {
             return Ok(n);
         };
         let row = match e.kind.as_ref() {
@@ -354,10 +507,17 @@ impl<E: Entity> Repository<E> for MongoRepository<E> {
         if let Some(d) = row.and_then(|i| docs.get(i)) {
             mapped = self.resolve_duplicate(mapped, d, true).await;
         }
+        let landed = match (atomic || self.session.is_some(), row) {
+            (true, _) => " (nothing of the batch was kept)".to_string(),
+            (false, Some(i)) => {
+                format!(" (not atomic: the {i} rows before it were inserted, none after)")
+            }
+            (false, None) => String::new(),
+        };
         Err(match row {
             Some(i) => Error::new(
                 mapped.kind().clone(),
-                format!("row {i}: {}", mapped.message()),
+                format!("row {i}: {}{landed}", mapped.message()),
             )
             .set_retryable(mapped.is_retryable())
             .with_source(mapped),

@@ -13,9 +13,38 @@
 //! `bsonType` per field (nullable fields also accept null), `required` for
 //! the id and every non-`Option` field, typed array items, the `i16` range.
 //! It is set when the collection is created and replaced with `collMod` on
-//! every `ensure_schema`, so it follows the entity. Nested structs and maps
-//! (`FieldType::Json`) are only required to be present: the metadata does
-//! not describe their inner shape.
+//! every `ensure_schema`, so it follows the entity.
+//!
+//! Nested structs, vectors and maps (`FieldType::Json`) are described when
+//! the metadata knows their shape ([`EntityMeta::shape`]: the nested struct
+//! derives `persistence_core::Embedded`): `bsonType: "object"` with
+//! `properties` and `required` (every field except `Option` ones, which also
+//! accept null, and `skip_serializing_if` ones, which may be missing), arrays
+//! with typed `items`, maps with typed `additionalProperties`. Nested values
+//! are stored in serde's form, so UUIDs, timestamps, dates and decimals are
+//! strings there and integers are `int` or `long`. Unknown extra fields stay
+//! allowed (serde ignores them when reading). A `Json` field without a known
+//! shape is only required to be present (unless it is an `Option`).
+//!
+//! ## Partial indexes
+//!
+//! A [`PartialIndex`] is declared per repository
+//! ([`MongoRepository::with_partial_index`](crate::MongoRepository::with_partial_index))
+//! rather than in the entity metadata: keys (field paths of the entity,
+//! validated), optionally unique, and a `partialFilterExpression` built from a
+//! core [`Filter`] (values are BSON values, field names from metadata). Only
+//! documents matching the filter are indexed, so a partial unique index
+//! enforces uniqueness among them only (e.g. one *active* account per email).
+//! MongoDB accepts a subset of operators there: equality, `$gt`/`$gte`/
+//! `$lt`/`$lte` and `$and` on top-level fields everywhere, `$in` and `$or`
+//! since 6.0; `ne`, `not`, `starts_with`/`contains` and nested paths (which
+//! become `$nor`/`$regex`/array guards) are refused by the server when the
+//! index is created (an error from `ensure_schema`). It is ensured by
+//! `ensure_schema` like the metadata indexes and checked the same way below.
+//! Repositories without the declaration leave the index alone (only
+//! declared and metadata indexes are compared); for tenants, declare it on
+//! the tenant's repository (`scope.repository::<E>().with_partial_index(..)`)
+//! before `ensure_schema`. The PostgreSQL backend has no such declaration.
 //!
 //! Existing indexes with the same name are compared with the wanted
 //! definition (keys, unique, partial filter, TTL). A difference is a
@@ -26,7 +55,9 @@
 use bson::{Bson, Document, doc};
 use futures_util::TryStreamExt as _;
 use mongodb::{Collection, IndexModel, options::IndexOptions};
-use persistence_core::{EntityMeta, Error, FieldType, IndexMeta, Result};
+use persistence_core::{
+    EntityMeta, Error, FieldType, Filter, IndexMeta, Result, ScalarType, Shape,
+};
 
 use crate::convert::{bson_type_alias, stored_name};
 use crate::error::{NAMESPACE_EXISTS, map, server_code};
@@ -72,6 +103,107 @@ pub fn index_model(meta: &EntityMeta, ix: &IndexMeta) -> Result<IndexModel> {
     }
     opts.expire_after = ttl;
     Ok(IndexModel::builder().keys(keys).options(opts).build())
+}
+
+/// A partial index declared on a repository (see the module docs).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PartialIndex {
+    name: String,
+    fields: Vec<String>,
+    unique: bool,
+    filter: Filter,
+}
+
+impl PartialIndex {
+    /// An index named `name` over `fields` (entity field paths, ascending),
+    /// covering only the documents that match `filter`.
+    pub fn new<S: Into<String>>(
+        name: impl Into<String>,
+        fields: impl IntoIterator<Item = S>,
+        filter: Filter,
+    ) -> Self {
+        PartialIndex {
+            name: name.into(),
+            fields: fields.into_iter().map(Into::into).collect(),
+            unique: false,
+            filter,
+        }
+    }
+
+    /// Make it a unique index (among the matching documents).
+    pub fn unique(mut self) -> Self {
+        self.unique = true;
+        self
+    }
+
+    /// The index name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Whether it is unique.
+    pub fn is_unique(&self) -> bool {
+        self.unique
+    }
+
+    /// The stored keys (dotted paths) of the fields, validated against `meta`.
+    pub(crate) fn keys(&self, meta: &EntityMeta) -> Result<Vec<String>> {
+        self.fields
+            .iter()
+            .map(|f| {
+                let r = meta.resolve_path(f)?;
+                let mut key = stored_name(meta, r.index).to_string();
+                for seg in &r.rest {
+                    key.push('.');
+                    key.push_str(seg);
+                }
+                Ok(key)
+            })
+            .collect()
+    }
+
+    /// The `partialFilterExpression` (checked against `meta`).
+    pub(crate) fn filter_document(&self, meta: &EntityMeta) -> Result<Document> {
+        crate::filter::to_query(meta, &self.filter.checked(meta)?)
+    }
+
+    /// The wanted index model (name and fields validated against `meta`).
+    pub fn model(&self, meta: &EntityMeta) -> Result<IndexModel> {
+        let bad = |m: String| Error::config(m).in_context(meta.name, "ensure_schema");
+        persistence_core::entity::validate_identifier(&self.name)
+            .map_err(|e| bad(format!("partial index name: {}", e.message())))?;
+        if meta.indexes.iter().any(|i| i.name == self.name) || self.name == "_id_" {
+            return Err(bad(format!(
+                "partial index `{}` has the name of another index",
+                self.name
+            )));
+        }
+        if self.fields.is_empty() {
+            return Err(bad(format!("partial index `{}` lists no field", self.name)));
+        }
+        let keys = self
+            .keys(meta)
+            .map_err(|e| bad(format!("partial index `{}`: {}", self.name, e.message())))?;
+        let filter = self
+            .filter_document(meta)
+            .map_err(|e| bad(format!("partial index `{}`: {}", self.name, e.message())))?;
+        if filter.is_empty() {
+            return Err(bad(format!(
+                "partial index `{}` needs a filter (Filter::all() indexes everything)",
+                self.name
+            )));
+        }
+        let mut doc = Document::new();
+        for k in keys {
+            doc.insert(k, 1);
+        }
+        let mut opts = IndexOptions::builder().name(self.name.clone()).build();
+        if self.unique {
+            opts.unique = Some(true);
+        }
+        opts.partial_filter_expression = Some(filter);
+        Ok(IndexModel::builder().keys(doc).options(opts).build())
+    }
 }
 
 fn same(a: &IndexModel, b: &IndexModel) -> Option<String> {
@@ -151,6 +283,14 @@ pub fn json_schema(meta: &EntityMeta) -> Document {
             }
         }
         match f.ty {
+            FieldType::Json => {
+                if let Some(shape) = meta.shape(i) {
+                    prop = shape_schema(shape);
+                    if f.nullable {
+                        prop = with_null(prop);
+                    }
+                }
+            }
             FieldType::Array(s) => {
                 if let Some(item) = bson_type_alias(FieldType::Scalar(s)) {
                     prop.insert("items", doc! { "bsonType": item });
@@ -169,6 +309,90 @@ pub fn json_schema(meta: &EntityMeta) -> Document {
         "required": required,
         "properties": properties,
     } }
+}
+
+/// The `bsonType` aliases a scalar has inside a nested (JSON-shaped) value.
+fn nested_scalar_types(s: ScalarType) -> Bson {
+    use ScalarType as T;
+    match s {
+        T::Bool => Bson::from("bool"),
+        // serde writes `Vec<u8>` as a sequence of integers.
+        T::Bytes => Bson::from("array"),
+        T::I16 | T::I32 | T::I64 => Bson::from(vec![Bson::from("int"), Bson::from("long")]),
+        T::F32 | T::F64 => Bson::from(vec![
+            Bson::from("double"),
+            Bson::from("int"),
+            Bson::from("long"),
+        ]),
+        // Strings, unit enums, and the serde string forms of UUIDs,
+        // timestamps, dates and decimals.
+        _ => Bson::from("string"),
+    }
+}
+
+/// The `$jsonSchema` of a nested value of this shape.
+pub fn shape_schema(shape: &Shape) -> Document {
+    match shape {
+        Shape::Scalar(s) => {
+            let mut d = doc! { "bsonType": nested_scalar_types(*s) };
+            if *s == ScalarType::I16 {
+                d.insert("minimum", i32::from(i16::MIN));
+                d.insert("maximum", i32::from(i16::MAX));
+            }
+            d
+        }
+        Shape::Nullable(inner) => with_null(shape_schema(inner)),
+        Shape::Array(items) => {
+            let mut d = doc! { "bsonType": "array" };
+            let items = shape_schema(items);
+            if !items.is_empty() {
+                d.insert("items", items);
+            }
+            d
+        }
+        Shape::Map(values) => {
+            let mut d = doc! { "bsonType": "object" };
+            let values = shape_schema(values);
+            if !values.is_empty() {
+                d.insert("additionalProperties", values);
+            }
+            d
+        }
+        Shape::Object(fields) => {
+            let mut properties = Document::new();
+            let mut required = Vec::new();
+            for f in fields {
+                if !f.optional && !matches!(f.shape, Shape::Nullable(_)) {
+                    required.push(Bson::from(f.name));
+                }
+                properties.insert(f.name, shape_schema(&f.shape));
+            }
+            let mut d = doc! { "bsonType": "object" };
+            // `required` must not be empty.
+            if !required.is_empty() {
+                d.insert("required", required);
+            }
+            d.insert("properties", properties);
+            d
+        }
+        // `Any` and shapes added later: no constraint.
+        _ => Document::new(),
+    }
+}
+
+/// Allow null besides what `schema` allows (an empty schema already does).
+fn with_null(mut schema: Document) -> Document {
+    match schema.get("bsonType").cloned() {
+        Some(Bson::String(t)) if t != "null" => {
+            schema.insert("bsonType", vec![Bson::from(t), Bson::from("null")]);
+        }
+        Some(Bson::Array(mut ts)) if !ts.contains(&Bson::from("null")) => {
+            ts.push(Bson::from("null"));
+            schema.insert("bsonType", ts);
+        }
+        _ => {}
+    }
+    schema
 }
 
 fn validation_fields(v: &Validation) -> Document {
@@ -190,6 +414,29 @@ pub async fn ensure(
     meta: &EntityMeta,
     validation: Option<&Validation>,
 ) -> Result<()> {
+    ensure_with(coll, meta, validation, &[]).await
+}
+
+/// [`ensure`] plus declared partial indexes (checked like the metadata's).
+pub async fn ensure_with(
+    coll: &Collection<Document>,
+    meta: &EntityMeta,
+    validation: Option<&Validation>,
+    partial: &[PartialIndex],
+) -> Result<()> {
+    let mut wanted = Vec::with_capacity(meta.indexes.len() + partial.len());
+    for ix in &meta.indexes {
+        wanted.push((ix.name.clone(), index_model(meta, ix)?));
+    }
+    for p in partial {
+        if wanted.iter().any(|(n, _)| n == &p.name) {
+            return Err(
+                Error::config(format!("partial index `{}` is declared twice", p.name))
+                    .in_context(meta.name, "ensure_schema"),
+            );
+        }
+        wanted.push((p.name.clone(), p.model(meta)?));
+    }
     let db = coll.client().database(coll.namespace().db.as_str());
     let mut create = doc! { "create": coll.name() };
     if let Some(v) = validation {
@@ -216,21 +463,20 @@ pub async fn ensure(
         .await
         .map_err(|e| map(e, meta).with_operation("ensure_schema"))?;
     let mut missing = Vec::new();
-    for ix in &meta.indexes {
-        let want = index_model(meta, ix)?;
+    for (name, want) in wanted {
         let found = existing
             .iter()
-            .find(|m| m.options.as_ref().and_then(|o| o.name.as_deref()) == Some(ix.name.as_str()));
+            .find(|m| m.options.as_ref().and_then(|o| o.name.as_deref()) == Some(name.as_str()));
         match found {
             Some(have) => {
                 if let Some(diff) = same(have, &want) {
                     return Err(Error::config(format!(
-                        "index `{}` of collection `{}` differs from the entity metadata ({diff}); \
+                        "index `{}` of collection `{}` differs from its declaration ({diff}); \
                          drop it (db.{}.dropIndex(\"{}\")) and run ensure_schema again to recreate it",
-                        ix.name,
+                        name,
                         coll.name(),
                         coll.name(),
-                        ix.name
+                        name
                     ))
                     .in_context(meta.name, "ensure_schema"));
                 }

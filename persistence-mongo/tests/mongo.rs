@@ -12,7 +12,7 @@ use futures_util::{StreamExt as _, TryStreamExt as _};
 use persistence_core::{
     ConflictKind, Entity, ErrorKind, Filter, MemoryRepository, Query, Repository, StringField,
 };
-use persistence_mongo::{MongoConfig, MongoStore};
+use persistence_mongo::{MongoConfig, MongoRepository, MongoStore};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -463,6 +463,457 @@ async fn server_time_limit_maps_to_timeout() {
         }
         // Without the limit the same query succeeds.
         assert!(repo.find(&q).await.expect("unlimited").is_empty());
+    })
+    .await;
+}
+
+// ------------------------------------------------- nested $jsonSchema
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, persistence_core::Embedded)]
+struct Geo {
+    lat: f64,
+    lon: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, persistence_core::Embedded)]
+struct Postal {
+    street: String,
+    zip: Option<String>,
+    geo: Geo,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, persistence_core::EntityEnum)]
+enum ContactKind {
+    Email,
+    Phone,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, persistence_core::Embedded)]
+struct Contact {
+    kind: ContactKind,
+    value: String,
+    since: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Entity)]
+#[entity(name = "customers")]
+struct Customer {
+    #[entity(id)]
+    id: i64,
+    address: Postal,
+    billing: Option<Postal>,
+    contacts: Vec<Contact>,
+    scores: BTreeMap<String, i64>,
+}
+
+/// An older shape of `customers` (no `geo`): writing it through a
+/// repository hits the validator generated for `Customer`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, persistence_core::Embedded)]
+struct OldPostal {
+    street: String,
+    zip: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Entity)]
+#[entity(name = "customers")]
+struct OldCustomer {
+    #[entity(id)]
+    id: i64,
+    address: OldPostal,
+    billing: Option<OldPostal>,
+    contacts: Vec<Contact>,
+    scores: BTreeMap<String, i64>,
+}
+
+fn customer(id: i64) -> Customer {
+    let since = Utc
+        .with_ymd_and_hms(2024, 1, 2, 3, 4, 5)
+        .single()
+        .expect("ts");
+    Customer {
+        id,
+        address: Postal {
+            street: "Main 1".into(),
+            zip: None,
+            geo: Geo {
+                lat: 59.9,
+                lon: 10.7,
+            },
+        },
+        billing: Some(Postal {
+            street: "Box 7".into(),
+            zip: Some("0150".into()),
+            geo: Geo { lat: 1.0, lon: 2.0 },
+        }),
+        contacts: vec![Contact {
+            kind: ContactKind::Email,
+            value: "a@x.io".into(),
+            since,
+        }],
+        scores: BTreeMap::from([("q1".to_string(), 3)]),
+    }
+}
+
+#[tokio::test]
+async fn json_schema_describes_nested_documents() {
+    with_store(|store| async move {
+        let repo = store.repository::<Customer>();
+        repo.ensure_schema().await.expect("schema");
+        // What the repository writes passes the nested validator.
+        let mut c = customer(1);
+        repo.insert(&c).await.expect("valid nested insert");
+        c.id = 2;
+        c.billing = None;
+        c.contacts.clear();
+        repo.insert(&c).await.expect("null billing, empty contacts");
+        assert_eq!(repo.get(&2).await.expect("get"), Some(c));
+
+        let schema = persistence_mongo::schema::json_schema(Customer::meta());
+        let props = schema
+            .get_document("$jsonSchema")
+            .and_then(|s| s.get_document("properties"))
+            .expect("properties");
+        let address = props.get_document("address").expect("address");
+        assert_eq!(address.get_str("bsonType"), Ok("object"));
+        let required = address.get_array("required").expect("required");
+        assert!(required.contains(&Bson::from("street")));
+        assert!(required.contains(&Bson::from("geo")));
+        assert!(!required.contains(&Bson::from("zip")), "Option: not required");
+        let zip_types = address
+            .get_document("properties")
+            .and_then(|p| p.get_document("zip"))
+            .and_then(|z| z.get_array("bsonType"))
+            .expect("zip bsonType");
+        assert!(zip_types.contains(&Bson::from("null")));
+        let contact_items = props
+            .get_document("contacts")
+            .and_then(|c| c.get_document("items"))
+            .expect("items");
+        assert_eq!(contact_items.get_str("bsonType"), Ok("object"));
+
+        // Around the repository: invalid nested documents are rejected by the server.
+        let base = repo
+            .collection()
+            .find_one(doc! { "_id": 1_i64 })
+            .await
+            .expect("read")
+            .expect("stored");
+        let invalid = [
+            ("address.geo missing", "address", Bson::from(doc! { "street": "x", "zip": Bson::Null })),
+            (
+                "address.geo.lat not a number",
+                "address",
+                Bson::from(doc! { "street": "x", "zip": Bson::Null, "geo": { "lat": "north", "lon": 1.0 } }),
+            ),
+            (
+                "contact value not a string",
+                "contacts",
+                Bson::from(vec![Bson::from(doc! { "kind": "Email", "value": 5, "since": "2024-01-02T03:04:05Z" })]),
+            ),
+            ("billing not an object", "billing", Bson::from("nowhere")),
+            ("score not an integer", "scores", Bson::from(doc! { "q1": "high" })),
+        ];
+        for (i, (what, key, value)) in invalid.into_iter().enumerate() {
+            let mut bad = base.clone();
+            bad.insert("_id", 100 + i as i64);
+            bad.insert(key, value);
+            let err = repo
+                .collection()
+                .insert_one(bad)
+                .await
+                .expect_err(what);
+            assert_eq!(persistence_mongo::error::server_code(&err), Some(121), "{what}");
+        }
+        // The same document with a null billing is valid: Option allows null.
+        let mut ok = base.clone();
+        ok.insert("_id", 200_i64);
+        ok.insert("billing", Bson::Null);
+        repo.collection().insert_one(ok).await.expect("null billing");
+
+        // Through a repository of an outdated shape: InvalidInput with the reason.
+        let old = MongoRepository::<OldCustomer>::with_collection(
+            store.database().collection("customers"),
+        );
+        let err = old
+            .insert(&OldCustomer {
+                id: 300,
+                address: OldPostal {
+                    street: "Old 1".into(),
+                    zip: None,
+                },
+                billing: None,
+                contacts: vec![],
+                scores: BTreeMap::new(),
+            })
+            .await
+            .expect_err("nested geo is required");
+        assert_eq!(err.kind(), &ErrorKind::InvalidInput, "{err}");
+        assert!(err.message().contains("schema validation"), "{err}");
+        // The server's reason (errInfo) is in the message: geo is missing in address.
+        assert!(err.message().contains("geo"), "{err}");
+        assert_eq!(repo.count(&Filter::all()).await.expect("count"), 3);
+    })
+    .await;
+}
+
+// ---------------------------------------------------------- partial indexes
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Entity)]
+#[entity(name = "members")]
+struct Member {
+    #[entity(id)]
+    id: i64,
+    email: String,
+    active: bool,
+    tier: i32,
+}
+
+fn member(id: i64, email: &str, active: bool, tier: i32) -> Member {
+    Member {
+        id,
+        email: email.into(),
+        active,
+        tier,
+    }
+}
+
+#[tokio::test]
+async fn partial_indexes_are_ensured_and_checked() {
+    use persistence_mongo::PartialIndex;
+    with_store(|store| async move {
+        let active_email = PartialIndex::new(
+            "ux_members_active_email",
+            ["email"],
+            Member::ACTIVE.eq(true),
+        )
+        .unique();
+        let repo = store
+            .repository::<Member>()
+            .with_partial_index(active_email.clone())
+            .with_partial_index(PartialIndex::new(
+                "ix_members_tier_high",
+                ["tier", "email"],
+                Member::TIER.gte(5),
+            ));
+        repo.ensure_schema().await.expect("schema");
+        repo.ensure_schema()
+            .await
+            .expect("schema again (idempotent)");
+        let ixs: Vec<mongodb::IndexModel> = repo
+            .collection()
+            .list_indexes()
+            .await
+            .expect("list")
+            .try_collect()
+            .await
+            .expect("collect");
+        let by_name = |n: &str| {
+            ixs.iter()
+                .find(|m| m.options.as_ref().and_then(|o| o.name.as_deref()) == Some(n))
+                .unwrap_or_else(|| panic!("index {n} missing in {ixs:?}"))
+                .clone()
+        };
+        let ux = by_name("ux_members_active_email");
+        let opts = ux.options.clone().unwrap_or_default();
+        assert_eq!(opts.unique, Some(true));
+        assert!(opts.partial_filter_expression.is_some(), "{ux:?}");
+        assert_eq!(
+            by_name("ix_members_tier_high").keys,
+            doc! { "tier": 1, "email": 1 }
+        );
+
+        // Unique among active members only.
+        repo.insert(&member(1, "a@x.io", true, 1))
+            .await
+            .expect("first active");
+        repo.insert(&member(2, "a@x.io", false, 1))
+            .await
+            .expect("inactive twin");
+        repo.insert(&member(3, "a@x.io", false, 1))
+            .await
+            .expect("another inactive twin");
+        let err = repo
+            .insert(&member(4, "a@x.io", true, 1))
+            .await
+            .expect_err("second active");
+        assert_eq!(
+            err.kind(),
+            &ErrorKind::Conflict(ConflictKind::Unique {
+                constraint: Some("ux_members_active_email".into())
+            }),
+            "{err}"
+        );
+
+        // The declaration changes: a clear error, then the documented way out.
+        let changed = store.repository::<Member>().with_partial_index(
+            PartialIndex::new("ux_members_active_email", ["email"], Member::TIER.gte(2)).unique(),
+        );
+        let err = changed
+            .ensure_schema()
+            .await
+            .expect_err("changed partial index");
+        assert_eq!(err.kind(), &ErrorKind::Config);
+        assert!(err.message().contains("ux_members_active_email"), "{err}");
+        assert!(err.message().contains("dropIndex"), "{err}");
+        changed
+            .collection()
+            .drop_index("ux_members_active_email")
+            .await
+            .expect("drop");
+        changed.ensure_schema().await.expect("recreated");
+        changed
+            .ensure_schema()
+            .await
+            .expect("idempotent after the change");
+        // Now unique among tier >= 2: two active tier-1 twins are fine.
+        changed
+            .insert(&member(5, "a@x.io", true, 1))
+            .await
+            .expect("tier 1");
+        changed
+            .insert(&member(6, "b@x.io", true, 3))
+            .await
+            .expect("tier 3");
+        let err = changed
+            .insert(&member(7, "b@x.io", false, 2))
+            .await
+            .expect_err("tier 2 twin");
+        assert!(err.is_conflict(), "{err}");
+
+        // Bad declarations are Config errors before anything reaches the server.
+        let bad = store
+            .repository::<Member>()
+            .with_partial_index(PartialIndex::new(
+                "ix_bad",
+                ["nope"],
+                Member::ACTIVE.eq(true),
+            ));
+        assert_eq!(
+            bad.ensure_schema().await.expect_err("unknown field").kind(),
+            &ErrorKind::Config
+        );
+        let bad = store
+            .repository::<Member>()
+            .with_partial_index(PartialIndex::new(
+                "ix bad; drop",
+                ["email"],
+                Member::ACTIVE.eq(true),
+            ));
+        assert_eq!(
+            bad.ensure_schema().await.expect_err("bad name").kind(),
+            &ErrorKind::Config
+        );
+    })
+    .await;
+}
+
+// ------------------------------------------------------- atomic insert_many
+
+#[tokio::test]
+async fn insert_many_is_all_or_nothing_with_transactions() {
+    with_store(|store| async move {
+        let repo = store.repository::<Member>();
+        repo.ensure_schema().await.expect("schema");
+        repo.insert(&member(5, "five@x.io", true, 1))
+            .await
+            .expect("seed");
+        let batch: Vec<Member> = (1..=9)
+            .map(|i| member(i, &format!("{i}@x.io"), true, 1))
+            .collect();
+        let err = repo
+            .insert_many(&batch)
+            .await
+            .expect_err("duplicate id 5 in the middle");
+        assert!(err.is_conflict(), "{err}");
+        assert!(err.message().contains("row 4"), "{err}");
+        if repo.supports_transactions().await.expect("hello") {
+            assert!(repo.capabilities().atomic_batch);
+            assert_eq!(
+                repo.count(&Filter::all()).await.expect("count"),
+                1,
+                "nothing kept"
+            );
+        } else {
+            // A standalone server: the documented ordered, non-atomic behavior.
+            assert!(!repo.capabilities().atomic_batch);
+            assert_eq!(repo.count(&Filter::all()).await.expect("count"), 5);
+        }
+        // Opting out of the transaction: ordered insert, the prefix stays and is reported.
+        let plain = store.repository::<Member>().with_atomic_batches(false);
+        assert!(!plain.capabilities().atomic_batch);
+        repo.delete_many(&Filter::all()).await.expect("clear");
+        repo.insert(&member(5, "five@x.io", true, 1))
+            .await
+            .expect("seed");
+        let err = plain.insert_many(&batch).await.expect_err("duplicate");
+        assert!(err.is_conflict(), "{err}");
+        assert!(
+            err.message().contains("the 4 rows before it were inserted"),
+            "{err}"
+        );
+        assert_eq!(plain.count(&Filter::all()).await.expect("count"), 5);
+        // A clean batch goes in whole either way.
+        let more: Vec<Member> = (10..20)
+            .map(|i| member(i, &format!("{i}@x.io"), false, 2))
+            .collect();
+        assert_eq!(repo.insert_many(&more).await.expect("clean batch"), 10);
+        assert_eq!(repo.count(&Filter::all()).await.expect("count"), 15);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn validation_level_and_action_are_configurable() {
+    use persistence_mongo::{Validation, ValidationAction, ValidationLevel};
+    with_store(|store| async move {
+        let options = |store: MongoStore| async move {
+            let spec = store
+                .database()
+                .list_collections()
+                .filter(doc! { "name": "customers" })
+                .await
+                .expect("list")
+                .try_next()
+                .await
+                .expect("next")
+                .expect("collection");
+            (
+                spec.options.validation_level.map(|l| format!("{l:?}")),
+                spec.options.validation_action.map(|a| format!("{a:?}")),
+            )
+        };
+        let strict = store.repository::<Customer>();
+        strict.ensure_schema().await.expect("schema");
+        assert_eq!(
+            options(store.clone()).await,
+            (Some("Strict".into()), Some("Error".into()))
+        );
+        // collMod switches an existing collection to moderate + warn.
+        let lenient = store
+            .repository::<Customer>()
+            .with_validation(Some(Validation {
+                level: ValidationLevel::Moderate,
+                action: ValidationAction::Warn,
+            }));
+        lenient.ensure_schema().await.expect("collMod");
+        assert_eq!(
+            options(store.clone()).await,
+            (Some("Moderate".into()), Some("Warn".into()))
+        );
+        // With action warn, an invalid raw document is accepted (and logged by the server).
+        lenient
+            .collection()
+            .insert_one(doc! { "_id": 1_i64, "address": "not an object" })
+            .await
+            .expect("warn only");
+        // And back to strict/error: the same write is rejected again.
+        strict.ensure_schema().await.expect("collMod back");
+        let err = strict
+            .collection()
+            .insert_one(doc! { "_id": 2_i64, "address": "not an object" })
+            .await
+            .expect_err("error action");
+        assert_eq!(persistence_mongo::error::server_code(&err), Some(121));
     })
     .await;
 }
