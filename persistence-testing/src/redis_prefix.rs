@@ -58,9 +58,43 @@ impl TestRedis {
     pub fn at(url: &str, tag: &str) -> TestRedis {
         TestRedis {
             url: url.to_string(),
-            prefix: make_prefix(tag),
+            prefix: Self::unique_prefix(tag),
             cleaned: false,
         }
+    }
+
+    /// Take over an existing `prefix` on the server at `url`: its keys are
+    /// deleted when the value is dropped (for prefixes chosen elsewhere).
+    pub fn adopt(url: &str, prefix: &str) -> TestRedis {
+        TestRedis {
+            url: url.to_string(),
+            prefix: prefix.to_string(),
+            cleaned: false,
+        }
+    }
+
+    /// A fresh prefix string, `t` + `tag` (ASCII letters, digits and `_`
+    /// kept) + 12 hex digits, without a server or cleanup.
+    pub fn unique_prefix(tag: &str) -> String {
+        let tag: String = tag
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .take(40)
+            .collect();
+        format!("t{tag}{}", services::unique_suffix())
+    }
+
+    /// The keys under `{prefix}:` on the server at `url` (SCAN), without
+    /// owning the prefix.
+    pub async fn keys_under(url: &str, prefix: &str) -> Result<Vec<String>> {
+        let mut c = connect(url).await?;
+        scan(&mut c, prefix).await
+    }
+
+    /// Delete the keys under `{prefix}:` on the server at `url` (SCAN +
+    /// UNLINK), without owning the prefix.
+    pub async fn delete_under(url: &str, prefix: &str) -> Result<()> {
+        delete_all(url.to_string(), prefix.to_string()).await
     }
 
     /// The server URL (contains credentials when configured with them).
@@ -85,8 +119,7 @@ impl TestRedis {
 
     /// The keys under `{prefix}:` now (SCAN).
     pub async fn keys(&self) -> Result<Vec<String>> {
-        let mut c = self.connection().await?;
-        scan(&mut c, &self.prefix).await
+        Self::keys_under(&self.url, &self.prefix).await
     }
 
     /// Delete every key under the prefix now and report errors (instead of
@@ -109,15 +142,6 @@ impl Drop for TestRedis {
             move || -> CleanupFuture { Box::pin(delete_all(url, prefix)) },
         );
     }
-}
-
-fn make_prefix(tag: &str) -> String {
-    let tag: String = tag
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
-        .take(40)
-        .collect();
-    format!("t{tag}{}", services::unique_suffix())
 }
 
 fn map_redis(e: redis::RedisError) -> Error {
