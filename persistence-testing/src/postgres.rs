@@ -157,6 +157,13 @@ impl TestPostgres {
         exists(&self.server_url, &self.name, self.isolation).await
     }
 
+    /// Keep the schema or database: no cleanup on drop (to inspect it after
+    /// a failure, or when the caller removes it itself). Returns its name.
+    pub fn keep(mut self) -> String {
+        self.cleaned = true;
+        std::mem::take(&mut self.name)
+    }
+
     /// Drop the schema or database now and report errors (instead of
     /// printing them from `Drop`).
     pub async fn cleanup(mut self) -> Result<()> {

@@ -22,6 +22,7 @@ use crate::services;
 #[derive(Debug)]
 pub struct TestSqlite {
     path: PathBuf,
+    kept: bool,
 }
 
 impl Default for TestSqlite {
@@ -36,7 +37,22 @@ impl TestSqlite {
         TestSqlite {
             path: std::env::temp_dir()
                 .join(format!("persistence-test-{}.db", services::unique_suffix())),
+            kept: false,
         }
+    }
+
+    /// Take over the file at `path` (and its companions): removed on drop.
+    pub fn adopt(path: impl Into<PathBuf>) -> TestSqlite {
+        TestSqlite {
+            path: path.into(),
+            kept: false,
+        }
+    }
+
+    /// Keep the file: no removal on drop. Returns its path.
+    pub fn keep(mut self) -> PathBuf {
+        self.kept = true;
+        std::mem::take(&mut self.path)
     }
 
     /// The file.
@@ -62,6 +78,9 @@ impl TestSqlite {
 
 impl Drop for TestSqlite {
     fn drop(&mut self) {
+        if self.kept {
+            return;
+        }
         for ext in ["", "-wal", "-shm", "-journal"] {
             let mut p = self.path.clone().into_os_string();
             p.push(ext);
