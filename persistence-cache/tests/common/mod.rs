@@ -32,7 +32,10 @@ pub async fn delete_keys(url: &str, prefix: &str) {
 
 /// Number of keys under `prefix:` (SCAN).
 pub async fn count_keys(url: &str, prefix: &str) -> usize {
-    TestRedis::keys_under(url, prefix).await.expect("scan").len()
+    TestRedis::keys_under(url, prefix)
+        .await
+        .expect("scan")
+        .len()
 }
 
 /// Which levels a test layer uses.
