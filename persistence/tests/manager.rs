@@ -2,8 +2,9 @@
 use std::sync::Arc;
 
 use persistence::config::{ConfigLoader, PersistenceConfig};
-use persistence::conformance::services::{Service, unique_suffix, url};
 use persistence::{Entity, ErrorKind, HealthState, Persistence, Query, Repository, StringField};
+use persistence_testing::services::{Service, url};
+use persistence_testing::{TestMongo, TestPostgres, TestRedis};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Entity)]
@@ -150,16 +151,20 @@ async fn unreachable_database_is_unavailable_not_a_hang() {
 
 #[tokio::test]
 async fn real_servers_from_a_config_file() {
-    let (Some(pg), Some(mongo), Some(redis)) = (
-        url(Service::Postgres),
-        url(Service::Mongo),
-        url(Service::Redis),
+    // Each resource is removed when dropped, also if an assertion fails.
+    let (Some(pg_schema), Some(mongo_db), Some(redis)) = (
+        TestPostgres::schema().await,
+        TestMongo::database().await,
+        TestRedis::new().await,
     ) else {
         return;
     };
-    let suffix = unique_suffix();
-    let schema = format!("mgr_{suffix}");
-    let mongo_db = format!("mgr_{suffix}");
+    let (pg, mongo) = (pg_schema.url().to_string(), mongo_db.url().to_string());
+    let (schema, mongo_db) = (pg_schema.name(), mongo_db.name());
+    // The manager's cache prefixes are `persistence.{database}.{schema or database}`.
+    let _main_keys = TestRedis::adopt(redis.url(), &format!("persistence.main.{schema}"));
+    let _catalog_keys = TestRedis::adopt(redis.url(), &format!("persistence.catalog.{mongo_db}"));
+    let redis = redis.url().to_string();
     let yaml = format!(
         "databases:\n  main: {{ kind: postgres, url: \"${{PG}}\", schema: {schema}, pool: {{ max_connections: 4 }} }}\n  catalog: {{ kind: mongo, url: \"${{MONGO}}\", database: {mongo_db} }}\n  cache: {{ kind: redis, url: \"${{REDIS}}\" }}\ncache:\n  default: {{ ttl: 30s, l2: cache }}\n"
     );
@@ -215,17 +220,4 @@ async fn real_servers_from_a_config_file() {
     };
     outcome.await;
     p.shutdown().await;
-    // Leave nothing behind.
-    let store = persistence::postgres::RelationalStore::connect(
-        &persistence::postgres::RelationalConfig::new(pg).schema(schema),
-    )
-    .await
-    .expect("cleanup connect");
-    store.drop_schema().await.expect("drop schema");
-    let m = persistence::mongo::MongoStore::connect(&persistence::mongo::MongoConfig::new(
-        mongo, mongo_db,
-    ))
-    .await
-    .expect("mongo");
-    m.drop_database().await.expect("drop db");
 }

@@ -5,11 +5,11 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use deadpool_redis::redis;
 use persistence_cache::{CacheLayer, CacheLayerBuilder};
-use persistence_core::conformance::services::{self, Service};
 use persistence_core::query::Cursor;
 use persistence_core::{BoxStream, Capabilities, Entity, Filter, Page, Query, Repository, Result};
+use persistence_testing::TestRedis;
+use persistence_testing::services::{self, Service};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
@@ -20,59 +20,22 @@ pub fn redis_url() -> Option<String> {
 
 /// A fresh key prefix.
 pub fn prefix(tag: &str) -> String {
-    format!("t{tag}{}", services::unique_suffix())
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
-        .take(60)
-        .collect()
+    TestRedis::unique_prefix(tag)
 }
 
-/// Delete every key under `prefix:` (SCAN, tests only).
+/// Delete every key under `prefix:` (SCAN + UNLINK).
 pub async fn delete_keys(url: &str, prefix: &str) {
-    let Ok(client) = redis::Client::open(url) else {
-        return;
-    };
-    let Ok(mut c) = client.get_multiplexed_async_connection().await else {
-        return;
-    };
-    let mut cursor: u64 = 0;
-    loop {
-        let (next, keys): (u64, Vec<String>) = match redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(format!("{prefix}:*"))
-            .arg("COUNT")
-            .arg(1000)
-            .query_async(&mut c)
-            .await
-        {
-            Ok(x) => x,
-            Err(_) => return,
-        };
-        if !keys.is_empty() {
-            let _: std::result::Result<(), _> =
-                redis::cmd("DEL").arg(&keys).query_async(&mut c).await;
-        }
-        if next == 0 {
-            break;
-        }
-        cursor = next;
+    if let Err(e) = TestRedis::delete_under(url, prefix).await {
+        eprintln!("cleanup of {prefix}: {e}");
     }
 }
 
-/// Number of keys under `prefix:`.
+/// Number of keys under `prefix:` (SCAN).
 pub async fn count_keys(url: &str, prefix: &str) -> usize {
-    let client = redis::Client::open(url).expect("client");
-    let mut c = client
-        .get_multiplexed_async_connection()
+    TestRedis::keys_under(url, prefix)
         .await
-        .expect("connect");
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}:*"))
-        .query_async(&mut c)
-        .await
-        .expect("keys");
-    keys.len()
+        .expect("scan")
+        .len()
 }
 
 /// Which levels a test layer uses.
@@ -231,9 +194,10 @@ impl<E: Entity, R: Repository<E>> Repository<E> for Probe<R> {
 
 /// The conformance backend over a cached `MemoryRepository` at the given levels
 /// (L1 only when Redis is missing outside CI; SKIPPED was printed then).
+/// Its keys are deleted when it is dropped.
 pub struct CachedMemory {
     layer: CacheLayer,
-    url: Option<String>,
+    _keys: Option<TestRedis>,
 }
 
 impl persistence_core::conformance::Backend for CachedMemory {
@@ -242,26 +206,21 @@ impl persistence_core::conformance::Backend for CachedMemory {
     async fn repo<E: persistence_core::Entity>(&self) -> Self::Repo<E> {
         self.layer.wrap(persistence_core::MemoryRepository::new())
     }
-    async fn cleanup(&self) {
-        if let Some(url) = &self.url {
-            delete_keys(url, self.layer.prefix()).await;
-        }
-    }
 }
 
 /// A fresh [`CachedMemory`] with its own key prefix.
 pub async fn cached_memory(levels: Levels) -> CachedMemory {
-    let prefix = prefix("conf");
-    let url = if levels == Levels::L1 {
+    let keys = if levels == Levels::L1 {
         None
     } else {
-        redis_url()
+        TestRedis::tagged("conf").await
     };
-    let layer = match layer(levels, &prefix) {
-        Some(l) => l,
-        None => layer(Levels::L1, &prefix).expect("l1 layer"),
-    };
-    CachedMemory { layer, url }
+    let layer = match &keys {
+        Some(k) => layer(levels, k.prefix()),
+        None => layer(Levels::L1, &prefix("conf")),
+    }
+    .expect("layer");
+    CachedMemory { layer, _keys: keys }
 }
 
 /// Run the conformance suite once per cache level (`l1::`, `l2::`, `l1_l2::`)

@@ -2,11 +2,9 @@
 #![allow(dead_code)]
 
 use std::future::Future;
-use std::panic::AssertUnwindSafe;
 
-use futures_util::FutureExt as _;
-use persistence_core::conformance::services::{self, Service};
-use persistence_mongo::{MongoConfig, MongoStore};
+use persistence_mongo::MongoStore;
+use persistence_testing::TestMongo;
 
 /// Run `body` against a fresh database; prints SKIPPED without a server (fails under CI=true).
 pub async fn with_store<F, Fut>(body: F)
@@ -14,18 +12,13 @@ where
     F: FnOnce(MongoStore) -> Fut,
     Fut: Future<Output = ()>,
 {
-    let Some(url) = services::url(Service::Mongo) else {
+    let Some(db) = TestMongo::database().await else {
         return;
     };
-    let db = format!("t_{}", services::unique_suffix());
-    let store = MongoStore::connect(&MongoConfig::new(url, db))
-        .await
-        .expect("connect");
-    let outcome = AssertUnwindSafe(body(store.clone())).catch_unwind().await;
-    if let Err(e) = store.drop_database().await {
+    let store = db.store().await.expect("connect");
+    body(store).await;
+    // Dropping `db` drops the database, also while unwinding from a panic.
+    if let Err(e) = db.cleanup().await {
         eprintln!("cleanup: {e}");
-    }
-    if let Err(p) = outcome {
-        std::panic::resume_unwind(p);
     }
 }

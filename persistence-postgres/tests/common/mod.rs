@@ -9,73 +9,42 @@ use persistence_core::{
     ConflictKind, Entity, EntityEnum, ErrorKind, Filter, MemoryRepository, Query, Repository,
     StringField,
 };
-use persistence_postgres::{RelationalConfig, RelationalRepository, RelationalStore};
+use persistence_postgres::{RelationalRepository, RelationalStore};
+use persistence_testing::services::{self, Service};
+use persistence_testing::{TestPostgres, TestSqlite};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 /// PostgreSQL URL, or None (test skipped) when no server answers and services are not required.
 pub fn pg_url() -> Option<String> {
-    let url = std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string());
-    let addr = url
-        .split('@')
-        .nth(1)
-        .and_then(|h| h.split('/').next())
-        .unwrap_or("127.0.0.1:5432")
-        .to_string();
-    let reachable = std::net::TcpStream::connect_timeout(
-        &addr
-            .parse()
-            .unwrap_or_else(|_| "127.0.0.1:5432".parse().expect("addr")),
-        std::time::Duration::from_secs(2),
-    )
-    .is_ok();
-    let required = std::env::var("CI").is_ok_and(|v| v == "true")
-        || std::env::var("PERSISTENCE_REQUIRE_SERVICES").is_ok_and(|v| v == "1");
-    if reachable {
-        Some(url)
-    } else if required {
-        panic!("PostgreSQL is required (CI) but {addr} does not answer");
-    } else {
-        eprintln!("SKIPPED: PostgreSQL not reachable at {addr}");
-        None
-    }
+    services::url(Service::Postgres)
 }
 
 pub fn suffix() -> String {
-    let n = Uuid::new_v4().simple().to_string();
-    n[..16].to_string()
+    services::unique_suffix()
 }
 
-/// A fresh PostgreSQL store in its own schema.
+/// A fresh PostgreSQL store in its own (already created) schema. The caller
+/// drops it with `drop_schema`.
 pub async fn pg_store() -> Option<RelationalStore> {
-    let url = pg_url()?;
-    let cfg = RelationalConfig::new(url)
-        .schema(format!("t_{}", suffix()))
-        .max_connections(4);
-    Some(
-        RelationalStore::connect(&cfg)
-            .await
-            .expect("connect to PostgreSQL"),
-    )
+    let pg = TestPostgres::schema().await?;
+    let store = RelationalStore::connect(&pg.config())
+        .await
+        .expect("connect to PostgreSQL");
+    pg.keep();
+    Some(store)
 }
 
-/// A fresh SQLite store in a temporary file.
+/// A fresh SQLite store in a temporary file (removed by [`remove_sqlite`]).
 pub async fn sqlite_store() -> (RelationalStore, std::path::PathBuf) {
-    let path = std::env::temp_dir().join(format!("persistence-test-{}.db", suffix()));
-    let cfg =
-        RelationalConfig::new(format!("sqlite://{}?mode=rwc", path.display())).max_connections(4);
-    (
-        RelationalStore::connect(&cfg).await.expect("open SQLite"),
-        path,
-    )
+    let db = TestSqlite::new();
+    let store = db.store().await.expect("open SQLite");
+    (store, db.keep())
 }
 
 pub fn remove_sqlite(path: &std::path::Path) {
-    for ext in ["", "-wal", "-shm", "-journal"] {
-        let _ = std::fs::remove_file(format!("{}{ext}", path.display()));
-    }
+    drop(TestSqlite::adopt(path));
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, EntityEnum)]
