@@ -25,6 +25,8 @@
 
 mod manager;
 mod pool;
+#[cfg(feature = "prometheus")]
+pub mod prometheus;
 
 pub use manager::{DatabaseHealth, HealthReport, HealthState, Persistence};
 pub use persistence_cache as cache;

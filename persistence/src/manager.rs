@@ -458,7 +458,9 @@ async fn build(db: &Database) -> Result<Backend> {
                 )?);
                 rc.ssl_root_cert = tls.root_cert.clone();
             }
-            Backend::Relational(RelationalStore::connect(&rc).await?)
+            let store = RelationalStore::connect(&rc).await?;
+            store.set_leak_detector(db.leaks.clone());
+            Backend::Relational(store)
         }
         DatabaseKind::Mongo => {
             let database = c.database.clone().unwrap_or_else(|| db.name.clone());
