@@ -12,7 +12,7 @@ use persistence_core::config::{
 };
 use persistence_core::layer::{
     BreakerConfig, CircuitBreaker, LayerExt, LeakDetector, Metrics, PoolProbe, Retry, RetryConfig,
-    Timeout,
+    Timeout, metric_names,
 };
 use persistence_core::{Entity, Error, MemoryRepository, Repository, Result, SharedRepository};
 use persistence_mongo::{MongoConfig, MongoStore};
@@ -315,7 +315,9 @@ impl Persistence {
                 .as_deref()
                 .or(db.config.database.as_deref())
                 .unwrap_or("default");
-            let mut cache = CacheLayer::builder().prefix(format!("persistence.{name}.{scope}"));
+            let mut cache = CacheLayer::builder()
+                .prefix(format!("persistence.{name}.{scope}"))
+                .db_label(name);
             if let Some(ttl) = policy.ttl {
                 cache = cache.ttl(ttl);
             }
@@ -466,6 +468,12 @@ async fn build(db: &Database) -> Result<Backend> {
             let database = c.database.clone().unwrap_or_else(|| db.name.clone());
             let store =
                 MongoStore::connect(&MongoConfig::new(url.unwrap_or_default(), database)).await?;
+            store.set_leak_detector(db.leaks.clone());
+            let label = db.name.clone();
+            store.on_connection_acquired(move |waited| {
+                metrics::histogram!(metric_names::POOL_ACQUIRE, metric_names::LABEL_DB => label.clone())
+                    .record(waited.as_secs_f64());
+            });
             Backend::Mongo(store)
         }
         DatabaseKind::Memory => Backend::Memory(std::sync::Mutex::new(HashMap::new())),

@@ -563,3 +563,86 @@ fn prometheus_recorder_renders_operation_counters() {
         "{text}"
     );
 }
+
+/// Cache counters of a manager-built cache carry the database name.
+#[tokio::test]
+async fn cache_counters_carry_the_database_label() {
+    snapshotter();
+    let db = format!("mem_{}", unique_suffix());
+    let p = Persistence::new(config(&format!(
+        "databases:\n  {db}: {{ kind: memory }}\ncache:\n  default: {{ ttl: 1m }}\n"
+    )))
+    .expect("manager");
+    let users = p.repo_in::<User>(&db).await.expect("repo");
+    users.insert(&user(1, "a@x.io")).await.expect("insert");
+    assert!(users.get(&1).await.expect("get").is_some());
+    assert!(users.get(&1).await.expect("get").is_some());
+    let hits = counter(
+        persistence::cache::metrics::names::HITS,
+        &[
+            (names::LABEL_DB, &db),
+            ("entity", "met_users"),
+            ("level", "l1"),
+        ],
+    );
+    assert!(hits >= 1, "l1 hits labelled with db: {hits}");
+    p.shutdown().await;
+}
+
+/// MongoDB: pool counts from the driver's events, command shapes (no values)
+/// in the slow log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mongo_pool_status_and_command_shapes() {
+    snapshotter();
+    let Some(mongo) = url(Service::Mongo) else {
+        return;
+    };
+    let suffix = unique_suffix();
+    let db = format!("mg_{suffix}");
+    let p = Persistence::new(config(&format!(
+        "databases:\n  {db}: {{ kind: mongo, url: \"{mongo}\", database: met_{suffix} }}\n\
+         cache:\n  default: {{ disabled: true }}\n\
+         metrics: {{ sample_interval: 20ms, slow_threshold: 0s }}\n"
+    )))
+    .expect("manager");
+    let users = p.repo_in::<User>(&db).await.expect("repo");
+    let secret = format!("secret-{suffix}@x.io");
+    users.insert(&user(1, &secret)).await.expect("insert");
+    let found = users
+        .find(&Query::filter(User::EMAIL.eq(secret.as_str())))
+        .await
+        .expect("find");
+    assert_eq!(found.len(), 1);
+
+    let status = p.pool_status(&db).expect("pool counts from driver events");
+    assert!(status.max > 0 && status.size >= 1, "{status:?}");
+    assert_eq!((status.in_use, status.waiting), (0, 0), "{status:?}");
+    assert!(!histogram(names::POOL_ACQUIRE, &db).is_empty());
+
+    let mine: Vec<_> = SlowLog::global()
+        .recent(256)
+        .into_iter()
+        .filter(|e| e.db == db)
+        .collect();
+    let find = mine.iter().find(|e| e.op == "find").expect("find logged");
+    let shape = find.statement.as_deref().expect("command shape");
+    assert!(
+        shape.starts_with("find met_users") && shape.contains("email"),
+        "{shape}"
+    );
+    assert!(
+        mine.iter()
+            .filter_map(|e| e.statement.as_deref())
+            .all(|s| !s.contains("secret-")),
+        "no values: {mine:?}"
+    );
+
+    let store = persistence::mongo::MongoStore::connect(&persistence::mongo::MongoConfig::new(
+        mongo,
+        format!("met_{suffix}"),
+    ))
+    .await
+    .expect("cleanup connect");
+    store.drop_database().await.expect("drop database");
+    p.shutdown().await;
+}
