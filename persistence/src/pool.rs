@@ -11,7 +11,9 @@ use persistence_postgres::sea_orm::DatabaseConnectionType;
 
 use crate::manager::{Backend, Database};
 
-/// Occupancy of one database's connection pool.
+/// Occupancy of one database's connection pool, from
+/// [`Persistence::pool_status`](crate::Persistence::pool_status) or
+/// [`DatabaseHealth::pool`](crate::DatabaseHealth::pool).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PoolStatus {
     /// Most connections the pool opens.
@@ -22,8 +24,10 @@ pub struct PoolStatus {
     pub idle: u32,
     /// Connections handed out.
     pub in_use: u32,
-    /// Operations waiting for a connection (repository operations through
-    /// the manager; direct pool users are not counted).
+    /// Waiting for a connection: PostgreSQL/SQLite — repository operations
+    /// through the manager that have not got their connection yet (direct
+    /// users of the sqlx pool are not seen); MongoDB — the driver's pending
+    /// check-outs.
     pub waiting: u32,
 }
 
