@@ -105,7 +105,9 @@ pub(crate) fn publish(db: &str, status: &PoolStatus) {
     metrics::gauge!(names::POOL_WAITING, names::LABEL_DB => label).set(f64::from(status.waiting));
 }
 
-/// Warns once each time utilization rises to the threshold (re-armed when it falls below).
+/// Warns once each time utilization rises to the threshold (re-armed when it
+/// falls below). Single-connection pools (in-memory SQLite) are exempt: they
+/// swing between 0 and 100 % with every call.
 #[derive(Debug)]
 pub(crate) struct UtilizationWatch {
     threshold: f64,
@@ -123,7 +125,7 @@ impl UtilizationWatch {
     /// Returns true when this observation crossed the threshold upwards (and warned).
     pub(crate) fn observe(&mut self, db: &str, status: &PoolStatus) -> bool {
         let util = status.utilization_percent();
-        if status.max > 0 && util >= self.threshold {
+        if status.max > 1 && util >= self.threshold {
             if !self.above {
                 self.above = true;
                 tracing::warn!(
@@ -167,4 +169,34 @@ pub(crate) fn spawn_sampler(
                 .set(breaker_gauge(db.breaker.state()));
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{PoolStatus, UtilizationWatch};
+
+    fn at(max: u32, in_use: u32) -> PoolStatus {
+        PoolStatus {
+            max,
+            size: in_use,
+            idle: 0,
+            in_use,
+            waiting: 0,
+        }
+    }
+
+    #[test]
+    fn warns_once_per_crossing() {
+        let mut w = UtilizationWatch::new(85);
+        assert!(!w.observe("db", &at(10, 8)), "80 % is below");
+        assert!(w.observe("db", &at(10, 9)), "90 % crosses");
+        assert!(!w.observe("db", &at(10, 10)), "still above: no repeat");
+        assert!(!w.observe("db", &at(10, 5)), "falls below: re-armed");
+        assert!(w.observe("db", &at(10, 9)), "crosses again");
+        let mut one = UtilizationWatch::new(85);
+        assert!(
+            !one.observe("db", &at(1, 1)),
+            "single-connection pools are exempt"
+        );
+    }
 }

@@ -87,7 +87,7 @@ pub mod keys {
     /// reported as a possible leak (default 30s).
     pub const LEAK_THRESHOLD: &str = "leak_threshold";
     /// Metrics: warn once each time a pool's utilization (in use / max, percent)
-    /// rises to this or above (default 85).
+    /// rises to this or above (default 85; single-connection pools are exempt).
     pub const POOL_WARN_UTILIZATION: &str = "pool_warn_utilization";
     /// Metrics: how often pool gauges are sampled (default 1s).
     pub const SAMPLE_INTERVAL: &str = "sample_interval";
