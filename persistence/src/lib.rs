@@ -23,8 +23,11 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod failover;
+mod health;
 mod manager;
 
+pub use failover::{EndpointHealth, FailoverRepository, Role, Topology};
 pub use manager::{DatabaseHealth, HealthReport, HealthState, Persistence};
 pub use persistence_cache as cache;
 pub use persistence_core::*;
