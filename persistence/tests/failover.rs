@@ -358,3 +358,145 @@ cache: {{ default: {{ disabled: true }} }}
     assert_eq!(p.health().await.databases[0].state, HealthState::Healthy);
     p.shutdown().await;
 }
+
+/// Numbers for the closing note: `cargo nextest run -p persistence --test failover
+/// --run-ignored only --no-capture measure`. Prints failover and breaker timings;
+/// asserts only that each transition happened.
+#[tokio::test]
+#[ignore = "measurement: prints timings"]
+async fn measure_failover_and_breaker_timings() {
+    let Some(shared) = url(Service::Postgres) else {
+        return;
+    };
+    let (interval, timeout) = ("200ms", "500ms");
+    let schema = format!("fo_{}", unique_suffix());
+    let primary = LocalPg::start();
+    let mut replica = LocalPg::replica_of(&primary);
+    let p = manager(&format!(
+        r#"
+databases:
+  main:
+    kind: postgres
+    url: "{}"
+    replicas: ["{}"]
+    backup: "{shared}"
+    schema: {schema}
+    pool: {{ acquire_timeout: 1s, max_connections: 4 }}
+    timeout: 3s
+    retry: {{ max_attempts: 1, base_delay: 10ms, max_delay: 10ms }}
+    failover: {{ check_interval: {interval}, check_timeout: {timeout} }}
+cache: {{ default: {{ disabled: true }} }}
+"#,
+        primary.url(),
+        replica.url()
+    ));
+    let items = p.repo::<Item>().await.expect("repo");
+    let t = p.topology("main").expect("topology");
+    items.insert(&item(1)).await.expect("insert");
+    within(Duration::from_secs(30), || async {
+        read_ok(&items, 1).await.then_some(())
+    })
+    .await
+    .expect("replicated");
+    println!("check_interval {interval}, check_timeout {timeout}");
+
+    // Replica hung (SIGSTOP) and stopped (pg_ctl stop): time until reads are served elsewhere.
+    for round in 0..3 {
+        replica.pause();
+        let start = Instant::now();
+        let marked = wait_for_state(&t, Role::Replica(0), false).await;
+        let on_primary = calls(&t, Role::Primary);
+        within(MOVE_BOUND, || async {
+            (read_ok(&items, 1).await && calls(&t, Role::Primary) > on_primary).then_some(())
+        })
+        .await
+        .expect("read on primary");
+        let served = start.elapsed();
+        replica.resume();
+        let start = Instant::now();
+        wait_for_state(&t, Role::Replica(0), true).await;
+        let back = start.elapsed();
+        println!(
+            "replica SIGSTOP #{round}: marked down {marked:?}, first read served by primary {served:?}; after SIGCONT marked up {back:?}"
+        );
+    }
+    replica.stop_server();
+    let start = Instant::now();
+    let marked = wait_for_state(&t, Role::Replica(0), false).await;
+    println!("replica pg_ctl stop: marked down {marked:?}");
+    replica.start_server();
+    wait_for_state(&t, Role::Replica(0), true).await;
+    println!(
+        "replica restarted: marked up {:?} after stop",
+        start.elapsed()
+    );
+
+    // Primary stopped: time until a write lands on the backup.
+    primary.stop_server();
+    let start = Instant::now();
+    let mut id = 100;
+    within(MOVE_BOUND, || {
+        id += 1;
+        let items = items.clone();
+        async move { items.insert(&item(id)).await.ok() }
+    })
+    .await
+    .expect("write on backup");
+    println!(
+        "primary pg_ctl stop: first write accepted by the backup after {:?}",
+        start.elapsed()
+    );
+    assert!(calls(&t, Role::Backup) > 0);
+    p.shutdown().await;
+    let store = RelationalStore::connect(&RelationalConfig::new(shared).schema(schema))
+        .await
+        .expect("shared server");
+    store.drop_schema().await.expect("cleanup");
+    store.close().await;
+    primary.start_server();
+
+    // Breaker: threshold 3, open_for 2s, against the (own) primary.
+    let p = manager(&format!(
+        r#"
+databases:
+  main:
+    kind: postgres
+    url: "{}"
+    pool: {{ acquire_timeout: 1s, max_connections: 2 }}
+    timeout: 5s
+    retry: {{ max_attempts: 1, base_delay: 10ms, max_delay: 10ms }}
+    breaker: {{ failure_threshold: 3, open_for: 2s }}
+cache: {{ default: {{ disabled: true }} }}
+"#,
+        primary.url()
+    ));
+    let items = p.repo::<Item>().await.expect("repo");
+    items.get(&1).await.expect("warm");
+    primary.stop_server();
+    let start = Instant::now();
+    loop {
+        let e = items.get(&1).await.expect_err("stopped");
+        if e.to_string().contains("circuit breaker") {
+            break;
+        }
+    }
+    let to_open = start.elapsed();
+    let n = 1000;
+    let start = Instant::now();
+    for _ in 0..n {
+        items.get(&1).await.expect_err("open");
+    }
+    let fail_fast = start.elapsed() / n;
+    primary.start_server();
+    let start = Instant::now();
+    within(Duration::from_secs(30), || async {
+        items.get(&1).await.ok()
+    })
+    .await
+    .expect("closes");
+    let to_close = start.elapsed();
+    println!(
+        "breaker (threshold 3, open_for 2s, acquire_timeout 1s): open after {to_open:?}; fail-fast {fail_fast:?}/call while open; closed {to_close:?} after the server was back"
+    );
+    p.shutdown().await;
+}
