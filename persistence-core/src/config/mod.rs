@@ -10,6 +10,8 @@
 //!     url: ${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/app}
 //!     pool: { max_connections: 20, acquire_timeout: 5s }
 //!     replicas: ["${REPLICA_URL:-postgres://postgres@127.0.0.1:5433/app}"]
+//!     backup: ${BACKUP_URL:-postgres://postgres@127.0.0.1:5434/app}
+//!     failover: { check_interval: 1s, check_timeout: 500ms, read_from_replicas: true }
 //!     timeout: 5s
 //!     retry: { max_attempts: 3, base_delay: 20ms, max_delay: 1s }
 //!     breaker: { failure_threshold: 5, open_for: 10s }
