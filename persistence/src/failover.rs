@@ -537,8 +537,7 @@ mod tests {
         assert_eq!(f.count(&Filter::all()).await.expect("count"), 1);
         assert!(f.exists(&Filter::all()).await.expect("exists"));
         assert_eq!(collect(f.stream(&all)).await.expect("stream").len(), 1);
-        let mut q = Query::default();
-        q.limit = Some(10);
+        let q = Query::all().limit(10);
         assert_eq!(f.page(&q, None).await.expect("page").items.len(), 1);
 
         let two = f.insert(&person(2)).await.expect("insert");

@@ -364,7 +364,14 @@ impl Persistence {
                     };
                 };
                 if let Some(Some(fo)) = db.failover.get() {
-                    let c = crate::health::check_endpoints(&fo.topology, &fo.pingers).await;
+                    let mut c = crate::health::check_endpoints(&fo.topology, &fo.pingers).await;
+                    let breaker = db.breaker.state();
+                    if c.state == HealthState::Healthy
+                        && breaker != persistence_core::layer::BreakerState::Closed
+                    {
+                        c.state = HealthState::Degraded;
+                        c.error = Some("circuit breaker not closed".to_string());
+                    }
                     return DatabaseHealth {
                         name: db.name.clone(),
                         kind,
