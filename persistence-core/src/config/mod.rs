@@ -411,6 +411,13 @@ impl PersistenceConfig {
             if let Some(b) = &db.backup {
                 let _ = write!(out, ", backup {b}");
             }
+            if let Some(f) = &db.failover {
+                let _ = write!(
+                    out,
+                    ", checked every {:?} (timeout {:?}, reads from replicas: {})",
+                    f.check_interval, f.check_timeout, f.read_from_replicas
+                );
+            }
             if let Some(m) = db.pool.max_connections {
                 let _ = write!(out, ", pool max {m}");
             }
