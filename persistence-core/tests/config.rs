@@ -364,3 +364,44 @@ fn env_only_probe_never_picks_up_a_local_server() {
     assert_eq!(d.config.databases["main"].kind, DatabaseKind::Postgres);
     drop(open);
 }
+
+#[test]
+fn failover_section_defaults_overrides_and_errors() {
+    let text = "databases:\n  main:\n    kind: postgres\n    url: postgres://h/db\n    replicas: [\"postgres://r/db\"]\n    backup: postgres://b/db\n    failover: { check_interval: 250ms }\n";
+    let c = load(text, &[]).expect("valid");
+    let f = c.databases["main"].failover.clone().expect("failover");
+    assert_eq!(f.check_interval, Duration::from_millis(250));
+    assert_eq!(f.check_timeout, Duration::from_millis(500), "default");
+    assert!(f.read_from_replicas, "default");
+    let c = load(
+        text,
+        &[(
+            "PERSISTENCE__DATABASES__MAIN__FAILOVER__READ_FROM_REPLICAS",
+            "false",
+        )],
+    )
+    .expect("valid");
+    assert_eq!(
+        c.databases["main"]
+            .failover
+            .as_ref()
+            .map(|f| f.read_from_replicas),
+        Some(false)
+    );
+
+    let msg = config_error(&text.replace("check_interval", "check_intervall"), &[]);
+    assert!(
+        msg.contains("databases.main.failover.check_intervall") && msg.contains("line 7"),
+        "{msg}"
+    );
+    let msg = config_error(&text.replace("250ms", "0s"), &[]);
+    assert!(msg.contains("databases.main.failover"), "{msg}");
+    let msg = config_error(
+        "databases:\n  local: { kind: memory, replicas: [\"x\"] }\n",
+        &[],
+    );
+    assert!(
+        msg.contains("databases.local") && msg.contains("not supported"),
+        "{msg}"
+    );
+}

@@ -39,6 +39,10 @@ pub struct RelationalConfig {
     /// A PEM file of root certificates trusted for `VerifyCa` / `VerifyFull`
     /// (e.g. a private CA or a self-signed server certificate).
     pub ssl_root_cert: Option<std::path::PathBuf>,
+    /// Create the pool without opening a connection, so a server that is
+    /// down at start-up is not an error (connections open on first use).
+    /// Used for failover endpoints.
+    pub connect_lazy: bool,
 }
 
 /// PostgreSQL TLS modes (libpq's `sslmode`), negotiated with rustls.
@@ -100,6 +104,7 @@ impl fmt::Debug for RelationalConfig {
             .field("application_name", &self.application_name)
             .field("ssl_mode", &self.ssl_mode)
             .field("ssl_root_cert", &self.ssl_root_cert)
+            .field("connect_lazy", &self.connect_lazy)
             .finish()
     }
 }
@@ -122,6 +127,7 @@ impl RelationalConfig {
             application_name: None,
             ssl_mode: None,
             ssl_root_cert: None,
+            connect_lazy: false,
         }
     }
 
@@ -195,6 +201,7 @@ impl RelationalConfig {
     pub(crate) fn connect_options(&self) -> sea_orm::ConnectOptions {
         let mut o = sea_orm::ConnectOptions::new(self.url.clone());
         o.sqlx_logging(false);
+        o.connect_lazy(self.connect_lazy);
         if self.is_sqlite_memory() {
             o.max_connections(1)
                 .min_connections(1)

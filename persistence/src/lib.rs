@@ -31,11 +31,14 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod failover;
+mod health;
 mod manager;
 mod pool;
 #[cfg(feature = "prometheus")]
 pub mod prometheus;
 
+pub use failover::{EndpointHealth, FailoverRepository, Role, Topology};
 pub use manager::{DatabaseHealth, HealthReport, HealthState, Persistence};
 pub use persistence_cache as cache;
 pub use persistence_core::*;

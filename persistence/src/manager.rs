@@ -4,7 +4,7 @@
 use std::any::{Any, TypeId};
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use persistence_cache::{CacheLayer, Stats as CacheStats};
 use persistence_core::config::{
@@ -19,6 +19,8 @@ use persistence_mongo::{MongoConfig, MongoStore};
 use persistence_postgres::{RelationalConfig, RelationalStore};
 use tokio::sync::{Mutex, OnceCell};
 
+use crate::failover::{EndpointHealth, FailoverRepository, Pinger, Topology};
+use crate::health::Streak;
 use crate::pool::PoolStatus;
 
 /// A built database.
@@ -42,6 +44,8 @@ pub(crate) struct Database {
     leaks: LeakDetector,
     /// The pool sampler and leak watchdog, started when the database is built.
     tasks: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    failover: OnceCell<Option<Failover>>,
+    streak: Streak,
 }
 
 impl Database {
@@ -58,6 +62,14 @@ impl Drop for Database {
     fn drop(&mut self) {
         self.stop_tasks();
     }
+}
+
+/// The other endpoints of a database with replicas or a backup.
+struct Failover {
+    /// Replicas, then the backup, in the topology's order after the primary.
+    others: Vec<Backend>,
+    topology: Arc<Topology>,
+    pingers: Vec<Pinger>,
 }
 
 /// The state of one database.
@@ -88,6 +100,11 @@ pub struct DatabaseHealth {
     pub error: Option<String>,
     /// Connection pool occupancy (PostgreSQL/SQLite, once built).
     pub pool: Option<PoolStatus>,
+    /// When the current failing streak began (the first failed check since
+    /// the last good one); `None` while healthy.
+    pub since: Option<SystemTime>,
+    /// Primary, replicas and backup, when replicas or a backup are configured.
+    pub endpoints: Vec<EndpointHealth>,
 }
 
 /// Health of every database, and the worst state among them.
@@ -148,6 +165,8 @@ impl Persistence {
                     probe: PoolProbe::new(name),
                     leaks: LeakDetector::new(name, config.metrics.leak_threshold),
                     tasks: std::sync::Mutex::new(Vec::new()),
+                    failover: OnceCell::new(),
+                    streak: Streak::default(),
                 })
             })
             .collect();
@@ -224,9 +243,10 @@ impl Persistence {
     }
 
     async fn backend<'d>(&self, db: &'d Arc<Database>) -> Result<&'d Backend> {
+        let lazy = has_endpoints(&db.config);
         let backend = db
             .backend
-            .get_or_try_init(|| build(db))
+            .get_or_try_init(|| build(db, db.config.url.as_ref(), lazy))
             .await
             .map_err(|e| {
                 Error::new(
@@ -257,6 +277,46 @@ impl Persistence {
         crate::pool::status(self.database(db).ok()?)
     }
 
+    /// Replicas and backup (pools created lazily, so an endpoint that is down
+    /// at start-up is not an error) and the started checker; `None` without.
+    async fn failover<'a>(db: &'a Database, primary: &Backend) -> Result<Option<&'a Failover>> {
+        let built = db
+            .failover
+            .get_or_try_init(|| async {
+                let c = &db.config;
+                if !has_endpoints(c) {
+                    return Ok(None);
+                }
+                let mut others = Vec::new();
+                for url in c.replicas.iter().chain(&c.backup) {
+                    others.push(build(db, Some(url), true).await?);
+                }
+                let label = |u: Option<&persistence_core::config::Secret>| {
+                    u.map(|u| u.to_string()).unwrap_or_default()
+                };
+                let replicas: Vec<String> = c.replicas.iter().map(|u| label(Some(u))).collect();
+                let topology = Arc::new(Topology::new(
+                    &db.name,
+                    &replicas,
+                    label(c.url.as_ref()),
+                    c.backup.as_ref().map(|u| label(Some(u))),
+                    c.failover.clone().unwrap_or_default(),
+                ));
+                let pingers: Vec<Pinger> = std::iter::once(primary)
+                    .chain(&others)
+                    .map(pinger)
+                    .collect();
+                topology.start_checker(pingers.clone());
+                Ok::<_, Error>(Some(Failover {
+                    others,
+                    topology,
+                    pingers,
+                }))
+            })
+            .await?;
+        Ok(built.as_ref())
+    }
+
     /// A repository of `E` in the default database (`main`).
     pub async fn repo<E: Entity>(&self) -> Result<SharedRepository<E>> {
         let name = self.default_database()?.to_string();
@@ -275,25 +335,15 @@ impl Persistence {
         }
         let db = self.database(name)?.clone();
         let backend = self.backend(&db).await?;
-        let raw: SharedRepository<E> = match backend {
-            Backend::Relational(store) => Arc::new(store.repository::<E>()),
-            Backend::Mongo(store) => Arc::new(store.repository::<E>()),
-            Backend::Memory(map) => {
-                let mut map = map
-                    .lock()
-                    .map_err(|_| Error::backend("memory store lock poisoned"))?;
-                let repo = map
-                    .entry(TypeId::of::<E>())
-                    .or_insert_with(|| Box::new(MemoryRepository::<E>::new()))
-                    .downcast_ref::<MemoryRepository<E>>()
-                    .cloned()
-                    .ok_or_else(|| Error::backend("memory store type mismatch"))?;
-                Arc::new(repo)
-            }
-            Backend::Redis => {
-                return Err(Error::config(format!(
-                    "database `{name}` is redis: it serves as a cache (cache.*.l2), not as an entity store"
-                )));
+        let primary = raw_repo::<E>(backend, name)?;
+        let raw: SharedRepository<E> = match Self::failover(&db, backend).await? {
+            None => primary,
+            Some(fo) => {
+                let mut endpoints = vec![primary];
+                for b in &fo.others {
+                    endpoints.push(raw_repo::<E>(b, name)?);
+                }
+                Arc::new(FailoverRepository::new(endpoints, fo.topology.clone())?)
             }
         };
         raw.ensure_schema().await?;
@@ -381,11 +431,22 @@ impl Persistence {
         m
     }
 
+    /// The failover topology of database `name` (which endpoints answer,
+    /// calls routed to each), once built; `None` without replicas or backup.
+    pub fn topology(&self, name: &str) -> Option<Arc<Topology>> {
+        let db = self.database(name).ok()?;
+        db.failover.get()?.as_ref().map(|f| f.topology.clone())
+    }
+
     /// Check every database that has been built (a bounded round trip each,
     /// in parallel); databases never used are `Unknown`.
     pub async fn health(&self) -> HealthReport {
         let checks = self.databases.iter().map(|db| {
-            let timeout = self.health_timeout;
+            let timeout = db
+                .config
+                .failover
+                .as_ref()
+                .map_or(self.health_timeout, |f| f.check_timeout);
             async move {
                 let kind = db.config.kind.name();
                 let Some(backend) = db.backend.get() else {
@@ -396,8 +457,30 @@ impl Persistence {
                         latency: None,
                         error: None,
                         pool: None,
+                        since: None,
+                        endpoints: Vec::new(),
                     };
                 };
+                if let Some(Some(fo)) = db.failover.get() {
+                    let mut c = crate::health::check_endpoints(&fo.topology, &fo.pingers).await;
+                    let breaker = db.breaker.state();
+                    if c.state == HealthState::Healthy
+                        && breaker != persistence_core::layer::BreakerState::Closed
+                    {
+                        c.state = HealthState::Degraded;
+                        c.error = Some("circuit breaker not closed".to_string());
+                    }
+                    return DatabaseHealth {
+                        name: db.name.clone(),
+                        kind,
+                        state: c.state,
+                        latency: c.latency,
+                        since: db.streak.observe(c.error.is_some()),
+                        error: c.error,
+                        endpoints: c.endpoints,
+                        pool: crate::pool::status(db),
+                    };
+                }
                 let start = Instant::now();
                 let outcome = tokio::time::timeout(timeout, ping(backend)).await;
                 let latency = start.elapsed();
@@ -423,8 +506,10 @@ impl Persistence {
                     kind,
                     state,
                     latency: Some(latency),
+                    since: db.streak.observe(error.is_some()),
                     error,
                     pool: crate::pool::status(db),
+                    endpoints: Vec::new(),
                 }
             }
         });
@@ -453,7 +538,65 @@ impl Persistence {
             if let Some(Backend::Relational(store)) = db.backend.get() {
                 store.close().await;
             }
+            if let Some(Some(fo)) = db.failover.get() {
+                fo.topology.stop();
+                for b in &fo.others {
+                    if let Backend::Relational(store) = b {
+                        store.close().await;
+                    }
+                }
+            }
         }
+    }
+}
+
+/// The plain repository of `E` on one built endpoint.
+fn raw_repo<E: Entity>(backend: &Backend, name: &str) -> Result<SharedRepository<E>> {
+    Ok(match backend {
+        Backend::Relational(store) => Arc::new(store.repository::<E>()),
+        Backend::Mongo(store) => Arc::new(store.repository::<E>()),
+        Backend::Memory(map) => {
+            let mut map = map
+                .lock()
+                .map_err(|_| Error::backend("memory store lock poisoned"))?;
+            let repo = map
+                .entry(TypeId::of::<E>())
+                .or_insert_with(|| Box::new(MemoryRepository::<E>::new()))
+                .downcast_ref::<MemoryRepository<E>>()
+                .cloned()
+                .ok_or_else(|| Error::backend("memory store type mismatch"))?;
+            Arc::new(repo)
+        }
+        Backend::Redis => {
+            return Err(Error::config(format!(
+                "database `{name}` is redis: it serves as a cache (cache.*.l2), not as an entity store"
+            )));
+        }
+    })
+}
+
+fn has_endpoints(c: &DatabaseConfig) -> bool {
+    !c.replicas.is_empty() || c.backup.is_some()
+}
+
+/// A `'static` ping of one endpoint, for the failover checker.
+fn pinger(backend: &Backend) -> Pinger {
+    match backend {
+        Backend::Relational(store) => {
+            let store = store.clone();
+            Arc::new(move || {
+                let store = store.clone();
+                Box::pin(async move { ping(&Backend::Relational(store)).await })
+            })
+        }
+        Backend::Mongo(store) => {
+            let store = store.clone();
+            Arc::new(move || {
+                let store = store.clone();
+                Box::pin(async move { store.ping().await })
+            })
+        }
+        Backend::Memory(_) | Backend::Redis => Arc::new(|| Box::pin(async { Ok(()) })),
     }
 }
 
@@ -469,9 +612,13 @@ async fn ping(backend: &Backend) -> Result<()> {
     }
 }
 
-async fn build(db: &Database) -> Result<Backend> {
+async fn build(
+    db: &Database,
+    url: Option<&persistence_core::config::Secret>,
+    lazy: bool,
+) -> Result<Backend> {
     let c = &db.config;
-    let url = c.url.as_ref().map(|u| u.expose().to_string());
+    let url = url.map(|u| u.expose().to_string());
     Ok(match c.kind {
         DatabaseKind::Postgres | DatabaseKind::Sqlite => {
             let mut rc = RelationalConfig::new(url.unwrap_or_default());
@@ -483,6 +630,7 @@ async fn build(db: &Database) -> Result<Backend> {
             rc.max_lifetime = c.pool.max_lifetime;
             rc.statement_timeout = c.pool.statement_timeout;
             rc.application_name = c.pool.application_name.clone();
+            rc.connect_lazy = lazy;
             if let Some(tls) = &c.tls {
                 rc.ssl_mode = Some(persistence_postgres::SslMode::parse(&tls.mode).map_err(
                     |e| Error::config(format!("databases.{}.tls.mode: {}", db.name, e.message())),

@@ -89,6 +89,7 @@ fn db(kind: DatabaseKind, url: Option<String>) -> DatabaseConfig {
         retry: None,
         breaker: None,
         tls: None,
+        failover: None,
     }
 }
 

@@ -10,6 +10,8 @@
 //!     url: ${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/app}
 //!     pool: { max_connections: 20, acquire_timeout: 5s }
 //!     replicas: ["${REPLICA_URL:-postgres://postgres@127.0.0.1:5433/app}"]
+//!     backup: ${BACKUP_URL:-postgres://postgres@127.0.0.1:5434/app}
+//!     failover: { check_interval: 1s, check_timeout: 500ms, read_from_replicas: true }
 //!     timeout: 5s
 //!     retry: { max_attempts: 3, base_delay: 20ms, max_delay: 1s }
 //!     breaker: { failure_threshold: 5, open_for: 10s }
@@ -91,6 +93,15 @@ pub mod keys {
     pub const POOL_WARN_UTILIZATION: &str = "pool_warn_utilization";
     /// Metrics: how often pool gauges are sampled (default 1s).
     pub const SAMPLE_INTERVAL: &str = "sample_interval";
+    /// Database: failover and replica routing settings.
+    pub const FAILOVER: &str = "failover";
+    /// Failover: how often the background checker pings every endpoint.
+    pub const CHECK_INTERVAL: &str = "check_interval";
+    /// Failover: how long one ping may take before the endpoint counts as
+    /// down (also the bound of `Persistence::health` for that database).
+    pub const CHECK_TIMEOUT: &str = "check_timeout";
+    /// Failover: send reads to healthy replicas (round robin).
+    pub const READ_FROM_REPLICAS: &str = "read_from_replicas";
     /// The environment variable selecting the profile.
     pub const ENV_PROFILE: &str = "PERSISTENCE_ENV";
     /// The prefix of override variables (`PERSISTENCE__DATABASES__MAIN__URL`).
@@ -175,6 +186,55 @@ pub struct BreakerSettings {
     pub open_for: Duration,
 }
 
+/// Failover and replica routing (see `persistence::failover`): a background
+/// checker pings the primary, every replica and the backup each
+/// `check_interval` with a `check_timeout` bound; traffic moves off an
+/// endpoint within about `check_interval + check_timeout` of it going
+/// silent, and returns after its next successful ping.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FailoverSettings {
+    /// Time between two checks of every endpoint (default 1s).
+    #[serde(
+        default = "FailoverSettings::default_interval",
+        with = "humantime_serde"
+    )]
+    pub check_interval: Duration,
+    /// Bound of one ping (default 500ms); a hung server counts as down after it.
+    #[serde(
+        default = "FailoverSettings::default_timeout",
+        with = "humantime_serde"
+    )]
+    pub check_timeout: Duration,
+    /// Send reads (get, find, count, page, stream...) to healthy replicas,
+    /// round robin (default true). Writes always go to the primary (or the
+    /// backup while the primary is down).
+    #[serde(default = "FailoverSettings::default_read_from_replicas")]
+    pub read_from_replicas: bool,
+}
+
+impl FailoverSettings {
+    fn default_interval() -> Duration {
+        Duration::from_secs(1)
+    }
+    fn default_timeout() -> Duration {
+        Duration::from_millis(500)
+    }
+    fn default_read_from_replicas() -> bool {
+        true
+    }
+}
+
+impl Default for FailoverSettings {
+    fn default() -> Self {
+        FailoverSettings {
+            check_interval: Self::default_interval(),
+            check_timeout: Self::default_timeout(),
+            read_from_replicas: Self::default_read_from_replicas(),
+        }
+    }
+}
+
 /// TLS settings of a database connection.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -214,6 +274,9 @@ pub struct DatabaseConfig {
     pub breaker: Option<BreakerSettings>,
     /// TLS settings (PostgreSQL; `sslmode` in the URL works too).
     pub tls: Option<TlsSettings>,
+    /// Failover checker and replica routing (defaults apply when replicas
+    /// or a backup are configured without this section).
+    pub failover: Option<FailoverSettings>,
 }
 
 /// Cache policy for one entity type (or the default).
@@ -315,6 +378,20 @@ impl PersistenceConfig {
                 DatabaseKind::Redis => &["redis://", "rediss://", "redis+unix://", "unix://"],
                 DatabaseKind::Memory => &[],
             };
+            let has_endpoints = !db.replicas.is_empty() || db.backup.is_some();
+            if has_endpoints && matches!(db.kind, DatabaseKind::Memory | DatabaseKind::Redis) {
+                return Err(crate::Error::config(format!(
+                    "databases.{name}: replicas and backup are not supported for kind {}",
+                    db.kind.name()
+                )));
+            }
+            if let Some(f) = &db.failover {
+                if f.check_interval.is_zero() || f.check_timeout.is_zero() {
+                    return Err(crate::Error::config(format!(
+                        "databases.{name}.failover: check_interval and check_timeout must be greater than zero"
+                    )));
+                }
+            }
             let urls = db.url.iter().chain(&db.replicas).chain(&db.backup);
             for (i, url) in urls.enumerate() {
                 if !schemes.is_empty() && !schemes.iter().any(|s| url.expose().starts_with(s)) {
@@ -399,6 +476,13 @@ impl PersistenceConfig {
             }
             if let Some(b) = &db.backup {
                 let _ = write!(out, ", backup {b}");
+            }
+            if let Some(f) = &db.failover {
+                let _ = write!(
+                    out,
+                    ", checked every {:?} (timeout {:?}, reads from replicas: {})",
+                    f.check_interval, f.check_timeout, f.read_from_replicas
+                );
             }
             if let Some(m) = db.pool.max_connections {
                 let _ = write!(out, ", pool max {m}");
