@@ -23,7 +23,9 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod audit;
 mod manager;
+pub mod registry;
 
 pub use manager::{DatabaseHealth, HealthReport, HealthState, Persistence};
 pub use persistence_cache as cache;

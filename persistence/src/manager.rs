@@ -83,6 +83,7 @@ pub struct Persistence {
     databases: Vec<Arc<Database>>,
     repos: Mutex<HashMap<(String, TypeId), Box<dyn Any + Send + Sync>>>,
     health_timeout: Duration,
+    registry: OnceCell<crate::registry::Registry>,
 }
 
 impl std::fmt::Debug for Persistence {
@@ -123,6 +124,7 @@ impl Persistence {
             databases,
             repos: Mutex::new(HashMap::new()),
             health_timeout: Duration::from_secs(2),
+            registry: OnceCell::new(),
         })
     }
 
@@ -279,6 +281,31 @@ impl Persistence {
         Ok(repo)
     }
 
+    /// The connection registry of the `registry` config section, opened on
+    /// first call (its table in `registry.database`, default `main`; key per
+    /// [`RegistryKey::from_config`](crate::registry::RegistryKey::from_config)).
+    /// `Config` error when the section is absent or the key is missing or bad.
+    pub async fn registry(&self) -> Result<&crate::registry::Registry> {
+        let Some(rc) = &self.config.registry else {
+            return Err(Error::config("no `registry` section is configured"));
+        };
+        self.registry
+            .get_or_try_init(|| async {
+                let db = self.database(rc.database.as_deref().unwrap_or("main"))?;
+                let Backend::Relational(store) = Self::backend(db).await? else {
+                    return Err(Error::config(
+                        "registry.database must be postgres or sqlite",
+                    ));
+                };
+                let key = crate::registry::RegistryKey::from_config(rc)?;
+                let max = rc
+                    .max_open_pools
+                    .unwrap_or(crate::registry::DEFAULT_MAX_OPEN_POOLS);
+                crate::registry::Registry::open(store.clone(), key, max).await
+            })
+            .await
+    }
+
     /// Check every database that has been built (a bounded round trip each,
     /// in parallel); databases never used are `Unknown`.
     pub async fn health(&self) -> HealthReport {
@@ -344,6 +371,9 @@ impl Persistence {
     /// Close every pool that was opened.
     pub async fn shutdown(&self) {
         self.repos.lock().await.clear();
+        if let Some(registry) = self.registry.get() {
+            registry.close_all().await;
+        }
         for db in &self.databases {
             if let Some(Backend::Relational(store)) = db.backend.get() {
                 store.close().await;
