@@ -36,7 +36,11 @@
 //! as batches of `find` (ids only needed) + `delete_many(filter AND id IN batch)`
 //! until nothing matches, so each deleted id is known: the result is the same
 //! set of rows, deleted in several statements instead of one.
-//! `ensure_schema` is not audited.
+//! `ensure_schema` is not audited. Changed fields are top-level field names
+//! (a nested struct that changed anywhere is listed once, by its field name).
+//! Records are written only when the inner call succeeded, so an
+//! `insert_many` that fails part-way on a backend without all-or-nothing
+//! batches (MongoDB unordered inserts) leaves its inserted rows unaudited.
 //!
 //! # Actor
 //!

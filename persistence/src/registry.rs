@@ -35,9 +35,9 @@
 //! # Key
 //!
 //! 32 random bytes, base64-encoded, from the variable
-//! [`keys::ENV_REGISTRY_KEY`](persistence_core::config::keys::ENV_REGISTRY_KEY)
+//! [`keys::ENV_REGISTRY_KEY`]
 //! or from a file (base64 text or the 32 raw bytes) named by
-//! [`keys::ENV_REGISTRY_KEY_FILE`](persistence_core::config::keys::ENV_REGISTRY_KEY_FILE);
+//! [`keys::ENV_REGISTRY_KEY_FILE`];
 //! the `registry` config section can name another variable (`key_env`) or file
 //! (`key_file`). [`RegistryKey::generate`] makes one. A malformed key, a row
 //! sealed under another key, or a row whose ciphertext, nonce, name or kind was
@@ -65,7 +65,10 @@
 //! relational pools, no connection is checked out. When every pool is busy the
 //! cap is exceeded rather than failing the caller (a warning is logged) and it
 //! is enforced again on the next open. Closing a pool makes further calls on
-//! handles that still point at it fail with a pool-closed error.
+//! handles that still point at it fail with a pool-closed error; closing a
+//! relational pool waits for its checked-out connections to come back (so
+//! `update` / `remove` of a connection in the middle of a transaction return
+//! when that transaction ends), while idle pools closed by the cap have none.
 //!
 //! # Secrets
 //!
@@ -433,13 +436,25 @@ fn parse_kind(name: &str, kind: &str) -> Result<DatabaseKind> {
     }
 }
 
-/// An open pool.
-#[derive(Clone, Debug)]
+/// An open pool. `Debug` shows the dialect and schema or database name only.
+#[derive(Clone)]
 pub enum Pool {
     /// PostgreSQL or SQLite.
     Relational(RelationalStore),
     /// MongoDB.
     Mongo(MongoStore),
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Pool::Relational(store) => f.debug_tuple("Relational").field(store).finish(),
+            Pool::Mongo(store) => f
+                .debug_struct("Mongo")
+                .field("database", &store.database().name())
+                .finish(),
+        }
+    }
 }
 
 impl Pool {

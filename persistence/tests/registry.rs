@@ -119,6 +119,8 @@ fn pg_target(name: &str) -> Option<ConnectionDefinition> {
             .schema(format!("regt_{}", unique_suffix()))
             .pool(PoolConfig {
                 max_connections: Some(2),
+                acquire_timeout: Some(std::time::Duration::from_secs(5)),
+                application_name: Some("registry-test".into()),
                 ..PoolConfig::default()
             }),
     )
@@ -527,4 +529,47 @@ async fn manager_opens_the_configured_registry() {
     );
     let _ = std::fs::remove_file(key_file);
     let _ = std::fs::remove_file(db_file);
+}
+
+#[tokio::test]
+async fn mongo_connections_open_through_the_registry() {
+    let Some(mongo) = url(Service::Mongo) else {
+        return;
+    };
+    let db = Db::sqlite().await;
+    let (key, _) = RegistryKey::generate();
+    let registry = Registry::open(db.store.clone(), key, 4)
+        .await
+        .expect("open");
+    let database = format!("reg_{}", unique_suffix());
+    registry
+        .add(&ConnectionDefinition::new("catalog", DatabaseKind::Mongo, mongo).database(&database))
+        .await
+        .expect("add");
+    let notes = registry.repo::<Note>("catalog").await.expect("repo");
+    notes
+        .insert(&Note {
+            id: 7,
+            text: "document".into(),
+        })
+        .await
+        .expect("insert");
+    let handle = registry.pool("catalog").await.expect("pool");
+    let store = handle.mongo().expect("mongo").clone();
+    assert_eq!(store.database().name(), database);
+    assert!(!format!("{handle:?}").contains("mongodb://"), "{handle:?}");
+    assert_eq!(
+        handle
+            .repository::<Note>()
+            .get(&7)
+            .await
+            .expect("get")
+            .map(|n| n.text),
+        Some("document".to_string())
+    );
+    store.database().drop().await.expect("drop database");
+    drop(handle);
+    assert!(registry.remove("catalog").await.expect("remove"));
+    assert!(registry.open_pools().await.is_empty());
+    db.cleanup().await;
 }
