@@ -21,6 +21,17 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # With the manager
+//!
+//! Wrap what [`Persistence`](crate::Persistence) hands out:
+//! `Audited::new(db.repo::<User>().await?, db.repo::<AuditRecord>().await?)`.
+//! The audit layer is then outside the timeout / retry / breaker / cache
+//! layers (a retried write is audited once, after it finally succeeds) and the
+//! records go to the table `persistence_audit` of `main`; set
+//! `cache: { entities: { persistence_audit: { disabled: true } } }` so audit
+//! records are not cached. Audit is not switched on from the configuration
+//! file: which repositories are audited is a decision made in code.
+//!
 //! # What is recorded
 //!
 //! | call | operation | changed fields |

@@ -334,3 +334,31 @@ async fn postgres_retention_deletes_old_records_in_batches() {
     retention_in_batches(store.repository::<AuditRecord>()).await;
     store.drop_schema().await.expect("drop");
 }
+
+async fn mongo_store() -> Option<persistence::mongo::MongoStore> {
+    let url = url(Service::Mongo)?;
+    let config = persistence::mongo::MongoConfig::new(url, format!("aud_{}", unique_suffix()));
+    Some(
+        persistence::mongo::MongoStore::connect(&config)
+            .await
+            .expect("connect"),
+    )
+}
+
+#[tokio::test]
+async fn mongo_records_every_write_kind() {
+    let Some(store) = mongo_store().await else {
+        return;
+    };
+    every_write_kind(store.repository::<Doc>(), store.repository::<AuditRecord>()).await;
+    store.database().drop().await.expect("drop");
+}
+
+#[tokio::test]
+async fn mongo_retention_deletes_old_records_in_batches() {
+    let Some(store) = mongo_store().await else {
+        return;
+    };
+    retention_in_batches(store.repository::<AuditRecord>()).await;
+    store.database().drop().await.expect("drop");
+}
