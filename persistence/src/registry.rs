@@ -57,8 +57,9 @@
 //!
 //! [`Registry::pool`] reads the definition (one primary-key lookup, so a
 //! change made by another process is seen on the next call) and returns the
-//! open pool, opening it on first use. A pool whose definition changed (its row
-//! version moved) is closed and reopened; [`Registry::update`] and
+//! open pool, opening it on first use. A pool whose stored definition differs
+//! from the one it was opened with (any field, URL included; a key rotation
+//! alone changes none) is closed and reopened; [`Registry::update`] and
 //! [`Registry::remove`] close it at once. At most `max_open_pools` pools stay
 //! open: opening one more closes the least recently used **idle** pool — idle
 //! meaning no [`PoolHandle`] (nor repository made from one) is alive and, for
@@ -562,7 +563,8 @@ impl Around for Lease {
 
 struct OpenPool {
     pool: Pool,
-    version: i64,
+    /// The definition it was opened with.
+    def: ConnectionDefinition,
     usage: Arc<Usage>,
 }
 
@@ -704,7 +706,7 @@ impl Registry {
     /// the stored definition changed). `NotFound` if there is no such
     /// definition; `Config` if it cannot be decrypted.
     pub async fn pool(&self, name: &str) -> Result<PoolHandle> {
-        let (def, version) = {
+        let (def, _) = {
             let key = self.inner.key.read().await;
             let row = match self.inner.rows.get(&name.to_string()).await? {
                 Some(row) => row,
@@ -718,7 +720,7 @@ impl Registry {
         let stale = {
             let mut open = self.inner.open.lock().await;
             match open.get(name) {
-                Some(p) if p.version == version => {
+                Some(p) if p.def == def => {
                     p.usage.touch();
                     return Ok(PoolHandle {
                         name: name.to_string(),
@@ -741,7 +743,7 @@ impl Registry {
         usage.touch();
         let (handle, evicted) = {
             let mut open = self.inner.open.lock().await;
-            if let Some(p) = open.get(name).filter(|p| p.version >= version) {
+            if let Some(p) = open.get(name).filter(|p| p.def == def) {
                 // Another caller opened it meanwhile: use theirs, close ours.
                 p.usage.touch();
                 let handle = PoolHandle {
@@ -757,7 +759,7 @@ impl Registry {
                     name.to_string(),
                     OpenPool {
                         pool: pool.clone(),
-                        version,
+                        def,
                         usage: usage.clone(),
                     },
                 );

@@ -274,6 +274,9 @@ async fn wrong_key_and_rotation(db: &Db) {
     assert_config_naming(&err, "one");
     assert!(err.to_string().contains("wrong key"), "{err}");
 
+    let open_before = registry.pool("two").await.expect("pool before rotation");
+    let store_before = open_before.relational().expect("relational").clone();
+    drop(open_before);
     let (new, _) = RegistryKey::generate();
     assert_eq!(
         registry.rotate(new.clone()).await.expect("rotate"),
@@ -283,6 +286,13 @@ async fn wrong_key_and_rotation(db: &Db) {
     assert_eq!(registry.key_id().await, new.id());
     assert!(registry.definition("one").await.expect("read").is_some());
     registry.pool("two").await.expect("pool after rotation");
+    assert!(
+        !store_before
+            .connection()
+            .get_sqlite_connection_pool()
+            .is_closed(),
+        "rotation changes no definition, so open pools stay open"
+    );
     for row in registry.list().await.expect("list") {
         assert_eq!(row.key_id, new.id(), "{} under the new key", row.name);
     }
@@ -321,7 +331,7 @@ async fn wrong_key_and_rotation(db: &Db) {
 
 async fn remove_and_lru(db: &Db) {
     let (key, _) = RegistryKey::generate();
-    let registry = Registry::open(db.store.clone(), key, 2)
+    let registry = Registry::open(db.store.clone(), key.clone(), 2)
         .await
         .expect("open");
     for name in ["a", "b", "c", "d"] {
@@ -367,7 +377,32 @@ async fn remove_and_lru(db: &Db) {
     let _b = registry.pool("b").await.expect("b again");
     assert_eq!(registry.open_pools().await, vec!["a", "b"]);
     assert!(c.connection().get_sqlite_connection_pool().is_closed());
+    let a = lease.relational().expect("rel").clone();
     drop(lease);
+
+    // A change made through another registry (another process) is seen on the next use.
+    let elsewhere = Registry::open(db.store.clone(), key, 2)
+        .await
+        .expect("open");
+    elsewhere
+        .update(&sqlite_target("a").pool(PoolConfig {
+            max_connections: Some(1),
+            ..PoolConfig::default()
+        }))
+        .await
+        .expect("update elsewhere");
+    assert!(!a.connection().get_sqlite_connection_pool().is_closed());
+    let reopened = registry.pool("a").await.expect("a after change");
+    assert!(a.connection().get_sqlite_connection_pool().is_closed());
+    assert!(
+        !reopened
+            .relational()
+            .expect("rel")
+            .connection()
+            .get_sqlite_connection_pool()
+            .is_closed()
+    );
+    drop(reopened);
     registry.close_all().await;
 }
 
