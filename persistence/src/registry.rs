@@ -51,7 +51,8 @@
 //! for its duration): either every row moves to the new key or none does. Rows
 //! already under the new key are verified and left alone, so an interrupted
 //! rollout can simply be run again. Other processes still holding the old key
-//! get a "wrong key" `Config` error until they are given the new one.
+//! get a "wrong key" `Config` error until they are given the new one: rotate,
+//! then replace the key in every process's variable or key file.
 //!
 //! # Pools
 //!
