@@ -608,3 +608,40 @@ async fn mongo_connections_open_through_the_registry() {
     assert!(registry.open_pools().await.is_empty());
     db.cleanup().await;
 }
+
+#[tokio::test]
+async fn cap_is_exceeded_rather_than_closing_busy_pools() {
+    let db = Db::sqlite().await;
+    let (key, _) = RegistryKey::generate();
+    let registry = Registry::open(db.store.clone(), key, 1)
+        .await
+        .expect("open");
+    for name in ["a", "b", "c"] {
+        registry.add(&sqlite_target(name)).await.expect("add");
+    }
+    let a = registry.pool("a").await.expect("a");
+    // `a` is leased: opening `b` cannot close it, so both stay open.
+    let b = registry.pool("b").await.expect("b");
+    assert_eq!(registry.open_pools().await, vec!["a", "b"]);
+    let a_store = a.relational().expect("rel").clone();
+    let b_store = b.relational().expect("rel").clone();
+    drop(a);
+    drop(b);
+    // Both idle now: the next open brings the count back to the cap.
+    let _c = registry.pool("c").await.expect("c");
+    assert_eq!(registry.open_pools().await, vec!["c"]);
+    assert!(
+        a_store
+            .connection()
+            .get_sqlite_connection_pool()
+            .is_closed()
+    );
+    assert!(
+        b_store
+            .connection()
+            .get_sqlite_connection_pool()
+            .is_closed()
+    );
+    registry.close_all().await;
+    db.cleanup().await;
+}
