@@ -31,12 +31,14 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod audit;
 pub mod failover;
 mod health;
 mod manager;
 mod pool;
 #[cfg(feature = "prometheus")]
 pub mod prometheus;
+pub mod registry;
 
 pub use failover::{EndpointHealth, FailoverRepository, Role, Topology};
 pub use manager::{DatabaseHealth, HealthReport, HealthState, Persistence};

@@ -129,6 +129,7 @@ pub struct Persistence {
     /// Counters of each cached repository, by database and entity name.
     cache_stats: std::sync::Mutex<HashMap<(String, &'static str), StatsFn>>,
     health_timeout: Duration,
+    registry: OnceCell<crate::registry::Registry>,
 }
 
 type StatsFn = Arc<dyn Fn() -> CacheStats + Send + Sync>;
@@ -177,6 +178,7 @@ impl Persistence {
             repos: Mutex::new(HashMap::new()),
             cache_stats: std::sync::Mutex::new(HashMap::new()),
             health_timeout: Duration::from_secs(2),
+            registry: OnceCell::new(),
         })
     }
 
@@ -438,6 +440,31 @@ impl Persistence {
         db.failover.get()?.as_ref().map(|f| f.topology.clone())
     }
 
+    /// The connection registry of the `registry` config section, opened on
+    /// first call (its table in `registry.database`, default `main`; key per
+    /// [`RegistryKey::from_config`](crate::registry::RegistryKey::from_config)).
+    /// `Config` error when the section is absent or the key is missing or bad.
+    pub async fn registry(&self) -> Result<&crate::registry::Registry> {
+        let Some(rc) = &self.config.registry else {
+            return Err(Error::config("no `registry` section is configured"));
+        };
+        self.registry
+            .get_or_try_init(|| async {
+                let db = self.database(rc.database.as_deref().unwrap_or("main"))?;
+                let Backend::Relational(store) = self.backend(db).await? else {
+                    return Err(Error::config(
+                        "registry.database must be postgres or sqlite",
+                    ));
+                };
+                let key = crate::registry::RegistryKey::from_config(rc)?;
+                let max = rc
+                    .max_open_pools
+                    .unwrap_or(crate::registry::DEFAULT_MAX_OPEN_POOLS);
+                crate::registry::Registry::open(store.clone(), key, max).await
+            })
+            .await
+    }
+
     /// Check every database that has been built (a bounded round trip each,
     /// in parallel); databases never used are `Unknown`.
     pub async fn health(&self) -> HealthReport {
@@ -533,6 +560,9 @@ impl Persistence {
     /// Close every pool that was opened.
     pub async fn shutdown(&self) {
         self.repos.lock().await.clear();
+        if let Some(registry) = self.registry.get() {
+            registry.close_all().await;
+        }
         for db in &self.databases {
             db.stop_tasks();
             if let Some(Backend::Relational(store)) = db.backend.get() {

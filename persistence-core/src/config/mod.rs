@@ -106,6 +106,18 @@ pub mod keys {
     pub const ENV_PROFILE: &str = "PERSISTENCE_ENV";
     /// The prefix of override variables (`PERSISTENCE__DATABASES__MAIN__URL`).
     pub const ENV_PREFIX: &str = "PERSISTENCE__";
+    /// Top level: the connection registry (`registry: { database, key_env, key_file, max_open_pools }`).
+    pub const REGISTRY: &str = "registry";
+    /// Registry: the name of the environment variable holding the key (base64 of 32 bytes).
+    pub const REGISTRY_KEY_ENV: &str = "key_env";
+    /// Registry: a file holding the key (base64 text or 32 raw bytes).
+    pub const REGISTRY_KEY_FILE: &str = "key_file";
+    /// Registry: most connection pools open at once (idle ones closed least recently used first).
+    pub const REGISTRY_MAX_OPEN_POOLS: &str = "max_open_pools";
+    /// The default variable holding the registry key (base64 of 32 bytes).
+    pub const ENV_REGISTRY_KEY: &str = "PERSISTENCE_REGISTRY_KEY";
+    /// The default variable naming a file that holds the registry key.
+    pub const ENV_REGISTRY_KEY_FILE: &str = "PERSISTENCE_REGISTRY_KEY_FILE";
 }
 
 /// The backend of a named database.
@@ -340,6 +352,21 @@ impl Default for MetricsSettings {
     }
 }
 
+/// The `registry` section: where connection definitions are stored and how
+/// their secrets are keyed (see `persistence::registry`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryConfig {
+    /// The database holding the definitions table (`postgres` or `sqlite`; default `main`).
+    pub database: Option<String>,
+    /// The variable holding the key (default [`keys::ENV_REGISTRY_KEY`]).
+    pub key_env: Option<String>,
+    /// A file holding the key (default: the file named by [`keys::ENV_REGISTRY_KEY_FILE`]).
+    pub key_file: Option<std::path::PathBuf>,
+    /// Most pools open at once (default 16).
+    pub max_open_pools: Option<usize>,
+}
+
 /// The whole configuration.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -356,6 +383,9 @@ pub struct PersistenceConfig {
     /// Profile overlays (already applied by the loader; kept for `describe`).
     #[serde(default, skip_serializing)]
     pub profiles: BTreeMap<String, serde_json::Value>,
+    /// The connection registry, when used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registry: Option<RegistryConfig>,
 }
 
 impl PersistenceConfig {
@@ -443,6 +473,28 @@ impl PersistenceConfig {
                         )));
                     }
                 }
+            }
+        }
+        if let Some(registry) = &self.registry {
+            let name = registry.database.as_deref().unwrap_or("main");
+            match self.databases.get(name).map(|db| db.kind) {
+                Some(DatabaseKind::Postgres | DatabaseKind::Sqlite) => {}
+                Some(kind) => {
+                    return Err(crate::Error::config(format!(
+                        "registry.database names `{name}`, a {} database; it must be kind postgres or sqlite",
+                        kind.name()
+                    )));
+                }
+                None => {
+                    return Err(crate::Error::config(format!(
+                        "registry.database names `{name}`, which is not in databases"
+                    )));
+                }
+            }
+            if registry.max_open_pools == Some(0) {
+                return Err(crate::Error::config(
+                    "registry.max_open_pools must be at least 1",
+                ));
             }
         }
         Ok(())

@@ -1,0 +1,561 @@
+//! Audit trail and retention.
+//!
+//! [`Audited`] wraps any repository and records every successful write as an
+//! [`AuditRecord`] (entity, id, operation, actor, time, changed field names)
+//! in any `Repository<AuditRecord>` — a table, a MongoDB collection or memory.
+//! Reads and every other method are forwarded unchanged. [`Retention`]
+//! deletes records older than N days in bounded batches.
+//!
+//! ```no_run
+//! # use persistence::audit::{AuditContext, AuditRecord, Audited, Retention};
+//! # use persistence::{Entity, MemoryRepository, Repository};
+//! # #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, Entity)]
+//! # struct User { #[entity(id)] id: i64, name: String }
+//! # async fn demo() -> persistence::Result<()> {
+//! let log = MemoryRepository::<AuditRecord>::new();
+//! let users = Audited::new(MemoryRepository::<User>::new(), log.clone());
+//! AuditContext::new("alice")
+//!     .scope(async { users.insert(&User { id: 1, name: "A".into() }).await })
+//!     .await?;
+//! let report = Retention::days(90).run(&log).await?;   // nightly
+//! # Ok(()) }
+//! ```
+//!
+//! # With the manager
+//!
+//! Wrap what [`Persistence`](crate::Persistence) hands out:
+//! `Audited::new(db.repo::<User>().await?, db.repo::<AuditRecord>().await?)`.
+//! The audit layer is then outside the timeout / retry / breaker / cache
+//! layers (a retried write is audited once, after it finally succeeds) and the
+//! records go to the table `persistence_audit` of `main`; set
+//! `cache: { entities: { persistence_audit: { disabled: true } } }` so audit
+//! records are not cached. Audit is not switched on from the configuration
+//! file: which repositories are audited is a decision made in code.
+//!
+//! # What is recorded
+//!
+//! | call | operation | changed fields |
+//! | --- | --- | --- |
+//! | `insert`, `insert_many` | `insert` (one record per entity) | the fields with a non-null value |
+//! | `update` | `update` | the fields whose value differs from the stored entity, read just before |
+//! | `upsert` | `upsert` | as `update` when the entity existed, as `insert` otherwise |
+//! | `delete` | `delete` (only when something was deleted) | none |
+//! | `delete_many` | `delete` (one record per deleted entity) | none |
+//!
+//! The id and version fields are never listed (the version changes on every
+//! write). `update` and `upsert` cost one extra `get`; `delete_many` is run
+//! as batches of `find` (ids only needed) + `delete_many(filter AND id IN batch)`
+//! until nothing matches, so each deleted id is known: the result is the same
+//! set of rows, deleted in several statements instead of one.
+//! `ensure_schema` is not audited. Changed fields are top-level field names
+//! (a nested struct that changed anywhere is listed once, by its field name).
+//! Records are written only when the inner call succeeded, so an
+//! `insert_many` that fails part-way on a backend without all-or-nothing
+//! batches (MongoDB unordered inserts) leaves its inserted rows unaudited.
+//!
+//! # Actor
+//!
+//! The actor is the one of the innermost [`AuditContext::scope`] around the
+//! call (a tokio task-local: it follows the future, not the thread, and is
+//! not inherited by `tokio::spawn`ed tasks), else the decorator's
+//! [`Audited::default_actor`], else none.
+//!
+//! # Transactions and failure
+//!
+//! The audit record is written **after** the data write, by a second call on
+//! the log repository. Whether both are atomic depends on what you wrap:
+//!
+//! * wrap a transaction's repositories — `Audited::new(tx.repository::<User>(),
+//!   tx.repository::<AuditRecord>())` inside `RelationalStore::transaction` (or
+//!   a MongoDB session) — and the record commits or rolls back with the write;
+//! * wrap plain repositories and they are two separate writes. If the audit
+//!   write fails, the data write has already happened. With
+//!   [`OnAuditError::Fail`] (the default) the call returns a non-retryable
+//!   `Backend` error saying the write succeeded but was not audited (so a retry
+//!   layer outside does not repeat it); with [`OnAuditError::Log`] the call
+//!   succeeds and the failure is logged at `error` level. A crash between the
+//!   two writes loses the record in both modes: use a transaction where the
+//!   audit trail must be complete.
+
+use std::future::Future;
+
+use chrono::{DateTime, Utc};
+use persistence_core::repository::BoxStream;
+use persistence_core::{
+    Capabilities, Cursor, Entity, EntityEnum, Error, ErrorKind, Filter, Page, Query, Record,
+    Repository, Result, Value,
+};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// The kind of write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, EntityEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum AuditOperation {
+    /// `insert` / `insert_many`.
+    Insert,
+    /// `update`.
+    Update,
+    /// `upsert`.
+    Upsert,
+    /// `delete` / `delete_many`.
+    Delete,
+}
+
+/// One audited write.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Entity)]
+#[entity(name = "persistence_audit")]
+pub struct AuditRecord {
+    /// A UUIDv7 (time-ordered).
+    #[entity(id)]
+    pub id: Uuid,
+    /// The entity's logical name.
+    #[entity(index)]
+    pub entity: String,
+    /// The written entity's id, as text.
+    pub entity_id: String,
+    /// What was done.
+    pub operation: AuditOperation,
+    /// Who did it (see [`AuditContext`]).
+    pub actor: Option<String>,
+    /// When (after the write succeeded).
+    #[entity(index)]
+    pub at: DateTime<Utc>,
+    /// Names of the fields written (see the module docs).
+    pub changed_fields: Vec<String>,
+}
+
+tokio::task_local! {
+    static CONTEXT: AuditContext;
+}
+
+/// Who is acting, for the writes made inside [`AuditContext::scope`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditContext {
+    /// The actor recorded.
+    pub actor: String,
+}
+
+impl AuditContext {
+    /// A context for `actor`.
+    pub fn new(actor: impl Into<String>) -> Self {
+        AuditContext {
+            actor: actor.into(),
+        }
+    }
+
+    /// Run `f` with this context (nested scopes: the innermost wins).
+    pub async fn scope<F: Future>(self, f: F) -> F::Output {
+        CONTEXT.scope(self, f).await
+    }
+
+    /// The context of the running task, if any.
+    pub fn current() -> Option<AuditContext> {
+        CONTEXT.try_with(|c| c.clone()).ok()
+    }
+}
+
+/// What to do when the data write succeeded but the audit write failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnAuditError {
+    /// Return a non-retryable `Backend` error (the default).
+    #[default]
+    Fail,
+    /// Log at `error` level and return the write's result.
+    Log,
+}
+
+/// A repository whose writes are audited into `log` (see the module docs).
+#[derive(Debug, Clone)]
+pub struct Audited<R, L> {
+    inner: R,
+    log: L,
+    default_actor: Option<String>,
+    on_error: OnAuditError,
+    batch: usize,
+}
+
+impl<R, L> Audited<R, L> {
+    /// Audit the writes of `inner` into `log`.
+    pub fn new(inner: R, log: L) -> Self {
+        Audited {
+            inner,
+            log,
+            default_actor: None,
+            on_error: OnAuditError::Fail,
+            batch: 500,
+        }
+    }
+
+    /// The actor recorded outside any [`AuditContext::scope`].
+    pub fn default_actor(mut self, actor: impl Into<String>) -> Self {
+        self.default_actor = Some(actor.into());
+        self
+    }
+
+    /// What to do when the audit write fails.
+    pub fn on_error(mut self, on_error: OnAuditError) -> Self {
+        self.on_error = on_error;
+        self
+    }
+
+    /// How many ids `delete_many` deletes per statement (default 500).
+    pub fn delete_batch(mut self, n: usize) -> Self {
+        self.batch = n.max(1);
+        self
+    }
+
+    /// The wrapped repository.
+    pub fn inner(&self) -> &R {
+        &self.inner
+    }
+
+    /// The audit log.
+    pub fn log(&self) -> &L {
+        &self.log
+    }
+
+    fn actor(&self) -> Option<String> {
+        AuditContext::current()
+            .map(|c| c.actor)
+            .or_else(|| self.default_actor.clone())
+    }
+}
+
+/// The id as text: strings as they are, numbers and UUIDs in their usual form.
+fn id_text<E: Entity>(id: &E::Id) -> String {
+    match Value::from_serialize(id) {
+        Ok(Value::String(s)) => s,
+        Ok(Value::I64(n)) => n.to_string(),
+        Ok(Value::Uuid(u)) => u.to_string(),
+        Ok(other) => other.to_json().to_string(),
+        Err(_) => String::new(),
+    }
+}
+
+fn id_value<E: Entity>(id: &E::Id) -> Result<Value> {
+    Value::from_serialize(id)
+}
+
+fn audited_fields<E: Entity>() -> impl Iterator<Item = (usize, &'static str)> {
+    let meta = E::meta();
+    meta.fields
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| !f.id && !f.version)
+        .map(|(i, f)| (i, f.name))
+}
+
+/// Non-null fields of `e` (id and version excluded).
+fn set_fields<E: Entity>(e: &E) -> Result<Vec<String>> {
+    let r = Record::from_entity(e)?;
+    Ok(audited_fields::<E>()
+        .filter(|(i, _)| !r.get(*i).is_null())
+        .map(|(_, n)| n.to_string())
+        .collect())
+}
+
+/// Fields whose value differs between `old` and `new` (id and version excluded).
+fn changed_fields<E: Entity>(old: &E, new: &E) -> Result<Vec<String>> {
+    let (a, b) = (Record::from_entity(old)?, Record::from_entity(new)?);
+    Ok(audited_fields::<E>()
+        .filter(|(i, _)| a.get(*i) != b.get(*i))
+        .map(|(_, n)| n.to_string())
+        .collect())
+}
+
+impl<R, L: Repository<AuditRecord>> Audited<R, L> {
+    fn record<E: Entity>(
+        &self,
+        id: &E::Id,
+        operation: AuditOperation,
+        changed_fields: Vec<String>,
+        actor: &Option<String>,
+    ) -> AuditRecord {
+        AuditRecord {
+            id: Uuid::now_v7(),
+            entity: E::meta().name.to_string(),
+            entity_id: id_text::<E>(id),
+            operation,
+            actor: actor.clone(),
+            at: Utc::now(),
+            changed_fields,
+        }
+    }
+
+    /// Write the records; apply the failure policy.
+    async fn write(
+        &self,
+        entity: &'static str,
+        op: &'static str,
+        records: Vec<AuditRecord>,
+    ) -> Result<()> {
+        let outcome = match records.len() {
+            0 => return Ok(()),
+            1 => self.log.insert(&records[0]).await.map(|_| ()),
+            _ => self.log.insert_many(&records).await.map(|_| ()),
+        };
+        match (outcome, self.on_error) {
+            (Ok(()), _) => Ok(()),
+            (Err(e), OnAuditError::Log) => {
+                tracing::error!(entity, op, error = %e, "write succeeded but its audit record was not written");
+                Ok(())
+            }
+            (Err(e), OnAuditError::Fail) => Err(Error::new(
+                ErrorKind::Backend,
+                format!(
+                    "the {op} of {entity} succeeded but its audit record was not written: {}",
+                    e.message()
+                ),
+            )
+            .in_context(entity, op)
+            .set_retryable(false)
+            .with_source(e)),
+        }
+    }
+}
+
+impl<E, R, L> Repository<E> for Audited<R, L>
+where
+    E: Entity,
+    R: Repository<E>,
+    L: Repository<AuditRecord>,
+{
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
+    }
+    async fn ensure_schema(&self) -> Result<()> {
+        self.inner.ensure_schema().await?;
+        self.log.ensure_schema().await
+    }
+    async fn get(&self, id: &E::Id) -> Result<Option<E>> {
+        self.inner.get(id).await
+    }
+    async fn get_many(&self, ids: &[E::Id]) -> Result<Vec<E>> {
+        self.inner.get_many(ids).await
+    }
+    async fn insert(&self, entity: &E) -> Result<E> {
+        let actor = self.actor();
+        let stored = self.inner.insert(entity).await?;
+        let rec = self.record::<E>(
+            stored.id(),
+            AuditOperation::Insert,
+            set_fields(&stored)?,
+            &actor,
+        );
+        self.write(E::meta().name, "insert", vec![rec]).await?;
+        Ok(stored)
+    }
+    async fn insert_many(&self, entities: &[E]) -> Result<u64> {
+        let actor = self.actor();
+        let n = self.inner.insert_many(entities).await?;
+        let records = entities
+            .iter()
+            .map(|e| Ok(self.record::<E>(e.id(), AuditOperation::Insert, set_fields(e)?, &actor)))
+            .collect::<Result<Vec<_>>>()?;
+        self.write(E::meta().name, "insert_many", records).await?;
+        Ok(n)
+    }
+    async fn update(&self, entity: &E) -> Result<E> {
+        let actor = self.actor();
+        let before = self.inner.get(entity.id()).await?;
+        let stored = self.inner.update(entity).await?;
+        let changed = match &before {
+            Some(old) => changed_fields(old, &stored)?,
+            None => set_fields(&stored)?,
+        };
+        let rec = self.record::<E>(stored.id(), AuditOperation::Update, changed, &actor);
+        self.write(E::meta().name, "update", vec![rec]).await?;
+        Ok(stored)
+    }
+    async fn upsert(&self, entity: &E) -> Result<E> {
+        let actor = self.actor();
+        let before = self.inner.get(entity.id()).await?;
+        let stored = self.inner.upsert(entity).await?;
+        let changed = match &before {
+            Some(old) => changed_fields(old, &stored)?,
+            None => set_fields(&stored)?,
+        };
+        let rec = self.record::<E>(stored.id(), AuditOperation::Upsert, changed, &actor);
+        self.write(E::meta().name, "upsert", vec![rec]).await?;
+        Ok(stored)
+    }
+    async fn delete(&self, id: &E::Id) -> Result<bool> {
+        let actor = self.actor();
+        let deleted = self.inner.delete(id).await?;
+        if deleted {
+            let rec = self.record::<E>(id, AuditOperation::Delete, Vec::new(), &actor);
+            self.write(E::meta().name, "delete", vec![rec]).await?;
+        }
+        Ok(deleted)
+    }
+    async fn delete_many(&self, filter: &Filter) -> Result<u64> {
+        let actor = self.actor();
+        let id_field = E::meta().id_field().name;
+        let mut total = 0u64;
+        loop {
+            let batch = self
+                .inner
+                .find(&Query::filter(filter.clone()).limit(self.batch as u64))
+                .await?;
+            if batch.is_empty() {
+                break;
+            }
+            let ids = batch
+                .iter()
+                .map(|e| id_value::<E>(e.id()))
+                .collect::<Result<Vec<_>>>()?;
+            let deleted = self
+                .inner
+                .delete_many(&filter.clone().and(Filter::field(id_field).is_in(ids)))
+                .await?;
+            total += deleted;
+            // Rows deleted concurrently between find and delete are someone
+            // else's delete: record only when the count says all went here.
+            let records = if deleted == batch.len() as u64 {
+                batch
+                    .iter()
+                    .map(|e| self.record::<E>(e.id(), AuditOperation::Delete, Vec::new(), &actor))
+                    .collect()
+            } else {
+                let mut still = Vec::new();
+                for e in &batch {
+                    if self.inner.get(e.id()).await?.is_none() {
+                        still.push(self.record::<E>(
+                            e.id(),
+                            AuditOperation::Delete,
+                            Vec::new(),
+                            &actor,
+                        ));
+                    }
+                }
+                still
+            };
+            self.write(E::meta().name, "delete_many", records).await?;
+            if deleted == 0 {
+                break;
+            }
+        }
+        Ok(total)
+    }
+    async fn find(&self, query: &Query) -> Result<Vec<E>> {
+        self.inner.find(query).await
+    }
+    async fn find_one(&self, query: &Query) -> Result<Option<E>> {
+        self.inner.find_one(query).await
+    }
+    async fn count(&self, filter: &Filter) -> Result<u64> {
+        self.inner.count(filter).await
+    }
+    async fn exists(&self, filter: &Filter) -> Result<bool> {
+        self.inner.exists(filter).await
+    }
+    fn stream<'a>(&'a self, query: &Query) -> BoxStream<'a, Result<E>> {
+        self.inner.stream(query)
+    }
+    async fn page(&self, query: &Query, cursor: Option<&Cursor>) -> Result<Page<E>> {
+        self.inner.page(query, cursor).await
+    }
+}
+
+/// Deletes audit records older than a cut-off in bounded batches: each batch
+/// reads at most `batch_size` ids (oldest first, through the index on `at`)
+/// and deletes exactly those ids, then pauses. Each statement touches few rows
+/// and no lock is held between batches, so writers are never blocked for long.
+#[derive(Debug, Clone)]
+pub struct Retention {
+    max_age: chrono::Duration,
+    batch_size: usize,
+    pause: std::time::Duration,
+    max_batches: Option<u32>,
+}
+
+/// What a retention run did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetentionReport {
+    /// Records deleted.
+    pub deleted: u64,
+    /// Delete statements run (non-empty batches).
+    pub batches: u32,
+    /// Records with `at` before this were eligible.
+    pub cutoff: DateTime<Utc>,
+    /// Whether it stopped at `max_batches` with old records left.
+    pub truncated: bool,
+}
+
+impl Retention {
+    /// Keep `days` days; batches of 1,000, 50 ms apart, no batch limit.
+    pub fn days(days: u32) -> Self {
+        Retention {
+            max_age: chrono::Duration::days(i64::from(days)),
+            batch_size: 1_000,
+            pause: std::time::Duration::from_millis(50),
+            max_batches: None,
+        }
+    }
+
+    /// Records per delete statement (at least 1).
+    pub fn batch_size(mut self, n: usize) -> Self {
+        self.batch_size = n.max(1);
+        self
+    }
+
+    /// The pause between batches.
+    pub fn pause(mut self, pause: std::time::Duration) -> Self {
+        self.pause = pause;
+        self
+    }
+
+    /// Stop after this many batches (the rest waits for the next run).
+    pub fn max_batches(mut self, n: u32) -> Self {
+        self.max_batches = Some(n);
+        self
+    }
+
+    /// Delete the records of `log` older than the retention period, now.
+    pub async fn run<L: Repository<AuditRecord>>(&self, log: &L) -> Result<RetentionReport> {
+        self.run_before(log, Utc::now() - self.max_age).await
+    }
+
+    /// Delete the records of `log` with `at` before `cutoff`.
+    pub async fn run_before<L: Repository<AuditRecord>>(
+        &self,
+        log: &L,
+        cutoff: DateTime<Utc>,
+    ) -> Result<RetentionReport> {
+        let mut report = RetentionReport {
+            deleted: 0,
+            batches: 0,
+            cutoff,
+            truncated: false,
+        };
+        loop {
+            if self.max_batches.is_some_and(|m| report.batches >= m) {
+                report.truncated = log.exists(&AuditRecord::AT.lt(cutoff)).await?;
+                break;
+            }
+            let old = log
+                .find(
+                    &Query::filter(AuditRecord::AT.lt(cutoff))
+                        .sort(AuditRecord::AT.asc())
+                        .limit(self.batch_size as u64),
+                )
+                .await?;
+            if old.is_empty() {
+                break;
+            }
+            if report.batches > 0 && !self.pause.is_zero() {
+                tokio::time::sleep(self.pause).await;
+            }
+            let ids = old.iter().map(|r| r.id);
+            let n = log.delete_many(&AuditRecord::ID.is_in(ids)).await?;
+            report.deleted += n;
+            report.batches += 1;
+            if n == 0 {
+                // Someone else deleted them first; stop rather than spin (the next run goes on).
+                break;
+            }
+        }
+        Ok(report)
+    }
+}
