@@ -279,6 +279,27 @@ impl Persistence {
         Ok(repo)
     }
 
+    /// The relational store of database `name` (built on first use), for
+    /// what repositories do not cover: transactions
+    /// ([`RelationalStore::transaction`]), schema-per-tenant, statements of
+    /// your own. `Ok(None)` when `name` is not a PostgreSQL / SQLite database.
+    pub async fn relational(&self, name: &str) -> Result<Option<RelationalStore>> {
+        match Self::backend(self.database(name)?).await? {
+            Backend::Relational(store) => Ok(Some(store.clone())),
+            _ => Ok(None),
+        }
+    }
+
+    /// The MongoDB store of database `name` (built on first use), for
+    /// aggregations, transactions and change streams. `Ok(None)` when `name`
+    /// is not a MongoDB database.
+    pub async fn mongo(&self, name: &str) -> Result<Option<MongoStore>> {
+        match Self::backend(self.database(name)?).await? {
+            Backend::Mongo(store) => Ok(Some(store.clone())),
+            _ => Ok(None),
+        }
+    }
+
     /// Check every database that has been built (a bounded round trip each,
     /// in parallel); databases never used are `Unknown`.
     pub async fn health(&self) -> HealthReport {
