@@ -24,9 +24,11 @@
 #![warn(missing_docs)]
 
 mod manager;
+mod pool;
 
 pub use manager::{DatabaseHealth, HealthReport, HealthState, Persistence};
 pub use persistence_cache as cache;
 pub use persistence_core::*;
 pub use persistence_mongo as mongo;
 pub use persistence_postgres as postgres;
+pub use pool::{PoolStatus, breaker_gauge};

@@ -11,15 +11,18 @@ use persistence_core::config::{
     ConfigLoader, DatabaseConfig, DatabaseKind, PersistenceConfig, Probe, detect,
 };
 use persistence_core::layer::{
-    BreakerConfig, CircuitBreaker, LayerExt, Metrics, Retry, RetryConfig, Timeout,
+    BreakerConfig, CircuitBreaker, LayerExt, LeakDetector, Metrics, PoolProbe, Retry, RetryConfig,
+    Timeout,
 };
 use persistence_core::{Entity, Error, MemoryRepository, Repository, Result, SharedRepository};
 use persistence_mongo::{MongoConfig, MongoStore};
 use persistence_postgres::{RelationalConfig, RelationalStore};
 use tokio::sync::{Mutex, OnceCell};
 
+use crate::pool::PoolStatus;
+
 /// A built database.
-enum Backend {
+pub(crate) enum Backend {
     Relational(RelationalStore),
     Mongo(MongoStore),
     /// One `MemoryRepository` per entity type, created on first use.
@@ -28,11 +31,33 @@ enum Backend {
     Redis,
 }
 
-struct Database {
-    name: String,
+pub(crate) struct Database {
+    pub(crate) name: String,
     config: DatabaseConfig,
-    backend: OnceCell<Backend>,
-    breaker: CircuitBreaker,
+    pub(crate) backend: OnceCell<Backend>,
+    pub(crate) breaker: CircuitBreaker,
+    /// Waiting operations and acquire times of its pool.
+    pub(crate) probe: PoolProbe,
+    /// Long-held connections, streams and transactions.
+    leaks: LeakDetector,
+    /// The pool sampler and leak watchdog, started when the database is built.
+    tasks: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+impl Database {
+    fn stop_tasks(&self) {
+        if let Ok(mut tasks) = self.tasks.lock() {
+            for t in tasks.drain(..) {
+                t.abort();
+            }
+        }
+    }
+}
+
+impl Drop for Database {
+    fn drop(&mut self) {
+        self.stop_tasks();
+    }
 }
 
 /// The state of one database.
@@ -61,6 +86,8 @@ pub struct DatabaseHealth {
     pub latency: Option<Duration>,
     /// The error, when unhealthy (no secrets).
     pub error: Option<String>,
+    /// Connection pool occupancy (PostgreSQL/SQLite, once built).
+    pub pool: Option<PoolStatus>,
 }
 
 /// Health of every database, and the worst state among them.
@@ -114,6 +141,9 @@ impl Persistence {
                     config: c.clone(),
                     backend: OnceCell::new(),
                     breaker: CircuitBreaker::new(name, breaker),
+                    probe: PoolProbe::new(name),
+                    leaks: LeakDetector::new(name, config.metrics.leak_threshold),
+                    tasks: std::sync::Mutex::new(Vec::new()),
                 })
             })
             .collect();
@@ -182,13 +212,38 @@ impl Persistence {
         }
     }
 
-    async fn backend(db: &Database) -> Result<&Backend> {
-        db.backend.get_or_try_init(|| build(db)).await.map_err(|e| {
-            Error::new(
-                e.kind().clone(),
-                format!("database `{}`: {}", db.name, e.message()),
-            )
-        })
+    async fn backend<'d>(&self, db: &'d Arc<Database>) -> Result<&'d Backend> {
+        let backend = db
+            .backend
+            .get_or_try_init(|| build(db))
+            .await
+            .map_err(|e| {
+                Error::new(
+                    e.kind().clone(),
+                    format!("database `{}`: {}", db.name, e.message()),
+                )
+            })?;
+        if let Ok(mut tasks) = db.tasks.lock() {
+            if tasks.is_empty() {
+                let m = &self.config.metrics;
+                tasks.push(crate::pool::spawn_sampler(
+                    Arc::downgrade(db),
+                    m.sample_interval,
+                    m.pool_warn_utilization,
+                ));
+                if !matches!(backend, Backend::Memory(_) | Backend::Redis) {
+                    tasks.push(db.leaks.spawn_watchdog());
+                }
+            }
+        }
+        Ok(backend)
+    }
+
+    /// Occupancy of database `db`'s connection pool: `None` when it is not
+    /// configured, not built yet (databases are built on first use) or has no
+    /// pool the manager can see (MongoDB, memory, Redis).
+    pub fn pool_status(&self, db: &str) -> Option<PoolStatus> {
+        crate::pool::status(self.database(db).ok()?)
     }
 
     /// A repository of `E` in the default database (`main`).
@@ -208,7 +263,7 @@ impl Persistence {
             return Ok(r.clone());
         }
         let db = self.database(name)?.clone();
-        let backend = Self::backend(&db).await?;
+        let backend = self.backend(&db).await?;
         let raw: SharedRepository<E> = match backend {
             Backend::Relational(store) => Arc::new(store.repository::<E>()),
             Backend::Mongo(store) => Arc::new(store.repository::<E>()),
@@ -247,7 +302,7 @@ impl Persistence {
             ))
             .layer(Retry::new(retry))
             .layer(db.breaker.clone())
-            .layer(Metrics::new(name));
+            .layer(self.metrics_layer(&db, backend));
         let policy = self.config.cache_policy(E::meta().name).clone();
         let repo: SharedRepository<E> = if policy.disabled {
             Arc::new(layered)
@@ -279,12 +334,28 @@ impl Persistence {
         Ok(repo)
     }
 
+    /// The `Metrics` layer of a database: slow threshold from the config, pool
+    /// probe for relational pools, leak detection for databases with connections.
+    fn metrics_layer(&self, db: &Database, backend: &Backend) -> Metrics {
+        let mut m = Metrics::new(&db.name).slow_threshold(self.config.metrics.slow_threshold);
+        match backend {
+            Backend::Relational(_) => {
+                m = m
+                    .pool_probe(db.probe.clone())
+                    .leak_detector(db.leaks.clone());
+            }
+            Backend::Mongo(_) => m = m.leak_detector(db.leaks.clone()),
+            Backend::Memory(_) | Backend::Redis => {}
+        }
+        m
+    }
+
     /// The relational store of database `name` (built on first use), for
     /// what repositories do not cover: transactions
     /// ([`RelationalStore::transaction`]), schema-per-tenant, statements of
     /// your own. `Ok(None)` when `name` is not a PostgreSQL / SQLite database.
     pub async fn relational(&self, name: &str) -> Result<Option<RelationalStore>> {
-        match Self::backend(self.database(name)?).await? {
+        match self.backend(self.database(name)?).await? {
             Backend::Relational(store) => Ok(Some(store.clone())),
             _ => Ok(None),
         }
@@ -294,7 +365,7 @@ impl Persistence {
     /// aggregations, transactions and change streams. `Ok(None)` when `name`
     /// is not a MongoDB database.
     pub async fn mongo(&self, name: &str) -> Result<Option<MongoStore>> {
-        match Self::backend(self.database(name)?).await? {
+        match self.backend(self.database(name)?).await? {
             Backend::Mongo(store) => Ok(Some(store.clone())),
             _ => Ok(None),
         }
@@ -314,6 +385,7 @@ impl Persistence {
                         state: HealthState::Unknown,
                         latency: None,
                         error: None,
+                        pool: None,
                     };
                 };
                 let start = Instant::now();
@@ -342,6 +414,7 @@ impl Persistence {
                     state,
                     latency: Some(latency),
                     error,
+                    pool: crate::pool::status(db),
                 }
             }
         });
@@ -366,6 +439,7 @@ impl Persistence {
     pub async fn shutdown(&self) {
         self.repos.lock().await.clear();
         for db in &self.databases {
+            db.stop_tasks();
             if let Some(Backend::Relational(store)) = db.backend.get() {
                 store.close().await;
             }

@@ -77,6 +77,19 @@ pub mod keys {
     pub const BREAKER: &str = "breaker";
     /// Database: TLS settings (`mode`, `root_cert`).
     pub const TLS: &str = "tls";
+    /// Top level: metrics, slow-operation log and leak detection settings.
+    pub const METRICS: &str = "metrics";
+    /// Metrics: operations at least this slow are counted, warned about and
+    /// kept in the slow log (default 500ms).
+    pub const SLOW_THRESHOLD: &str = "slow_threshold";
+    /// Metrics: a connection, stream or transaction held longer than this is
+    /// reported as a possible leak (default 30s).
+    pub const LEAK_THRESHOLD: &str = "leak_threshold";
+    /// Metrics: warn once each time a pool's utilization (in use / max, percent)
+    /// rises to this or above (default 85).
+    pub const POOL_WARN_UTILIZATION: &str = "pool_warn_utilization";
+    /// Metrics: how often pool gauges are sampled (default 1s).
+    pub const SAMPLE_INTERVAL: &str = "sample_interval";
     /// The environment variable selecting the profile.
     pub const ENV_PROFILE: &str = "PERSISTENCE_ENV";
     /// The prefix of override variables (`PERSISTENCE__DATABASES__MAIN__URL`).
@@ -231,6 +244,38 @@ pub struct CacheConfig {
     pub entities: BTreeMap<String, CachePolicy>,
 }
 
+/// The `metrics` section (see [`crate::layer::Metrics`], [`crate::layer::LeakDetector`]).
+///
+/// ```yaml
+/// metrics: { slow_threshold: 200ms, leak_threshold: 30s, pool_warn_utilization: 85, sample_interval: 1s }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsSettings {
+    /// Slow-operation threshold (`metrics.slow_threshold`).
+    #[serde(with = "humantime_serde")]
+    pub slow_threshold: Duration,
+    /// Leak threshold (`metrics.leak_threshold`).
+    #[serde(with = "humantime_serde")]
+    pub leak_threshold: Duration,
+    /// Pool utilization warning, percent 1..=100 (`metrics.pool_warn_utilization`).
+    pub pool_warn_utilization: u8,
+    /// Pool gauge sampling period (`metrics.sample_interval`).
+    #[serde(with = "humantime_serde")]
+    pub sample_interval: Duration,
+}
+
+impl Default for MetricsSettings {
+    fn default() -> Self {
+        MetricsSettings {
+            slow_threshold: Duration::from_millis(500),
+            leak_threshold: Duration::from_secs(30),
+            pool_warn_utilization: 85,
+            sample_interval: Duration::from_secs(1),
+        }
+    }
+}
+
 /// The whole configuration.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -241,6 +286,9 @@ pub struct PersistenceConfig {
     /// Cache policy.
     #[serde(default)]
     pub cache: CacheConfig,
+    /// Metrics, slow log and leak detection.
+    #[serde(default)]
+    pub metrics: MetricsSettings,
     /// Profile overlays (already applied by the loader; kept for `describe`).
     #[serde(default, skip_serializing)]
     pub profiles: BTreeMap<String, serde_json::Value>,
@@ -276,6 +324,23 @@ impl PersistenceConfig {
                         schemes.join(" or ")
                     )));
                 }
+            }
+        }
+        let m = &self.metrics;
+        if !(1..=100).contains(&m.pool_warn_utilization) {
+            return Err(crate::Error::config(format!(
+                "metrics.pool_warn_utilization is {}: expected a percentage from 1 to 100",
+                m.pool_warn_utilization
+            )));
+        }
+        for (key, d) in [
+            ("leak_threshold", m.leak_threshold),
+            ("sample_interval", m.sample_interval),
+        ] {
+            if d.is_zero() {
+                return Err(crate::Error::config(format!(
+                    "metrics.{key} must be greater than zero"
+                )));
             }
         }
         let policies = std::iter::once(("default".to_string(), &self.cache.default)).chain(

@@ -1,10 +1,16 @@
 //! Operation metrics through the `metrics` facade, and the slow-operation log.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
+use futures_util::StreamExt as _;
+
+use super::leak::LeakDetector;
+use super::probe::{OpContext, PoolProbe};
+use super::slowlog::{SlowEntry, SlowLog};
 use super::{Around, BoxFuture, Call, Op};
 use crate::error::{ErrorKind, Result};
+use crate::repository::BoxStream;
 
 /// Metric names and labels, defined once.
 pub mod names {
@@ -22,15 +28,45 @@ pub mod names {
     pub const LABEL_OP: &str = "op";
     /// Label: `ok` or the error kind in snake case (`not_found`, `conflict`, `unavailable`, ...).
     pub const LABEL_OUTCOME: &str = "outcome";
+
+    /// Gauge: pooled connections by state, labels `db`, `state` ([`STATE_IN_USE`] | [`STATE_IDLE`]).
+    /// Sampled (at least every second) by the `persistence` manager for PostgreSQL/SQLite pools.
+    pub const POOL_CONNECTIONS: &str = "persistence_pool_connections";
+    /// Gauge: the pool's maximum size, label `db`.
+    pub const POOL_MAX_CONNECTIONS: &str = "persistence_pool_max_connections";
+    /// Gauge: operations waiting for a pooled connection, label `db`.
+    pub const POOL_WAITING: &str = "persistence_pool_waiting";
+    /// Histogram (seconds): time an operation waited to get a pooled connection, label `db`.
+    pub const POOL_ACQUIRE: &str = "persistence_pool_acquire_seconds";
+    /// Gauge: circuit breaker state, label `db`: 0 closed, 1 half-open, 2 open.
+    pub const BREAKER_STATE: &str = "persistence_breaker_state";
+    /// Counter: connections or transactions held longer than the leak threshold,
+    /// labels `db`, `op` (`transaction`, `stream`, or the repository operation).
+    pub const CONNECTION_LEAKS: &str = "persistence_connection_leaks_total";
+    /// Gauge: provisioned tenants (when the backend knows), label `db`.
+    pub const TENANTS: &str = "persistence_tenants";
+    /// Label: connection state of [`POOL_CONNECTIONS`].
+    pub const LABEL_STATE: &str = "state";
+    /// `state` value: connections handed out.
+    pub const STATE_IN_USE: &str = "in_use";
+    /// `state` value: connections idle in the pool.
+    pub const STATE_IDLE: &str = "idle";
 }
 
-/// Records every operation: count by outcome, latency histogram, and a
-/// `tracing` warning (without bound values) for operations slower than the
-/// threshold. Labels never carry values or secrets.
+/// Records every operation: count by outcome, latency histogram, and for
+/// operations slower than the threshold a `tracing` warning and an entry in
+/// [`SlowLog::global`] with the shape of the slowest statement the backend
+/// reported (see [`probe`](super::probe)). Labels never carry values or secrets.
+///
+/// With a [`PoolProbe`] it also counts operations waiting for a pooled
+/// connection and times the wait; with a [`LeakDetector`] every operation and
+/// every open stream is a hold the detector's watchdog checks.
 #[derive(Debug, Clone)]
 pub struct Metrics {
     db: Arc<str>,
     slow: Duration,
+    probe: Option<PoolProbe>,
+    leaks: Option<LeakDetector>,
 }
 
 impl Metrics {
@@ -39,11 +75,23 @@ impl Metrics {
         Metrics {
             db: Arc::from(db),
             slow: Duration::from_millis(500),
+            probe: None,
+            leaks: None,
         }
     }
     /// Change the slow-operation threshold.
     pub fn slow_threshold(mut self, threshold: Duration) -> Self {
         self.slow = threshold;
+        self
+    }
+    /// Count waiting operations and time connection acquisition in `probe`.
+    pub fn pool_probe(mut self, probe: PoolProbe) -> Self {
+        self.probe = Some(probe);
+        self
+    }
+    /// Register operations and streams with a leak detector.
+    pub fn leak_detector(mut self, detector: LeakDetector) -> Self {
+        self.leaks = Some(detector);
         self
     }
 }
@@ -74,9 +122,15 @@ impl Around for Metrics {
         call: Call<'a, T>,
     ) -> BoxFuture<'a, Result<T>> {
         Box::pin(async move {
+            let ctx = OpContext::start(self.probe.clone());
+            let hold = self
+                .leaks
+                .as_ref()
+                .map(|l| l.track_op(op.name(), entity, ctx.clone()));
             let start = Instant::now();
-            let result = call().await;
+            let result = ctx.scope(call()).await;
             let elapsed = start.elapsed();
+            drop(hold);
             let db = self.db.to_string();
             metrics::counter!(names::OPERATIONS,
                 names::LABEL_DB => db.clone(), names::LABEL_ENTITY => entity,
@@ -87,11 +141,38 @@ impl Around for Metrics {
             .record(elapsed.as_secs_f64());
             if elapsed >= self.slow {
                 metrics::counter!(names::SLOW_OPERATIONS,
-                    names::LABEL_DB => db, names::LABEL_ENTITY => entity, names::LABEL_OP => op.name())
+                    names::LABEL_DB => db.clone(), names::LABEL_ENTITY => entity, names::LABEL_OP => op.name())
                 .increment(1);
-                tracing::warn!(db = %self.db, entity, op = op.name(), elapsed_ms = elapsed.as_millis() as u64, "slow operation");
+                let statement = ctx.take_statement();
+                tracing::warn!(db = %self.db, entity, op = op.name(), elapsed_ms = elapsed.as_millis() as u64,
+                    statement = statement.as_deref().unwrap_or(""), "slow operation");
+                SlowLog::global().record(SlowEntry {
+                    at: SystemTime::now(),
+                    db,
+                    entity: entity.to_string(),
+                    op: op.name().to_string(),
+                    duration: elapsed,
+                    statement,
+                });
             }
             result
         })
+    }
+
+    fn around_stream<'a, T: Send + 'a>(
+        &'a self,
+        entity: &'static str,
+        stream: BoxStream<'a, Result<T>>,
+    ) -> BoxStream<'a, Result<T>> {
+        match &self.leaks {
+            None => stream,
+            Some(leaks) => {
+                let hold = leaks.track(Op::Stream.name(), Some(entity), None);
+                Box::pin(stream.map(move |item| {
+                    let _ = &hold;
+                    item
+                }))
+            }
+        }
     }
 }

@@ -28,13 +28,19 @@ use crate::query::{Cursor, Page, Query};
 use crate::repository::{BoxStream, Capabilities, Repository};
 
 mod breaker;
-mod metrics;
+mod leak;
+pub mod metrics;
+pub mod probe;
 mod retry;
+mod slowlog;
 mod timeout;
 
 pub use breaker::{BreakerConfig, BreakerState, CircuitBreaker};
+pub use leak::{HoldGuard, LeakDetector};
 pub use metrics::{Metrics, names as metric_names};
+pub use probe::PoolProbe;
 pub use retry::{Retry, RetryConfig};
+pub use slowlog::{MAX_STATEMENT_LEN, SlowEntry, SlowLog};
 pub use timeout::Timeout;
 
 /// The repository operation being performed.

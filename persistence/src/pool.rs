@@ -1,0 +1,158 @@
+//! Pool status and the background sampler that publishes pool and breaker
+//! gauges (names in [`persistence_core::layer::metrics::names`]).
+
+use std::sync::Weak;
+use std::time::Duration;
+
+use persistence_core::layer::metrics::names;
+use persistence_core::layer::{BreakerState, PoolProbe};
+use persistence_postgres::RelationalStore;
+use persistence_postgres::sea_orm::DatabaseConnectionType;
+
+use crate::manager::{Backend, Database};
+
+/// Occupancy of one database's connection pool.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PoolStatus {
+    /// Most connections the pool opens.
+    pub max: u32,
+    /// Connections open now (idle + in use).
+    pub size: u32,
+    /// Open connections idle in the pool.
+    pub idle: u32,
+    /// Connections handed out.
+    pub in_use: u32,
+    /// Operations waiting for a connection (repository operations through
+    /// the manager; direct pool users are not counted).
+    pub waiting: u32,
+}
+
+impl PoolStatus {
+    /// `in_use / max` in percent (0 when `max` is 0).
+    pub fn utilization_percent(&self) -> f64 {
+        if self.max == 0 {
+            0.0
+        } else {
+            f64::from(self.in_use) * 100.0 / f64::from(self.max)
+        }
+    }
+}
+
+/// The status of a relational store's sqlx pool (`None` for a connection
+/// that is not a sqlx pool).
+pub(crate) fn relational_status(store: &RelationalStore, probe: &PoolProbe) -> Option<PoolStatus> {
+    let conn = store.connection();
+    let (max, size, idle) = match &conn.inner {
+        DatabaseConnectionType::SqlxPostgresPoolConnection(_) => {
+            let p = conn.get_postgres_connection_pool();
+            (p.options().get_max_connections(), p.size(), p.num_idle())
+        }
+        DatabaseConnectionType::SqlxSqlitePoolConnection(_) => {
+            let p = conn.get_sqlite_connection_pool();
+            (p.options().get_max_connections(), p.size(), p.num_idle())
+        }
+        #[allow(unreachable_patterns)]
+        _ => return None,
+    };
+    let idle = u32::try_from(idle).unwrap_or(u32::MAX).min(size);
+    Some(PoolStatus {
+        max,
+        size,
+        idle,
+        in_use: size - idle,
+        waiting: probe.waiting(),
+    })
+}
+
+/// The pool status of a built database.
+pub(crate) fn status(db: &Database) -> Option<PoolStatus> {
+    match db.backend.get()? {
+        Backend::Relational(store) => relational_status(store, &db.probe),
+        _ => None,
+    }
+}
+
+/// `persistence_breaker_state` value: 0 closed, 1 half-open, 2 open.
+pub fn breaker_gauge(state: BreakerState) -> f64 {
+    match state {
+        BreakerState::Closed => 0.0,
+        BreakerState::HalfOpen => 1.0,
+        BreakerState::Open { .. } => 2.0,
+    }
+}
+
+/// Publish the gauges of `status` for database `db`.
+pub(crate) fn publish(db: &str, status: &PoolStatus) {
+    let label = db.to_string();
+    metrics::gauge!(names::POOL_CONNECTIONS, names::LABEL_DB => label.clone(), names::LABEL_STATE => names::STATE_IN_USE)
+        .set(f64::from(status.in_use));
+    metrics::gauge!(names::POOL_CONNECTIONS, names::LABEL_DB => label.clone(), names::LABEL_STATE => names::STATE_IDLE)
+        .set(f64::from(status.idle));
+    metrics::gauge!(names::POOL_MAX_CONNECTIONS, names::LABEL_DB => label.clone())
+        .set(f64::from(status.max));
+    metrics::gauge!(names::POOL_WAITING, names::LABEL_DB => label).set(f64::from(status.waiting));
+}
+
+/// Warns once each time utilization rises to the threshold (re-armed when it falls below).
+#[derive(Debug)]
+pub(crate) struct UtilizationWatch {
+    threshold: f64,
+    above: bool,
+}
+
+impl UtilizationWatch {
+    pub(crate) fn new(percent: u8) -> Self {
+        UtilizationWatch {
+            threshold: f64::from(percent),
+            above: false,
+        }
+    }
+
+    /// Returns true when this observation crossed the threshold upwards (and warned).
+    pub(crate) fn observe(&mut self, db: &str, status: &PoolStatus) -> bool {
+        let util = status.utilization_percent();
+        if status.max > 0 && util >= self.threshold {
+            if !self.above {
+                self.above = true;
+                tracing::warn!(
+                    db,
+                    in_use = status.in_use,
+                    max = status.max,
+                    waiting = status.waiting,
+                    utilization = util,
+                    threshold = self.threshold,
+                    "connection pool utilization high"
+                );
+                return true;
+            }
+        } else {
+            self.above = false;
+        }
+        false
+    }
+}
+
+/// The sampler of one built database: every `every`, publish pool gauges
+/// (if it has a pool), check the utilization threshold and publish the
+/// breaker state. Stops when the database is dropped.
+pub(crate) fn spawn_sampler(
+    db: Weak<Database>,
+    every: Duration,
+    warn_percent: u8,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut watch = UtilizationWatch::new(warn_percent);
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let Some(db) = db.upgrade() else { break };
+            if let Some(status) = status(&db) {
+                publish(&db.name, &status);
+                watch.observe(&db.name, &status);
+            }
+            metrics::gauge!(names::BREAKER_STATE, names::LABEL_DB => db.name.clone())
+                .set(breaker_gauge(db.breaker.state()));
+        }
+    })
+}
