@@ -16,9 +16,12 @@
 //! The inputs are the `metrics` facade data the framework emits (names in
 //! `persistence::layer::metric_names` and `persistence::cache::metrics::names`),
 //! collected by this crate's own recorder ([`Aggregator`]), plus
-//! [`Persistence::health`]. Values that nothing emits yet are `null` in the
-//! JSON and "n/a" on the page. Labels carry database / entity / operation
-//! names only: no URLs, no bound values.
+//! [`Persistence::health`], [`Persistence::pool_status`] and the
+//! slow-operation log ([`persistence::layer::SlowLog::global`], statement
+//! shapes only). Values that nothing reports (no pool on the memory store,
+//! no tenants on SQLite) are `null` in the JSON and "n/a" on the page.
+//! Labels carry database / entity / operation names only: no URLs, no bound
+//! values.
 //!
 //! ```no_run
 //! # async fn demo(db: std::sync::Arc<persistence::Persistence>) {
@@ -51,22 +54,6 @@ pub use snapshot::{
     CacheLevel, DatabaseSnapshot, HealthSnapshot, Latency, PoolSnapshot, Series, SlowOp, Snapshot,
 };
 
-/// Metric names the dashboard reads that the framework does not define yet
-/// (see the metrics contract); replaced by the framework's constants when
-/// they land. Reading a name nobody emits just shows "n/a".
-pub mod pending_names {
-    /// Gauge {db, state=in_use|idle}.
-    pub const POOL_CONNECTIONS: &str = "persistence_pool_connections";
-    /// Gauge {db}.
-    pub const POOL_MAX: &str = "persistence_pool_max_connections";
-    /// Gauge {db}: tasks waiting for a connection.
-    pub const POOL_WAITING: &str = "persistence_pool_waiting";
-    /// Gauge {db}: 0 closed, 1 half-open, 2 open.
-    pub const BREAKER_STATE: &str = "persistence_breaker_state";
-    /// Gauge {db}: provisioned tenants.
-    pub const TENANTS: &str = "persistence_tenants";
-}
-
 /// Dashboard settings.
 #[derive(Debug, Clone)]
 pub struct DashboardOptions {
@@ -76,7 +63,7 @@ pub struct DashboardOptions {
     pub window: Duration,
     /// Points kept for the charts (default 300: five minutes at 1 s).
     pub history: usize,
-    /// Slow operations listed per database (default 10).
+    /// Slow operations listed per database (default 5).
     pub slow_top: usize,
     /// Which database an entity's cache counters belong to, for cache
     /// counters without a `db` label (`"!tagged"` names tagged values).
@@ -89,7 +76,7 @@ impl Default for DashboardOptions {
             interval: Duration::from_secs(1),
             window: Duration::from_secs(10),
             history: 300,
-            slow_top: 10,
+            slow_top: 5,
             entity_db: BTreeMap::new(),
         }
     }

@@ -8,11 +8,12 @@ use std::time::{Instant, SystemTime};
 use metrics::Key;
 use persistence::HealthState;
 use persistence::cache::metrics::names as cache_names;
+use persistence::layer::SlowLog;
 use persistence::layer::metric_names as names;
 use serde::Serialize;
 
+use crate::Inner;
 use crate::recorder::{BUCKETS, Reading, quantile};
-use crate::{Inner, pending_names};
 
 /// Everything the page renders, at one instant.
 #[derive(Debug, Clone, Serialize)]
@@ -143,6 +144,9 @@ pub struct Series {
     /// Cache hit rate (all levels), percent.
     pub cache_hit_pct: VecDeque<Option<f64>>,
 }
+
+/// Entries of the process-wide slow log scanned for one database's top N.
+const SLOW_SCAN: usize = 200;
 
 fn round(v: f64, decimals: i32) -> f64 {
     let f = 10f64.powi(decimals);
@@ -353,20 +357,12 @@ pub(crate) fn take(inner: &Arc<Inner>) -> Arc<Snapshot> {
                     misses,
                 });
             }
-            let in_use = gauge(
-                r,
-                pending_names::POOL_CONNECTIONS,
-                name,
-                Some(("state", "in_use")),
-            );
-            let idle = gauge(
-                r,
-                pending_names::POOL_CONNECTIONS,
-                name,
-                Some(("state", "idle")),
-            );
-            let max = gauge(r, pending_names::POOL_MAX, name, None);
-            let waiting = gauge(r, pending_names::POOL_WAITING, name, None);
+            // The pool gauges, when no live status is available (below).
+            let state = |s| Some((names::LABEL_STATE, s));
+            let in_use = gauge(r, names::POOL_CONNECTIONS, name, state(names::STATE_IN_USE));
+            let idle = gauge(r, names::POOL_CONNECTIONS, name, state(names::STATE_IDLE));
+            let max = gauge(r, names::POOL_MAX_CONNECTIONS, name, None);
+            let waiting = gauge(r, names::POOL_WAITING, name, None);
             if in_use.is_some() || max.is_some() {
                 let n = |v: Option<f64>| v.map(|v| v.max(0.0).round() as u64);
                 db.pool = Some(PoolSnapshot {
@@ -376,7 +372,7 @@ pub(crate) fn take(inner: &Arc<Inner>) -> Arc<Snapshot> {
                     max: n(max),
                 });
             }
-            db.breaker = gauge(r, pending_names::BREAKER_STATE, name, None).map(|v| {
+            db.breaker = gauge(r, names::BREAKER_STATE, name, None).map(|v| {
                 if v >= 1.5 {
                     "open"
                 } else if v >= 0.5 {
@@ -385,9 +381,32 @@ pub(crate) fn take(inner: &Arc<Inner>) -> Arc<Snapshot> {
                     "closed"
                 }
             });
-            db.tenants =
-                gauge(r, pending_names::TENANTS, name, None).map(|v| v.max(0.0).round() as u64);
+            db.tenants = gauge(r, names::TENANTS, name, None).map(|v| v.max(0.0).round() as u64);
         }
+        // Live pool occupancy wins over the last sampled gauges.
+        if let Some(p) = inner.persistence.pool_status(name) {
+            db.pool = Some(PoolSnapshot {
+                in_use: Some(u64::from(p.in_use)),
+                idle: Some(u64::from(p.idle)),
+                waiting: Some(u64::from(p.waiting)),
+                max: Some(u64::from(p.max)),
+            });
+        }
+        // Slowest operations of this database among the longest kept.
+        let slow: Vec<SlowOp> = SlowLog::global()
+            .top(SLOW_SCAN)
+            .into_iter()
+            .filter(|e| &e.db == name)
+            .take(opts.slow_top)
+            .map(|e| SlowOp {
+                at: rfc3339(e.at),
+                entity: e.entity,
+                op: e.op,
+                duration_ms: round(e.duration.as_secs_f64() * 1e3, 1),
+                statement: e.statement,
+            })
+            .collect();
+        db.slow = Some(slow);
 
         // Chart points.
         let cap = opts.history.max(2);

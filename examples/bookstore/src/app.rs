@@ -9,7 +9,7 @@ use persistence::cache::CacheLayer;
 use persistence::config::{
     CachePolicy, DatabaseConfig, DatabaseKind, PersistenceConfig, PoolConfig, Secret,
 };
-use persistence::layer::{LayerExt, Metrics};
+use persistence::layer::{LayerExt, Metrics, metric_names};
 use persistence::mongo::{MongoStore, Pipeline};
 use persistence::postgres::{RelationalStore, TenantId, Tenants};
 use persistence::{
@@ -28,6 +28,9 @@ pub const SHOPS: [&str; 2] = ["north", "south"];
 /// Password of every seeded demo customer. A real application keeps
 /// password hashes (argon2) in its customer table; this demo does not.
 pub const DEMO_PASSWORD: &str = "bookstore";
+
+/// Operations slower than this are logged and listed on the dashboard.
+pub const SLOW_THRESHOLD: Duration = Duration::from_millis(25);
 
 /// Checkout attempts on a version conflict before answering 409.
 const CHECKOUT_ATTEMPTS: u32 = 4;
@@ -122,6 +125,8 @@ impl AppConfig {
                 .insert("cache".into(), db(DatabaseKind::Redis, Some(url)));
             c.cache.default.l2 = Some("cache".into());
         }
+        // Low on purpose: the dashboard's slow-operation list has something to show under load.
+        c.metrics.slow_threshold = SLOW_THRESHOLD;
         c.cache.default.ttl = Some(Duration::from_secs(300));
         c.cache.default.negative_ttl = Some(Duration::from_secs(30));
         for uncached in ["bs_inventory", "bs_orders"] {
@@ -303,7 +308,8 @@ impl App {
                     tenants.provision(&id).await?;
                     shops.insert(shop.to_string(), id);
                 }
-                metrics::gauge!(persistence_dashboard::pending_names::TENANTS, "db" => "main")
+                // The tenant registry knows the count; the dashboard reads it from this gauge.
+                metrics::gauge!(metric_names::TENANTS, metric_names::LABEL_DB => "main")
                     .set(tenants.list().await?.len() as f64);
                 choices.push(format!(
                     "shops: schema per tenant on PostgreSQL ({})",
@@ -469,7 +475,7 @@ impl App {
     pub async fn update_product(&self, sku: &str, patch: &ProductPatch) -> Result<Option<Product>> {
         if patch
             .price_cents
-            .is_some_and(|p| !(1..=1_000_000_00).contains(&p))
+            .is_some_and(|p| !(1..=100_000_000).contains(&p))
         {
             return Err(Error::invalid_input("price_cents must be 1..=100000000"));
         }
@@ -578,8 +584,12 @@ impl App {
                 .main
                 .transaction(move |tx| {
                     Box::pin(async move {
-                        let inventory = tx.repository::<Inventory>().layer(Metrics::new("main"));
-                        let orders = tx.repository::<Order>().layer(Metrics::new("main"));
+                        let inventory = tx
+                            .repository::<Inventory>()
+                            .layer(Metrics::new("main").slow_threshold(SLOW_THRESHOLD));
+                        let orders = tx
+                            .repository::<Order>()
+                            .layer(Metrics::new("main").slow_threshold(SLOW_THRESHOLD));
                         for line in &lines {
                             let Some(mut row) = inventory.get(&line.sku).await? else {
                                 return Err(CheckoutError::UnknownProduct(line.sku.clone()));
@@ -712,7 +722,14 @@ async fn top_rated_mongo(store: &MongoStore) -> Result<TopRatedView> {
         .repository::<Product>()
         .aggregate::<TopRatedRow>(pipeline)
         .await;
-    record("catalog", "bs_products", "aggregate", start, &rows);
+    record(
+        "catalog",
+        "bs_products",
+        "aggregate",
+        "aggregate bs_products [$match rating > ?, $sort rating -1 _id 1, $group by category $first, $sort _id 1]",
+        start,
+        &rows,
+    );
     Ok(TopRatedView {
         categories: rows?
             .into_iter()
@@ -764,6 +781,7 @@ fn record<T>(
     db: &'static str,
     entity: &'static str,
     op: &'static str,
+    statement: &'static str,
     start: std::time::Instant,
     r: &Result<T>,
 ) {
@@ -780,6 +798,19 @@ fn record<T>(
         },
     };
     metrics::counter!(n::OPERATIONS, n::LABEL_DB => db, n::LABEL_ENTITY => entity, n::LABEL_OP => op, n::LABEL_OUTCOME => outcome).increment(1);
+    let elapsed = start.elapsed();
     metrics::histogram!(n::OPERATION_DURATION, n::LABEL_DB => db, n::LABEL_ENTITY => entity, n::LABEL_OP => op)
-        .record(start.elapsed().as_secs_f64());
+        .record(elapsed.as_secs_f64());
+    if elapsed >= SLOW_THRESHOLD {
+        metrics::counter!(n::SLOW_OPERATIONS, n::LABEL_DB => db, n::LABEL_ENTITY => entity, n::LABEL_OP => op)
+            .increment(1);
+        persistence::layer::SlowLog::global().record(persistence::layer::SlowEntry {
+            at: std::time::SystemTime::now(),
+            db: db.to_string(),
+            entity: entity.to_string(),
+            op: op.to_string(),
+            duration: elapsed,
+            statement: Some(statement.to_string()),
+        });
+    }
 }
