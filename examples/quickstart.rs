@@ -212,6 +212,9 @@ async fn main() -> Result<(), Error> {
     );
     products.delete(&sku).await?;
     users.delete_many(&persistence_core::Filter::all()).await?;
+    println!(
+        "next: `cargo run -p persistence-bookstore` runs a whole app on these stores, with a live dashboard at http://127.0.0.1:8080/dashboard"
+    );
     Ok(())
 }
 

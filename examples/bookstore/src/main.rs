@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! bookstore [--bind 127.0.0.1:8080] [--no-seed] [--self-load SECONDS]
+//! bookstore --drop
 //! bookstore --loadgen [--target 127.0.0.1:8080] [--requests N] [--seconds S] [--concurrency C]
 //! ```
 //!
@@ -20,6 +21,8 @@ const USAGE: &str = "usage:
   bookstore [--bind ADDR] [--no-seed] [--self-load SECONDS]
       serve the bookstore (default 127.0.0.1:8080); --self-load runs the load
       generator against it for SECONDS after start, so the dashboard has data
+  bookstore --drop
+      drop this namespace's schema, tenant schemas and MongoDB database, then exit
   bookstore --loadgen [--target ADDR] [--requests N] [--seconds S] [--concurrency C]
       drive a running bookstore on this machine (loopback only) and print
       ops/s and latency percentiles (defaults: 20000 requests, 30 s, 8 clients)
@@ -34,6 +37,7 @@ struct Args {
     seconds: u64,
     concurrency: usize,
     seed: bool,
+    drop: bool,
     self_load: Option<u64>,
 }
 
@@ -46,6 +50,7 @@ fn parse() -> Result<Args, String> {
         seconds: 30,
         concurrency: 8,
         seed: true,
+        drop: false,
         self_load: None,
     };
     let mut it = std::env::args().skip(1);
@@ -54,6 +59,7 @@ fn parse() -> Result<Args, String> {
         match arg.as_str() {
             "--loadgen" => a.loadgen = true,
             "--no-seed" => a.seed = false,
+            "--drop" => a.drop = true,
             "--bind" => {
                 a.bind = value("--bind")?
                     .parse()
@@ -109,7 +115,10 @@ async fn main() -> ExitCode {
     // INFO for the application and the framework; the driver's notices only from WARN up.
     let filter = tracing_subscriber::filter::Targets::new()
         .with_default(tracing::Level::INFO)
-        .with_target("sqlx", tracing::Level::WARN);
+        .with_target("sqlx", tracing::Level::WARN)
+        // Slow operations are listed on the dashboard; at the demo's low
+        // threshold (25 ms) one warning each would flood the console.
+        .with_target("persistence_core::layer::metrics", tracing::Level::ERROR);
     tracing_subscriber::registry()
         .with(tracing_subscriber::fmt::layer().with_target(false))
         .with(filter)
@@ -138,7 +147,23 @@ async fn main() -> ExitCode {
     }
 
     let mut config = AppConfig::from_env();
-    config.seed = args.seed;
+    config.seed = args.seed && !args.drop;
+    if args.drop {
+        let dropped = match persistence_bookstore::App::start(config).await {
+            Ok(app) => app.destroy().await,
+            Err(e) => Err(e),
+        };
+        return match dropped {
+            Ok(()) => {
+                println!("bookstore: dropped the namespace's data");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("bookstore --drop: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let running = match serve(config, args.bind).await {
         Ok(r) => r,
         Err(e) => {
