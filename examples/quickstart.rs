@@ -1,21 +1,18 @@
-//! Quickstart: derive entities, store them relationally and as documents,
-//! read documents through the cache, query and page.
+//! Quickstart: derive entities, let the `Persistence` manager build the
+//! stores, store users relationally and products as documents, read products
+//! through the cache, query and page.
 //!
-//! `cargo run --example quickstart` runs on the embedded defaults: in-memory
-//! SQLite for users, the in-memory document store for products, an
-//! in-process (moka) cache. Set `DATABASE_URL` (PostgreSQL), `MONGODB_URL`
-//! and/or `REDIS_URL` and the same code runs against those servers.
-
-use std::sync::Arc;
-use std::time::Duration;
+//! `cargo run --example quickstart` runs with no configuration at all:
+//! `DATABASE_URL` (PostgreSQL), `MONGODB_URL` and `REDIS_URL` when set, else
+//! the embedded defaults — in-memory SQLite for users, the in-memory document
+//! store for products, an in-process (moka) cache. Local servers are not
+//! picked up just because they run; `--probe` also looks on the default
+//! local ports. `--config FILE` builds the same topology from a file instead
+//! (see `examples/persistence.yaml`).
 
 use chrono::{DateTime, Utc};
-use persistence_cache::CacheLayer;
-use persistence_core::{
-    Entity, Error, MemoryRepository, Query, Repository, SharedRepository, StringField,
-};
-use persistence_mongo::{MongoConfig, MongoStore};
-use persistence_postgres::{RelationalConfig, RelationalStore};
+use persistence::config::Probe;
+use persistence::{Entity, Error, Filter, Persistence, Query, Repository, StringField};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -60,53 +57,32 @@ struct Product {
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    // --- Relational: PostgreSQL when DATABASE_URL is set, else in-memory SQLite.
-    let relational = RelationalConfig::from_env();
-    let store = RelationalStore::connect(&relational).await?;
-    println!(
-        "users    -> {:?} ({})",
-        store.dialect(),
-        why("DATABASE_URL")
-    );
-    let users = store.repository::<User>();
-    users.ensure_schema().await?;
-    // Leave no rows behind on a shared server: this demo owns its table's rows.
-    users.delete_many(&persistence_core::Filter::all()).await?;
-
-    // --- Documents: MongoDB when MONGODB_URL is set, else the memory store.
-    // Both are wired as the same object-safe type.
-    let products: SharedRepository<Product> = match std::env::var("MONGODB_URL") {
-        Ok(_) => {
-            let mongo =
-                MongoStore::connect(&MongoConfig::from_env("persistence_quickstart")).await?;
-            Arc::new(mongo.repository::<Product>())
-        }
-        Err(_) => Arc::new(MemoryRepository::<Product>::new()),
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let config = args
+        .iter()
+        .position(|a| a == "--config")
+        .map(|i| {
+            args.get(i + 1)
+                .cloned()
+                .ok_or_else(|| Error::config("--config needs a file"))
+        })
+        .transpose()?;
+    let db = match config {
+        // Named databases, pools, layers and cache policy from YAML (`${VAR:-default}` allowed).
+        Some(path) => Persistence::from_file(&path).await?,
+        // No configuration: environment URLs, else embedded (`--probe`: local servers too).
+        None if args.iter().any(|a| a == "--probe") => Persistence::from_env().await?,
+        None => Persistence::from_env_with(Probe::env_only()).await?,
     };
-    println!(
-        "products -> {} ({})",
-        products.capabilities().backend,
-        why("MONGODB_URL")
-    );
-    products.ensure_schema().await?;
+    print!("{}", db.describe());
 
-    // --- Cache: in-process L1 always, Redis L2 when REDIS_URL is set.
-    let mut cache = CacheLayer::builder()
-        .prefix("quickstart")
-        .ttl(Duration::from_secs(60));
-    if let Ok(url) = std::env::var("REDIS_URL") {
-        cache = cache.redis_url(url);
-    }
-    println!(
-        "cache    -> L1 (moka){} ({})",
-        if std::env::var("REDIS_URL").is_ok() {
-            " + L2 (Redis)"
-        } else {
-            ""
-        },
-        why("REDIS_URL")
-    );
-    let products = cache.build()?.wrap(products);
+    // Ready repositories: schema ensured, timeout / retry / circuit breaker /
+    // metrics applied, read-through cache per the entity's cache policy.
+    let users = db.repo::<User>().await?; // the `main` database
+    let products = db.repo_in::<Product>("documents").await?;
+    // Leave no rows behind on a shared server: this demo owns its tables' rows.
+    users.delete_many(&Filter::all()).await?;
+    products.delete_many(&Filter::all()).await?;
 
     // Insert users in one batch.
     let t0 = Utc::now();
@@ -205,22 +181,29 @@ async fn main() -> Result<(), Error> {
     cheaper.price_cents = 1_999;
     products.update(&cheaper).await?;
     let after = products.get(&sku).await?.map(|p| p.price_cents);
-    let stats = products.stats();
-    println!(
-        "product price {cached:?} -> {after:?} after update (cache: {} L1 hits, {} loads from the store)",
-        stats.l1_hits, stats.loads
-    );
+    if let Some(stats) = db.cache_stats("documents", Product::meta().name) {
+        println!(
+            "product price {cached:?} -> {after:?} after update (cache: {} L1 hits, {} L2 hits, {} loads from the store)",
+            stats.l1_hits, stats.l2_hits, stats.loads
+        );
+    }
     products.delete(&sku).await?;
-    users.delete_many(&persistence_core::Filter::all()).await?;
+    users.delete_many(&Filter::all()).await?;
+
+    let health = db.health().await;
+    println!("health: {:?}", health.status);
+    for d in &health.databases {
+        println!(
+            "  {:<10} {:<8} {:?} {}",
+            d.name,
+            d.kind,
+            d.state,
+            d.latency.map(|l| format!("{l:.1?}")).unwrap_or_default()
+        );
+    }
+    db.shutdown().await;
     println!(
         "next: `cargo run -p persistence-bookstore` runs a whole app on these stores, with a live dashboard at http://127.0.0.1:8080/dashboard"
     );
     Ok(())
-}
-
-fn why(var: &str) -> String {
-    match std::env::var(var) {
-        Ok(_) => format!("{var} is set"),
-        Err(_) => format!("{var} not set: embedded default"),
-    }
 }

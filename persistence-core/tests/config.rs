@@ -332,3 +332,35 @@ fn production_has_no_embedded_fallback() {
     assert_eq!(err.kind(), &ErrorKind::Config);
     assert!(err.to_string().contains("DATABASE_URL"), "{err}");
 }
+
+#[test]
+fn env_only_probe_never_picks_up_a_local_server() {
+    let open = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let open_addr = open.local_addr().expect("addr");
+    let probe = Probe {
+        postgres: open_addr,
+        mongo: open_addr,
+        redis: open_addr,
+        env: vars(&[]),
+        ..Probe::env_only()
+    };
+    let d = detect("development", &probe).expect("embedded");
+    assert_eq!(d.config.databases["main"].kind, DatabaseKind::Sqlite);
+    assert_eq!(d.config.databases["documents"].kind, DatabaseKind::Memory);
+    assert!(!d.config.databases.contains_key("cache"));
+    assert!(
+        d.reasons
+            .iter()
+            .all(|r| r.contains("local servers not probed")),
+        "{:?}",
+        d.reasons
+    );
+    // Environment URLs still win.
+    let probe = Probe {
+        env: vars(&[("DATABASE_URL", "postgres://u@envhost/db")]),
+        ..probe
+    };
+    let d = detect("development", &probe).expect("env");
+    assert_eq!(d.config.databases["main"].kind, DatabaseKind::Postgres);
+    drop(open);
+}

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use persistence_cache::CacheLayer;
+use persistence_cache::{CacheLayer, Stats as CacheStats};
 use persistence_core::config::{
     ConfigLoader, DatabaseConfig, DatabaseKind, PersistenceConfig, Probe, detect,
 };
@@ -109,8 +109,12 @@ pub struct Persistence {
     reasons: Vec<String>,
     databases: Vec<Arc<Database>>,
     repos: Mutex<HashMap<(String, TypeId), Box<dyn Any + Send + Sync>>>,
+    /// Counters of each cached repository, by database and entity name.
+    cache_stats: std::sync::Mutex<HashMap<(String, &'static str), StatsFn>>,
     health_timeout: Duration,
 }
+
+type StatsFn = Arc<dyn Fn() -> CacheStats + Send + Sync>;
 
 impl std::fmt::Debug for Persistence {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -152,6 +156,7 @@ impl Persistence {
             reasons: Vec::new(),
             databases,
             repos: Mutex::new(HashMap::new()),
+            cache_stats: std::sync::Mutex::new(HashMap::new()),
             health_timeout: Duration::from_secs(2),
         })
     }
@@ -164,8 +169,14 @@ impl Persistence {
     /// Without a file: detect the environment (env URLs, then local servers,
     /// then embedded defaults; no fallbacks in the `production` profile).
     pub async fn from_env() -> Result<Self> {
+        Self::from_env_with(Probe::default()).await
+    }
+
+    /// Like [`Persistence::from_env`], probing as `probe` says —
+    /// [`Probe::env_only`] skips the local ports: environment URLs, else embedded.
+    pub async fn from_env_with(probe: Probe) -> Result<Self> {
         let profile = ConfigLoader::new().selected_profile();
-        let detection = tokio::task::spawn_blocking(move || detect(&profile, &Probe::default()))
+        let detection = tokio::task::spawn_blocking(move || detect(&profile, &probe))
             .await
             .map_err(|e| Error::config(format!("environment detection failed: {e}")))??;
         let mut p = Self::new(detection.config)?;
@@ -328,7 +339,15 @@ impl Persistence {
                     cache = cache.redis_url(url.expose());
                 }
             }
-            Arc::new(cache.build()?.wrap(layered))
+            let cached = cache.build()?.wrap(layered);
+            let handle = cached.clone();
+            if let Ok(mut stats) = self.cache_stats.lock() {
+                stats.insert(
+                    (name.to_string(), E::meta().name),
+                    Arc::new(move || handle.stats()),
+                );
+            }
+            Arc::new(cached)
         };
         repos.insert(key, Box::new(repo.clone()));
         Ok(repo)
@@ -369,6 +388,16 @@ impl Persistence {
             Backend::Mongo(store) => Ok(Some(store.clone())),
             _ => Ok(None),
         }
+    }
+
+    /// The cache counters of entity `entity` (its logical name) in database
+    /// `db`, once a cached repository of it has been handed out.
+    pub fn cache_stats(&self, db: &str, entity: &str) -> Option<CacheStats> {
+        let stats = self.cache_stats.lock().ok()?;
+        stats
+            .iter()
+            .find(|((d, e), _)| d == db && *e == entity)
+            .map(|(_, f)| f())
     }
 
     /// Check every database that has been built (a bounded round trip each,

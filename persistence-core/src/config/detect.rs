@@ -28,6 +28,11 @@ pub struct Probe {
     pub redis: SocketAddr,
     /// Variables to use instead of the process environment (tests).
     pub env: Option<Vec<(String, String)>>,
+    /// Probe the local default ports at all. `false` ([`Probe::env_only`]):
+    /// environment URLs, else the embedded defaults — what an example or a
+    /// developer laptop wants when a local server should not be picked up
+    /// just because it happens to run.
+    pub local: bool,
 }
 
 impl Default for Probe {
@@ -39,11 +44,26 @@ impl Default for Probe {
             mongo: local(27017),
             redis: local(6379),
             env: None,
+            local: true,
         }
     }
 }
 
 impl Probe {
+    fn not_found(&self, addr: SocketAddr) -> String {
+        if self.local {
+            format!("nothing on {addr}")
+        } else {
+            "local servers not probed".to_string()
+        }
+    }
+    /// Environment URLs, else embedded defaults: local ports are not probed.
+    pub fn env_only() -> Self {
+        Probe {
+            local: false,
+            ..Probe::default()
+        }
+    }
     fn var(&self, name: &str) -> Option<String> {
         match &self.env {
             Some(vars) => vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()),
@@ -52,7 +72,7 @@ impl Probe {
         .filter(|v| !v.trim().is_empty())
     }
     fn answers(&self, addr: SocketAddr) -> bool {
-        TcpStream::connect_timeout(&addr, self.timeout).is_ok()
+        self.local && TcpStream::connect_timeout(&addr, self.timeout).is_ok()
     }
 }
 
@@ -107,8 +127,8 @@ pub fn detect(profile: &str, probe: &Probe) -> Result<Detection> {
         missing.push("main (set DATABASE_URL)");
     } else {
         reasons.push(format!(
-            "main: embedded in-memory SQLite (no DATABASE_URL, nothing on {})",
-            probe.postgres
+            "main: embedded in-memory SQLite (no DATABASE_URL, {})",
+            probe.not_found(probe.postgres)
         ));
         config.databases.insert(
             "main".into(),
@@ -135,8 +155,8 @@ pub fn detect(profile: &str, probe: &Probe) -> Result<Detection> {
         missing.push("documents (set MONGODB_URL)");
     } else {
         reasons.push(format!(
-            "documents: embedded memory store (no MONGODB_URL, nothing on {})",
-            probe.mongo
+            "documents: embedded memory store (no MONGODB_URL, {})",
+            probe.not_found(probe.mongo)
         ));
         config
             .databases
@@ -163,8 +183,8 @@ pub fn detect(profile: &str, probe: &Probe) -> Result<Detection> {
         );
     } else {
         reasons.push(format!(
-            "cache: in-process L1 only (no REDIS_URL, nothing on {})",
-            probe.redis
+            "cache: in-process L1 only (no REDIS_URL, {})",
+            probe.not_found(probe.redis)
         ));
     }
     if config.databases.contains_key("cache") {
