@@ -51,6 +51,7 @@ pub(crate) struct Shared {
     pub l2: Option<Arc<L2>>,
     pub tags: Arc<crate::tags::TagStore>,
     pub backplane: Option<Arc<crate::backplane::Backplane>>,
+    pub db_label: Option<Arc<str>>,
 }
 
 /// A cache layer: wraps repositories into [`CachedRepository`]s sharing one
@@ -124,6 +125,7 @@ pub struct CacheLayerBuilder {
     pool_size: usize,
     backplane: bool,
     degraded_ttl: Duration,
+    db_label: Option<String>,
 }
 
 impl std::fmt::Debug for CacheLayerBuilder {
@@ -153,6 +155,7 @@ impl Default for CacheLayerBuilder {
             pool_size: 16,
             backplane: false,
             degraded_ttl: Duration::from_secs(1),
+            db_label: None,
         }
     }
 }
@@ -221,6 +224,13 @@ impl CacheLayerBuilder {
     /// Longest L1 lifetime while the backplane is disconnected (default 1 s).
     pub fn backplane_degraded_ttl(mut self, ttl: Duration) -> Self {
         self.degraded_ttl = ttl;
+        self
+    }
+
+    /// Add the label `db` = `name` to every cache counter of this layer (the
+    /// `persistence` manager passes the configured database name).
+    pub fn db_label(mut self, name: impl Into<String>) -> Self {
+        self.db_label = Some(name.into());
         self
     }
 
@@ -306,6 +316,7 @@ impl CacheLayerBuilder {
                 backplane,
                 l1: self.l1,
                 l2,
+                db_label: self.db_label.map(Arc::from),
             }),
         })
     }

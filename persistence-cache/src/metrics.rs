@@ -2,7 +2,11 @@
 //! here) and the same counts as a [`Stats`] snapshot.
 //!
 //! Every counter carries the label `entity` (the entity's logical name);
-//! hits and misses also carry `level` (`l1` / `l2`).
+//! hits and misses also carry `level` (`l1` / `l2`). A layer built with
+//! [`db_label`](crate::CacheLayerBuilder::db_label) (as the `persistence`
+//! manager does) adds `db` (the configured database name).
+
+use std::sync::Arc;
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
@@ -86,6 +90,8 @@ impl Level {
 
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
+    /// The `db` label, when the layer has one.
+    db: Option<Arc<str>>,
     l1_hits: AtomicU64,
     l1_misses: AtomicU64,
     l2_hits: AtomicU64,
@@ -100,6 +106,13 @@ pub(crate) struct Counters {
 }
 
 impl Counters {
+    pub(crate) fn with_db(db: Option<Arc<str>>) -> Self {
+        Counters {
+            db,
+            ..Counters::default()
+        }
+    }
+
     pub(crate) fn record(&self, entity: &'static str, event: Event) {
         let (slot, name, level) = match event {
             Event::Hit(Level::L1) => (&self.l1_hits, names::HITS, Some(Level::L1)),
@@ -119,11 +132,17 @@ impl Counters {
             Event::DecodeError => (&self.decode_errors, names::DECODE_ERRORS, None),
         };
         slot.fetch_add(1, Relaxed);
-        match level {
-            Some(l) => {
+        match (level, &self.db) {
+            (Some(l), None) => {
                 metrics::counter!(name, "entity" => entity, "level" => l.label()).increment(1)
             }
-            None => metrics::counter!(name, "entity" => entity).increment(1),
+            (None, None) => metrics::counter!(name, "entity" => entity).increment(1),
+            (Some(l), Some(db)) => metrics::counter!(name,
+                "db" => db.to_string(), "entity" => entity, "level" => l.label())
+            .increment(1),
+            (None, Some(db)) => {
+                metrics::counter!(name, "db" => db.to_string(), "entity" => entity).increment(1)
+            }
         }
     }
 

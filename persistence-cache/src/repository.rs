@@ -174,7 +174,7 @@ fn norm_id<E: Entity>(id: &E::Id) -> Option<Value> {
 impl<E: Entity, R: Repository<E> + 'static> CachedRepository<E, R> {
     pub(crate) fn new(shared: Arc<Shared>, repo: R) -> Self {
         let meta = E::meta();
-        let counters = Arc::new(Counters::default());
+        let counters = Arc::new(Counters::with_db(shared.db_label.clone()));
         let l1 = shared.l1.map(|cfg| {
             let c = counters.clone();
             let mut b = Cache::builder()

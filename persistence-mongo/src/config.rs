@@ -1,5 +1,6 @@
 //! Connection configuration and the [`MongoStore`] handle.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use mongodb::options::ClientOptions;
@@ -82,6 +83,10 @@ pub fn validate_database_name(name: &str) -> Result<()> {
 pub struct MongoStore {
     client: Client,
     db: Database,
+    /// Pool counts and command shapes from driver events (clients built by `connect`).
+    monitor: Option<Arc<crate::monitor::Monitor>>,
+    /// Shared with stores derived by `with_database`.
+    leaks: Arc<std::sync::OnceLock<persistence_core::layer::LeakDetector>>,
 }
 
 impl MongoStore {
@@ -97,14 +102,49 @@ impl MongoStore {
         if let Some(a) = &config.app_name {
             opts.app_name = Some(a.clone());
         }
+        let monitor = crate::monitor::Monitor::install(&mut opts);
         let client = Client::with_options(opts).map_err(map_plain)?;
         let db = client.database(&config.database);
-        Ok(MongoStore { client, db })
+        Ok(MongoStore {
+            client,
+            db,
+            monitor,
+            leaks: Arc::default(),
+        })
     }
 
-    /// A store over an existing client and database.
+    /// A store over an existing client and database (no pool statistics:
+    /// the client's event handlers are its owner's).
     pub fn from_database(client: Client, db: Database) -> MongoStore {
-        MongoStore { client, db }
+        MongoStore {
+            client,
+            db,
+            monitor: None,
+            leaks: Arc::default(),
+        }
+    }
+
+    /// Connection pool counts from the driver's events (`None` for a store
+    /// built with [`from_database`](Self::from_database)).
+    pub fn pool_stats(&self) -> Option<crate::MongoPoolStats> {
+        self.monitor.as_ref().map(|m| m.stats())
+    }
+
+    /// Call `f` with the wait of every connection check-out (set once).
+    pub fn on_connection_acquired(&self, f: impl Fn(std::time::Duration) + Send + Sync + 'static) {
+        if let Some(m) = &self.monitor {
+            m.set_acquire_observer(Box::new(f));
+        }
+    }
+
+    /// Report transactions held open longer than the detector's threshold
+    /// (set once; shared with stores derived by `with_database`).
+    pub fn set_leak_detector(&self, detector: persistence_core::layer::LeakDetector) {
+        let _ = self.leaks.set(detector);
+    }
+
+    pub(crate) fn leak_detector(&self) -> Option<&persistence_core::layer::LeakDetector> {
+        self.leaks.get()
     }
 
     /// The same client on another database (name validated).
@@ -113,6 +153,8 @@ impl MongoStore {
         Ok(MongoStore {
             client: self.client.clone(),
             db: self.client.database(name),
+            monitor: self.monitor.clone(),
+            leaks: self.leaks.clone(),
         })
     }
 

@@ -103,20 +103,37 @@ impl MongoStore {
     }
 
     /// Run `work` in a transaction with the default retry policy (see the module docs).
-    pub async fn transaction<T, F, Fut>(&self, work: F) -> Result<T>
+    ///
+    /// With a leak detector ([`MongoStore::set_leak_detector`]), a transaction
+    /// open longer than its threshold is reported with the caller's file and line.
+    #[track_caller]
+    pub fn transaction<T, F, Fut>(&self, work: F) -> impl Future<Output = Result<T>>
     where
         F: FnMut(Transaction) -> Fut,
         Fut: Future<Output = Result<T>>,
     {
         self.transaction_with(TransactionOptions::default(), work)
-            .await
     }
 
     /// Run `work` in a transaction with an explicit retry policy.
-    pub async fn transaction_with<T, F, Fut>(
+    #[track_caller]
+    pub fn transaction_with<T, F, Fut>(
+        &self,
+        options: TransactionOptions,
+        work: F,
+    ) -> impl Future<Output = Result<T>>
+    where
+        F: FnMut(Transaction) -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        self.transaction_at(options, work, std::panic::Location::caller())
+    }
+
+    async fn transaction_at<T, F, Fut>(
         &self,
         options: TransactionOptions,
         mut work: F,
+        site: &'static std::panic::Location<'static>,
     ) -> Result<T>
     where
         F: FnMut(Transaction) -> Fut,
@@ -133,6 +150,9 @@ impl MongoStore {
             .await
             .map_err(|e| map_plain(e).with_operation("transaction"))?;
         let session: SharedSession = Arc::new(Mutex::new(session));
+        let _hold = self
+            .leak_detector()
+            .map(|d| d.track("transaction", None, Some(site)));
         let max = options.max_attempts.max(1);
         let mut attempt = 0;
         loop {

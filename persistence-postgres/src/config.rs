@@ -217,6 +217,16 @@ impl RelationalConfig {
         if let Some(d) = self.acquire_timeout {
             o.acquire_timeout(d);
         }
+        // Tell the operation in progress (if a `Metrics` layer measures it)
+        // that its pooled connection is in hand: times the acquire wait.
+        o.map_sqlx_postgres_before_acquire(|_, _| {
+            persistence_core::layer::probe::connection_acquired();
+            Box::pin(std::future::ready(Ok(true)))
+        });
+        o.map_sqlx_sqlite_before_acquire(|_, _| {
+            persistence_core::layer::probe::connection_acquired();
+            Box::pin(std::future::ready(Ok(true)))
+        });
         if !self.is_sqlite() {
             if let Some(d) = self.statement_timeout {
                 o.statement_timeout(d);

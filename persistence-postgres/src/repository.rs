@@ -23,6 +23,8 @@ struct StoreInner {
     db: DatabaseConnection,
     dialect: Dialect,
     schema: Option<String>,
+    /// Shared with stores derived by `with_schema`.
+    leaks: Arc<std::sync::OnceLock<persistence_core::layer::LeakDetector>>,
 }
 
 /// A database (PostgreSQL or SQLite) reached through a sea-orm connection
@@ -45,9 +47,13 @@ impl RelationalStore {
     /// Connect with `config` (the pool is created; the first connection is opened).
     pub async fn connect(config: &RelationalConfig) -> Result<RelationalStore> {
         config.validate()?;
-        let db = sea_orm::Database::connect(config.connect_options())
+        let mut db = sea_orm::Database::connect(config.connect_options())
             .await
             .map_err(|e| map_db_err(e, &Default::default()).with_operation("connect"))?;
+        // The SQL text only (placeholders, never the bound values) for the slow log.
+        db.set_metric_callback(|info| {
+            persistence_core::layer::probe::statement_executed(&info.statement.sql, info.elapsed)
+        });
         Self::from_connection(db, config.schema.clone())
     }
 
@@ -76,6 +82,7 @@ impl RelationalStore {
                 db,
                 dialect,
                 schema,
+                leaks: Arc::default(),
             }),
         })
     }
@@ -87,6 +94,7 @@ impl RelationalStore {
                 db: self.inner.db.clone(),
                 dialect: self.inner.dialect,
                 schema: Some(schema.to_string()),
+                leaks: self.inner.leaks.clone(),
             }),
         }
     }
@@ -94,6 +102,17 @@ impl RelationalStore {
     /// The sea-orm connection (pool).
     pub fn connection(&self) -> &DatabaseConnection {
         &self.inner.db
+    }
+
+    /// Report transactions of this store (and of stores derived from it)
+    /// held open longer than the detector's threshold. Set once; later calls
+    /// are ignored.
+    pub fn set_leak_detector(&self, detector: persistence_core::layer::LeakDetector) {
+        let _ = self.inner.leaks.set(detector);
+    }
+
+    pub(crate) fn leak_detector(&self) -> Option<&persistence_core::layer::LeakDetector> {
+        self.inner.leaks.get()
     }
 
     /// The dialect.

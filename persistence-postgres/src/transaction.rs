@@ -90,41 +90,53 @@ where
 
 impl RelationalStore {
     /// Run `f` in a transaction: commit on `Ok`, roll back on `Err` (and on panic / drop).
-    pub async fn transaction<T, Er, F>(&self, f: F) -> std::result::Result<T, Er>
+    ///
+    /// With a leak detector ([`RelationalStore::set_leak_detector`]), a
+    /// transaction open longer than its threshold is reported with the
+    /// caller's file and line.
+    #[track_caller]
+    pub fn transaction<T, Er, F>(&self, f: F) -> impl Future<Output = std::result::Result<T, Er>>
     where
         F: for<'t> FnOnce(&'t UnitOfWork) -> UnitFuture<'t, T, Er>,
         Er: From<Error>,
     {
-        self.transaction_with(None, f).await
+        self.transaction_with(None, f)
     }
 
     /// [`transaction`](Self::transaction) with an isolation level (PostgreSQL).
-    pub async fn transaction_with<T, Er, F>(
+    #[track_caller]
+    pub fn transaction_with<T, Er, F>(
         &self,
         isolation: Option<IsolationLevel>,
         f: F,
-    ) -> std::result::Result<T, Er>
+    ) -> impl Future<Output = std::result::Result<T, Er>>
     where
         F: for<'t> FnOnce(&'t UnitOfWork) -> UnitFuture<'t, T, Er>,
         Er: From<Error>,
     {
-        let isolation = match self.dialect() {
-            Dialect::Postgres => isolation,
-            Dialect::Sqlite => None,
-        };
-        let tx = self
-            .connection()
-            .begin_with_config(isolation, None)
+        let site = std::panic::Location::caller();
+        async move {
+            let isolation = match self.dialect() {
+                Dialect::Postgres => isolation,
+                Dialect::Sqlite => None,
+            };
+            let tx = self
+                .connection()
+                .begin_with_config(isolation, None)
+                .await
+                .map_err(|e| Er::from(tx_err(e, "begin")))?;
+            let _hold = self
+                .leak_detector()
+                .map(|d| d.track("transaction", None, Some(site)));
+            run_unit(
+                UnitOfWork {
+                    tx,
+                    store: self.clone(),
+                },
+                f,
+            )
             .await
-            .map_err(|e| Er::from(tx_err(e, "begin")))?;
-        run_unit(
-            UnitOfWork {
-                tx,
-                store: self.clone(),
-            },
-            f,
-        )
-        .await
+        }
     }
 }
 

@@ -17,14 +17,24 @@
 //! let users = db.repo::<User>().await?;             // the `main` database, cached per policy
 //! let products = db.repo_in::<User>("documents").await?;
 //! let report = db.health().await;
+//! let pool = db.pool_status("main");               // Some(PoolStatus { max, size, idle, in_use, waiting })
+//! let slow = persistence::layer::SlowLog::global().top(10);
 //! db.shutdown().await;
 //! # Ok(()) }
 //! ```
+//!
+//! Metrics go through the `metrics` facade (names in
+//! [`layer::metrics::names`]); feature `prometheus` adds [`prometheus`]-format
+//! exposition. Pool gauges and the breaker state are sampled per built
+//! database; connections, streams and transactions held longer than
+//! `metrics.leak_threshold` are reported.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 mod manager;
 mod pool;
+#[cfg(feature = "prometheus")]
+pub mod prometheus;
 
 pub use manager::{DatabaseHealth, HealthReport, HealthState, Persistence};
 pub use persistence_cache as cache;

@@ -12,7 +12,7 @@ use persistence_core::config::{
 };
 use persistence_core::layer::{
     BreakerConfig, CircuitBreaker, LayerExt, LeakDetector, Metrics, PoolProbe, Retry, RetryConfig,
-    Timeout,
+    Timeout, metric_names,
 };
 use persistence_core::{Entity, Error, MemoryRepository, Repository, Result, SharedRepository};
 use persistence_mongo::{MongoConfig, MongoStore};
@@ -326,7 +326,9 @@ impl Persistence {
                 .as_deref()
                 .or(db.config.database.as_deref())
                 .unwrap_or("default");
-            let mut cache = CacheLayer::builder().prefix(format!("persistence.{name}.{scope}"));
+            let mut cache = CacheLayer::builder()
+                .prefix(format!("persistence.{name}.{scope}"))
+                .db_label(name);
             if let Some(ttl) = policy.ttl {
                 cache = cache.ttl(ttl);
             }
@@ -508,12 +510,20 @@ async fn build(db: &Database) -> Result<Backend> {
                 )?);
                 rc.ssl_root_cert = tls.root_cert.clone();
             }
-            Backend::Relational(RelationalStore::connect(&rc).await?)
+            let store = RelationalStore::connect(&rc).await?;
+            store.set_leak_detector(db.leaks.clone());
+            Backend::Relational(store)
         }
         DatabaseKind::Mongo => {
             let database = c.database.clone().unwrap_or_else(|| db.name.clone());
             let store =
                 MongoStore::connect(&MongoConfig::new(url.unwrap_or_default(), database)).await?;
+            store.set_leak_detector(db.leaks.clone());
+            let label = db.name.clone();
+            store.on_connection_acquired(move |waited| {
+                metrics::histogram!(metric_names::POOL_ACQUIRE, metric_names::LABEL_DB => label.clone())
+                    .record(waited.as_secs_f64());
+            });
             Backend::Mongo(store)
         }
         DatabaseKind::Memory => Backend::Memory(std::sync::Mutex::new(HashMap::new())),

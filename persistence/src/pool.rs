@@ -64,10 +64,18 @@ pub(crate) fn relational_status(store: &RelationalStore, probe: &PoolProbe) -> O
     })
 }
 
-/// The pool status of a built database.
+/// The pool status of a built database (MongoDB: from the driver's pool
+/// events, summed over servers; `max` is per server).
 pub(crate) fn status(db: &Database) -> Option<PoolStatus> {
     match db.backend.get()? {
         Backend::Relational(store) => relational_status(store, &db.probe),
+        Backend::Mongo(store) => store.pool_stats().map(|s| PoolStatus {
+            max: s.max,
+            size: s.open,
+            idle: s.open.saturating_sub(s.checked_out),
+            in_use: s.checked_out,
+            waiting: s.waiting,
+        }),
         _ => None,
     }
 }

@@ -20,6 +20,7 @@
 //!   default: { ttl: 5m, negative_ttl: 30s, l2: cache }
 //!   entities:
 //!     users: { ttl: 1m }
+//! metrics: { slow_threshold: 500ms, leak_threshold: 30s, pool_warn_utilization: 85 }
 //! profiles:
 //!   production:
 //!     databases: { main: { pool: { max_connections: 50 } } }
