@@ -287,6 +287,7 @@ impl App {
 
         let mut queries = CacheLayer::builder()
             .prefix(format!("bookstore.{}.queries", config.namespace))
+            .db_label("catalog")
             .ttl(Duration::from_secs(60));
         if let Some(url) = &config.redis_url {
             queries = queries.redis_url(url.clone());
@@ -354,18 +355,6 @@ impl App {
     /// What was chosen and why (no secrets).
     pub fn choices(&self) -> &[String] {
         &self.choices
-    }
-
-    /// Which database each cache counter's entity belongs to (for the dashboard).
-    pub fn cache_owners() -> BTreeMap<String, String> {
-        [
-            ("bs_products", "catalog"),
-            ("!tagged", "catalog"),
-            ("bs_customers", "main"),
-        ]
-        .into_iter()
-        .map(|(a, b)| (a.to_string(), b.to_string()))
-        .collect()
     }
 
     /// Customers repository (cached by id).

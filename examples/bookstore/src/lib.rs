@@ -95,13 +95,7 @@ pub async fn serve(config: AppConfig, bind: SocketAddr) -> Result<Running> {
     // The dashboard's recorder goes in first, so start-up work is counted too.
     let _ = persistence_dashboard::Aggregator::global();
     let app = App::start(config).await?;
-    let dashboard = Dashboard::start(
-        app.db.clone(),
-        DashboardOptions {
-            entity_db: App::cache_owners(),
-            ..DashboardOptions::default()
-        },
-    );
+    let dashboard = Dashboard::start(app.db.clone(), DashboardOptions::default());
     let router = http::router(app.clone()).merge(dashboard.router());
     let listener = tokio::net::TcpListener::bind(bind)
         .await
