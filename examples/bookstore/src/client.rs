@@ -3,6 +3,7 @@
 //! Loopback addresses only.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full};
@@ -18,6 +19,8 @@ pub struct Client {
     sender: Option<SendRequest<Full<Bytes>>>,
     /// Bearer token sent with every request, when set.
     pub token: Option<String>,
+    /// Longest wait for one request (connect, send, read the body); default 60 s.
+    pub timeout: Duration,
 }
 
 impl std::fmt::Debug for Client {
@@ -58,6 +61,7 @@ impl Client {
             addr,
             sender: None,
             token: None,
+            timeout: Duration::from_secs(60),
         })
     }
 
