@@ -2,7 +2,8 @@
 //! generator briefly, open `/dashboard` in headless Chromium, check that
 //! every number the page shows equals the JSON snapshot it says it rendered
 //! (`<body data-seq>`, fetched again with `?seq=`), that the charts have
-//! drawn paths, and save a screenshot to `target/dashboard.png`.
+//! drawn paths, and save a screenshot to `target/dashboard.png` (embedded
+//! defaults) and `target/dashboard-services.png` (real servers).
 //!
 //! Driver: Chromium's own `--dump-dom` and `--screenshot` with
 //! `--virtual-time-budget` (the page's fetch and rendering run, then the
@@ -213,7 +214,26 @@ async fn dashboard_page_matches_its_json_and_draws_charts() {
     let Some(browser) = browser() else {
         return;
     };
-    let running = common::start(common::embedded()).await;
+    check_dashboard(&browser, common::embedded(), "dashboard.png").await;
+}
+
+/// The same on PostgreSQL + MongoDB + Redis: pools, tenants and statement
+/// shapes are on the page too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dashboard_on_real_services() {
+    let Some(config) = common::services() else {
+        return;
+    };
+    let Some(browser) = browser() else {
+        return;
+    };
+    check_dashboard(&browser, config, "dashboard-services.png").await;
+}
+
+async fn check_dashboard(browser: &Path, config: persistence_bookstore::AppConfig, png_name: &str) {
+    let browser = browser.to_path_buf();
+    let on_postgres = config.database_url.is_some();
+    let running = common::start(config).await;
     let addr = running.addr;
 
     // Some traffic for the page to show.
@@ -335,7 +355,19 @@ async fn dashboard_page_matches_its_json_and_draws_charts() {
     }
 
     // A picture for people (and for the README).
-    let png = workspace_root().join("target/dashboard.png");
+    if on_postgres {
+        let main = snap["databases"]
+            .as_array()
+            .and_then(|d| d.iter().find(|d| d["name"] == "main"))
+            .expect("main");
+        assert_eq!(main["tenants"], 2, "two demo shops: {main}");
+        assert!(
+            main["pool"]["max"].as_u64().unwrap_or(0) > 0,
+            "pool: {main}"
+        );
+    }
+
+    let png = workspace_root().join("target").join(png_name);
     std::fs::create_dir_all(png.parent().expect("dir")).expect("target dir");
     let _ = std::fs::remove_file(&png);
     {
