@@ -202,5 +202,8 @@ async fn main() -> Result<(), Error> {
         );
     }
     db.shutdown().await;
+    println!(
+        "next: `cargo run -p persistence-bookstore` runs a whole app on these stores, with a live dashboard at http://127.0.0.1:8080/dashboard"
+    );
     Ok(())
 }

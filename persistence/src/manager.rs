@@ -407,16 +407,6 @@ impl Persistence {
         Ok(repo)
     }
 
-    /// The cache counters of entity `entity` (its logical name) in database
-    /// `db`, once a cached repository of it has been handed out.
-    pub fn cache_stats(&self, db: &str, entity: &str) -> Option<CacheStats> {
-        let stats = self.cache_stats.lock().ok()?;
-        stats
-            .iter()
-            .find(|((d, e), _)| d == db && *e == entity)
-            .map(|(_, f)| f())
-    }
-
     /// The `Metrics` layer of a database: slow threshold from the config, pool
     /// probe for relational pools, leak detection for databases with connections.
     fn metrics_layer(&self, db: &Database, backend: &Backend) -> Metrics {
@@ -463,6 +453,37 @@ impl Persistence {
                 crate::registry::Registry::open(store.clone(), key, max).await
             })
             .await
+    }
+
+    /// The relational store of database `name` (built on first use), for
+    /// what repositories do not cover: transactions
+    /// ([`RelationalStore::transaction`]), schema-per-tenant, statements of
+    /// your own. `Ok(None)` when `name` is not a PostgreSQL / SQLite database.
+    pub async fn relational(&self, name: &str) -> Result<Option<RelationalStore>> {
+        match self.backend(self.database(name)?).await? {
+            Backend::Relational(store) => Ok(Some(store.clone())),
+            _ => Ok(None),
+        }
+    }
+
+    /// The MongoDB store of database `name` (built on first use), for
+    /// aggregations, transactions and change streams. `Ok(None)` when `name`
+    /// is not a MongoDB database.
+    pub async fn mongo(&self, name: &str) -> Result<Option<MongoStore>> {
+        match self.backend(self.database(name)?).await? {
+            Backend::Mongo(store) => Ok(Some(store.clone())),
+            _ => Ok(None),
+        }
+    }
+
+    /// The cache counters of entity `entity` (its logical name) in database
+    /// `db`, once a cached repository of it has been handed out.
+    pub fn cache_stats(&self, db: &str, entity: &str) -> Option<CacheStats> {
+        let stats = self.cache_stats.lock().ok()?;
+        stats
+            .iter()
+            .find(|((d, e), _)| d == db && *e == entity)
+            .map(|(_, f)| f())
     }
 
     /// Check every database that has been built (a bounded round trip each,

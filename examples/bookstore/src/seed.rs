@@ -1,0 +1,122 @@
+//! Demo data: 40 books in 5 categories with reviews, one book with a single
+//! copy left (`BK-LAST`), 20 customers, and each demo shop's price list.
+//! Idempotent: rows that exist are left alone.
+
+use persistence::Result;
+use uuid::Uuid;
+
+use crate::app::App;
+use crate::model::{Attributes, Customer, Inventory, Product, Review};
+
+/// Categories of the demo catalog.
+pub const CATEGORIES: [&str; 5] = ["children", "cooking", "fiction", "history", "science"];
+
+/// The SKU with exactly one copy in stock.
+pub const LAST_COPY: &str = "BK-LAST";
+
+/// Stock of every other seeded book.
+pub const STOCK: i64 = 1000;
+
+/// Seeded customers.
+pub const CUSTOMERS: usize = 20;
+
+/// The email of seeded customer `i`.
+pub fn customer_email(i: usize) -> String {
+    format!("reader{i}@example.com")
+}
+
+/// The SKU of seeded book `i` (0..40).
+pub fn sku(i: usize) -> String {
+    format!("BK-{:04}", i + 1)
+}
+
+const ADJ: [&str; 8] = [
+    "Silent", "Hidden", "Last", "Golden", "Quiet", "Lost", "Northern", "Bright",
+];
+const NOUN: [&str; 8] = [
+    "River", "Garden", "Empire", "Kitchen", "Star", "Library", "Forest", "Harbor",
+];
+
+/// The seeded products.
+pub fn products() -> Vec<Product> {
+    let mut out: Vec<Product> = (0..40)
+        .map(|i| {
+            let reviews = (0..((i / 5 + i) % 5))
+                .map(|j| Review {
+                    user: format!("reader{}", (i + j) % CUSTOMERS),
+                    rating: ((i * 7 + j * 3) % 5 + 1) as i32,
+                    text: "Seeded review.".into(),
+                })
+                .collect();
+            let mut p = Product {
+                sku: sku(i),
+                title: format!("The {} {}", ADJ[i % 8], NOUN[(i / 8 + i) % 8]),
+                author: format!("Author {}", i % 13 + 1),
+                category: CATEGORIES[i % 5].into(),
+                price_cents: 999 + (i as i64 * 137) % 3000,
+                attributes: Attributes {
+                    format: ["hardcover", "paperback", "ebook"][i % 3].into(),
+                    pages: 120 + (i as i32 * 37) % 600,
+                    language: if i % 4 == 0 { "de" } else { "en" }.into(),
+                    year: 1990 + (i as i32 * 3) % 35,
+                    tags: vec![CATEGORIES[i % 5].into(), format!("shelf-{}", i % 6)],
+                },
+                reviews,
+                rating: 0.0,
+                version: 0,
+            };
+            p.rerate();
+            p
+        })
+        .collect();
+    out.push(Product {
+        sku: LAST_COPY.into(),
+        title: "The Last Copy".into(),
+        author: "A. Scarce".into(),
+        category: "fiction".into(),
+        price_cents: 4200,
+        attributes: Attributes {
+            format: "hardcover".into(),
+            pages: 321,
+            language: "en".into(),
+            year: 2024,
+            tags: vec!["rare".into()],
+        },
+        reviews: Vec::new(),
+        rating: 0.0,
+        version: 0,
+    });
+    out
+}
+
+/// Insert the demo data that is missing.
+pub async fn seed(app: &App) -> Result<()> {
+    let products = products();
+    let inserted = App::insert_if_missing(app.products(), &products).await?;
+    let stock: Vec<Inventory> = products
+        .iter()
+        .map(|p| Inventory {
+            sku: p.sku.clone(),
+            stock: if p.sku == LAST_COPY { 1 } else { STOCK },
+            version: 0,
+        })
+        .collect();
+    App::insert_if_missing(app.inventory(), &stock).await?;
+    let customers: Vec<Customer> = (0..CUSTOMERS)
+        .map(|i| Customer {
+            id: Uuid::now_v7(),
+            email: customer_email(i),
+            name: format!("Reader {i}"),
+            version: 0,
+        })
+        .collect();
+    App::insert_if_missing(app.customers(), &customers).await?;
+    app.seed_shops(&products).await?;
+    tracing::info!(
+        products = products.len(),
+        new_products = inserted,
+        customers = CUSTOMERS,
+        "demo data seeded"
+    );
+    Ok(())
+}
