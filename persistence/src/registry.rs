@@ -371,18 +371,10 @@ impl ConnectionDefinition {
 
     fn as_database_config(&self) -> DatabaseConfig {
         DatabaseConfig {
-            kind: self.kind,
-            url: Some(self.url.clone()),
             schema: self.schema.clone(),
             database: self.database.clone(),
             pool: self.pool.clone(),
-            replicas: Vec::new(),
-            backup: None,
-            timeout: None,
-            retry: None,
-            breaker: None,
-            tls: None,
-            failover: None,
+            ..DatabaseConfig::new(self.kind, Some(self.url.clone()))
         }
     }
 }

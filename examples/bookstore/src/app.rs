@@ -6,9 +6,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use persistence::cache::CacheLayer;
-use persistence::config::{
-    CachePolicy, DatabaseConfig, DatabaseKind, PersistenceConfig, PoolConfig, Secret,
-};
+use persistence::config::{CachePolicy, DatabaseConfig, DatabaseKind, PersistenceConfig, Secret};
 use persistence::layer::{LayerExt, Metrics, metric_names};
 use persistence::mongo::{MongoStore, Pipeline};
 use persistence::postgres::{RelationalStore, TenantId, Tenants};
@@ -87,18 +85,8 @@ impl AppConfig {
     pub fn persistence_config(&self) -> Result<PersistenceConfig> {
         crate::validate_namespace(&self.namespace)?;
         let db = |kind, url: Option<&String>| DatabaseConfig {
-            kind,
-            url: url.map(|u| Secret::new(u.clone())),
-            schema: None,
-            database: None,
-            pool: PoolConfig::default(),
-            replicas: Vec::new(),
-            backup: None,
             timeout: Some(Duration::from_secs(10)),
-            retry: None,
-            breaker: None,
-            tls: None,
-            failover: None,
+            ..DatabaseConfig::new(kind, url.map(|u| Secret::new(u.clone())))
         };
         let mut c = PersistenceConfig::default();
         let main = match &self.database_url {

@@ -3,7 +3,7 @@
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-use super::{DatabaseConfig, DatabaseKind, PersistenceConfig, PoolConfig, Secret};
+use super::{DatabaseConfig, DatabaseKind, PersistenceConfig, Secret};
 use crate::error::{Error, Result};
 
 /// The detected configuration and why each database was chosen.
@@ -78,18 +78,8 @@ impl Probe {
 
 fn db(kind: DatabaseKind, url: Option<String>) -> DatabaseConfig {
     DatabaseConfig {
-        kind,
-        url: url.map(Secret::new),
-        schema: None,
         database: (kind == DatabaseKind::Mongo).then(|| "app".to_string()),
-        pool: PoolConfig::default(),
-        replicas: Vec::new(),
-        backup: None,
-        timeout: None,
-        retry: None,
-        breaker: None,
-        tls: None,
-        failover: None,
+        ..DatabaseConfig::new(kind, url.map(Secret::new))
     }
 }
 

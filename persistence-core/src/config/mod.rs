@@ -291,6 +291,27 @@ pub struct DatabaseConfig {
     pub failover: Option<FailoverSettings>,
 }
 
+impl DatabaseConfig {
+    /// A database of `kind` at `url` with every other setting at its default
+    /// (the form to start from in code; new settings then don't break callers).
+    pub fn new(kind: DatabaseKind, url: Option<Secret>) -> Self {
+        DatabaseConfig {
+            kind,
+            url,
+            schema: None,
+            database: None,
+            pool: PoolConfig::default(),
+            replicas: Vec::new(),
+            backup: None,
+            timeout: None,
+            retry: None,
+            breaker: None,
+            tls: None,
+            failover: None,
+        }
+    }
+}
+
 /// Cache policy for one entity type (or the default).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
