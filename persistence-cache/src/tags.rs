@@ -252,6 +252,15 @@ impl CacheLayer {
         Fut: Future<Output = Result<T>>,
     {
         let store = &self.shared.tags;
+        // A flight that finished just before this one started has filled L1
+        // (between this caller's L1 miss and its joining the flight map).
+        if let Some(l1) = &store.l1 {
+            if let Some(hit) = l1.get(&local).await {
+                if let Ok(v) = hit.value.downcast::<T>() {
+                    return Ok(T::clone(&v));
+                }
+            }
+        }
         let tag_refs: Vec<&str> = tags.iter().map(String::as_str).collect();
         let vkey = self.value_key(&key);
         let mut tokens: Option<Vec<String>> = None;

@@ -204,7 +204,7 @@ async fn with_pg(body: impl AsyncFnOnce(&RelationalRepository<Thing>)) {
     let Some(store) = pg_store().await else {
         return;
     };
-    run(store, None, body).await;
+    run(store.clone(), None, body).await;
 }
 
 async fn with_sqlite(body: impl AsyncFnOnce(&RelationalRepository<Thing>)) {

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use common::*;
 use persistence_core::{Entity, ErrorKind, Filter, Query, Repository};
-use persistence_postgres::{RelationalConfig, RelationalStore, TenantId, TenantResolver, Tenants};
+use persistence_postgres::{RelationalStore, TenantId, TenantResolver, Tenants};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Entity)]
@@ -35,13 +35,14 @@ async fn schema_exists(store: &RelationalStore, name: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn fifty_tenants_two_hundred_tasks_five_connections() {
-    let Some(url) = pg_url() else { return };
+    // The control schema is dropped by the guard, also on panic.
+    let Some(control) = persistence_testing::TestPostgres::schema().await else {
+        return;
+    };
     let sfx = suffix();
-    let control = format!("t_{sfx}");
-    let cfg = RelationalConfig::new(url)
-        .schema(control.clone())
-        .max_connections(5);
-    let store = RelationalStore::connect(&cfg).await.expect("connect");
+    let store = RelationalStore::connect(&control.config().max_connections(5))
+        .await
+        .expect("connect");
     let tenants = Tenants::new(&store).expect("tenants").register::<Note>();
     let ids: Vec<TenantId> = (0..50)
         .map(|n| TenantId::new(format!("t{sfx}_{n}")).expect("valid id"))

@@ -240,11 +240,12 @@ async fn serialization_failure_is_retryable_concurrent_conflict() {
 /// they would see the insert.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropped_unit_of_work_rolls_back() {
-    let Some(url) = pg_url() else { return };
-    let cfg = persistence_postgres::RelationalConfig::new(url)
-        .schema(format!("t_{}", suffix()))
-        .max_connections(1);
-    let store = RelationalStore::connect(&cfg).await.expect("connect");
+    let Some(schema) = persistence_testing::TestPostgres::schema().await else {
+        return;
+    };
+    let store = RelationalStore::connect(&schema.config().max_connections(1))
+        .await
+        .expect("connect");
     let s = store.clone();
     let outcome = tokio::spawn(async move {
         s.repository::<Thing>()

@@ -4,9 +4,9 @@ use chrono::{Duration, Utc};
 use persistence::audit::{
     AuditContext, AuditOperation, AuditRecord, Audited, OnAuditError, Retention,
 };
-use persistence::conformance::services::{Service, unique_suffix, url};
-use persistence::postgres::{RelationalConfig, RelationalStore};
+use persistence::postgres::RelationalStore;
 use persistence::{Entity, ErrorKind, Filter, MemoryRepository, Query, Repository};
+use persistence_testing::{TestMongo, TestPostgres};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -30,12 +30,26 @@ fn doc(id: i64, title: &str, body: Option<&str>) -> Doc {
     }
 }
 
-async fn pg_store() -> Option<RelationalStore> {
-    let url = url(Service::Postgres)?;
-    let cfg = RelationalConfig::new(url)
-        .schema(format!("aud_{}", unique_suffix()))
-        .max_connections(4);
-    Some(RelationalStore::connect(&cfg).await.expect("connect"))
+/// A store in its own schema (from `persistence-testing`: dropped with the
+/// guard, also when the test panics) — derefs to the store.
+struct PgStore {
+    store: RelationalStore,
+    _schema: TestPostgres,
+}
+
+impl std::ops::Deref for PgStore {
+    type Target = RelationalStore;
+    fn deref(&self) -> &RelationalStore {
+        &self.store
+    }
+}
+
+async fn pg_store() -> Option<PgStore> {
+    let pg = TestPostgres::schema().await?;
+    let store = RelationalStore::connect(&pg.config().max_connections(4))
+        .await
+        .expect("connect");
+    Some(PgStore { store, _schema: pg })
 }
 
 /// Records of one entity id, oldest first.
@@ -335,19 +349,16 @@ async fn postgres_retention_deletes_old_records_in_batches() {
     store.drop_schema().await.expect("drop");
 }
 
-async fn mongo_store() -> Option<persistence::mongo::MongoStore> {
-    let url = url(Service::Mongo)?;
-    let config = persistence::mongo::MongoConfig::new(url, format!("aud_{}", unique_suffix()));
-    Some(
-        persistence::mongo::MongoStore::connect(&config)
-            .await
-            .expect("connect"),
-    )
+/// A store on its own database (dropped with the guard, also on panic).
+async fn mongo_store() -> Option<(persistence::mongo::MongoStore, TestMongo)> {
+    let db = TestMongo::database().await?;
+    let store = db.store().await.expect("connect");
+    Some((store, db))
 }
 
 #[tokio::test]
 async fn mongo_records_every_write_kind() {
-    let Some(store) = mongo_store().await else {
+    let Some((store, _db)) = mongo_store().await else {
         return;
     };
     every_write_kind(store.repository::<Doc>(), store.repository::<AuditRecord>()).await;
@@ -356,7 +367,7 @@ async fn mongo_records_every_write_kind() {
 
 #[tokio::test]
 async fn mongo_retention_deletes_old_records_in_batches() {
-    let Some(store) = mongo_store().await else {
+    let Some((store, _db)) = mongo_store().await else {
         return;
     };
     retention_in_batches(store.repository::<AuditRecord>()).await;

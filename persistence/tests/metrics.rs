@@ -14,11 +14,11 @@ use futures_util::StreamExt as _;
 use metrics_util::MetricKind;
 use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 use persistence::config::{ConfigLoader, PersistenceConfig};
-use persistence::conformance::services::{Service, unique_suffix, url};
+use persistence::conformance::services::unique_suffix;
 use persistence::layer::metrics::names;
 use persistence::layer::{LeakDetector, SlowLog};
-use persistence::postgres::{RelationalConfig, RelationalStore};
 use persistence::{Entity, Error, Persistence, Query, Repository};
+use persistence_testing::{TestMongo, TestPostgres};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Entity)]
@@ -183,12 +183,12 @@ const WARN_HIGH: &str = "connection pool utilization high";
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_pool_gauges_waiting_acquire_and_utilization_warning() {
     snapshotter();
-    let Some(pg) = url(Service::Postgres) else {
+    // Own schema, dropped by the guard (also on panic).
+    let Some(guard) = TestPostgres::schema().await else {
         return;
     };
-    let suffix = unique_suffix();
-    let db = format!("pg_{suffix}");
-    let schema = format!("met_{suffix}");
+    let (pg, schema) = (guard.url().to_string(), guard.name().to_string());
+    let db = format!("pg_{}", unique_suffix());
     let p = Persistence::new(config(&format!(
         "databases:\n  {db}: {{ kind: postgres, url: \"{pg}\", schema: {schema}, pool: {{ max_connections: 2, acquire_timeout: 60s }} }}\n\
          cache:\n  default: {{ disabled: true }}\n\
@@ -316,11 +316,7 @@ async fn postgres_pool_gauges_waiting_acquire_and_utilization_warning() {
     .await;
 
     p.shutdown().await;
-    let store = RelationalStore::connect(&RelationalConfig::new(pg).schema(schema))
-        .await
-        .expect("cleanup connect");
-    store.drop_schema().await.expect("drop schema");
-    store.close().await;
+    guard.cleanup().await.expect("drop schema");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -425,15 +421,11 @@ async fn sqlite_pool_status_health_and_slow_log_statement_shape() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transaction_held_past_leak_threshold_is_reported_short_one_is_not() {
     snapshotter();
-    let Some(pg) = url(Service::Postgres) else {
+    let Some(guard) = TestPostgres::schema().await else {
         return;
     };
-    let suffix = unique_suffix();
-    let label = format!("tx_{suffix}");
-    let schema = format!("met_{suffix}");
-    let store = RelationalStore::connect(&RelationalConfig::new(pg).schema(schema.clone()))
-        .await
-        .expect("connect");
+    let label = format!("tx_{}", unique_suffix());
+    let store = guard.store().await.expect("connect");
     let repo = store.repository::<User>();
     repo.ensure_schema().await.expect("schema");
     let detector = LeakDetector::new(&label, Duration::from_millis(200));
@@ -499,8 +491,8 @@ async fn transaction_held_past_leak_threshold_is_reported_short_one_is_not() {
     );
 
     watchdog.abort();
-    store.drop_schema().await.expect("drop schema");
     store.close().await;
+    guard.cleanup().await.expect("drop schema");
 }
 
 /// The Prometheus recorder, not installed globally (a thread-local recorder
@@ -600,13 +592,15 @@ async fn cache_counters_carry_the_database_label() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mongo_pool_status_and_command_shapes() {
     snapshotter();
-    let Some(mongo) = url(Service::Mongo) else {
+    // Own database, dropped by the guard (also on panic).
+    let Some(guard) = TestMongo::database().await else {
         return;
     };
+    let (mongo, mdb) = (guard.url().to_string(), guard.name().to_string());
     let suffix = unique_suffix();
     let db = format!("mg_{suffix}");
     let p = Persistence::new(config(&format!(
-        "databases:\n  {db}: {{ kind: mongo, url: \"{mongo}\", database: met_{suffix} }}\n\
+        "databases:\n  {db}: {{ kind: mongo, url: \"{mongo}\", database: {mdb} }}\n\
          cache:\n  default: {{ disabled: true }}\n\
          metrics: {{ sample_interval: 20ms, slow_threshold: 0s }}\n"
     )))
@@ -647,14 +641,8 @@ async fn mongo_pool_status_and_command_shapes() {
         "no values: {mine:?}"
     );
 
-    let store = persistence::mongo::MongoStore::connect(&persistence::mongo::MongoConfig::new(
-        mongo,
-        format!("met_{suffix}"),
-    ))
-    .await
-    .expect("cleanup connect");
-    store.drop_database().await.expect("drop database");
     p.shutdown().await;
+    guard.cleanup().await.expect("drop database");
 }
 
 /// The `metrics` section: defaults, unknown keys rejected, bad values named.

@@ -1,14 +1,14 @@
 //! The connection registry on PostgreSQL (own schema per test) and SQLite
 //! (own file per test): encryption at rest, tampering, wrong key, rotation,
 //! pool lifecycle and the LRU cap.
-use std::path::PathBuf;
 
 use persistence::config::{ConfigLoader, DatabaseKind, PoolConfig};
 use persistence::conformance::services::{Service, unique_suffix, url};
 use persistence::postgres::sea_orm::{ConnectionTrait, Statement};
-use persistence::postgres::{Dialect, RelationalConfig, RelationalStore};
+use persistence::postgres::{Dialect, RelationalStore};
 use persistence::registry::{ConnectionDefinition, Registry, RegistryKey, TABLE};
 use persistence::{Entity, ErrorKind, Persistence, Repository};
+use persistence_testing::{TestPostgres, TestSqlite};
 use serde::{Deserialize, Serialize};
 
 const PASSWORD: &str = "hunter2-registry";
@@ -22,28 +22,34 @@ struct Note {
 }
 
 /// A registry store: PostgreSQL in its own schema, or a SQLite file.
+/// The schema / file is removed by the `persistence-testing` guard, also
+/// when the test panics.
 struct Db {
     store: RelationalStore,
-    file: Option<PathBuf>,
+    _pg: Option<TestPostgres>,
+    _lite: Option<TestSqlite>,
 }
 
 impl Db {
     async fn postgres() -> Option<Db> {
-        let url = url(Service::Postgres)?;
-        let cfg = RelationalConfig::new(url)
-            .schema(format!("reg_{}", unique_suffix()))
-            .max_connections(4);
-        let store = RelationalStore::connect(&cfg).await.expect("connect");
-        Some(Db { store, file: None })
+        let pg = TestPostgres::schema().await?;
+        let store = RelationalStore::connect(&pg.config().max_connections(4))
+            .await
+            .expect("connect");
+        Some(Db {
+            store,
+            _pg: Some(pg),
+            _lite: None,
+        })
     }
 
     async fn sqlite() -> Db {
-        let file = std::env::temp_dir().join(format!("persistence-reg-{}.db", unique_suffix()));
-        let cfg = RelationalConfig::new(format!("sqlite://{}?mode=rwc", file.display()));
-        let store = RelationalStore::connect(&cfg).await.expect("sqlite");
+        let lite = TestSqlite::new();
+        let store = lite.store().await.expect("sqlite");
         Db {
             store,
-            file: Some(file),
+            _pg: None,
+            _lite: Some(lite),
         }
     }
 
@@ -99,9 +105,6 @@ impl Db {
     async fn cleanup(self) {
         self.store.drop_schema().await.expect("drop schema");
         self.store.close().await;
-        if let Some(f) = self.file {
-            let _ = std::fs::remove_file(f);
-        }
     }
 }
 

@@ -4,7 +4,6 @@ use std::time::{Duration, Instant};
 
 use persistence::cache::CacheLayer;
 use persistence_bookstore::sessions::{SessionData, Sessions};
-use persistence_core::conformance::services::{self, Service};
 use uuid::Uuid;
 
 async fn expires(sessions: Sessions) {
@@ -48,12 +47,13 @@ async fn in_process_sessions_expire() {
 
 #[tokio::test]
 async fn redis_sessions_expire() {
-    let Some(url) = services::url(Service::Redis) else {
+    // Its own key prefix, deleted when the guard drops (also on panic).
+    let Some(redis) = persistence_testing::TestRedis::new().await else {
         return;
     };
     let layer = CacheLayer::builder()
-        .prefix(format!("bs_test_{}", services::unique_suffix()))
-        .redis_url(url)
+        .prefix(redis.prefix())
+        .redis_url(redis.url())
         .build()
         .expect("layer");
     expires(Sessions::new(Some(&layer)).expect("sessions")).await;

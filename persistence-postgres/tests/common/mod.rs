@@ -25,15 +25,28 @@ pub fn suffix() -> String {
     services::unique_suffix()
 }
 
-/// A fresh PostgreSQL store in its own (already created) schema. The caller
-/// drops it with `drop_schema`.
-pub async fn pg_store() -> Option<RelationalStore> {
+/// A PostgreSQL store in its own schema, and the guard that drops the schema
+/// when the test ends — also when it panics. Derefs to the store.
+pub struct PgStore {
+    store: RelationalStore,
+    _schema: TestPostgres,
+}
+
+impl std::ops::Deref for PgStore {
+    type Target = RelationalStore;
+    fn deref(&self) -> &RelationalStore {
+        &self.store
+    }
+}
+
+/// A fresh PostgreSQL store in its own (already created) schema, dropped with
+/// the returned guard (an explicit `drop_schema` first is harmless).
+pub async fn pg_store() -> Option<PgStore> {
     let pg = TestPostgres::schema().await?;
     let store = RelationalStore::connect(&pg.config())
         .await
         .expect("connect to PostgreSQL");
-    pg.keep();
-    Some(store)
+    Some(PgStore { store, _schema: pg })
 }
 
 /// A fresh SQLite store in a temporary file (removed by [`remove_sqlite`]).

@@ -39,11 +39,25 @@ pub async fn start(config: AppConfig) -> Running {
         .expect("the bookstore starts")
 }
 
-/// Stop and drop everything the instance created.
+/// Stop and drop everything the instance created: its schemas and Mongo
+/// database (`destroy`) and, on Redis, the keys under its prefixes (the
+/// query cache and sessions, and the manager's per-database caches).
 pub async fn finish(running: Running) {
     let app = running.app.clone();
     running.stop().await.expect("server stops");
     app.destroy().await.expect("cleanup");
+    if let Some(url) = &app.config.redis_url {
+        let ns = &app.config.namespace;
+        for prefix in [
+            format!("bookstore.{ns}.queries"),
+            format!("persistence.main.{ns}"),
+            format!("persistence.catalog.{ns}"),
+        ] {
+            persistence_testing::TestRedis::delete_under(url, &prefix)
+                .await
+                .expect("delete the instance's Redis keys");
+        }
+    }
 }
 
 /// A client logged in as seeded customer `i`.
