@@ -9,11 +9,10 @@ use std::time::{Duration, Instant};
 
 use local_pg::{LocalPg, within};
 use persistence::config::{ConfigLoader, PersistenceConfig};
-use persistence::conformance::services::{Service, unique_suffix, url};
-use persistence::postgres::{RelationalConfig, RelationalStore};
 use persistence::{
     DynRepository, Entity, ErrorKind, HealthState, Persistence, Role, SharedRepository, Topology,
 };
+use persistence_testing::TestPostgres;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Entity)]
@@ -168,10 +167,11 @@ cache: {{ default: {{ disabled: true }} }}
 
 #[tokio::test]
 async fn writes_fail_over_to_the_backup_and_return_to_the_primary() {
-    let Some(shared) = url(Service::Postgres) else {
+    // The backup's schema on the shared server, dropped by the guard (also on panic).
+    let Some(backup) = TestPostgres::schema().await else {
         return;
     };
-    let schema = format!("fo_{}", unique_suffix());
+    let (shared, schema) = (backup.url().to_string(), backup.name().to_string());
     let primary = LocalPg::start();
     let p = manager(&format!(
         r#"
@@ -235,11 +235,7 @@ cache: {{ default: {{ disabled: true }} }}
     assert_eq!(report.databases[0].since, None);
     p.shutdown().await;
 
-    let store = RelationalStore::connect(&RelationalConfig::new(shared).schema(schema))
-        .await
-        .expect("shared server");
-    store.drop_schema().await.expect("cleanup");
-    store.close().await;
+    backup.cleanup().await.expect("cleanup");
 }
 
 #[tokio::test]
@@ -365,11 +361,12 @@ cache: {{ default: {{ disabled: true }} }}
 #[tokio::test]
 #[ignore = "measurement: prints timings"]
 async fn measure_failover_and_breaker_timings() {
-    let Some(shared) = url(Service::Postgres) else {
+    // The backup's schema on the shared server, dropped by the guard (also on panic).
+    let Some(backup) = TestPostgres::schema().await else {
         return;
     };
+    let (shared, schema) = (backup.url().to_string(), backup.name().to_string());
     let (interval, timeout) = ("200ms", "500ms");
-    let schema = format!("fo_{}", unique_suffix());
     let primary = LocalPg::start();
     let mut replica = LocalPg::replica_of(&primary);
     let p = manager(&format!(
@@ -448,11 +445,7 @@ cache: {{ default: {{ disabled: true }} }}
     );
     assert!(calls(&t, Role::Backup) > 0);
     p.shutdown().await;
-    let store = RelationalStore::connect(&RelationalConfig::new(shared).schema(schema))
-        .await
-        .expect("shared server");
-    store.drop_schema().await.expect("cleanup");
-    store.close().await;
+    backup.cleanup().await.expect("cleanup");
     primary.start_server();
 
     // Breaker: threshold 3, open_for 2s, against the (own) primary.

@@ -18,7 +18,7 @@ use persistence::conformance::services::unique_suffix;
 use persistence::layer::metrics::names;
 use persistence::layer::{LeakDetector, SlowLog};
 use persistence::{Entity, Error, Persistence, Query, Repository};
-use persistence_testing::{TestMongo, TestPostgres};
+use persistence_testing::{TestMongo, TestPostgres, TestSqlite};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Entity)]
@@ -324,12 +324,13 @@ async fn sqlite_pool_status_health_and_slow_log_statement_shape() {
     snapshotter();
     let suffix = unique_suffix();
     let db = format!("lite_{suffix}");
-    let file = std::env::temp_dir().join(format!("persistence_metrics_{suffix}.db"));
+    // Its own file, removed by the guard (also on panic).
+    let file = TestSqlite::new();
     let p = Persistence::new(config(&format!(
-        "databases:\n  {db}: {{ kind: sqlite, url: \"sqlite://{}?mode=rwc\", pool: {{ max_connections: 2 }} }}\n\
+        "databases:\n  {db}: {{ kind: sqlite, url: \"{}\", pool: {{ max_connections: 2 }} }}\n\
          cache:\n  default: {{ disabled: true }}\n\
          metrics: {{ sample_interval: 20ms, slow_threshold: 0s }}\n",
-        file.display()
+        file.url()
     )))
     .expect("manager");
     let users = p.repo_in::<User>(&db).await.expect("repo");
@@ -413,9 +414,6 @@ async fn sqlite_pool_status_health_and_slow_log_statement_shape() {
     .await;
 
     p.shutdown().await;
-    let _ = std::fs::remove_file(&file);
-    let _ = std::fs::remove_file(file.with_extension("db-wal"));
-    let _ = std::fs::remove_file(file.with_extension("db-shm"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

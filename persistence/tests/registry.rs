@@ -3,12 +3,12 @@
 //! pool lifecycle and the LRU cap.
 
 use persistence::config::{ConfigLoader, DatabaseKind, PoolConfig};
-use persistence::conformance::services::{Service, unique_suffix, url};
+use persistence::conformance::services::unique_suffix;
 use persistence::postgres::sea_orm::{ConnectionTrait, Statement};
 use persistence::postgres::{Dialect, RelationalStore};
 use persistence::registry::{ConnectionDefinition, Registry, RegistryKey, TABLE};
 use persistence::{Entity, ErrorKind, Persistence, Repository};
-use persistence_testing::{TestPostgres, TestSqlite};
+use persistence_testing::{TestMongo, TestPostgres, TestSqlite};
 use serde::{Deserialize, Serialize};
 
 const PASSWORD: &str = "hunter2-registry";
@@ -112,21 +112,23 @@ fn sqlite_target(name: &str) -> ConnectionDefinition {
     ConnectionDefinition::new(name, DatabaseKind::Sqlite, "sqlite::memory:")
 }
 
-fn pg_target(name: &str) -> Option<ConnectionDefinition> {
+/// A PostgreSQL connection definition into its own schema, and the guard that
+/// drops that schema (also on panic).
+async fn pg_target(name: &str) -> Option<(ConnectionDefinition, TestPostgres)> {
+    let schema = TestPostgres::schema().await?;
     // The password is ignored by the trust-auth test server but travels through encryption.
-    let base = url(Service::Postgres)?;
+    let base = schema.url().to_string();
     let with_password = base.replacen("postgres@", &format!("postgres:{PASSWORD}@"), 1);
     assert!(with_password.contains(PASSWORD), "test URL shape: {base}");
-    Some(
-        ConnectionDefinition::new(name, DatabaseKind::Postgres, with_password)
-            .schema(format!("regt_{}", unique_suffix()))
-            .pool(PoolConfig {
-                max_connections: Some(2),
-                acquire_timeout: Some(std::time::Duration::from_secs(5)),
-                application_name: Some("registry-test".into()),
-                ..PoolConfig::default()
-            }),
-    )
+    let def = ConnectionDefinition::new(name, DatabaseKind::Postgres, with_password)
+        .schema(schema.name())
+        .pool(PoolConfig {
+            max_connections: Some(2),
+            acquire_timeout: Some(std::time::Duration::from_secs(5)),
+            application_name: Some("registry-test".into()),
+            ..PoolConfig::default()
+        });
+    Some((def, schema))
 }
 
 fn assert_config_naming(err: &persistence::Error, name: &str) {
@@ -143,7 +145,7 @@ async fn round_trip(db: &Db) {
     let registry = Registry::open(db.store.clone(), key, 4)
         .await
         .expect("open");
-    let Some(def) = pg_target("orders") else {
+    let Some((def, _schema)) = pg_target("orders").await else {
         return;
     };
     registry.add(&def).await.expect("add");
@@ -571,15 +573,16 @@ async fn manager_opens_the_configured_registry() {
 
 #[tokio::test]
 async fn mongo_connections_open_through_the_registry() {
-    let Some(mongo) = url(Service::Mongo) else {
+    // Its own database, dropped by the guard (also on panic).
+    let Some(target) = TestMongo::database().await else {
         return;
     };
+    let (mongo, database) = (target.url().to_string(), target.name().to_string());
     let db = Db::sqlite().await;
     let (key, _) = RegistryKey::generate();
     let registry = Registry::open(db.store.clone(), key, 4)
         .await
         .expect("open");
-    let database = format!("reg_{}", unique_suffix());
     registry
         .add(&ConnectionDefinition::new("catalog", DatabaseKind::Mongo, mongo).database(&database))
         .await
