@@ -672,15 +672,7 @@ async fn build(
     let url = url.map(|u| u.expose().to_string());
     Ok(match c.kind {
         DatabaseKind::Postgres | DatabaseKind::Sqlite => {
-            let mut rc = RelationalConfig::new(url.unwrap_or_default());
-            rc.schema = c.schema.clone();
-            rc.max_connections = c.pool.max_connections;
-            rc.min_connections = c.pool.min_connections;
-            rc.acquire_timeout = c.pool.acquire_timeout;
-            rc.idle_timeout = c.pool.idle_timeout;
-            rc.max_lifetime = c.pool.max_lifetime;
-            rc.statement_timeout = c.pool.statement_timeout;
-            rc.application_name = c.pool.application_name.clone();
+            let mut rc = relational_config(url.unwrap_or_default(), c.schema.clone(), &c.pool);
             rc.connect_lazy = lazy;
             if let Some(tls) = &c.tls {
                 rc.ssl_mode = Some(persistence_postgres::SslMode::parse(&tls.mode).map_err(
@@ -707,4 +699,23 @@ async fn build(
         DatabaseKind::Memory => Backend::Memory(std::sync::Mutex::new(HashMap::new())),
         DatabaseKind::Redis => Backend::Redis,
     })
+}
+
+/// A relational backend configuration from a URL, schema and the pool settings
+/// of a configured (or registry-defined) database.
+pub(crate) fn relational_config(
+    url: String,
+    schema: Option<String>,
+    pool: &persistence_core::config::PoolConfig,
+) -> RelationalConfig {
+    let mut rc = RelationalConfig::new(url);
+    rc.schema = schema;
+    rc.max_connections = pool.max_connections;
+    rc.min_connections = pool.min_connections;
+    rc.acquire_timeout = pool.acquire_timeout;
+    rc.idle_timeout = pool.idle_timeout;
+    rc.max_lifetime = pool.max_lifetime;
+    rc.statement_timeout = pool.statement_timeout;
+    rc.application_name = pool.application_name.clone();
+    rc
 }

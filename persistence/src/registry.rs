@@ -94,7 +94,7 @@ use persistence_core::layer::{Around, BoxFuture, Call, LayerExt, Op};
 use persistence_core::{Entity, Error, Filter, Query, Repository, Result, SharedRepository};
 use persistence_mongo::{MongoConfig, MongoStore};
 use persistence_postgres::sea_orm::ConnectionTrait as _;
-use persistence_postgres::{Dialect, RelationalConfig, RelationalRepository, RelationalStore};
+use persistence_postgres::{Dialect, RelationalRepository, RelationalStore};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 use tokio::sync::{Mutex, RwLock};
@@ -918,15 +918,11 @@ async fn connect(def: &ConnectionDefinition) -> Result<Pool> {
     };
     match def.kind {
         DatabaseKind::Postgres | DatabaseKind::Sqlite => {
-            let mut rc = RelationalConfig::new(def.url.expose());
-            rc.schema = def.schema.clone();
-            rc.max_connections = def.pool.max_connections;
-            rc.min_connections = def.pool.min_connections;
-            rc.acquire_timeout = def.pool.acquire_timeout;
-            rc.idle_timeout = def.pool.idle_timeout;
-            rc.max_lifetime = def.pool.max_lifetime;
-            rc.statement_timeout = def.pool.statement_timeout;
-            rc.application_name = def.pool.application_name.clone();
+            let rc = crate::manager::relational_config(
+                def.url.expose().to_string(),
+                def.schema.clone(),
+                &def.pool,
+            );
             Ok(Pool::Relational(
                 RelationalStore::connect(&rc).await.map_err(in_context)?,
             ))
