@@ -81,6 +81,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use base64::Engine as _;
 use chacha20poly1305::aead::rand_core::RngCore as _;
@@ -107,6 +108,8 @@ pub const DEFAULT_MAX_OPEN_POOLS: usize = 16;
 
 const KEY_ID_DOMAIN: &[u8] = b"persistence.registry.key-id.v1";
 const AAD_DOMAIN: &str = "persistence.registry.v1";
+/// How long [`Pool::settle`] waits at most for a new pool's connections to come back.
+const SETTLE_LIMIT: Duration = Duration::from_secs(2);
 
 /// The key sealing the stored URLs: 32 bytes, used with XChaCha20-Poly1305.
 /// `Debug` shows only its id; the cipher state is zeroized on drop.
@@ -460,6 +463,17 @@ impl Pool {
         }
     }
 
+    /// Wait (bounded) until the connections that opening the pool used are
+    /// back in it. sqlx returns a dropped connection from a spawned task, so
+    /// right after `connect` a pool nobody holds can still count one in use,
+    /// and the LRU cap would take the new, unused pool for a busy one.
+    async fn settle(&self) {
+        let deadline = tokio::time::Instant::now() + SETTLE_LIMIT;
+        while self.connections_in_use() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
     fn connections_in_use(&self) -> usize {
         match self {
             Pool::Relational(store) => match store.dialect() {
@@ -730,6 +744,7 @@ impl Registry {
             p.pool.close().await;
         }
         let pool = connect(&def).await?;
+        pool.settle().await;
         let usage = Arc::new(Usage {
             last_used: AtomicU64::new(0),
             clock: self.inner.clock.clone(),
