@@ -106,6 +106,34 @@ impl CacheLayer {
     pub fn prefix(&self) -> &str {
         &self.shared.prefix
     }
+
+    /// The Redis side, for health checks: its pool occupancy and whether
+    /// the backplane is subscribed; `None` without L2.
+    pub fn l2_status(&self) -> Option<L2Status> {
+        let pool = self.shared.l2.as_ref()?.pool_status();
+        Some(L2Status {
+            pool_max: pool.max_size,
+            pool_size: pool.size,
+            pool_idle: pool.available,
+            pool_waiting: pool.waiting,
+            backplane_connected: self.shared.backplane.as_ref().map(|b| b.connected()),
+        })
+    }
+}
+
+/// The Redis side of a [`CacheLayer`] (see [`CacheLayer::l2_status`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct L2Status {
+    /// Most pooled connections.
+    pub pool_max: usize,
+    /// Connections open.
+    pub pool_size: usize,
+    /// Open connections idle in the pool.
+    pub pool_idle: usize,
+    /// Callers waiting for a connection.
+    pub pool_waiting: usize,
+    /// `Some(connected)` when the layer has a backplane, `None` without one.
+    pub backplane_connected: Option<bool>,
 }
 
 enum L2Source {

@@ -75,6 +75,11 @@ impl L2 {
         }
     }
 
+    /// The connection pool's occupancy.
+    pub(crate) fn pool_status(&self) -> deadpool_redis::Status {
+        self.pool.status()
+    }
+
     async fn with_conn<T, F, Fut>(&self, f: F) -> Result<T>
     where
         F: FnOnce(Connection) -> Fut,

@@ -70,6 +70,6 @@ pub mod sessions;
 mod singleflight;
 pub mod tags;
 
-pub use config::{CacheLayer, CacheLayerBuilder, EntityTtl, L1Config};
+pub use config::{CacheLayer, CacheLayerBuilder, EntityTtl, L1Config, L2Status};
 pub use metrics::Stats;
 pub use repository::CachedRepository;
