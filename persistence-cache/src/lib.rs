@@ -75,6 +75,6 @@ pub mod sessions;
 mod singleflight;
 pub mod tags;
 
-pub use config::{CacheLayer, CacheLayerBuilder, CacheStatus, EntityTtl, L1Config};
+pub use config::{CacheLayer, CacheLayerBuilder, CacheStatus, EntityTtl, L1Config, L2Status};
 pub use metrics::Stats;
 pub use repository::CachedRepository;
