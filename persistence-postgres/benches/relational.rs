@@ -40,6 +40,13 @@
 //! stream 1000000 rows                          2.840s            -        -  peak RSS 45.4 MiB (+0.0 MiB over the 45.4 MiB before)
 //! ```
 //!
+//! `BENCH_ONLY=insert BENCH_INSERTS=1500`, before and after writes read the
+//! row back with `RETURNING` (dev-profile builds, load average ~17 from
+//! other builds; runs alternated before/after/before/after): median ratio
+//! to a plain raw `INSERT` 1.01x / 0.96x before, 1.03x / 1.02x after;
+//! ratio of totals 1.00x / 1.04x before, 1.04x / 1.07x after (~4 ms a row
+//! on that machine, so the noise is larger than the difference).
+//!
 //! Wall-clock ratios move by several percent between runs on the loaded
 //! machine. Callgrind (client side only, noise-free): a point read costs
 //! ~69,000 instructions through the repository vs ~60,000 through raw sqlx
