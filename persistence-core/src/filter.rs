@@ -501,16 +501,28 @@ macro_rules! string_field {
 }
 string_field!(String, Option<String>);
 
+fn array_contains<T>(path: &FieldPath, item: impl Compatible<T>) -> Filter {
+    match item.to_filter_value() {
+        Ok(value) => Filter::ArrayContains {
+            field: path.clone(),
+            value,
+        },
+        Err(e) => Filter::Invalid(e),
+    }
+}
+
 impl<E, T> Field<E, Vec<T>> {
     /// The array holds an element equal to `item`.
     pub fn has(&self, item: impl Compatible<T>) -> Filter {
-        match item.to_filter_value() {
-            Ok(value) => Filter::ArrayContains {
-                field: self.path.clone(),
-                value,
-            },
-            Err(e) => Filter::Invalid(e),
-        }
+        array_contains(&self.path, item)
+    }
+}
+
+impl<E, T> Field<E, Option<Vec<T>>> {
+    /// The array is present and holds an element equal to `item` (`None`
+    /// holds nothing: `has` is false, `has(..).not()` true).
+    pub fn has(&self, item: impl Compatible<T>) -> Filter {
+        array_contains(&self.path, item)
     }
 }
 

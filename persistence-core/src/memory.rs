@@ -5,6 +5,17 @@
 //! concurrent (one `RwLock` per repository; every write is atomic, including
 //! `insert_many`), honors unique constraints (a row with a null in a unique
 //! field is not constrained, as in SQL), versions, every filter, sort and paging.
+//!
+//! # What is stored
+//!
+//! Memory stores what a microsecond store keeps, so that it agrees with
+//! PostgreSQL and SQLite and the entity a write returns is the one `get`
+//! reads: the timestamps of timestamp fields (and arrays of them) are
+//! truncated toward the past to whole microseconds (the
+//! [`TimestampPrecision::Micros`](crate::TimestampPrecision) it declares);
+//! everything else is kept exactly as given (decimals keep their scale:
+//! memory has no column type to round to; floats keep `-0.0`, `NaN`).
+//! `insert`, `update` and `upsert` return the stored entity.
 
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
@@ -16,8 +27,11 @@ use crate::entity::{Entity, EntityMeta};
 use crate::error::{Error, Result};
 use crate::filter::{CompareOp, Filter};
 use crate::query::{Direction, Page, Query, SortKey};
-use crate::repository::{BoxStream, Capabilities, Repository, support};
+use crate::repository::{BoxStream, Capabilities, Repository, TimestampPrecision, support};
 use crate::value::{Record, Value};
+
+/// The timestamp precision memory keeps (and declares).
+const PRECISION: TimestampPrecision = TimestampPrecision::Micros;
 
 /// A [`Value`] with a total order, usable as a map key.
 #[derive(Debug, Clone)]
@@ -120,12 +134,17 @@ impl<E: Entity> MemoryRepository<E> {
         self.len() == 0
     }
 
+    /// The row stored for `entity`: its version set, its timestamps
+    /// truncated to microseconds (see the module docs).
     fn prepare(entity: &E, version: Option<i64>) -> Result<Arc<Row<E>>> {
         let mut entity = entity.clone();
         if let Some(v) = version {
             entity.set_version(v);
         }
-        let record = Record::from_entity(&entity)?;
+        let mut record = Record::from_entity(&entity)?;
+        if record.fit_timestamps(PRECISION) {
+            entity = record.clone().into_entity()?;
+        }
         Ok(Arc::new(Row { entity, record }))
     }
 
@@ -321,6 +340,7 @@ impl<E: Entity> Repository<E> for MemoryRepository<E> {
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             transactions: false,
+            timestamp_precision: PRECISION,
             ..Capabilities::full("memory")
         }
     }

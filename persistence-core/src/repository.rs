@@ -24,12 +24,36 @@ use crate::query::{Cursor, Page, Query};
 pub type BoxStream<'a, T> = Pin<Box<dyn Stream<Item = T> + Send + 'a>>;
 
 /// Timestamp precision a backend keeps.
+///
+/// Every backend truncates the timestamps of an entity's fields to its
+/// precision *toward the past* before writing (see
+/// [`Record::fit_timestamps`](crate::Record::fit_timestamps)), and the
+/// entity a write returns carries the truncated values, exactly what a later
+/// `get` reads. Timestamps inside nested structs and maps are JSON strings
+/// and are kept as serde wrote them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum TimestampPrecision {
-    /// Microseconds (PostgreSQL, SQLite as text, memory keeps nanoseconds).
+    /// Microseconds (PostgreSQL, SQLite as text, memory).
     Micros,
     /// Milliseconds (BSON dates).
     Millis,
+}
+
+impl TimestampPrecision {
+    /// `t` truncated toward the past to this precision
+    /// (`1969-12-31T23:59:59.9999995Z` becomes `…59.999999Z` in microseconds).
+    pub fn truncate(self, t: chrono::DateTime<chrono::Utc>) -> chrono::DateTime<chrono::Utc> {
+        use chrono::Timelike as _;
+        let unit = match self {
+            TimestampPrecision::Micros => 1_000,
+            TimestampPrecision::Millis => 1_000_000,
+        };
+        // chrono keeps the sub-second part as a non-negative count of
+        // nanoseconds (a leap second is 1_000_000_000..2_000_000_000), so
+        // rounding it down is rounding toward the past.
+        let ns = t.nanosecond();
+        t.with_nanosecond(ns - ns % unit).unwrap_or(t)
+    }
 }
 
 /// What a backend can do. The conformance suite skips a case only when a
@@ -77,9 +101,14 @@ impl Capabilities {
 /// A typed repository of entities `E` (static form).
 ///
 /// Semantics shared by every backend (checked by the conformance suite):
+/// * `insert`, `update` and `upsert` return the *stored* entity: what a
+///   `get` right after the write returns, not the input. Timestamps come
+///   back truncated to [`Capabilities::timestamp_precision`], values a
+///   column rounds (a `numeric(12,2)` column of an existing table) come back
+///   rounded (SQL backends read the row back with `RETURNING`).
 /// * `insert` fails with `Conflict(DuplicateId)` when the id exists and
 ///   `Conflict(Unique)` on a unique violation; it stores version 1 (for
-///   versioned entities) and returns the stored entity.
+///   versioned entities).
 /// * `update` requires the stored version to equal the entity's version,
 ///   stores version + 1 and returns the stored entity; a stale version is
 ///   `Conflict(Version)`, a missing row `NotFound`. Entities without a version

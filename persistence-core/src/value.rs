@@ -444,6 +444,29 @@ impl Record {
         Ok(Record { values })
     }
 
+    /// Truncate every timestamp of a timestamp field (and of an array of
+    /// timestamps) toward the past to `precision`, as the backend that keeps
+    /// that precision stores it. Returns whether a value changed (the
+    /// entity the record came from then differs from what is stored).
+    /// Timestamps inside JSON fields are strings and are not touched.
+    pub fn fit_timestamps(&mut self, precision: crate::repository::TimestampPrecision) -> bool {
+        fn fit(v: &mut Value, p: crate::repository::TimestampPrecision) -> bool {
+            match v {
+                Value::DateTime(t) => {
+                    let fitted = p.truncate(*t);
+                    let changed = fitted != *t;
+                    *t = fitted;
+                    changed
+                }
+                Value::Array(items) => items.iter_mut().fold(false, |c, x| fit(x, p) | c),
+                _ => false,
+            }
+        }
+        self.values
+            .iter_mut()
+            .fold(false, |changed, v| fit(v, precision) | changed)
+    }
+
     /// The value of field `index`.
     pub fn get(&self, index: usize) -> &Value {
         self.values.get(index).unwrap_or(&Value::Null)

@@ -253,3 +253,43 @@ fn embedded_shapes_are_in_the_metadata() {
     assert_eq!(cur, Shape::Any);
     assert_eq!(depth, persistence_core::entity::MAX_SHAPE_DEPTH);
 }
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Entity)]
+#[entity(name = "labeled")]
+struct Labeled {
+    #[entity(id)]
+    id: i64,
+    labels: Option<Vec<String>>,
+    codes: Option<Vec<i64>>,
+    when: Option<Vec<DateTime<Utc>>>,
+}
+
+#[test]
+fn has_works_on_optional_array_handles() {
+    let m = Labeled::meta();
+    let (_, f) = m.field("labels").expect("labels");
+    assert_eq!(f.ty, FieldType::Array(ScalarType::String));
+    assert!(f.nullable);
+    let t = DateTime::<Utc>::from_timestamp(1_700_000_000, 0).expect("ts");
+    let f = Labeled::LABELS
+        .has("red")
+        .and(Labeled::LABELS.has(String::from("blue")))
+        .and(Labeled::CODES.has(7))
+        .and(Labeled::WHEN.has(t).not());
+    let checked = f.checked(m).expect("valid filter");
+    match &checked {
+        Filter::And(parts) => {
+            assert!(
+                matches!(&parts[0], Filter::ArrayContains { field, value }
+                    if field == "labels" && *value == persistence_core::Value::String("red".into())),
+                "{parts:?}"
+            );
+            assert!(
+                matches!(&parts[2], Filter::ArrayContains { field, value }
+                    if field == "codes" && *value == persistence_core::Value::I64(7)),
+                "{parts:?}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+}

@@ -1,6 +1,10 @@
 //! MongoRepository vs the raw driver, side by side in one run:
 //! `cargo bench -p persistence-mongo --bench mongo`
 //! (`BENCH_INSERT_N` sets the batch-insert size, default 100,000).
+//! `BENCH_ONLY=insert cargo bench -p persistence-mongo --bench mongo` runs
+//! only the single-document insert comparison (`BENCH_INSERTS` each side,
+//! default 3,000): `repository.insert`, which returns the stored entity,
+//! against the raw driver's `insert_one` of the serde twin.
 //!
 //! Prints, for each workload, the time through the repository and through
 //! the raw `mongodb` driver with a serde struct on the same server, and the
@@ -84,6 +88,59 @@ fn row_us(name: &str, repo: Duration, raw: Duration) {
     );
 }
 
+/// Single-document inserts in ABBA order: the repository against the raw
+/// driver on a collection with the same validator and index. Prints p50 and
+/// mean.
+async fn insert_case(repo: &MongoRepository<Item>, raw: &mongodb::Collection<RawItem>) {
+    let n: i64 = std::env::var("BENCH_INSERTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3_000);
+    let base = 1_000_000_000_i64;
+    for k in 0..20 {
+        // Warm both paths.
+        repo.insert(&item(base - 2 * k - 2)).await.unwrap();
+        raw.insert_one(raw_item(&item(base - 2 * k - 1)))
+            .await
+            .unwrap();
+    }
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    for k in 0..n {
+        let repo_first = k % 4 == 0 || k % 4 == 3;
+        for side in [repo_first, !repo_first] {
+            if side {
+                let e = item(base + 2 * k);
+                let t = Instant::now();
+                std::hint::black_box(repo.insert(&e).await.unwrap());
+                a.push(t.elapsed());
+            } else {
+                let e = raw_item(&item(base + 2 * k + 1));
+                let t = Instant::now();
+                raw.insert_one(&e).await.unwrap();
+                b.push(t.elapsed());
+                std::hint::black_box(e);
+            }
+        }
+    }
+    let mean = |v: &[Duration]| v.iter().sum::<Duration>() / v.len() as u32;
+    row(
+        &format!("insert one (p50 of {n}, ABBA)"),
+        median(a.clone()),
+        median(b.clone()),
+    );
+    row(&format!("insert one (mean of {n})"), mean(&a), mean(&b));
+}
+
+fn raw_item(i: &Item) -> RawItem {
+    RawItem {
+        id: i.id,
+        version: 1,
+        group: i.group,
+        score: i.score,
+        name: i.name.clone(),
+    }
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let Some(url) = services::url(Service::Mongo) else {
@@ -129,19 +186,16 @@ async fn main() {
         "|----------------------------------------------|--------------|--------------|---------|"
     );
 
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("insert") {
+        insert_case(&repo, &raw).await;
+        store.drop_database().await.unwrap();
+        return;
+    }
+
     // insert_many, in batches of 10,000 both ways, chunk by chunk in ABBA
     // order so both sides see the same (noisy) machine.
     let rows: Vec<Item> = (0..n_insert).map(item).collect();
-    let raw_rows: Vec<RawItem> = rows
-        .iter()
-        .map(|i| RawItem {
-            id: i.id,
-            version: 1,
-            group: i.group,
-            score: i.score,
-            name: i.name.clone(),
-        })
-        .collect();
+    let raw_rows: Vec<RawItem> = rows.iter().map(raw_item).collect();
     let plain =
         MongoRepository::<Item>::with_collection(store.database().collection("bench_plain"))
             .with_atomic_batches(false);
@@ -299,6 +353,9 @@ async fn main() {
         median(a),
         median(b),
     );
+
+    // Single-document inserts.
+    insert_case(&repo, &raw).await;
 
     store.drop_database().await.unwrap();
 }

@@ -39,6 +39,15 @@ macro_rules! exec {
 /// A repository of entities `E` stored as documents of one collection (named
 /// after the entity). Cheap to clone.
 ///
+/// `insert`, `update` and `upsert` return the entity as stored, what `get`
+/// reads next: timestamps are truncated toward the past to milliseconds
+/// (BSON dates) *before* the document is built, and the returned entity
+/// carries the truncated values. Nothing else changes on the way through
+/// BSON (decimal128 keeps a `Decimal`'s digits and scale, doubles keep
+/// `-0.0`, see [`crate::convert`]), so the written document is not read
+/// back; a versioned `upsert` returns the server's document (it increments
+/// the version there).
+///
 /// `insert_many` is all-or-nothing when the deployment supports
 /// transactions (replica set or sharded cluster; the
 /// [`Capabilities::atomic_batch`] capability then says so): the batch is
@@ -220,12 +229,23 @@ impl<E: Entity> MongoRepository<E> {
         move |e| map(e, E::meta()).in_context(E::meta().name, op)
     }
 
+    /// The document written for `entity` and the entity it stores.
+    ///
+    /// The entity is what a `get` of the document returns: timestamps are
+    /// truncated toward the past to milliseconds before the document is
+    /// built (BSON dates keep milliseconds), and every other value converts
+    /// to BSON and back unchanged (decimal128 keeps a `Decimal`'s digits and
+    /// scale; see [`crate::convert`]), so the entity is rebuilt only when a
+    /// timestamp lost digits.
     fn document(entity: &E, version: Option<i64>) -> Result<(E, Document)> {
         let mut entity = entity.clone();
         if let Some(v) = version {
             entity.set_version(v);
         }
-        let record = Record::from_entity(&entity)?;
+        let mut record = Record::from_entity(&entity)?;
+        if record.fit_timestamps(TimestampPrecision::Millis) {
+            entity = record.clone().into_entity()?;
+        }
         let doc = to_document(E::meta(), &record)?;
         Ok((entity, doc))
     }

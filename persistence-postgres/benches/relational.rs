@@ -15,7 +15,11 @@
 //!
 //! Other knobs: `BENCH_READS` (5,000), `BENCH_FINDS` (50), `BENCH_COPY_REPS`
 //! (3), `BENCH_ROW_BY_ROW` (rows actually inserted one by one, 20,000; the
-//! time is scaled to `BENCH_ROWS`). `BENCH_ONLY=get-repo|get-raw` runs only
+//! time is scaled to `BENCH_ROWS`), `BENCH_INSERTS` (single-row inserts
+//! compared with raw sqlx, 5,000 each side). `BENCH_ONLY=insert` runs only
+//! that comparison: `repository.insert` (which returns the stored row, read
+//! back with `RETURNING`) against a plain sqlx `INSERT` of the same five
+//! columns, interleaved. `BENCH_ONLY=get-repo|get-raw` runs only
 //! point reads of one side, for `valgrind --tool=callgrind`: the
 //! instructions of one read are the difference of two runs with different
 //! `BENCH_READS` divided by the difference in reads.
@@ -35,6 +39,13 @@
 //! find 1000 (filter+sort), median of 50        0.065s       0.064s    1.02x  totals 3.204s vs 3.330s = 0.96x
 //! stream 1000000 rows                          2.840s            -        -  peak RSS 45.4 MiB (+0.0 MiB over the 45.4 MiB before)
 //! ```
+//!
+//! `BENCH_ONLY=insert BENCH_INSERTS=1500`, before and after writes read the
+//! row back with `RETURNING` (dev-profile builds, load average ~17 from
+//! other builds; runs alternated before/after/before/after): median ratio
+//! to a plain raw `INSERT` 1.01x / 0.96x before, 1.03x / 1.02x after;
+//! ratio of totals 1.00x / 1.04x before, 1.04x / 1.07x after (~4 ms a row
+//! on that machine, so the noise is larger than the difference).
 //!
 //! Wall-clock ratios move by several percent between runs on the loaded
 //! machine. Callgrind (client side only, noise-free): a point read costs
@@ -213,6 +224,93 @@ async fn raw_get(pool: &sqlx::PgPool, sql: &str, id: i64) -> Option<Row> {
         .map(raw_row)
 }
 
+/// One row through raw sqlx, returning nothing (the caller keeps its input).
+async fn raw_insert(pool: &sqlx::PgPool, sql: &str, r: &Row) {
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(r.id)
+        .bind(&r.name)
+        .bind(r.score)
+        .bind(r.created_at)
+        .bind(&r.tag)
+        .execute(pool)
+        .await
+        .expect("raw insert");
+}
+
+/// Single-row inserts, interleaved (the order alternates): the repository's
+/// `insert` against a raw sqlx `INSERT` of the same columns into the same
+/// table (the raw side takes odd ids, the repository even ones above the
+/// loaded rows). Each call is timed; medians are compared, the note gives
+/// the ratio of totals.
+async fn insert_case(repo: &RelationalRepository<Row>, pool: &sqlx::PgPool, n: usize) -> Line {
+    let sql = format!(
+        "INSERT INTO {} (\"id\", \"name\", \"score\", \"created_at\", \"tag\") \
+         VALUES ($1, $2, $3, $4, $5)",
+        repo.table_name()
+    );
+    let base = 1_000_000_000i64;
+    for i in 0..20 {
+        // Warm both paths (prepared statements, pool).
+        repo.insert(&row(base - 2 * i - 2))
+            .await
+            .expect("warm insert");
+        raw_insert(pool, &sql, &row(base - 2 * i - 1)).await;
+    }
+    let (mut ours, mut raw) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    for k in 0..n as i64 {
+        for side in [k % 2, 1 - k % 2] {
+            let t = Instant::now();
+            if side == 0 {
+                std::hint::black_box(repo.insert(&row(base + 2 * k)).await.expect("insert"));
+                ours.push(t.elapsed());
+            } else {
+                let r = row(base + 2 * k + 1);
+                raw_insert(pool, &sql, &r).await;
+                std::hint::black_box(r);
+                raw.push(t.elapsed());
+            }
+        }
+    }
+    let sum = |v: &[Duration]| v.iter().sum::<Duration>();
+    let (ours_sum, raw_sum) = (sum(&ours), sum(&raw));
+    Line {
+        what: format!("insert one row, median of {n}"),
+        ours: median(&mut ours),
+        raw: Some(median(&mut raw)),
+        note: format!(
+            "totals {:.3}s vs {:.3}s = {:.2}x; raw = plain INSERT (no RETURNING)",
+            ours_sum.as_secs_f64(),
+            raw_sum.as_secs_f64(),
+            ours_sum.as_secs_f64() / raw_sum.as_secs_f64()
+        ),
+    }
+}
+
+fn print_lines(lines: Vec<Line>) {
+    println!();
+    println!(
+        "{:<38} {:>12} {:>12} {:>8}  notes",
+        "case", "repository", "raw", "ratio"
+    );
+    for l in lines {
+        let (raw, ratio) = match l.raw {
+            Some(r) => (
+                secs(r),
+                format!("{:.2}x", l.ours.as_secs_f64() / r.as_secs_f64()),
+            ),
+            None => ("-".into(), "-".into()),
+        };
+        println!(
+            "{:<38} {:>12} {:>12} {:>8}  {}",
+            l.what,
+            secs(l.ours),
+            raw,
+            ratio,
+            l.note
+        );
+    }
+}
+
 struct Line {
     what: String,
     ours: Duration,
@@ -250,6 +348,14 @@ async fn main() {
     // BENCH_ONLY=get-repo|get-raw: only point reads of one side, for
     // `valgrind --tool=callgrind` (instructions per read = difference of two
     // runs with different BENCH_READS, divided by the difference in reads).
+    let inserts = env("BENCH_INSERTS", 5_000);
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("insert") {
+        let line = insert_case(&repo, &pool, inserts).await;
+        store.drop_schema().await.expect("drop bench schema");
+        store.close().await;
+        print_lines(vec![line]);
+        return;
+    }
     if let Ok(only) = std::env::var("BENCH_ONLY") {
         let data: Vec<Row> = (0..rows_n as i64).map(row).collect();
         repo.bulk_insert(&data).await.expect("load");
@@ -510,29 +616,10 @@ async fn main() {
         ),
     });
 
+    // --- single-row inserts -------------------------------------------------
+    lines.push(insert_case(&repo, &pool, inserts).await);
+
     store.drop_schema().await.expect("drop bench schema");
     store.close().await;
-
-    println!();
-    println!(
-        "{:<38} {:>12} {:>12} {:>8}  notes",
-        "case", "repository", "raw", "ratio"
-    );
-    for l in lines {
-        let (raw, ratio) = match l.raw {
-            Some(r) => (
-                secs(r),
-                format!("{:.2}x", l.ours.as_secs_f64() / r.as_secs_f64()),
-            ),
-            None => ("-".into(), "-".into()),
-        };
-        println!(
-            "{:<38} {:>12} {:>12} {:>8}  {}",
-            l.what,
-            secs(l.ours),
-            raw,
-            ratio,
-            l.note
-        );
-    }
+    print_lines(lines);
 }

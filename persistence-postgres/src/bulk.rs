@@ -118,7 +118,9 @@ pub(crate) fn checked_record<E: Entity>(
     if meta.version_index.is_some() {
         entity.set_version(1);
     }
-    let record = Record::from_entity(&entity).map_err(|e| row_err(e.message()))?;
+    let mut record = Record::from_entity(&entity).map_err(|e| row_err(e.message()))?;
+    // As a single insert stores them: truncated toward the past.
+    record.fit_timestamps(persistence_core::TimestampPrecision::Micros);
     for (f, v) in meta.fields.iter().zip(&record.values) {
         if v.is_null() && !f.nullable {
             return Err(row_err(&format!("field `{}` is required", f.name)));

@@ -47,7 +47,17 @@
 //! | nested structs, maps, other vectors | `jsonb` | `TEXT` (JSON) |
 //!
 //! `Option<T>` makes the column nullable; everything else is `NOT NULL`.
-//! Timestamps keep microseconds (finer digits are truncated), on both.
+//! Timestamps keep microseconds (finer digits are truncated toward the past
+//! before the value is bound), on both.
+//!
+//! ## Writes return the stored row
+//!
+//! `insert`, `update` and `upsert` end in `RETURNING` every column (SQLite
+//! has it since 3.35; the bundled library is newer) and decode that row, so
+//! the entity they return is what the database kept, what a `get` reads
+//! next: truncated timestamps, and on a table made elsewhere whatever its
+//! columns do to a value (`19.999` into `numeric(12,2)` comes back `20.00`,
+//! `timestamptz(3)` rounds to milliseconds). `insert_many` returns a count.
 //!
 //! ## Query semantics (as `persistence_core::filter` defines them)
 //!

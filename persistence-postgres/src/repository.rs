@@ -10,7 +10,7 @@ use persistence_core::memory::Key;
 use persistence_core::repository::support;
 use persistence_core::{
     BoxStream, Capabilities, Cursor, Entity, EntityMeta, Error, Filter, Page, Query, Record,
-    Repository, Result, Value,
+    Repository, Result, TimestampPrecision, Value,
 };
 use sea_orm::{
     ConnectionTrait as _, DatabaseConnection, DbBackend, DbErr, QueryResult, Statement, StreamTrait,
@@ -323,13 +323,33 @@ impl<E: Entity> RelationalRepository<E> {
         Ok(())
     }
 
-    fn record_of(&self, entity: &E, version: Option<i64>) -> Result<(E, Record)> {
-        let mut entity = entity.clone();
-        if let Some(v) = version {
-            entity.set_version(v);
+    /// The record written for `entity`: `version` set (when given) and
+    /// timestamps truncated toward the past to microseconds, what both
+    /// dialects keep (PostgreSQL's own conversion would round pre-2000
+    /// values toward 2000-01-01 instead).
+    fn record_of(&self, entity: &E, version: Option<i64>) -> Result<Record> {
+        let mut record = Record::from_entity(entity)?;
+        if let (Some(v), Some(slot)) = (
+            version,
+            E::meta()
+                .version_index
+                .and_then(|i| record.values.get_mut(i)),
+        ) {
+            *slot = Value::I64(v);
         }
-        let record = Record::from_entity(&entity)?;
-        Ok((entity, record))
+        record.fit_timestamps(TimestampPrecision::Micros);
+        Ok(record)
+    }
+
+    /// The entity of the one row a write's `RETURNING` gave back.
+    fn returned(&self, rows: &[QueryResult], op: &'static str) -> Result<E> {
+        let meta = E::meta();
+        match rows.first() {
+            Some(row) => self
+                .decode_row(row)
+                .map_err(|e| e.in_context(meta.name, op)),
+            None => Err(Error::backend(format!("{op} returned no row")).in_context(meta.name, op)),
+        }
     }
 
     /// `INSERT INTO t (cols) VALUES (...), (...)`.
@@ -493,14 +513,16 @@ impl<E: Entity> RelationalRepository<E> {
         Ok(keys.iter().filter_map(|k| found.remove(k)).collect())
     }
 
+    /// Insert one row and return it as stored (`RETURNING` every column).
     pub(crate) async fn insert_on<C: Conn>(&self, c: &C, entity: &E) -> Result<E> {
         let meta = E::meta();
-        let (entity, record) = self
+        let record = self
             .record_of(entity, meta.version_index.map(|_| 1))
             .map_err(|e| e.in_context(meta.name, "insert"))?;
-        let sql = self.insert_sql(&[&record])?;
-        match self.exec(c, sql).await {
-            Ok(_) => Ok(entity),
+        let mut sql = self.insert_sql(&[&record])?;
+        sql.push(" RETURNING ").push(&self.table.column_list);
+        match self.rows(c, sql).await {
+            Ok(rows) => self.returned(&rows, "insert"),
             Err(e) => Err(self.write_err(c, e, &record, "insert").await),
         }
     }
@@ -607,7 +629,7 @@ impl<E: Entity> RelationalRepository<E> {
         let meta = E::meta();
         let expected = entity.version();
         let next = expected.map(|v| v + 1);
-        let (stored, record) = self
+        let record = self
             .record_of(entity, next)
             .map_err(|e| e.in_context(meta.name, "update"))?;
         let mut sql = self.sql();
@@ -646,12 +668,13 @@ impl<E: Entity> RelationalRepository<E> {
                 .push(" = ")
                 .bind(sea_orm::Value::BigInt(Some(v)));
         }
-        let n = match self.exec(c, sql).await {
-            Ok(n) => n,
+        sql.push(" RETURNING ").push(&self.table.column_list);
+        let rows = match self.rows(c, sql).await {
+            Ok(rows) => rows,
             Err(e) => return Err(self.write_err(c, e, &record, "update").await),
         };
-        if n > 0 {
-            return Ok(stored);
+        if !rows.is_empty() {
+            return self.returned(&rows, "update");
         }
         // Nothing updated: a stale version or a missing row.
         if let Some(vf) = meta.version_field() {
@@ -673,7 +696,7 @@ impl<E: Entity> RelationalRepository<E> {
 
     pub(crate) async fn upsert_on<C: Conn>(&self, c: &C, entity: &E) -> Result<E> {
         let meta = E::meta();
-        let (mut stored, record) = self
+        let record = self
             .record_of(entity, meta.version_index.map(|_| 1))
             .map_err(|e| e.in_context(meta.name, "upsert"))?;
         let mut sql = self.sql();
@@ -708,23 +731,11 @@ impl<E: Entity> RelationalRepository<E> {
             let id = meta.id_field().name;
             sql.ident(id).push(" = excluded.").ident(id);
         }
-        if let Some(vf) = meta.version_field() {
-            sql.push(" RETURNING ").ident(vf.name);
+        sql.push(" RETURNING ").push(&self.table.column_list);
+        match self.rows(c, sql).await {
+            Ok(rows) => self.returned(&rows, "upsert"),
+            Err(e) => Err(self.write_err(c, e, &record, "upsert").await),
         }
-        if meta.version_field().is_some() {
-            let rows = match self.rows(c, sql).await {
-                Ok(r) => r,
-                Err(e) => return Err(self.write_err(c, e, &record, "upsert").await),
-            };
-            let v = rows
-                .first()
-                .and_then(|r| r.try_get_by_index::<i64>(0).ok())
-                .ok_or_else(|| Error::decode("upsert returned no version"))?;
-            stored.set_version(v);
-        } else if let Err(e) = self.exec(c, sql).await {
-            return Err(self.write_err(c, e, &record, "upsert").await);
-        }
-        Ok(stored)
     }
 
     pub(crate) async fn delete_on<C: Conn>(&self, c: &C, id: &E::Id) -> Result<bool> {

@@ -152,6 +152,20 @@ pub struct Account {
     pub balance: i64,
 }
 
+/// An entity with optional arrays (`None`, empty and filled are three
+/// different states).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Entity)]
+#[entity(name = "conf_labeled")]
+pub struct Labeled {
+    /// Id.
+    #[entity(id)]
+    pub id: i64,
+    /// Optional labels.
+    pub labels: Option<Vec<String>>,
+    /// Optional numbers.
+    pub codes: Option<Vec<i64>>,
+}
+
 /// A fixed timestamp with microseconds, `n` seconds after 2024-01-01.
 pub fn ts(n: i64) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0)
