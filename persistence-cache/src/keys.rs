@@ -19,6 +19,7 @@
 use std::fmt::Write as _;
 
 use persistence_core::filter::FieldPath;
+use persistence_core::names::{self, NameKind};
 use persistence_core::{CompareOp, Direction, EntityMeta, Error, Filter, Query, Result, Value};
 use sha2::{Digest, Sha256};
 
@@ -26,17 +27,25 @@ use sha2::{Digest, Sha256};
 pub const MAX_PREFIX_LEN: usize = 64;
 const MAX_RAW_ID: usize = 100;
 
-/// Check a key prefix: 1..=64 bytes of `[A-Za-z0-9_.-]`.
+/// Check a key prefix with [`persistence_core::names`] ([`NameKind::KeyPrefix`]:
+/// 1..=64 bytes of `[A-Za-z0-9_.-]`, not a reserved namespace name such as
+/// `admin` or `public`): a `Config` error naming the prefix.
 pub fn validate_prefix(prefix: &str) -> Result<()> {
-    if prefix.is_empty()
-        || prefix.len() > MAX_PREFIX_LEN
-        || !prefix
+    names::validate_config(NameKind::KeyPrefix, prefix, "cache prefix")
+}
+
+/// Check a name inside the prefix's namespace (a session store): the
+/// spelling of a key prefix, no reserved names (they only matter at the top).
+pub(crate) fn validate_part(what: &str, name: &str) -> Result<()> {
+    if name.is_empty()
+        || name.len() > MAX_PREFIX_LEN
+        || !name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
     {
-        return Err(Error::config(
-            "cache prefix must be 1..=64 bytes of ASCII letters, digits, `_`, `-`, `.`",
-        ));
+        return Err(Error::config(format!(
+            "{what} must be 1..=64 bytes of ASCII letters, digits, `_`, `-`, `.`"
+        )));
     }
     Ok(())
 }
@@ -280,6 +289,9 @@ mod tests {
         assert!(validate_prefix("app-1.tenant_2").is_ok());
         assert!(validate_prefix("a:b").is_err());
         assert!(validate_prefix("").is_err());
+        assert!(validate_prefix("admin").is_err());
+        assert!(validate_prefix("x\"; FLUSHALL").is_err());
+        assert!(validate_part("session store name", "admin").is_ok());
     }
 
     #[test]

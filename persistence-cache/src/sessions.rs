@@ -24,7 +24,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::config::CacheLayer;
-use crate::keys::{key_part, validate_prefix};
+use crate::keys::{key_part, validate_part};
 use crate::l2::L2;
 
 const FORMAT: u8 = 1;
@@ -111,7 +111,7 @@ where
 {
     /// A store named `name` (1..=64 of `[A-Za-z0-9_.-]`) on the layer's Redis.
     pub fn new(layer: &CacheLayer, name: &str) -> Result<SessionStore<T>> {
-        validate_prefix(name)?;
+        validate_part("session store name", name)?;
         let Some(l2) = layer.shared.l2.clone() else {
             return Err(Error::config("a session store needs L2 (redis)"));
         };

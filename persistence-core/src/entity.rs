@@ -344,6 +344,13 @@ impl EntityMetaBuilder {
             validate_identifier(f.name)?;
         }
         validate_identifier(self.name)?;
+        // Tables and collections are named after the entity.
+        if let Some(why) = crate::names::reserved_reason(crate::names::NameKind::Table, self.name) {
+            return Err(Error::config(format!(
+                "entity name `{}` is reserved ({why}): it names the table / collection",
+                self.name
+            )));
+        }
         let mut indexes = Vec::new();
         for f in &self.fields {
             if f.id {

@@ -65,6 +65,7 @@ pub mod error;
 pub mod filter;
 pub mod layer;
 pub mod memory;
+pub mod names;
 pub mod query;
 pub mod repository;
 pub mod value;

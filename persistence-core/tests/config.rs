@@ -182,6 +182,45 @@ fn bad_urls_and_references_are_config_errors() {
 }
 
 #[test]
+fn reserved_and_hostile_names_are_refused_at_load_with_the_key() {
+    for (db, words) in [
+        (
+            "{ kind: postgres, url: \"postgres://h/db\", schema: public }",
+            "databases.main.schema: \"public\" is reserved",
+        ),
+        (
+            "{ kind: postgres, url: \"postgres://h/db\", schema: information_schema }",
+            "databases.main.schema: \"information_schema\" is reserved",
+        ),
+        (
+            "{ kind: postgres, url: \"postgres://h/db\", schema: pg_temp }",
+            "databases.main.schema: \"pg_temp\" is reserved",
+        ),
+        (
+            "{ kind: postgres, url: \"postgres://h/db\", schema: 'x\"; DROP TABLE t; --' }",
+            "databases.main.schema: \"x\\\"; DROP TABLE t; --\" is not a valid schema name",
+        ),
+        (
+            "{ kind: mongo, url: \"mongodb://h\", database: admin }",
+            "databases.main.database: \"admin\" is reserved",
+        ),
+        (
+            "{ kind: mongo, url: \"mongodb://h\", database: local }",
+            "databases.main.database: \"local\" is reserved",
+        ),
+    ] {
+        let msg = config_error(&format!("databases:\n  main: {db}\n"), &[]);
+        assert!(msg.contains(words), "{msg}");
+    }
+    // Unset, the schema is the default one (not an error).
+    load(
+        "databases:\n  main: { kind: postgres, url: \"postgres://h/db\" }\n",
+        &[],
+    )
+    .expect("no schema");
+}
+
+#[test]
 fn profiles_and_environment_overrides_layer_in_order() {
     let c = load(FULL, &[("PERSISTENCE_ENV", "production")]).expect("valid");
     assert_eq!(

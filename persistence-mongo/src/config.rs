@@ -8,6 +8,7 @@ use mongodb::{Client, Database};
 use persistence_core::config::{
     ReadConcernLevel, ReadConcernSettings, WriteAck, WriteConcernSettings,
 };
+use persistence_core::names::{self, NameKind};
 use persistence_core::{Entity, Error, Result};
 
 use crate::error::map_plain;
@@ -21,7 +22,9 @@ pub const DEFAULT_URL: &str = "mongodb://127.0.0.1:27017/?directConnection=true"
 pub struct MongoConfig {
     /// Connection string (`mongodb://` or `mongodb+srv://`). Never logged or put in errors.
     pub url: String,
-    /// Database name (validated: ASCII letters, digits, `_` and `-`, at most 63 bytes).
+    /// Database name (validated by [`persistence_core::names`]: ASCII
+    /// letters, digits, `_` and `-`, at most 63 bytes, not reserved:
+    /// `admin`, `local`, `config`, `public`, ...).
     pub database: String,
     /// How long to wait for a suitable server before failing with `Unavailable`.
     pub server_selection_timeout: Duration,
@@ -116,22 +119,21 @@ impl MongoConfig {
         self.server_selection_timeout = t;
         self
     }
+
+    /// Check the settings (done by [`MongoStore::connect`]): the database
+    /// name per [`persistence_core::names`] (`Config` error naming
+    /// `MongoConfig.database`).
+    pub fn validate(&self) -> Result<()> {
+        names::validate_config(NameKind::Database, &self.database, "MongoConfig.database")
+    }
 }
 
-/// Check a database name: ASCII letters, digits, `_`, `-`; 1..=63 bytes.
+/// Check a database name with [`persistence_core::names`]: ASCII letters,
+/// digits, `_`, `-`; 1..=63 bytes; not reserved (`Config` error).
 pub fn validate_database_name(name: &str) -> Result<()> {
-    let ok = !name.is_empty()
-        && name.len() <= 63
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::config(format!(
-            "invalid MongoDB database name `{}` (ASCII letters, digits, _ and -, at most 63 bytes)",
-            name.escape_default()
-        )))
+    match names::problem(NameKind::Database, name) {
+        None => Ok(()),
+        Some(p) => Err(Error::config(format!("MongoDB database name: {p}"))),
     }
 }
 
@@ -149,7 +151,7 @@ pub struct MongoStore {
 impl MongoStore {
     /// Connect (lazily: the first operation selects a server).
     pub async fn connect(config: &MongoConfig) -> Result<MongoStore> {
-        validate_database_name(&config.database)?;
+        config.validate()?;
         let mut opts = ClientOptions::parse(&config.url)
             .await
             .map_err(|e| map_plain(e).with_operation("connect"))?;
@@ -263,11 +265,36 @@ impl MongoStore {
             .map_err(|e| map_plain(e).with_operation("ping"))
     }
 
-    /// Drop the whole database (tests, tenants being removed).
+    /// Drop the whole database (tests, tenants being removed), only if
+    /// the library created it: its first collection was created by
+    /// `ensure_schema` (the `database` marker in
+    /// [`MARKER_COLLECTION`](persistence_core::names::MARKER_COLLECTION),
+    /// see [`crate::schema`]). A database made otherwise (or holding
+    /// another application's collections from before) is refused with a
+    /// `Config` error and left intact; a reserved name (`admin`, `local`,
+    /// `config`, ...) is always refused. A database with no collection is
+    /// not an error (nothing to drop).
     pub async fn drop_database(&self) -> Result<()> {
-        self.db
-            .drop()
+        let name = self.db.name();
+        names::validate_config(NameKind::Database, name, "drop_database")
+            .map_err(|e| e.with_operation("drop_database"))?;
+        let op = |e| map_plain(e).with_operation("drop_database");
+        let collections = self.db.list_collection_names().await.map_err(op)?;
+        if collections.is_empty() {
+            return Ok(());
+        }
+        if !crate::schema::has_marker(&self.db, crate::schema::DATABASE_MARKER)
             .await
-            .map_err(|e| map_plain(e).with_operation("drop_database"))
+            .map_err(|e| e.with_operation("drop_database"))?
+        {
+            return Err(Error::config(format!(
+                "database `{name}` was not created by persistence (no `{}` marker in its \
+                 `{}` collection): refusing to drop it; drop it yourself if you mean to",
+                crate::schema::DATABASE_MARKER,
+                names::MARKER_COLLECTION
+            ))
+            .with_operation("drop_database"));
+        }
+        self.db.drop().await.map_err(op)
     }
 }

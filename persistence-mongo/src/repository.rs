@@ -74,6 +74,8 @@ pub struct MongoRepository<E: Entity> {
     atomic_batches: bool,
     /// Partial indexes ensured by `ensure_schema` besides the metadata's.
     partial_indexes: Arc<Vec<PartialIndex>>,
+    /// What `ensure_schema` may do to a collection it did not create.
+    policy: persistence_core::names::SchemaPolicy,
     _entity: PhantomData<fn() -> E>,
 }
 
@@ -87,6 +89,7 @@ impl<E: Entity> Clone for MongoRepository<E> {
             transactions: self.transactions.clone(),
             atomic_batches: self.atomic_batches,
             partial_indexes: self.partial_indexes.clone(),
+            policy: self.policy,
             _entity: PhantomData,
         }
     }
@@ -116,8 +119,17 @@ impl<E: Entity> MongoRepository<E> {
             transactions: Arc::new(AtomicU8::new(TX_UNKNOWN)),
             atomic_batches: true,
             partial_indexes: Arc::new(Vec::new()),
+            policy: persistence_core::names::SchemaPolicy::Managed,
             _entity: PhantomData,
         }
+    }
+
+    /// What `ensure_schema` may do to an existing collection it did not
+    /// create (default `Managed`: verify, change nothing; see
+    /// [`schema`](crate::schema#ownership-only-collections-the-library-created-are-changed)).
+    pub fn with_schema_policy(mut self, policy: persistence_core::names::SchemaPolicy) -> Self {
+        self.policy = policy;
+        self
     }
 
     /// Declare a partial index, created and checked by `ensure_schema`
@@ -403,11 +415,12 @@ impl<E: Entity> Repository<E> for MongoRepository<E> {
     }
 
     async fn ensure_schema(&self) -> Result<()> {
-        schema::ensure_with(
+        schema::ensure_with_policy(
             &self.coll,
             E::meta(),
             self.validation.as_ref(),
             &self.partial_indexes,
+            self.policy,
         )
         .await?;
         self.transactions.store(TX_UNKNOWN, Ordering::Relaxed);

@@ -51,6 +51,30 @@
 //! `Config` error naming the index and the way out: drop the index
 //! (`db.<collection>.dropIndex("<name>")`) and call `ensure_schema` again,
 //! which recreates it. Nothing is ever dropped implicitly.
+//!
+//! ## Ownership: only collections the library created are changed
+//!
+//! Each database has a marker collection
+//! ([`MARKER_COLLECTION`](persistence_core::names::MARKER_COLLECTION),
+//! `persistence_managed`): `{_id: "collection:<name>"}` for every collection
+//! the library created, and `{_id: "database"}` when the library created
+//! the database (its first collection went into an empty database). With
+//! the default [`SchemaPolicy::Managed`]:
+//!
+//! * a missing collection is created (with its validator) and marked, then
+//!   gets its indexes;
+//! * a marked collection gets the current validator (`collMod`) and the
+//!   missing indexes;
+//! * an **existing collection without the mark is never altered**: no
+//!   validator is installed or replaced and no index is created; its indexes
+//!   are compared with the declared ones and what is missing or different
+//!   is a `tracing` warning naming it.
+//!
+//! [`SchemaPolicy::Adopt`] (per repository: `with_schema_policy`) marks an
+//! existing collection and then treats it as the library's;
+//! [`SchemaPolicy::VerifyOnly`] creates and changes nothing (a missing
+//! collection is a `Config` error). `MongoStore::drop_database` and tenant
+//! removal drop only marked databases / collections.
 
 use bson::{Bson, Document, doc};
 use futures_util::TryStreamExt as _;
@@ -59,8 +83,10 @@ use persistence_core::{
     EntityMeta, Error, FieldType, Filter, IndexMeta, Result, ScalarType, Shape,
 };
 
+use persistence_core::names::{MANAGED_MARK, MARKER_COLLECTION, SchemaPolicy};
+
 use crate::convert::{bson_type_alias, stored_name};
-use crate::error::{NAMESPACE_EXISTS, map, server_code};
+use crate::error::{DUPLICATE_KEY, NAMESPACE_EXISTS, map, map_plain, server_code};
 
 /// Every non-null BSON type alias (for JSON fields in unique indexes).
 const NON_NULL_TYPES: &[&str] = &[
@@ -424,6 +450,49 @@ pub async fn ensure_with(
     validation: Option<&Validation>,
     partial: &[PartialIndex],
 ) -> Result<()> {
+    ensure_with_policy(coll, meta, validation, partial, SchemaPolicy::Managed).await
+}
+
+/// The `_id` of a collection's marker document.
+pub(crate) fn collection_marker(name: &str) -> String {
+    format!("collection:{name}")
+}
+
+/// The `_id` of a database's marker document.
+pub(crate) const DATABASE_MARKER: &str = "database";
+
+/// Record that the library created `id` (`collection:<name>` or `database`)
+/// in `db` (idempotent).
+pub(crate) async fn write_marker(db: &mongodb::Database, id: &str) -> Result<()> {
+    let doc = doc! { "_id": id, "mark": MANAGED_MARK, "created_at": bson::DateTime::now() };
+    match db
+        .collection::<Document>(MARKER_COLLECTION)
+        .insert_one(doc)
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(e) if server_code(&e) == Some(DUPLICATE_KEY) => Ok(()),
+        Err(e) => Err(map_plain(e).with_operation("ensure_schema")),
+    }
+}
+
+/// Whether `db` holds the marker `id`.
+pub(crate) async fn has_marker(db: &mongodb::Database, id: &str) -> Result<bool> {
+    db.collection::<Document>(MARKER_COLLECTION)
+        .find_one(doc! { "_id": id })
+        .await
+        .map(|d| d.is_some())
+        .map_err(map_plain)
+}
+
+/// [`ensure_with`] under a [`SchemaPolicy`] (see the module docs).
+pub async fn ensure_with_policy(
+    coll: &Collection<Document>,
+    meta: &EntityMeta,
+    validation: Option<&Validation>,
+    partial: &[PartialIndex],
+    policy: SchemaPolicy,
+) -> Result<()> {
     let mut wanted = Vec::with_capacity(meta.indexes.len() + partial.len());
     for ix in &meta.indexes {
         wanted.push((ix.name.clone(), index_model(meta, ix)?));
@@ -438,6 +507,45 @@ pub async fn ensure_with(
         wanted.push((p.name.clone(), p.model(meta)?));
     }
     let db = coll.client().database(coll.namespace().db.as_str());
+    let op = |e| map(e, meta).with_operation("ensure_schema");
+    let marker = collection_marker(coll.name());
+    let own = if has_marker(&db, &marker)
+        .await
+        .map_err(|e| e.with_operation("ensure_schema"))?
+    {
+        policy != SchemaPolicy::VerifyOnly
+    } else {
+        let names = db.list_collection_names().await.map_err(op)?;
+        let exists = names.iter().any(|n| n == coll.name());
+        match (exists, policy) {
+            (false, SchemaPolicy::VerifyOnly) => {
+                return Err(Error::config(format!(
+                    "collection `{}` does not exist (schema policy verify-only: nothing is created)",
+                    coll.name()
+                ))
+                .in_context(meta.name, "ensure_schema"));
+            }
+            (false, _) => {
+                // Claim it before creating it, so a crash in between leaves
+                // a mark for a missing collection (created next time), never
+                // an unmarked collection of ours.
+                let fresh_database = names.iter().all(|n| n == MARKER_COLLECTION);
+                write_marker(&db, &marker).await?;
+                if fresh_database {
+                    write_marker(&db, DATABASE_MARKER).await?;
+                }
+                true
+            }
+            (true, SchemaPolicy::Adopt) => {
+                write_marker(&db, &marker).await?;
+                true
+            }
+            (true, _) => false,
+        }
+    };
+    if !own {
+        return verify_foreign(coll, meta, &wanted).await;
+    }
     let mut create = doc! { "create": coll.name() };
     if let Some(v) = validation {
         create.insert("validator", json_schema(meta));
@@ -488,6 +596,48 @@ pub async fn ensure_with(
         coll.create_indexes(missing)
             .await
             .map_err(|e| map(e, meta).with_operation("ensure_schema"))?;
+    }
+    Ok(())
+}
+
+/// Compare the indexes of a collection the library did not create with the
+/// declared ones; warn about what is missing or different, change nothing.
+async fn verify_foreign(
+    coll: &Collection<Document>,
+    meta: &EntityMeta,
+    wanted: &[(String, IndexModel)],
+) -> Result<()> {
+    let existing: Vec<IndexModel> = coll
+        .list_indexes()
+        .await
+        .map_err(|e| map(e, meta).with_operation("ensure_schema"))?
+        .try_collect()
+        .await
+        .map_err(|e| map(e, meta).with_operation("ensure_schema"))?;
+    let mut problems = Vec::new();
+    for (name, want) in wanted {
+        // Matched by name, else by keys (another application's name for it).
+        let found = existing
+            .iter()
+            .find(|m| m.options.as_ref().and_then(|o| o.name.as_deref()) == Some(name.as_str()))
+            .or_else(|| existing.iter().find(|m| m.keys == want.keys));
+        match found {
+            None => problems.push(format!("index {name} ({}) is missing", want.keys)),
+            Some(have) => {
+                if let Some(diff) = same(have, want) {
+                    problems.push(format!("index {name} differs ({diff})"));
+                }
+            }
+        }
+    }
+    if !problems.is_empty() {
+        tracing::warn!(
+            collection = coll.name(),
+            entity = meta.name,
+            problems = %problems.join("; "),
+            "collection not created by persistence differs from the entity's declaration; \
+             left unchanged (no index or validator is added; use SchemaPolicy::Adopt to take it over)"
+        );
     }
     Ok(())
 }

@@ -1,22 +1,28 @@
 //! Tenants: one database per tenant, or one collection prefix per tenant.
 //!
-//! Tenant names are validated before they reach MongoDB: lowercase ASCII
-//! letters, digits and `_`, starting with a letter, 1 to 32 bytes, and never
-//! one of MongoDB's reserved databases (`admin`, `local`, `config`). In
-//! database mode the database is `<prefix><tenant>`; in prefix mode the
-//! collections are `<tenant>__<entity>` in the store's database.
+//! Tenant names are validated before they reach MongoDB, by
+//! [`persistence_core::names`] ([`NameKind::Tenant`]): lowercase ASCII
+//! letters, digits and `_`, starting with a letter, here at most 32 bytes,
+//! and never a reserved name (MongoDB's `admin`, `local`, `config`, and the
+//! names reserved on the other backends, such as `public`). In database
+//! mode the database is `<prefix><tenant>`; in prefix mode the collections
+//! are `<tenant>__<entity>` in the store's database.
 //! [`TenantScope::provision`] ensures collections, validators and indexes,
-//! [`TenantScope::remove`] drops the tenant's data.
+//! [`TenantScope::remove`] drops the tenant's data: only what the library
+//! created (a database or collections carrying its marker, see
+//! [`crate::schema`]); anything else is a `Config` error and nothing is dropped.
 
 use bson::doc;
 use mongodb::Collection;
+use persistence_core::names::{self, NameKind};
 use persistence_core::{Entity, Error, Repository, Result};
 
 use crate::config::{MongoStore, validate_database_name};
 use crate::error::map_plain;
 use crate::repository::MongoRepository;
 
-/// Database names MongoDB reserves.
+/// Database names MongoDB reserves (every reserved name:
+/// [`persistence_core::names::RESERVED_NAMESPACES`]).
 pub const RESERVED: &[&str] = &["admin", "local", "config"];
 
 /// How tenants are isolated.
@@ -33,21 +39,11 @@ pub enum TenantMode {
 
 /// Check a tenant name (see the module docs).
 pub fn validate_tenant(name: &str) -> Result<()> {
-    let ok = !name.is_empty()
-        && name.len() <= 32
-        && name.starts_with(|c: char| c.is_ascii_lowercase())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-    if !ok {
+    names::validate(NameKind::Tenant, name)?;
+    if name.len() > 32 {
         return Err(Error::invalid_input(format!(
-            "invalid tenant name `{}` (lowercase letters, digits and _, starting with a letter, at most 32 bytes)",
-            name.chars().take(40).collect::<String>().escape_default()
-        )));
-    }
-    if RESERVED.contains(&name) {
-        return Err(Error::invalid_input(format!(
-            "`{name}` is a reserved MongoDB database name"
+            "invalid tenant name `{}…` (at most 32 bytes here)",
+            &name[..32]
         )));
     }
     Ok(())
@@ -77,11 +73,7 @@ impl Tenants {
         let (store, prefix) = match &self.mode {
             TenantMode::DatabasePerTenant { prefix } => {
                 let name = format!("{prefix}{tenant}");
-                if RESERVED.contains(&name.as_str()) {
-                    return Err(Error::invalid_input(format!(
-                        "`{name}` is a reserved MongoDB database name"
-                    )));
-                }
+                names::validate(NameKind::Database, &name)?;
                 (self.store.with_database(&name)?, None)
             }
             TenantMode::CollectionPrefix => (self.store.clone(), Some(format!("{tenant}__"))),
@@ -127,23 +119,45 @@ impl TenantScope {
         &self.store
     }
 
-    /// Drop the tenant's data: its database, or its prefixed collections.
+    /// Drop the tenant's data: its database, or its prefixed collections;
+    /// only what the library created (see the module docs). A prefixed
+    /// collection without the mark is a `Config` error naming it, and
+    /// nothing is dropped.
     pub async fn remove(&self) -> Result<()> {
         match &self.prefix {
             None => self.store.drop_database().await,
             Some(p) => {
-                let names = self
-                    .store
-                    .database()
+                let db = self.store.database();
+                let colls = db
                     .list_collection_names()
                     .filter(doc! { "name": { "$regex": format!("^{}", crate::filter::regex_escape(p)) } })
                     .await
                     .map_err(|e| map_plain(e).with_operation("remove tenant"))?;
-                for n in names {
-                    self.store
-                        .database()
-                        .collection::<bson::Document>(&n)
+                let mut foreign = Vec::new();
+                for n in &colls {
+                    let marker = crate::schema::collection_marker(n);
+                    if !crate::schema::has_marker(db, &marker)
+                        .await
+                        .map_err(|e| e.with_operation("remove tenant"))?
+                    {
+                        foreign.push(n.as_str());
+                    }
+                }
+                if !foreign.is_empty() {
+                    return Err(Error::config(format!(
+                        "collection(s) {} were not created by persistence: refusing to remove \
+                         the tenant (nothing was dropped)",
+                        foreign.join(", ")
+                    ))
+                    .with_operation("remove tenant"));
+                }
+                for n in colls {
+                    db.collection::<bson::Document>(&n)
                         .drop()
+                        .await
+                        .map_err(|e| map_plain(e).with_operation("remove tenant"))?;
+                    db.collection::<bson::Document>(names::MARKER_COLLECTION)
+                        .delete_one(doc! { "_id": crate::schema::collection_marker(&n) })
                         .await
                         .map_err(|e| map_plain(e).with_operation("remove tenant"))?;
                 }

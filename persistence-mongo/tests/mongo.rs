@@ -398,8 +398,12 @@ async fn unreachable_server_is_unavailable_and_redacted() {
 #[tokio::test]
 async fn json_schema_validator_rejects_raw_invalid_inserts() {
     with_store(|store| async move {
-        let repo = store.repository::<Account>();
-        // The collection exists without a validator: ensure_schema adds it with collMod.
+        // The collection exists without a validator and was not created by
+        // the library: only an explicit opt-in (Adopt) lets ensure_schema
+        // add the validator with collMod.
+        let repo = store
+            .repository::<Account>()
+            .with_schema_policy(persistence_core::names::SchemaPolicy::Adopt);
         store
             .database()
             .create_collection("accounts")

@@ -4,6 +4,7 @@ use std::fmt;
 use std::time::Duration;
 
 use persistence_core::error::redact_url;
+use persistence_core::names::{self, NameKind};
 use persistence_core::{Error, Result};
 
 /// Where and how to connect.
@@ -17,8 +18,11 @@ use persistence_core::{Error, Result};
 pub struct RelationalConfig {
     /// Connection URL (never printed: `Debug` redacts it).
     pub url: String,
-    /// PostgreSQL schema holding the tables (`None`: `public`, unqualified).
-    /// Must match `^[a-z_][a-z0-9_]{0,62}$`. Not supported on SQLite.
+    /// PostgreSQL schema holding the tables (`None`: unqualified, in the
+    /// connection's default schema, normally `public`). Must match
+    /// `^[a-z_][a-z0-9_]{0,62}$` and not be reserved (`public`,
+    /// `information_schema`, `pg_*`, ...: see [`persistence_core::names`]).
+    /// Not supported on SQLite.
     pub schema: Option<String>,
     /// Pool size (default: sqlx's default, 10; 1 for in-memory SQLite).
     pub max_connections: Option<u32>,
@@ -181,7 +185,7 @@ impl RelationalConfig {
 
     pub(crate) fn validate(&self) -> Result<()> {
         if let Some(s) = &self.schema {
-            validate_schema_name(s)?;
+            names::validate_config(NameKind::Schema, s, "RelationalConfig.schema")?;
             if self.is_sqlite() {
                 return Err(Error::config("schemas are not supported on SQLite"));
             }
@@ -259,21 +263,10 @@ impl RelationalConfig {
     }
 }
 
-/// Check a schema name: `^[a-z_][a-z0-9_]{0,62}$`.
+/// Check a schema name with [`persistence_core::names`]:
+/// `^[a-z_][a-z0-9_]{0,62}$` and not reserved (`InvalidInput`).
 pub fn validate_schema_name(name: &str) -> Result<()> {
-    let mut chars = name.chars();
-    let ok = name.len() <= 63
-        && chars
-            .next()
-            .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
-        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::invalid_input(
-            "schema names must match ^[a-z_][a-z0-9_]{0,62}$",
-        ))
-    }
+    names::validate(NameKind::Schema, name)
 }
 
 #[cfg(test)]
@@ -289,8 +282,33 @@ mod tests {
     #[test]
     fn schema_names() {
         assert!(validate_schema_name("t_abc_1").is_ok());
-        for bad in ["", "A", "1a", "a-b", "x; drop", &"a".repeat(64)] {
+        for bad in [
+            "",
+            "A",
+            "1a",
+            "a-b",
+            "x; drop",
+            "x\"; DROP TABLE t; --",
+            "public",
+            "information_schema",
+            "pg_catalog",
+            &"a".repeat(64),
+        ] {
             assert!(validate_schema_name(bad).is_err(), "{bad}");
         }
+        for reserved in ["public", "pg_temp", "admin"] {
+            let err = RelationalConfig::new("postgres://h/db")
+                .schema(reserved)
+                .validate()
+                .expect_err(reserved);
+            assert_eq!(err.kind(), &persistence_core::ErrorKind::Config);
+            assert!(
+                err.message().starts_with(&format!(
+                    "RelationalConfig.schema: \"{reserved}\" is reserved"
+                )),
+                "{err}"
+            );
+        }
+        assert!(RelationalConfig::new("postgres://h/db").validate().is_ok());
     }
 }

@@ -134,12 +134,13 @@ async fn in_schema(
 ) -> Result<()> {
     let tx = store.connection().begin().await.map_err(|e| err(e, op))?;
     if let (Some(schema), Dialect::Postgres) = (store.schema(), store.dialect()) {
-        for sql in [
-            format!("CREATE SCHEMA IF NOT EXISTS {}", quote(schema)),
-            format!("SET LOCAL search_path TO {}", quote(schema)),
-        ] {
-            tx.execute_unprepared(&sql).await.map_err(|e| err(e, op))?;
-        }
+        // Created with the library's mark when missing (see `crate::schema`).
+        crate::schema::ensure_namespace(&tx, schema)
+            .await
+            .map_err(|e| err(e, op))?;
+        tx.execute_unprepared(&format!("SET LOCAL search_path TO {}", quote(schema)))
+            .await
+            .map_err(|e| err(e, op))?;
     }
     match body(&tx).await {
         Ok(()) => tx.commit().await.map_err(|e| err(e, op)),

@@ -12,9 +12,7 @@ use persistence_core::{
     BoxStream, Capabilities, Cursor, Entity, EntityMeta, Error, Filter, Page, Query, Record,
     Repository, Result, TimestampPrecision, Value,
 };
-use sea_orm::{
-    ConnectionTrait as _, DatabaseConnection, DbBackend, DbErr, QueryResult, Statement, StreamTrait,
-};
+use sea_orm::{DatabaseConnection, DbBackend, DbErr, QueryResult, Statement, StreamTrait};
 
 use crate::config::{RelationalConfig, validate_schema_name};
 use crate::conn::Conn;
@@ -144,20 +142,35 @@ impl RelationalStore {
         RelationalRepository {
             store: self.clone(),
             table: Arc::new(table),
+            policy: persistence_core::names::SchemaPolicy::default(),
             _entity: PhantomData,
         }
     }
 
-    /// Drop the configured schema and everything in it (PostgreSQL; a no-op
-    /// without a schema or on SQLite).
+    /// Create the configured schema if it does not exist, marked as the
+    /// library's (PostgreSQL; see [`crate::schema`]). Returns whether the
+    /// schema is the library's (created now or earlier); an existing schema
+    /// without the mark is left alone (`false`). `true` without a schema.
+    pub async fn create_schema(&self) -> Result<bool> {
+        match (self.schema(), self.dialect()) {
+            (Some(s), Dialect::Postgres) => crate::schema::ensure_namespace(&self.inner.db, s)
+                .await
+                .map_err(|e| map_db_err(e, &Default::default()).with_operation("create_schema")),
+            _ => Ok(true),
+        }
+    }
+
+    /// Drop the configured schema and everything in it (PostgreSQL), only
+    /// if the library created it (it carries the mark, see
+    /// [`crate::schema`]): a schema made otherwise is refused with a
+    /// `Config` error and left intact. A no-op without a schema (the
+    /// default schema, e.g. `public`, is never dropped), on SQLite, or when
+    /// the schema does not exist.
     pub async fn drop_schema(&self) -> Result<()> {
         if let (Some(s), Dialect::Postgres) = (self.schema(), self.dialect()) {
-            let sql = format!("DROP SCHEMA IF EXISTS {} CASCADE", crate::sql::quote(s));
-            self.inner
-                .db
-                .execute_unprepared(&sql)
+            crate::schema::drop_namespace(&self.inner.db, s)
                 .await
-                .map_err(|e| map_db_err(e, &Default::default()).with_operation("drop_schema"))?;
+                .map_err(|e| e.with_operation("drop_schema"))?;
         }
         Ok(())
     }
@@ -180,6 +193,7 @@ impl RelationalStore {
 pub struct RelationalRepository<E: Entity> {
     store: RelationalStore,
     table: Arc<TableInfo>,
+    policy: persistence_core::names::SchemaPolicy,
     _entity: PhantomData<fn() -> E>,
 }
 
@@ -188,6 +202,7 @@ impl<E: Entity> Clone for RelationalRepository<E> {
         RelationalRepository {
             store: self.store.clone(),
             table: self.table.clone(),
+            policy: self.policy,
             _entity: PhantomData,
         }
     }
@@ -215,6 +230,14 @@ impl<E: Entity> RelationalRepository<E> {
     /// The store this repository writes to.
     pub fn store(&self) -> &RelationalStore {
         &self.store
+    }
+
+    /// What `ensure_schema` may do to an existing table it did not create
+    /// (default [`SchemaPolicy::Managed`](persistence_core::names::SchemaPolicy):
+    /// verify it, change nothing; see [`crate::schema`]).
+    pub fn with_schema_policy(mut self, policy: persistence_core::names::SchemaPolicy) -> Self {
+        self.policy = policy;
+        self
     }
 
     /// The schema-qualified, quoted table name.
@@ -453,16 +476,7 @@ impl<E: Entity> RelationalRepository<E> {
     }
 
     pub(crate) async fn ensure_schema_on<C: Conn>(&self, c: &C) -> Result<()> {
-        let ddl = self.table.ddl(E::meta(), self.dialect())?;
-        for stmt in ddl {
-            if let Err(e) = c.execute_unprepared(&stmt).await {
-                // Concurrent CREATE ... IF NOT EXISTS may race on the catalog; once more settles it.
-                c.execute_unprepared(&stmt)
-                    .await
-                    .map_err(|_| self.err(e, "ensure_schema"))?;
-            }
-        }
-        Ok(())
+        crate::schema::ensure(c, &self.table, E::meta(), self.dialect(), self.policy).await
     }
 
     pub(crate) async fn get_on<C: Conn>(&self, c: &C, id: &E::Id) -> Result<Option<E>> {

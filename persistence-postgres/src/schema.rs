@@ -11,10 +11,48 @@
 //! * the version field is an ordinary `bigint NOT NULL` column.
 //!
 //! Every statement is `IF NOT EXISTS`, so `ensure_schema` is idempotent.
+//!
+//! ## Ownership: only what the library created is changed or dropped
+//!
+//! What `ensure_schema` creates is marked as the library's
+//! ([`persistence_core::names::MANAGED_MARK`]):
+//!
+//! * on PostgreSQL, a schema it creates gets `COMMENT ON SCHEMA .. IS
+//!   'persistence:managed'` and a table `COMMENT ON TABLE .. IS
+//!   'persistence:managed entity=<name>'` (tenant schemas and the schema of
+//!   `migrate::up` too; tables of [`CreateEntityTable`](crate::migrate::CreateEntityTable)
+//!   as well);
+//! * on SQLite (no comments), the table `persistence_managed` lists the
+//!   tables the library created.
+//!
+//! `ensure_schema` then follows the repository's
+//! [`SchemaPolicy`](persistence_core::names::SchemaPolicy):
+//!
+//! * **`Managed`** (the default): a missing table is created (with its
+//!   constraints and indexes) and marked; a marked table gets missing
+//!   indexes; an **existing table without the mark is never altered**: it is
+//!   verified instead: columns the entity stores that the table lacks are a
+//!   `Config` error naming them (the repository could not work), a missing
+//!   primary key, unique constraint or index (matched by its columns, any
+//!   name) is a `tracing` warning naming it (the repository works, slower or
+//!   without the uniqueness guarantee), and nothing is added.
+//! * **`Adopt`**: an existing table without the mark is taken over: marked,
+//!   then treated as the library's (missing indexes are created).
+//! * **`VerifyOnly`**: nothing is created or changed; a missing table is a
+//!   `Config` error, an existing one is verified as above.
+//!
+//! [`RelationalStore::drop_schema`](crate::RelationalStore::drop_schema)
+//! and tenant drops refuse a schema without the mark (and never touch a
+//! reserved name such as `public`). Tables and schemas created before the
+//! marks existed have none: mark them by hand (`COMMENT ON ...`) or adopt
+//! them with `SchemaPolicy::Adopt`.
 
-use persistence_core::{EntityMeta, Result};
+use persistence_core::names::{MANAGED_MARK, MARKER_COLLECTION, SchemaPolicy};
+use persistence_core::{EntityMeta, Error, Result};
+use sea_orm::{DbErr, QueryResult, Statement, Value as SV};
 
-use crate::error::ConstraintNames;
+use crate::conn::Conn;
+use crate::error::{ConstraintNames, map_db_err};
 use crate::sql::{Dialect, column_type, quote};
 
 /// A table derived from metadata: its qualified name and constraint names.
@@ -95,6 +133,24 @@ impl TableInfo {
             self.qualified,
             cols.join(", ")
         ));
+        if dialect == Dialect::Postgres {
+            out.push(self.mark_table(meta));
+        }
+        out.extend(self.index_ddl(meta));
+        Ok(out)
+    }
+
+    /// `COMMENT ON TABLE` with the ownership mark (PostgreSQL).
+    fn mark_table(&self, meta: &EntityMeta) -> String {
+        format!(
+            "COMMENT ON TABLE {} IS '{MANAGED_MARK} entity={}'",
+            self.qualified, meta.name
+        )
+    }
+
+    /// The `CREATE INDEX IF NOT EXISTS` statements of the non-unique indexes.
+    fn index_ddl(&self, meta: &EntityMeta) -> Vec<String> {
+        let mut out = Vec::new();
         for ix in meta.indexes.iter().filter(|i| !i.unique) {
             let cols = ix
                 .fields
@@ -109,6 +165,392 @@ impl TableInfo {
                 self.qualified
             ));
         }
-        Ok(out)
+        out
     }
+}
+
+/// Whether a table (or schema) exists and carries the library's mark.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Owner {
+    Missing,
+    Managed,
+    Foreign,
+}
+
+fn stmt(dialect: Dialect, sql: &str, values: Vec<SV>) -> Statement {
+    Statement::from_sql_and_values(dialect.backend(), sql, values)
+}
+
+fn text(v: &str) -> SV {
+    SV::String(Some(v.to_string()))
+}
+
+fn get_string(row: &QueryResult, i: usize) -> Result<String> {
+    row.try_get_by_index::<Option<String>>(i)
+        .map(Option::unwrap_or_default)
+        .map_err(|e| Error::decode(format!("catalog query: {e}")))
+}
+
+fn is_marked(comment: &str) -> bool {
+    comment.starts_with(MANAGED_MARK)
+}
+
+/// Run a DDL statement; a concurrent `CREATE ... IF NOT EXISTS` may race on
+/// the catalog, so a failure is retried once.
+async fn ddl<C: Conn>(c: &C, sql: &str) -> std::result::Result<(), DbErr> {
+    if c.execute_unprepared(sql).await.is_err() {
+        c.execute_unprepared(sql).await?;
+    }
+    Ok(())
+}
+
+/// The ownership of PostgreSQL schema `schema`.
+async fn schema_owner<C: Conn>(c: &C, schema: &str) -> std::result::Result<Owner, DbErr> {
+    let row = c
+        .row(stmt(
+            Dialect::Postgres,
+            "SELECT COALESCE(obj_description(oid, 'pg_namespace'), '') FROM pg_namespace WHERE nspname = $1",
+            vec![text(schema)],
+        ))
+        .await?;
+    Ok(match row {
+        None => Owner::Missing,
+        Some(r) => match r.try_get_by_index::<String>(0) {
+            Ok(comment) if is_marked(&comment) => Owner::Managed,
+            _ => Owner::Foreign,
+        },
+    })
+}
+
+/// Create PostgreSQL schema `schema` with the mark if it does not exist;
+/// an existing schema is left as it is. Returns whether it is the library's.
+pub(crate) async fn ensure_namespace<C: Conn>(
+    c: &C,
+    schema: &str,
+) -> std::result::Result<bool, DbErr> {
+    match schema_owner(c, schema).await? {
+        Owner::Managed => Ok(true),
+        Owner::Foreign => Ok(false),
+        Owner::Missing => {
+            ddl(c, &format!("CREATE SCHEMA IF NOT EXISTS {}", quote(schema))).await?;
+            c.execute_unprepared(&format!(
+                "COMMENT ON SCHEMA {} IS '{MANAGED_MARK}'",
+                quote(schema)
+            ))
+            .await?;
+            Ok(true)
+        }
+    }
+}
+
+/// Drop PostgreSQL schema `schema` with everything in it, if the library
+/// created it (see the module docs). A missing schema is not an error.
+pub(crate) async fn drop_namespace<C: Conn>(c: &C, schema: &str) -> Result<()> {
+    persistence_core::names::validate(persistence_core::names::NameKind::Schema, schema)?;
+    let map = |e: DbErr| map_db_err(e, &ConstraintNames::default());
+    match schema_owner(c, schema).await.map_err(map)? {
+        Owner::Missing => Ok(()),
+        Owner::Foreign => Err(Error::config(format!(
+            "schema `{schema}` was not created by persistence (it has no `{MANAGED_MARK}` \
+             comment): refusing to drop it; drop it with DROP SCHEMA yourself if you mean to"
+        ))),
+        Owner::Managed => c
+            .execute_unprepared(&format!("DROP SCHEMA IF EXISTS {} CASCADE", quote(schema)))
+            .await
+            .map(|_| ())
+            .map_err(map),
+    }
+}
+
+/// The ownership of the table.
+async fn table_owner<C: Conn>(
+    c: &C,
+    table: &TableInfo,
+    meta: &EntityMeta,
+    dialect: Dialect,
+) -> std::result::Result<Owner, DbErr> {
+    match dialect {
+        Dialect::Postgres => {
+            let row = c
+                .row(stmt(
+                    dialect,
+                    "SELECT to_regclass($1) IS NOT NULL, \
+                     COALESCE(obj_description(to_regclass($1), 'pg_class'), '')",
+                    vec![text(&table.qualified)],
+                ))
+                .await?;
+            let Some(row) = row else {
+                return Ok(Owner::Missing);
+            };
+            let exists = row.try_get_by_index::<bool>(0)?;
+            let comment = row.try_get_by_index::<String>(1)?;
+            Ok(match (exists, is_marked(&comment)) {
+                (false, _) => Owner::Missing,
+                (true, true) => Owner::Managed,
+                (true, false) => Owner::Foreign,
+            })
+        }
+        Dialect::Sqlite => {
+            let row = c
+                .row(stmt(
+                    dialect,
+                    "SELECT (SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?), \
+                     (SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?)",
+                    vec![text(meta.name), text(MARKER_COLLECTION)],
+                ))
+                .await?;
+            let (exists, has_marks) = match row {
+                Some(r) => (
+                    r.try_get_by_index::<i64>(0)? > 0,
+                    r.try_get_by_index::<i64>(1)? > 0,
+                ),
+                None => (false, false),
+            };
+            if !exists {
+                return Ok(Owner::Missing);
+            }
+            if !has_marks {
+                return Ok(Owner::Foreign);
+            }
+            let marked = c
+                .row(stmt(
+                    dialect,
+                    &format!(
+                        "SELECT count(*) FROM {} WHERE \"name\" = ?",
+                        quote(MARKER_COLLECTION)
+                    ),
+                    vec![text(meta.name)],
+                ))
+                .await?
+                .map(|r| r.try_get_by_index::<i64>(0))
+                .transpose()?
+                .unwrap_or(0);
+            Ok(if marked > 0 {
+                Owner::Managed
+            } else {
+                Owner::Foreign
+            })
+        }
+    }
+}
+
+/// Leave the library's mark on the table.
+async fn mark<C: Conn>(
+    c: &C,
+    table: &TableInfo,
+    meta: &EntityMeta,
+    dialect: Dialect,
+) -> std::result::Result<(), DbErr> {
+    match dialect {
+        Dialect::Postgres => {
+            c.execute_unprepared(&table.mark_table(meta)).await?;
+        }
+        Dialect::Sqlite => {
+            ddl(
+                c,
+                &format!(
+                    "CREATE TABLE IF NOT EXISTS {} (\"name\" TEXT PRIMARY KEY NOT NULL, \"mark\" TEXT NOT NULL)",
+                    quote(MARKER_COLLECTION)
+                ),
+            )
+            .await?;
+            c.exec(stmt(
+                dialect,
+                &format!(
+                    "INSERT OR IGNORE INTO {} (\"name\", \"mark\") VALUES (?, ?)",
+                    quote(MARKER_COLLECTION)
+                ),
+                vec![text(meta.name), text(MANAGED_MARK)],
+            ))
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+/// What an existing table lacks compared with the entity.
+#[derive(Debug, Default)]
+struct Differences {
+    missing_columns: Vec<String>,
+    /// Primary key, unique constraints and indexes, in words.
+    missing_indexes: Vec<String>,
+}
+
+/// One index of an existing table: unique (or primary) and its columns in order.
+struct Existing {
+    unique: bool,
+    columns: Vec<String>,
+}
+
+async fn differences<C: Conn>(
+    c: &C,
+    table: &TableInfo,
+    meta: &EntityMeta,
+    dialect: Dialect,
+) -> std::result::Result<Differences, DbErr> {
+    let (columns_sql, indexes_sql, pk_sql, arg) = match dialect {
+        Dialect::Postgres => (
+            "SELECT attname::text FROM pg_attribute \
+             WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped",
+            "SELECT i.indisunique OR i.indisprimary, array_to_string(ARRAY(\
+               SELECT a.attname::text FROM unnest(i.indkey) WITH ORDINALITY AS k(n, o) \
+               JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.n ORDER BY k.o), ',') \
+             FROM pg_index i WHERE i.indrelid = to_regclass($1)",
+            None,
+            table.qualified.clone(),
+        ),
+        Dialect::Sqlite => (
+            "SELECT name FROM pragma_table_info(?)",
+            "SELECT il.\"unique\" <> 0, (SELECT group_concat(x.name, ',') FROM \
+               (SELECT name FROM pragma_index_info(il.name) ORDER BY seqno) AS x) \
+             FROM pragma_index_list(?) AS il",
+            Some(
+                "SELECT group_concat(name, ',') FROM (SELECT name FROM pragma_table_info(?) WHERE pk > 0 ORDER BY pk)",
+            ),
+            meta.name.to_string(),
+        ),
+    };
+    let have: Vec<String> = c
+        .rows(stmt(dialect, columns_sql, vec![text(&arg)]))
+        .await?
+        .iter()
+        .map(|r| r.try_get_by_index::<String>(0))
+        .collect::<std::result::Result<_, _>>()?;
+    let mut out = Differences::default();
+    for f in &meta.fields {
+        if !have.iter().any(|h| h == f.name) {
+            out.missing_columns.push(f.name.to_string());
+        }
+    }
+    let mut existing = Vec::new();
+    for r in c.rows(stmt(dialect, indexes_sql, vec![text(&arg)])).await? {
+        let unique = r.try_get_by_index::<bool>(0)?;
+        let cols = get_string(&r, 1).map_err(|e| DbErr::Custom(e.to_string()))?;
+        existing.push(Existing {
+            unique,
+            columns: cols.split(',').map(str::to_string).collect(),
+        });
+    }
+    if let Some(pk_sql) = pk_sql {
+        // SQLite: an INTEGER PRIMARY KEY is the rowid, not an index.
+        if let Some(r) = c.row(stmt(dialect, pk_sql, vec![text(&arg)])).await? {
+            let cols = get_string(&r, 0).map_err(|e| DbErr::Custom(e.to_string()))?;
+            if !cols.is_empty() {
+                existing.push(Existing {
+                    unique: true,
+                    columns: cols.split(',').map(str::to_string).collect(),
+                });
+            }
+        }
+    }
+    let id = meta.id_field().name;
+    let mut wanted: Vec<(String, bool, Vec<&str>)> =
+        vec![(format!("primary key ({id})"), true, vec![id])];
+    for ix in &meta.indexes {
+        let what = if ix.unique {
+            "unique constraint"
+        } else {
+            "index"
+        };
+        wanted.push((
+            format!("{what} {} ({})", ix.name, ix.fields.join(", ")),
+            ix.unique,
+            ix.fields.clone(),
+        ));
+    }
+    for (what, unique, fields) in wanted {
+        let covered = existing.iter().any(|e| {
+            if unique {
+                // The same column set, enforced unique.
+                e.unique
+                    && e.columns.len() == fields.len()
+                    && fields.iter().all(|f| e.columns.iter().any(|c| c == f))
+            } else {
+                // Any index led by these columns.
+                e.columns.len() >= fields.len()
+                    && fields.iter().zip(&e.columns).all(|(f, c)| c == f)
+            }
+        });
+        if !covered {
+            out.missing_indexes.push(what);
+        }
+    }
+    Ok(out)
+}
+
+/// `ensure_schema` of one table (see the module docs).
+pub(crate) async fn ensure<C: Conn>(
+    c: &C,
+    table: &TableInfo,
+    meta: &'static EntityMeta,
+    dialect: Dialect,
+    policy: SchemaPolicy,
+) -> Result<()> {
+    let err = |e: DbErr| map_db_err(e, &table.names).in_context(meta.name, "ensure_schema");
+    let config = |m: String| Error::config(m).in_context(meta.name, "ensure_schema");
+    let ddl_all = table.ddl(meta, dialect)?;
+    if let (Some(s), Dialect::Postgres) = (&table.schema, dialect) {
+        if policy == SchemaPolicy::VerifyOnly {
+            if schema_owner(c, s).await.map_err(err)? == Owner::Missing {
+                return Err(config(format!(
+                    "schema `{s}` does not exist (schema policy verify-only: nothing is created)"
+                )));
+            }
+        } else {
+            ensure_namespace(c, s).await.map_err(err)?;
+        }
+    }
+    let owner = table_owner(c, table, meta, dialect).await.map_err(err)?;
+    let own = match (owner, policy) {
+        (Owner::Missing, SchemaPolicy::VerifyOnly) => {
+            return Err(config(format!(
+                "table {} does not exist (schema policy verify-only: nothing is created)",
+                table.qualified
+            )));
+        }
+        (Owner::Missing, _) => {
+            // Create, mark, index (the DDL list marks on PostgreSQL).
+            for sql in ddl_all.iter().filter(|s| !s.starts_with("CREATE SCHEMA")) {
+                ddl(c, sql).await.map_err(err)?;
+            }
+            if dialect == Dialect::Sqlite {
+                mark(c, table, meta, dialect).await.map_err(err)?;
+            }
+            return Ok(());
+        }
+        (Owner::Managed, SchemaPolicy::VerifyOnly) => false,
+        (Owner::Managed, _) => true,
+        (Owner::Foreign, SchemaPolicy::Adopt) => {
+            mark(c, table, meta, dialect).await.map_err(err)?;
+            true
+        }
+        (Owner::Foreign, _) => false,
+    };
+    if own {
+        for sql in table.index_ddl(meta) {
+            ddl(c, &sql).await.map_err(err)?;
+        }
+        return Ok(());
+    }
+    let diff = differences(c, table, meta, dialect).await.map_err(err)?;
+    if !diff.missing_columns.is_empty() {
+        return Err(config(format!(
+            "table {} exists but was not created by persistence and lacks the column(s) {} \
+             that entity `{}` stores; ensure_schema never alters a table it did not create: \
+             add them yourself, or use SchemaPolicy::Adopt",
+            table.qualified,
+            diff.missing_columns.join(", "),
+            meta.name
+        )));
+    }
+    if !diff.missing_indexes.is_empty() {
+        tracing::warn!(
+            table = %table.qualified,
+            entity = meta.name,
+            missing = %diff.missing_indexes.join("; "),
+            "table not created by persistence lacks indexes the entity declares; \
+             left unchanged (create them yourself, or use SchemaPolicy::Adopt)"
+        );
+    }
+    Ok(())
 }

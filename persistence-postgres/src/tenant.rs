@@ -6,22 +6,32 @@
 //! nothing can leak between tenants through pooled connections.
 //!
 //! * [`TenantId::new`] accepts `^[a-z][a-z0-9_]{0,62}$` only and rejects
-//!   reserved names (`public`, `information_schema`, `pg_*`): anything else
-//!   is `InvalidInput` before any SQL runs.
-//! * [`Tenants`] provisions (creates the schema and every registered
-//!   entity's tables, in one transaction), lists and drops tenants. The list
-//!   of tenants is kept in the registry table `persistence_tenants` of a
-//!   control schema (default `public`).
+//!   reserved names (`public`, `information_schema`, `pg_*`, `admin`, ...:
+//!   [`persistence_core::names`]): anything else is `InvalidInput` before
+//!   any SQL runs.
+//! * [`Tenants`] provisions (creates the schema, marked as the library's,
+//!   and every registered entity's tables, in one transaction), lists and
+//!   drops tenants. The list of tenants is kept in the registry table
+//!   `persistence_tenants` of a control schema (default `public`).
+//! * [`Tenants::drop_tenant`] drops only a schema the library created (it
+//!   carries the mark, see [`crate::schema`]): a tenant whose schema existed
+//!   before `provision` (or was made by hand) is refused with a `Config`
+//!   error and left intact.
 //! * [`TenantResolver`] turns a request / context value into a tenant id.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use persistence_core::names::{self, NameKind};
 use persistence_core::{Entity, Error, Result};
 use sea_orm::{ConnectionTrait, DatabaseTransaction, Statement, TransactionTrait};
 
-use crate::config::validate_schema_name;
+use crate::conn::Conn;
+
+/// The control schema when the store has none (the registry table is placed there).
+const DEFAULT_CONTROL: &str = "public";
+
 use crate::error::map_db_err;
 use crate::repository::{RelationalRepository, RelationalStore};
 use crate::sql::{Dialect, quote};
@@ -31,23 +41,14 @@ use crate::sql::{Dialect, quote};
 pub struct TenantId(String);
 
 impl TenantId {
-    /// Validate: `^[a-z][a-z0-9_]{0,62}$`, not `public`, `information_schema` or `pg_*`.
+    /// Validate with [`persistence_core::names`] ([`NameKind::Tenant`]):
+    /// `^[a-z][a-z0-9_]{0,62}$`, not reserved (`public`,
+    /// `information_schema`, `pg_*`, `admin`, ...).
     pub fn new(id: impl AsRef<str>) -> Result<TenantId> {
         let id = id.as_ref();
-        let mut chars = id.chars();
-        let ok = id.len() <= 63
-            && chars.next().is_some_and(|c| c.is_ascii_lowercase())
-            && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-        if !ok {
-            return Err(Error::invalid_input(
-                "tenant ids must match ^[a-z][a-z0-9_]{0,62}$",
-            ));
-        }
-        if matches!(id, "public" | "information_schema") || id.starts_with("pg_") {
-            return Err(Error::invalid_input(format!(
-                "`{id}` is a reserved schema name"
-            )));
-        }
+        names::validate(NameKind::Tenant, id)?;
+        // A tenant id is also a schema name.
+        names::validate(NameKind::Schema, id)?;
         Ok(TenantId(id.to_string()))
     }
 
@@ -110,8 +111,9 @@ impl Tenants {
         if store.dialect() != Dialect::Postgres {
             return Err(Error::unsupported("schema-per-tenant needs PostgreSQL"));
         }
-        let control = store.schema().unwrap_or("public").to_string();
-        validate_schema_name(&control)?;
+        // The store's schema was validated when the store was built; without
+        // one the registry goes to `public` (placed there, never owned).
+        let control = store.schema().unwrap_or(DEFAULT_CONTROL).to_string();
         Ok(Tenants {
             base: store.clone(),
             control,
@@ -135,19 +137,19 @@ impl Tenants {
         map_db_err(e, &Default::default()).with_operation(op)
     }
 
-    async fn ensure_registry<C: ConnectionTrait>(&self, c: &C) -> Result<()> {
-        for sql in [
-            format!("CREATE SCHEMA IF NOT EXISTS {}", quote(&self.control)),
-            format!(
-                "CREATE TABLE IF NOT EXISTS {} (\"id\" text PRIMARY KEY, \
-                 \"created_at\" timestamptz NOT NULL DEFAULT now())",
-                self.registry()
-            ),
-        ] {
-            c.execute_unprepared(&sql)
+    async fn ensure_registry<C: Conn>(&self, c: &C) -> Result<()> {
+        if self.control != DEFAULT_CONTROL {
+            crate::schema::ensure_namespace(c, &self.control)
                 .await
                 .map_err(|e| Self::err(e, "provision"))?;
         }
+        c.execute_unprepared(&format!(
+            "CREATE TABLE IF NOT EXISTS {} (\"id\" text PRIMARY KEY, \
+             \"created_at\" timestamptz NOT NULL DEFAULT now())",
+            self.registry()
+        ))
+        .await
+        .map_err(|e| Self::err(e, "provision"))?;
         Ok(())
     }
 
@@ -168,12 +170,11 @@ impl Tenants {
         let tx = db.begin().await.map_err(|e| Self::err(e, "provision"))?;
         self.ensure_registry(&tx).await?;
         let store = self.store(tenant);
-        tx.execute_unprepared(&format!(
-            "CREATE SCHEMA IF NOT EXISTS {}",
-            quote(tenant.as_str())
-        ))
-        .await
-        .map_err(|e| Self::err(e, "provision"))?;
+        // Created with the library's mark when missing; an existing schema
+        // is used as it is (and `drop_tenant` will refuse it).
+        crate::schema::ensure_namespace(&tx, tenant.as_str())
+            .await
+            .map_err(|e| Self::err(e, "provision"))?;
         for setup in &self.setup {
             setup(&store, &tx).await?;
         }
@@ -191,17 +192,16 @@ impl Tenants {
         Ok(())
     }
 
-    /// Drop the tenant's schema with everything in it, and forget it.
+    /// Drop the tenant's schema with everything in it, and forget it. Only
+    /// a schema the library created (marked) is dropped; any other is a
+    /// `Config` error and nothing changes.
     pub async fn drop_tenant(&self, tenant: &TenantId) -> Result<()> {
         let db = self.base.connection();
         let tx = db.begin().await.map_err(|e| Self::err(e, "drop_tenant"))?;
         self.ensure_registry(&tx).await?;
-        tx.execute_unprepared(&format!(
-            "DROP SCHEMA IF EXISTS {} CASCADE",
-            quote(tenant.as_str())
-        ))
-        .await
-        .map_err(|e| Self::err(e, "drop_tenant"))?;
+        crate::schema::drop_namespace(&tx, tenant.as_str())
+            .await
+            .map_err(|e| e.with_operation("drop_tenant"))?;
         tx.execute_raw(Statement::from_sql_and_values(
             db.get_database_backend(),
             format!("DELETE FROM {} WHERE \"id\" = $1", self.registry()),
@@ -257,6 +257,8 @@ mod tests {
             "pg_catalog",
             "pg_toast",
             "information_schema",
+            "admin",
+            "config",
             &"a".repeat(64),
         ] {
             assert!(TenantId::new(bad).is_err(), "{bad:?}");

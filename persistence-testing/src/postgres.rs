@@ -83,18 +83,32 @@ impl TestPostgres {
     /// missing server is an error).
     pub async fn create(url: &str, isolation: Isolation) -> Result<TestPostgres> {
         let name = format!("t_{}", services::unique_suffix());
-        let admin = connect_admin(url).await?;
-        let sql = match isolation {
-            Isolation::Schema => format!("CREATE SCHEMA \"{name}\""),
-            Isolation::Database => format!("CREATE DATABASE \"{name}\""),
+        let created = match isolation {
+            // Created by the library, so it carries its mark and the code
+            // under test may `drop_schema` it.
+            Isolation::Schema => {
+                let store = RelationalStore::connect(
+                    &RelationalConfig::new(url)
+                        .max_connections(1)
+                        .schema(name.clone()),
+                )
+                .await?;
+                let created = store.create_schema().await.map(|_| ());
+                store.close().await;
+                created
+            }
+            Isolation::Database => {
+                let admin = connect_admin(url).await?;
+                let created = admin
+                    .connection()
+                    .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
+                    .await
+                    .map(|_| ())
+                    .map_err(persistence_postgres::error::map_error);
+                admin.close().await;
+                created
+            }
         };
-        let created = admin
-            .connection()
-            .execute_unprepared(&sql)
-            .await
-            .map(|_| ())
-            .map_err(persistence_postgres::error::map_error);
-        admin.close().await;
         created?;
         let db_url = match isolation {
             Isolation::Schema => url.to_string(),

@@ -618,11 +618,27 @@ pub struct PersistenceConfig {
 
 impl PersistenceConfig {
     /// Check cross-references and required values: a URL for every kind but
-    /// `memory`, database names as identifiers, `cache.*.l2` naming a `redis` database.
+    /// `memory`, database names as identifiers, schema and database names
+    /// per [`crate::names`] (spelling, reserved names), `cache.*.l2` naming a
+    /// `redis` database.
     pub fn validate(&self) -> crate::Result<()> {
         for (name, db) in &self.databases {
             crate::entity::validate_identifier(name)
                 .map_err(|e| crate::Error::config(format!("databases.{name}: {}", e.message())))?;
+            if let Some(schema) = &db.schema {
+                crate::names::validate_config(
+                    crate::names::NameKind::Schema,
+                    schema,
+                    &format!("databases.{name}.{}", keys::SCHEMA),
+                )?;
+            }
+            if let Some(database) = &db.database {
+                crate::names::validate_config(
+                    crate::names::NameKind::Database,
+                    database,
+                    &format!("databases.{name}.{}", keys::DATABASE),
+                )?;
+            }
             if db.url.is_none() && db.kind != DatabaseKind::Memory {
                 return Err(crate::Error::config(format!(
                     "databases.{name}.url is required for kind {}",
