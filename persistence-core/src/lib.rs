@@ -78,7 +78,7 @@ pub use entity::{
     NestedField, ScalarType, Shape,
 };
 pub use error::{ConflictKind, Error, ErrorKind, Result};
-pub use filter::{CompareOp, Field, Filter, StringField};
+pub use filter::{CompareOp, Field, Filter, FilterLimits, StringField};
 pub use memory::MemoryRepository;
 pub use persistence_derive::{Embedded, Entity, EntityEnum};
 pub use query::{Cursor, Direction, Page, Query, SortKey};

@@ -273,6 +273,17 @@ fn eq(a: &Value, b: &Value) -> bool {
     !a.is_null() && same_bracket(a, b) && a.total_cmp(b) == Ordering::Equal
 }
 
+/// `v` equals one of `values` (a checked list: sorted by `total_cmp`, distinct).
+fn in_list(v: &Value, values: &[Value]) -> bool {
+    if values.len() <= 16 {
+        return values.iter().any(|x| eq(v, x));
+    }
+    !v.is_null()
+        && values
+            .binary_search_by(|x| x.total_cmp(v))
+            .is_ok_and(|i| same_bracket(v, &values[i]))
+}
+
 /// Evaluate a *checked* filter against a record (the reference semantics).
 pub fn matches(filter: &Filter, record: &Record, meta: &EntityMeta) -> bool {
     const NULL: &Value = &Value::Null;
@@ -312,14 +323,8 @@ pub fn matches(filter: &Filter, record: &Record, meta: &EntityMeta) -> bool {
                 }
             }
         }
-        Filter::In { field, values } => {
-            let v = value_at(field);
-            values.iter().any(|x| eq(v, x))
-        }
-        Filter::NotIn { field, values } => {
-            let v = value_at(field);
-            !values.iter().any(|x| eq(v, x))
-        }
+        Filter::In { field, values } => in_list(value_at(field), values),
+        Filter::NotIn { field, values } => !in_list(value_at(field), values),
         Filter::IsNull(field) => value_at(field).is_null(),
         Filter::IsNotNull(field) => !value_at(field).is_null(),
         Filter::StartsWith { field, prefix } => {

@@ -102,14 +102,15 @@ impl Value {
     ///
     /// `Null` sorts lowest; numbers compare numerically across integer and
     /// float; strings compare by Unicode code point (the same as UTF-8 bytes);
-    /// floats use IEEE total order (so `NaN` is greatest, `-0.0 < 0.0`).
+    /// floats use IEEE total order except that `-0.0` and `0.0` are equal (as
+    /// IEEE `==`, SQL and BSON compare them); `NaN` is greatest.
     pub fn total_cmp(&self, other: &Value) -> Ordering {
         use Value::*;
         match (self, other) {
             (Null, Null) => Ordering::Equal,
             (Bool(a), Bool(b)) => a.cmp(b),
             (I64(a), I64(b)) => a.cmp(b),
-            (F64(a), F64(b)) => a.total_cmp(b),
+            (F64(a), F64(b)) => unsigned_zero(*a).total_cmp(&unsigned_zero(*b)),
             (I64(a), F64(b)) => cmp_i_f(*a, *b),
             (F64(a), I64(b)) => cmp_i_f(*b, *a).reverse(),
             #[cfg(feature = "decimal")]
@@ -247,11 +248,16 @@ impl Value {
     }
 }
 
+/// `-0.0` as `0.0`: the filter contract compares zeros as equal.
+fn unsigned_zero(x: f64) -> f64 {
+    if x == 0.0 { 0.0 } else { x }
+}
+
 fn cmp_i_f(a: i64, b: f64) -> Ordering {
     if b.is_nan() {
         return Ordering::Less;
     }
-    (a as f64).total_cmp(&b).then_with(|| {
+    (a as f64).total_cmp(&unsigned_zero(b)).then_with(|| {
         // Equal as f64 but maybe not exactly: compare precisely via i128 when b is integral.
         if b.fract() == 0.0 && b.abs() < 9.3e18 {
             (a as i128).cmp(&(b as i128))

@@ -18,9 +18,9 @@
 //!   operator is applied; negations (`ne`, `not_in`, `not`, `is_null`) are
 //!   `$nor` of the positive form, so they are exact two-valued complements.
 //!
+//! `-0.0` equals `0.0` in MongoDB as in the reference (IEEE equality).
 //! Known differences to the reference, all outside what the conformance
-//! suite fixes: `-0.0` equals `0.0` in MongoDB (the reference orders them);
-//! `NaN` sorts below every number in MongoDB (above, in the reference);
+//! suite fixes: `NaN` sorts below every number in MongoDB (above, in the reference);
 //! sorting on a nested path that holds an array uses MongoDB's rule (the
 //! smallest element ascending, the largest descending) where the reference
 //! compares the array as a whole; objects inside JSON fields compare in
