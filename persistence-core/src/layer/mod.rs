@@ -79,6 +79,32 @@ pub enum Op {
 }
 
 impl Op {
+    /// Every operation.
+    pub const ALL: [Op; 15] = [
+        Op::EnsureSchema,
+        Op::Get,
+        Op::GetMany,
+        Op::Insert,
+        Op::InsertMany,
+        Op::Update,
+        Op::Upsert,
+        Op::Delete,
+        Op::DeleteMany,
+        Op::Find,
+        Op::FindOne,
+        Op::Count,
+        Op::Exists,
+        Op::Stream,
+        Op::Page,
+    ];
+
+    /// The operation whose [`name`](Self::name) is `name`, if any (an
+    /// [`Error`](crate::Error)'s operation is such a name, or another word such
+    /// as `commit` for which this returns `None`).
+    pub fn from_name(name: &str) -> Option<Op> {
+        Op::ALL.into_iter().find(|op| op.name() == name)
+    }
+
     /// The method name (used as the `op` metric label).
     pub fn name(self) -> &'static str {
         match self {
