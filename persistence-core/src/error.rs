@@ -1,8 +1,8 @@
 //! The one error type of the framework.
 //!
 //! Every backend maps its driver errors onto an [`ErrorKind`] (never by
-//! matching message text) and keeps the driver error as the [`source`]
-//! (std::error::Error::source). Callers branch on [`Error::kind`] and
+//! matching message text) and keeps the driver error as the
+//! [`source`](std::error::Error::source). Callers branch on [`Error::kind`] and
 //! [`Error::is_retryable`]; the context (entity, operation, constraint) is
 //! carried as structured fields.
 //!
@@ -126,11 +126,17 @@ impl fmt::Display for ErrorKind {
 ///   an idempotent one (`upsert`, `delete`, `delete_many`, `ensure_schema`) stays
 ///   retryable.
 ///
-/// An `Unknown` outcome of a single-entity write can be **resolved** instead
-/// of forbidden: the library re-reads the entity by id and decides whether the
-/// write was applied (the stored entity carries the version and the content
-/// the write produces), returning success exactly once or repeating a write
-/// that was really not applied.
+/// An `Unknown` outcome of a single-entity write (`insert`, `update`,
+/// `upsert`) can be **resolved** instead of forbidden:
+/// [`Retry::writes`](crate::layer::Retry::writes)`(`[`ResolveOutcome::ReadBack`](crate::layer::ResolveOutcome::ReadBack)`)`
+/// (on in the manager's default stack, YAML `retry.resolve_writes`) re-reads
+/// the entity by id and decides whether the write was applied — the stored
+/// entity carries the version the write gives it and the written content —
+/// returning the stored entity as the success of the call (exactly one
+/// effect), or repeating a write that was really not applied; a repeat that
+/// meets the late first attempt (duplicate id, version conflict) is resolved
+/// the same way. An error that leaves the resolver still `Unknown` means the
+/// library could not find out (the read failed, or attempts ran out).
 ///
 /// The outcome travels with the error through every layer (retry, breaker,
 /// metrics, cache, failover, audit); a layer that wraps or replaces an error
