@@ -95,7 +95,7 @@ impl MongoStore {
         validate_database_name(&config.database)?;
         let mut opts = ClientOptions::parse(&config.url)
             .await
-            .map_err(|e| map_plain(e).with_operation("connect"))?;
+            .map_err(|e| crate::error::map_connect(e, &config.url))?;
         if opts.server_selection_timeout.is_none() {
             opts.server_selection_timeout = Some(config.server_selection_timeout);
         }
@@ -103,7 +103,8 @@ impl MongoStore {
             opts.app_name = Some(a.clone());
         }
         let monitor = crate::monitor::Monitor::install(&mut opts);
-        let client = Client::with_options(opts).map_err(map_plain)?;
+        let client =
+            Client::with_options(opts).map_err(|e| crate::error::map_connect(e, &config.url))?;
         let db = client.database(&config.database);
         Ok(MongoStore {
             client,
