@@ -67,6 +67,7 @@ pub mod layer;
 pub mod memory;
 pub mod names;
 pub mod query;
+pub mod redact;
 pub mod repository;
 pub mod value;
 
@@ -77,7 +78,7 @@ pub use entity::{
     Embedded, Entity, EntityId, EntityMeta, FieldKind, FieldMeta, FieldType, IndexMeta,
     NestedField, ScalarType, Shape,
 };
-pub use error::{ConflictKind, Error, ErrorKind, Result};
+pub use error::{ConflictKind, Error, ErrorKind, Result, WriteOutcome};
 pub use filter::{CompareOp, Field, Filter, FilterLimits, StringField};
 pub use memory::MemoryRepository;
 pub use persistence_derive::{Embedded, Entity, EntityEnum};
