@@ -620,8 +620,11 @@ impl<E: Entity> RelationalRepository<E> {
     ) -> Result<()> {
         let meta = E::meta();
         let row_err = |i: usize, e: Error| {
-            let message = format!("row {i}: {}", e.message());
-            e.with_message(message).in_context(meta.name, "insert_many")
+            let msg = format!("row {i}: {}", e.message());
+            // Keeps the outcome, retryability and source.
+            e.with_message(msg)
+                .with_entity(meta.name)
+                .with_operation("insert_many")
         };
         match self.dialect() {
             // In-process: row by row is cheap and names the failing row exactly.
@@ -673,7 +676,10 @@ impl<E: Entity> RelationalRepository<E> {
                             first + chunk.len(),
                             err.message()
                         );
-                        return Err(err.with_message(msg).in_context(meta.name, "insert_many"));
+                        return Err(err
+                            .with_message(msg)
+                            .with_entity(meta.name)
+                            .with_operation("insert_many"));
                     }
                     c.execute_unprepared(RELEASE_SAVEPOINT).await.map_err(sp)?;
                     first += chunk.len();
