@@ -1,10 +1,16 @@
 //! The one error type of the framework.
 //!
 //! Every backend maps its driver errors onto an [`ErrorKind`] (never by
-//! matching message text) and keeps the driver error as the [`source`]
-//! (std::error::Error::source). Callers branch on [`Error::kind`] and
+//! matching message text) and keeps the driver error as the
+//! [`source`](std::error::Error::source). Callers branch on [`Error::kind`] and
 //! [`Error::is_retryable`]; the context (entity, operation, constraint) is
 //! carried as structured fields.
+//!
+//! Every error also says whether a write it reports **may have been
+//! applied** ([`Error::outcome`], [`WriteOutcome`]): a write whose request
+//! reached the server but whose answer was lost (a timeout, a connection
+//! closed after sending) is [`WriteOutcome::Unknown`], and such an error is
+//! not retryable for a non-idempotent operation (see [`Error::is_retryable`]).
 //!
 //! `Display` and `Debug` never include connection strings or secrets: backends
 //! construct messages from metadata and error codes only, and [`redact_url`]
@@ -100,6 +106,60 @@ impl fmt::Display for ErrorKind {
     }
 }
 
+/// Whether a failed write may nevertheless have been applied.
+///
+/// * [`NotApplied`](WriteOutcome::NotApplied) (the default): the operation
+///   certainly did not change the store, because it was refused before it was
+///   sent (breaker open, invalid input, pool exhausted), or the server answered
+///   with an error (constraint violation, version conflict, syntax error...).
+///   Repeating it is the same as doing it for the first time. Every read error
+///   is `NotApplied`.
+/// * [`Unknown`](WriteOutcome::Unknown): the request may have reached the
+///   server and been committed, but its answer was lost: the call timed out
+///   (the [`Timeout`](crate::layer::Timeout) layer), or the connection was
+///   lost after the request was sent. Repeating an `insert` can then fail with
+///   a duplicate id, or insert twice when ids are generated; repeating a
+///   versioned `update` can fail with a false version conflict (or apply a
+///   relative change twice). So [`Error::is_retryable`] is `false` for an
+///   `Unknown` error of a non-idempotent operation (`insert`, `insert_many`,
+///   `update`, a transaction `commit`, any operation it does not know), while
+///   an idempotent one (`upsert`, `delete`, `delete_many`, `ensure_schema`) stays
+///   retryable.
+///
+/// An `Unknown` outcome of a single-entity write (`insert`, `update`,
+/// `upsert`) can be **resolved** instead of forbidden:
+/// [`Retry::writes`](crate::layer::Retry::writes)`(`[`ResolveOutcome::ReadBack`](crate::layer::ResolveOutcome::ReadBack)`)`
+/// (on in the manager's default stack, YAML `retry.resolve_writes`) re-reads
+/// the entity by id and decides whether the write was applied — the stored
+/// entity carries the version the write gives it and the written content —
+/// returning the stored entity as the success of the call (exactly one
+/// effect), or repeating a write that was really not applied; a repeat that
+/// meets the late first attempt (duplicate id, version conflict) is resolved
+/// the same way. An error that leaves the resolver still `Unknown` means the
+/// library could not find out (the read failed, or attempts ran out).
+///
+/// The outcome travels with the error through every layer (retry, breaker,
+/// metrics, cache, failover, audit); a layer that wraps or replaces an error
+/// keeps it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum WriteOutcome {
+    /// The write certainly was not applied (or the operation was not a write).
+    #[default]
+    NotApplied,
+    /// The write may or may not have been applied: the answer was lost.
+    Unknown,
+}
+
+impl fmt::Display for WriteOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WriteOutcome::NotApplied => f.write_str("not applied"),
+            WriteOutcome::Unknown => f.write_str("may have been applied"),
+        }
+    }
+}
+
 type Source = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// The framework's error: a kind, a message, context and an optional source.
@@ -109,6 +169,7 @@ pub struct Error {
     entity: Option<&'static str>,
     operation: Option<&'static str>,
     retryable: Option<bool>,
+    outcome: WriteOutcome,
     source: Option<Source>,
 }
 
@@ -121,6 +182,7 @@ impl Error {
             entity: None,
             operation: None,
             retryable: None,
+            outcome: WriteOutcome::NotApplied,
             source: None,
         }
     }
@@ -204,10 +266,34 @@ impl Error {
         self.operation.get_or_insert(operation);
         self
     }
+    /// Replace the message, keeping kind, context, outcome, retryable flag and
+    /// source (for a layer that adds words such as `row 3: ...`; rebuilding the
+    /// error with [`Error::new`] would lose its [outcome](Self::outcome)).
+    pub fn with_message(mut self, message: impl Into<Cow<'static, str>>) -> Self {
+        self.message = message.into();
+        self
+    }
     /// Override the retryable flag derived from the kind.
     pub fn set_retryable(mut self, retryable: bool) -> Self {
         self.retryable = Some(retryable);
         self
+    }
+
+    /// Record whether the write may have been applied (see [`WriteOutcome`]).
+    ///
+    /// The operation the error belongs to is the one named by
+    /// [`with_operation`](Self::with_operation) / [`in_context`](Self::in_context)
+    /// (set before or after this call): [`is_retryable`](Self::is_retryable)
+    /// looks it up when it is asked.
+    pub fn with_outcome(mut self, outcome: WriteOutcome) -> Self {
+        self.outcome = outcome;
+        self
+    }
+
+    /// Whether the write this error reports may have been applied
+    /// ([`WriteOutcome::NotApplied`] unless a backend or layer said otherwise).
+    pub fn outcome(&self) -> WriteOutcome {
+        self.outcome
     }
 
     /// The kind.
@@ -235,15 +321,32 @@ impl Error {
         matches!(self.kind, ErrorKind::Conflict(_))
     }
 
-    /// Whether repeating the same operation may succeed: `Unavailable`, `Timeout`
-    /// and `Conflict(Concurrent)` are retryable unless the backend said otherwise.
+    /// Whether repeating the same operation may succeed and is safe:
+    /// `Unavailable`, `Timeout` and `Conflict(Concurrent)` are retryable unless
+    /// the backend said otherwise ([`set_retryable`](Self::set_retryable)).
+    ///
+    /// An error whose [outcome](Self::outcome) is [`WriteOutcome::Unknown`] is
+    /// never retryable unless its [operation](Self::operation) names an
+    /// [idempotent](crate::layer::Op::is_idempotent) repository operation
+    /// (`upsert`, `delete`, `delete_many`, `ensure_schema`): for `insert`,
+    /// `insert_many`, `update`, a `commit`, or an error without an operation,
+    /// a blind repeat could write twice or report a false conflict. This rule
+    /// wins over `set_retryable(true)`.
     pub fn is_retryable(&self) -> bool {
-        self.retryable.unwrap_or(matches!(
+        let by_kind = self.retryable.unwrap_or(matches!(
             self.kind,
             ErrorKind::Unavailable
                 | ErrorKind::Timeout
                 | ErrorKind::Conflict(ConflictKind::Concurrent)
-        ))
+        ));
+        by_kind && (self.outcome == WriteOutcome::NotApplied || self.is_idempotent_operation())
+    }
+
+    /// Whether the error's operation is a known idempotent repository operation.
+    fn is_idempotent_operation(&self) -> bool {
+        self.operation
+            .and_then(crate::layer::Op::from_name)
+            .is_some_and(crate::layer::Op::is_idempotent)
     }
 }
 
@@ -259,6 +362,9 @@ impl fmt::Display for Error {
         if !self.message.is_empty() {
             write!(f, ": {}", self.message)?;
         }
+        if self.outcome == WriteOutcome::Unknown {
+            f.write_str(" (the write may have been applied: its outcome is unknown)")?;
+        }
         Ok(())
     }
 }
@@ -270,6 +376,7 @@ impl fmt::Debug for Error {
             .field("message", &self.message)
             .field("entity", &self.entity)
             .field("operation", &self.operation)
+            .field("outcome", &self.outcome)
             .field("retryable", &self.is_retryable());
         if let Some(s) = &self.source {
             // The source's Display is produced by drivers; backends only attach
@@ -326,6 +433,79 @@ mod tests {
         assert!(!Error::stale_version(Some(1), Some(2)).is_retryable());
         assert!(!Error::invalid_input("x").is_retryable());
         assert!(!Error::unavailable("x").set_retryable(false).is_retryable());
+    }
+
+    #[test]
+    fn outcome_defaults_to_not_applied() {
+        let e = Error::timeout("x").in_context("users", "insert");
+        assert_eq!(e.outcome(), WriteOutcome::NotApplied);
+        assert!(e.is_retryable());
+    }
+
+    #[test]
+    fn unknown_outcome_is_not_retryable_for_non_idempotent_operations() {
+        for op in ["insert", "insert_many", "update", "commit", "bulk_insert"] {
+            let e = Error::timeout("x")
+                .in_context("users", op)
+                .with_outcome(WriteOutcome::Unknown);
+            assert_eq!(e.outcome(), WriteOutcome::Unknown);
+            assert!(!e.is_retryable(), "{op}");
+            // The outcome rule wins over a backend's retryable flag.
+            assert!(!e.set_retryable(true).is_retryable(), "{op}");
+        }
+        // Set before the operation is known: decided when asked.
+        let e = Error::unavailable("reset")
+            .with_outcome(WriteOutcome::Unknown)
+            .in_context("users", "update");
+        assert!(!e.is_retryable());
+        // Without any operation: conservative.
+        assert!(
+            !Error::unavailable("reset")
+                .with_outcome(WriteOutcome::Unknown)
+                .is_retryable()
+        );
+    }
+
+    #[test]
+    fn unknown_outcome_stays_retryable_for_idempotent_operations() {
+        for op in ["upsert", "delete", "delete_many", "ensure_schema"] {
+            let e = Error::timeout("x")
+                .in_context("users", op)
+                .with_outcome(WriteOutcome::Unknown);
+            assert!(e.is_retryable(), "{op}");
+        }
+        // A kind that is not retryable stays so.
+        let e = Error::invalid_input("x")
+            .in_context("users", "upsert")
+            .with_outcome(WriteOutcome::Unknown);
+        assert!(!e.is_retryable());
+    }
+
+    #[test]
+    fn operation_names_round_trip() {
+        use crate::layer::Op;
+        for op in Op::ALL {
+            assert_eq!(Op::from_name(op.name()), Some(op));
+        }
+        assert_eq!(Op::from_name("commit"), None);
+    }
+
+    #[test]
+    fn unknown_outcome_is_said_in_words() {
+        let e = Error::timeout("no answer within 2s")
+            .in_context("users", "insert")
+            .with_outcome(WriteOutcome::Unknown);
+        assert_eq!(
+            e.to_string(),
+            "timed out in users.insert: no answer within 2s (the write may have been applied: its outcome is unknown)"
+        );
+        assert!(format!("{e:?}").contains("outcome: Unknown"));
+        let e = e.with_message("row 3: no answer");
+        assert_eq!(e.outcome(), WriteOutcome::Unknown);
+        assert!(e.to_string().contains("row 3: no answer (the write may"));
+        let e = e.with_outcome(WriteOutcome::NotApplied);
+        assert!(!e.to_string().contains("may have been applied"));
+        assert_eq!(WriteOutcome::Unknown.to_string(), "may have been applied");
     }
 
     #[test]

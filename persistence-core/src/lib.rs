@@ -76,7 +76,7 @@ pub use entity::{
     Embedded, Entity, EntityId, EntityMeta, FieldKind, FieldMeta, FieldType, IndexMeta,
     NestedField, ScalarType, Shape,
 };
-pub use error::{ConflictKind, Error, ErrorKind, Result};
+pub use error::{ConflictKind, Error, ErrorKind, Result, WriteOutcome};
 pub use filter::{CompareOp, Field, Filter, StringField};
 pub use memory::MemoryRepository;
 pub use persistence_derive::{Embedded, Entity, EntityEnum};

@@ -8,7 +8,9 @@ use persistence_core::layer::{
     Around, BoxFuture, BreakerConfig, BreakerState, Call, CircuitBreaker, LayerExt, Metrics, Op,
     Retry, RetryConfig, Timeout, metric_names,
 };
-use persistence_core::{Error, ErrorKind, Filter, MemoryRepository, Query, Repository};
+use persistence_core::{
+    Error, ErrorKind, Filter, MemoryRepository, Query, Repository, WriteOutcome,
+};
 
 /// Fails the next `fail` calls with the given error kind, counting every call.
 #[derive(Clone, Default)]
@@ -236,6 +238,49 @@ async fn timeout_turns_a_hung_call_into_a_retryable_timeout() {
         started.elapsed() < Duration::from_millis(200),
         "did not wait for the hung call"
     );
+}
+
+#[tokio::test]
+async fn timed_out_writes_have_an_unknown_outcome() {
+    let slow = Faults {
+        delay: Duration::from_secs(30),
+        ..Faults::default()
+    };
+    let repo = MemoryRepository::<Person>::new()
+        .layer(slow)
+        .layer(Timeout::new(Duration::from_millis(20)));
+    let results = [
+        ("insert", repo.insert(&person(1)).await.map(|_| ())),
+        (
+            "insert_many",
+            repo.insert_many(&[person(2)]).await.map(|_| ()),
+        ),
+        ("update", repo.update(&person(1)).await.map(|_| ())),
+        ("upsert", repo.upsert(&person(1)).await.map(|_| ())),
+        ("delete", repo.delete(&1).await.map(|_| ())),
+        ("get", repo.get(&1).await.map(|_| ())),
+        ("count", repo.count(&Filter::all()).await.map(|_| ())),
+    ];
+    for (op, result) in results {
+        let err = result.expect_err(op);
+        assert_eq!(err.kind(), &ErrorKind::Timeout, "{op}");
+        assert_eq!(err.operation(), Some(op));
+        let write = !matches!(op, "get" | "count");
+        let expected = if write {
+            WriteOutcome::Unknown
+        } else {
+            WriteOutcome::NotApplied
+        };
+        assert_eq!(err.outcome(), expected, "{op}");
+        assert_eq!(
+            err.to_string().contains("may have been applied"),
+            write,
+            "{op}: {err}"
+        );
+        // Retryable unless a blind repeat could write twice.
+        let retryable = !matches!(op, "insert" | "insert_many" | "update");
+        assert_eq!(err.is_retryable(), retryable, "{op}: {err}");
+    }
 }
 
 #[test]

@@ -33,6 +33,7 @@ use crate::repository::Repository;
 
 pub mod cases;
 pub mod entities;
+pub mod faults;
 pub mod services;
 
 /// A boxed future borrowing the backend.

@@ -31,6 +31,7 @@ mod breaker;
 mod leak;
 pub mod metrics;
 pub mod probe;
+mod resolve;
 mod retry;
 mod slowlog;
 mod timeout;
@@ -39,6 +40,7 @@ pub use breaker::{BreakerConfig, BreakerState, CircuitBreaker};
 pub use leak::{HoldGuard, LeakDetector};
 pub use metrics::{Metrics, names as metric_names};
 pub use probe::PoolProbe;
+pub use resolve::{ResolveOutcome, write_applied};
 pub use retry::{Retry, RetryConfig};
 pub use slowlog::{MAX_STATEMENT_LEN, SlowEntry, SlowLog};
 pub use timeout::Timeout;
@@ -79,6 +81,32 @@ pub enum Op {
 }
 
 impl Op {
+    /// Every operation.
+    pub const ALL: [Op; 15] = [
+        Op::EnsureSchema,
+        Op::Get,
+        Op::GetMany,
+        Op::Insert,
+        Op::InsertMany,
+        Op::Update,
+        Op::Upsert,
+        Op::Delete,
+        Op::DeleteMany,
+        Op::Find,
+        Op::FindOne,
+        Op::Count,
+        Op::Exists,
+        Op::Stream,
+        Op::Page,
+    ];
+
+    /// The operation whose [`name`](Self::name) is `name`, if any (an
+    /// [`Error`](crate::Error)'s operation is such a name, or another word such
+    /// as `commit` for which this returns `None`).
+    pub fn from_name(name: &str) -> Option<Op> {
+        Op::ALL.into_iter().find(|op| op.name() == name)
+    }
+
     /// The method name (used as the `op` metric label).
     pub fn name(self) -> &'static str {
         match self {
@@ -130,6 +158,24 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// A repeatable call: each invocation starts the operation afresh.
 pub type Call<'a, T> = &'a (dyn Fn() -> BoxFuture<'a, Result<T>> + Send + Sync);
 
+/// A single-entity write (`insert`, `update` or `upsert`) as
+/// [`Around::around_write`] sees it: besides the repeatable call, the entity
+/// written and a repeatable read of the stored entity with its id (through
+/// the layers below the hook), so a hook can find out whether a write whose
+/// [outcome](crate::WriteOutcome) is unknown was applied.
+pub struct Write<'a, E: Entity> {
+    /// [`Op::Insert`], [`Op::Update`] or [`Op::Upsert`].
+    pub op: Op,
+    /// The entity as the caller passed it.
+    pub entity: &'a E,
+    /// Perform the write (again).
+    pub call: Call<'a, E>,
+    /// Read the stored entity with `entity`'s id.
+    pub read: Call<'a, Option<E>>,
+    /// The capabilities of the repository below (timestamp precision, for comparing).
+    pub capabilities: Capabilities,
+}
+
 /// A hook around every repository call.
 pub trait Around: Send + Sync {
     /// Run `call` (possibly several times, possibly not at all).
@@ -139,6 +185,13 @@ pub trait Around: Send + Sync {
         op: Op,
         call: Call<'a, T>,
     ) -> BoxFuture<'a, Result<T>>;
+
+    /// Run a single-entity write (`insert`, `update`, `upsert`); the default
+    /// treats it like any other call ([`around`](Self::around) with
+    /// `write.call`). [`Retry`] overrides it to resolve unknown outcomes.
+    fn around_write<'a, E: Entity>(&'a self, write: Write<'a, E>) -> BoxFuture<'a, Result<E>> {
+        self.around(E::meta().name, write.op, write.call)
+    }
 
     /// Wrap a result stream (default: unchanged).
     fn around_stream<'a, T: Send + 'a>(
@@ -207,8 +260,12 @@ impl<E: Entity, R: Repository<E>, A: Around> Repository<E> for Layered<R, A> {
     }
     async fn insert(&self, entity: &E) -> Result<E> {
         self.hook
-            .around(E::meta().name, Op::Insert, &|| {
-                Box::pin(self.inner.insert(entity))
+            .around_write(Write {
+                op: Op::Insert,
+                entity,
+                call: &|| Box::pin(self.inner.insert(entity)),
+                read: &|| Box::pin(self.inner.get(entity.id())),
+                capabilities: self.inner.capabilities(),
             })
             .await
     }
@@ -221,15 +278,23 @@ impl<E: Entity, R: Repository<E>, A: Around> Repository<E> for Layered<R, A> {
     }
     async fn update(&self, entity: &E) -> Result<E> {
         self.hook
-            .around(E::meta().name, Op::Update, &|| {
-                Box::pin(self.inner.update(entity))
+            .around_write(Write {
+                op: Op::Update,
+                entity,
+                call: &|| Box::pin(self.inner.update(entity)),
+                read: &|| Box::pin(self.inner.get(entity.id())),
+                capabilities: self.inner.capabilities(),
             })
             .await
     }
     async fn upsert(&self, entity: &E) -> Result<E> {
         self.hook
-            .around(E::meta().name, Op::Upsert, &|| {
-                Box::pin(self.inner.upsert(entity))
+            .around_write(Write {
+                op: Op::Upsert,
+                entity,
+                call: &|| Box::pin(self.inner.upsert(entity)),
+                read: &|| Box::pin(self.inner.get(entity.id())),
+                capabilities: self.inner.capabilities(),
             })
             .await
     }

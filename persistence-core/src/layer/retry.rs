@@ -1,9 +1,11 @@
-//! Retry retryable failures of idempotent operations.
+//! Retry retryable failures of idempotent operations, and resolve writes
+//! whose outcome is unknown.
 
 use std::time::Duration;
 
-use super::{Around, BoxFuture, Call, Op};
-use crate::error::Result;
+use super::{Around, BoxFuture, Call, Op, ResolveOutcome, Write, write_applied};
+use crate::entity::Entity;
+use crate::error::{ConflictKind, Error, ErrorKind, Result, WriteOutcome};
 
 /// Retry settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,17 +31,50 @@ impl Default for RetryConfig {
 /// Retries a call whose error [`is_retryable`](crate::Error::is_retryable),
 /// with exponential backoff and full jitter (a uniformly random sleep between
 /// zero and the capped exponential delay), and only when the operation is
-/// [idempotent](Op::is_idempotent): an `insert`, `insert_many` or `update`
-/// is never repeated.
+/// [idempotent](Op::is_idempotent): by default an `insert`, `insert_many` or
+/// `update` is never repeated.
+///
+/// With [`writes(ResolveOutcome::ReadBack)`](Retry::writes), `insert`,
+/// `update` and `upsert` are repeated too, safely: a failure whose
+/// [outcome](crate::Error::outcome) is [`Unknown`](WriteOutcome::Unknown) is
+/// first **resolved** by reading the entity back (see [`ResolveOutcome`]), so
+/// the caller gets exactly one effect: the stored entity when the write had
+/// landed, a repeat when it had not, and neither a duplicate nor a false
+/// version conflict when a repeat meets the late first attempt.
+///
+/// Bounds: at most `max_attempts` calls of the operation; when resolving, in
+/// addition one read after each failed write attempt (a failed read that is
+/// retryable is repeated, using up the same attempts), each bounded by the
+/// layers below (the [`Timeout`](super::Timeout)).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Retry {
     config: RetryConfig,
+    resolve: ResolveOutcome,
 }
 
 impl Retry {
-    /// With explicit settings.
+    /// With explicit settings (writes are not resolved: [`ResolveOutcome::Never`]).
     pub fn new(config: RetryConfig) -> Self {
-        Retry { config }
+        Retry {
+            config,
+            resolve: ResolveOutcome::Never,
+        }
+    }
+
+    /// How single-entity writes with an unknown outcome are treated.
+    pub fn writes(mut self, resolve: ResolveOutcome) -> Self {
+        self.resolve = resolve;
+        self
+    }
+
+    /// The settings.
+    pub fn config(&self) -> RetryConfig {
+        self.config
+    }
+
+    /// The write resolution in force.
+    pub fn resolution(&self) -> ResolveOutcome {
+        self.resolve
     }
 
     /// The full-jitter backoff before attempt `attempt + 1` (`attempt` ≥ 1).
@@ -50,6 +85,106 @@ impl Retry {
         );
         let cap = exp.min(self.config.max_delay);
         cap.mul_f64(fastrand::f64())
+    }
+
+    /// Resolve-and-repeat loop of one single-entity write.
+    async fn resolve_write<E: Entity>(&self, w: Write<'_, E>) -> Result<E> {
+        let entity = E::meta().name;
+        let op = w.op;
+        let mut attempt = 1;
+        // An earlier attempt failed and was repeated (its effect may be what a
+        // repeat now runs into).
+        let mut repeated = false;
+        // An earlier attempt's outcome is unknown.
+        let mut doubt = false;
+        loop {
+            let err = match (w.call)().await {
+                Ok(v) => return Ok(v),
+                Err(e) => e,
+            };
+            let unknown = err.outcome() == WriteOutcome::Unknown;
+            let late = repeated && is_own_conflict(op, &err);
+            if !unknown && !late {
+                if err.is_retryable() && attempt < self.config.max_attempts {
+                    tracing::debug!(entity, op = op.name(), attempt, error = %err, "retrying write");
+                    tokio::time::sleep(self.backoff(attempt)).await;
+                    attempt += 1;
+                    repeated = true;
+                    continue;
+                }
+                return Err(mark(err, doubt));
+            }
+            doubt |= unknown;
+            // Did this (or an earlier) attempt land? Read it back.
+            let stored = loop {
+                match (w.read)().await {
+                    Ok(stored) => break stored,
+                    Err(read_err)
+                        if read_err.is_retryable() && attempt < self.config.max_attempts =>
+                    {
+                        tracing::debug!(entity, op = op.name(), attempt, error = %read_err,
+                            "reading back a write of unknown outcome failed; reading again");
+                        tokio::time::sleep(self.backoff(attempt)).await;
+                        attempt += 1;
+                    }
+                    Err(read_err) => {
+                        tracing::debug!(entity, op = op.name(), error = %read_err,
+                            "could not read back a write of unknown outcome");
+                        return Err(mark(err, doubt));
+                    }
+                }
+            };
+            let applied = match &stored {
+                Some(s) => match write_applied(op, w.entity, s, &w.capabilities) {
+                    Ok(a) => a,
+                    Err(_) => return Err(mark(err, doubt)),
+                },
+                None => false,
+            };
+            if applied {
+                tracing::debug!(
+                    entity,
+                    op = op.name(),
+                    attempt,
+                    "write of unknown outcome had been applied"
+                );
+                // `applied` implies `stored` is Some.
+                if let Some(s) = stored {
+                    return Ok(s);
+                }
+            }
+            if late {
+                // A real conflict: what is stored is not our write.
+                return Err(mark(err, doubt));
+            }
+            if attempt >= self.config.max_attempts {
+                return Err(mark(err, doubt));
+            }
+            tracing::debug!(entity, op = op.name(), attempt, error = %err,
+                "write of unknown outcome was not applied; repeating it");
+            tokio::time::sleep(self.backoff(attempt)).await;
+            attempt += 1;
+            repeated = true;
+        }
+    }
+}
+
+/// The conflict a repeat meets when an earlier attempt of the same write
+/// landed late: the id exists (insert) or the version moved on (update).
+fn is_own_conflict(op: Op, err: &Error) -> bool {
+    match err.kind() {
+        ErrorKind::Conflict(ConflictKind::DuplicateId) => op == Op::Insert,
+        ErrorKind::Conflict(ConflictKind::Version { .. }) => op == Op::Update,
+        _ => false,
+    }
+}
+
+/// After an attempt of unknown outcome, a later error cannot say "not applied".
+fn mark(err: Error, doubt: bool) -> Error {
+    if doubt {
+        err.with_outcome(WriteOutcome::Unknown)
+    } else {
+        err
     }
 }
 
@@ -78,5 +213,12 @@ impl Around for Retry {
                 }
             }
         })
+    }
+
+    fn around_write<'a, E: Entity>(&'a self, write: Write<'a, E>) -> BoxFuture<'a, Result<E>> {
+        match self.resolve {
+            ResolveOutcome::ReadBack => Box::pin(self.resolve_write(write)),
+            ResolveOutcome::Never => self.around(E::meta().name, write.op, write.call),
+        }
     }
 }

@@ -5,11 +5,18 @@ use std::time::Duration;
 use futures_util::StreamExt as _;
 
 use super::{Around, BoxFuture, Call, Op};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, WriteOutcome};
 use crate::repository::BoxStream;
 
-/// Fails a call that takes longer than the limit with [`ErrorKind::Timeout`](crate::ErrorKind::Timeout)
-/// (retryable). For `stream`, the limit applies to each item.
+/// Fails a call that takes longer than the limit with [`ErrorKind::Timeout`](crate::ErrorKind::Timeout).
+/// For `stream`, the limit applies to each item.
+///
+/// A timed-out **write** ([`Op::is_write`]) may have been sent and committed:
+/// its error's [outcome](crate::Error::outcome) is
+/// [`WriteOutcome::Unknown`], so it is not retryable for `insert`,
+/// `insert_many` and `update` (see [`Error::is_retryable`]) unless
+/// [`Retry::writes`](super::Retry::writes) resolves it. A timed-out read is
+/// retryable.
 #[derive(Debug, Clone, Copy)]
 pub struct Timeout {
     limit: Duration,
@@ -32,8 +39,15 @@ impl Around for Timeout {
         Box::pin(async move {
             match tokio::time::timeout(self.limit, call()).await {
                 Ok(r) => r,
-                Err(_) => Err(Error::timeout(format!("no answer within {:?}", self.limit))
-                    .in_context(entity, op.name())),
+                Err(_) => {
+                    let e = Error::timeout(format!("no answer within {:?}", self.limit))
+                        .in_context(entity, op.name());
+                    Err(if op.is_write() {
+                        e.with_outcome(WriteOutcome::Unknown)
+                    } else {
+                        e
+                    })
+                }
             }
         })
     }
