@@ -37,7 +37,9 @@ use std::time::{Duration, Instant};
 
 use lock::Mutex;
 use persistence::config::{ConfigLoader, PersistenceConfig};
-use persistence::{DynRepository, Entity, Error, Persistence, Query, SharedRepository};
+use persistence::{
+    DynRepository, Entity, Error, Persistence, Query, SharedRepository, WriteOutcome,
+};
 use persistence_tests::proxy::{Mode, Proxy};
 use persistence_tests::servers::{LocalMongo, LocalPg, LocalRedis, Missing, required};
 use serde::{Deserialize, Serialize};
@@ -103,11 +105,13 @@ const NOT_YET_ASSERTED: &[(&str, &str)] = &[
     ),
     (
         "not_applied",
-        "errors carry no outcome (issue #12 item 2): Error::outcome() is missing",
+        "the postgres backend reports a connection lost after the request was sent \
+         (proxy drop: `Unavailable: database connection failed`) as NotApplied although \
+         the insert committed (issue #12 items 2, 3): it must be Unknown",
     ),
     (
         "retryable_applied",
-        "Timeout/Unavailable of an insert or update is retryable even when it committed (issue #12 items 2, 4)",
+        "the same errors are retryable because their outcome is NotApplied (issue #12 items 2, 3)",
     ),
     (
         "false_conflicts",
@@ -160,20 +164,20 @@ enum Op {
     Read,
 }
 
-/// What a failed call said about its write.
+/// What a failed call said about its write ([`Error::outcome`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Outcome {
     /// The error guarantees the write was not applied.
-    #[allow(dead_code)] // made by `outcome` once `Error::outcome()` exists
     NotApplied,
     /// It may have been applied.
     Unknown,
 }
 
-/// The error's statement about its write. Until `Error::outcome()` exists
-/// every error is `Unknown` (it promises nothing).
-fn outcome(_e: &Error) -> Outcome {
-    Outcome::Unknown
+fn outcome(e: &Error) -> Outcome {
+    match e.outcome() {
+        WriteOutcome::NotApplied => Outcome::NotApplied,
+        _ => Outcome::Unknown,
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -183,6 +187,8 @@ enum Res {
         kind: String,
         outcome: Outcome,
         retryable: bool,
+        /// The error's Display (no secrets by the house rules).
+        message: String,
     },
     Hang,
 }
@@ -250,6 +256,7 @@ fn res_of<T>(r: Result<Result<T, Error>, tokio::time::error::Elapsed>) -> (Res, 
                 kind: format!("{:?}", e.kind()),
                 outcome: outcome(&e),
                 retryable: e.is_retryable(),
+                message: e.to_string(),
             },
             None,
         ),
@@ -661,6 +668,9 @@ cache: {{ default: {{ disabled: true }} }}
         "errors: {} write errors said retryable although the write was applied",
         report.retryable_applied
     );
+    for (_, e) in &report.examples {
+        println!("error: {e}");
+    }
     for (what, why) in NOT_YET_ASSERTED {
         println!("NOT YET ASSERTED ({what}): {why}");
     }
@@ -736,6 +746,9 @@ cache: {{ default: {{ disabled: true }} }}
             None => failures.push(format!("{name}: no successful write after the server was back")),
         }
     }
+    if report.examples.iter().any(|(what, _)| asserted(what)) {
+        failures.extend(report.examples.iter().map(|(_, e)| e.clone()));
+    }
     assert!(
         failures.is_empty(),
         "fault suite failed:\n{}",
@@ -782,6 +795,8 @@ struct Report {
     /// Write errors that said "retryable" although the write was applied
     /// (retrying an insert or update on that flag duplicates it).
     retryable_applied: u64,
+    /// Offending errors, for the failure message.
+    examples: Vec<(&'static str, String)>,
     recovery: Vec<(&'static str, Option<Duration>)>,
 }
 
@@ -826,6 +841,7 @@ impl Report {
             hangs: 0,
             false_conflicts: 0,
             retryable_applied: 0,
+            examples: Vec::new(),
             recovery: Vec::new(),
         };
         for c in calls.iter().filter(|c| c.start < end) {
@@ -884,13 +900,30 @@ impl Report {
                         outcome,
                         kind,
                         retryable,
+                        message,
                     },
                     _,
                 ) => {
                     row.errors += 1;
                     let was_applied = applied(c);
+                    let example = || {
+                        format!(
+                            "[{}] {:?} {:?} id {} seq {}: {message}",
+                            phases[phase_of(c.start)].name,
+                            c.store,
+                            c.op,
+                            c.id,
+                            c.seq
+                        )
+                    };
                     if was_applied && *retryable {
                         r.retryable_applied += 1;
+                        if r.examples.len() < 10 {
+                            r.examples.push((
+                                "retryable_applied",
+                                format!("retryable but applied: {}", example()),
+                            ));
+                        }
                     }
                     if was_applied && kind.starts_with("Conflict") {
                         r.false_conflicts += 1;
@@ -904,6 +937,12 @@ impl Report {
                             row.not_applied += 1;
                             if was_applied {
                                 r.not_applied_but_applied += 1;
+                                if r.examples.len() < 10 {
+                                    r.examples.push((
+                                        "not_applied",
+                                        format!("NotApplied but applied: {}", example()),
+                                    ));
+                                }
                             }
                         }
                     }
