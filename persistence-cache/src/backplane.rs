@@ -6,19 +6,34 @@
 //! generations for them, so its L1 entries loaded before are unreachable.
 //! Messages from oneself are ignored (the write already did it locally).
 //!
-//! While the subscription is down (not yet established, or lost) messages
-//! may be missed, so: every L1 entry is dropped when the connection is lost
-//! and again when it is re-established, and entries stored meanwhile live
-//! at most the *degraded TTL* (default 1 s) instead of the normal TTL.
+//! While the subscription is down (not yet established, lost, or stalled)
+//! messages may be missed, so: every L1 entry is dropped when the connection
+//! is lost and again when it is re-established, and entries stored meanwhile
+//! live at most the *degraded TTL* (default 1 s) instead of the normal TTL.
+//!
+//! **Heartbeat.** A Redis that stops answering without closing its
+//! connections (a paused process, a network stall) would leave the
+//! subscription "connected" while nothing arrives. So every instance
+//! publishes a tick on the channel every *heartbeat* interval (default
+//! 250 ms); a subscriber that has received nothing (no tick of its own, no
+//! message) for the *heartbeat timeout* (default 3 intervals) treats the
+//! connection as lost: it drops L1, switches to the degraded TTL and
+//! reconnects. It is connected again once a fresh subscription answers.
+//!
+//! **Never dropped.** A write whose invalidation cannot reach Redis queues it
+//! (see [`crate::config::CacheLayerBuilder::max_queued_invalidations`]); the
+//! queue is published as soon as Redis answers again.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use deadpool_redis::redis;
 use futures_util::StreamExt as _;
 use parking_lot::Mutex;
+
+use crate::l2::L2;
 
 /// What a message asks receivers to invalidate.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,6 +44,8 @@ pub(crate) enum Message {
     All { base: String },
     /// A tag.
     Tag { tag: String },
+    /// A heartbeat tick (invalidates nothing; proves the channel is alive).
+    Tick,
 }
 
 const VERSION: &str = "pcb1";
@@ -53,6 +70,7 @@ impl Message {
                 out.push_str("T\n");
                 out.push_str(tag);
             }
+            Message::Tick => out.push_str("H\n"),
         }
         out
     }
@@ -72,6 +90,7 @@ impl Message {
                 keys: lines.map(str::to_string).collect(),
             },
             "A" => Message::All { base: rest },
+            "H" => Message::Tick,
             // A tag may contain newlines: take the remainder verbatim.
             "T" => {
                 let prefix_len = VERSION.len() + 1 + origin.to_string().len() + 1 + 2;
@@ -99,7 +118,11 @@ pub(crate) struct Backplane {
     pub(crate) origin: u64,
     pub(crate) channel: String,
     pub(crate) degraded_ttl: Duration,
+    heartbeat: Duration,
+    heartbeat_timeout: Duration,
     connected: AtomicBool,
+    /// When the subscriber last received anything (a tick or a message).
+    last_heartbeat: Mutex<Option<Instant>>,
     receivers: Mutex<HashMap<String, Vec<Weak<dyn Receiver>>>>,
     tag_sink: Mutex<Option<TagSink>>,
 }
@@ -114,20 +137,33 @@ impl std::fmt::Debug for Backplane {
 }
 
 impl Backplane {
-    pub(crate) fn new(prefix: &str, degraded_ttl: Duration) -> Backplane {
+    pub(crate) fn new(
+        prefix: &str,
+        degraded_ttl: Duration,
+        heartbeat: Duration,
+        heartbeat_timeout: Duration,
+    ) -> Backplane {
         Backplane {
             origin: fastrand::u64(..),
             channel: format!("{prefix}:!bus"),
             degraded_ttl,
+            heartbeat,
+            heartbeat_timeout,
             connected: AtomicBool::new(false),
+            last_heartbeat: Mutex::new(None),
             receivers: Mutex::new(HashMap::new()),
             tag_sink: Mutex::new(None),
         }
     }
 
-    /// True while subscribed.
+    /// True while subscribed and hearing heartbeats.
     pub(crate) fn connected(&self) -> bool {
         self.connected.load(Ordering::SeqCst)
+    }
+
+    /// When the subscriber last received anything.
+    pub(crate) fn last_heartbeat(&self) -> Option<Instant> {
+        *self.last_heartbeat.lock()
     }
 
     pub(crate) fn register(&self, base: &str, r: Weak<dyn Receiver>) {
@@ -156,6 +192,7 @@ impl Backplane {
     }
 
     fn handle(&self, payload: &[u8]) {
+        *self.last_heartbeat.lock() = Some(Instant::now());
         let Some((origin, msg)) = std::str::from_utf8(payload).ok().and_then(Message::decode)
         else {
             tracing::debug!("ignored a malformed backplane message");
@@ -165,6 +202,7 @@ impl Backplane {
             return;
         }
         match msg {
+            Message::Tick => {}
             Message::Keys { base, keys } => {
                 for r in self.receivers(Some(&base)) {
                     r.apply(Some(&keys));
@@ -193,67 +231,104 @@ impl Backplane {
         }
     }
 
-    /// Start the subscriber task (requires a tokio runtime; without one the
-    /// backplane stays disconnected and L1 entries live the degraded TTL).
-    pub(crate) fn start(self: &Arc<Self>, url: String) {
+    /// Start the subscriber and heartbeat tasks (requires a tokio runtime;
+    /// without one the backplane stays disconnected and L1 entries live the
+    /// degraded TTL). Ticks are published through `l2`'s pool.
+    pub(crate) fn start(self: &Arc<Self>, url: String, l2: Arc<L2>) {
         let Ok(rt) = tokio::runtime::Handle::try_current() else {
             tracing::warn!("no tokio runtime: cache backplane not started");
             return;
         };
         let weak = Arc::downgrade(self);
-        rt.spawn(async move {
-            let mut delay = Duration::from_millis(25);
-            loop {
+        rt.spawn(heartbeat(weak.clone(), l2, self.heartbeat));
+        rt.spawn(subscriber(weak, url, self.heartbeat_timeout));
+    }
+
+    /// The subscription is gone or silent: messages may be missed from now.
+    fn lost(&self, why: &str) {
+        self.connected.store(false, Ordering::SeqCst);
+        self.drop_everything();
+        tracing::warn!(channel = %self.channel, why, "cache backplane connection lost; L1 entries are dropped and short-lived until it is back");
+    }
+}
+
+/// Publish a tick every `every` (through the L2 pool, under its timeout).
+async fn heartbeat(weak: Weak<Backplane>, l2: Arc<L2>, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(me) = weak.upgrade() else { return };
+        let (channel, msg) = (me.channel.clone(), Message::Tick.encode(me.origin));
+        drop(me);
+        if let Err(e) = l2.publish(&channel, msg).await {
+            tracing::debug!(error = %e, "cache backplane heartbeat not published");
+        }
+    }
+}
+
+/// Subscribe, apply messages, watch the heartbeat; reconnect on loss or silence.
+async fn subscriber(weak: Weak<Backplane>, url: String, silence: Duration) {
+    let mut delay = Duration::from_millis(25);
+    // Bound of one subscribe attempt: long enough for a slow connect, short
+    // enough that a stalled server is retried soon after it resumes.
+    let connect_timeout = silence.max(Duration::from_secs(1));
+    loop {
+        let Some(me) = weak.upgrade() else { return };
+        let channel = me.channel.clone();
+        drop(me);
+        let pubsub = async {
+            let client = redis::Client::open(url.as_str())?;
+            let mut ps = client.get_async_pubsub().await?;
+            ps.subscribe(&channel).await?;
+            Ok::<_, redis::RedisError>(ps)
+        };
+        match tokio::time::timeout(connect_timeout, pubsub).await {
+            Ok(Ok(ps)) => {
                 let Some(me) = weak.upgrade() else { return };
-                let channel = me.channel.clone();
+                // Anything published while we were away is lost: start clean.
+                me.drop_everything();
+                *me.last_heartbeat.lock() = Some(Instant::now());
+                me.connected.store(true, Ordering::SeqCst);
+                tracing::debug!(channel = %me.channel, "cache backplane subscribed");
                 drop(me);
-                let pubsub = async {
-                    let client = redis::Client::open(url.as_str())?;
-                    let mut ps = client.get_async_pubsub().await?;
-                    ps.subscribe(&channel).await?;
-                    Ok::<_, redis::RedisError>(ps)
-                };
-                match tokio::time::timeout(Duration::from_secs(2), pubsub).await {
-                    Ok(Ok(ps)) => {
-                        let Some(me) = weak.upgrade() else { return };
-                        // Anything published while we were away is lost: start clean.
-                        me.drop_everything();
-                        me.connected.store(true, Ordering::SeqCst);
-                        tracing::debug!(channel = %me.channel, "cache backplane subscribed");
-                        drop(me);
-                        delay = Duration::from_millis(25);
-                        let mut stream = ps.into_on_message();
-                        let mut tick = tokio::time::interval(Duration::from_secs(1));
-                        loop {
-                            tokio::select! {
-                                msg = stream.next() => match msg {
-                                    Some(m) => match weak.upgrade() {
-                                        Some(me) => me.handle(m.get_payload_bytes()),
-                                        None => return,
-                                    },
-                                    None => break,
-                                },
-                                _ = tick.tick() => {
-                                    if weak.strong_count() == 0 {
-                                        return;
-                                    }
+                delay = Duration::from_millis(25);
+                let mut stream = ps.into_on_message();
+                let mut last = Instant::now();
+                let mut check = tokio::time::interval(silence / 4);
+                check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                let why = loop {
+                    tokio::select! {
+                        msg = stream.next() => match msg {
+                            Some(m) => match weak.upgrade() {
+                                Some(me) => {
+                                    last = Instant::now();
+                                    me.handle(m.get_payload_bytes());
                                 }
+                                None => return,
+                            },
+                            None => break "connection closed",
+                        },
+                        _ = check.tick() => {
+                            if weak.strong_count() == 0 {
+                                return;
+                            }
+                            if last.elapsed() > silence {
+                                break "no heartbeat";
                             }
                         }
-                        let Some(me) = weak.upgrade() else { return };
-                        me.connected.store(false, Ordering::SeqCst);
-                        me.drop_everything();
-                        tracing::warn!(channel = %me.channel, "cache backplane connection lost; L1 entries are short-lived until it is back");
                     }
-                    Ok(Err(e)) => {
-                        tracing::debug!(error = %e, "cache backplane cannot subscribe");
-                    }
-                    Err(_) => tracing::debug!("cache backplane subscribe timed out"),
-                }
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(1));
+                };
+                let Some(me) = weak.upgrade() else { return };
+                me.lost(why);
             }
-        });
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "cache backplane cannot subscribe");
+            }
+            Err(_) => tracing::debug!("cache backplane subscribe timed out"),
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_millis(250));
     }
 }
 
@@ -274,6 +349,7 @@ mod tests {
             Message::Tag {
                 tag: "user:1\nodd".into(),
             },
+            Message::Tick,
         ] {
             assert_eq!(Message::decode(&m.encode(42)), Some((42, m)));
         }

@@ -51,7 +51,45 @@ pub(crate) struct Shared {
     pub l2: Option<Arc<L2>>,
     pub tags: Arc<crate::tags::TagStore>,
     pub backplane: Option<Arc<crate::backplane::Backplane>>,
+    pub outbox: crate::outbox::Outbox,
     pub db_label: Option<Arc<str>>,
+}
+
+impl Shared {
+    /// Redis answered: send what is queued, if anything.
+    pub(crate) fn redis_answered(&self) {
+        if !self.outbox.is_empty() || !self.tags.pending_is_empty() {
+            self.outbox.poke();
+        }
+    }
+}
+
+/// The coherence state of a [`CacheLayer`] (see [`CacheLayer::status`]), for
+/// health checks and dashboards.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CacheStatus {
+    /// `None` without L2; else whether the last Redis operation of the layer
+    /// (a read, a write's invalidation, a heartbeat) succeeded.
+    pub l2_up: Option<bool>,
+    /// `None` without a backplane; else whether it is subscribed and hearing
+    /// heartbeats (while false, L1 entries live at most the degraded TTL).
+    pub backplane_connected: Option<bool>,
+    /// When the backplane last received a heartbeat or message.
+    pub last_heartbeat: Option<std::time::Instant>,
+    /// Invalidations waiting for Redis to answer (entity keys, entity types
+    /// to invalidate entirely, and tags).
+    pub queued_invalidations: usize,
+}
+
+impl CacheStatus {
+    /// True when nothing is degraded: L2 (if any) answers, the backplane (if
+    /// any) is connected and nothing is queued.
+    pub fn is_healthy(&self) -> bool {
+        self.l2_up != Some(false)
+            && self.backplane_connected != Some(false)
+            && self.queued_invalidations == 0
+    }
 }
 
 /// A cache layer: wraps repositories into [`CachedRepository`]s sharing one
@@ -94,12 +132,39 @@ impl CacheLayer {
         CachedRepository::new(self.shared.clone(), repo)
     }
 
-    /// True while the backplane is subscribed (false without one).
+    /// The coherence state: L2 reachable, backplane connected, last
+    /// heartbeat, invalidations queued while Redis is unreachable.
+    pub fn status(&self) -> CacheStatus {
+        let s = &self.shared;
+        CacheStatus {
+            l2_up: s.l2.as_ref().map(|l2| l2.is_up()),
+            backplane_connected: s.backplane.as_ref().map(|b| b.connected()),
+            last_heartbeat: s.backplane.as_ref().and_then(|b| b.last_heartbeat()),
+            queued_invalidations: s.outbox.len() + s.tags.pending_len(),
+        }
+    }
+
+    /// True when a backplane is configured.
+    pub fn has_backplane(&self) -> bool {
+        self.shared.backplane.is_some()
+    }
+
+    /// True when L2 (Redis) is configured.
+    pub fn has_l2(&self) -> bool {
+        self.shared.l2.is_some()
+    }
+
+    /// True while the backplane is subscribed and hearing heartbeats (false without one).
     pub fn backplane_connected(&self) -> bool {
         self.shared
             .backplane
             .as_ref()
             .is_some_and(|b| b.connected())
+    }
+
+    /// The default TTLs (of entity types without their own).
+    pub fn default_ttl(&self) -> EntityTtl {
+        self.shared.default_ttl
     }
 
     /// The key prefix.
@@ -113,6 +178,15 @@ enum L2Source {
     Pool(deadpool_redis::Pool),
 }
 
+/// Default longest L1 lifetime while the backplane is disconnected.
+pub const DEFAULT_DEGRADED_TTL: Duration = Duration::from_secs(1);
+/// Default interval of backplane heartbeat ticks.
+pub const DEFAULT_HEARTBEAT: Duration = Duration::from_millis(250);
+/// Default heartbeat timeout, in heartbeat intervals.
+pub const HEARTBEAT_TIMEOUT_TICKS: u32 = 3;
+/// Default bound of the invalidation queue (entity keys).
+pub const DEFAULT_MAX_QUEUED: usize = 10_000;
+
 /// Builder of a [`CacheLayer`].
 pub struct CacheLayerBuilder {
     prefix: String,
@@ -125,6 +199,9 @@ pub struct CacheLayerBuilder {
     pool_size: usize,
     backplane: bool,
     degraded_ttl: Duration,
+    heartbeat: Duration,
+    heartbeat_timeout: Option<Duration>,
+    max_queued: usize,
     db_label: Option<String>,
 }
 
@@ -154,7 +231,10 @@ impl Default for CacheLayerBuilder {
             l2_timeout: Duration::from_millis(250),
             pool_size: 16,
             backplane: false,
-            degraded_ttl: Duration::from_secs(1),
+            degraded_ttl: DEFAULT_DEGRADED_TTL,
+            heartbeat: DEFAULT_HEARTBEAT,
+            heartbeat_timeout: None,
+            max_queued: DEFAULT_MAX_QUEUED,
             db_label: None,
         }
     }
@@ -226,6 +306,27 @@ impl CacheLayerBuilder {
         self.degraded_ttl = ttl;
         self
     }
+    /// Interval of the backplane's heartbeat ticks (default 250 ms). Every
+    /// instance publishes one per interval; a subscriber that hears nothing
+    /// for the [heartbeat timeout](Self::heartbeat_timeout) treats Redis as
+    /// stalled (drops L1, degraded TTL, reconnects).
+    pub fn heartbeat(mut self, every: Duration) -> Self {
+        self.heartbeat = every;
+        self
+    }
+    /// Silence after which the backplane counts as lost (default 3 heartbeat
+    /// intervals; must exceed one interval).
+    pub fn heartbeat_timeout(mut self, timeout: Duration) -> Self {
+        self.heartbeat_timeout = Some(timeout);
+        self
+    }
+    /// Most entity keys whose invalidation may wait for Redis (default
+    /// 10 000); past it, the entity type that overflows is invalidated
+    /// entirely instead (one message, all its entries dead).
+    pub fn max_queued_invalidations(mut self, n: usize) -> Self {
+        self.max_queued = n;
+        self
+    }
 
     /// Add the label `db` = `name` to every cache counter of this layer (the
     /// `persistence` manager passes the configured database name).
@@ -252,13 +353,24 @@ impl CacheLayerBuilder {
         if self.l1.is_none() && self.l2.is_none() {
             return Err(Error::config("a cache layer needs L1, L2 or both"));
         }
+        let heartbeat_timeout = self
+            .heartbeat_timeout
+            .unwrap_or(self.heartbeat * HEARTBEAT_TIMEOUT_TICKS);
+        if self.heartbeat.is_zero() || heartbeat_timeout <= self.heartbeat {
+            return Err(Error::config(
+                "cache heartbeat must be positive and its timeout longer than one heartbeat",
+            ));
+        }
+        if self.degraded_ttl.is_zero() {
+            return Err(Error::config("cache degraded TTL must be positive"));
+        }
         let l2_url = match &self.l2 {
             Some(L2Source::Url(u)) => Some(u.clone()),
             _ => None,
         };
         let l2 = match self.l2 {
             None => None,
-            Some(L2Source::Pool(pool)) => Some(Arc::new(L2::new(pool, self.l2_timeout, None))),
+            Some(L2Source::Pool(pool)) => Some(Arc::new(L2::new(pool, self.l2_timeout))),
             Some(L2Source::Url(url)) => {
                 let mut cfg = deadpool_redis::Config::from_url(url.clone());
                 let mut pool_cfg = PoolConfig::new(self.pool_size);
@@ -272,11 +384,11 @@ impl CacheLayerBuilder {
                 let pool = cfg.create_pool(Some(Runtime::Tokio1)).map_err(|_| {
                     Error::config(format!("invalid redis url {}", redact_url(&url)))
                 })?;
-                Some(Arc::new(L2::new(pool, self.l2_timeout, Some(url))))
+                Some(Arc::new(L2::new(pool, self.l2_timeout)))
             }
         };
         let tags = Arc::new(crate::tags::TagStore::new(self.l1.map(|c| c.max_weight)));
-        let backplane = match (self.backplane, &l2_url) {
+        let backplane = match (self.backplane, l2_url.zip(l2.clone())) {
             (false, _) => None,
             (true, None) => {
                 return Err(Error::config(
@@ -286,7 +398,7 @@ impl CacheLayerBuilder {
             (true, Some(_)) if self.l1.is_none() => {
                 return Err(Error::config("the cache backplane needs L1"));
             }
-            (true, Some(url)) => {
+            (true, Some((url, l2))) => {
                 if tokio::runtime::Handle::try_current().is_err() {
                     return Err(Error::config(
                         "build a layer with a backplane inside a tokio runtime",
@@ -295,6 +407,8 @@ impl CacheLayerBuilder {
                 let bp = Arc::new(crate::backplane::Backplane::new(
                     &self.prefix,
                     self.degraded_ttl,
+                    self.heartbeat,
+                    heartbeat_timeout,
                 ));
                 let weak_tags = Arc::downgrade(&tags);
                 bp.set_tag_sink(Box::new(move |tag| {
@@ -302,22 +416,23 @@ impl CacheLayerBuilder {
                         t.bump(tag);
                     }
                 }));
-                bp.start(url.clone());
+                bp.start(url, l2);
                 Some(bp)
             }
         };
-        Ok(CacheLayer {
-            shared: Arc::new(Shared {
-                prefix: self.prefix,
-                default_ttl: self.ttl,
-                per_entity: self.per_entity,
-                jitter: self.jitter,
-                tags,
-                backplane,
-                l1: self.l1,
-                l2,
-                db_label: self.db_label.map(Arc::from),
-            }),
-        })
+        let shared = Arc::new(Shared {
+            prefix: self.prefix,
+            default_ttl: self.ttl,
+            per_entity: self.per_entity,
+            jitter: self.jitter,
+            tags,
+            backplane,
+            l1: self.l1,
+            l2,
+            outbox: crate::outbox::Outbox::new(self.max_queued),
+            db_label: self.db_label.map(Arc::from),
+        });
+        crate::outbox::start(&shared);
+        Ok(CacheLayer { shared })
     }
 }

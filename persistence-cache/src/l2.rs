@@ -13,6 +13,7 @@
 //!   deletes the written entities' keys, in one pipeline.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use deadpool_redis::redis::{self, Script};
@@ -49,8 +50,8 @@ pub(crate) struct L2 {
     pool: Pool,
     timeout: Duration,
     set_if_gen: Script,
-    #[allow(dead_code)] // kept for the pub/sub backplane
-    url: Option<String>,
+    /// False after the last operation failed, true after one succeeded.
+    up: AtomicBool,
 }
 
 impl std::fmt::Debug for L2 {
@@ -66,13 +67,27 @@ fn token(v: Option<Vec<u8>>) -> Option<u64> {
 }
 
 impl L2 {
-    pub(crate) fn new(pool: Pool, timeout: Duration, url: Option<String>) -> L2 {
+    pub(crate) fn new(pool: Pool, timeout: Duration) -> L2 {
         L2 {
             pool,
             timeout,
             set_if_gen: Script::new(SET_IF_GEN),
-            url,
+            up: AtomicBool::new(true),
         }
+    }
+
+    /// True unless the last operation failed (optimistic before the first one).
+    pub(crate) fn is_up(&self) -> bool {
+        self.up.load(Ordering::SeqCst)
+    }
+
+    /// `PUBLISH channel message`.
+    pub(crate) async fn publish(&self, channel: &str, message: String) -> Result<()> {
+        let mut cmd = redis::cmd("PUBLISH");
+        cmd.arg(channel).arg(message);
+        self.with_conn(|mut c| async move { cmd.query_async::<i64>(&mut c).await })
+            .await
+            .map(drop)
     }
 
     async fn with_conn<T, F, Fut>(&self, f: F) -> Result<T>
@@ -84,9 +99,12 @@ impl L2 {
             let conn = self.pool.get().await.map_err(map_pool)?;
             f(conn).await.map_err(map_redis)
         };
-        tokio::time::timeout(self.timeout, work)
+        let out = tokio::time::timeout(self.timeout, work)
             .await
-            .map_err(|_| elapsed())?
+            .map_err(|_| elapsed())
+            .and_then(|r| r);
+        self.up.store(out.is_ok(), Ordering::SeqCst);
+        out
     }
 
     /// `MGET keys… gen epoch`.

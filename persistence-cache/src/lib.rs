@@ -65,11 +65,12 @@ mod error;
 pub mod keys;
 pub mod l2;
 pub mod metrics;
+mod outbox;
 pub mod repository;
 pub mod sessions;
 mod singleflight;
 pub mod tags;
 
-pub use config::{CacheLayer, CacheLayerBuilder, EntityTtl, L1Config};
+pub use config::{CacheLayer, CacheLayerBuilder, CacheStatus, EntityTtl, L1Config};
 pub use metrics::Stats;
 pub use repository::CachedRepository;

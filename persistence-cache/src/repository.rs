@@ -556,13 +556,17 @@ impl<E: Entity, R: Repository<E> + 'static> Inner<E, R> {
     }
 
     /// Invalidate after a write: L2 first (so a reader of the new local
-    /// generation cannot refill L1 from an old L2 entry), then L1.
+    /// generation cannot refill L1 from an old L2 entry), then L1. When Redis
+    /// cannot be reached the L2 invalidation and its backplane message are
+    /// queued (see [`crate::outbox`]) and sent as soon as Redis answers.
     pub(crate) async fn after_write(self: &Arc<Self>, target: Target) {
         if self.l2.is_some() && self.l2_suspect() && self.recovering.load(Ordering::SeqCst) {
             // Redis is down and being retried: instead of paying a timeout,
             // count this write as a failure, so the reset that ends the
-            // outage happens after it and drops whatever L2 holds for it.
+            // outage happens after it and drops whatever L2 holds for it,
+            // and queue the invalidation for the other instances.
             self.l2_failures.fetch_add(1, Ordering::SeqCst);
+            self.queue(&target);
         } else if let Some(l2) = self.l2.as_deref() {
             let (epoch, keys): (Option<&str>, &[String]) = match &target {
                 Target::Keys(k) => (None, k),
@@ -579,15 +583,32 @@ impl<E: Entity, R: Repository<E> + 'static> Inner<E, R> {
                 };
                 (bp.channel.as_str(), msg.encode(bp.origin))
             });
-            if let Err(e) = l2
+            match l2
                 .invalidate(self.keys.gen_key(), epoch, keys, publish)
                 .await
             {
-                self.l2_failed(&e);
+                Ok(()) => self.shared.redis_answered(),
+                Err(e) => {
+                    // It may or may not have reached Redis: send it again.
+                    self.queue(&target);
+                    self.l2_failed(&e);
+                }
             }
         }
         self.invalidate_local(&target).await;
         self.record(Event::Invalidation);
+    }
+
+    fn queue(&self, target: &Target) {
+        self.shared.outbox.push(
+            self.keys.base(),
+            self.keys.gen_key(),
+            self.keys.epoch_key(),
+            match target {
+                Target::Keys(k) => Some(k),
+                Target::All => None,
+            },
+        );
     }
 
     pub(crate) async fn invalidate_local(&self, target: &Target) {

@@ -128,6 +128,16 @@ impl TagStore {
         }
     }
 
+    /// True when no tag waits for its L2 invalidation.
+    pub(crate) fn pending_is_empty(&self) -> bool {
+        self.pending.lock().is_empty()
+    }
+
+    /// Tags waiting for their L2 invalidation.
+    pub(crate) fn pending_len(&self) -> usize {
+        self.pending.lock().len()
+    }
+
     /// Make entries tagged `tag` unreachable locally (`""`: every entry).
     pub(crate) fn bump(&self, tag: &str) {
         if tag.is_empty() {
@@ -381,7 +391,12 @@ impl CacheLayer {
     }
 
     /// Before reading tagged L2 entries: every tag whose L2 invalidation
-    /// failed must be invalidated first.
+    /// failed must be invalidated first (also retried by the outbox task,
+    /// so other instances hear of it as soon as Redis answers).
+    pub(crate) async fn retry_pending_tags(&self) -> bool {
+        self.tags_l2_ready().await
+    }
+
     async fn tags_l2_ready(&self) -> bool {
         let pending: Vec<String> = self.shared.tags.pending.lock().iter().cloned().collect();
         for tag in pending {
@@ -428,6 +443,7 @@ impl CacheLayer {
                 store.counters.record(METRIC_ENTITY, Event::L2Error);
                 tracing::warn!(tag, error = %e, "redis (L2) failed invalidating a tag; tagged L2 entries are bypassed until it succeeds");
                 store.pending.lock().insert(tag.to_string());
+                self.shared.outbox.poke();
                 0
             }
         };

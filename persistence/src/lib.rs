@@ -41,7 +41,7 @@ pub mod prometheus;
 pub mod registry;
 
 pub use failover::{EndpointHealth, FailoverRepository, Role, Topology};
-pub use manager::{DatabaseHealth, HealthReport, HealthState, Persistence};
+pub use manager::{CacheLayerStatus, DatabaseHealth, HealthReport, HealthState, Persistence};
 pub use persistence_cache as cache;
 pub use persistence_core::*;
 pub use persistence_mongo as mongo;

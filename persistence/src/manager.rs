@@ -6,9 +6,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use persistence_cache::{CacheLayer, Stats as CacheStats};
+use persistence_cache::{CacheLayer, CacheStatus, EntityTtl, Stats as CacheStats};
 use persistence_core::config::{
-    ConfigLoader, DatabaseConfig, DatabaseKind, PersistenceConfig, Probe, detect,
+    CachePolicy, ConfigLoader, DatabaseConfig, DatabaseKind, PersistenceConfig, Probe, detect,
 };
 use persistence_core::layer::{
     BreakerConfig, CircuitBreaker, LayerExt, LeakDetector, Metrics, PoolProbe, Retry, RetryConfig,
@@ -128,11 +128,28 @@ pub struct Persistence {
     repos: Mutex<HashMap<(String, TypeId), Box<dyn Any + Send + Sync>>>,
     /// Counters of each cached repository, by database and entity name.
     cache_stats: std::sync::Mutex<HashMap<(String, &'static str), StatsFn>>,
+    cache_layers: std::sync::Mutex<CacheLayers>,
     health_timeout: Duration,
     registry: OnceCell<crate::registry::Registry>,
 }
 
 type StatsFn = Arc<dyn Fn() -> CacheStats + Send + Sync>;
+
+/// Cache layers by database, L2 database and backplane setting.
+type CacheLayers = HashMap<(String, Option<String>, bool), CacheLayer>;
+
+/// The state of one cache layer built by the manager ([`Persistence::cache_status`]).
+#[derive(Debug, Clone)]
+pub struct CacheLayerStatus {
+    /// The database whose repositories it caches.
+    pub database: String,
+    /// The `redis` database used as L2, if any.
+    pub l2: Option<String>,
+    /// Whether it has a backplane.
+    pub backplane: bool,
+    /// Its state.
+    pub status: CacheStatus,
+}
 
 impl std::fmt::Debug for Persistence {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -177,6 +194,7 @@ impl Persistence {
             databases,
             repos: Mutex::new(HashMap::new()),
             cache_stats: std::sync::Mutex::new(HashMap::new()),
+            cache_layers: std::sync::Mutex::new(HashMap::new()),
             health_timeout: Duration::from_secs(2),
             registry: OnceCell::new(),
         })
@@ -378,22 +396,14 @@ impl Persistence {
                 .as_deref()
                 .or(db.config.database.as_deref())
                 .unwrap_or("default");
-            let mut cache = CacheLayer::builder()
-                .prefix(format!("persistence.{name}.{scope}"))
-                .db_label(name);
-            if let Some(ttl) = policy.ttl {
-                cache = cache.ttl(ttl);
-            }
-            if let Some(ttl) = policy.negative_ttl {
-                cache = cache.negative_ttl(ttl);
-            }
-            if let Some(l2) = &policy.l2 {
-                let l2db = self.database(l2)?;
-                if let Some(url) = &l2db.config.url {
-                    cache = cache.redis_url(url.expose());
-                }
-            }
-            let cached = cache.build()?.wrap(layered);
+            let prefix = format!("persistence.{name}.{scope}");
+            let layer = self.cache_layer(name, &prefix, policy.l2.as_deref(), &policy)?;
+            let defaults = layer.default_ttl();
+            let ttl = EntityTtl {
+                ttl: policy.ttl.unwrap_or(defaults.ttl),
+                negative_ttl: policy.negative_ttl.unwrap_or(defaults.negative_ttl),
+            };
+            let cached = layer.wrap(layered).with_ttl(ttl);
             let handle = cached.clone();
             if let Ok(mut stats) = self.cache_stats.lock() {
                 stats.insert(
@@ -405,6 +415,72 @@ impl Persistence {
         };
         repos.insert(key, Box::new(repo.clone()));
         Ok(repo)
+    }
+
+    /// The cache layer of database `name` with L2 `l2` and the policy's
+    /// backplane setting: one per combination, shared by every entity type
+    /// (one Redis pool, one backplane subscription and heartbeat).
+    fn cache_layer(
+        &self,
+        name: &str,
+        prefix: &str,
+        l2: Option<&str>,
+        policy: &CachePolicy,
+    ) -> Result<CacheLayer> {
+        let c = &self.config.cache;
+        let backplane = c.backplane_for(policy);
+        let key = (name.to_string(), l2.map(str::to_string), backplane);
+        let mut layers = self
+            .cache_layers
+            .lock()
+            .map_err(|_| Error::backend("cache layer registry lock poisoned"))?;
+        if let Some(layer) = layers.get(&key) {
+            return Ok(layer.clone());
+        }
+        let mut b = CacheLayer::builder().prefix(prefix).db_label(name);
+        if let Some(l2) = l2 {
+            if let Some(url) = &self.database(l2)?.config.url {
+                b = b.redis_url(url.expose()).backplane(backplane);
+            }
+        }
+        if let Some(t) = c.heartbeat {
+            b = b.heartbeat(t);
+        }
+        if let Some(t) = c.heartbeat_timeout {
+            b = b.heartbeat_timeout(t);
+        }
+        if let Some(t) = c.degraded_ttl {
+            b = b.backplane_degraded_ttl(t);
+        }
+        if let Some(n) = c.max_queued_invalidations {
+            b = b.max_queued_invalidations(n);
+        }
+        let layer = b.build()?;
+        layers.insert(key, layer.clone());
+        Ok(layer)
+    }
+
+    /// The coherence state of every cache layer built so far (one per
+    /// database, L2 and backplane setting): whether its Redis answers, its
+    /// backplane is connected, when it last heard a heartbeat, and how many
+    /// invalidations wait for Redis.
+    pub fn cache_status(&self) -> Vec<CacheLayerStatus> {
+        let Ok(layers) = self.cache_layers.lock() else {
+            return Vec::new();
+        };
+        let mut out: Vec<CacheLayerStatus> = layers
+            .iter()
+            .map(|((db, l2, _), layer)| CacheLayerStatus {
+                database: db.clone(),
+                l2: l2.clone(),
+                backplane: layer.has_backplane(),
+                status: layer.status(),
+            })
+            .collect();
+        out.sort_by(|a, b| {
+            (&a.database, &a.l2, a.backplane).cmp(&(&b.database, &b.l2, b.backplane))
+        });
+        out
     }
 
     /// The `Metrics` layer of a database: slow threshold from the config, pool
@@ -581,6 +657,10 @@ impl Persistence {
     /// Close every pool that was opened.
     pub async fn shutdown(&self) {
         self.repos.lock().await.clear();
+        // Dropping the layers stops their backplane and queue tasks.
+        if let Ok(mut layers) = self.cache_layers.lock() {
+            layers.clear();
+        }
         if let Some(registry) = self.registry.get() {
             registry.close_all().await;
         }

@@ -21,7 +21,13 @@
 //! cache:
 //!   default: { ttl: 5m, negative_ttl: 30s, l2: cache }
 //!   entities:
-//!     users: { ttl: 1m }
+//!     users: { ttl: 1m, l2: cache }
+//!     audit_rows: { ttl: 1m, l2: cache, backplane: false }
+//!   backplane: true          # default with L2: cross-instance L1 invalidation
+//!   heartbeat: 250ms
+//!   heartbeat_timeout: 750ms
+//!   degraded_ttl: 1s
+//!   max_queued_invalidations: 10000
 //! metrics: { slow_threshold: 500ms, leak_threshold: 30s, pool_warn_utilization: 85 }
 //! profiles:
 //!   production:
@@ -56,6 +62,19 @@ pub mod keys {
     pub const DATABASES: &str = "databases";
     /// Top level: cache policy.
     pub const CACHE: &str = "cache";
+    /// Cache (top level, `default` or per entity): cross-instance L1
+    /// invalidation over Redis pub/sub; default `true` where L2 is set.
+    pub const CACHE_BACKPLANE: &str = "backplane";
+    /// Cache: interval of the backplane heartbeat (default 250ms).
+    pub const CACHE_HEARTBEAT: &str = "heartbeat";
+    /// Cache: silence after which the backplane counts as lost and L1 is
+    /// dropped (default 3 heartbeats).
+    pub const CACHE_HEARTBEAT_TIMEOUT: &str = "heartbeat_timeout";
+    /// Cache: longest L1 lifetime while the backplane is lost (default 1s).
+    pub const CACHE_DEGRADED_TTL: &str = "degraded_ttl";
+    /// Cache: most entity keys whose invalidation may wait for Redis
+    /// (default 10000; beyond it the entity type is invalidated entirely).
+    pub const CACHE_MAX_QUEUED_INVALIDATIONS: &str = "max_queued_invalidations";
     /// Top level: profile overlays.
     pub const PROFILES: &str = "profiles";
     /// Database: backend kind (`postgres`, `sqlite`, `mongo`, `redis`, `memory`).
@@ -324,6 +343,10 @@ pub struct CachePolicy {
     pub negative_ttl: Option<Duration>,
     /// Name of the `redis` database used as L2 (none: L1 only).
     pub l2: Option<String>,
+    /// Cross-instance L1 invalidation ([`keys::CACHE_BACKPLANE`]); unset:
+    /// the `cache.backplane` setting, else on whenever `l2` is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backplane: Option<bool>,
     /// Disable caching for this entity.
     #[serde(default)]
     pub disabled: bool,
@@ -339,6 +362,42 @@ pub struct CacheConfig {
     /// Per entity logical name.
     #[serde(default)]
     pub entities: BTreeMap<String, CachePolicy>,
+    /// Backplane for every policy that does not say ([`keys::CACHE_BACKPLANE`];
+    /// unset: on wherever L2 is set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backplane: Option<bool>,
+    /// [`keys::CACHE_HEARTBEAT`].
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub heartbeat: Option<Duration>,
+    /// [`keys::CACHE_HEARTBEAT_TIMEOUT`].
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub heartbeat_timeout: Option<Duration>,
+    /// [`keys::CACHE_DEGRADED_TTL`].
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub degraded_ttl: Option<Duration>,
+    /// [`keys::CACHE_MAX_QUEUED_INVALIDATIONS`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_queued_invalidations: Option<usize>,
+}
+
+impl CacheConfig {
+    /// Whether an entity with `policy` gets a backplane: its own setting,
+    /// else `cache.backplane`, else on — and only where L2 is set.
+    pub fn backplane_for(&self, policy: &CachePolicy) -> bool {
+        policy.l2.is_some() && policy.backplane.or(self.backplane).unwrap_or(true)
+    }
 }
 
 /// The `metrics` section (see [`crate::layer::Metrics`], [`crate::layer::LeakDetector`]).
@@ -478,7 +537,33 @@ impl PersistenceConfig {
                 .iter()
                 .map(|(k, v)| (format!("entities.{k}"), v)),
         );
+        let c = &self.cache;
+        if let Some(hb) = c.heartbeat {
+            if hb.is_zero() {
+                return Err(crate::Error::config(
+                    "cache.heartbeat must be greater than zero",
+                ));
+            }
+        }
+        let hb = c.heartbeat.unwrap_or(Duration::from_millis(250));
+        if let Some(t) = c.heartbeat_timeout {
+            if t <= hb {
+                return Err(crate::Error::config(format!(
+                    "cache.heartbeat_timeout ({t:?}) must be longer than cache.heartbeat ({hb:?})"
+                )));
+            }
+        }
+        if c.degraded_ttl.is_some_and(|t| t.is_zero()) {
+            return Err(crate::Error::config(
+                "cache.degraded_ttl must be greater than zero",
+            ));
+        }
         for (path, policy) in policies {
+            if policy.backplane == Some(true) && policy.l2.is_none() && !policy.disabled {
+                return Err(crate::Error::config(format!(
+                    "cache.{path}.backplane is true but cache.{path}.l2 is not set: the backplane runs over the L2 redis"
+                )));
+            }
             if let Some(l2) = &policy.l2 {
                 match self.databases.get(l2) {
                     Some(db) if db.kind == DatabaseKind::Redis => {}

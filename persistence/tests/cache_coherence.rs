@@ -1,0 +1,187 @@
+//! Caches built by the manager are coherent across instances: two
+//! `Persistence` managers ("two application instances") from one YAML, over
+//! one PostgreSQL schema and one Redis (L2 + backplane, on by default with L2).
+use std::time::{Duration, Instant};
+
+use persistence::config::{ConfigLoader, PersistenceConfig};
+use persistence::{Entity, Persistence, Repository};
+use persistence_testing::{TestPostgres, TestRedis};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Entity)]
+#[entity(name = "coh_notes")]
+struct Note {
+    #[entity(id)]
+    id: i64,
+    #[entity(version)]
+    version: i64,
+    n: i64,
+}
+
+fn config(yaml: &str, vars: &[(&str, &str)]) -> persistence::Result<PersistenceConfig> {
+    ConfigLoader::new()
+        .text("persistence.yaml", yaml)
+        .env(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+        .load()
+}
+
+/// The README's bound with the default settings: max(heartbeat timeout plus
+/// its check granularity, degraded TTL) plus one L2 timeout.
+const STATED_BOUND: Duration = Duration::from_millis(1250);
+
+async fn wait_connected(p: &Persistence) {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(5) {
+        let s = p.cache_status();
+        if !s.is_empty() && s.iter().all(|l| l.status.backplane_connected == Some(true)) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("backplane not connected: {:?}", p.cache_status());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_instances_see_each_others_writes_within_the_bound() {
+    let (Some(pg), Some(redis)) = (TestPostgres::schema().await, TestRedis::new().await) else {
+        return;
+    };
+    let schema = pg.name().to_string();
+    // The manager's cache prefix is `persistence.{database}.{schema}`: removed when dropped.
+    let _keys = TestRedis::adopt(redis.url(), &format!("persistence.main.{schema}"));
+    // A TTL far longer than the test: only invalidation can make B see a write.
+    let yaml = format!(
+        "databases:\n  main: {{ kind: postgres, url: \"${{PG}}\", schema: {schema}, pool: {{ max_connections: 4 }} }}\n  cache: {{ kind: redis, url: \"${{REDIS}}\" }}\ncache:\n  default: {{ ttl: 10m, l2: cache }}\n"
+    );
+    let cfg = config(&yaml, &[("PG", pg.url()), ("REDIS", redis.url())]).expect("config");
+    let (pa, pb) = (
+        Persistence::new(cfg.clone()).expect("instance A"),
+        Persistence::new(cfg).expect("instance B"),
+    );
+    let a = pa.repo::<Note>().await.expect("repo A");
+    let b = pb.repo::<Note>().await.expect("repo B");
+    let status = pb.cache_status();
+    assert_eq!(status.len(), 1, "{status:?}");
+    assert!(status[0].backplane, "backplane on by default with L2");
+    assert_eq!(status[0].l2.as_deref(), Some("cache"));
+    wait_connected(&pa).await;
+    wait_connected(&pb).await;
+
+    let mut cur = a
+        .insert(&Note {
+            id: 1,
+            version: 0,
+            n: 0,
+        })
+        .await
+        .expect("insert");
+    // B caches the row in L1 (the insert's own message may arrive after its first read).
+    let start = Instant::now();
+    loop {
+        assert_eq!(b.get(&1).await.expect("get").map(|x| x.n), Some(0));
+        if pb.cache_stats("main", "coh_notes").expect("stats").l1_hits >= 1 {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(5), "B never hit L1");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+
+    let mut worst = Duration::ZERO;
+    for i in 1..=30 {
+        // B holds the current value in L1 ...
+        assert_eq!(b.get(&1).await.expect("get").map(|x| x.n), Some(i - 1));
+        let mut next = cur.clone();
+        next.n = i;
+        cur = a.update(&next).await.expect("update");
+        let acked = Instant::now();
+        // ... and returns the new one once A's message arrived.
+        loop {
+            if b.get(&1).await.expect("get").map(|x| x.n) == Some(i) {
+                break;
+            }
+            assert!(
+                acked.elapsed() < STATED_BOUND * 3,
+                "B still served n = {} {:?} after the write of n = {i} was acknowledged",
+                i - 1,
+                acked.elapsed()
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        worst = worst.max(acked.elapsed());
+    }
+    let stats = pb.cache_stats("main", "coh_notes").expect("stats");
+    eprintln!(
+        "manager-built caches, no fault: B saw each of 30 updates of A within {worst:?} (stated bound {STATED_BOUND:?}); B stats {stats:?}"
+    );
+    assert!(
+        stats.l1_hits >= 30,
+        "B served from L1 between writes: {stats:?}"
+    );
+    let s = pa.cache_status();
+    assert!(s[0].status.is_healthy(), "{s:?}");
+    assert_eq!(s[0].status.queued_invalidations, 0);
+    pa.shutdown().await;
+    pb.shutdown().await;
+}
+
+#[tokio::test]
+async fn backplane_switches_in_yaml() {
+    // Without L2 there is no backplane, whatever the default.
+    let yaml = "databases:\n  main: { kind: memory }\n  cache: { kind: redis, url: \"redis://127.0.0.1:1\" }\ncache:\n  default: { ttl: 1m }\n  entities:\n    coh_notes: { ttl: 1m, l2: cache, backplane: false }\n  heartbeat: 100ms\n  heartbeat_timeout: 400ms\n  degraded_ttl: 500ms\n  max_queued_invalidations: 100\n";
+    let cfg = config(yaml, &[]).expect("config");
+    assert!(!cfg.cache.backplane_for(&cfg.cache.default));
+    assert!(!cfg.cache.backplane_for(cfg.cache_policy("coh_notes")));
+    let p = Persistence::new(cfg).expect("manager");
+    let notes = p.repo::<Note>().await.expect("repo");
+    // Redis is unreachable: the write still succeeds and its invalidation waits.
+    notes
+        .insert(&Note {
+            id: 1,
+            version: 0,
+            n: 0,
+        })
+        .await
+        .expect("insert");
+    let s = p.cache_status();
+    assert_eq!(s.len(), 1, "{s:?}");
+    assert!(!s[0].backplane, "switched off for the entity: {s:?}");
+    assert_eq!(s[0].status.backplane_connected, None);
+    assert_eq!(s[0].status.l2_up, Some(false));
+    assert!(s[0].status.queued_invalidations >= 1, "{s:?}");
+
+    // `cache.backplane: false` switches it off wherever a policy does not say.
+    let off = config(
+        "databases:\n  main: { kind: memory }\n  cache: { kind: redis, url: \"redis://127.0.0.1:1\" }\ncache:\n  default: { l2: cache }\n  backplane: false\n",
+        &[],
+    )
+    .expect("config");
+    assert!(!off.cache.backplane_for(&off.cache.default));
+    let on = config(
+        "databases:\n  main: { kind: memory }\n  cache: { kind: redis, url: \"redis://127.0.0.1:1\" }\ncache:\n  default: { l2: cache }\n",
+        &[],
+    )
+    .expect("config");
+    assert!(on.cache.backplane_for(&on.cache.default), "default with L2");
+
+    // Mistakes name the key.
+    for (yaml, key) in [
+        (
+            "databases:\n  main: { kind: memory }\ncache:\n  entities:\n    coh_notes: { backplane: true }\n",
+            "cache.entities.coh_notes.backplane",
+        ),
+        (
+            "databases:\n  main: { kind: memory }\ncache:\n  heartbeat: 500ms\n  heartbeat_timeout: 500ms\n",
+            "cache.heartbeat_timeout",
+        ),
+        (
+            "databases:\n  main: { kind: memory }\ncache:\n  degraded_ttl: 0s\n",
+            "cache.degraded_ttl",
+        ),
+    ] {
+        let err = config(yaml, &[])
+            .and_then(|c| c.validate().map(|()| c))
+            .expect_err(key);
+        assert!(err.to_string().contains(key), "{key}: {err}");
+    }
+    p.shutdown().await;
+}
