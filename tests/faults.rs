@@ -84,9 +84,9 @@ fn call_bound() -> Duration {
 }
 
 /// How stale a read on instance B may be after A's write was acknowledged:
-/// the stated bound (backplane delivery or the degraded L1 TTL while the
-/// backplane is down, 1 s) plus 0.5 s allowance for the reader's own
-/// scheduling on a loaded machine.
+/// the stated bound — max(backplane delivery, heartbeat timeout 750 ms,
+/// degraded L1 TTL 1 s while the backplane is down) = 1 s — plus 0.5 s
+/// allowance for the reader's own scheduling on a loaded machine.
 const STALE_BOUND: Duration = Duration::from_millis(1500);
 
 /// Generous bound of the first successful write after a server is back
@@ -99,10 +99,6 @@ const HANG: Duration = Duration::from_secs(60);
 /// Guarantees this branch does not deliver yet: measured and printed, not
 /// asserted. Each entry names the missing piece; remove it when it lands.
 const NOT_YET_ASSERTED: &[(&str, &str)] = &[
-    (
-        "stale",
-        "the manager wires no backplane (issue #12 item 1): B serves its L1 for the whole TTL",
-    ),
     (
         "not_applied",
         "the postgres backend reports a connection lost after the request was sent \
