@@ -138,7 +138,12 @@ impl LocalPg {
     /// The newest `/usr/lib/postgresql/*/bin` with `pg_ctl` (or `PG_BIN_DIR`).
     pub fn bin_dir() -> Result<PathBuf, Missing> {
         if let Ok(dir) = std::env::var("PG_BIN_DIR") {
-            return Ok(PathBuf::from(dir));
+            let dir = PathBuf::from(dir);
+            return if dir.join("pg_ctl").is_file() {
+                Ok(dir)
+            } else {
+                Err(Missing(format!("pg_ctl in PG_BIN_DIR={}", dir.display())))
+            };
         }
         let mut dirs: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
             .map_err(|e| {
@@ -430,11 +435,11 @@ pub struct LocalRedis {
 impl LocalRedis {
     /// Start `redis-server` (from `PATH`, or `REDIS_SERVER_BIN`).
     pub fn start() -> Result<LocalRedis, Missing> {
-        let program = std::env::var("REDIS_SERVER_BIN")
-            .map(PathBuf::from)
-            .ok()
-            .or_else(|| find_in_path("redis-server"))
-            .ok_or_else(|| Missing("redis-server (not in PATH)".into()))?;
+        let program = match std::env::var("REDIS_SERVER_BIN") {
+            Ok(p) => Some(PathBuf::from(p)).filter(|p| p.is_file()),
+            Err(_) => find_in_path("redis-server"),
+        }
+        .ok_or_else(|| Missing("redis-server (REDIS_SERVER_BIN or PATH)".into()))?;
         let dir = unique_dir("redis");
         std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("creating {dir:?}: {e}"));
         let port = free_port();
@@ -516,7 +521,15 @@ impl LocalMongo {
     /// `scripts/services install`), else `PATH`.
     pub fn binary() -> Result<PathBuf, Missing> {
         if let Ok(p) = std::env::var("SECANTUSD_BIN") {
-            return Ok(PathBuf::from(p));
+            let p = PathBuf::from(p);
+            return if p.is_file() {
+                Ok(p)
+            } else {
+                Err(Missing(format!(
+                    "secantusd-py at SECANTUSD_BIN={}",
+                    p.display()
+                )))
+            };
         }
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
         let venv = root.join(".venv-services/bin/secantusd-py");
