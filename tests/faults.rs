@@ -3,7 +3,7 @@
 //!
 //! Starts its own PostgreSQL cluster, redis-server and SecantusDB
 //! (MongoDB-wire) server on free loopback ports, each behind a loopback TCP
-//! proxy ([`persistence_tests::proxy`]). Two application instances (two
+//! proxy ([`persistence_testing::proxy`]). Two application instances (two
 //! `Persistence` managers built from YAML, each with its own L1 cache, Redis
 //! as L2) talk to the servers only through the proxies. Instance A runs 16
 //! writer tasks (12 on PostgreSQL, 4 on MongoDB) doing inserts and
@@ -40,8 +40,8 @@ use persistence::config::{ConfigLoader, PersistenceConfig};
 use persistence::{
     DynRepository, Entity, Error, Persistence, Query, SharedRepository, WriteOutcome,
 };
-use persistence_tests::proxy::{Mode, Proxy};
-use persistence_tests::servers::{LocalMongo, LocalPg, LocalRedis, Missing, required};
+use persistence_testing::local::{LocalMongo, LocalPg, LocalRedis, Missing, or_skip};
+use persistence_testing::proxy::{Mode, Proxy};
 use serde::{Deserialize, Serialize};
 
 /// `std::sync::Mutex` that shrugs off poisoning (a panicking task is
@@ -422,14 +422,7 @@ fn servers() -> Option<(LocalPg, LocalRedis, LocalMongo)> {
         let mongo = LocalMongo::start()?;
         Ok((pg, redis, mongo))
     })();
-    match started {
-        Ok(s) => Some(s),
-        Err(m) if required() => panic!("fault suite: missing {m} (CI=true requires it)"),
-        Err(m) => {
-            eprintln!("SKIPPED fault suite: missing {m}");
-            None
-        }
-    }
+    or_skip("fault suite", started)
 }
 
 fn blocking<T>(f: impl FnOnce() -> T) -> T {

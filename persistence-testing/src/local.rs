@@ -1,9 +1,14 @@
-//! Throw-away servers for fault tests: a PostgreSQL cluster, a redis-server
-//! and a SecantusDB (MongoDB-wire) server, each with its own data directory
-//! and a free loopback port, started, restarted, killed (-9), paused
-//! (SIGSTOP) and resumed by the test. Dropping one resumes it, stops it and
-//! deletes its directory, also when the test panics. Never touches the
-//! shared servers on the standard ports.
+//! Throw-away servers for fault tests: a PostgreSQL cluster ([`LocalPg`]),
+//! a redis-server ([`LocalRedis`]) and a SecantusDB (MongoDB-wire) server
+//! ([`LocalMongo`]), each with its own data directory and a free loopback
+//! port, started, restarted, killed (-9), paused (SIGSTOP) and resumed by
+//! the test. Dropping one resumes it, stops it and deletes its directory,
+//! also when the test panics. Never touches the shared servers on the
+//! standard ports. Put a [`crate::proxy::Proxy`] in front of one to inject
+//! network faults.
+//!
+//! A missing binary is a [`Missing`] error; [`or_skip`] turns it into a
+//! failure under `CI=true` or a `SKIPPED` line otherwise.
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -22,11 +27,21 @@ impl std::fmt::Display for Missing {
     }
 }
 
-/// Whether missing servers must fail the run (`CI=true` or
-/// `PERSISTENCE_REQUIRE_SERVICES=1`).
-pub fn required() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
-        || std::env::var("PERSISTENCE_REQUIRE_SERVICES").is_ok_and(|v| v == "1")
+/// `Ok(v)`, or for a missing binary: a panic under `CI=true` /
+/// `PERSISTENCE_REQUIRE_SERVICES=1`, else a `SKIPPED` line and `None`.
+pub fn or_skip<T>(what: &str, started: Result<T, Missing>) -> Option<T> {
+    match started {
+        Ok(v) => Some(v),
+        Err(m) if crate::services::services_required() => {
+            panic!(
+                "{what}: missing {m}; CI=true / PERSISTENCE_REQUIRE_SERVICES=1 make this a failure"
+            )
+        }
+        Err(m) => {
+            eprintln!("SKIPPED {what}: missing {m}");
+            None
+        }
+    }
 }
 
 /// A free loopback port (bind port 0, read it, release it).
