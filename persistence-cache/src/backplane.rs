@@ -10,6 +10,9 @@
 //! messages may be missed, so: every L1 entry is dropped when the connection
 //! is lost and again when it is re-established, and entries stored meanwhile
 //! live at most the *degraded TTL* (default 1 s) instead of the normal TTL.
+//! L2 is suspect too (a writer may not have reached it): before reading it
+//! again, the instance replaces the entity types' tokens, so entries stored
+//! before the outage are dead.
 //!
 //! **Heartbeat.** A Redis that stops answering without closing its
 //! connections (a paused process, a network stall) would leave the
@@ -108,6 +111,10 @@ impl Message {
 pub(crate) trait Receiver: Send + Sync {
     /// Invalidate these keys (or everything when `keys` is None) locally.
     fn apply(&self, keys: Option<&[String]>);
+    /// The backplane was lost: invalidations of other instances may have
+    /// missed L2 too, so treat L2 as suspect (replace its tokens before
+    /// reading it again).
+    fn outage(self: Arc<Self>);
 }
 
 /// Called with a tag to invalidate locally (`""`: every tag).
@@ -248,6 +255,9 @@ impl Backplane {
     fn lost(&self, why: &str) {
         self.connected.store(false, Ordering::SeqCst);
         self.drop_everything();
+        for r in self.receivers(None) {
+            r.outage();
+        }
         tracing::warn!(channel = %self.channel, why, "cache backplane connection lost; L1 entries are dropped and short-lived until it is back");
     }
 }

@@ -171,6 +171,31 @@ impl CacheLayer {
     pub fn prefix(&self) -> &str {
         &self.shared.prefix
     }
+
+    /// The Redis connection pool's occupancy, for health checks (coherence
+    /// state: [`CacheLayer::status`]); `None` without L2.
+    pub fn l2_status(&self) -> Option<L2Status> {
+        let pool = self.shared.l2.as_ref()?.pool_status();
+        Some(L2Status {
+            pool_max: pool.max_size,
+            pool_size: pool.size,
+            pool_idle: pool.available,
+            pool_waiting: pool.waiting,
+        })
+    }
+}
+
+/// The Redis side of a [`CacheLayer`] (see [`CacheLayer::l2_status`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct L2Status {
+    /// Most pooled connections.
+    pub pool_max: usize,
+    /// Connections open.
+    pub pool_size: usize,
+    /// Open connections idle in the pool.
+    pub pool_idle: usize,
+    /// Callers waiting for a connection.
+    pub pool_waiting: usize,
 }
 
 enum L2Source {

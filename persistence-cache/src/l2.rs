@@ -76,6 +76,11 @@ impl L2 {
         }
     }
 
+    /// The connection pool's occupancy.
+    pub(crate) fn pool_status(&self) -> deadpool_redis::Status {
+        self.pool.status()
+    }
+
     /// True unless the last operation failed (optimistic before the first one).
     pub(crate) fn is_up(&self) -> bool {
         self.up.load(Ordering::SeqCst)

@@ -23,7 +23,11 @@
 //!   invalidate L1); after an outage, L2 entries older than it are dropped.
 //! * Tags: [`CacheLayer::get_or_load_tagged`] / [`CacheLayer::invalidate_tag`]
 //!   for computed values, O(tagged items) via Redis sets (see [`tags`]).
-//! * Backplane: cross-instance L1 invalidation over Redis pub/sub (see [`backplane`]).
+//! * Backplane: cross-instance L1 invalidation over Redis pub/sub, with a
+//!   heartbeat that notices a stalled Redis; a write whose invalidation
+//!   cannot reach Redis queues it until Redis answers (see [`backplane`]).
+//!   [`CacheLayer::status`] tells whether L2 answers, the backplane is
+//!   connected and how many invalidations wait.
 //! * Sessions: [`sessions::SessionStore`] on the same Redis.
 //! * Keys: see [`keys`]; values: see [`codec`]; metrics: see [`metrics`].
 //!
@@ -71,6 +75,6 @@ pub mod sessions;
 mod singleflight;
 pub mod tags;
 
-pub use config::{CacheLayer, CacheLayerBuilder, CacheStatus, EntityTtl, L1Config};
+pub use config::{CacheLayer, CacheLayerBuilder, CacheStatus, EntityTtl, L1Config, L2Status};
 pub use metrics::Stats;
 pub use repository::CachedRepository;

@@ -650,6 +650,13 @@ impl<E: Entity, R: Repository<E> + 'static> Receiver for Inner<E, R> {
     fn apply(&self, keys: Option<&[String]>) {
         self.bump(keys);
     }
+
+    fn outage(self: Arc<Self>) {
+        if self.l2.is_some() {
+            self.l2_failures.fetch_add(1, Ordering::SeqCst);
+            self.spawn_recovery();
+        }
+    }
 }
 
 /// The stamp an entry of `kind` carries: the epoch token for entities, the gen token for queries.

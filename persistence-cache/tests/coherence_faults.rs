@@ -4,7 +4,9 @@
 //! dir, append-only so L2 entries survive a restart). A writer on instance A
 //! updates one entity every few milliseconds, a reader on instance B reads it
 //! in a loop, while Redis is killed (SIGKILL) and started again, paused
-//! (SIGSTOP) and resumed, or shut down (SIGTERM) and started again.
+//! (SIGSTOP) and resumed, or shut down (SIGTERM) and started again. A third
+//! instance C reads before and after the fault but not during it: it must
+//! not serve what L2 kept from before the outage.
 //!
 //! Asserted: B never returns a value older than the last update acknowledged
 //! more than the stated bound before its read began (3x the bound, generous
@@ -189,17 +191,50 @@ struct Seen {
     disconnected_seen: bool,
 }
 
+/// Read entity 1 in a loop (while `active`, when given) until `stop`,
+/// measuring how stale each read was.
+async fn read_loop(
+    repo: Repo,
+    layer: CacheLayer,
+    acks: Arc<Mutex<Vec<Instant>>>,
+    stop: Arc<AtomicBool>,
+    active: Option<Arc<AtomicBool>>,
+) -> Seen {
+    let mut seen = Seen::default();
+    while !stop.load(Ordering::SeqCst) {
+        if active.as_ref().is_some_and(|a| !a.load(Ordering::SeqCst)) {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            continue;
+        }
+        let began = Instant::now();
+        let got = repo.get(&1).await.expect("read").expect("row").n;
+        seen.reads += 1;
+        // The first update after the value read: acknowledged before this
+        // read began means the read was stale by that long.
+        let next = usize::try_from(got + 1).expect("n");
+        if let Some(&acked) = acks.lock().get(next) {
+            if acked < began {
+                seen.stale_reads += 1;
+                seen.max_staleness = seen.max_staleness.max(began - acked);
+            }
+        }
+        seen.disconnected_seen |= !layer.backplane_connected();
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    seen
+}
+
 async fn fault_case(fault: Fault) {
     let Some(mut server) = Server::start() else {
         return;
     };
     let url = server.url();
-    let (la, lb) = (instance(&url), instance(&url));
+    let (la, lb, lc) = (instance(&url), instance(&url), instance(&url));
     let mem = MemoryRepository::<Item>::new();
     let a: Repo = la.wrap(mem.clone());
     let b: Repo = lb.wrap(mem.clone());
     wait_for("backplanes connect", Duration::from_secs(5), || {
-        la.backplane_connected() && lb.backplane_connected()
+        la.backplane_connected() && lb.backplane_connected() && lc.backplane_connected()
     })
     .await;
     let first = a.insert(&item(1, "v", 0)).await.expect("insert");
@@ -224,31 +259,26 @@ async fn fault_case(fault: Fault) {
             cur.n
         })
     };
-    let reader = {
-        let (b, lb, acks, stop) = (b.clone(), lb.clone(), acks.clone(), stop.clone());
-        tokio::spawn(async move {
-            let mut seen = Seen::default();
-            while !stop.load(Ordering::SeqCst) {
-                let began = Instant::now();
-                let got = b.get(&1).await.expect("read").expect("row").n;
-                seen.reads += 1;
-                // The first update after the value read: acknowledged before
-                // this read began means the read was stale by that long.
-                let next = usize::try_from(got + 1).expect("n");
-                if let Some(&acked) = acks.lock().get(next) {
-                    if acked < began {
-                        seen.stale_reads += 1;
-                        seen.max_staleness = seen.max_staleness.max(began - acked);
-                    }
-                }
-                seen.disconnected_seen |= !lb.backplane_connected();
-                tokio::time::sleep(Duration::from_millis(2)).await;
-            }
-            seen
-        })
-    };
-
+    let reader = tokio::spawn(read_loop(
+        b.clone(),
+        lb.clone(),
+        acks.clone(),
+        stop.clone(),
+        None,
+    ));
+    // C reads before and after the fault, not during it: it learns of the
+    // outage only from its backplane, and must not trust what L2 kept.
+    let c: Repo = lc.wrap(mem.clone());
+    let c_active = Arc::new(AtomicBool::new(true));
+    let late = tokio::spawn(read_loop(
+        c.clone(),
+        lc.clone(),
+        acks.clone(),
+        stop.clone(),
+        Some(c_active.clone()),
+    ));
     tokio::time::sleep(Duration::from_millis(500)).await;
+    c_active.store(false, Ordering::SeqCst);
     let down_at = Instant::now();
     match fault {
         Fault::Kill => server.stop_with("-KILL"),
@@ -262,18 +292,22 @@ async fn fault_case(fault: Fault) {
         Fault::Kill | Fault::Restart => assert!(server.spawn(), "restart redis-server"),
         Fault::Pause => signal(server.child(), "-CONT"),
     }
-    let reconnected = wait_for("B's backplane reconnects", Duration::from_secs(5), || {
+    c_active.store(true, Ordering::SeqCst);
+    wait_for("B's backplane reconnects", Duration::from_secs(5), || {
         lb.backplane_connected()
     })
     .await;
-    let drained = wait_for("A's queue is sent", Duration::from_secs(5), || {
+    let reconnected = up_at.elapsed();
+    wait_for("A's queue is sent", Duration::from_secs(5), || {
         la.status().queued_invalidations == 0
     })
     .await;
+    let drained = up_at.elapsed();
     tokio::time::sleep(Duration::from_millis(1500)).await;
     stop.store(true, Ordering::SeqCst);
     let last = writer.await.expect("writer");
     let seen = reader.await.expect("reader");
+    let seen_c = late.await.expect("late reader");
     let writes = acks.lock().len() - 1;
 
     // Quiet again: B converges to the last write (through the backplane).
@@ -294,11 +328,15 @@ async fn fault_case(fault: Fault) {
     eprintln!(
         "coherence under {fault:?}: {writes} writes, {} reads on B ({} stale), max staleness {:?} \
          (stated bound {bound:?}); outage {:?}; queued at recovery {queued_during}; \
-         B reconnected {reconnected:?} and A's queue sent {drained:?} after Redis was back; converged in {converged:?}",
+         B reconnected {reconnected:?} and A's queue sent {drained:?} after Redis was back; converged in {converged:?}; \
+         C (idle during the fault): {} reads ({} stale), max staleness {:?}",
         seen.reads,
         seen.stale_reads,
         seen.max_staleness,
         up_at - down_at,
+        seen_c.reads,
+        seen_c.stale_reads,
+        seen_c.max_staleness,
     );
     assert!(queued_during > 0, "writes during the outage were queued");
     assert!(
@@ -310,7 +348,13 @@ async fn fault_case(fault: Fault) {
         "B served a value {:?} older than an acknowledged write (bound {bound:?})",
         seen.max_staleness
     );
+    assert!(
+        seen_c.max_staleness <= bound * 3,
+        "C served a value {:?} older than an acknowledged write (bound {bound:?})",
+        seen_c.max_staleness
+    );
     assert!(seen.reads > 100, "the reader kept reading: {seen:?}");
+    assert!(seen_c.reads > 50, "the late reader read: {seen_c:?}");
     assert!(la.status().l2_up == Some(true) && lb.status().l2_up == Some(true));
 }
 

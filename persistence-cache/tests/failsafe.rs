@@ -115,7 +115,8 @@ async fn outage_case(l1: bool) {
         return;
     };
     let mem = MemoryRepository::<Item>::new();
-    let repo = layer(&server.url(), l1).wrap(mem.clone());
+    let main_layer = layer(&server.url(), l1);
+    let repo = main_layer.wrap(mem.clone());
     let v1 = repo.insert(&item(1, "v1", 1)).await.expect("insert");
     assert_eq!(repo.get(&1).await.expect("get"), Some(v1.clone()));
     assert_eq!(repo.get(&1).await.expect("get"), Some(v1.clone()));
@@ -162,6 +163,15 @@ async fn outage_case(l1: bool) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(repo.l2_trusted(), "L2 reset after the outage");
+    // The invalidations of the writes made during the outage were queued;
+    // they are sent (again) once Redis answers.
+    for _ in 0..500 {
+        if main_layer.status().queued_invalidations == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(main_layer.status().queued_invalidations, 0, "queue sent");
     // A fresh instance (empty L1) reading through L2 sees the new data as well.
     let fresh = layer(&server.url(), l1).wrap(mem.clone());
     assert_eq!(fresh.get(&1).await.expect("get"), Some(v2.clone()));

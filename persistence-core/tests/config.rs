@@ -405,3 +405,75 @@ fn failover_section_defaults_overrides_and_errors() {
         "{msg}"
     );
 }
+
+#[test]
+fn recovery_interval_defaults_and_must_be_positive() {
+    let text = "databases:\n  main: { kind: postgres, url: postgres://h/db, failover: { recovery_interval: 50ms } }\n";
+    let c = load(text, &[]).expect("valid");
+    let f = c.databases["main"].failover.clone().expect("failover");
+    assert_eq!(f.recovery_interval, Duration::from_millis(50));
+    assert_eq!(
+        persistence_core::config::FailoverSettings::default().recovery_interval,
+        Duration::from_millis(100)
+    );
+    assert!(
+        persistence_core::config::FailoverSettings::default().check_timeout
+            <= Duration::from_secs(1),
+        "health notices a hang within a second by default"
+    );
+    let msg = config_error(&text.replace("50ms", "0s"), &[]);
+    assert!(msg.contains("recovery_interval"), "{msg}");
+}
+
+#[test]
+fn mongo_concerns_default_durable_parse_and_validate() {
+    use persistence_core::config::{ReadConcernLevel, WriteAck, WriteConcernSettings};
+    let d = WriteConcernSettings::default();
+    assert_eq!(
+        (d.w, d.journal, d.timeout),
+        (WriteAck::Majority, true, None)
+    );
+    let c = load(
+        "databases:\n  docs:\n    kind: mongo\n    url: mongodb://h\n    write_concern: { w: 1, timeout: 2s }\n    read_concern: { level: majority }\n  tagged: { kind: mongo, url: mongodb://h, write_concern: { w: dc2 } }\n  plain: { kind: mongo, url: mongodb://h, write_concern: {} }\n",
+        &[],
+    )
+    .expect("valid");
+    let wc = c.databases["docs"].write_concern.clone().expect("set");
+    assert_eq!(wc.w, WriteAck::Nodes(1));
+    assert!(wc.journal, "journal stays on unless switched off");
+    assert_eq!(wc.timeout, Some(Duration::from_secs(2)));
+    assert_eq!(
+        c.databases["docs"].read_concern.as_ref().map(|r| r.level),
+        Some(ReadConcernLevel::Majority)
+    );
+    assert_eq!(
+        c.databases["tagged"]
+            .write_concern
+            .as_ref()
+            .map(|w| w.w.clone()),
+        Some(WriteAck::Tag("dc2".into()))
+    );
+    assert_eq!(
+        c.databases["plain"].write_concern,
+        Some(WriteConcernSettings::default())
+    );
+
+    let msg = config_error(
+        "databases:\n  main: { kind: postgres, url: postgres://h/db, write_concern: { w: 1 } }\n",
+        &[],
+    );
+    assert!(
+        msg.contains("databases.main.write_concern") && msg.contains("mongo"),
+        "{msg}"
+    );
+    let msg = config_error(
+        "databases:\n  docs: { kind: mongo, url: mongodb://h, write_concern: { w: 0 } }\n",
+        &[],
+    );
+    assert!(msg.contains("journal"), "{msg}");
+    let msg = config_error(
+        "databases:\n  docs: { kind: mongo, url: mongodb://h, read_concern: { level: eventually } }\n",
+        &[],
+    );
+    assert!(msg.contains("read_concern"), "{msg}");
+}

@@ -221,6 +221,41 @@ async fn breaker_reopens_when_the_probe_fails_and_ignores_answers() {
 }
 
 #[tokio::test]
+async fn a_reachable_endpoint_lets_the_probe_through_before_open_for() {
+    let faults = Faults::failing(2);
+    let breaker = CircuitBreaker::new(
+        "main",
+        BreakerConfig {
+            failure_threshold: 2,
+            open_for: Duration::from_secs(3600),
+        },
+    );
+    let repo = MemoryRepository::<Person>::new()
+        .layer(faults.clone())
+        .layer(breaker.clone());
+    assert!(!breaker.endpoint_reachable(), "closed: nothing to do");
+    // A waiter for "opened" wakes when the circuit opens.
+    let waiter = {
+        let b = breaker.clone();
+        tokio::spawn(async move { b.opened().await })
+    };
+    let _ = repo.get(&1).await;
+    let _ = repo.get(&1).await;
+    assert!(breaker.is_open());
+    tokio::time::timeout(Duration::from_secs(5), waiter)
+        .await
+        .expect("woken when the circuit opened")
+        .expect("task");
+    breaker.opened().await; // already open: returns at once
+    let err = repo.get(&1).await.expect_err("open for an hour");
+    assert!(err.to_string().contains("circuit breaker"), "{err}");
+    assert!(breaker.endpoint_reachable(), "was open");
+    assert_eq!(repo.get(&1).await.expect("probe let through"), None);
+    assert_eq!(breaker.state(), BreakerState::Closed);
+    assert_eq!(faults.calls(), 3);
+}
+
+#[tokio::test]
 async fn timeout_turns_a_hung_call_into_a_retryable_timeout() {
     let slow = Faults {
         delay: Duration::from_millis(200),

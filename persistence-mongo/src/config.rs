@@ -3,8 +3,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use mongodb::options::ClientOptions;
+use mongodb::options::{Acknowledgment, ClientOptions, ReadConcern, WriteConcern};
 use mongodb::{Client, Database};
+use persistence_core::config::{
+    ReadConcernLevel, ReadConcernSettings, WriteAck, WriteConcernSettings,
+};
 use persistence_core::{Entity, Error, Result};
 
 use crate::error::map_plain;
@@ -24,6 +27,44 @@ pub struct MongoConfig {
     pub server_selection_timeout: Duration,
     /// Application name reported to the server.
     pub app_name: Option<String>,
+    /// The write concern of every operation. `None`: the URL's (`w=`,
+    /// `journal=`, `wtimeoutMS=`) if it sets one, else [`durable_write_concern`].
+    pub write_concern: Option<WriteConcern>,
+    /// The read concern. `None`: the URL's, else the server's default (`local`).
+    pub read_concern: Option<ReadConcern>,
+}
+
+/// The default write concern: `{ w: "majority", j: true }` — an acknowledged
+/// write is journaled on a majority of members, so it survives a server
+/// crash (kill -9) and a failover. Opt out explicitly with a weaker concern
+/// (`MongoConfig::write_concern`, YAML `write_concern: { w: 1 }` or the URL).
+pub fn durable_write_concern() -> WriteConcern {
+    to_write_concern(&WriteConcernSettings::default())
+}
+
+/// The driver's write concern for the configuration's settings.
+pub fn to_write_concern(s: &WriteConcernSettings) -> WriteConcern {
+    let w = match &s.w {
+        WriteAck::Majority => Acknowledgment::Majority,
+        WriteAck::Nodes(n) => Acknowledgment::Nodes(*n),
+        WriteAck::Tag(t) => Acknowledgment::Custom(t.clone()),
+    };
+    WriteConcern::builder()
+        .w(w)
+        .journal(s.journal)
+        .w_timeout(s.timeout)
+        .build()
+}
+
+/// The driver's read concern for the configuration's settings.
+pub fn to_read_concern(s: &ReadConcernSettings) -> ReadConcern {
+    match s.level {
+        ReadConcernLevel::Local => ReadConcern::local(),
+        ReadConcernLevel::Available => ReadConcern::available(),
+        ReadConcernLevel::Majority => ReadConcern::majority(),
+        ReadConcernLevel::Linearizable => ReadConcern::linearizable(),
+        ReadConcernLevel::Snapshot => ReadConcern::snapshot(),
+    }
 }
 
 impl std::fmt::Debug for MongoConfig {
@@ -33,6 +74,8 @@ impl std::fmt::Debug for MongoConfig {
             .field("database", &self.database)
             .field("server_selection_timeout", &self.server_selection_timeout)
             .field("app_name", &self.app_name)
+            .field("write_concern", &self.write_concern)
+            .field("read_concern", &self.read_concern)
             .finish()
     }
 }
@@ -45,7 +88,21 @@ impl MongoConfig {
             database: database.into(),
             server_selection_timeout: Duration::from_secs(10),
             app_name: None,
+            write_concern: None,
+            read_concern: None,
         }
+    }
+
+    /// Set the write concern (see [`durable_write_concern`] for the default).
+    pub fn write_concern(mut self, wc: WriteConcern) -> Self {
+        self.write_concern = Some(wc);
+        self
+    }
+
+    /// Set the read concern.
+    pub fn read_concern(mut self, rc: ReadConcern) -> Self {
+        self.read_concern = Some(rc);
+        self
     }
 
     /// `MONGODB_URL` (or [`DEFAULT_URL`]) and `database`.
@@ -101,6 +158,19 @@ impl MongoStore {
         }
         if let Some(a) = &config.app_name {
             opts.app_name = Some(a.clone());
+        }
+        // Durable unless told otherwise: the configuration, else the URL, else majority + journal.
+        opts.write_concern = Some(match (&config.write_concern, opts.write_concern.take()) {
+            (Some(wc), _) => wc.clone(),
+            (None, Some(url)) if url.w.is_some() || url.journal.is_some() => url,
+            (None, url) => {
+                let mut wc = durable_write_concern();
+                wc.w_timeout = url.and_then(|u| u.w_timeout);
+                wc
+            }
+        });
+        if let Some(rc) = &config.read_concern {
+            opts.read_concern = Some(rc.clone());
         }
         let monitor = crate::monitor::Monitor::install(&mut opts);
         let client = Client::with_options(opts).map_err(map_plain)?;
@@ -166,6 +236,17 @@ impl MongoStore {
     /// The driver database.
     pub fn database(&self) -> &Database {
         &self.db
+    }
+
+    /// The write concern every operation of this store uses (`None` only
+    /// for a store over a client built elsewhere that sets none).
+    pub fn write_concern(&self) -> Option<&WriteConcern> {
+        self.db.write_concern()
+    }
+
+    /// The read concern in force (`None`: the server's default).
+    pub fn read_concern(&self) -> Option<&ReadConcern> {
+        self.db.read_concern()
     }
 
     /// The repository of entity `E` (collection named after the entity).

@@ -66,6 +66,8 @@ pub mod watch;
 pub use aggregate::{Agg, Pipeline};
 pub use config::{DEFAULT_URL, MongoConfig, MongoStore};
 pub use copy::{CopyOptions, CopyReport, copy_all};
+/// The driver, for its option types (write and read concerns...).
+pub use mongodb;
 pub use monitor::MongoPoolStats;
 pub use repository::MongoRepository;
 pub use schema::{PartialIndex, Validation, ValidationAction, ValidationLevel};

@@ -27,7 +27,10 @@
 //! `Audited::new(db.repo::<User>().await?, db.repo::<AuditRecord>().await?)`.
 //! The audit layer is then outside the timeout / retry / breaker / cache
 //! layers (a retried write is audited once, after it finally succeeds) and the
-//! records go to the table `persistence_audit` of `main`; set
+//! records go to the table `persistence_audit` of `main` (or, with
+//! `db.repo_in::<AuditRecord>("docs")`, to a MongoDB collection written with
+//! that database's write concern: `{ w: majority, journal: true }` unless
+//! configured otherwise); set
 //! `cache: { entities: { persistence_audit: { disabled: true } } }` so audit
 //! records are not cached. Audit is not switched on from the configuration
 //! file: which repositories are audited is a decision made in code.

@@ -38,6 +38,7 @@ mod manager;
 mod pool;
 #[cfg(feature = "prometheus")]
 pub mod prometheus;
+mod recovery;
 pub mod registry;
 
 pub use failover::{EndpointHealth, FailoverRepository, Role, Topology};

@@ -11,8 +11,8 @@ use persistence_core::config::{
     CachePolicy, ConfigLoader, DatabaseConfig, DatabaseKind, PersistenceConfig, Probe, detect,
 };
 use persistence_core::layer::{
-    BreakerConfig, CircuitBreaker, LayerExt, LeakDetector, Metrics, PoolProbe, Retry, RetryConfig,
-    Timeout, metric_names,
+    BreakerConfig, CircuitBreaker, DbSystem, LayerExt, LeakDetector, Metrics, PoolProbe, Retry,
+    RetryConfig, Timeout, Tracing, metric_names,
 };
 use persistence_core::{Entity, Error, MemoryRepository, Repository, Result, SharedRepository};
 use persistence_mongo::{MongoConfig, MongoStore};
@@ -29,8 +29,9 @@ pub(crate) enum Backend {
     Mongo(MongoStore),
     /// One `MemoryRepository` per entity type, created on first use.
     Memory(std::sync::Mutex<HashMap<TypeId, Box<dyn Any + Send + Sync>>>),
-    /// Redis: used as a cache L2 by URL; nothing to hold open here.
-    Redis,
+    /// Redis: used as a cache L2 by URL (the caches hold their own pools);
+    /// this small pool serves the health check's `PING`.
+    Redis(deadpool_redis::Pool),
 }
 
 pub(crate) struct Database {
@@ -49,6 +50,12 @@ pub(crate) struct Database {
 }
 
 impl Database {
+    /// The check settings (`failover` section, defaults without it): health
+    /// bound, recovery checker interval.
+    fn checks(&self) -> persistence_core::config::FailoverSettings {
+        self.config.failover.clone().unwrap_or_default()
+    }
+
     fn stop_tasks(&self) {
         if let Ok(mut tasks) = self.tasks.lock() {
             for t in tasks.drain(..) {
@@ -117,7 +124,8 @@ pub struct HealthReport {
 }
 
 /// Builds each named database on first use and hands out ready repositories:
-/// `Timeout` → `Retry` → `CircuitBreaker` (one per database) → `Metrics`,
+/// `Timeout` → `Retry` → `CircuitBreaker` (one per database) → `Metrics` →
+/// `Tracing` (one span per operation),
 /// then the read-through cache per the entity's cache policy. Repositories
 /// are memoized per database and entity type, so every caller shares one
 /// cache and one breaker.
@@ -129,7 +137,6 @@ pub struct Persistence {
     /// Counters of each cached repository, by database and entity name.
     cache_stats: std::sync::Mutex<HashMap<(String, &'static str), StatsFn>>,
     cache_layers: std::sync::Mutex<CacheLayers>,
-    health_timeout: Duration,
     registry: OnceCell<crate::registry::Registry>,
 }
 
@@ -195,7 +202,6 @@ impl Persistence {
             repos: Mutex::new(HashMap::new()),
             cache_stats: std::sync::Mutex::new(HashMap::new()),
             cache_layers: std::sync::Mutex::new(HashMap::new()),
-            health_timeout: Duration::from_secs(2),
             registry: OnceCell::new(),
         })
     }
@@ -282,8 +288,17 @@ impl Persistence {
                     m.sample_interval,
                     m.pool_warn_utilization,
                 ));
-                if !matches!(backend, Backend::Memory(_) | Backend::Redis) {
+                if !matches!(backend, Backend::Memory(_) | Backend::Redis(_)) {
                     tasks.push(db.leaks.spawn_watchdog());
+                    // With replicas or a backup the checker starts with the
+                    // topology (it pings the write candidates); see `failover`.
+                    if !has_endpoints(&db.config) {
+                        tasks.push(crate::recovery::spawn(
+                            db.breaker.clone(),
+                            vec![pinger(backend)],
+                            &db.checks(),
+                        ));
+                    }
                 }
             }
         }
@@ -327,6 +342,18 @@ impl Persistence {
                     .map(pinger)
                     .collect();
                 topology.start_checker(pingers.clone());
+                // The breaker's recovery checker: the endpoints that take writes.
+                let mut writers = vec![pingers[0].clone()];
+                if c.backup.is_some() {
+                    writers.extend(pingers.last().cloned());
+                }
+                if let Ok(mut tasks) = db.tasks.lock() {
+                    tasks.push(crate::recovery::spawn(
+                        db.breaker.clone(),
+                        writers,
+                        &db.checks(),
+                    ));
+                }
                 Ok::<_, Error>(Some(Failover {
                     others,
                     topology,
@@ -383,7 +410,15 @@ impl Persistence {
             ))
             .layer(Retry::new(retry))
             .layer(db.breaker.clone())
-            .layer(self.metrics_layer(&db, backend));
+            .layer(self.metrics_layer(&db, backend))
+            .layer(Tracing::new(
+                DbSystem::of(db.config.kind),
+                db.config
+                    .schema
+                    .as_deref()
+                    .or(db.config.database.as_deref())
+                    .unwrap_or(name),
+            ));
         let policy = self.config.cache_policy(E::meta().name).clone();
         let repo: SharedRepository<E> = if policy.disabled {
             Arc::new(layered)
@@ -396,6 +431,10 @@ impl Persistence {
                 .as_deref()
                 .or(db.config.database.as_deref())
                 .unwrap_or("default");
+            if let Some(l2) = &policy.l2 {
+                // Built (no connection yet) so that `health()` pings it.
+                self.backend(self.database(l2)?).await?;
+            }
             let prefix = format!("persistence.{name}.{scope}");
             let layer = self.cache_layer(name, &prefix, policy.l2.as_deref(), &policy)?;
             let defaults = layer.default_ttl();
@@ -494,7 +533,7 @@ impl Persistence {
                     .leak_detector(db.leaks.clone());
             }
             Backend::Mongo(_) => m = m.leak_detector(db.leaks.clone()),
-            Backend::Memory(_) | Backend::Redis => {}
+            Backend::Memory(_) | Backend::Redis(_) => {}
         }
         m
     }
@@ -562,15 +601,14 @@ impl Persistence {
             .map(|(_, f)| f())
     }
 
-    /// Check every database that has been built (a bounded round trip each,
-    /// in parallel); databases never used are `Unknown`.
+    /// Check every database that has been built (a round trip each, in
+    /// parallel, bounded by the database's `failover.check_timeout`, default
+    /// 500ms: a hung server is `Unhealthy` after that); databases never used
+    /// are `Unknown`. A check that reaches a database whose circuit breaker
+    /// is open lets a probe call through at once.
     pub async fn health(&self) -> HealthReport {
         let checks = self.databases.iter().map(|db| {
-            let timeout = db
-                .config
-                .failover
-                .as_ref()
-                .map_or(self.health_timeout, |f| f.check_timeout);
+            let timeout = db.checks().check_timeout;
             async move {
                 let kind = db.config.kind.name();
                 let Some(backend) = db.backend.get() else {
@@ -608,6 +646,10 @@ impl Persistence {
                 let start = Instant::now();
                 let outcome = tokio::time::timeout(timeout, ping(backend)).await;
                 let latency = start.elapsed();
+                if matches!(outcome, Ok(Ok(()))) {
+                    // Reachable: an open breaker may let a probe call through now.
+                    db.breaker.endpoint_reachable();
+                }
                 let (state, error) = match outcome {
                     Ok(Ok(())) if latency > timeout / 2 => (HealthState::Degraded, None),
                     Ok(Ok(())) => match db.breaker.state() {
@@ -625,6 +667,10 @@ impl Persistence {
                         Some(format!("no answer within {timeout:?}")),
                     ),
                 };
+                let (state, error, pool) = match backend {
+                    Backend::Redis(_) => self.redis_verdict(&db.name, state, error),
+                    _ => (state, error, crate::pool::status(db)),
+                };
                 DatabaseHealth {
                     name: db.name.clone(),
                     kind,
@@ -632,7 +678,7 @@ impl Persistence {
                     latency: Some(latency),
                     since: db.streak.observe(error.is_some()),
                     error,
-                    pool: crate::pool::status(db),
+                    pool,
                     endpoints: Vec::new(),
                 }
             }
@@ -652,6 +698,78 @@ impl Persistence {
                     _ => HealthState::Healthy,
                 });
         HealthReport { status, databases }
+    }
+
+    /// A Redis database serves as cache L2: when it does not answer, or a
+    /// cache's backplane is not subscribed, the caches fall back to L1 and
+    /// the database (shorter L1 TTL), so it is `Degraded`, not `Unhealthy`.
+    /// The pool is the sum over the caches' Redis pools.
+    fn redis_verdict(
+        &self,
+        name: &str,
+        state: HealthState,
+        error: Option<String>,
+    ) -> (HealthState, Option<String>, Option<PoolStatus>) {
+        let statuses: Vec<(Option<persistence_cache::L2Status>, CacheStatus)> = self
+            .cache_layers
+            .lock()
+            .map(|layers| {
+                layers
+                    .iter()
+                    .filter(|((_, l2, _), _)| l2.as_deref() == Some(name))
+                    .map(|(_, layer)| (layer.l2_status(), layer.status()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let n = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
+        let pool = (!statuses.is_empty()).then(|| {
+            statuses.iter().filter_map(|(p, _)| p.as_ref()).fold(
+                PoolStatus::default(),
+                |mut p, s| {
+                    p.max = p.max.saturating_add(n(s.pool_max));
+                    p.size = p.size.saturating_add(n(s.pool_size));
+                    p.idle = p.idle.saturating_add(n(s.pool_idle));
+                    p.in_use = p
+                        .in_use
+                        .saturating_add(n(s.pool_size.saturating_sub(s.pool_idle)));
+                    p.waiting = p.waiting.saturating_add(n(s.pool_waiting));
+                    p
+                },
+            )
+        });
+        let mut state = match state {
+            HealthState::Unhealthy => HealthState::Degraded,
+            s => s,
+        };
+        let mut error = error;
+        let with_backplane = statuses
+            .iter()
+            .filter(|(_, s)| s.backplane_connected.is_some())
+            .count();
+        let unsubscribed = statuses
+            .iter()
+            .filter(|(_, s)| s.backplane_connected == Some(false))
+            .count();
+        let queued: usize = statuses.iter().map(|(_, s)| s.queued_invalidations).sum();
+        if queued > 0 {
+            state = HealthState::Degraded;
+            let msg = format!("{queued} cache invalidations wait for redis");
+            error = Some(match error {
+                Some(e) => format!("{e}; {msg}"),
+                None => msg,
+            });
+        }
+        if unsubscribed > 0 {
+            state = HealthState::Degraded;
+            let msg = format!(
+                "cache backplane not subscribed ({unsubscribed} of {with_backplane} caches)"
+            );
+            error = Some(match error {
+                Some(e) => format!("{e}; {msg}"),
+                None => msg,
+            });
+        }
+        (state, error, pool)
     }
 
     /// Close every pool that was opened.
@@ -698,7 +816,7 @@ fn raw_repo<E: Entity>(backend: &Backend, name: &str) -> Result<SharedRepository
                 .ok_or_else(|| Error::backend("memory store type mismatch"))?;
             Arc::new(repo)
         }
-        Backend::Redis => {
+        Backend::Redis(_) => {
             return Err(Error::config(format!(
                 "database `{name}` is redis: it serves as a cache (cache.*.l2), not as an entity store"
             )));
@@ -727,7 +845,14 @@ fn pinger(backend: &Backend) -> Pinger {
                 Box::pin(async move { store.ping().await })
             })
         }
-        Backend::Memory(_) | Backend::Redis => Arc::new(|| Box::pin(async { Ok(()) })),
+        Backend::Redis(pool) => {
+            let pool = pool.clone();
+            Arc::new(move || {
+                let pool = pool.clone();
+                Box::pin(async move { ping(&Backend::Redis(pool)).await })
+            })
+        }
+        Backend::Memory(_) => Arc::new(|| Box::pin(async { Ok(()) })),
     }
 }
 
@@ -739,7 +864,20 @@ async fn ping(backend: &Backend) -> Result<()> {
             .await
             .map_err(|e| Error::unavailable(format!("ping failed: {e}"))),
         Backend::Mongo(store) => store.ping().await,
-        Backend::Memory(_) | Backend::Redis => Ok(()),
+        Backend::Redis(pool) => {
+            let mut conn = pool.get().await.map_err(|e| match e {
+                deadpool_redis::PoolError::Timeout(_) => {
+                    Error::timeout("redis: no connection within the check timeout")
+                }
+                other => Error::unavailable(format!("redis: {other}")),
+            })?;
+            deadpool_redis::redis::cmd("PING")
+                .query_async::<String>(&mut conn)
+                .await
+                .map(|_| ())
+                .map_err(|e| Error::unavailable(format!("redis PING failed: {e}")))
+        }
+        Backend::Memory(_) => Ok(()),
     }
 }
 
@@ -766,8 +904,14 @@ async fn build(
         }
         DatabaseKind::Mongo => {
             let database = c.database.clone().unwrap_or_else(|| db.name.clone());
-            let store =
-                MongoStore::connect(&MongoConfig::new(url.unwrap_or_default(), database)).await?;
+            let mut mc = MongoConfig::new(url.unwrap_or_default(), database);
+            if let Some(wc) = &c.write_concern {
+                mc = mc.write_concern(persistence_mongo::config::to_write_concern(wc));
+            }
+            if let Some(rc) = &c.read_concern {
+                mc = mc.read_concern(persistence_mongo::config::to_read_concern(rc));
+            }
+            let store = MongoStore::connect(&mc).await?;
             store.set_leak_detector(db.leaks.clone());
             let label = db.name.clone();
             store.on_connection_acquired(move |waited| {
@@ -777,7 +921,23 @@ async fn build(
             Backend::Mongo(store)
         }
         DatabaseKind::Memory => Backend::Memory(std::sync::Mutex::new(HashMap::new())),
-        DatabaseKind::Redis => Backend::Redis,
+        DatabaseKind::Redis => {
+            // One connection, every wait bounded by the check timeout.
+            let timeout = db.checks().check_timeout;
+            let mut cfg = deadpool_redis::Config::from_url(url.unwrap_or_default());
+            let mut pool = deadpool_redis::PoolConfig::new(1);
+            pool.timeouts = deadpool_redis::Timeouts {
+                wait: Some(timeout),
+                create: Some(timeout),
+                recycle: Some(timeout),
+            };
+            cfg.pool = Some(pool);
+            // The config error may echo the URL (with its password): not kept.
+            let pool = cfg
+                .create_pool(Some(deadpool_redis::Runtime::Tokio1))
+                .map_err(|_| Error::config(format!("databases.{}: invalid redis url", db.name)))?;
+            Backend::Redis(pool)
+        }
     })
 }
 

@@ -221,3 +221,101 @@ async fn real_servers_from_a_config_file() {
     outcome.await;
     p.shutdown().await;
 }
+
+/// Issue 12, items 5 and 6: the YAML write/read concern reaches the driver
+/// (durable by default), and `health()` pings the Redis the caches use.
+#[tokio::test]
+async fn mongo_concerns_from_yaml_and_redis_in_health() {
+    use persistence::mongo::mongodb::options::{Acknowledgment, ReadConcernLevel};
+    let (Some(mongo), Some(redis)) = (TestMongo::database().await, TestRedis::new().await) else {
+        return;
+    };
+    let (url, name) = (mongo.url().to_string(), mongo.name().to_string());
+    let _keys = TestRedis::adopt(redis.url(), &format!("persistence.docs.{name}"));
+    let yaml = format!(
+        "databases:\n  docs: {{ kind: mongo, url: \"{url}\", database: {name}, write_concern: {{ w: 1, journal: false, timeout: 2s }}, read_concern: {{ level: majority }} }}\n  durable: {{ kind: mongo, url: \"{url}\", database: {name} }}\n  cache: {{ kind: redis, url: \"{}\" }}\ncache:\n  default: {{ ttl: 30s, l2: cache }}\n",
+        redis.url()
+    );
+    let p = Persistence::new(config(&yaml)).expect("manager");
+    let docs = p.repo_in::<User>("docs").await.expect("docs");
+    docs.insert(&user(1)).await.expect("insert under w:1");
+    let store = p.mongo("docs").await.expect("built").expect("mongo");
+    let wc = store.write_concern().expect("set");
+    assert_eq!(
+        (wc.w.clone(), wc.journal, wc.w_timeout),
+        (
+            Some(Acknowledgment::Nodes(1)),
+            Some(false),
+            Some(std::time::Duration::from_secs(2))
+        )
+    );
+    assert_eq!(
+        store.read_concern().map(|r| r.level.clone()),
+        Some(ReadConcernLevel::Majority)
+    );
+    let durable = p.mongo("durable").await.expect("built").expect("mongo");
+    let wc = durable.write_concern().expect("default");
+    assert_eq!(
+        (wc.w.clone(), wc.journal),
+        (Some(Acknowledgment::Majority), Some(true))
+    );
+    let repo = p.repo_in::<User>("durable").await.expect("durable");
+    repo.insert(&user(2))
+        .await
+        .expect("insert under majority + journal");
+
+    let report = p.health().await;
+    let cache = report
+        .databases
+        .iter()
+        .find(|d| d.name == "cache")
+        .expect("cache");
+    assert_eq!(cache.kind, "redis");
+    assert_ne!(cache.state, HealthState::Unknown, "{cache:?}");
+    assert!(
+        cache.latency.is_some() && cache.error.is_none(),
+        "{cache:?}"
+    );
+    let pool = cache.pool.expect("the caches' Redis pools");
+    assert!(pool.max >= 1, "{pool:?}");
+    p.shutdown().await;
+    mongo.cleanup().await.expect("cleanup");
+}
+
+/// A Redis that does not answer makes the cache `Degraded`, never
+/// `Unhealthy`: reads and writes still work from L1 and the database.
+#[tokio::test]
+async fn a_dead_redis_degrades_health_but_not_the_repositories() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port");
+    let p = Persistence::new(config(&format!(
+        "databases:\n  main: {{ kind: memory }}\n  cache: {{ kind: redis, url: \"redis://{closed}\", failover: {{ check_timeout: 300ms }} }}\ncache:\n  default: {{ ttl: 30s, l2: cache }}\n"
+    )))
+    .expect("manager");
+    let users = p.repo::<User>().await.expect("repo");
+    users.insert(&user(1)).await.expect("insert without L2");
+    assert!(users.get(&1).await.expect("get").is_some());
+    let started = std::time::Instant::now();
+    let report = p.health().await;
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "bounded by check_timeout"
+    );
+    let cache = report
+        .databases
+        .iter()
+        .find(|d| d.name == "cache")
+        .expect("cache");
+    assert_eq!(cache.state, HealthState::Degraded, "{cache:?}");
+    assert!(
+        cache
+            .error
+            .as_deref()
+            .is_some_and(|e| !e.contains("redis://")),
+        "{cache:?}"
+    );
+    assert!(cache.since.is_some());
+    assert_eq!(report.status, HealthState::Degraded, "{report:?}");
+    p.shutdown().await;
+}

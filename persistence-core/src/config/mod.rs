@@ -117,10 +117,26 @@ pub mod keys {
     /// Failover: how often the background checker pings every endpoint.
     pub const CHECK_INTERVAL: &str = "check_interval";
     /// Failover: how long one ping may take before the endpoint counts as
-    /// down (also the bound of `Persistence::health` for that database).
+    /// down (also the bound of `Persistence::health` and of the recovery
+    /// checker's pings for that database, with or without replicas; default 500ms).
     pub const CHECK_TIMEOUT: &str = "check_timeout";
+    /// Failover: while the database's circuit breaker is open, how often one
+    /// ping checks whether it answers again (default 100ms); the first
+    /// answer lets a probe call through at once instead of after `breaker.open_for`.
+    pub const RECOVERY_INTERVAL: &str = "recovery_interval";
     /// Failover: send reads to healthy replicas (round robin).
     pub const READ_FROM_REPLICAS: &str = "read_from_replicas";
+    /// Database (mongo): the write concern, `{ w, journal, timeout }`;
+    /// default `{ w: majority, journal: true }`.
+    pub const WRITE_CONCERN: &str = "write_concern";
+    /// Write concern: acknowledgment, `majority`, a number of members or a tag set name.
+    pub const W: &str = "w";
+    /// Write concern: wait for the on-disk journal (default true).
+    pub const JOURNAL: &str = "journal";
+    /// Database (mongo): the read concern, `{ level }` (default: the server's, `local`).
+    pub const READ_CONCERN: &str = "read_concern";
+    /// Read concern: `local`, `available`, `majority`, `linearizable` or `snapshot`.
+    pub const LEVEL: &str = "level";
     /// The environment variable selecting the profile.
     pub const ENV_PROFILE: &str = "PERSISTENCE_ENV";
     /// The prefix of override variables (`PERSISTENCE__DATABASES__MAIN__URL`).
@@ -222,6 +238,13 @@ pub struct BreakerSettings {
 /// `check_interval` with a `check_timeout` bound; traffic moves off an
 /// endpoint within about `check_interval + check_timeout` of it going
 /// silent, and returns after its next successful ping.
+///
+/// Every database (with or without replicas) also uses `check_timeout` as
+/// the bound of its `Persistence::health` check, and `recovery_interval` for
+/// its recovery checker: while its circuit breaker is open, one ping every
+/// `recovery_interval` (each bounded by `check_timeout`); the first answer
+/// lets a probe call through at once. The checker does nothing while the
+/// breaker is closed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FailoverSettings {
@@ -242,6 +265,13 @@ pub struct FailoverSettings {
     /// backup while the primary is down).
     #[serde(default = "FailoverSettings::default_read_from_replicas")]
     pub read_from_replicas: bool,
+    /// While the circuit breaker is open, time between two recovery pings
+    /// (default 100ms).
+    #[serde(
+        default = "FailoverSettings::default_recovery_interval",
+        with = "humantime_serde"
+    )]
+    pub recovery_interval: Duration,
 }
 
 impl FailoverSettings {
@@ -254,6 +284,9 @@ impl FailoverSettings {
     fn default_read_from_replicas() -> bool {
         true
     }
+    fn default_recovery_interval() -> Duration {
+        Duration::from_millis(100)
+    }
 }
 
 impl Default for FailoverSettings {
@@ -262,8 +295,116 @@ impl Default for FailoverSettings {
             check_interval: Self::default_interval(),
             check_timeout: Self::default_timeout(),
             read_from_replicas: Self::default_read_from_replicas(),
+            recovery_interval: Self::default_recovery_interval(),
         }
     }
+}
+
+/// The `w` of a MongoDB write concern: how many members acknowledge a write.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "AckRepr", into = "AckRepr")]
+pub enum WriteAck {
+    /// `majority`: a majority of the replica set's voting members.
+    Majority,
+    /// A number of members (`1`: the primary alone).
+    Nodes(u32),
+    /// A custom write concern (tag set) name.
+    Tag(String),
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum AckRepr {
+    Nodes(u32),
+    Name(String),
+}
+
+impl From<AckRepr> for WriteAck {
+    fn from(r: AckRepr) -> Self {
+        match r {
+            AckRepr::Nodes(n) => WriteAck::Nodes(n),
+            AckRepr::Name(s) if s == "majority" => WriteAck::Majority,
+            AckRepr::Name(s) => WriteAck::Tag(s),
+        }
+    }
+}
+
+impl From<WriteAck> for AckRepr {
+    fn from(w: WriteAck) -> Self {
+        match w {
+            WriteAck::Majority => AckRepr::Name("majority".to_string()),
+            WriteAck::Nodes(n) => AckRepr::Nodes(n),
+            WriteAck::Tag(s) => AckRepr::Name(s),
+        }
+    }
+}
+
+/// A MongoDB write concern (`databases.<name>.write_concern`). Every field
+/// has a durable default, so a database without the section, and every key
+/// left out, means `{ w: majority, journal: true }`: an acknowledged write
+/// is on disk on a majority of members and survives a crash or a failover.
+/// `w: 1` (the primary alone) and `journal: false` are explicit opt-outs
+/// that trade that guarantee for latency.
+///
+/// ```yaml
+/// write_concern: { w: majority, journal: true, timeout: 5s }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WriteConcernSettings {
+    /// Acknowledgment (default `majority`).
+    #[serde(default = "WriteConcernSettings::default_w")]
+    pub w: WriteAck,
+    /// Wait for the journal (default true).
+    #[serde(default = "WriteConcernSettings::default_journal")]
+    pub journal: bool,
+    /// How long the server waits for the acknowledgment (`wtimeout`);
+    /// default none: the call's `timeout` bounds it.
+    #[serde(default, with = "humantime_serde")]
+    pub timeout: Option<Duration>,
+}
+
+impl WriteConcernSettings {
+    fn default_w() -> WriteAck {
+        WriteAck::Majority
+    }
+    fn default_journal() -> bool {
+        true
+    }
+}
+
+impl Default for WriteConcernSettings {
+    fn default() -> Self {
+        WriteConcernSettings {
+            w: Self::default_w(),
+            journal: Self::default_journal(),
+            timeout: None,
+        }
+    }
+}
+
+/// A MongoDB read concern level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReadConcernLevel {
+    /// The node's most recent data (may be rolled back).
+    Local,
+    /// Like `local`, without waiting for sharded orphans to be filtered.
+    Available,
+    /// Data acknowledged by a majority (never rolled back).
+    Majority,
+    /// Majority data reflecting every write acknowledged before the read began.
+    Linearizable,
+    /// A snapshot of majority-committed data (transactions).
+    Snapshot,
+}
+
+/// A MongoDB read concern (`databases.<name>.read_concern: { level }`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReadConcernSettings {
+    /// The level.
+    pub level: ReadConcernLevel,
 }
 
 /// TLS settings of a database connection.
@@ -308,6 +449,11 @@ pub struct DatabaseConfig {
     /// Failover checker and replica routing (defaults apply when replicas
     /// or a backup are configured without this section).
     pub failover: Option<FailoverSettings>,
+    /// MongoDB write concern; without it `{ w: majority, journal: true }`
+    /// unless the URL sets one (`w=`, `journal=`).
+    pub write_concern: Option<WriteConcernSettings>,
+    /// MongoDB read concern; without it the URL's, else the server's default.
+    pub read_concern: Option<ReadConcernSettings>,
 }
 
 impl DatabaseConfig {
@@ -327,6 +473,8 @@ impl DatabaseConfig {
             breaker: None,
             tls: None,
             failover: None,
+            write_concern: None,
+            read_concern: None,
         }
     }
 }
@@ -496,9 +644,37 @@ impl PersistenceConfig {
                 )));
             }
             if let Some(f) = &db.failover {
-                if f.check_interval.is_zero() || f.check_timeout.is_zero() {
+                if f.check_interval.is_zero()
+                    || f.check_timeout.is_zero()
+                    || f.recovery_interval.is_zero()
+                {
                     return Err(crate::Error::config(format!(
-                        "databases.{name}.failover: check_interval and check_timeout must be greater than zero"
+                        "databases.{name}.failover: check_interval, check_timeout and recovery_interval must be greater than zero"
+                    )));
+                }
+            }
+            if db.kind != DatabaseKind::Mongo {
+                for (key, set) in [
+                    (keys::WRITE_CONCERN, db.write_concern.is_some()),
+                    (keys::READ_CONCERN, db.read_concern.is_some()),
+                ] {
+                    if set {
+                        return Err(crate::Error::config(format!(
+                            "databases.{name}.{key} applies to kind mongo only, not {}",
+                            db.kind.name()
+                        )));
+                    }
+                }
+            }
+            if let Some(wc) = &db.write_concern {
+                if wc.w == WriteAck::Nodes(0) && wc.journal {
+                    return Err(crate::Error::config(format!(
+                        "databases.{name}.write_concern: w: 0 (unacknowledged) cannot wait for the journal; set journal: false"
+                    )));
+                }
+                if matches!(&wc.w, WriteAck::Tag(t) if t.is_empty()) {
+                    return Err(crate::Error::config(format!(
+                        "databases.{name}.write_concern.w is empty: expected majority, a number or a tag set name"
                     )));
                 }
             }

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
+use tokio::sync::Notify;
 
 use super::{Around, BoxFuture, Call, Op};
 use crate::error::{Error, ErrorKind, Result};
@@ -47,7 +48,9 @@ struct Inner {
 }
 
 /// Closed → (N consecutive `Unavailable`/`Timeout` failures) → Open → (after
-/// `open_for`) → HalfOpen: one probe call; success closes, failure reopens.
+/// `open_for`, or as soon as a background check reports the database
+/// [reachable](CircuitBreaker::endpoint_reachable)) → HalfOpen: one probe
+/// call; success closes, failure reopens.
 /// While open, calls fail fast with a retryable `Unavailable`. Other errors
 /// (`NotFound`, `Conflict`, `InvalidInput`...) are answers from a healthy
 /// server and count as successes. Clones share the state: build one per
@@ -57,6 +60,8 @@ pub struct CircuitBreaker {
     name: Arc<str>,
     config: BreakerConfig,
     inner: Arc<Mutex<Inner>>,
+    /// Woken each time the circuit opens (see [`CircuitBreaker::opened`]).
+    opened: Arc<Notify>,
 }
 
 impl Default for CircuitBreaker {
@@ -79,6 +84,49 @@ impl CircuitBreaker {
                 state: BreakerState::Closed,
                 failures: 0,
             })),
+            opened: Arc::new(Notify::new()),
+        }
+    }
+
+    /// The database name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Whether the circuit is open (calls fail fast).
+    pub fn is_open(&self) -> bool {
+        matches!(self.state(), BreakerState::Open { .. })
+    }
+
+    /// Resolves once the circuit is open (at once if it is). A recovery
+    /// checker waits on this, so it costs nothing while the circuit is closed.
+    pub async fn opened(&self) {
+        loop {
+            let notified = self.opened.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.is_open() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// A background check reached the database: an open circuit lets the
+    /// next call through as its probe now instead of after `open_for`.
+    /// Returns whether the circuit was open. No effect when closed or half-open.
+    pub fn endpoint_reachable(&self) -> bool {
+        let mut inner = self.inner.lock();
+        match inner.state {
+            BreakerState::Open { until } => {
+                let now = Instant::now();
+                if until > now {
+                    inner.state = BreakerState::Open { until: now };
+                    tracing::info!(database = %self.name, "database answers again; circuit breaker lets a probe call through");
+                }
+                true
+            }
+            BreakerState::Closed | BreakerState::HalfOpen => false,
         }
     }
 
@@ -118,6 +166,7 @@ impl CircuitBreaker {
                 inner.state = BreakerState::Open {
                     until: Instant::now() + self.config.open_for,
                 };
+                self.opened.notify_waiters();
             }
         } else {
             if inner.state != BreakerState::Closed {

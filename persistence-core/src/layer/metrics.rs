@@ -100,17 +100,22 @@ impl Metrics {
 pub fn outcome<T>(r: &Result<T>) -> &'static str {
     match r {
         Ok(_) => "ok",
-        Err(e) => match e.kind() {
-            ErrorKind::NotFound => "not_found",
-            ErrorKind::Conflict(_) => "conflict",
-            ErrorKind::InvalidInput => "invalid_input",
-            ErrorKind::Unavailable => "unavailable",
-            ErrorKind::Timeout => "timeout",
-            ErrorKind::Config => "config",
-            ErrorKind::Unsupported => "unsupported",
-            ErrorKind::Decode => "decode",
-            _ => "backend",
-        },
+        Err(e) => error_label(e),
+    }
+}
+
+/// The `outcome` label of an error: its kind in snake case.
+pub fn error_label(e: &crate::Error) -> &'static str {
+    match e.kind() {
+        ErrorKind::NotFound => "not_found",
+        ErrorKind::Conflict(_) => "conflict",
+        ErrorKind::InvalidInput => "invalid_input",
+        ErrorKind::Unavailable => "unavailable",
+        ErrorKind::Timeout => "timeout",
+        ErrorKind::Config => "config",
+        ErrorKind::Unsupported => "unsupported",
+        ErrorKind::Decode => "decode",
+        _ => "backend",
     }
 }
 

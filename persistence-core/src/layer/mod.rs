@@ -16,7 +16,8 @@
 //! ```
 //!
 //! The outermost layer is the last one added: above, the breaker sees each
-//! call once, retry repeats the timed-out inner call.
+//! call once, retry repeats the timed-out inner call. [`Tracing`] (one span
+//! per operation, OpenTelemetry database conventions) goes outermost.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -35,6 +36,7 @@ mod resolve;
 mod retry;
 mod slowlog;
 mod timeout;
+pub mod trace;
 
 pub use breaker::{BreakerConfig, BreakerState, CircuitBreaker};
 pub use leak::{HoldGuard, LeakDetector};
@@ -44,6 +46,7 @@ pub use resolve::{ResolveOutcome, write_applied};
 pub use retry::{Retry, RetryConfig};
 pub use slowlog::{MAX_STATEMENT_LEN, SlowEntry, SlowLog};
 pub use timeout::Timeout;
+pub use trace::{DbSystem, Tracing};
 
 /// The repository operation being performed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -172,6 +172,7 @@ impl Drop for OpContext {
 /// the statement text with placeholders only — never bound values.
 pub fn statement_executed(shape: &str, elapsed: Duration) {
     let _ = CURRENT.try_with(|ctx| ctx.statement(shape, elapsed));
+    super::trace::statement(shape);
 }
 
 /// A backend got a pooled connection for the current operation.
@@ -179,7 +180,8 @@ pub fn connection_acquired() {
     let _ = CURRENT.try_with(|ctx| ctx.acquired(Instant::now(), true));
 }
 
-/// Whether a `Metrics` layer is measuring an operation in the current task.
+/// Whether a `Metrics` layer is measuring, or a `Tracing` layer tracing, an
+/// operation in the current task (backends compute statement shapes only then).
 pub fn in_scope() -> bool {
-    CURRENT.try_with(|_| ()).is_ok()
+    CURRENT.try_with(|_| ()).is_ok() || super::trace::in_scope()
 }

@@ -198,6 +198,7 @@ impl Around for Retry {
         Box::pin(async move {
             let mut attempt = 1;
             loop {
+                super::trace::attempt(attempt);
                 match call().await {
                     Err(e)
                         if e.is_retryable()

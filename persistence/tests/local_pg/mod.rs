@@ -235,6 +235,24 @@ impl LocalPg {
         self.paused = false;
     }
 
+    /// SIGKILL the postmaster and every backend (a crash: no shutdown, no
+    /// checkpoint); `start_server` then runs crash recovery.
+    pub fn kill(&self) {
+        self.signal("-KILL");
+        // Until the kernel has reaped them, the next start may see the old postmaster alive.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.postmaster_pid().is_some_and(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|st| !st.contains(") Z"))
+        }) && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        // A dead but unreaped (zombie) postmaster still "exists" for the next
+        // start's lock-file check: remove the lock files of the dead cluster.
+        let _ = std::fs::remove_file(self.dir.join("postmaster.pid"));
+        let _ = std::fs::remove_file(self.dir.join(format!(".s.PGSQL.{}.lock", self.port)));
+    }
+
     /// The data directory.
     pub fn data_dir(&self) -> &Path {
         &self.dir
