@@ -97,13 +97,14 @@ impl<T: Clone + Send + Sync + 'static> Drop for Leave<'_, T> {
 }
 
 /// Turn a shared error back into an owned one, keeping kind, message,
-/// context and retryability (the shared original becomes the source).
+/// context, retryability and write outcome (the shared original becomes the source).
 pub(crate) fn unshare(e: Arc<Error>) -> Error {
     match Arc::try_unwrap(e) {
         Ok(e) => e,
         Err(shared) => {
             let mut out = Error::new(shared.kind().clone(), shared.message().to_owned())
-                .set_retryable(shared.is_retryable());
+                .set_retryable(shared.is_retryable())
+                .with_outcome(shared.outcome());
             if let Some(entity) = shared.entity() {
                 out = out.with_entity(entity);
             }

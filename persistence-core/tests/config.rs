@@ -57,6 +57,8 @@ fn loads_a_full_file() {
     assert_eq!(main.pool.max_connections, Some(20));
     assert_eq!(main.pool.acquire_timeout, Some(Duration::from_secs(5)));
     assert_eq!(main.retry.as_ref().map(|r| r.max_attempts), Some(4));
+    // Writes of unknown outcome are resolved unless turned off.
+    assert_eq!(main.retry.as_ref().map(|r| r.resolve_writes), Some(true));
     assert_eq!(c.databases["catalog"].database.as_deref(), Some("catalog"));
     assert_eq!(c.cache_policy("users").ttl, Some(Duration::from_secs(60)));
     assert_eq!(c.cache_policy("orders").ttl, Some(Duration::from_secs(300)));
@@ -64,6 +66,46 @@ fn loads_a_full_file() {
         main.url.as_ref().map(|u| u.expose()),
         Some("postgres://app:hunter2@db.internal:5432/app")
     );
+}
+
+#[test]
+fn retry_resolve_writes_defaults_to_on_and_can_be_turned_off() {
+    use persistence_core::config::RetrySettings;
+    use persistence_core::layer::ResolveOutcome;
+    let c = load(FULL, &[]).expect("valid");
+    let main = &c.databases["main"];
+    assert_eq!(
+        RetrySettings::layer(main.retry.as_ref()).resolution(),
+        ResolveOutcome::ReadBack
+    );
+    assert_eq!(
+        RetrySettings::layer(main.retry.as_ref())
+            .config()
+            .max_attempts,
+        4
+    );
+    // No retry section at all: the defaults, writes resolved.
+    assert_eq!(
+        RetrySettings::layer(None).resolution(),
+        ResolveOutcome::ReadBack
+    );
+    let off = FULL.replace(
+        "max_delay: 500ms }",
+        "max_delay: 500ms, resolve_writes: false }",
+    );
+    let c = load(&off, &[]).expect("valid");
+    let main = &c.databases["main"];
+    assert_eq!(main.retry.as_ref().map(|r| r.resolve_writes), Some(false));
+    assert_eq!(
+        RetrySettings::layer(main.retry.as_ref()).resolution(),
+        ResolveOutcome::Never
+    );
+    let bad = FULL.replace(
+        "max_delay: 500ms }",
+        "max_delay: 500ms, resolve_writes: maybe }",
+    );
+    let err = config_error(&bad, &[]);
+    assert!(err.contains("resolve_writes"), "{err}");
 }
 
 #[test]

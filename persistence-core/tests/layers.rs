@@ -365,3 +365,60 @@ fn metrics_count_operations_by_outcome() {
         "latency histogram recorded"
     );
 }
+
+#[test]
+fn write_resolutions_are_counted() {
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+    use persistence_core::conformance::faults::{AckFault, LostAck};
+    use persistence_core::layer::ResolveOutcome;
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    metrics::with_local_recorder(&recorder, || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let resolving = fast_retry(2).writes(ResolveOutcome::ReadBack);
+            let applied = LostAck::new(
+                MemoryRepository::<Person>::new(),
+                AckFault::AppliedThenLost,
+                1,
+            )
+            .layer(resolving);
+            applied
+                .insert(&person(1))
+                .await
+                .expect("resolved as applied");
+            let lost = LostAck::new(
+                MemoryRepository::<Person>::new(),
+                AckFault::LostBeforeApplied,
+                2,
+            )
+            .layer(resolving);
+            // Not applied → repeated; lost again → attempts exhausted.
+            let err = lost.insert(&person(2)).await.expect_err("unresolved");
+            assert_eq!(err.outcome(), WriteOutcome::Unknown);
+        });
+    });
+    let snapshot = snapshotter.snapshot().into_vec();
+    let count = |result: &str| {
+        snapshot
+            .iter()
+            .filter(|(key, _, _, _)| {
+                let k = key.key();
+                k.name() == metric_names::WRITE_RESOLUTIONS
+                    && k.labels().any(|l| l.key() == "op" && l.value() == "insert")
+                    && k.labels()
+                        .any(|l| l.key() == metric_names::LABEL_RESULT && l.value() == result)
+            })
+            .map(|(_, _, _, v)| match v {
+                DebugValue::Counter(c) => *c,
+                _ => 0,
+            })
+            .sum::<u64>()
+    };
+    assert_eq!(count(metric_names::RESULT_APPLIED), 1);
+    assert_eq!(count(metric_names::RESULT_NOT_APPLIED), 1);
+    assert_eq!(count(metric_names::RESULT_UNRESOLVED), 1);
+}

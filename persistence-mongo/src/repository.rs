@@ -11,6 +11,7 @@ use futures_util::{StreamExt as _, TryStreamExt as _};
 use mongodb::action::Action as _;
 use mongodb::options::ReturnDocument;
 use mongodb::{Collection, Database};
+use persistence_core::layer::{Op, write_applied};
 use persistence_core::repository::support;
 use persistence_core::{
     BoxStream, Capabilities, Cursor, Entity, Error, Filter, Page, Query, Record, Repository,
@@ -51,6 +52,13 @@ macro_rules! exec {
 /// turned off) it is one ordered insert: it stops at the first failing
 /// document, the documents before it stay inserted, and the error names the
 /// failing row (`row i: ...`) and says that the `i` rows before it landed.
+///
+/// A versioned `update` that finds the stored document already at its
+/// version + 1 **with its own content** reports success instead of
+/// `Conflict(Version)`: that is what the driver's retryable-write repeat of an
+/// update that had landed (its answer lost, e.g. across a server restart)
+/// looks like. Repeating an identical update is therefore harmless here;
+/// an update with other content still gets the conflict.
 pub struct MongoRepository<E: Entity> {
     coll: Collection<Document>,
     validation: Option<Validation>,
@@ -247,6 +255,26 @@ impl<E: Entity> MongoRepository<E> {
         )
         .map_err(self.err(op))?;
         Ok(found.map(|d| Self::version_key().and_then(|k| read_i64(d.get(k)))))
+    }
+
+    /// Whether the stored document with this `_id` is exactly what updating
+    /// with `entity` stores (its version + 1 and its content). The driver
+    /// re-sends a write whose answer was lost (retryable writes, e.g. across a
+    /// server restart); when the first one had landed, the repeat no longer
+    /// matches the expected version and would report a false
+    /// `Conflict(Version)` for an update that was applied once. Errors count
+    /// as "no": the conflict is then reported as it was.
+    async fn holds_own_update(&self, id: &Bson, entity: &E) -> bool {
+        let found = match exec!(self, self.coll.find_one(doc! { "_id": id.clone() })) {
+            Ok(Some(d)) => d,
+            Ok(None) | Err(_) => return false,
+        };
+        match from_document::<E>(&found) {
+            Ok(current) => {
+                write_applied(Op::Update, entity, &current, &self.capabilities()).unwrap_or(false)
+            }
+            Err(_) => false,
+        }
     }
 
     /// Name the index behind a duplicate-key error. The driver does not
@@ -520,6 +548,7 @@ impl<E: Entity> Repository<E> for MongoRepository<E> {
                 format!("row {i}: {}{landed}", mapped.message()),
             )
             .set_retryable(mapped.is_retryable())
+            .with_outcome(mapped.outcome())
             .with_source(mapped),
             None => mapped,
         }
@@ -551,6 +580,12 @@ impl<E: Entity> Repository<E> for MongoRepository<E> {
         }
         match self.stored_version(&id, "update").await? {
             Some(actual) if expected.is_some() => {
+                if actual.is_some()
+                    && actual == expected.and_then(|v| v.checked_add(1))
+                    && self.holds_own_update(&id, entity).await
+                {
+                    return Ok(stored);
+                }
                 Err(Error::stale_version(expected, actual).in_context(meta.name, "update"))
             }
             // Deleted and possibly re-created between the two calls: report the race.

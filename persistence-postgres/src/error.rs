@@ -47,10 +47,9 @@ pub(crate) fn map_db_err(err: DbErr, names: &ConstraintNames) -> Error {
 /// starts with `row <row>: `.
 pub(crate) fn map_db_err_at_row(err: DbErr, names: &ConstraintNames, row: usize) -> Error {
     let e = classify(&err, names);
-    let retryable = e.is_retryable();
-    Error::new(e.kind().clone(), format!("row {row}: {}", e.message()))
-        .set_retryable(retryable)
-        .with_source(err)
+    let msg = format!("row {row}: {}", e.message());
+    // `with_message` keeps the retryable flag and the write outcome.
+    e.with_message(msg).with_source(err)
 }
 
 /// True when a failed statement is the fault of one row's values (22xxx,

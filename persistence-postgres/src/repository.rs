@@ -527,8 +527,11 @@ impl<E: Entity> RelationalRepository<E> {
     ) -> Result<()> {
         let meta = E::meta();
         let row_err = |i: usize, e: Error| {
-            Error::new(e.kind().clone(), format!("row {i}: {}", e.message()))
-                .in_context(meta.name, "insert_many")
+            let msg = format!("row {i}: {}", e.message());
+            // Keeps the outcome, retryability and source.
+            e.with_message(msg)
+                .with_entity(meta.name)
+                .with_operation("insert_many")
         };
         match self.dialect() {
             // In-process: row by row is cheap and names the failing row exactly.
@@ -580,8 +583,10 @@ impl<E: Entity> RelationalRepository<E> {
                             first + chunk.len(),
                             err.message()
                         );
-                        return Err(Error::new(err.kind().clone(), msg)
-                            .in_context(meta.name, "insert_many"));
+                        return Err(err
+                            .with_message(msg)
+                            .with_entity(meta.name)
+                            .with_operation("insert_many"));
                     }
                     c.execute_unprepared(RELEASE_SAVEPOINT).await.map_err(sp)?;
                     first += chunk.len();

@@ -86,7 +86,7 @@ use chrono::{DateTime, Utc};
 use persistence_core::repository::BoxStream;
 use persistence_core::{
     Capabilities, Cursor, Entity, EntityEnum, Error, ErrorKind, Filter, Page, Query, Record,
-    Repository, Result, Value,
+    Repository, Result, Value, WriteOutcome,
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -161,7 +161,9 @@ impl AuditContext {
 /// What to do when the data write succeeded but the audit write failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum OnAuditError {
-    /// Return a non-retryable `Backend` error (the default).
+    /// Return a non-retryable `Backend` error (the default) whose
+    /// [outcome](persistence_core::Error::outcome) is `Unknown`: the write
+    /// itself was applied.
     #[default]
     Fail,
     /// Log at `error` level and return the write's result.
@@ -313,6 +315,8 @@ impl<R, L: Repository<AuditRecord>> Audited<R, L> {
             )
             .in_context(entity, op)
             .set_retryable(false)
+            // The write itself was applied: never report it as not applied.
+            .with_outcome(WriteOutcome::Unknown)
             .with_source(e)),
         }
     }

@@ -15,6 +15,8 @@
 //!   target. A replica read that fails with `Unavailable`/`Timeout` marks the
 //!   replica down at once and is repeated on the write target (reads are
 //!   idempotent), so a failing replica costs at most one extra round trip.
+//!   The read-back of a write of unknown outcome (`Retry` resolving it, see
+//!   [`persistence_core::layer::read_back`]) always goes to the write target.
 //! * transactions are not part of [`Repository`]: a unit of work runs on the
 //!   connection it was opened on, the primary's, so in-transaction reads
 //!   always see the primary.
@@ -192,9 +194,12 @@ impl Topology {
     }
 
     /// Where the next read goes: the next replica that is up (round robin),
-    /// else the write target.
+    /// else the write target; always the write target for the read-back of a
+    /// write ([`persistence_core::layer::read_back`]).
     pub fn read_target(&self) -> usize {
-        if self.settings.read_from_replicas {
+        // Reading back a write of unknown outcome (`Retry` resolving it): a
+        // lagging replica could miss it.
+        if self.settings.read_from_replicas && !persistence_core::layer::is_read_back() {
             let replicas: Vec<usize> = self
                 .endpoints
                 .iter()
@@ -559,6 +564,19 @@ mod tests {
         );
         let e = t.endpoints();
         assert_eq!((e[0].calls, e[1].calls, e[2].calls), (6, 8, 0));
+    }
+
+    #[tokio::test]
+    async fn read_backs_of_writes_go_to_the_write_target() {
+        let (f, [primary, replica, _backup], _t) = setup(true);
+        primary.insert(&person(1)).await.expect("seed primary");
+        // The replica lags: it has not seen the write yet.
+        assert!(f.get(&1).await.expect("replica read").is_none());
+        let back = persistence_core::layer::read_back(f.get(&1))
+            .await
+            .expect("read-back");
+        assert!(back.is_some(), "read back from the primary");
+        assert_eq!(replica.count(&Filter::all()).await.expect("n"), 0);
     }
 
     #[tokio::test]

@@ -8,11 +8,12 @@ use std::time::{Duration, Instant, SystemTime};
 
 use persistence_cache::{CacheLayer, CacheStatus, EntityTtl, Stats as CacheStats};
 use persistence_core::config::{
-    CachePolicy, ConfigLoader, DatabaseConfig, DatabaseKind, PersistenceConfig, Probe, detect,
+    CachePolicy, ConfigLoader, DatabaseConfig, DatabaseKind, PersistenceConfig, Probe,
+    RetrySettings, detect,
 };
 use persistence_core::layer::{
-    BreakerConfig, CircuitBreaker, DbSystem, LayerExt, LeakDetector, Metrics, PoolProbe, Retry,
-    RetryConfig, Timeout, Tracing, metric_names,
+    BreakerConfig, CircuitBreaker, DbSystem, LayerExt, LeakDetector, Metrics, PoolProbe, Timeout,
+    Tracing, metric_names,
 };
 use persistence_core::{Entity, Error, MemoryRepository, Repository, Result, SharedRepository};
 use persistence_mongo::{MongoConfig, MongoStore};
@@ -124,8 +125,9 @@ pub struct HealthReport {
 }
 
 /// Builds each named database on first use and hands out ready repositories:
-/// `Timeout` → `Retry` → `CircuitBreaker` (one per database) → `Metrics` →
-/// `Tracing` (one span per operation),
+/// `Timeout` → `Retry` (resolving writes of unknown outcome unless
+/// `retry.resolve_writes: false`) → `CircuitBreaker` (one per database) →
+/// `Metrics` → `Tracing` (one span per operation),
 /// then the read-through cache per the entity's cache policy. Repositories
 /// are memoized per database and entity type, so every caller shares one
 /// cache and one breaker.
@@ -394,21 +396,11 @@ impl Persistence {
             }
         };
         raw.ensure_schema().await?;
-        let retry = db
-            .config
-            .retry
-            .as_ref()
-            .map(|r| RetryConfig {
-                max_attempts: r.max_attempts,
-                base_delay: r.base_delay,
-                max_delay: r.max_delay,
-            })
-            .unwrap_or_default();
         let layered = raw
             .layer(Timeout::new(
                 db.config.timeout.unwrap_or(Duration::from_secs(30)),
             ))
-            .layer(Retry::new(retry))
+            .layer(RetrySettings::layer(db.config.retry.as_ref()))
             .layer(db.breaker.clone())
             .layer(self.metrics_layer(&db, backend))
             .layer(Tracing::new(

@@ -278,6 +278,11 @@ async fn postgres_audit_failure_policy() {
         .expect_err("audit failed");
     assert_eq!(err.kind(), &ErrorKind::Backend, "{err}");
     assert!(!err.is_retryable(), "a retry would repeat the insert");
+    assert_eq!(
+        err.outcome(),
+        persistence_core::WriteOutcome::Unknown,
+        "never reported as not applied"
+    );
     assert!(err.to_string().contains("succeeded"), "{err}");
     assert!(
         docs.get(&1).await.expect("get").is_some(),

@@ -13,7 +13,7 @@
 //!     backup: ${BACKUP_URL:-postgres://postgres@127.0.0.1:5434/app}
 //!     failover: { check_interval: 1s, check_timeout: 500ms, read_from_replicas: true }
 //!     timeout: 5s
-//!     retry: { max_attempts: 3, base_delay: 20ms, max_delay: 1s }
+//!     retry: { max_attempts: 3, base_delay: 20ms, max_delay: 1s, resolve_writes: true }
 //!     breaker: { failure_threshold: 5, open_for: 10s }
 //!   catalog: { kind: mongo, url: "${MONGODB_URL}", database: catalog }
 //!   cache: { kind: redis, url: "${REDIS_URL:-redis://127.0.0.1:6379}" }
@@ -95,6 +95,10 @@ pub mod keys {
     pub const TIMEOUT: &str = "timeout";
     /// Database: retry settings.
     pub const RETRY: &str = "retry";
+    /// Retry: resolve `insert`/`update`/`upsert` failures of unknown outcome
+    /// by reading the entity back (default `true`; see
+    /// [`crate::layer::ResolveOutcome::ReadBack`]).
+    pub const RESOLVE_WRITES: &str = "resolve_writes";
     /// Database: circuit breaker settings.
     pub const BREAKER: &str = "breaker";
     /// Database: TLS settings (`mode`, `root_cert`).
@@ -220,6 +224,42 @@ pub struct RetrySettings {
     /// Largest backoff.
     #[serde(with = "humantime_serde")]
     pub max_delay: Duration,
+    /// Resolve single-entity writes whose outcome is unknown (a timeout, a
+    /// connection lost after sending) by reading the entity back, so they are
+    /// repeated only when they were not applied
+    /// ([`ResolveOutcome::ReadBack`](crate::layer::ResolveOutcome::ReadBack)).
+    /// Default `true`, also without a `retry` section; `false` returns such
+    /// errors as they are (not retryable for `insert`/`update`).
+    #[serde(default = "resolve_writes_default")]
+    pub resolve_writes: bool,
+}
+
+fn resolve_writes_default() -> bool {
+    true
+}
+
+impl RetrySettings {
+    /// The [`Retry`](crate::layer::Retry) layer these settings describe;
+    /// `None` (no `retry` section) gives the defaults with writes resolved.
+    pub fn layer(settings: Option<&RetrySettings>) -> crate::layer::Retry {
+        use crate::layer::{ResolveOutcome, Retry, RetryConfig};
+        let (config, resolve) = match settings {
+            Some(r) => (
+                RetryConfig {
+                    max_attempts: r.max_attempts,
+                    base_delay: r.base_delay,
+                    max_delay: r.max_delay,
+                },
+                r.resolve_writes,
+            ),
+            None => (RetryConfig::default(), resolve_writes_default()),
+        };
+        Retry::new(config).writes(if resolve {
+            ResolveOutcome::ReadBack
+        } else {
+            ResolveOutcome::Never
+        })
+    }
 }
 
 /// Circuit breaker settings (see [`crate::layer::CircuitBreaker`]).

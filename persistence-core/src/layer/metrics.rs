@@ -43,6 +43,21 @@ pub mod names {
     /// Counter: connections or transactions held longer than the leak threshold,
     /// labels `db`, `op` (`transaction`, `stream`, or the repository operation).
     pub const CONNECTION_LEAKS: &str = "persistence_connection_leaks_total";
+    /// Counter: read-backs of single-entity writes whose outcome was unknown
+    /// (see [`ResolveOutcome`](crate::layer::ResolveOutcome)), labels
+    /// `entity`, `op`, `result` ([`RESULT_APPLIED`] | [`RESULT_NOT_APPLIED`] |
+    /// [`RESULT_UNRESOLVED`]).
+    pub const WRITE_RESOLUTIONS: &str = "persistence_write_resolutions_total";
+    /// Label: how a write of unknown outcome was resolved.
+    pub const LABEL_RESULT: &str = "result";
+    /// `result` value: it had been applied; the call succeeded without repeating it.
+    pub const RESULT_APPLIED: &str = "applied";
+    /// `result` value: it had not been applied; it was repeated.
+    pub const RESULT_NOT_APPLIED: &str = "not_applied";
+    /// `result` value: the library could not find out (read failed, attempts
+    /// ran out, or another writer's data is stored); the caller got an error
+    /// of unknown outcome.
+    pub const RESULT_UNRESOLVED: &str = "unresolved";
     /// Gauge: provisioned tenants (when the backend knows), label `db`.
     pub const TENANTS: &str = "persistence_tenants";
     /// Label: connection state of [`POOL_CONNECTIONS`].

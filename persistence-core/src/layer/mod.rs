@@ -42,7 +42,7 @@ pub use breaker::{BreakerConfig, BreakerState, CircuitBreaker};
 pub use leak::{HoldGuard, LeakDetector};
 pub use metrics::{Metrics, names as metric_names};
 pub use probe::PoolProbe;
-pub use resolve::{ResolveOutcome, write_applied};
+pub use resolve::{ResolveOutcome, is_read_back, read_back, write_applied};
 pub use retry::{Retry, RetryConfig};
 pub use slowlog::{MAX_STATEMENT_LEN, SlowEntry, SlowLog};
 pub use timeout::Timeout;

@@ -8,6 +8,23 @@ use crate::value::{Record, Value};
 
 use super::Op;
 
+tokio::task_local! {
+    static READ_BACK: ();
+}
+
+/// Run `f` as the read-back of a write: decorators that route reads (read
+/// replicas, see `persistence::FailoverRepository`) send every read made
+/// inside it to the write target, because a lagging replica could miss the
+/// write being resolved. [`Retry`](super::Retry) wraps its read-backs in it.
+pub async fn read_back<F: std::future::Future>(f: F) -> F::Output {
+    READ_BACK.scope((), f).await
+}
+
+/// Whether the current task is inside [`read_back`].
+pub fn is_read_back() -> bool {
+    READ_BACK.try_with(|_| ()).is_ok()
+}
+
 /// How [`Retry`](super::Retry) treats an `insert`, `update` or `upsert` that
 /// failed with an [`Unknown`](crate::WriteOutcome::Unknown) outcome (see
 /// [`Retry::writes`](super::Retry::writes)).
@@ -190,6 +207,13 @@ mod tests {
         assert!(!applied(Op::Upsert, &mine, &stored, &c));
         // Only single-entity writes can be resolved.
         assert!(!applied(Op::Delete, &mine, &mine, &c));
+    }
+
+    #[tokio::test]
+    async fn read_back_is_scoped_to_the_task() {
+        assert!(!is_read_back());
+        assert!(read_back(async { is_read_back() }).await);
+        assert!(!is_read_back());
     }
 
     #[test]

@@ -3,7 +3,8 @@
 
 use std::time::Duration;
 
-use super::{Around, BoxFuture, Call, Op, ResolveOutcome, Write, write_applied};
+use super::metrics::names;
+use super::{Around, BoxFuture, Call, Op, ResolveOutcome, Write, read_back, write_applied};
 use crate::entity::Entity;
 use crate::error::{ConflictKind, Error, ErrorKind, Result, WriteOutcome};
 
@@ -117,7 +118,7 @@ impl Retry {
             doubt |= unknown;
             // Did this (or an earlier) attempt land? Read it back.
             let stored = loop {
-                match (w.read)().await {
+                match read_back((w.read)()).await {
                     Ok(stored) => break stored,
                     Err(read_err)
                         if read_err.is_retryable() && attempt < self.config.max_attempts =>
@@ -130,36 +131,44 @@ impl Retry {
                     Err(read_err) => {
                         tracing::debug!(entity, op = op.name(), error = %read_err,
                             "could not read back a write of unknown outcome");
+                        count(entity, op, names::RESULT_UNRESOLVED);
                         return Err(mark(err, doubt));
                     }
                 }
             };
-            let applied = match &stored {
-                Some(s) => match write_applied(op, w.entity, s, &w.capabilities) {
-                    Ok(a) => a,
-                    Err(_) => return Err(mark(err, doubt)),
+            let own = match stored {
+                Some(s) => match write_applied(op, w.entity, &s, &w.capabilities) {
+                    Ok(true) => Some(s),
+                    Ok(false) => None,
+                    Err(_) => {
+                        count(entity, op, names::RESULT_UNRESOLVED);
+                        return Err(mark(err, doubt));
+                    }
                 },
-                None => false,
+                None => None,
             };
-            if applied {
+            if let Some(s) = own {
                 tracing::debug!(
                     entity,
                     op = op.name(),
                     attempt,
                     "write of unknown outcome had been applied"
                 );
-                // `applied` implies `stored` is Some.
-                if let Some(s) = stored {
-                    return Ok(s);
-                }
+                count(entity, op, names::RESULT_APPLIED);
+                return Ok(s);
             }
             if late {
                 // A real conflict: what is stored is not our write.
+                if doubt {
+                    count(entity, op, names::RESULT_UNRESOLVED);
+                }
                 return Err(mark(err, doubt));
             }
             if attempt >= self.config.max_attempts {
+                count(entity, op, names::RESULT_UNRESOLVED);
                 return Err(mark(err, doubt));
             }
+            count(entity, op, names::RESULT_NOT_APPLIED);
             tracing::debug!(entity, op = op.name(), attempt, error = %err,
                 "write of unknown outcome was not applied; repeating it");
             tokio::time::sleep(self.backoff(attempt)).await;
@@ -167,6 +176,14 @@ impl Retry {
             repeated = true;
         }
     }
+}
+
+fn count(entity: &'static str, op: Op, result: &'static str) {
+    metrics::counter!(names::WRITE_RESOLUTIONS,
+        names::LABEL_ENTITY => entity,
+        names::LABEL_OP => op.name(),
+        names::LABEL_RESULT => result)
+    .increment(1);
 }
 
 /// The conflict a repeat meets when an earlier attempt of the same write
