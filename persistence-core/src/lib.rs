@@ -66,6 +66,7 @@ pub mod filter;
 pub mod layer;
 pub mod memory;
 pub mod query;
+pub mod redact;
 pub mod repository;
 pub mod value;
 

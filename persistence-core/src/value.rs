@@ -16,7 +16,6 @@ use std::fmt;
 
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 use serde::Serialize;
-use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
 use crate::entity::{Entity, EntityMeta, FieldType, ScalarType};
@@ -474,20 +473,87 @@ impl Record {
     /// Rebuild the entity.
     pub fn into_entity<E: Entity>(self) -> Result<E> {
         let meta = E::meta();
-        let mut map = BTreeMap::new();
-        for (f, v) in meta.fields.iter().zip(self.values) {
-            map.insert(
-                serde_value::Value::String(f.name.to_string()),
-                v.into_serde_value(),
-            );
-        }
-        deserialize_from(serde_value::Value::Map(map), meta.name)
+        let fields = meta
+            .fields
+            .iter()
+            .zip(self.values)
+            .map(|(f, v)| (f.name, NamedField(f.name, v.into_serde_value())));
+        E::deserialize(serde::de::value::MapDeserializer::<
+            _,
+            serde_value::DeserializerError,
+        >::new(fields))
+        .map_err(|e| {
+            Error::decode(format!("cannot decode {}: {e}", meta.name)).with_entity(meta.name)
+        })
     }
 }
 
-fn deserialize_from<T: DeserializeOwned>(v: serde_value::Value, what: &str) -> Result<T> {
-    v.deserialize_into::<T>()
-        .map_err(|e| Error::decode(format!("cannot decode {what}: {e}")))
+/// A field's value while an entity is rebuilt: an error in it names the field.
+struct NamedField(&'static str, serde_value::Value);
+
+impl NamedField {
+    fn parts(
+        self,
+    ) -> (
+        serde_value::ValueDeserializer<serde_value::DeserializerError>,
+        impl FnOnce(serde_value::DeserializerError) -> serde_value::DeserializerError,
+    ) {
+        let name = self.0;
+        (serde_value::ValueDeserializer::new(self.1), move |e| {
+            serde::de::Error::custom(format_args!("field `{name}`: {e}"))
+        })
+    }
+}
+
+impl<'de> serde::de::IntoDeserializer<'de, serde_value::DeserializerError> for NamedField {
+    type Deserializer = Self;
+    fn into_deserializer(self) -> Self {
+        self
+    }
+}
+
+impl<'de> serde::Deserializer<'de> for NamedField {
+    type Error = serde_value::DeserializerError;
+
+    fn deserialize_any<V: serde::de::Visitor<'de>>(
+        self,
+        visitor: V,
+    ) -> std::result::Result<V::Value, Self::Error> {
+        let (de, named) = self.parts();
+        de.deserialize_any(visitor).map_err(named)
+    }
+
+    fn deserialize_option<V: serde::de::Visitor<'de>>(
+        self,
+        visitor: V,
+    ) -> std::result::Result<V::Value, Self::Error> {
+        let (de, named) = self.parts();
+        de.deserialize_option(visitor).map_err(named)
+    }
+
+    fn deserialize_newtype_struct<V: serde::de::Visitor<'de>>(
+        self,
+        name: &'static str,
+        visitor: V,
+    ) -> std::result::Result<V::Value, Self::Error> {
+        let (de, named) = self.parts();
+        de.deserialize_newtype_struct(name, visitor).map_err(named)
+    }
+
+    fn deserialize_enum<V: serde::de::Visitor<'de>>(
+        self,
+        name: &'static str,
+        variants: &'static [&'static str],
+        visitor: V,
+    ) -> std::result::Result<V::Value, Self::Error> {
+        let (de, named) = self.parts();
+        de.deserialize_enum(name, variants, visitor).map_err(named)
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool u8 u16 u32 u64 i8 i16 i32 i64 i128 u128 f32 f64 char str string unit
+        seq bytes byte_buf map unit_struct tuple_struct struct tuple ignored_any identifier
+    }
 }
 
 impl From<bool> for Value {

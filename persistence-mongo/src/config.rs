@@ -152,7 +152,7 @@ impl MongoStore {
         validate_database_name(&config.database)?;
         let mut opts = ClientOptions::parse(&config.url)
             .await
-            .map_err(|e| map_plain(e).with_operation("connect"))?;
+            .map_err(|e| crate::error::map_connect(e, &config.url))?;
         if opts.server_selection_timeout.is_none() {
             opts.server_selection_timeout = Some(config.server_selection_timeout);
         }
@@ -173,7 +173,8 @@ impl MongoStore {
             opts.read_concern = Some(rc.clone());
         }
         let monitor = crate::monitor::Monitor::install(&mut opts);
-        let client = Client::with_options(opts).map_err(map_plain)?;
+        let client =
+            Client::with_options(opts).map_err(|e| crate::error::map_connect(e, &config.url))?;
         let db = client.database(&config.database);
         Ok(MongoStore {
             client,

@@ -225,7 +225,7 @@ impl<E: Entity> MongoRepository<E> {
     }
 
     fn err(&self, op: &'static str) -> impl Fn(mongodb::error::Error) -> Error {
-        move |e| map(e, E::meta()).in_context(E::meta().name, op)
+        move |e| crate::error::map_in(e, E::meta(), op)
     }
 
     fn document(entity: &E, version: Option<i64>) -> Result<(E, Document)> {
@@ -750,10 +750,10 @@ impl<E: Entity> Repository<E> for MongoRepository<E> {
                 let mut cursor = find
                     .session(&mut *guard)
                     .await
-                    .map_err(|e| map(e, meta).in_context(meta.name, "stream"))?;
+                    .map_err(|e| crate::error::map_in(e, meta, "stream"))?;
                 let mut out = Vec::new();
                 while let Some(d) = cursor.next(&mut guard).await {
-                    let d = d.map_err(|e| map(e, meta).in_context(meta.name, "stream"))?;
+                    let d = d.map_err(|e| crate::error::map_in(e, meta, "stream"))?;
                     out.push(from_document::<E>(&d));
                 }
                 Ok::<_, Error>(futures_util::stream::iter(out))
@@ -773,9 +773,9 @@ impl<E: Entity> Repository<E> for MongoRepository<E> {
             }
             let cursor = find
                 .await
-                .map_err(|e| map(e, meta).in_context(meta.name, "stream"))?;
+                .map_err(|e| crate::error::map_in(e, meta, "stream"))?;
             Ok::<_, Error>(cursor.map(move |d| {
-                d.map_err(|e| map(e, meta).in_context(meta.name, "stream"))
+                d.map_err(|e| crate::error::map_in(e, meta, "stream"))
                     .and_then(|d| from_document::<E>(&d))
             }))
         };

@@ -27,9 +27,68 @@ pub(crate) fn entity<E: DeserializeOwned>(
         .fields
         .iter()
         .map(|f| f.name)
-        .zip(values.into_iter().map(ValueDe));
-    E::deserialize(MapDeserializer::<_, DeError>::new(fields))
-        .map_err(|e| Error::decode(format!("cannot decode {}: {e}", meta.name)))
+        .zip(values)
+        .map(|(name, v)| (name, Named(name, ValueDe(v))));
+    E::deserialize(MapDeserializer::<_, DeError>::new(fields)).map_err(|e| {
+        Error::decode(format!("cannot decode {}: {e}", meta.name)).with_entity(meta.name)
+    })
+}
+
+/// A top-level field's value: an error while deserializing it names the field.
+struct Named(&'static str, ValueDe);
+
+/// Prefix an error with the field it is about.
+fn named(name: &'static str) -> impl FnOnce(DeError) -> DeError {
+    move |e| de::Error::custom(format_args!("field `{name}`: {e}"))
+}
+
+impl<'de> IntoDeserializer<'de, DeError> for Named {
+    type Deserializer = Self;
+    fn into_deserializer(self) -> Self {
+        self
+    }
+}
+
+impl<'de> de::Deserializer<'de> for Named {
+    type Error = DeError;
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+        let named = named(self.0);
+        self.1.deserialize_any(visitor).map_err(named)
+    }
+
+    fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+        let named = named(self.0);
+        self.1.deserialize_option(visitor).map_err(named)
+    }
+
+    fn deserialize_newtype_struct<V: Visitor<'de>>(
+        self,
+        name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, DeError> {
+        let named = named(self.0);
+        self.1
+            .deserialize_newtype_struct(name, visitor)
+            .map_err(named)
+    }
+
+    fn deserialize_enum<V: Visitor<'de>>(
+        self,
+        name: &'static str,
+        variants: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, DeError> {
+        let named = named(self.0);
+        self.1
+            .deserialize_enum(name, variants, visitor)
+            .map_err(named)
+    }
+
+    forward_to_deserialize_any! {
+        bool u8 u16 u32 u64 i8 i16 i32 i64 i128 u128 f32 f64 char str string unit
+        seq bytes byte_buf map unit_struct tuple_struct struct tuple ignored_any identifier
+    }
 }
 
 /// One value, presented as `Record::into_entity` presents it.
@@ -283,5 +342,14 @@ mod tests {
         record.values[2] = persistence_core::Value::String("not a number".into());
         let e = super::entity::<Thing>(Thing::meta(), record.values).expect_err("bad");
         assert_eq!(e.kind(), &persistence_core::ErrorKind::Decode, "{e:?}");
+        assert!(e.message().contains("field `small`"), "{e}");
+        assert!(e.message().contains("de_things"), "{e}");
+        let mut record = Record::from_entity(&sample(1)).expect("record");
+        record.values[10] = persistence_core::Value::String("C".into());
+        let e = super::entity::<Thing>(Thing::meta(), record.values).expect_err("bad");
+        assert!(
+            e.message().contains("field `kind`: unknown variant `C`"),
+            "{e}"
+        );
     }
 }

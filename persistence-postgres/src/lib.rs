@@ -104,6 +104,7 @@ pub mod migrate;
 pub mod repository;
 pub mod schema;
 mod sql;
+mod sqlstate;
 pub mod tenant;
 pub mod transaction;
 

@@ -18,7 +18,7 @@ use sea_orm::{
 
 use crate::config::{RelationalConfig, validate_schema_name};
 use crate::conn::Conn;
-use crate::error::{dialect_name, is_unnamed_unique, map_db_err};
+use crate::error::{Hints, dialect_name, is_unnamed_unique, map_db_err, map_db_err_with};
 use crate::schema::TableInfo;
 use crate::sql::{Dialect, Sql, Translator, decode, to_bind};
 
@@ -52,7 +52,7 @@ impl RelationalStore {
         config.validate()?;
         let mut db = sea_orm::Database::connect(config.connect_options())
             .await
-            .map_err(|e| map_db_err(e, &Default::default()).with_operation("connect"))?;
+            .map_err(|e| crate::error::map_connect_err(e, &config.url))?;
         // The SQL text only (placeholders, never the bound values) for the slow log.
         db.set_metric_callback(|info| {
             persistence_core::layer::probe::statement_executed(&info.statement.sql, info.elapsed)
@@ -242,7 +242,11 @@ impl<E: Entity> RelationalRepository<E> {
     }
 
     fn err(&self, e: DbErr, op: &'static str) -> Error {
-        map_db_err(e, &self.table.names).in_context(E::meta().name, op)
+        let hints = Hints {
+            op: Some(op),
+            ..Hints::default()
+        };
+        map_db_err_with(e, &self.table.names, hints).in_context(E::meta().name, op)
     }
 
     async fn exec<C: Conn>(&self, c: &C, sql: Sql) -> Result<u64, DbErr> {
@@ -259,7 +263,13 @@ impl<E: Entity> RelationalRepository<E> {
             .fields
             .iter()
             .enumerate()
-            .map(|(i, f)| decode(self.dialect(), f.ty, row, i))
+            .map(|(i, f)| {
+                decode(self.dialect(), f.ty, row, i).map_err(|e| {
+                    Error::decode(format!("field `{}`: {}", f.name, e.message()))
+                        .with_entity(meta.name)
+                        .with_source(e)
+                })
+            })
             .collect::<Result<Vec<_>>>()?;
         Record::from_values(meta, values)
     }
@@ -403,7 +413,12 @@ impl<E: Entity> RelationalRepository<E> {
         self.rows(c, sql).await.is_ok_and(|r| !r.is_empty())
     }
 
-    /// Map an error of a write of `record`, naming the unique constraint on SQLite.
+    /// Map an error of a write of `record`: on PostgreSQL, look up the
+    /// table's primary key once when a unique violation names a constraint
+    /// the metadata does not know, and find the column a too-long /
+    /// out-of-range value was meant for; on SQLite, name the unique
+    /// constraint. Lookups run on the pool (a failed transaction accepts
+    /// no more statements) and never replace the error when they fail.
     async fn write_err<C: Conn>(
         &self,
         c: &C,
@@ -411,22 +426,58 @@ impl<E: Entity> RelationalRepository<E> {
         record: &Record,
         op: &'static str,
     ) -> Error {
+        let meta = E::meta();
+        if self.dialect() == Dialect::Postgres {
+            let mut column = None;
+            if let Some((code, constraint)) = crate::error::pg_code_and_constraint(&e) {
+                if let Some(cn) = constraint.filter(|_| code == "23505") {
+                    if self.table.names.needs_primary_key_lookup(cn) {
+                        if let Some(pk) =
+                            crate::error::primary_key_of(self.db(), &self.table.qualified).await
+                        {
+                            let _ = self.table.names.actual_primary_key.set(pk);
+                        }
+                    }
+                } else if code == "22001" || code == "22003" {
+                    let code = code.to_string();
+                    let limits = crate::error::column_limits(
+                        self.db(),
+                        self.table.schema.as_deref(),
+                        meta.name,
+                    )
+                    .await;
+                    column = crate::error::find_over_limit(meta, record, &limits, &code);
+                }
+            }
+            let hints = Hints {
+                op: Some(op),
+                column: column.as_ref().map(|(c, l)| (c.as_str(), l.as_str())),
+            };
+            return map_db_err_with(e, &self.table.names, hints).in_context(meta.name, op);
+        }
         let err = self.err(e, op);
-        if self.dialect() == Dialect::Sqlite && is_unnamed_unique(&err) {
+        if is_unnamed_unique(&err) {
             // SQLite reports a duplicate non-integer primary key as a unique violation.
             if matches!(op, "insert" | "insert_many") && self.id_exists(c, record).await {
                 return Error::duplicate_id(format!(
-                    "{} with this id already exists",
-                    E::meta().name
+                    "an entity with this id exists ({})",
+                    err.message()
                 ))
-                .in_context(E::meta().name, op);
+                .in_context(meta.name, op)
+                .with_source(err);
             }
             if let Some(name) = self.name_unique(c, record).await {
+                let fields = meta
+                    .uniques()
+                    .find(|u| u.name == name)
+                    .map(|u| u.fields.join(", "))
+                    .unwrap_or_default();
                 return Error::unique_violation(
                     Some(name.clone()),
-                    format!("unique constraint `{name}`"),
+                    format!("unique constraint `{name}` ({fields}): {}", err.message()),
                 )
-                .in_context(E::meta().name, op);
+                .in_context(meta.name, op)
+                .with_source(err);
             }
         }
         err
@@ -455,7 +506,9 @@ impl<E: Entity> RelationalRepository<E> {
             [bind],
         );
         let row = c.row(stmt).await.map_err(|e| self.err(e, "get"))?;
-        row.map(|r| self.decode_row(&r)).transpose()
+        row.map(|r| self.decode_row(&r))
+            .transpose()
+            .map_err(|e| e.in_context(E::meta().name, "get"))
     }
 
     pub(crate) async fn get_many_on<C: Conn>(&self, c: &C, ids: &[E::Id]) -> Result<Vec<E>> {
@@ -485,9 +538,13 @@ impl<E: Entity> RelationalRepository<E> {
                 .await
                 .map_err(|e| self.err(e, "get_many"))?
             {
-                let record = self.decode_record(&row)?;
+                let record = self
+                    .decode_record(&row)
+                    .map_err(|e| e.in_context(meta.name, "get_many"))?;
                 let key = Key(record.get(meta.id_index).clone());
-                found.insert(key, crate::de::entity(meta, record.values)?);
+                let entity = crate::de::entity(meta, record.values)
+                    .map_err(|e| e.in_context(meta.name, "get_many"))?;
+                found.insert(key, entity);
             }
         }
         Ok(keys.iter().filter_map(|k| found.remove(k)).collect())
@@ -763,7 +820,10 @@ impl<E: Entity> RelationalRepository<E> {
             .select_sql(&q)
             .map_err(|e| e.in_context(meta.name, "find"))?;
         let rows = self.rows(c, sql).await.map_err(|e| self.err(e, "find"))?;
-        rows.iter().map(|r| self.decode_row(r)).collect()
+        rows.iter()
+            .map(|r| self.decode_row(r))
+            .collect::<Result<_>>()
+            .map_err(|e| e.in_context(meta.name, "find"))
     }
 
     pub(crate) async fn count_on<C: Conn>(&self, c: &C, filter: &Filter) -> Result<u64> {
@@ -821,7 +881,9 @@ impl<E: Entity> RelationalRepository<E> {
             match conn.stream_raw(stmt).await {
                 Ok(rows) => rows
                     .map(move |r| match r {
-                        Ok(row) => self.decode_row(&row),
+                        Ok(row) => self
+                            .decode_row(&row)
+                            .map_err(|e| e.in_context(E::meta().name, "stream")),
                         Err(e) => Err(self.err(e, "stream")),
                     })
                     .left_stream(),

@@ -32,12 +32,6 @@ pub(crate) struct TableInfo {
     pub(crate) select_by_id: String,
 }
 
-fn truncate63(mut s: String) -> String {
-    // Identifiers here are ASCII (validated), so byte truncation is safe.
-    s.truncate(63);
-    s
-}
-
 impl TableInfo {
     pub(crate) fn new(meta: &EntityMeta, schema: Option<&str>) -> TableInfo {
         let qualified = match schema {
@@ -53,10 +47,7 @@ impl TableInfo {
         TableInfo {
             schema: schema.map(str::to_string),
             qualified,
-            names: ConstraintNames {
-                primary_key: truncate63(format!("pk_{}", meta.name)),
-                uniques: meta.uniques().map(|u| u.name.clone()).collect(),
-            },
+            names: ConstraintNames::of(meta),
             column_list,
             select_by_id: String::new(),
         }

@@ -218,7 +218,7 @@ where
     Option<T>: sea_orm::TryGetable,
 {
     row.try_get_by_index::<Option<T>>(i)
-        .map_err(|e| Error::decode(format!("column {i}: {e}")).with_source(e))
+        .map_err(|e| Error::decode(crate::error::decode_reason(&e)).with_source(e))
 }
 
 fn json_text(s: Option<String>) -> Result<Value> {

@@ -40,7 +40,6 @@ use sea_orm::{DatabaseTransaction, TransactionTrait};
 
 pub use sea_orm::IsolationLevel;
 
-use crate::error::map_db_err;
 use crate::repository::{RelationalRepository, RelationalStore};
 use crate::sql::Dialect;
 
@@ -63,7 +62,11 @@ impl std::fmt::Debug for UnitOfWork {
 }
 
 fn tx_err(e: sea_orm::DbErr, op: &'static str) -> Error {
-    map_db_err(e, &Default::default()).with_operation(op)
+    let hints = crate::error::Hints {
+        op: Some(op),
+        column: None,
+    };
+    crate::error::map_db_err_with(e, &Default::default(), hints).with_operation(op)
 }
 
 async fn run_unit<T, Er, F>(uow: UnitOfWork, f: F) -> std::result::Result<T, Er>

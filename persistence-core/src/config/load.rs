@@ -244,6 +244,19 @@ fn line_of(text: &str, path: &[String]) -> Option<usize> {
     found
 }
 
+/// The full key path of an error about `field` found at `path`. Figment
+/// prefixes an error with the key being deserialized when the error arises
+/// while reading that key (an unknown key: the path already ends with it),
+/// but not when the enclosing struct reports it (a missing key, or an
+/// unknown key seen through `#[serde(flatten)]`): append the field only then.
+fn key_path(path: &[String], field: &str) -> Vec<String> {
+    let mut p = path.to_vec();
+    if p.last().map(String::as_str) != Some(field) {
+        p.push(field.to_string());
+    }
+    p
+}
+
 /// A figment error as a `Config` error: kind without the offending value
 /// (it may be a password), key path, file and line.
 fn figment_error(e: &figment::Error, source: &str, text: Option<&str>) -> Error {
@@ -253,13 +266,8 @@ fn figment_error(e: &figment::Error, source: &str, text: Option<&str>) -> Error 
         let path = err.path.join(".");
         let what = match &err.kind {
             Kind::UnknownField(field, expected) => {
-                let key = if path.is_empty() {
-                    field.clone()
-                } else {
-                    format!("{path}.{field}")
-                };
-                let mut p = err.path.clone();
-                p.push(field.clone());
+                let p = key_path(&err.path, field);
+                let key = p.join(".");
                 let line = text
                     .and_then(|t| line_of(t, &p))
                     .map(|l| format!(", line {l}"))
@@ -271,11 +279,7 @@ fn figment_error(e: &figment::Error, source: &str, text: Option<&str>) -> Error 
                 continue;
             }
             Kind::MissingField(field) => {
-                let key = if path.is_empty() {
-                    field.to_string()
-                } else {
-                    format!("{path}.{field}")
-                };
+                let key = key_path(&err.path, field).join(".");
                 msgs.push(format!("missing key `{key}` ({source})"));
                 continue;
             }
@@ -327,5 +331,56 @@ fn actual_kind(actual: &figment::error::Actual) -> &'static str {
         A::TupleVariant => "a tuple variant",
         A::StructVariant => "a struct variant",
         A::Other(_) => "another value",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error_of(text: &str) -> String {
+        let e = ConfigLoader::new()
+            .text("persistence.yaml", text)
+            .env(Vec::new())
+            .load()
+            .expect_err("config error");
+        assert_eq!(e.kind(), &crate::ErrorKind::Config, "{e}");
+        e.to_string()
+    }
+
+    #[test]
+    fn unknown_key_is_named_once_with_its_line() {
+        let msg = error_of("databases:\n  main:\n    kind: memory\n    bogus: 1\n");
+        assert!(
+            msg.contains("unknown key `databases.main.bogus` (persistence.yaml, line 4)"),
+            "{msg}"
+        );
+        assert!(!msg.contains("bogus.bogus"), "{msg}");
+        let msg = error_of(
+            "databases:\n  main:\n    kind: postgres\n    url: postgres://h/db\n    pool:\n      max_conections: 5\n",
+        );
+        assert!(
+            msg.contains(
+                "unknown key `databases.main.pool.max_conections` (persistence.yaml, line 6)"
+            ),
+            "{msg}"
+        );
+        let msg = error_of("bogus: 1\ndatabases:\n  main: { kind: memory }\n");
+        assert!(
+            msg.contains("unknown key `bogus` (persistence.yaml, line 1)"),
+            "{msg}"
+        );
+        // A key named like its parent is still a different key.
+        let msg =
+            error_of("cache:\n  default:\n    default: 1\ndatabases:\n  main: { kind: memory }\n");
+        assert!(msg.contains("unknown key `cache.default.default`"), "{msg}");
+    }
+
+    #[test]
+    fn key_paths_append_the_field_only_when_missing() {
+        let p = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        assert_eq!(key_path(&p(&["a", "b"]), "b"), p(&["a", "b"]));
+        assert_eq!(key_path(&p(&["a"]), "b"), p(&["a", "b"]));
+        assert_eq!(key_path(&[], "b"), p(&["b"]));
     }
 }
