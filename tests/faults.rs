@@ -66,8 +66,9 @@ const TIMEOUT: Duration = Duration::from_secs(2);
 const ATTEMPTS: u32 = 3;
 /// `retry.max_delay`.
 const MAX_DELAY: Duration = Duration::from_millis(200);
-/// `breaker.open_for`.
-const OPEN_FOR: Duration = Duration::from_secs(2);
+/// `breaker.open_for`: long (the README's value), so recovery must come from
+/// the half-open probe of the recovery checker, not from waiting it out.
+const OPEN_FOR: Duration = Duration::from_secs(10);
 /// The L1 TTL: long, so that only invalidation keeps B fresh.
 const CACHE_TTL: Duration = Duration::from_secs(60);
 
@@ -90,34 +91,16 @@ fn call_bound() -> Duration {
 const STALE_BOUND: Duration = Duration::from_millis(1500);
 
 /// Generous bound of the first successful write after a server is back
-/// (the goal is 0.5 s; the measured value is printed).
-const RECOVERY_BOUND: Duration = Duration::from_secs(5);
+/// (the goal is 0.5 s; the measured value is printed). Far below
+/// `OPEN_FOR`: recovery comes from the breaker's half-open probe.
+const RECOVERY_BOUND: Duration = Duration::from_secs(3);
 
 /// Longest any single call may run before the suite calls it a hang.
 const HANG: Duration = Duration::from_secs(60);
 
 /// Guarantees this branch does not deliver yet: measured and printed, not
 /// asserted. Each entry names the missing piece; remove it when it lands.
-const NOT_YET_ASSERTED: &[(&str, &str)] = &[
-    (
-        "not_applied",
-        "the postgres backend reports a connection lost after the request was sent \
-         (proxy drop: `Unavailable: database connection failed`) as NotApplied although \
-         the insert committed (issue #12 items 2, 3): it must be Unknown",
-    ),
-    (
-        "retryable_applied",
-        "the same errors are retryable because their outcome is NotApplied (issue #12 items 2, 3)",
-    ),
-    (
-        "false_conflicts",
-        "a write the driver retried after applying it fails with Conflict (issue #12 items 2, 7): no outcome resolution",
-    ),
-    (
-        "mongo_lost",
-        "no write concern is set (issue #12 item 5): kill -9 loses acknowledged MongoDB writes",
-    ),
-];
+const NOT_YET_ASSERTED: &[(&str, &str)] = &[];
 
 fn asserted(what: &str) -> bool {
     !NOT_YET_ASSERTED.iter().any(|(k, _)| *k == what)
