@@ -26,6 +26,14 @@
 //! `PERSISTENCE_REQUIRE_SERVICES=1` they panic with a clear message instead,
 //! so a missing service fails CI rather than passing silently.
 //!
+//! ## Servers of your own, and network faults
+//!
+//! For failure tests that restart, kill (-9) or pause (SIGSTOP) a server,
+//! [`local`] starts throw-away PostgreSQL, Redis and SecantusDB servers on
+//! free loopback ports, and [`proxy`] puts a TCP proxy in front of one that
+//! stalls, drops or closes connections on command. The workspace's fault
+//! suite (`tests/faults.rs`) is built on them.
+//!
 //! ## Cleanup
 //!
 //! Dropping a resource removes it, also when the test panics (drops run
@@ -80,8 +88,10 @@
 pub mod cleanup;
 #[cfg(feature = "containers")]
 pub mod containers;
+pub mod local;
 mod mongo;
 mod postgres;
+pub mod proxy;
 mod redis_prefix;
 mod sqlite;
 

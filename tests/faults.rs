@@ -1,0 +1,984 @@
+//! The fault suite (issue #12 item 8): what the framework guarantees while
+//! its servers restart, crash, hang or lose the network.
+//!
+//! Starts its own PostgreSQL cluster, redis-server and SecantusDB
+//! (MongoDB-wire) server on free loopback ports, each behind a loopback TCP
+//! proxy ([`persistence_testing::proxy`]). Two application instances (two
+//! `Persistence` managers built from YAML, each with its own L1 cache, Redis
+//! as L2) talk to the servers only through the proxies. Instance A runs 16
+//! writer tasks (12 on PostgreSQL, 4 on MongoDB) doing inserts and
+//! optimistic updates; instance B runs readers that compare what they read
+//! with the writes A had acknowledged. Then, one after the other:
+//! PostgreSQL `pg_ctl restart`, kill -9 + start, SIGSTOP/SIGCONT, a proxy
+//! stall, a proxy drop, close-on-accept; Redis kill -9 + start and
+//! SIGSTOP; MongoDB kill -9 + start.
+//!
+//! Checked at the end, against the servers directly (a trigger fills a
+//! history table with every row version PostgreSQL committed):
+//! * no acknowledged write lost (history, final rows and documents);
+//! * an error that says its write was not applied really was not applied;
+//! * no read on B staler than the stated bound;
+//! * every call returned within its documented bound (retries included);
+//! * the first successful write after each server came back, within a
+//!   generous bound (the measured value is printed; the goal is 0.5 s);
+//! * no panic, no hang.
+//!
+//! Prints a table: fault × acknowledged writes, lost, unknown outcome
+//! (applied / not), stale beyond bound, recovery, max latency.
+//!
+//! Missing binaries (PostgreSQL in /usr/lib/postgresql, redis-server,
+//! secantusd-py) fail the test under `CI=true`, otherwise it says SKIPPED.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use lock::Mutex;
+use persistence::config::{ConfigLoader, PersistenceConfig};
+use persistence::{
+    DynRepository, Entity, Error, Persistence, Query, SharedRepository, WriteOutcome,
+};
+use persistence_testing::local::{LocalMongo, LocalPg, LocalRedis, Missing, or_skip};
+use persistence_testing::proxy::{Mode, Proxy};
+use serde::{Deserialize, Serialize};
+
+/// `std::sync::Mutex` that shrugs off poisoning (a panicking task is
+/// reported by its join handle, not by every later lock).
+mod lock {
+    pub struct Mutex<T>(std::sync::Mutex<T>);
+    impl<T> Mutex<T> {
+        pub fn new(v: T) -> Self {
+            Mutex(std::sync::Mutex::new(v))
+        }
+        pub fn lock(&self) -> std::sync::MutexGuard<'_, T> {
+            self.0.lock().unwrap_or_else(|e| e.into_inner())
+        }
+    }
+}
+
+// ------------------------------------------------------------------ settings
+
+/// Per-attempt timeout of every database call (`databases.*.timeout`).
+const TIMEOUT: Duration = Duration::from_secs(2);
+/// `retry.max_attempts`.
+const ATTEMPTS: u32 = 3;
+/// `retry.max_delay`.
+const MAX_DELAY: Duration = Duration::from_millis(200);
+/// `breaker.open_for`: long (the README's value), so recovery must come from
+/// the half-open probe of the recovery checker, not from waiting it out.
+const OPEN_FOR: Duration = Duration::from_secs(10);
+/// The L1 TTL: long, so that only invalidation keeps B fresh.
+const CACHE_TTL: Duration = Duration::from_secs(60);
+
+/// The documented bound of one call: every attempt may use its whole
+/// timeout, plus the backoffs between attempts, plus the cache's Redis
+/// round trips (250 ms budget each; a read and its write-back, a write's
+/// invalidation), plus 2 s of scheduling allowance on a loaded 2-core
+/// machine.
+fn call_bound() -> Duration {
+    TIMEOUT * ATTEMPTS
+        + MAX_DELAY * (ATTEMPTS - 1)
+        + Duration::from_millis(1000)
+        + Duration::from_secs(2)
+}
+
+/// How stale a read on instance B may be after A's write was acknowledged:
+/// the stated bound — max(backplane delivery, heartbeat timeout 750 ms,
+/// degraded L1 TTL 1 s while the backplane is down) = 1 s — plus 0.5 s
+/// allowance for the reader's own scheduling on a loaded machine.
+const STALE_BOUND: Duration = Duration::from_millis(1500);
+
+/// Generous bound of the first successful write after a server is back
+/// (the goal is 0.5 s; the measured value is printed). Far below
+/// `OPEN_FOR`: recovery comes from the breaker's half-open probe.
+const RECOVERY_BOUND: Duration = Duration::from_secs(3);
+
+/// Longest any single call may run before the suite calls it a hang.
+const HANG: Duration = Duration::from_secs(60);
+
+/// Guarantees this branch does not deliver yet: measured and printed, not
+/// asserted. Each entry names the missing piece; remove it when it lands.
+const NOT_YET_ASSERTED: &[(&str, &str)] = &[];
+
+fn asserted(what: &str) -> bool {
+    !NOT_YET_ASSERTED.iter().any(|(k, _)| *k == what)
+}
+
+// -------------------------------------------------------------------- model
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Entity)]
+#[entity(name = "fault_rows")]
+struct Row {
+    #[entity(id)]
+    id: i64,
+    writer: i64,
+    seq: i64,
+    #[entity(version)]
+    version: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Entity)]
+#[entity(name = "fault_docs")]
+struct Doc {
+    #[entity(id)]
+    id: i64,
+    writer: i64,
+    seq: i64,
+    #[entity(version)]
+    version: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Store {
+    Pg,
+    Mongo,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Op {
+    Insert,
+    Update,
+    Read,
+}
+
+/// What a failed call said about its write ([`Error::outcome`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    /// The error guarantees the write was not applied.
+    NotApplied,
+    /// It may have been applied.
+    Unknown,
+}
+
+fn outcome(e: &Error) -> Outcome {
+    match e.outcome() {
+        WriteOutcome::NotApplied => Outcome::NotApplied,
+        _ => Outcome::Unknown,
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Res {
+    Ok,
+    Err {
+        kind: String,
+        outcome: Outcome,
+        retryable: bool,
+        /// The error's Display (no secrets by the house rules).
+        message: String,
+    },
+    Hang,
+}
+
+#[derive(Debug, Clone)]
+struct Call {
+    store: Store,
+    op: Op,
+    id: i64,
+    /// The seq written (writes) or read (reads; -1: not found).
+    seq: i64,
+    start: Instant,
+    end: Instant,
+    res: Res,
+    /// Reads: how long the returned value had been superseded by an
+    /// acknowledged write when the read started.
+    stale_for: Option<Duration>,
+}
+
+/// Acknowledged (seq, when) per row/document, in seq order.
+type Acks = HashMap<(Store, i64), Vec<(i64, Instant)>>;
+
+struct Shared {
+    t0: Instant,
+    stop: AtomicBool,
+    calls: Mutex<Vec<Call>>,
+    acks: Mutex<Acks>,
+    /// Recently acknowledged ids, for the readers.
+    recent: Mutex<Vec<(Store, i64)>>,
+    /// End of the last successful write per store (µs since t0).
+    last_ok: [AtomicU64; 2],
+}
+
+impl Shared {
+    fn record(&self, call: Call) {
+        if let (Res::Ok, Op::Insert | Op::Update) = (&call.res, call.op) {
+            self.acks
+                .lock()
+                .entry((call.store, call.id))
+                .or_default()
+                .push((call.seq, call.end));
+            let mut recent = self.recent.lock();
+            if recent.len() >= 512 {
+                let i = fastrand::usize(..recent.len());
+                recent[i] = (call.store, call.id);
+            } else {
+                recent.push((call.store, call.id));
+            }
+            let us = call.end.duration_since(self.t0).as_micros() as u64;
+            self.last_ok[call.store as usize].fetch_max(us, Ordering::Relaxed);
+        }
+        self.calls.lock().push(call);
+    }
+
+    fn last_ok(&self, store: Store) -> Instant {
+        self.t0 + Duration::from_micros(self.last_ok[store as usize].load(Ordering::Relaxed))
+    }
+}
+
+fn res_of<T>(r: Result<Result<T, Error>, tokio::time::error::Elapsed>) -> (Res, Option<T>) {
+    match r {
+        Ok(Ok(v)) => (Res::Ok, Some(v)),
+        Ok(Err(e)) => (
+            Res::Err {
+                kind: format!("{:?}", e.kind()),
+                outcome: outcome(&e),
+                retryable: e.is_retryable(),
+                message: e.to_string(),
+            },
+            None,
+        ),
+        Err(_) => (Res::Hang, None),
+    }
+}
+
+// ------------------------------------------------------------------ workers
+
+/// One writer: keeps up to 4 live rows (or documents) of its own; inserts
+/// new ones and updates live ones with the next seq. A row whose write
+/// failed is abandoned (its fate is checked at the end).
+async fn writer<E, F>(
+    w: i64,
+    store: Store,
+    repo: SharedRepository<E>,
+    make: F,
+    seq_of: fn(&E) -> (i64, i64),
+    shared: Arc<Shared>,
+) where
+    E: Entity<Id = i64>,
+    F: Fn(i64, i64, i64, i64) -> E + Send + Sync,
+{
+    let mut next = 0i64;
+    let mut live: Vec<(i64, i64, i64)> = Vec::new(); // id, seq, version
+    let pause = match store {
+        Store::Pg => Duration::from_millis(10),
+        Store::Mongo => Duration::from_millis(25),
+    };
+    while !shared.stop.load(Ordering::Relaxed) {
+        let insert = live.len() < 4 || fastrand::u8(..10) == 0;
+        let start = Instant::now();
+        let (op, id, seq, r) = if insert {
+            next += 1;
+            let id = w * 10_000_000 + next;
+            let r = tokio::time::timeout(HANG, repo.insert(&make(id, w, 1, 0))).await;
+            (Op::Insert, id, 1, r)
+        } else {
+            let i = fastrand::usize(..live.len());
+            let (id, seq, version) = live.swap_remove(i);
+            let r = tokio::time::timeout(HANG, repo.update(&make(id, w, seq + 1, version))).await;
+            (Op::Update, id, seq + 1, r)
+        };
+        let end = Instant::now();
+        let (res, stored) = res_of(r);
+        if let Some(stored) = stored {
+            let (s, v) = seq_of(&stored);
+            live.push((id, s, v));
+        }
+        shared.record(Call {
+            store,
+            op,
+            id,
+            seq,
+            start,
+            end,
+            res,
+            stale_for: None,
+        });
+        tokio::time::sleep(pause).await;
+    }
+}
+
+/// A reader on instance B: reads recently acknowledged rows/documents and
+/// measures how stale each answer is against A's acknowledged writes.
+async fn reader(rows: SharedRepository<Row>, docs: SharedRepository<Doc>, shared: Arc<Shared>) {
+    while !shared.stop.load(Ordering::Relaxed) {
+        let pick = {
+            let recent = shared.recent.lock();
+            (!recent.is_empty()).then(|| recent[fastrand::usize(..recent.len())])
+        };
+        let Some((store, id)) = pick else {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            continue;
+        };
+        let start = Instant::now();
+        let (res, seq) = match store {
+            Store::Pg => {
+                let (res, v) = res_of(tokio::time::timeout(HANG, rows.get(&id)).await);
+                (res, v.map(|o| o.map_or(-1, |r| r.seq)))
+            }
+            Store::Mongo => {
+                let (res, v) = res_of(tokio::time::timeout(HANG, docs.get(&id)).await);
+                (res, v.map(|o| o.map_or(-1, |d| d.seq)))
+            }
+        };
+        let end = Instant::now();
+        let stale_for = seq.and_then(|seq| {
+            let acks = shared.acks.lock();
+            acks.get(&(store, id))?
+                .iter()
+                .filter(|(s, at)| *s > seq && *at <= start)
+                .map(|(_, at)| start.duration_since(*at))
+                .max()
+        });
+        shared.record(Call {
+            store,
+            op: Op::Read,
+            id,
+            seq: seq.unwrap_or(-2),
+            start,
+            end,
+            res,
+            stale_for,
+        });
+        tokio::time::sleep(Duration::from_millis(3)).await;
+    }
+}
+
+// ------------------------------------------------------------------- phases
+
+struct Phase {
+    name: &'static str,
+    /// The store whose writes show recovery.
+    store: Store,
+    start: Instant,
+    /// When the server (or network) was back.
+    back: Option<Instant>,
+}
+
+fn yaml(pg: u16, redis: u16, mongo: u16, app: &str) -> String {
+    let t = TIMEOUT.as_millis();
+    let d = MAX_DELAY.as_millis();
+    let o = OPEN_FOR.as_millis();
+    let ttl = CACHE_TTL.as_secs();
+    format!(
+        r#"
+databases:
+  main:
+    kind: postgres
+    url: "postgres://postgres@127.0.0.1:{pg}/postgres"
+    schema: faults
+    pool: {{ max_connections: 16, acquire_timeout: 1s, application_name: {app} }}
+    timeout: {t}ms
+    retry: {{ max_attempts: {ATTEMPTS}, base_delay: 20ms, max_delay: {d}ms }}
+    breaker: {{ failure_threshold: 5, open_for: {o}ms }}
+  docs:
+    kind: mongo
+    url: "mongodb://127.0.0.1:{mongo}/?directConnection=true"
+    database: faults
+    timeout: {t}ms
+    retry: {{ max_attempts: {ATTEMPTS}, base_delay: 20ms, max_delay: {d}ms }}
+    breaker: {{ failure_threshold: 5, open_for: {o}ms }}
+  cache:
+    kind: redis
+    url: "redis://127.0.0.1:{redis}"
+cache:
+  default: {{ ttl: {ttl}s, negative_ttl: 10s, l2: cache }}
+"#
+    )
+}
+
+fn manager(yaml: &str) -> Persistence {
+    let config: PersistenceConfig = ConfigLoader::new()
+        .text("faults.yaml", yaml)
+        .env(Vec::new())
+        .load()
+        .expect("fault suite config");
+    Persistence::new(config).expect("manager")
+}
+
+/// Start the servers; `None` (SKIPPED) when one is missing outside CI.
+fn servers() -> Option<(LocalPg, LocalRedis, LocalMongo)> {
+    let started = (|| -> Result<_, Missing> {
+        let pg = LocalPg::start()?;
+        let redis = LocalRedis::start()?;
+        let mongo = LocalMongo::start()?;
+        Ok((pg, redis, mongo))
+    })();
+    or_skip("fault suite", started)
+}
+
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    tokio::task::block_in_place(f)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn fault_suite() {
+    let suite_start = Instant::now();
+    let Some((pg, mut redis, mut mongo)) = blocking(servers) else {
+        return;
+    };
+    let pg_proxy = Proxy::start(([127, 0, 0, 1], pg.port()).into())
+        .await
+        .expect("pg proxy");
+    let redis_proxy = Proxy::start(([127, 0, 0, 1], redis.port()).into())
+        .await
+        .expect("redis proxy");
+    let mongo_proxy = Proxy::start(([127, 0, 0, 1], mongo.port()).into())
+        .await
+        .expect("mongo proxy");
+    let (pp, rp, mp) = (pg_proxy.port(), redis_proxy.port(), mongo_proxy.port());
+    let a = manager(&yaml(pp, rp, mp, "faults_a"));
+    let b = manager(&yaml(pp, rp, mp, "faults_b"));
+    let a_rows = a.repo::<Row>().await.expect("rows on A (schema ensured)");
+    let a_docs = a.repo_in::<Doc>("docs").await.expect("docs on A");
+    let b_rows = b.repo::<Row>().await.expect("rows on B");
+    let b_docs = b.repo_in::<Doc>("docs").await.expect("docs on B");
+
+    // Every committed row version, recorded by PostgreSQL itself.
+    blocking(|| {
+        pg.psql(
+            "CREATE TABLE faults.history (id bigint NOT NULL, seq bigint NOT NULL, \
+               version bigint NOT NULL, op text NOT NULL);
+             CREATE FUNCTION faults.record() RETURNS trigger LANGUAGE plpgsql AS $$
+               BEGIN INSERT INTO faults.history VALUES (NEW.id, NEW.seq, NEW.version, TG_OP);
+               RETURN NEW; END $$;
+             CREATE TRIGGER record AFTER INSERT OR UPDATE ON faults.fault_rows
+               FOR EACH ROW EXECUTE FUNCTION faults.record();",
+        )
+    });
+
+    let shared = Arc::new(Shared {
+        t0: Instant::now(),
+        stop: AtomicBool::new(false),
+        calls: Mutex::new(Vec::new()),
+        acks: Mutex::new(HashMap::new()),
+        recent: Mutex::new(Vec::new()),
+        last_ok: [AtomicU64::new(0), AtomicU64::new(0)],
+    });
+    let mut tasks = Vec::new();
+    for w in 0..16i64 {
+        let shared = shared.clone();
+        if w < 12 {
+            let repo = a_rows.clone();
+            tasks.push(tokio::spawn(writer(
+                w,
+                Store::Pg,
+                repo,
+                |id, writer, seq, version| Row {
+                    id,
+                    writer,
+                    seq,
+                    version,
+                },
+                |r: &Row| (r.seq, r.version),
+                shared,
+            )));
+        } else {
+            let repo = a_docs.clone();
+            tasks.push(tokio::spawn(writer(
+                w,
+                Store::Mongo,
+                repo,
+                |id, writer, seq, version| Doc {
+                    id,
+                    writer,
+                    seq,
+                    version,
+                },
+                |d: &Doc| (d.seq, d.version),
+                shared,
+            )));
+        }
+    }
+    for _ in 0..2 {
+        tasks.push(tokio::spawn(reader(
+            b_rows.clone(),
+            b_docs.clone(),
+            shared.clone(),
+        )));
+    }
+
+    // ---------------------------------------------------------- the faults
+    let mut phases: Vec<Phase> = Vec::new();
+    let sleep = |d: Duration| tokio::time::sleep(d);
+    macro_rules! phase {
+        ($name:expr, $store:expr, $fault:block) => {{
+            let start = Instant::now();
+            phases.push(Phase {
+                name: $name,
+                store: $store,
+                start,
+                back: None,
+            });
+            $fault;
+            let back = Instant::now();
+            if let Some(p) = phases.last_mut() {
+                p.back = Some(back);
+            }
+            // Wait for the first successful write after the server is back
+            // (bounded), then let readers see the settled state.
+            let limit = back + Duration::from_secs(20);
+            while shared.last_ok($store) < back && Instant::now() < limit {
+                sleep(Duration::from_millis(20)).await;
+            }
+            sleep(Duration::from_secs(3)).await;
+        }};
+    }
+
+    phase!("no fault (baseline)", Store::Pg, {
+        sleep(Duration::from_secs(3)).await;
+    });
+    phase!("pg: pg_ctl restart", Store::Pg, {
+        blocking(|| pg.restart());
+    });
+    phase!("pg: kill -9, start", Store::Pg, {
+        blocking(|| pg.kill9());
+        sleep(Duration::from_secs(1)).await;
+        blocking(|| pg.start_server());
+    });
+    phase!("pg: SIGSTOP 3s", Store::Pg, {
+        blocking(|| pg.pause());
+        sleep(Duration::from_secs(3)).await;
+        blocking(|| pg.resume());
+    });
+    phase!("pg: proxy stall 3s", Store::Pg, {
+        pg_proxy.set(Mode::Stall);
+        sleep(Duration::from_secs(3)).await;
+        pg_proxy.set(Mode::Pass);
+    });
+    phase!("pg: proxy drop 1.5s", Store::Pg, {
+        pg_proxy.set(Mode::Drop);
+        sleep(Duration::from_millis(1500)).await;
+        pg_proxy.set(Mode::Pass);
+    });
+    phase!("pg: close-on-accept 1.5s", Store::Pg, {
+        pg_proxy.set(Mode::CloseOnAccept);
+        pg_proxy.reset_all();
+        sleep(Duration::from_millis(1500)).await;
+        pg_proxy.set(Mode::Pass);
+    });
+    phase!("redis: kill -9, start", Store::Pg, {
+        blocking(|| redis.kill9());
+        sleep(Duration::from_secs(2)).await;
+        blocking(|| redis.start_server());
+    });
+    phase!("redis: SIGSTOP 3s", Store::Pg, {
+        blocking(|| redis.pause());
+        sleep(Duration::from_secs(3)).await;
+        blocking(|| redis.resume());
+    });
+    phase!("mongo: kill -9, start", Store::Mongo, {
+        blocking(|| mongo.kill9());
+        sleep(Duration::from_secs(1)).await;
+        blocking(|| mongo.start_server());
+    });
+    let end = Instant::now();
+
+    shared.stop.store(true, Ordering::Relaxed);
+    let mut panics = Vec::new();
+    for t in tasks {
+        if let Err(e) = tokio::time::timeout(HANG * 2, t)
+            .await
+            .unwrap_or_else(|_| panic!("a worker did not stop within {:?}", HANG * 2))
+        {
+            panics.push(e.to_string());
+        }
+    }
+
+    // ------------------------------------------------------ the ground truth
+    let history: HashMap<(i64, i64), u32> =
+        blocking(|| pg.psql("SELECT id, seq FROM faults.history"))
+            .lines()
+            .filter_map(parse_pair)
+            .fold(HashMap::new(), |mut m, k| {
+                *m.entry(k).or_insert(0) += 1;
+                m
+            });
+    let final_rows: HashMap<i64, i64> =
+        blocking(|| pg.psql("SELECT id, seq FROM faults.fault_rows"))
+            .lines()
+            .filter_map(parse_pair)
+            .collect();
+    // MongoDB: straight to the server, no cache, no proxy.
+    let direct = manager(&format!(
+        r#"
+databases:
+  docs:
+    kind: mongo
+    url: "mongodb://127.0.0.1:{}/?directConnection=true"
+    database: faults
+    timeout: 30s
+cache: {{ default: {{ disabled: true }} }}
+"#,
+        mongo.port()
+    ));
+    let final_docs: HashMap<i64, i64> = direct
+        .repo_in::<Doc>("docs")
+        .await
+        .expect("docs, direct")
+        .find(&Query::all())
+        .await
+        .expect("all documents")
+        .into_iter()
+        .map(|d| (d.id, d.seq))
+        .collect();
+
+    let calls = std::mem::take(&mut *shared.calls.lock());
+    let report = Report::build(&phases, end, &calls, &history, &final_rows, &final_docs);
+    println!("{}", report.table);
+    println!(
+        "fault suite: {} calls, {:.0} s in all",
+        calls.len(),
+        suite_start.elapsed().as_secs_f64()
+    );
+    println!(
+        "errors: {} write errors whose write was applied were conflicts (a retry that met itself)",
+        report.false_conflicts
+    );
+    println!(
+        "errors: {} write errors said retryable although the write was applied",
+        report.retryable_applied
+    );
+    for (_, e) in &report.examples {
+        println!("error: {e}");
+    }
+    for (what, why) in NOT_YET_ASSERTED {
+        println!("NOT YET ASSERTED ({what}): {why}");
+    }
+
+    a.shutdown().await;
+    b.shutdown().await;
+    direct.shutdown().await;
+
+    // ----------------------------------------------------------- assertions
+    let mut failures = Vec::new();
+    if !panics.is_empty() {
+        failures.push(format!("worker panics: {panics:?}"));
+    }
+    if report.hangs > 0 {
+        failures.push(format!("{} calls hung for {HANG:?}", report.hangs));
+    }
+    if report.pg_lost > 0 {
+        failures.push(format!(
+            "{} acknowledged PostgreSQL writes lost: {:?}",
+            report.pg_lost, report.lost_examples
+        ));
+    }
+    if report.mongo_lost > 0 && asserted("mongo_lost") {
+        failures.push(format!(
+            "{} acknowledged MongoDB writes lost",
+            report.mongo_lost
+        ));
+    }
+    if report.duplicates > 0 {
+        failures.push(format!(
+            "{} writes applied more than once",
+            report.duplicates
+        ));
+    }
+    if report.not_applied_but_applied > 0 && asserted("not_applied") {
+        failures.push(format!(
+            "{} errors said NotApplied but the write was applied",
+            report.not_applied_but_applied
+        ));
+    }
+    if report.retryable_applied > 0 && asserted("retryable_applied") {
+        failures.push(format!(
+            "{} write errors said retryable although the write was applied",
+            report.retryable_applied
+        ));
+    }
+    if report.false_conflicts > 0 && asserted("false_conflicts") {
+        failures.push(format!(
+            "{} writes failed with a conflict although they were applied",
+            report.false_conflicts
+        ));
+    }
+    if report.stale_beyond > 0 && asserted("stale") {
+        failures.push(format!(
+            "{} reads on B staler than {STALE_BOUND:?} (max {:?})",
+            report.stale_beyond, report.max_stale
+        ));
+    }
+    if report.max_latency > call_bound() {
+        failures.push(format!(
+            "a call took {:?}, more than its bound {:?}: {}",
+            report.max_latency,
+            call_bound(),
+            report.slowest
+        ));
+    }
+    for (name, rec) in &report.recovery {
+        match rec {
+            Some(r) if *r <= RECOVERY_BOUND => {}
+            Some(r) => failures.push(format!(
+                "{name}: first successful write {r:?} after the server was back (bound {RECOVERY_BOUND:?})"
+            )),
+            None => failures.push(format!("{name}: no successful write after the server was back")),
+        }
+    }
+    if report.examples.iter().any(|(what, _)| asserted(what)) {
+        failures.extend(report.examples.iter().map(|(_, e)| e.clone()));
+    }
+    assert!(
+        failures.is_empty(),
+        "fault suite failed:\n{}",
+        failures.join("\n")
+    );
+}
+
+fn parse_pair(line: &str) -> Option<(i64, i64)> {
+    let (a, b) = line.split_once('|')?;
+    Some((a.trim().parse().ok()?, b.trim().parse().ok()?))
+}
+
+// ------------------------------------------------------------------- report
+
+#[derive(Default)]
+struct PhaseStats {
+    acked: u64,
+    lost: u64,
+    unknown: u64,
+    unknown_applied: u64,
+    not_applied: u64,
+    errors: u64,
+    reads: u64,
+    stale_beyond: u64,
+    max_stale: Duration,
+    max_latency: Duration,
+}
+
+struct Report {
+    table: String,
+    pg_lost: u64,
+    mongo_lost: u64,
+    lost_examples: Vec<(i64, i64)>,
+    duplicates: u64,
+    not_applied_but_applied: u64,
+    stale_beyond: u64,
+    max_stale: Duration,
+    max_latency: Duration,
+    slowest: String,
+    hangs: u64,
+    /// Conflict errors on writes that were in fact applied (a retried
+    /// write that met itself).
+    false_conflicts: u64,
+    /// Write errors that said "retryable" although the write was applied
+    /// (retrying an insert or update on that flag duplicates it).
+    retryable_applied: u64,
+    /// Offending errors, for the failure message.
+    examples: Vec<(&'static str, String)>,
+    recovery: Vec<(&'static str, Option<Duration>)>,
+}
+
+impl Report {
+    fn build(
+        phases: &[Phase],
+        end: Instant,
+        calls: &[Call],
+        history: &HashMap<(i64, i64), u32>,
+        final_rows: &HashMap<i64, i64>,
+        final_docs: &HashMap<i64, i64>,
+    ) -> Report {
+        // Highest acknowledged seq per id: the final state must have at least it.
+        let mut max_acked: HashMap<(Store, i64), i64> = HashMap::new();
+        for c in calls {
+            if matches!(c.res, Res::Ok) && c.op != Op::Read {
+                let e = max_acked.entry((c.store, c.id)).or_insert(0);
+                *e = (*e).max(c.seq);
+            }
+        }
+        let applied = |c: &Call| -> bool {
+            match c.store {
+                Store::Pg => history.contains_key(&(c.id, c.seq)),
+                // Documents keep no history: applied iff the stored seq reached it.
+                Store::Mongo => final_docs.get(&c.id).is_some_and(|s| *s >= c.seq),
+            }
+        };
+        let phase_of =
+            |t: Instant| -> usize { phases.iter().rposition(|p| p.start <= t).unwrap_or(0) };
+        let mut rows: Vec<PhaseStats> = phases.iter().map(|_| PhaseStats::default()).collect();
+        let mut r = Report {
+            table: String::new(),
+            pg_lost: 0,
+            mongo_lost: 0,
+            lost_examples: Vec::new(),
+            duplicates: history.values().filter(|n| **n > 1).count() as u64,
+            not_applied_but_applied: 0,
+            stale_beyond: 0,
+            max_stale: Duration::ZERO,
+            max_latency: Duration::ZERO,
+            slowest: String::new(),
+            hangs: 0,
+            false_conflicts: 0,
+            retryable_applied: 0,
+            examples: Vec::new(),
+            recovery: Vec::new(),
+        };
+        for c in calls.iter().filter(|c| c.start < end) {
+            let row = &mut rows[phase_of(c.start)];
+            let latency = c.end.duration_since(c.start);
+            if latency > row.max_latency {
+                row.max_latency = latency;
+            }
+            if latency > r.max_latency {
+                r.max_latency = latency;
+                r.slowest = format!("{:?} {:?} id {} ({:?})", c.store, c.op, c.id, c.res);
+            }
+            match (&c.res, c.op) {
+                (Res::Hang, _) => r.hangs += 1,
+                (Res::Ok, Op::Read) => {
+                    row.reads += 1;
+                    if let Some(s) = c.stale_for {
+                        row.max_stale = row.max_stale.max(s);
+                        r.max_stale = r.max_stale.max(s);
+                        if s > STALE_BOUND {
+                            row.stale_beyond += 1;
+                            r.stale_beyond += 1;
+                        }
+                    }
+                }
+                (Res::Err { .. }, Op::Read) => {}
+                (Res::Ok, _) => {
+                    row.acked += 1;
+                    let lost = match c.store {
+                        Store::Pg => {
+                            !history.contains_key(&(c.id, c.seq))
+                                || final_rows.get(&c.id).is_none_or(|s| *s < c.seq)
+                        }
+                        // Documents keep no history: the last acknowledged
+                        // seq of each must be stored.
+                        Store::Mongo => {
+                            max_acked.get(&(c.store, c.id)) == Some(&c.seq)
+                                && final_docs.get(&c.id).is_none_or(|s| *s < c.seq)
+                        }
+                    };
+                    if lost {
+                        row.lost += 1;
+                        match c.store {
+                            Store::Pg => {
+                                r.pg_lost += 1;
+                                if r.lost_examples.len() < 5 {
+                                    r.lost_examples.push((c.id, c.seq));
+                                }
+                            }
+                            Store::Mongo => r.mongo_lost += 1,
+                        }
+                    }
+                }
+                (
+                    Res::Err {
+                        outcome,
+                        kind,
+                        retryable,
+                        message,
+                    },
+                    _,
+                ) => {
+                    row.errors += 1;
+                    let was_applied = applied(c);
+                    let example = || {
+                        format!(
+                            "[{}] {:?} {:?} id {} seq {}: {message}",
+                            phases[phase_of(c.start)].name,
+                            c.store,
+                            c.op,
+                            c.id,
+                            c.seq
+                        )
+                    };
+                    if was_applied && *retryable {
+                        r.retryable_applied += 1;
+                        if r.examples.len() < 10 {
+                            r.examples.push((
+                                "retryable_applied",
+                                format!("retryable but applied: {}", example()),
+                            ));
+                        }
+                    }
+                    if was_applied && kind.starts_with("Conflict") {
+                        r.false_conflicts += 1;
+                    }
+                    match outcome {
+                        Outcome::Unknown => {
+                            row.unknown += 1;
+                            row.unknown_applied += u64::from(was_applied);
+                        }
+                        Outcome::NotApplied => {
+                            row.not_applied += 1;
+                            if was_applied {
+                                r.not_applied_but_applied += 1;
+                                if r.examples.len() < 10 {
+                                    r.examples.push((
+                                        "not_applied",
+                                        format!("NotApplied but applied: {}", example()),
+                                    ));
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let mut t = String::new();
+        let _ = writeln!(
+            t,
+            "\n{:<26} {:>6} {:>5} {:>8} {:>9} {:>7} {:>11} {:>9} {:>9} {:>9}",
+            "fault",
+            "acked",
+            "lost",
+            "errors",
+            "unknown",
+            "(appl.)",
+            "stale>bound",
+            "max stale",
+            "recovery",
+            "max lat."
+        );
+        for (i, p) in phases.iter().enumerate() {
+            let row = &rows[i];
+            let next = phases.get(i + 1).map_or(end, |n| n.start);
+            let recovery = p.back.and_then(|back| {
+                calls
+                    .iter()
+                    .filter(|c| {
+                        c.store == p.store
+                            && c.op != Op::Read
+                            && matches!(c.res, Res::Ok)
+                            && c.end >= back
+                            && c.end < next
+                    })
+                    .map(|c| c.end.duration_since(back))
+                    .min()
+            });
+            if i > 0 {
+                r.recovery.push((p.name, recovery));
+            }
+            let _ = writeln!(
+                t,
+                "{:<26} {:>6} {:>5} {:>8} {:>9} {:>7} {:>11} {:>9} {:>9} {:>9}",
+                p.name,
+                row.acked,
+                row.lost,
+                row.errors,
+                row.unknown,
+                row.unknown_applied,
+                row.stale_beyond,
+                ms(row.max_stale),
+                if i == 0 {
+                    "-".to_string()
+                } else {
+                    recovery.map_or("none".to_string(), ms)
+                },
+                ms(row.max_latency)
+            );
+        }
+        r.table = t;
+        r
+    }
+}
+
+fn ms(d: Duration) -> String {
+    format!("{} ms", d.as_millis())
+}
