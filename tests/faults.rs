@@ -36,7 +36,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use lock::Mutex;
+use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 use persistence::config::{ConfigLoader, PersistenceConfig};
+use persistence::layer::metric_names;
 use persistence::{
     DynRepository, Entity, Error, Persistence, Query, SharedRepository, WriteOutcome,
 };
@@ -354,6 +356,36 @@ struct Phase {
     start: Instant,
     /// When the server (or network) was back.
     back: Option<Instant>,
+    /// Writes of unknown outcome the library resolved before this phase
+    /// began: (applied, not applied).
+    resolved_before: (u64, u64),
+}
+
+/// Writes of unknown outcome the retry layer resolved so far, from its
+/// `persistence_write_resolutions_total` counter: (found applied, found not
+/// applied and repeated). Such writes return `Ok` to the caller, so only the
+/// counter tells them apart.
+fn resolutions(snap: &Snapshotter) -> (u64, u64) {
+    let mut out = (0, 0);
+    for (key, _, _, value) in snap.snapshot().into_vec() {
+        if key.key().name() != metric_names::WRITE_RESOLUTIONS {
+            continue;
+        }
+        let DebugValue::Counter(n) = value else {
+            continue;
+        };
+        match key
+            .key()
+            .labels()
+            .find(|l| l.key() == metric_names::LABEL_RESULT)
+            .map(|l| l.value())
+        {
+            Some("applied") => out.0 += n,
+            Some("not_applied") => out.1 += n,
+            _ => {}
+        }
+    }
+    out
 }
 
 fn yaml(pg: u16, redis: u16, mongo: u16, app: &str) -> String {
@@ -415,6 +447,11 @@ fn blocking<T>(f: impl FnOnce() -> T) -> T {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn fault_suite() {
     let suite_start = Instant::now();
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    recorder
+        .install()
+        .expect("the fault suite installs the only metrics recorder of its process");
     let Some((pg, mut redis, mut mongo)) = blocking(servers) else {
         return;
     };
@@ -510,6 +547,7 @@ async fn fault_suite() {
                 store: $store,
                 start,
                 back: None,
+                resolved_before: resolutions(&snapshotter),
             });
             $fault;
             let back = Instant::now();
@@ -625,7 +663,15 @@ cache: {{ default: {{ disabled: true }} }}
         .collect();
 
     let calls = std::mem::take(&mut *shared.calls.lock());
-    let report = Report::build(&phases, end, &calls, &history, &final_rows, &final_docs);
+    let resolved_at_end = resolutions(&snapshotter);
+    let report = Report::build(
+        &phases,
+        (end, resolved_at_end),
+        &calls,
+        &history,
+        &final_rows,
+        &final_docs,
+    );
     println!("{}", report.table);
     println!(
         "fault suite: {} calls, {:.0} s in all",
@@ -775,7 +821,7 @@ struct Report {
 impl Report {
     fn build(
         phases: &[Phase],
-        end: Instant,
+        (end, resolved_at_end): (Instant, (u64, u64)),
         calls: &[Call],
         history: &HashMap<(i64, i64), u32>,
         final_rows: &HashMap<i64, i64>,
@@ -924,13 +970,14 @@ impl Report {
         let mut t = String::new();
         let _ = writeln!(
             t,
-            "\n{:<26} {:>6} {:>5} {:>8} {:>9} {:>7} {:>11} {:>9} {:>9} {:>9}",
+            "\n{:<26} {:>6} {:>5} {:>8} {:>9} {:>7} {:>9} {:>11} {:>9} {:>9} {:>9}",
             "fault",
             "acked",
             "lost",
             "errors",
             "unknown",
             "(appl.)",
+            "resolved",
             "stale>bound",
             "max stale",
             "recovery",
@@ -939,6 +986,14 @@ impl Report {
         for (i, p) in phases.iter().enumerate() {
             let row = &rows[i];
             let next = phases.get(i + 1).map_or(end, |n| n.start);
+            let resolved_next = phases
+                .get(i + 1)
+                .map_or(resolved_at_end, |n| n.resolved_before);
+            let resolved = format!(
+                "{}/{}",
+                resolved_next.0 - p.resolved_before.0,
+                resolved_next.1 - p.resolved_before.1
+            );
             let recovery = p.back.and_then(|back| {
                 calls
                     .iter()
@@ -957,13 +1012,14 @@ impl Report {
             }
             let _ = writeln!(
                 t,
-                "{:<26} {:>6} {:>5} {:>8} {:>9} {:>7} {:>11} {:>9} {:>9} {:>9}",
+                "{:<26} {:>6} {:>5} {:>8} {:>9} {:>7} {:>9} {:>11} {:>9} {:>9} {:>9}",
                 p.name,
                 row.acked,
                 row.lost,
                 row.errors,
                 row.unknown,
                 row.unknown_applied,
+                resolved,
                 row.stale_beyond,
                 ms(row.max_stale),
                 if i == 0 {

@@ -160,6 +160,33 @@ impl fmt::Display for WriteOutcome {
     }
 }
 
+/// Where a backend operation was when it failed, which decides whether a
+/// write may have taken effect (see [`WriteOutcome`]). Backends classify each
+/// driver error into a stage; the rule from stage to outcome lives here once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Stage {
+    /// Nothing reached a server: connecting, acquiring a pooled connection,
+    /// building the statement or command.
+    NotSent,
+    /// The server answered with an error: the operation was not applied.
+    Rejected,
+    /// The connection broke or the operation was interrupted while in
+    /// flight, or the server could not confirm it: it may have been applied.
+    InFlight,
+}
+
+impl Stage {
+    /// The outcome of an operation that failed at this stage: unknown only
+    /// when it was in flight and `may_write` (reads never change anything).
+    pub fn outcome(self, may_write: bool) -> WriteOutcome {
+        match self {
+            Stage::InFlight if may_write => WriteOutcome::Unknown,
+            _ => WriteOutcome::NotApplied,
+        }
+    }
+}
+
 type Source = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// The framework's error: a kind, a message, context and an optional source.

@@ -30,7 +30,8 @@ use mongodb::error::{
     Error as DriverError, ErrorKind as DriverKind, TRANSIENT_TRANSACTION_ERROR,
     UNKNOWN_TRANSACTION_COMMIT_RESULT, WriteFailure,
 };
-use persistence_core::{EntityMeta, Error, WriteOutcome};
+use persistence_core::error::Stage;
+use persistence_core::{EntityMeta, Error};
 
 /// Duplicate key.
 pub const DUPLICATE_KEY: i32 = 11000;
@@ -117,30 +118,6 @@ pub fn code_name(code: i32) -> Option<&'static str> {
         13436 => "NotPrimaryOrSecondary",
         _ => return None,
     })
-}
-
-/// Where an operation was when it failed, which decides whether a write may
-/// have taken effect.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Stage {
-    /// Nothing reached a server.
-    NotSent,
-    /// The server refused the operation: it was not applied.
-    Rejected,
-    /// The connection broke mid-operation, the operation was interrupted,
-    /// or the write was applied but not confirmed: the outcome is unknown.
-    InFlight,
-}
-
-impl Stage {
-    /// The outcome of operation `op` that failed at this stage: unknown
-    /// only when the operation was in flight and may write.
-    pub(crate) fn outcome(self, op: Option<&str>) -> WriteOutcome {
-        match self {
-            Stage::InFlight if may_write(op) => WriteOutcome::Unknown,
-            _ => WriteOutcome::NotApplied,
-        }
-    }
 }
 
 /// Whether operation `op` may change the store: the repository's writes, a
@@ -255,7 +232,7 @@ fn code_label(code: i32, name: Option<&str>) -> String {
 pub fn map(e: DriverError, meta: &EntityMeta) -> Error {
     let (err, stage) = classify(&e, Some(meta));
     err.with_entity(meta.name)
-        .with_outcome(stage.outcome(None))
+        .with_outcome(stage.outcome(may_write(None)))
         .with_source(e)
 }
 
@@ -263,14 +240,15 @@ pub fn map(e: DriverError, meta: &EntityMeta) -> Error {
 pub fn map_in(e: DriverError, meta: &EntityMeta, op: &'static str) -> Error {
     let (err, stage) = classify(&e, Some(meta));
     err.in_context(meta.name, op)
-        .with_outcome(stage.outcome(Some(op)))
+        .with_outcome(stage.outcome(may_write(Some(op))))
         .with_source(e)
 }
 
 /// Map a driver error that is not about one entity (connect, admin commands).
 pub fn map_plain(e: DriverError) -> Error {
     let (err, stage) = classify(&e, None);
-    err.with_outcome(stage.outcome(None)).with_source(e)
+    err.with_outcome(stage.outcome(may_write(None)))
+        .with_source(e)
 }
 
 /// Map an error of connecting with `url` (parsing the URL, building the
@@ -473,6 +451,7 @@ mod tests {
 
     use bson::doc;
     use mongodb::error::{CommandError, WriteConcernError, WriteError};
+    use persistence_core::WriteOutcome;
     use persistence_core::{ConflictKind, Entity as _, ErrorKind as K};
 
     use super::*;

@@ -32,7 +32,8 @@
 
 use std::sync::{Arc, OnceLock};
 
-use persistence_core::{EntityMeta, Error, ErrorKind, Record, Value, WriteOutcome};
+use persistence_core::error::Stage;
+use persistence_core::{EntityMeta, Error, ErrorKind, Record, Value};
 use sea_orm::sqlx;
 use sea_orm::{
     ConnAcquireErr, ConnectionTrait as _, DatabaseConnection, DbBackend, DbErr, RuntimeErr,
@@ -87,32 +88,6 @@ impl ConstraintNames {
     }
 }
 
-/// Where a statement was when it failed, which decides whether a write may
-/// have taken effect.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Stage {
-    /// Nothing reached the server: connecting, acquiring a pooled
-    /// connection, building the statement.
-    NotSent,
-    /// The server answered with an error: the statement (and its implicit
-    /// transaction) was rolled back.
-    Rejected,
-    /// The connection failed while the statement was in flight, or the
-    /// server says it cannot tell: the write may or may not have been applied.
-    InFlight,
-}
-
-impl Stage {
-    /// The outcome of operation `op` that failed at this stage: unknown
-    /// only when a statement was in flight and the operation may write.
-    pub(crate) fn outcome(self, op: Option<&str>) -> WriteOutcome {
-        match self {
-            Stage::InFlight if may_write(op) => WriteOutcome::Unknown,
-            _ => WriteOutcome::NotApplied,
-        }
-    }
-}
-
 /// Whether operation `op` may change the store: the repository's writes,
 /// a commit, DDL, bulk loads, and any operation not known to only read.
 pub(crate) fn may_write(op: Option<&str>) -> bool {
@@ -149,7 +124,8 @@ pub(crate) fn map_db_err(err: DbErr, names: &ConstraintNames) -> Error {
 /// Map a sea-orm error with what the repository knows about the call.
 pub(crate) fn map_db_err_with(err: DbErr, names: &ConstraintNames, hints: Hints<'_>) -> Error {
     let (e, stage) = classify(&err, names, hints);
-    e.with_outcome(stage.outcome(hints.op)).with_source(err)
+    e.with_outcome(stage.outcome(may_write(hints.op)))
+        .with_source(err)
 }
 
 /// Map an error of connecting with `url`. The driver's text may echo the
@@ -178,7 +154,7 @@ pub(crate) fn map_db_err_at_row(err: DbErr, names: &ConstraintNames, row: usize)
     let (e, stage) = classify(&err, names, Hints::default());
     let message = format!("row {row}: {}", e.message());
     e.with_message(message)
-        .with_outcome(stage.outcome(None))
+        .with_outcome(stage.outcome(may_write(None)))
         .with_source(err)
 }
 

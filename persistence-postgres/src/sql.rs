@@ -317,6 +317,12 @@ const SQLITE_KIND_CASE: &str = "WHEN 'integer' THEN 1 WHEN 'real' THEN 1 WHEN 't
 
 /// Append a JSON scalar. Non-finite floats (which JSON lacks) become numbers
 /// SQLite reads as infinities, or `null` for NaN (NaN matches unspecified).
+/// Up to this many values, a SQLite `IN` on a float column binds one
+/// parameter per value, so each compares exactly; a longer list is one JSON
+/// parameter, whose numbers SQLite's JSON reader parses (for extreme
+/// magnitudes, possibly one ulp off the value a parameter would carry).
+const SQLITE_EXACT_FLOAT_LIST: usize = 1_000;
+
 fn push_json_scalar(out: &mut String, v: &Value) {
     match v {
         Value::F64(x) if x.is_nan() => out.push_str("null"),
@@ -757,8 +763,14 @@ impl Translator<'_> {
             return Ok(());
         }
         let f = self.field(path);
-        if f.ty == FieldType::Scalar(ScalarType::Bytes) {
-            // JSON cannot carry blobs: one parameter per value.
+        let float = matches!(f.ty, FieldType::Scalar(ScalarType::F32 | ScalarType::F64));
+        if f.ty == FieldType::Scalar(ScalarType::Bytes)
+            || (float && values.len() <= SQLITE_EXACT_FLOAT_LIST)
+        {
+            // JSON cannot carry blobs, and SQLite's JSON reader may round a
+            // float of extreme magnitude (1e-300) one ulp off the exactly
+            // bound column value: one parameter per value. Longer float
+            // lists go through json_each (see SQLITE_EXACT_FLOAT_LIST).
             sql.push("(").ident(f.name).push(" IN (");
             for (i, v) in values.iter().enumerate() {
                 if i > 0 {
