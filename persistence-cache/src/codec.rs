@@ -12,7 +12,7 @@
 //! enums, `serde_json::Value` fields, `skip_serializing_if`...). We therefore
 //! never hand the entity to postcard directly: the entity is first taken
 //! apart into the core's [`Record`] (the same path every backend uses), and
-//! the record's [`Value`]s are encoded through the closed [`Wire`] enum below,
+//! the record's [`Value`]s are encoded through the closed `Wire` enum below,
 //! which postcard handles fully. Decoding rebuilds the record and calls
 //! [`Record::into_entity`]. Timestamps keep nanoseconds, floats keep NaN,
 //! infinities and the sign of zero.
@@ -29,7 +29,7 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-/// The current format byte; bump when [`Wire`] or [`Body`] change incompatibly.
+/// The current format byte; bump when `Wire` or `Body` change incompatibly.
 pub const FORMAT: u8 = 1;
 
 /// A closed mirror of [`Value`] that postcard can encode and decode.

@@ -109,7 +109,7 @@ fn entry<T>(map: &RwLock<HashMap<Key, Arc<T>>>, key: &Key, new: impl FnOnce() ->
 }
 
 /// The dashboard's recorder. Cheap to clone (one shared registry); install
-/// it with [`Aggregator::install`] or fan it out with your own recorder.
+/// it with [`Aggregator::global`] or fan it out with your own recorder.
 #[derive(Debug, Clone, Default)]
 pub struct Aggregator {
     registry: Arc<Registry>,

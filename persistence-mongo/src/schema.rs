@@ -55,7 +55,7 @@
 //! ## Ownership: only collections the library created are changed
 //!
 //! Each database has a marker collection
-//! ([`MARKER_COLLECTION`](persistence_core::names::MARKER_COLLECTION),
+//! ([`MARKER_COLLECTION`],
 //! `persistence_managed`): `{_id: "collection:<name>"}` for every collection
 //! the library created, and `{_id: "database"}` when the library created
 //! the database (its first collection went into an empty database). With

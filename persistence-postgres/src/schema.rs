@@ -26,7 +26,7 @@
 //!   tables the library created.
 //!
 //! `ensure_schema` then follows the repository's
-//! [`SchemaPolicy`](persistence_core::names::SchemaPolicy):
+//! [`SchemaPolicy`]:
 //!
 //! * **`Managed`** (the default): a missing table is created (with its
 //!   constraints and indexes) and marked; a marked table gets missing
