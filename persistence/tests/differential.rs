@@ -5,7 +5,7 @@
 //! limit/offset), `count` and whole keyset walks through `page()`.
 //!
 //! The seed is fixed (printed; override with `DIFFERENTIAL_SEED=<u64>`), the
-//! number of cases is 120 (more on demand with `PROPTEST_CASES=<n>`); each
+//! number of cases is 240 (more on demand with `PROPTEST_CASES=<n>`); each
 //! case inserts one dataset per backend and runs several queries and walks
 //! on it, so the slow MongoDB server sees one batch insert per case.
 //! Failing cases are shrunk and their seeds saved in
@@ -464,7 +464,7 @@ fn diff<T: std::fmt::Debug>(backend: &str, what: &str, q: &Query, want: &T, got:
 }
 
 const DEFAULT_SEED: u64 = 0x5eed_d1ff_2026_0013;
-const DEFAULT_CASES: u32 = 120;
+const DEFAULT_CASES: u32 = 240;
 
 #[test]
 fn backends_agree_with_memory() {
