@@ -441,10 +441,72 @@ impl Drop for Daemon {
 
 // ----------------------------------------------------------------------- Redis
 
-/// A redis-server of its own (nothing kept on disk).
-pub struct LocalRedis {
+/// A server process of its own with its temp dir: what [`LocalRedis`] and
+/// [`LocalMongo`] share (they deref to it). Dropping it resumes, kills and
+/// deletes it, also on panic.
+pub struct LocalServer {
     daemon: Daemon,
     dir: PathBuf,
+    /// How long a start may take before it is a failure.
+    ready: Duration,
+}
+
+impl LocalServer {
+    fn started(daemon: Daemon, dir: PathBuf, ready: Duration) -> LocalServer {
+        let mut server = LocalServer { daemon, dir, ready };
+        server.start_server();
+        server
+    }
+
+    /// The server's own port.
+    pub fn port(&self) -> u16 {
+        self.daemon.port
+    }
+
+    /// Start (again, on the same data dir) and wait until it listens.
+    pub fn start_server(&mut self) {
+        self.daemon.spawn();
+        self.daemon.wait_ready(self.ready);
+    }
+
+    /// SIGKILL.
+    pub fn kill9(&mut self) {
+        self.daemon.kill9();
+    }
+
+    /// SIGSTOP.
+    pub fn pause(&self) {
+        self.daemon.signal("-STOP");
+    }
+
+    /// SIGCONT.
+    pub fn resume(&self) {
+        self.daemon.signal("-CONT");
+    }
+}
+
+impl Drop for LocalServer {
+    fn drop(&mut self) {
+        self.daemon.signal("-CONT");
+        self.daemon.kill9();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A redis-server of its own (nothing kept on disk: a kill loses all data).
+pub struct LocalRedis(LocalServer);
+
+impl std::ops::Deref for LocalRedis {
+    type Target = LocalServer;
+    fn deref(&self) -> &LocalServer {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for LocalRedis {
+    fn deref_mut(&mut self) -> &mut LocalServer {
+        &mut self.0
+    }
 }
 
 impl LocalRedis {
@@ -472,8 +534,8 @@ impl LocalRedis {
         ]
         .map(str::to_string)
         .to_vec();
-        let mut redis = LocalRedis {
-            daemon: Daemon {
+        Ok(LocalRedis(LocalServer::started(
+            Daemon {
                 what: "redis-server",
                 program,
                 args,
@@ -482,52 +544,27 @@ impl LocalRedis {
                 child: None,
             },
             dir,
-        };
-        redis.start_server();
-        Ok(redis)
-    }
-
-    /// The server's own port.
-    pub fn port(&self) -> u16 {
-        self.daemon.port
-    }
-
-    /// Start (again) and wait until it listens.
-    pub fn start_server(&mut self) {
-        self.daemon.spawn();
-        self.daemon.wait_ready(Duration::from_secs(20));
-    }
-
-    /// SIGKILL (all data is gone: it keeps nothing on disk).
-    pub fn kill9(&mut self) {
-        self.daemon.kill9();
-    }
-
-    /// SIGSTOP.
-    pub fn pause(&self) {
-        self.daemon.signal("-STOP");
-    }
-
-    /// SIGCONT.
-    pub fn resume(&self) {
-        self.daemon.signal("-CONT");
-    }
-}
-
-impl Drop for LocalRedis {
-    fn drop(&mut self) {
-        self.daemon.signal("-CONT");
-        self.daemon.kill9();
-        let _ = std::fs::remove_dir_all(&self.dir);
+            Duration::from_secs(20),
+        )))
     }
 }
 
 // ------------------------------------------------------------------ SecantusDB
 
 /// A SecantusDB (MongoDB-wire) server of its own, data on disk in a temp dir.
-pub struct LocalMongo {
-    daemon: Daemon,
-    dir: PathBuf,
+pub struct LocalMongo(LocalServer);
+
+impl std::ops::Deref for LocalMongo {
+    type Target = LocalServer;
+    fn deref(&self) -> &LocalServer {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for LocalMongo {
+    fn deref_mut(&mut self) -> &mut LocalServer {
+        &mut self.0
+    }
 }
 
 impl LocalMongo {
@@ -576,8 +613,8 @@ impl LocalMongo {
             "--cache-size".to_string(),
             "64M".to_string(),
         ];
-        let mut mongo = LocalMongo {
-            daemon: Daemon {
+        Ok(LocalMongo(LocalServer::started(
+            Daemon {
                 what: "secantusd-py",
                 program,
                 args,
@@ -586,43 +623,8 @@ impl LocalMongo {
                 child: None,
             },
             dir,
-        };
-        mongo.start_server();
-        Ok(mongo)
-    }
-
-    /// The server's own port.
-    pub fn port(&self) -> u16 {
-        self.daemon.port
-    }
-
-    /// Start (again, on the same data) and wait until it listens.
-    pub fn start_server(&mut self) {
-        self.daemon.spawn();
-        self.daemon.wait_ready(Duration::from_secs(60));
-    }
-
-    /// SIGKILL.
-    pub fn kill9(&mut self) {
-        self.daemon.kill9();
-    }
-
-    /// SIGSTOP.
-    pub fn pause(&self) {
-        self.daemon.signal("-STOP");
-    }
-
-    /// SIGCONT.
-    pub fn resume(&self) {
-        self.daemon.signal("-CONT");
-    }
-}
-
-impl Drop for LocalMongo {
-    fn drop(&mut self) {
-        self.daemon.signal("-CONT");
-        self.daemon.kill9();
-        let _ = std::fs::remove_dir_all(&self.dir);
+            Duration::from_secs(60),
+        )))
     }
 }
 
