@@ -59,7 +59,6 @@
 #[allow(unused_extern_crates)]
 extern crate self as persistence_core;
 
-pub mod config;
 pub mod entity;
 pub mod error;
 pub mod filter;

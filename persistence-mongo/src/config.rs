@@ -5,17 +5,122 @@ use std::time::Duration;
 
 use mongodb::options::{Acknowledgment, ClientOptions, ReadConcern, WriteConcern};
 use mongodb::{Client, Database};
-use persistence_core::config::{
-    ReadConcernLevel, ReadConcernSettings, WriteAck, WriteConcernSettings,
-};
 use persistence_core::names::{self, NameKind};
 use persistence_core::{Entity, Error, Result};
+use serde::{Deserialize, Serialize};
 
 use crate::error::map_plain;
 use crate::repository::MongoRepository;
 
 /// The URL used when `MONGODB_URL` is not set.
 pub const DEFAULT_URL: &str = "mongodb://127.0.0.1:27017/?directConnection=true";
+
+/// The `w` of a MongoDB write concern: how many members acknowledge a write.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "AckRepr", into = "AckRepr")]
+pub enum WriteAck {
+    /// `majority`: a majority of the replica set's voting members.
+    Majority,
+    /// A number of members (`1`: the primary alone).
+    Nodes(u32),
+    /// A custom write concern (tag set) name.
+    Tag(String),
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum AckRepr {
+    Nodes(u32),
+    Name(String),
+}
+
+impl From<AckRepr> for WriteAck {
+    fn from(r: AckRepr) -> Self {
+        match r {
+            AckRepr::Nodes(n) => WriteAck::Nodes(n),
+            AckRepr::Name(s) if s == "majority" => WriteAck::Majority,
+            AckRepr::Name(s) => WriteAck::Tag(s),
+        }
+    }
+}
+
+impl From<WriteAck> for AckRepr {
+    fn from(w: WriteAck) -> Self {
+        match w {
+            WriteAck::Majority => AckRepr::Name("majority".to_string()),
+            WriteAck::Nodes(n) => AckRepr::Nodes(n),
+            WriteAck::Tag(s) => AckRepr::Name(s),
+        }
+    }
+}
+
+/// A MongoDB write concern (`databases.<name>.write_concern`). Every field
+/// has a durable default, so a database without the section, and every key
+/// left out, means `{ w: majority, journal: true }`: an acknowledged write
+/// is on disk on a majority of members and survives a crash or a failover.
+/// `w: 1` (the primary alone) and `journal: false` are explicit opt-outs
+/// that trade that guarantee for latency.
+///
+/// ```yaml
+/// write_concern: { w: majority, journal: true, timeout: 5s }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WriteConcernSettings {
+    /// Acknowledgment (default `majority`).
+    #[serde(default = "WriteConcernSettings::default_w")]
+    pub w: WriteAck,
+    /// Wait for the journal (default true).
+    #[serde(default = "WriteConcernSettings::default_journal")]
+    pub journal: bool,
+    /// How long the server waits for the acknowledgment (`wtimeout`);
+    /// default none: the call's `timeout` bounds it.
+    #[serde(default, with = "humantime_serde")]
+    pub timeout: Option<Duration>,
+}
+
+impl WriteConcernSettings {
+    fn default_w() -> WriteAck {
+        WriteAck::Majority
+    }
+    fn default_journal() -> bool {
+        true
+    }
+}
+
+impl Default for WriteConcernSettings {
+    fn default() -> Self {
+        WriteConcernSettings {
+            w: Self::default_w(),
+            journal: Self::default_journal(),
+            timeout: None,
+        }
+    }
+}
+
+/// A MongoDB read concern level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReadConcernLevel {
+    /// The node's most recent data (may be rolled back).
+    Local,
+    /// Like `local`, without waiting for sharded orphans to be filtered.
+    Available,
+    /// Data acknowledged by a majority (never rolled back).
+    Majority,
+    /// Majority data reflecting every write acknowledged before the read began.
+    Linearizable,
+    /// A snapshot of majority-committed data (transactions).
+    Snapshot,
+}
+
+/// A MongoDB read concern (`databases.<name>.read_concern: { level }`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReadConcernSettings {
+    /// The level.
+    pub level: ReadConcernLevel,
+}
 
 /// How to reach MongoDB and which database to use.
 #[derive(Clone)]

@@ -42,7 +42,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
-use persistence_core::config::FailoverSettings;
+use crate::config::FailoverSettings;
 use persistence_core::layer::BoxFuture;
 use persistence_core::{
     BoxStream, Capabilities, Cursor, Entity, Error, ErrorKind, Filter, Page, Query, Repository,

@@ -32,6 +32,7 @@
 #![warn(missing_docs)]
 
 pub mod audit;
+pub mod config;
 pub mod failover;
 mod health;
 mod manager;

@@ -6,14 +6,14 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use persistence_cache::{CacheLayer, CacheStatus, EntityTtl, Stats as CacheStats};
-use persistence_core::config::{
+use crate::config::{
     CachePolicy, ConfigLoader, DatabaseConfig, DatabaseKind, PersistenceConfig, Probe,
     RetrySettings, detect,
 };
+use persistence_cache::{CacheLayer, CacheStatus, EntityTtl, Stats as CacheStats};
 use persistence_core::layer::{
-    BreakerConfig, CircuitBreaker, DbSystem, LayerExt, LeakDetector, Metrics, PoolProbe, Timeout,
-    Tracing, metric_names,
+    BreakerConfig, CircuitBreaker, LayerExt, LeakDetector, Metrics, PoolProbe, Timeout, Tracing,
+    metric_names,
 };
 use persistence_core::{Entity, Error, MemoryRepository, Repository, Result, SharedRepository};
 use persistence_mongo::{MongoConfig, MongoStore};
@@ -53,7 +53,7 @@ pub(crate) struct Database {
 impl Database {
     /// The check settings (`failover` section, defaults without it): health
     /// bound, recovery checker interval.
-    fn checks(&self) -> persistence_core::config::FailoverSettings {
+    fn checks(&self) -> crate::config::FailoverSettings {
         self.config.failover.clone().unwrap_or_default()
     }
 
@@ -328,7 +328,7 @@ impl Persistence {
                 for url in c.replicas.iter().chain(&c.backup) {
                     others.push(build(db, Some(url), true).await?);
                 }
-                let label = |u: Option<&persistence_core::config::Secret>| {
+                let label = |u: Option<&crate::config::Secret>| {
                     u.map(|u| u.to_string()).unwrap_or_default()
                 };
                 let replicas: Vec<String> = c.replicas.iter().map(|u| label(Some(u))).collect();
@@ -404,7 +404,7 @@ impl Persistence {
             .layer(db.breaker.clone())
             .layer(self.metrics_layer(&db, backend))
             .layer(Tracing::new(
-                DbSystem::of(db.config.kind),
+                db.config.kind.db_system(),
                 db.config
                     .schema
                     .as_deref()
@@ -873,11 +873,7 @@ async fn ping(backend: &Backend) -> Result<()> {
     }
 }
 
-async fn build(
-    db: &Database,
-    url: Option<&persistence_core::config::Secret>,
-    lazy: bool,
-) -> Result<Backend> {
+async fn build(db: &Database, url: Option<&crate::config::Secret>, lazy: bool) -> Result<Backend> {
     let c = &db.config;
     let url = url.map(|u| u.expose().to_string());
     Ok(match c.kind {
@@ -938,7 +934,7 @@ async fn build(
 pub(crate) fn relational_config(
     url: String,
     schema: Option<String>,
-    pool: &persistence_core::config::PoolConfig,
+    pool: &crate::config::PoolConfig,
 ) -> RelationalConfig {
     let mut rc = RelationalConfig::new(url);
     rc.schema = schema;

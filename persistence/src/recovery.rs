@@ -7,8 +7,8 @@
 
 use std::time::{Duration, Instant};
 
+use crate::config::FailoverSettings;
 use persistence_core::Error;
-use persistence_core::config::FailoverSettings;
 use persistence_core::layer::{BreakerState, CircuitBreaker};
 
 use crate::failover::Pinger;

@@ -83,14 +83,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use crate::config::{
+    DatabaseConfig, DatabaseKind, PersistenceConfig, PoolConfig, RegistryConfig, Secret, keys,
+};
 use base64::Engine as _;
 use chacha20poly1305::aead::rand_core::RngCore as _;
 use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use chrono::{DateTime, Utc};
-use persistence_core::config::{
-    DatabaseConfig, DatabaseKind, PersistenceConfig, PoolConfig, RegistryConfig, Secret, keys,
-};
 use persistence_core::layer::{Around, BoxFuture, Call, LayerExt, Op};
 use persistence_core::{Entity, Error, Filter, Query, Repository, Result, SharedRepository};
 use persistence_mongo::{MongoConfig, MongoStore};

@@ -93,18 +93,6 @@ impl DbSystem {
             DbSystem::Memory => "memory",
         }
     }
-
-    /// The system of a configured database kind.
-    pub fn of(kind: crate::config::DatabaseKind) -> Self {
-        use crate::config::DatabaseKind as K;
-        match kind {
-            K::Postgres => DbSystem::Postgresql,
-            K::Sqlite => DbSystem::Sqlite,
-            K::Mongo => DbSystem::Mongodb,
-            K::Redis => DbSystem::Redis,
-            K::Memory => DbSystem::Memory,
-        }
-    }
 }
 
 /// What inner layers and backends report about the current operation.

@@ -4,7 +4,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 use super::{DatabaseConfig, DatabaseKind, PersistenceConfig, Secret};
-use crate::error::{Error, Result};
+use persistence_core::error::{Error, Result};
 
 /// The detected configuration and why each database was chosen.
 #[derive(Debug, Clone)]

@@ -30,7 +30,7 @@ impl fmt::Debug for Secret {
 
 impl fmt::Display for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&crate::error::redact_url(&self.0))
+        f.write_str(&persistence_core::error::redact_url(&self.0))
     }
 }
 

@@ -2,8 +2,8 @@
 use std::net::{SocketAddr, TcpListener};
 use std::time::Duration;
 
-use persistence_core::ErrorKind;
-use persistence_core::config::{ConfigLoader, DatabaseKind, Probe, detect, interpolate};
+use persistence::ErrorKind;
+use persistence::config::{ConfigLoader, DatabaseKind, Probe, detect, interpolate};
 
 const FULL: &str = r#"
 databases:
@@ -36,7 +36,7 @@ profiles:
 fn load(
     text: &str,
     vars: &[(&str, &str)],
-) -> persistence_core::Result<persistence_core::config::PersistenceConfig> {
+) -> persistence::Result<persistence::config::PersistenceConfig> {
     ConfigLoader::new()
         .text("persistence.yaml", text)
         .env(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())))
@@ -70,8 +70,8 @@ fn loads_a_full_file() {
 
 #[test]
 fn retry_resolve_writes_defaults_to_on_and_can_be_turned_off() {
-    use persistence_core::config::RetrySettings;
-    use persistence_core::layer::ResolveOutcome;
+    use persistence::config::RetrySettings;
+    use persistence::layer::ResolveOutcome;
     let c = load(FULL, &[]).expect("valid");
     let main = &c.databases["main"];
     assert_eq!(
@@ -494,12 +494,11 @@ fn recovery_interval_defaults_and_must_be_positive() {
     let f = c.databases["main"].failover.clone().expect("failover");
     assert_eq!(f.recovery_interval, Duration::from_millis(50));
     assert_eq!(
-        persistence_core::config::FailoverSettings::default().recovery_interval,
+        persistence::config::FailoverSettings::default().recovery_interval,
         Duration::from_millis(100)
     );
     assert!(
-        persistence_core::config::FailoverSettings::default().check_timeout
-            <= Duration::from_secs(1),
+        persistence::config::FailoverSettings::default().check_timeout <= Duration::from_secs(1),
         "health notices a hang within a second by default"
     );
     let msg = config_error(&text.replace("50ms", "0s"), &[]);
@@ -508,7 +507,7 @@ fn recovery_interval_defaults_and_must_be_positive() {
 
 #[test]
 fn mongo_concerns_default_durable_parse_and_validate() {
-    use persistence_core::config::{ReadConcernLevel, WriteAck, WriteConcernSettings};
+    use persistence::config::{ReadConcernLevel, WriteAck, WriteConcernSettings};
     let d = WriteConcernSettings::default();
     assert_eq!(
         (d.w, d.journal, d.timeout),

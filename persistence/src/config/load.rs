@@ -6,7 +6,7 @@ use figment::Figment;
 use figment::providers::{Format, Json, Serialized, Toml, Yaml};
 
 use super::{PersistenceConfig, keys};
-use crate::error::{Error, Result};
+use persistence_core::error::{Error, Result};
 
 /// Replace `${VAR}` and `${VAR:-default}` with environment values; `$${`
 /// stays a literal `${`. A variable that is unset (and has no default) is a
@@ -344,7 +344,7 @@ mod tests {
             .env(Vec::new())
             .load()
             .expect_err("config error");
-        assert_eq!(e.kind(), &crate::ErrorKind::Config, "{e}");
+        assert_eq!(e.kind(), &persistence_core::ErrorKind::Config, "{e}");
         e.to_string()
     }
 

@@ -97,7 +97,7 @@ pub mod keys {
     pub const RETRY: &str = "retry";
     /// Retry: resolve `insert`/`update`/`upsert` failures of unknown outcome
     /// by reading the entity back (default `true`; see
-    /// [`crate::layer::ResolveOutcome::ReadBack`]).
+    /// [`persistence_core::layer::ResolveOutcome::ReadBack`]).
     pub const RESOLVE_WRITES: &str = "resolve_writes";
     /// Database: circuit breaker settings.
     pub const BREAKER: &str = "breaker";
@@ -176,6 +176,18 @@ pub enum DatabaseKind {
 }
 
 impl DatabaseKind {
+    /// The OpenTelemetry `db.system` of this kind, for the tracing layer.
+    pub fn db_system(self) -> persistence_core::layer::DbSystem {
+        use persistence_core::layer::DbSystem;
+        match self {
+            DatabaseKind::Postgres => DbSystem::Postgresql,
+            DatabaseKind::Sqlite => DbSystem::Sqlite,
+            DatabaseKind::Mongo => DbSystem::Mongodb,
+            DatabaseKind::Redis => DbSystem::Redis,
+            DatabaseKind::Memory => DbSystem::Memory,
+        }
+    }
+
     /// The lower-case name.
     pub fn name(self) -> &'static str {
         match self {
@@ -212,7 +224,7 @@ pub struct PoolConfig {
     pub application_name: Option<String>,
 }
 
-/// Retry settings (see [`crate::layer::Retry`]).
+/// Retry settings (see [`persistence_core::layer::Retry`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RetrySettings {
@@ -227,7 +239,7 @@ pub struct RetrySettings {
     /// Resolve single-entity writes whose outcome is unknown (a timeout, a
     /// connection lost after sending) by reading the entity back, so they are
     /// repeated only when they were not applied
-    /// ([`ResolveOutcome::ReadBack`](crate::layer::ResolveOutcome::ReadBack)).
+    /// ([`ResolveOutcome::ReadBack`](persistence_core::layer::ResolveOutcome::ReadBack)).
     /// Default `true`, also without a `retry` section; `false` returns such
     /// errors as they are (not retryable for `insert`/`update`).
     #[serde(default = "resolve_writes_default")]
@@ -239,10 +251,10 @@ fn resolve_writes_default() -> bool {
 }
 
 impl RetrySettings {
-    /// The [`Retry`](crate::layer::Retry) layer these settings describe;
+    /// The [`Retry`](persistence_core::layer::Retry) layer these settings describe;
     /// `None` (no `retry` section) gives the defaults with writes resolved.
-    pub fn layer(settings: Option<&RetrySettings>) -> crate::layer::Retry {
-        use crate::layer::{ResolveOutcome, Retry, RetryConfig};
+    pub fn layer(settings: Option<&RetrySettings>) -> persistence_core::layer::Retry {
+        use persistence_core::layer::{ResolveOutcome, Retry, RetryConfig};
         let (config, resolve) = match settings {
             Some(r) => (
                 RetryConfig {
@@ -262,7 +274,7 @@ impl RetrySettings {
     }
 }
 
-/// Circuit breaker settings (see [`crate::layer::CircuitBreaker`]).
+/// Circuit breaker settings (see [`persistence_core::layer::CircuitBreaker`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BreakerSettings {
@@ -340,112 +352,9 @@ impl Default for FailoverSettings {
     }
 }
 
-/// The `w` of a MongoDB write concern: how many members acknowledge a write.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(from = "AckRepr", into = "AckRepr")]
-pub enum WriteAck {
-    /// `majority`: a majority of the replica set's voting members.
-    Majority,
-    /// A number of members (`1`: the primary alone).
-    Nodes(u32),
-    /// A custom write concern (tag set) name.
-    Tag(String),
-}
-
-#[derive(Serialize, Deserialize)]
-#[serde(untagged)]
-enum AckRepr {
-    Nodes(u32),
-    Name(String),
-}
-
-impl From<AckRepr> for WriteAck {
-    fn from(r: AckRepr) -> Self {
-        match r {
-            AckRepr::Nodes(n) => WriteAck::Nodes(n),
-            AckRepr::Name(s) if s == "majority" => WriteAck::Majority,
-            AckRepr::Name(s) => WriteAck::Tag(s),
-        }
-    }
-}
-
-impl From<WriteAck> for AckRepr {
-    fn from(w: WriteAck) -> Self {
-        match w {
-            WriteAck::Majority => AckRepr::Name("majority".to_string()),
-            WriteAck::Nodes(n) => AckRepr::Nodes(n),
-            WriteAck::Tag(s) => AckRepr::Name(s),
-        }
-    }
-}
-
-/// A MongoDB write concern (`databases.<name>.write_concern`). Every field
-/// has a durable default, so a database without the section, and every key
-/// left out, means `{ w: majority, journal: true }`: an acknowledged write
-/// is on disk on a majority of members and survives a crash or a failover.
-/// `w: 1` (the primary alone) and `journal: false` are explicit opt-outs
-/// that trade that guarantee for latency.
-///
-/// ```yaml
-/// write_concern: { w: majority, journal: true, timeout: 5s }
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WriteConcernSettings {
-    /// Acknowledgment (default `majority`).
-    #[serde(default = "WriteConcernSettings::default_w")]
-    pub w: WriteAck,
-    /// Wait for the journal (default true).
-    #[serde(default = "WriteConcernSettings::default_journal")]
-    pub journal: bool,
-    /// How long the server waits for the acknowledgment (`wtimeout`);
-    /// default none: the call's `timeout` bounds it.
-    #[serde(default, with = "humantime_serde")]
-    pub timeout: Option<Duration>,
-}
-
-impl WriteConcernSettings {
-    fn default_w() -> WriteAck {
-        WriteAck::Majority
-    }
-    fn default_journal() -> bool {
-        true
-    }
-}
-
-impl Default for WriteConcernSettings {
-    fn default() -> Self {
-        WriteConcernSettings {
-            w: Self::default_w(),
-            journal: Self::default_journal(),
-            timeout: None,
-        }
-    }
-}
-
-/// A MongoDB read concern level.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ReadConcernLevel {
-    /// The node's most recent data (may be rolled back).
-    Local,
-    /// Like `local`, without waiting for sharded orphans to be filtered.
-    Available,
-    /// Data acknowledged by a majority (never rolled back).
-    Majority,
-    /// Majority data reflecting every write acknowledged before the read began.
-    Linearizable,
-    /// A snapshot of majority-committed data (transactions).
-    Snapshot,
-}
-
-/// A MongoDB read concern (`databases.<name>.read_concern: { level }`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ReadConcernSettings {
-    /// The level.
-    pub level: ReadConcernLevel,
-}
+pub use persistence_mongo::config::{
+    ReadConcernLevel, ReadConcernSettings, WriteAck, WriteConcernSettings,
+};
 
 /// TLS settings of a database connection.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -588,7 +497,7 @@ impl CacheConfig {
     }
 }
 
-/// The `metrics` section (see [`crate::layer::Metrics`], [`crate::layer::LeakDetector`]).
+/// The `metrics` section (see [`persistence_core::layer::Metrics`], [`persistence_core::layer::LeakDetector`]).
 ///
 /// ```yaml
 /// metrics: { slow_threshold: 200ms, leak_threshold: 30s, pool_warn_utilization: 85, sample_interval: 1s }
@@ -659,28 +568,29 @@ pub struct PersistenceConfig {
 impl PersistenceConfig {
     /// Check cross-references and required values: a URL for every kind but
     /// `memory`, database names as identifiers, schema and database names
-    /// per [`crate::names`] (spelling, reserved names), `cache.*.l2` naming a
+    /// per [`persistence_core::names`] (spelling, reserved names), `cache.*.l2` naming a
     /// `redis` database.
-    pub fn validate(&self) -> crate::Result<()> {
+    pub fn validate(&self) -> persistence_core::Result<()> {
         for (name, db) in &self.databases {
-            crate::entity::validate_identifier(name)
-                .map_err(|e| crate::Error::config(format!("databases.{name}: {}", e.message())))?;
+            persistence_core::entity::validate_identifier(name).map_err(|e| {
+                persistence_core::Error::config(format!("databases.{name}: {}", e.message()))
+            })?;
             if let Some(schema) = &db.schema {
-                crate::names::validate_config(
-                    crate::names::NameKind::Schema,
+                persistence_core::names::validate_config(
+                    persistence_core::names::NameKind::Schema,
                     schema,
                     &format!("databases.{name}.{}", keys::SCHEMA),
                 )?;
             }
             if let Some(database) = &db.database {
-                crate::names::validate_config(
-                    crate::names::NameKind::Database,
+                persistence_core::names::validate_config(
+                    persistence_core::names::NameKind::Database,
                     database,
                     &format!("databases.{name}.{}", keys::DATABASE),
                 )?;
             }
             if db.url.is_none() && db.kind != DatabaseKind::Memory {
-                return Err(crate::Error::config(format!(
+                return Err(persistence_core::Error::config(format!(
                     "databases.{name}.url is required for kind {}",
                     db.kind.name()
                 )));
@@ -694,7 +604,7 @@ impl PersistenceConfig {
             };
             let has_endpoints = !db.replicas.is_empty() || db.backup.is_some();
             if has_endpoints && matches!(db.kind, DatabaseKind::Memory | DatabaseKind::Redis) {
-                return Err(crate::Error::config(format!(
+                return Err(persistence_core::Error::config(format!(
                     "databases.{name}: replicas and backup are not supported for kind {}",
                     db.kind.name()
                 )));
@@ -704,7 +614,7 @@ impl PersistenceConfig {
                     || f.check_timeout.is_zero()
                     || f.recovery_interval.is_zero()
                 {
-                    return Err(crate::Error::config(format!(
+                    return Err(persistence_core::Error::config(format!(
                         "databases.{name}.failover: check_interval, check_timeout and recovery_interval must be greater than zero"
                     )));
                 }
@@ -715,7 +625,7 @@ impl PersistenceConfig {
                     (keys::READ_CONCERN, db.read_concern.is_some()),
                 ] {
                     if set {
-                        return Err(crate::Error::config(format!(
+                        return Err(persistence_core::Error::config(format!(
                             "databases.{name}.{key} applies to kind mongo only, not {}",
                             db.kind.name()
                         )));
@@ -724,12 +634,12 @@ impl PersistenceConfig {
             }
             if let Some(wc) = &db.write_concern {
                 if wc.w == WriteAck::Nodes(0) && wc.journal {
-                    return Err(crate::Error::config(format!(
+                    return Err(persistence_core::Error::config(format!(
                         "databases.{name}.write_concern: w: 0 (unacknowledged) cannot wait for the journal; set journal: false"
                     )));
                 }
                 if matches!(&wc.w, WriteAck::Tag(t) if t.is_empty()) {
-                    return Err(crate::Error::config(format!(
+                    return Err(persistence_core::Error::config(format!(
                         "databases.{name}.write_concern.w is empty: expected majority, a number or a tag set name"
                     )));
                 }
@@ -738,7 +648,7 @@ impl PersistenceConfig {
             for (i, url) in urls.enumerate() {
                 if !schemes.is_empty() && !schemes.iter().any(|s| url.expose().starts_with(s)) {
                     let which = if i == 0 { "url" } else { "replica/backup url" };
-                    return Err(crate::Error::config(format!(
+                    return Err(persistence_core::Error::config(format!(
                         "databases.{name}.{which} ({url}) is not a {} URL: expected it to start with {}",
                         db.kind.name(),
                         schemes.join(" or ")
@@ -748,7 +658,7 @@ impl PersistenceConfig {
         }
         let m = &self.metrics;
         if !(1..=100).contains(&m.pool_warn_utilization) {
-            return Err(crate::Error::config(format!(
+            return Err(persistence_core::Error::config(format!(
                 "metrics.pool_warn_utilization is {}: expected a percentage from 1 to 100",
                 m.pool_warn_utilization
             )));
@@ -758,7 +668,7 @@ impl PersistenceConfig {
             ("sample_interval", m.sample_interval),
         ] {
             if d.is_zero() {
-                return Err(crate::Error::config(format!(
+                return Err(persistence_core::Error::config(format!(
                     "metrics.{key} must be greater than zero"
                 )));
             }
@@ -772,7 +682,7 @@ impl PersistenceConfig {
         let c = &self.cache;
         if let Some(hb) = c.heartbeat {
             if hb.is_zero() {
-                return Err(crate::Error::config(
+                return Err(persistence_core::Error::config(
                     "cache.heartbeat must be greater than zero",
                 ));
             }
@@ -780,19 +690,19 @@ impl PersistenceConfig {
         let hb = c.heartbeat.unwrap_or(Duration::from_millis(250));
         if let Some(t) = c.heartbeat_timeout {
             if t <= hb {
-                return Err(crate::Error::config(format!(
+                return Err(persistence_core::Error::config(format!(
                     "cache.heartbeat_timeout ({t:?}) must be longer than cache.heartbeat ({hb:?})"
                 )));
             }
         }
         if c.degraded_ttl.is_some_and(|t| t.is_zero()) {
-            return Err(crate::Error::config(
+            return Err(persistence_core::Error::config(
                 "cache.degraded_ttl must be greater than zero",
             ));
         }
         for (path, policy) in policies {
             if policy.backplane == Some(true) && policy.l2.is_none() && !policy.disabled {
-                return Err(crate::Error::config(format!(
+                return Err(persistence_core::Error::config(format!(
                     "cache.{path}.backplane is true but cache.{path}.l2 is not set: the backplane runs over the L2 redis"
                 )));
             }
@@ -800,13 +710,13 @@ impl PersistenceConfig {
                 match self.databases.get(l2) {
                     Some(db) if db.kind == DatabaseKind::Redis => {}
                     Some(db) => {
-                        return Err(crate::Error::config(format!(
+                        return Err(persistence_core::Error::config(format!(
                             "cache.{path}.l2 names `{l2}`, a {} database; it must be kind redis",
                             db.kind.name()
                         )));
                     }
                     None => {
-                        return Err(crate::Error::config(format!(
+                        return Err(persistence_core::Error::config(format!(
                             "cache.{path}.l2 names `{l2}`, which is not in databases"
                         )));
                     }
@@ -818,19 +728,19 @@ impl PersistenceConfig {
             match self.databases.get(name).map(|db| db.kind) {
                 Some(DatabaseKind::Postgres | DatabaseKind::Sqlite) => {}
                 Some(kind) => {
-                    return Err(crate::Error::config(format!(
+                    return Err(persistence_core::Error::config(format!(
                         "registry.database names `{name}`, a {} database; it must be kind postgres or sqlite",
                         kind.name()
                     )));
                 }
                 None => {
-                    return Err(crate::Error::config(format!(
+                    return Err(persistence_core::Error::config(format!(
                         "registry.database names `{name}`, which is not in databases"
                     )));
                 }
             }
             if registry.max_open_pools == Some(0) {
-                return Err(crate::Error::config(
+                return Err(persistence_core::Error::config(
                     "registry.max_open_pools must be at least 1",
                 ));
             }
