@@ -69,6 +69,7 @@ fn fast_retry(attempts: u32) -> Retry {
         max_attempts: attempts,
         base_delay: Duration::from_millis(1),
         max_delay: Duration::from_millis(5),
+        resolve_writes: false,
     })
 }
 
@@ -146,6 +147,7 @@ fn full_jitter_backoff_is_bounded() {
         max_attempts: 10,
         base_delay: Duration::from_millis(10),
         max_delay: Duration::from_millis(100),
+        resolve_writes: false,
     });
     for attempt in 1..12 {
         let cap =

@@ -7,12 +7,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::config::{
-    CachePolicy, ConfigLoader, DatabaseConfig, DatabaseKind, PersistenceConfig, Probe,
-    RetrySettings, detect,
+    CachePolicy, ConfigLoader, DatabaseConfig, DatabaseKind, PersistenceConfig, Probe, detect,
 };
 use persistence_cache::{CacheLayer, CacheStatus, EntityTtl, Stats as CacheStats};
 use persistence_core::layer::{
-    BreakerConfig, CircuitBreaker, LayerExt, LeakDetector, Metrics, PoolProbe, Timeout, Tracing,
+    CircuitBreaker, LayerExt, LeakDetector, Metrics, PoolProbe, Retry, Timeout, Tracing,
     metric_names,
 };
 use persistence_core::{Entity, Error, MemoryRepository, Repository, Result, SharedRepository};
@@ -176,14 +175,7 @@ impl Persistence {
             .databases
             .iter()
             .map(|(name, c)| {
-                let breaker = c
-                    .breaker
-                    .as_ref()
-                    .map(|b| BreakerConfig {
-                        failure_threshold: b.failure_threshold,
-                        open_for: b.open_for,
-                    })
-                    .unwrap_or_default();
+                let breaker = c.breaker.unwrap_or_default();
                 Arc::new(Database {
                     name: name.clone(),
                     config: c.clone(),
@@ -400,7 +392,7 @@ impl Persistence {
             .layer(Timeout::new(
                 db.config.timeout.unwrap_or(Duration::from_secs(30)),
             ))
-            .layer(RetrySettings::layer(db.config.retry.as_ref()))
+            .layer(Retry::from_config(db.config.retry.as_ref()))
             .layer(db.breaker.clone())
             .layer(self.metrics_layer(&db, backend))
             .layer(Tracing::new(

@@ -70,23 +70,22 @@ fn loads_a_full_file() {
 
 #[test]
 fn retry_resolve_writes_defaults_to_on_and_can_be_turned_off() {
-    use persistence::config::RetrySettings;
-    use persistence::layer::ResolveOutcome;
+    use persistence::layer::{ResolveOutcome, Retry};
     let c = load(FULL, &[]).expect("valid");
     let main = &c.databases["main"];
     assert_eq!(
-        RetrySettings::layer(main.retry.as_ref()).resolution(),
+        Retry::from_config(main.retry.as_ref()).resolution(),
         ResolveOutcome::ReadBack
     );
     assert_eq!(
-        RetrySettings::layer(main.retry.as_ref())
+        Retry::from_config(main.retry.as_ref())
             .config()
             .max_attempts,
         4
     );
     // No retry section at all: the defaults, writes resolved.
     assert_eq!(
-        RetrySettings::layer(None).resolution(),
+        Retry::from_config(None).resolution(),
         ResolveOutcome::ReadBack
     );
     let off = FULL.replace(
@@ -97,7 +96,7 @@ fn retry_resolve_writes_defaults_to_on_and_can_be_turned_off() {
     let main = &c.databases["main"];
     assert_eq!(main.retry.as_ref().map(|r| r.resolve_writes), Some(false));
     assert_eq!(
-        RetrySettings::layer(main.retry.as_ref()).resolution(),
+        Retry::from_config(main.retry.as_ref()).resolution(),
         ResolveOutcome::Never
     );
     let bad = FULL.replace(

@@ -172,6 +172,7 @@ async fn one_span_per_operation_with_attempts_and_outcome() {
             max_attempts: 3,
             base_delay: std::time::Duration::from_millis(1),
             max_delay: std::time::Duration::from_millis(2),
+            resolve_writes: false,
         }))
         .layer(Tracing::new(DbSystem::Memory, "main"));
 

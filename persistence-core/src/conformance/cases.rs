@@ -1972,6 +1972,7 @@ fn fast_retry() -> Retry {
         max_attempts: 3,
         base_delay: std::time::Duration::from_millis(1),
         max_delay: std::time::Duration::from_millis(5),
+        resolve_writes: false,
     })
 }
 

@@ -4,17 +4,22 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
 use super::{Around, BoxFuture, Call, Op};
 use crate::error::{Error, ErrorKind, Result};
 
-/// Breaker thresholds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Breaker thresholds; also the `breaker` section of a database's
+/// configuration (`breaker: { failure_threshold: 5, open_for: 10s }`, both
+/// keys required, unknown keys rejected).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct BreakerConfig {
     /// Consecutive infrastructure failures (`Unavailable`, `Timeout`) that open the circuit.
     pub failure_threshold: u32,
     /// How long the circuit stays open before one probe call is let through.
+    #[serde(with = "humantime_serde")]
     pub open_for: Duration,
 }
 

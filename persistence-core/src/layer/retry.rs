@@ -3,20 +3,42 @@
 
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
+
 use super::metrics::names;
 use super::{Around, BoxFuture, Call, Op, ResolveOutcome, Write, read_back, write_applied};
 use crate::entity::Entity;
 use crate::error::{ConflictKind, Error, ErrorKind, Result, WriteOutcome};
 
-/// Retry settings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Retry settings; also the `retry` section of a database's configuration
+/// (`retry: { max_attempts: 3, base_delay: 20ms, max_delay: 1s, resolve_writes: true }`,
+/// durations in humantime form, unknown keys rejected; see [`Retry::from_config`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RetryConfig {
     /// Attempts in all, including the first (1 = no retry).
     pub max_attempts: u32,
     /// Backoff before the second attempt; doubles each time.
+    #[serde(with = "humantime_serde")]
     pub base_delay: Duration,
     /// Upper bound of one backoff.
+    #[serde(with = "humantime_serde")]
     pub max_delay: Duration,
+    /// Resolve single-entity writes whose outcome is unknown (a timeout, a
+    /// connection lost after sending) by reading the entity back, so they are
+    /// repeated only when they were not applied: [`Retry::new`] starts with
+    /// [`ResolveOutcome::ReadBack`] when set, [`ResolveOutcome::Never`] when
+    /// not. `false` in [`RetryConfig::default`] (as [`Retry::default`]); in a
+    /// configuration the key defaults to `true`, also without a `retry`
+    /// section, and `false` returns such errors as they are (not retryable
+    /// for `insert`/`update`).
+    #[serde(default = "resolve_writes_configured")]
+    pub resolve_writes: bool,
+}
+
+/// The configuration's default of [`RetryConfig::resolve_writes`].
+fn resolve_writes_configured() -> bool {
+    true
 }
 
 impl Default for RetryConfig {
@@ -25,6 +47,7 @@ impl Default for RetryConfig {
             max_attempts: 3,
             base_delay: Duration::from_millis(20),
             max_delay: Duration::from_secs(1),
+            resolve_writes: false,
         }
     }
 }
@@ -54,17 +77,34 @@ pub struct Retry {
 }
 
 impl Retry {
-    /// With explicit settings (writes are not resolved: [`ResolveOutcome::Never`]).
+    /// With explicit settings (writes are resolved as
+    /// [`RetryConfig::resolve_writes`] says).
     pub fn new(config: RetryConfig) -> Self {
         Retry {
             config,
-            resolve: ResolveOutcome::Never,
+            resolve: if config.resolve_writes {
+                ResolveOutcome::ReadBack
+            } else {
+                ResolveOutcome::Never
+            },
         }
+    }
+
+    /// The layer a database's optional `retry` configuration section
+    /// describes: its settings, or without a section (`None`) the defaults
+    /// with writes resolved (in a configuration, `resolve_writes` is on unless
+    /// turned off).
+    pub fn from_config(section: Option<&RetryConfig>) -> Self {
+        Retry::new(section.copied().unwrap_or(RetryConfig {
+            resolve_writes: resolve_writes_configured(),
+            ..RetryConfig::default()
+        }))
     }
 
     /// How single-entity writes with an unknown outcome are treated.
     pub fn writes(mut self, resolve: ResolveOutcome) -> Self {
         self.resolve = resolve;
+        self.config.resolve_writes = resolve == ResolveOutcome::ReadBack;
         self
     }
 

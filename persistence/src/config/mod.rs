@@ -50,6 +50,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use persistence_core::layer::{BreakerConfig, RetryConfig};
 use serde::{Deserialize, Serialize};
 
 pub use detect::{Detection, Probe, detect};
@@ -224,66 +225,15 @@ pub struct PoolConfig {
     pub application_name: Option<String>,
 }
 
-/// Retry settings (see [`persistence_core::layer::Retry`]).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RetrySettings {
-    /// Attempts in all.
-    pub max_attempts: u32,
-    /// First backoff.
-    #[serde(with = "humantime_serde")]
-    pub base_delay: Duration,
-    /// Largest backoff.
-    #[serde(with = "humantime_serde")]
-    pub max_delay: Duration,
-    /// Resolve single-entity writes whose outcome is unknown (a timeout, a
-    /// connection lost after sending) by reading the entity back, so they are
-    /// repeated only when they were not applied
-    /// ([`ResolveOutcome::ReadBack`](persistence_core::layer::ResolveOutcome::ReadBack)).
-    /// Default `true`, also without a `retry` section; `false` returns such
-    /// errors as they are (not retryable for `insert`/`update`).
-    #[serde(default = "resolve_writes_default")]
-    pub resolve_writes: bool,
-}
+/// The `retry` section was this copy of [`RetryConfig`] (same keys).
+#[deprecated(note = "use persistence_core::layer::RetryConfig, which the `retry` section now is")]
+pub type RetrySettings = RetryConfig;
 
-fn resolve_writes_default() -> bool {
-    true
-}
-
-impl RetrySettings {
-    /// The [`Retry`](persistence_core::layer::Retry) layer these settings describe;
-    /// `None` (no `retry` section) gives the defaults with writes resolved.
-    pub fn layer(settings: Option<&RetrySettings>) -> persistence_core::layer::Retry {
-        use persistence_core::layer::{ResolveOutcome, Retry, RetryConfig};
-        let (config, resolve) = match settings {
-            Some(r) => (
-                RetryConfig {
-                    max_attempts: r.max_attempts,
-                    base_delay: r.base_delay,
-                    max_delay: r.max_delay,
-                },
-                r.resolve_writes,
-            ),
-            None => (RetryConfig::default(), resolve_writes_default()),
-        };
-        Retry::new(config).writes(if resolve {
-            ResolveOutcome::ReadBack
-        } else {
-            ResolveOutcome::Never
-        })
-    }
-}
-
-/// Circuit breaker settings (see [`persistence_core::layer::CircuitBreaker`]).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BreakerSettings {
-    /// Consecutive failures that open the circuit.
-    pub failure_threshold: u32,
-    /// How long it stays open.
-    #[serde(with = "humantime_serde")]
-    pub open_for: Duration,
-}
+/// The `breaker` section was this copy of [`BreakerConfig`] (same keys).
+#[deprecated(
+    note = "use persistence_core::layer::BreakerConfig, which the `breaker` section now is"
+)]
+pub type BreakerSettings = BreakerConfig;
 
 /// Failover and replica routing (see `persistence::failover`): a background
 /// checker pings the primary, every replica and the backup each
@@ -389,10 +339,10 @@ pub struct DatabaseConfig {
     /// Per-call timeout.
     #[serde(default, with = "humantime_serde")]
     pub timeout: Option<Duration>,
-    /// Retry settings.
-    pub retry: Option<RetrySettings>,
+    /// Retry settings (see [`persistence_core::layer::Retry::from_config`]).
+    pub retry: Option<RetryConfig>,
     /// Circuit breaker settings.
-    pub breaker: Option<BreakerSettings>,
+    pub breaker: Option<BreakerConfig>,
     /// TLS settings (PostgreSQL; `sslmode` in the URL works too).
     pub tls: Option<TlsSettings>,
     /// Failover checker and replica routing (defaults apply when replicas
