@@ -19,6 +19,8 @@
 use std::borrow::Cow;
 use std::fmt;
 
+use crate::layer::Op;
+
 /// Result alias used throughout the framework.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -372,8 +374,8 @@ impl Error {
     /// Whether the error's operation is a known idempotent repository operation.
     fn is_idempotent_operation(&self) -> bool {
         self.operation
-            .and_then(crate::layer::Op::from_name)
-            .is_some_and(crate::layer::Op::is_idempotent)
+            .and_then(Op::from_name)
+            .is_some_and(Op::is_idempotent)
     }
 }
 
@@ -510,7 +512,6 @@ mod tests {
 
     #[test]
     fn operation_names_round_trip() {
-        use crate::layer::Op;
         for op in Op::ALL {
             assert_eq!(Op::from_name(op.name()), Some(op));
         }

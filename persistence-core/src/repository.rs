@@ -20,41 +20,10 @@ use crate::error::Result;
 use crate::filter::Filter;
 use crate::query::{Cursor, Page, Query};
 
+pub use crate::value::TimestampPrecision;
+
 /// A boxed, `Send` stream of results.
 pub type BoxStream<'a, T> = Pin<Box<dyn Stream<Item = T> + Send + 'a>>;
-
-/// Timestamp precision a backend keeps.
-///
-/// Every backend truncates the timestamps of an entity's fields to its
-/// precision *toward the past* before writing (see
-/// [`Record::fit_timestamps`](crate::Record::fit_timestamps)), and the
-/// entity a write returns carries the truncated values, exactly what a later
-/// `get` reads. Timestamps inside nested structs and maps are JSON strings
-/// and are kept as serde wrote them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum TimestampPrecision {
-    /// Microseconds (PostgreSQL, SQLite as text, memory).
-    Micros,
-    /// Milliseconds (BSON dates).
-    Millis,
-}
-
-impl TimestampPrecision {
-    /// `t` truncated toward the past to this precision
-    /// (`1969-12-31T23:59:59.9999995Z` becomes `…59.999999Z` in microseconds).
-    pub fn truncate(self, t: chrono::DateTime<chrono::Utc>) -> chrono::DateTime<chrono::Utc> {
-        use chrono::Timelike as _;
-        let unit = match self {
-            TimestampPrecision::Micros => 1_000,
-            TimestampPrecision::Millis => 1_000_000,
-        };
-        // chrono keeps the sub-second part as a non-negative count of
-        // nanoseconds (a leap second is 1_000_000_000..2_000_000_000), so
-        // rounding it down is rounding toward the past.
-        let ns = t.nanosecond();
-        t.with_nanosecond(ns - ns % unit).unwrap_or(t)
-    }
-}
 
 /// What a backend can do. The conformance suite skips a case only when a
 /// capability says the backend cannot do it.
