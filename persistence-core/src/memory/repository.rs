@@ -1,0 +1,267 @@
+//! [`MemoryRepository`]: the [`Repository`] implementation over a shared,
+//! locked [`State`]; every write takes the write lock once, so it is atomic.
+
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+
+use crate::entity::Entity;
+use crate::error::{Error, Result};
+use crate::filter::Filter;
+use crate::query::{Cursor, Page, Query};
+use crate::repository::{BoxStream, Capabilities, Repository, support};
+use crate::value::Record;
+
+use super::codec::{Key, PRECISION, id_key, key_of, prepare, unique_indexes};
+use super::query::{matches, select};
+use super::store::State;
+
+/// A concurrent in-memory repository. Cheap to clone (shares the data).
+pub struct MemoryRepository<E: Entity> {
+    state: Arc<RwLock<State<E>>>,
+}
+
+impl<E: Entity> Clone for MemoryRepository<E> {
+    fn clone(&self) -> Self {
+        MemoryRepository {
+            state: self.state.clone(),
+        }
+    }
+}
+
+impl<E: Entity> Default for MemoryRepository<E> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<E: Entity> std::fmt::Debug for MemoryRepository<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryRepository")
+            .field("entity", &E::meta().name)
+            .field("rows", &self.state.read().rows.len())
+            .finish()
+    }
+}
+
+impl<E: Entity> MemoryRepository<E> {
+    /// An empty repository.
+    pub fn new() -> Self {
+        MemoryRepository {
+            state: Arc::new(RwLock::new(State::new())),
+        }
+    }
+
+    /// Number of stored entities.
+    pub fn len(&self) -> usize {
+        self.state.read().rows.len()
+    }
+
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl<E: Entity> Repository<E> for MemoryRepository<E> {
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            transactions: false,
+            timestamp_precision: PRECISION,
+            ..Capabilities::full("memory")
+        }
+    }
+
+    async fn ensure_schema(&self) -> Result<()> {
+        Ok(())
+    }
+
+    async fn get(&self, id: &E::Id) -> Result<Option<E>> {
+        let key = key_of::<E>(id)?;
+        Ok(self.state.read().rows.get(&key).map(|r| r.entity.clone()))
+    }
+
+    async fn get_many(&self, ids: &[E::Id]) -> Result<Vec<E>> {
+        let keys = ids.iter().map(key_of::<E>).collect::<Result<Vec<_>>>()?;
+        let state = self.state.read();
+        let mut seen = std::collections::BTreeSet::new();
+        Ok(keys
+            .into_iter()
+            .filter(|k| seen.insert(k.clone()))
+            .filter_map(|k| state.rows.get(&k).map(|r| r.entity.clone()))
+            .collect())
+    }
+
+    async fn insert(&self, entity: &E) -> Result<E> {
+        let meta = E::meta();
+        let row = prepare(entity, meta.version_index.map(|_| 1))?;
+        let cols = unique_indexes(meta);
+        self.state
+            .write()
+            .put(&cols, row.clone(), false)
+            .map_err(|e| e.in_context(meta.name, "insert"))?;
+        Ok(row.entity.clone())
+    }
+
+    async fn insert_many(&self, entities: &[E]) -> Result<u64> {
+        let meta = E::meta();
+        let rows = entities
+            .iter()
+            .enumerate()
+            .map(|(i, e)| {
+                prepare(e, meta.version_index.map(|_| 1))
+                    .map_err(|err| Error::invalid_input(format!("row {i}: {}", err.message())))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let cols = unique_indexes(meta);
+        let mut state = self.state.write();
+        let mut done: Vec<Key> = Vec::with_capacity(rows.len());
+        for (i, row) in rows.iter().enumerate() {
+            if let Err(e) = state.put(&cols, row.clone(), false) {
+                // All-or-nothing: undo what this call inserted.
+                for id in done {
+                    state.remove(&cols, &id);
+                }
+                let msg = format!("row {i}: {}", e.message());
+                return Err(Error::new(e.kind().clone(), msg).in_context(meta.name, "insert_many"));
+            }
+            done.push(id_key::<E>(&row.record));
+        }
+        Ok(rows.len() as u64)
+    }
+
+    async fn update(&self, entity: &E) -> Result<E> {
+        let meta = E::meta();
+        let cols = unique_indexes(meta);
+        let mut state = self.state.write();
+        let probe = Record::from_entity(entity)?;
+        let id = id_key::<E>(&probe);
+        let Some(current) = state.rows.get(&id) else {
+            return Err(Error::not_found(format!("no {} with this id", meta.name))
+                .in_context(meta.name, "update"));
+        };
+        let next = match (entity.version(), current.entity.version()) {
+            (Some(mine), Some(stored)) if mine != stored => {
+                return Err(
+                    Error::stale_version(Some(mine), Some(stored)).in_context(meta.name, "update")
+                );
+            }
+            (Some(_), Some(stored)) => Some(stored + 1),
+            _ => None,
+        };
+        let row = prepare(entity, next)?;
+        state
+            .put(&cols, row.clone(), true)
+            .map_err(|e| e.in_context(meta.name, "update"))?;
+        Ok(row.entity.clone())
+    }
+
+    async fn upsert(&self, entity: &E) -> Result<E> {
+        let meta = E::meta();
+        let cols = unique_indexes(meta);
+        let mut state = self.state.write();
+        let probe = Record::from_entity(entity)?;
+        let id = id_key::<E>(&probe);
+        let next = meta.version_index.map(|_| {
+            state
+                .rows
+                .get(&id)
+                .and_then(|r| r.entity.version())
+                .map_or(1, |v| v + 1)
+        });
+        let row = prepare(entity, next)?;
+        state
+            .put(&cols, row.clone(), true)
+            .map_err(|e| e.in_context(meta.name, "upsert"))?;
+        Ok(row.entity.clone())
+    }
+
+    async fn delete(&self, id: &E::Id) -> Result<bool> {
+        let meta = E::meta();
+        let key = key_of::<E>(id)?;
+        let cols = unique_indexes(meta);
+        Ok(self.state.write().remove(&cols, &key))
+    }
+
+    async fn delete_many(&self, filter: &Filter) -> Result<u64> {
+        let meta = E::meta();
+        let f = filter
+            .checked(meta)
+            .map_err(|e| e.in_context(meta.name, "delete_many"))?;
+        let cols = unique_indexes(meta);
+        let mut state = self.state.write();
+        let doomed: Vec<Key> = state
+            .rows
+            .iter()
+            .filter(|(_, r)| matches(&f, &r.record, meta))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in &doomed {
+            state.remove(&cols, k);
+        }
+        Ok(doomed.len() as u64)
+    }
+
+    async fn find(&self, query: &Query) -> Result<Vec<E>> {
+        let rows = select(&self.state, query).map_err(|e| e.in_context(E::meta().name, "find"))?;
+        Ok(rows.iter().map(|r| r.entity.clone()).collect())
+    }
+
+    async fn find_one(&self, query: &Query) -> Result<Option<E>> {
+        support::find_one_via_find(self, query).await
+    }
+
+    async fn count(&self, filter: &Filter) -> Result<u64> {
+        let meta = E::meta();
+        let f = filter
+            .checked(meta)
+            .map_err(|e| e.in_context(meta.name, "count"))?;
+        let state = self.state.read();
+        Ok(state
+            .rows
+            .values()
+            .filter(|r| matches(&f, &r.record, meta))
+            .count() as u64)
+    }
+
+    async fn exists(&self, filter: &Filter) -> Result<bool> {
+        let meta = E::meta();
+        let f = filter
+            .checked(meta)
+            .map_err(|e| e.in_context(meta.name, "exists"))?;
+        let state = self.state.read();
+        Ok(state.rows.values().any(|r| matches(&f, &r.record, meta)))
+    }
+
+    fn stream<'a>(&'a self, query: &Query) -> BoxStream<'a, Result<E>> {
+        // The matching rows are selected under the read lock as shared
+        // pointers (no entity is cloned up front); entities are cloned one
+        // at a time as the consumer pulls them.
+        match select(&self.state, query) {
+            Ok(rows) => Box::pin(futures_util::stream::iter(
+                rows.into_iter().map(|r| Ok(r.entity.clone())),
+            )),
+            Err(e) => Box::pin(futures_util::stream::once(async move {
+                Err(e.in_context(E::meta().name, "stream"))
+            })),
+        }
+    }
+
+    async fn page(&self, query: &Query, cursor: Option<&Cursor>) -> Result<Page<E>> {
+        support::page_via_find(self, query, cursor)
+            .await
+            .map_err(|e| e.in_context(E::meta().name, "page"))
+    }
+}
+
+impl<E: Entity> MemoryRepository<E> {
+    /// Snapshot of all entities in id order (for tests and debugging).
+    pub fn all(&self) -> Vec<E> {
+        self.state
+            .read()
+            .rows
+            .values()
+            .map(|r| r.entity.clone())
+            .collect()
+    }
+}

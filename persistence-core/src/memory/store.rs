@@ -1,0 +1,100 @@
+//! The table behind a [`MemoryRepository`](super::MemoryRepository): the
+//! rows by id and one map per unique index, changed only together so the
+//! indexes always describe the rows.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::entity::Entity;
+use crate::error::{Error, Result};
+
+use super::codec::{Key, Row, id_key, unique_key};
+
+/// The rows of one entity type and their unique indexes.
+pub(super) struct State<E> {
+    /// Rows by id, in id order.
+    pub(super) rows: BTreeMap<Key, Arc<Row<E>>>,
+    /// One map per unique index in `meta.indexes` order: key values -> id.
+    uniques: Vec<BTreeMap<Vec<Key>, Key>>,
+}
+
+impl<E: Entity> State<E> {
+    /// An empty table for `E`.
+    pub(super) fn new() -> Self {
+        State {
+            rows: BTreeMap::new(),
+            uniques: vec![BTreeMap::new(); E::meta().uniques().count()],
+        }
+    }
+
+    /// Check unique constraints for `row` (ignoring the row with id `own`).
+    fn check_unique(&self, cols: &[Vec<usize>], row: &Row<E>, own: &Key) -> Result<()> {
+        let meta = E::meta();
+        for (n, (ix, map)) in meta.uniques().zip(&self.uniques).enumerate() {
+            if let Some(k) = unique_key(&row.record, &cols[n]) {
+                if let Some(holder) = map.get(&k) {
+                    if holder != own {
+                        return Err(Error::unique_violation(
+                            Some(ix.name.clone()),
+                            format!(
+                                "{} already holds this value of ({})",
+                                meta.name,
+                                ix.fields.join(", ")
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Add `row` (with id `id`) to the unique indexes, or take it out.
+    fn index_row(&mut self, cols: &[Vec<usize>], row: &Row<E>, id: &Key, add: bool) {
+        for (n, map) in self.uniques.iter_mut().enumerate() {
+            if let Some(k) = unique_key(&row.record, &cols[n]) {
+                if add {
+                    map.insert(k, id.clone());
+                } else {
+                    map.remove(&k);
+                }
+            }
+        }
+    }
+
+    /// Store `row`: a duplicate id fails unless `replace`, a unique
+    /// violation always does (and changes nothing).
+    pub(super) fn put(
+        &mut self,
+        cols: &[Vec<usize>],
+        row: Arc<Row<E>>,
+        replace: bool,
+    ) -> Result<()> {
+        let id = id_key::<E>(&row.record);
+        let old = self.rows.get(&id).cloned();
+        if old.is_some() && !replace {
+            return Err(Error::duplicate_id(format!(
+                "{} with this id already exists",
+                E::meta().name
+            )));
+        }
+        self.check_unique(cols, &row, &id)?;
+        if let Some(old) = &old {
+            self.index_row(cols, old, &id, false);
+        }
+        self.index_row(cols, &row, &id, true);
+        self.rows.insert(id, row);
+        Ok(())
+    }
+
+    /// Remove the row with id `id`, if any, and its index entries.
+    pub(super) fn remove(&mut self, cols: &[Vec<usize>], id: &Key) -> bool {
+        match self.rows.remove(id) {
+            Some(row) => {
+                self.index_row(cols, &row, id, false);
+                true
+            }
+            None => false,
+        }
+    }
+}
