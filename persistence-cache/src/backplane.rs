@@ -24,7 +24,7 @@
 //! reconnects. It is connected again once a fresh subscription answers.
 //!
 //! **Never dropped.** A write whose invalidation cannot reach Redis queues it
-//! (see [`crate::config::CacheLayerBuilder::max_queued_invalidations`]); the
+//! (see [`crate::CacheLayerBuilder::max_queued_invalidations`]); the
 //! queue is published as soon as Redis answers again.
 
 use std::collections::HashMap;

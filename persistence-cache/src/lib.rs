@@ -63,18 +63,23 @@
 #![warn(missing_docs)]
 
 pub mod backplane;
+mod builder;
 pub mod codec;
 pub mod config;
 mod error;
 pub mod keys;
 pub mod l2;
+mod layer;
 pub mod metrics;
 mod outbox;
 pub mod repository;
 pub mod sessions;
+mod shared;
 mod singleflight;
 pub mod tags;
 
-pub use config::{CacheLayer, CacheLayerBuilder, CacheStatus, EntityTtl, L1Config, L2Status};
+pub use builder::CacheLayerBuilder;
+pub use config::{EntityTtl, L1Config};
+pub use layer::{CacheLayer, CacheStatus, L2Status};
 pub use metrics::Stats;
 pub use repository::CachedRepository;

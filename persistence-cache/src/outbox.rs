@@ -13,21 +13,17 @@
 //!   by the tag store; the task retries them too (the Lua invalidation also
 //!   publishes the backplane message).
 //!
-//! Sending one entity type's queue is the same pipeline as a write's: replace
-//! the gen token (and the epoch token for "all"), `DEL` the keys, `PUBLISH`.
+//! This file holds the queue; [`sender`] the task that empties it.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Weak};
-use std::time::Duration;
+use std::sync::Arc;
 
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 
-use crate::backplane::Message;
-use crate::config::{CacheLayer, Shared};
+mod sender;
 
-/// Pause between two attempts while Redis does not answer.
-const RETRY: Duration = Duration::from_millis(50);
+pub(crate) use sender::start;
 
 /// The pending invalidation of one entity type.
 #[derive(Debug, Clone)]
@@ -142,69 +138,4 @@ impl Outbox {
             );
         }
     }
-}
-
-/// Start the task that sends queued invalidations of `shared`'s layer
-/// (needs a tokio runtime and L2; a no-op otherwise).
-pub(crate) fn start(shared: &Arc<Shared>) {
-    if shared.l2.is_none() {
-        return;
-    }
-    let Ok(rt) = tokio::runtime::Handle::try_current() else {
-        return;
-    };
-    let wake = shared.outbox.wake.clone();
-    let weak = Arc::downgrade(shared);
-    rt.spawn(run(weak, wake));
-}
-
-async fn run(weak: Weak<Shared>, wake: Arc<Notify>) {
-    loop {
-        let Some(shared) = weak.upgrade() else { return };
-        let layer = CacheLayer { shared };
-        let idle = layer.shared.outbox.is_empty() && layer.shared.tags.pending_is_empty();
-        if idle {
-            drop(layer);
-            // Re-check now and then that the layer still exists.
-            let _ = tokio::time::timeout(Duration::from_secs(1), wake.notified()).await;
-            continue;
-        }
-        let sent = flush(&layer).await;
-        drop(layer);
-        if !sent {
-            tokio::time::sleep(RETRY).await;
-        }
-    }
-}
-
-/// Send everything queued; false when Redis failed (the rest is kept).
-async fn flush(layer: &CacheLayer) -> bool {
-    let Some(l2) = layer.shared.l2.as_deref() else {
-        return true;
-    };
-    let outbox = &layer.shared.outbox;
-    let mut items = outbox.take();
-    while let Some((base, p)) = items.pop() {
-        let keys: Vec<String> = p.keys.iter().cloned().collect();
-        let publish = layer.shared.backplane.as_ref().map(|bp| {
-            let msg = if p.all {
-                Message::All { base: base.clone() }
-            } else {
-                Message::Keys {
-                    base: base.clone(),
-                    keys: keys.clone(),
-                }
-            };
-            (bp.channel.as_str(), msg.encode(bp.origin))
-        });
-        let epoch = p.all.then_some(p.epoch_key.as_str());
-        if let Err(e) = l2.invalidate(&p.gen_key, epoch, &keys, publish).await {
-            tracing::debug!(error = %e, "queued cache invalidations not sent yet");
-            items.push((base, p));
-            outbox.restore(items);
-            return false;
-        }
-        tracing::debug!(entity = %base, keys = keys.len(), all = p.all, "queued cache invalidation sent");
-    }
-    layer.retry_pending_tags().await
 }

@@ -23,9 +23,9 @@ use persistence_core::{Error, Result};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::config::CacheLayer;
 use crate::keys::{key_part, validate_part};
 use crate::l2::L2;
+use crate::layer::CacheLayer;
 
 const FORMAT: u8 = 1;
 

@@ -1,0 +1,109 @@
+//! The vocabulary of the cached repository: L1 entries and their expiry,
+//! the local generations ([`Gens`]) that decide which L1 entries are alive,
+//! what a read keys on ([`Kind`]) and what a write touched ([`Target`]).
+
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use moka::Expiry;
+use persistence_core::{Entity, Error, Value};
+
+use crate::codec::Cached;
+
+const STRIPES: usize = 1024;
+
+#[derive(Clone)]
+pub(crate) struct L1Entry<E> {
+    pub(crate) value: Cached<E>,
+    pub(super) ttl: Duration,
+}
+
+pub(super) struct L1Expiry;
+
+impl<E> Expiry<String, L1Entry<E>> for L1Expiry {
+    fn expire_after_create(
+        &self,
+        _key: &String,
+        value: &L1Entry<E>,
+        _created_at: std::time::Instant,
+    ) -> Option<Duration> {
+        Some(value.ttl)
+    }
+    fn expire_after_update(
+        &self,
+        _key: &String,
+        value: &L1Entry<E>,
+        _updated_at: std::time::Instant,
+        _duration_until_expiry: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(value.ttl)
+    }
+}
+
+/// Local generations of one entity type.
+pub(super) struct Gens {
+    pub(super) epoch: AtomicU64,
+    pub(super) queries: AtomicU64,
+    pub(super) stripes: Box<[AtomicU64]>,
+}
+
+impl Gens {
+    pub(super) fn new() -> Gens {
+        Gens {
+            epoch: AtomicU64::new(0),
+            queries: AtomicU64::new(0),
+            stripes: (0..STRIPES).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+    pub(super) fn stripe(key: &str) -> usize {
+        let mut h = DefaultHasher::new();
+        key.hash(&mut h);
+        (h.finish() % STRIPES as u64) as usize
+    }
+    /// The L1 / flight key of an entity key under the current generations.
+    pub(super) fn entity_key(&self, key: &str) -> String {
+        let e = self.epoch.load(Ordering::SeqCst);
+        let s = self.stripes[Self::stripe(key)].load(Ordering::SeqCst);
+        format!("{key}@{e}.{s}")
+    }
+    pub(super) fn query_key(&self, key: &str) -> String {
+        format!("{key}@{}", self.queries.load(Ordering::SeqCst))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// Keyed by id; stamped with the epoch token in L2.
+    Entity,
+    /// A query result; stamped with the gen token in L2.
+    Query,
+}
+
+/// What a write touched.
+pub(crate) enum Target {
+    /// These entity keys.
+    Keys(Vec<String>),
+    /// Possibly any entity (`delete_many`, or ids that could not be keyed).
+    All,
+}
+
+/// The id as a normalized [`Value`] (None when it cannot be keyed).
+pub(super) fn norm_id<E: Entity>(id: &E::Id) -> Option<Value> {
+    Value::from_serialize(id)
+        .ok()?
+        .normalize(E::meta().id_field().ty)
+        .ok()
+}
+
+/// The stamp an entry of `kind` carries: the epoch token for entities, the gen token for queries.
+pub(super) fn pick(kind: Kind, gen_token: u64, epoch: u64) -> u64 {
+    match kind {
+        Kind::Entity => epoch,
+        Kind::Query => gen_token,
+    }
+}
+
+pub(super) fn unexpected() -> Error {
+    Error::backend("cache entry of an unexpected shape")
+}

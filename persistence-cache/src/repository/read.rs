@@ -1,0 +1,191 @@
+//! The read path: L1 under the current local generation, then a single
+//! flight that tries L2 (see [`super::l2`]) and loads from the repository,
+//! storing the result only where the generation it was loaded under is still
+//! current (stale-set protection).
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::ops::ControlFlow;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::FutureExt as _;
+use persistence_core::{Entity, Repository, Result};
+
+use crate::codec::Cached;
+use crate::config::EntityTtl;
+use crate::metrics::{Event, Level};
+use crate::repository::entries::{Kind, L1Entry, norm_id};
+use crate::repository::{CachedRepository, Inner};
+
+impl<E: Entity, R: Repository<E> + 'static> CachedRepository<E, R> {
+    pub(super) async fn read<F, Fut>(&self, key: String, kind: Kind, load: F) -> Result<Cached<E>>
+    where
+        F: FnOnce(Arc<Inner<E, R>>) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<Cached<E>>> + Send + 'static,
+    {
+        let inner = &self.inner;
+        let local = match kind {
+            Kind::Entity => inner.gens.entity_key(&key),
+            Kind::Query => inner.gens.query_key(&key),
+        };
+        if let Some(l1) = &inner.l1 {
+            if let Some(hit) = l1.get(&local).await {
+                inner.record(Event::Hit(Level::L1));
+                return Ok(hit.value);
+            }
+            inner.record(Event::Miss(Level::L1));
+        }
+        let me = inner.clone();
+        let flight_key = local.clone();
+        let ttl = self.ttls();
+        inner
+            .flights
+            .run(flight_key, move || {
+                async move { me.fill(key, local, kind, ttl, load).await }.boxed()
+            })
+            .await
+    }
+
+    /// `get_many`: L1, then one L2 lookup for the rest, then one load for
+    /// what is still missing.
+    pub(super) async fn read_many(&self, ids: &[E::Id]) -> Result<Vec<E>> {
+        let inner = &self.inner;
+        let ttls = self.ttls();
+        // Key every id, collapsing duplicates.
+        let mut order: Vec<(E::Id, String)> = Vec::with_capacity(ids.len());
+        let mut seen = HashSet::with_capacity(ids.len());
+        for id in ids {
+            let Some(v) = norm_id::<E>(id) else {
+                return inner.repo.get_many(ids).await;
+            };
+            let key = inner.keys.entity(&v);
+            if seen.insert(key.clone()) {
+                order.push((id.clone(), key));
+            }
+        }
+        let mut found: HashMap<String, Option<E>> = HashMap::with_capacity(order.len());
+        let mut missing: Vec<(E::Id, String, String)> = Vec::new();
+        for (id, key) in &order {
+            let local = inner.gens.entity_key(key);
+            if let Some(l1) = &inner.l1 {
+                if let Some(hit) = l1.get(&local).await {
+                    if let Cached::Entity(e) = hit.value {
+                        inner.record(Event::Hit(Level::L1));
+                        found.insert(key.clone(), e);
+                        continue;
+                    }
+                }
+                inner.record(Event::Miss(Level::L1));
+            }
+            missing.push((id.clone(), key.clone(), local));
+        }
+        let (missing, store) = inner.l2_fetch_many(missing, &mut found, ttls).await;
+        if !missing.is_empty() {
+            inner.record(Event::Load);
+            let want: Vec<E::Id> = missing.iter().map(|(id, _, _)| id.clone()).collect();
+            let rows = match inner.repo.get_many(&want).await {
+                Ok(r) => r,
+                Err(e) => {
+                    inner.record(Event::LoadError);
+                    return Err(e);
+                }
+            };
+            let mut by_key: HashMap<String, E> = rows
+                .into_iter()
+                .filter_map(|e| norm_id::<E>(e.id()).map(|v| (inner.keys.entity(&v), e)))
+                .collect();
+            let mut l2_items = Vec::new();
+            for (_, key, local) in missing {
+                let e = by_key.remove(&key);
+                if let Some((_, stamp)) = store {
+                    l2_items.push((key.clone(), stamp, Cached::Entity(e.clone())));
+                }
+                inner
+                    .l1_put(&key, Kind::Entity, local, Cached::Entity(e.clone()), ttls)
+                    .await;
+                found.insert(key, e);
+            }
+            if let (Some((token, _)), Some(l2)) = (store, inner.l2.as_deref()) {
+                inner.l2_store(l2, token, l2_items, ttls).await;
+            }
+        }
+        Ok(order
+            .into_iter()
+            .filter_map(|(_, key)| found.remove(&key).flatten())
+            .collect())
+    }
+}
+
+impl<E: Entity, R: Repository<E> + 'static> Inner<E, R> {
+    /// The L1 lifetime: the TTL, capped while the backplane is disconnected.
+    fn l1_ttl_for(&self, value: &Cached<E>, ttl: EntityTtl) -> Duration {
+        self.shared.l1_ttl(self.ttl_for(value, ttl))
+    }
+
+    fn local_key(&self, key: &str, kind: Kind) -> String {
+        match kind {
+            Kind::Entity => self.gens.entity_key(key),
+            Kind::Query => self.gens.query_key(key),
+        }
+    }
+
+    /// Store in L1 under `local` unless a write has moved the generation since.
+    pub(super) async fn l1_put(
+        &self,
+        key: &str,
+        kind: Kind,
+        local: String,
+        value: Cached<E>,
+        ttl: EntityTtl,
+    ) {
+        let Some(l1) = &self.l1 else { return };
+        if self.local_key(key, kind) != local {
+            self.record(Event::StaleSetPrevented);
+            return;
+        }
+        let ttl = self.l1_ttl_for(&value, ttl);
+        l1.insert(local, L1Entry { value, ttl }).await;
+    }
+
+    async fn fill<F, Fut>(
+        self: Arc<Self>,
+        key: String,
+        local: String,
+        kind: Kind,
+        ttl: EntityTtl,
+        load: F,
+    ) -> Result<Cached<E>>
+    where
+        F: FnOnce(Arc<Inner<E, R>>) -> Fut,
+        Fut: Future<Output = Result<Cached<E>>>,
+    {
+        // A flight that finished just before this one started has filled L1.
+        if let Some(l1) = &self.l1 {
+            if let Some(hit) = l1.get(&local).await {
+                return Ok(hit.value);
+            }
+        }
+        let store = match self.l2_fetch(&key, kind).await {
+            ControlFlow::Break(v) => {
+                self.l1_put(&key, kind, local, v.clone(), ttl).await;
+                return Ok(v);
+            }
+            ControlFlow::Continue(store) => store,
+        };
+        self.record(Event::Load);
+        let value = match load(self.clone()).await {
+            Ok(v) => v,
+            Err(e) => {
+                self.record(Event::LoadError);
+                return Err(e);
+            }
+        };
+        if let (Some((token, stamp)), Some(l2)) = (store, self.l2.as_deref()) {
+            self.l2_store(l2, token, vec![(key.clone(), stamp, value.clone())], ttl)
+                .await;
+        }
+        self.l1_put(&key, kind, local, value.clone(), ttl).await;
+        Ok(value)
+    }
+}

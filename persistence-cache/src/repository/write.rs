@@ -1,0 +1,87 @@
+//! The write side: what a write touched ([`Target`]), and the invalidation
+//! that follows every write — L2 first (see [`super::l2`]), then the local
+//! generations and L1.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use persistence_core::{Entity, Repository, Result};
+
+use crate::metrics::Event;
+use crate::repository::entries::{Gens, Target, norm_id};
+use crate::repository::{CachedRepository, Inner};
+
+impl<E: Entity, R: Repository<E> + 'static> CachedRepository<E, R> {
+    pub(super) fn target(&self, ids: &[E::Id]) -> Target {
+        // Huge batches: one epoch bump beats thousands of keys in DEL and messages.
+        if ids.len() > 1000 {
+            return Target::All;
+        }
+        let mut keys = Vec::with_capacity(ids.len());
+        for id in ids {
+            match norm_id::<E>(id) {
+                Some(v) => keys.push(self.inner.keys.entity(&v)),
+                None => return Target::All,
+            }
+        }
+        Target::Keys(keys)
+    }
+
+    pub(super) async fn write<T>(
+        &self,
+        target: Target,
+        fut: impl Future<Output = Result<T>>,
+    ) -> Result<T> {
+        let out = fut.await;
+        // Invalidate also after a failure: a timed-out or partial write may have landed.
+        self.inner.after_write(target).await;
+        out
+    }
+}
+
+impl<E: Entity, R: Repository<E> + 'static> Inner<E, R> {
+    /// Invalidate after a write: L2 first (so a reader of the new local
+    /// generation cannot refill L1 from an old L2 entry), then L1. When Redis
+    /// cannot be reached the L2 invalidation and its backplane message are
+    /// queued (see [`crate::outbox`]) and sent as soon as Redis answers.
+    pub(crate) async fn after_write(self: &Arc<Self>, target: Target) {
+        self.l2_invalidate(&target).await;
+        self.invalidate_local(&target).await;
+        self.record(Event::Invalidation);
+    }
+
+    pub(crate) async fn invalidate_local(&self, target: &Target) {
+        let old: Vec<String> = match target {
+            Target::Keys(keys) if self.l1.is_some() => {
+                keys.iter().map(|k| self.gens.entity_key(k)).collect()
+            }
+            _ => Vec::new(),
+        };
+        self.bump(match target {
+            Target::Keys(k) => Some(k),
+            Target::All => None,
+        });
+        // The generation bump already made them unreachable; free the memory now.
+        if let Some(l1) = &self.l1 {
+            for k in &old {
+                l1.invalidate(k).await;
+            }
+        }
+    }
+
+    /// Bump the local generations of `keys` (all entities when None) and of queries.
+    pub(super) fn bump(&self, keys: Option<&[String]>) {
+        match keys {
+            Some(keys) => {
+                for k in keys {
+                    self.gens.stripes[Gens::stripe(k)].fetch_add(1, Ordering::SeqCst);
+                }
+            }
+            None => {
+                self.gens.epoch.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        self.gens.queries.fetch_add(1, Ordering::SeqCst);
+    }
+}

@@ -1,0 +1,57 @@
+//! [`Shared`]: the state of one cache layer that every part of it reads —
+//! settings, the Redis client, the tag store, the backplane and the
+//! invalidation queue. A leaf below both the layer and its repositories, so
+//! neither has to import the other.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::backplane::Backplane;
+use crate::config::{EntityTtl, L1Config};
+use crate::l2::L2;
+use crate::outbox::Outbox;
+use crate::tags::store::TagStore;
+
+/// Settings shared by every cached repository of one layer.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub prefix: String,
+    pub default_ttl: EntityTtl,
+    pub per_entity: HashMap<String, EntityTtl>,
+    pub jitter: f64,
+    pub l1: Option<L1Config>,
+    pub l2: Option<Arc<L2>>,
+    pub tags: Arc<TagStore>,
+    pub backplane: Option<Arc<Backplane>>,
+    pub outbox: Outbox,
+    pub db_label: Option<Arc<str>>,
+}
+
+impl Shared {
+    /// Redis answered: send what is queued, if anything.
+    pub(crate) fn redis_answered(&self) {
+        if !self.outbox.is_empty() || !self.tags.pending_is_empty() {
+            self.outbox.poke();
+        }
+    }
+
+    /// `ttl` shortened by up to the jitter fraction, so entries loaded
+    /// together do not expire together.
+    pub(crate) fn jittered(&self, ttl: Duration) -> Duration {
+        let j = self.jitter;
+        if j <= 0.0 {
+            return ttl;
+        }
+        ttl.mul_f64(1.0 - j * fastrand::f64())
+    }
+
+    /// The L1 lifetime of an entry living `ttl`: capped while the backplane
+    /// is disconnected.
+    pub(crate) fn l1_ttl(&self, ttl: Duration) -> Duration {
+        match &self.backplane {
+            Some(bp) if !bp.connected() => ttl.min(bp.degraded_ttl),
+            _ => ttl,
+        }
+    }
+}

@@ -1,0 +1,136 @@
+//! [`TagStore`]: the tagged-value state of one layer — the L1 of tagged
+//! values, the local generation of each tag, the in-flight loads and the tags
+//! whose L2 invalidation is pending. A leaf: the layer's shared state holds it.
+
+use std::any::Any;
+use std::collections::{HashMap, HashSet};
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use deadpool_redis::redis::Script;
+use moka::future::Cache;
+use parking_lot::Mutex;
+
+use crate::metrics::Counters;
+use crate::singleflight::Flights;
+
+/// The `entity` label of tagged values' counters.
+pub(crate) const METRIC_ENTITY: &str = "!tagged";
+
+const STORE: &str = r"
+local n = tonumber(ARGV[3])
+for i = 1, n do
+  local cur = redis.call('GET', KEYS[1 + i]) or ''
+  if cur ~= ARGV[3 + i] then return 0 end
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+for i = 1, n do
+  local set = KEYS[1 + n + i]
+  redis.call('SADD', set, KEYS[1])
+  if redis.call('PTTL', set) < tonumber(ARGV[2]) then redis.call('PEXPIRE', set, ARGV[2]) end
+end
+return 1
+";
+
+const INVALIDATE: &str = r"
+local members = redis.call('SMEMBERS', KEYS[1])
+for _, k in ipairs(members) do redis.call('DEL', k) end
+redis.call('DEL', KEYS[1])
+redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
+if ARGV[3] ~= '' then redis.call('PUBLISH', ARGV[3], ARGV[4]) end
+return #members
+";
+
+pub(crate) type AnyValue = Arc<dyn Any + Send + Sync>;
+#[derive(Clone)]
+pub(crate) struct TagEntry {
+    pub(crate) value: AnyValue,
+    pub(crate) ttl: Duration,
+}
+
+struct TagExpiry;
+
+impl moka::Expiry<String, TagEntry> for TagExpiry {
+    fn expire_after_create(
+        &self,
+        _key: &String,
+        value: &TagEntry,
+        _created_at: std::time::Instant,
+    ) -> Option<Duration> {
+        Some(value.ttl)
+    }
+}
+
+/// The tagged-value state of a layer.
+pub(crate) struct TagStore {
+    pub(crate) l1: Option<Cache<String, TagEntry>>,
+    gens: Mutex<HashMap<String, u64>>,
+    epoch: AtomicU64,
+    next_gen: AtomicU64,
+    pub(crate) flights: Flights<AnyValue>,
+    /// Tags whose L2 invalidation failed (retried before tagged L2 reads).
+    pub(crate) pending: Mutex<HashSet<String>>,
+    pub(crate) store: Script,
+    pub(crate) invalidate: Script,
+    pub(crate) counters: Counters,
+}
+
+impl std::fmt::Debug for TagStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TagStore").finish_non_exhaustive()
+    }
+}
+
+impl TagStore {
+    pub(crate) fn new(l1_max_weight: Option<u64>) -> TagStore {
+        TagStore {
+            l1: l1_max_weight.map(|w| {
+                Cache::builder()
+                    .max_capacity(w)
+                    .expire_after(TagExpiry)
+                    .build()
+            }),
+            gens: Mutex::new(HashMap::new()),
+            epoch: AtomicU64::new(0),
+            next_gen: AtomicU64::new(1),
+            flights: Flights::new(),
+            pending: Mutex::new(HashSet::new()),
+            store: Script::new(STORE),
+            invalidate: Script::new(INVALIDATE),
+            counters: Counters::default(),
+        }
+    }
+
+    /// True when no tag waits for its L2 invalidation.
+    pub(crate) fn pending_is_empty(&self) -> bool {
+        self.pending.lock().is_empty()
+    }
+
+    /// Tags waiting for their L2 invalidation.
+    pub(crate) fn pending_len(&self) -> usize {
+        self.pending.lock().len()
+    }
+
+    /// Make entries tagged `tag` unreachable locally (`""`: every entry).
+    pub(crate) fn bump(&self, tag: &str) {
+        if tag.is_empty() {
+            self.epoch.fetch_add(1, Ordering::SeqCst);
+        } else {
+            let g = self.next_gen.fetch_add(1, Ordering::SeqCst);
+            self.gens.lock().insert(tag.to_string(), g);
+        }
+    }
+
+    pub(crate) fn local_key(&self, key: &str, tags: &[&str]) -> String {
+        let gens = self.gens.lock();
+        let mut k = String::with_capacity(key.len() + 8 * tags.len());
+        k.push_str(key);
+        let _ = write!(k, "@{}:", self.epoch.load(Ordering::SeqCst));
+        for t in tags {
+            let _ = write!(k, "{}.", gens.get(*t).copied().unwrap_or(0));
+        }
+        k
+    }
+}
