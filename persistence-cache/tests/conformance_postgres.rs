@@ -8,7 +8,7 @@ use common::Levels;
 use persistence_cache::{CacheLayer, CachedRepository};
 use persistence_core::conformance::Backend;
 use persistence_core::conformance::services::{Service, unique_suffix};
-use persistence_core::{Entity, Repository};
+use persistence_core::{Capabilities, Entity, Repository};
 use persistence_postgres::{RelationalConfig, RelationalRepository, RelationalStore};
 
 struct CachedPostgres {
@@ -19,6 +19,10 @@ struct CachedPostgres {
 
 impl Backend for CachedPostgres {
     type Repo<E: Entity> = CachedRepository<E, RelationalRepository<E>>;
+
+    fn capabilities() -> Capabilities {
+        Capabilities::full("postgres")
+    }
 
     async fn repo<E: Entity>(&self) -> Self::Repo<E> {
         let repo = self.layer.wrap(self.store.repository::<E>());
@@ -63,4 +67,4 @@ async fn make_at(db_url: String, levels: Levels) -> CachedPostgres {
     }
 }
 
-conformance_at_every_level!(CachedPostgres, make_at, service = Service::Postgres);
+conformance_at_every_level!(make_at, service = Service::Postgres);

@@ -1,11 +1,12 @@
 //! The conformance suite through every resilience layer (timeout, retry,
 //! circuit breaker, metrics) over the memory backend: layers must not change
-//! any answer.
+//! any answer (`harness = false`: the macro defines `main`).
 use std::time::Duration;
 
 use persistence_core::conformance::Backend;
+use persistence_core::conformance::entities::Person;
 use persistence_core::layer::{CircuitBreaker, LayerExt, Layered, Metrics, Retry, Timeout};
-use persistence_core::{Entity, MemoryRepository};
+use persistence_core::{Capabilities, Entity, MemoryRepository, Repository};
 
 struct LayeredMemory {
     breaker: CircuitBreaker,
@@ -18,6 +19,10 @@ type Stack<E> = Layered<
 
 impl Backend for LayeredMemory {
     type Repo<E: Entity> = Stack<E>;
+    fn capabilities() -> Capabilities {
+        // Layers report what the repository under them does.
+        MemoryRepository::<Person>::new().capabilities()
+    }
     async fn repo<E: Entity>(&self) -> Stack<E> {
         MemoryRepository::new()
             .layer(Timeout::new(Duration::from_secs(30)))

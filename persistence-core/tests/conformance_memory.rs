@@ -1,11 +1,17 @@
-//! The conformance suite on the reference backend.
+//! The conformance suite on the reference backend (`harness = false`: the
+//! macro defines `main`).
 use persistence_core::conformance::Backend;
-use persistence_core::{Entity, MemoryRepository};
+use persistence_core::conformance::entities::Person;
+use persistence_core::{Capabilities, Entity, MemoryRepository, Repository};
 
 struct Memory;
 
 impl Backend for Memory {
     type Repo<E: Entity> = MemoryRepository<E>;
+    fn capabilities() -> Capabilities {
+        // Static: the memory backend needs no server to say what it does.
+        MemoryRepository::<Person>::new().capabilities()
+    }
     async fn repo<E: Entity>(&self) -> MemoryRepository<E> {
         MemoryRepository::new()
     }

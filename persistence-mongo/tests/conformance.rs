@@ -1,8 +1,9 @@
 //! The conformance suite on MongoDB: each case in its own database
 //! `conf_<unique_suffix>`, dropped afterwards (also when the case panics).
+//! `harness = false`: the macro defines `main`.
 use persistence_core::conformance::Backend;
 use persistence_core::conformance::services::{Service, unique_suffix};
-use persistence_core::{Entity, Repository};
+use persistence_core::{Capabilities, Entity, Repository, TimestampPrecision};
 use persistence_mongo::{MongoConfig, MongoRepository, MongoStore};
 
 struct Mongo {
@@ -11,6 +12,14 @@ struct Mongo {
 
 impl Backend for Mongo {
     type Repo<E: Entity> = MongoRepository<E>;
+
+    fn capabilities() -> Capabilities {
+        // Transactions (and so atomic batches) depend on the server (replica
+        // set or not); no case is skipped on them.
+        let mut caps = Capabilities::full("mongo");
+        caps.timestamp_precision = TimestampPrecision::Millis;
+        caps
+    }
     async fn repo<E: Entity>(&self) -> MongoRepository<E> {
         let repo = self.store.repository::<E>();
         if let Err(e) = repo.ensure_schema().await {

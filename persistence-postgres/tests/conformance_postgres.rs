@@ -1,8 +1,9 @@
 //! The conformance suite on PostgreSQL: every case in its own schema
 //! `t_<unique_suffix>`, dropped with CASCADE afterwards (also on failure).
-use persistence_core::Entity;
+//! `harness = false`: the macro defines `main`.
 use persistence_core::conformance::Backend;
 use persistence_core::conformance::services::{Service, unique_suffix};
+use persistence_core::{Capabilities, Entity};
 use persistence_postgres::{RelationalConfig, RelationalRepository, RelationalStore};
 
 struct Postgres {
@@ -11,6 +12,10 @@ struct Postgres {
 
 impl Backend for Postgres {
     type Repo<E: Entity> = RelationalRepository<E>;
+
+    fn capabilities() -> Capabilities {
+        Capabilities::full("postgres")
+    }
 
     async fn repo<E: Entity>(&self) -> RelationalRepository<E> {
         let repo = self.store.repository::<E>();

@@ -1,10 +1,11 @@
 //! The conformance suite on SQLite: every case in its own temporary database
-//! file, deleted afterwards (also on failure).
+//! file, deleted afterwards (also on failure). `harness = false`: the macro
+//! defines `main`.
 use std::path::PathBuf;
 
-use persistence_core::Entity;
 use persistence_core::conformance::Backend;
 use persistence_core::conformance::services::unique_suffix;
+use persistence_core::{Capabilities, Entity};
 use persistence_postgres::{RelationalConfig, RelationalRepository, RelationalStore};
 
 struct Sqlite {
@@ -14,6 +15,14 @@ struct Sqlite {
 
 impl Backend for Sqlite {
     type Repo<E: Entity> = RelationalRepository<E>;
+
+    fn capabilities() -> Capabilities {
+        // SQLite stores NaN as NULL and drops the sign of -0.0 in REAL columns.
+        let mut caps = Capabilities::full("sqlite");
+        caps.non_finite_floats = false;
+        caps.signed_zero = false;
+        caps
+    }
 
     async fn repo<E: Entity>(&self) -> RelationalRepository<E> {
         let repo = self.store.repository::<E>();

@@ -203,6 +203,11 @@ pub struct CachedMemory {
 impl persistence_core::conformance::Backend for CachedMemory {
     type Repo<E: persistence_core::Entity> =
         persistence_cache::CachedRepository<E, persistence_core::MemoryRepository<E>>;
+    fn capabilities() -> Capabilities {
+        // The cache reports what the repository under it does.
+        persistence_core::MemoryRepository::<persistence_core::conformance::entities::Person>::new()
+            .capabilities()
+    }
     async fn repo<E: persistence_core::Entity>(&self) -> Self::Repo<E> {
         self.layer.wrap(persistence_core::MemoryRepository::new())
     }
@@ -223,36 +228,31 @@ pub async fn cached_memory(levels: Levels) -> CachedMemory {
     CachedMemory { layer, _keys: keys }
 }
 
-/// Run the conformance suite once per cache level (`l1::`, `l2::`, `l1_l2::`)
-/// with `$make_at(levels)` (or `$make_at(url, levels)` with `service = ...`)
-/// building a fresh `$backend`.
+/// The `main` of a conformance test file (`harness = false`): the suite once
+/// per cache level (`l1::`, `l2::`, `l1_l2::`), each case on a fresh backend
+/// from `$make_at(levels)` (or `$make_at(url, levels)` with `service = ...`).
 macro_rules! conformance_at_every_level {
-    ($backend:ty, $make_at:ident) => {
-        conformance_at_every_level!(@level l1, L1, $backend, $make_at);
-        conformance_at_every_level!(@level l2, L2, $backend, $make_at);
-        conformance_at_every_level!(@level l1_l2, Both, $backend, $make_at);
-    };
-    ($backend:ty, $make_at:ident, service = $service:expr) => {
-        conformance_at_every_level!(@service l1, L1, $backend, $make_at, $service);
-        conformance_at_every_level!(@service l2, L2, $backend, $make_at, $service);
-        conformance_at_every_level!(@service l1_l2, Both, $backend, $make_at, $service);
-    };
-    (@level $m:ident, $level:ident, $backend:ty, $make_at:ident) => {
-        mod $m {
-            use super::*;
-            async fn make() -> $backend {
-                $make_at(common::Levels::$level).await
-            }
-            persistence_core::conformance_tests!(make);
+    ($make_at:ident) => {
+        fn main() -> std::process::ExitCode {
+            use persistence_core::conformance::harness::{main, trials};
+            let mut all = trials("l1::", || $make_at(common::Levels::L1));
+            all.extend(trials("l2::", || $make_at(common::Levels::L2)));
+            all.extend(trials("l1_l2::", || $make_at(common::Levels::Both)));
+            main(all)
         }
     };
-    (@service $m:ident, $level:ident, $backend:ty, $make_at:ident, $service:expr) => {
-        mod $m {
-            use super::*;
-            async fn make(url: String) -> $backend {
-                $make_at(url, common::Levels::$level).await
-            }
-            persistence_core::conformance_tests!(make, service = $service);
+    ($make_at:ident, service = $service:expr) => {
+        fn main() -> std::process::ExitCode {
+            use persistence_core::conformance::harness::{main, service_trials};
+            let at = |levels| move |url| $make_at(url, levels);
+            let mut all = service_trials("l1::", $service, at(common::Levels::L1));
+            all.extend(service_trials("l2::", $service, at(common::Levels::L2)));
+            all.extend(service_trials(
+                "l1_l2::",
+                $service,
+                at(common::Levels::Both),
+            ));
+            main(all)
         }
     };
 }
