@@ -6,26 +6,27 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+#[cfg(feature = "redis")]
 use deadpool_redis::{PoolConfig, Runtime, Timeouts};
+#[cfg(feature = "redis")]
 use persistence_core::error::redact_url;
 use persistence_core::{Error, Result};
 
+#[cfg(feature = "redis")]
 use crate::backplane::Backplane;
+#[cfg(feature = "redis")]
 use crate::config::{
-    DEFAULT_DEGRADED_TTL, DEFAULT_HEARTBEAT, DEFAULT_MAX_QUEUED, EntityTtl,
-    HEARTBEAT_TIMEOUT_TICKS, L1Config,
+    DEFAULT_DEGRADED_TTL, DEFAULT_HEARTBEAT, DEFAULT_MAX_QUEUED, HEARTBEAT_TIMEOUT_TICKS,
 };
+use crate::config::{EntityTtl, L1Config};
 use crate::keys::validate_prefix;
+#[cfg(feature = "redis")]
 use crate::l2::L2;
 use crate::layer::CacheLayer;
+#[cfg(feature = "redis")]
 use crate::outbox::{self, Outbox};
 use crate::shared::Shared;
 use crate::tags::store::TagStore;
-
-enum L2Source {
-    Url(String),
-    Pool(deadpool_redis::Pool),
-}
 
 impl CacheLayer {
     /// Start configuring a layer (L1 only, TTL 5 min, negative TTL 30 s, jitter 10 %).
@@ -41,25 +42,20 @@ pub struct CacheLayerBuilder {
     per_entity: HashMap<String, EntityTtl>,
     jitter: f64,
     l1: Option<L1Config>,
-    l2: Option<L2Source>,
-    l2_timeout: Duration,
-    pool_size: usize,
-    backplane: bool,
-    degraded_ttl: Duration,
-    heartbeat: Duration,
-    heartbeat_timeout: Option<Duration>,
-    max_queued: usize,
     db_label: Option<String>,
+    #[cfg(feature = "redis")]
+    redis: RedisSettings,
 }
 
 impl std::fmt::Debug for CacheLayerBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CacheLayerBuilder")
-            .field("prefix", &self.prefix)
+        let mut d = f.debug_struct("CacheLayerBuilder");
+        d.field("prefix", &self.prefix)
             .field("ttl", &self.ttl)
-            .field("l1", &self.l1)
-            .field("l2", &self.l2.is_some())
-            .finish()
+            .field("l1", &self.l1);
+        #[cfg(feature = "redis")]
+        d.field("l2", &self.redis.source.is_some());
+        d.finish()
     }
 }
 
@@ -74,15 +70,9 @@ impl Default for CacheLayerBuilder {
             per_entity: HashMap::new(),
             jitter: 0.1,
             l1: Some(L1Config::default()),
-            l2: None,
-            l2_timeout: Duration::from_millis(250),
-            pool_size: 16,
-            backplane: false,
-            degraded_ttl: DEFAULT_DEGRADED_TTL,
-            heartbeat: DEFAULT_HEARTBEAT,
-            heartbeat_timeout: None,
-            max_queued: DEFAULT_MAX_QUEUED,
             db_label: None,
+            #[cfg(feature = "redis")]
+            redis: RedisSettings::default(),
         }
     }
 }
@@ -121,57 +111,66 @@ impl CacheLayerBuilder {
         self
     }
     /// No L1 (L2 only).
+    #[cfg(feature = "redis")]
     pub fn without_l1(mut self) -> Self {
         self.l1 = None;
         self
     }
     /// Use Redis at `url` as L2.
+    #[cfg(feature = "redis")]
     pub fn redis_url(mut self, url: impl Into<String>) -> Self {
-        self.l2 = Some(L2Source::Url(url.into()));
+        self.redis.source = Some(L2Source::Url(url.into()));
         self
     }
     /// Use an existing deadpool-redis pool as L2.
+    #[cfg(feature = "redis")]
     pub fn redis_pool(mut self, pool: deadpool_redis::Pool) -> Self {
-        self.l2 = Some(L2Source::Pool(pool));
+        self.redis.source = Some(L2Source::Pool(pool));
         self
     }
     /// Time budget of one Redis operation (default 250 ms); past it the
     /// operation counts as failed and the fail-safe applies.
+    #[cfg(feature = "redis")]
     pub fn l2_timeout(mut self, timeout: Duration) -> Self {
-        self.l2_timeout = timeout;
+        self.redis.timeout = timeout;
         self
     }
 
     /// Cross-instance L1 invalidation over Redis pub/sub (needs L1 and
     /// [`redis_url`](Self::redis_url); build inside a tokio runtime).
+    #[cfg(feature = "redis")]
     pub fn backplane(mut self, on: bool) -> Self {
-        self.backplane = on;
+        self.redis.backplane = on;
         self
     }
     /// Longest L1 lifetime while the backplane is disconnected (default 1 s).
+    #[cfg(feature = "redis")]
     pub fn backplane_degraded_ttl(mut self, ttl: Duration) -> Self {
-        self.degraded_ttl = ttl;
+        self.redis.degraded_ttl = ttl;
         self
     }
     /// Interval of the backplane's heartbeat ticks (default 250 ms). Every
     /// instance publishes one per interval; a subscriber that hears nothing
     /// for the [heartbeat timeout](Self::heartbeat_timeout) treats Redis as
     /// stalled (drops L1, degraded TTL, reconnects).
+    #[cfg(feature = "redis")]
     pub fn heartbeat(mut self, every: Duration) -> Self {
-        self.heartbeat = every;
+        self.redis.heartbeat = every;
         self
     }
     /// Silence after which the backplane counts as lost (default 3 heartbeat
     /// intervals; must exceed one interval).
+    #[cfg(feature = "redis")]
     pub fn heartbeat_timeout(mut self, timeout: Duration) -> Self {
-        self.heartbeat_timeout = Some(timeout);
+        self.redis.heartbeat_timeout = Some(timeout);
         self
     }
     /// Most entity keys whose invalidation may wait for Redis (default
     /// 10 000); past it, the entity type that overflows is invalidated
     /// entirely instead (one message, all its entries dead).
+    #[cfg(feature = "redis")]
     pub fn max_queued_invalidations(mut self, n: usize) -> Self {
-        self.max_queued = n;
+        self.redis.max_queued = n;
         self
     }
 
@@ -197,12 +196,83 @@ impl CacheLayerBuilder {
         };
         check(&self.ttl)?;
         self.per_entity.values().try_for_each(check)?;
-        if self.l1.is_none() && self.l2.is_none() {
+        #[cfg(feature = "redis")]
+        let l2 = self.redis.open_l2(self.l1.is_some())?;
+        let tags = Arc::new(TagStore::new(self.l1.map(|c| c.max_weight)));
+        #[cfg(feature = "redis")]
+        let backplane =
+            self.redis
+                .start_backplane(&self.prefix, self.l1.is_some(), l2.clone(), &tags)?;
+        let shared = Arc::new(Shared {
+            prefix: self.prefix,
+            default_ttl: self.ttl,
+            per_entity: self.per_entity,
+            jitter: self.jitter,
+            tags,
+            l1: self.l1,
+            #[cfg(feature = "redis")]
+            backplane,
+            #[cfg(feature = "redis")]
+            l2: l2.map(|(_, l2)| l2),
+            #[cfg(feature = "redis")]
+            outbox: Outbox::new(self.redis.max_queued),
+            db_label: self.db_label.map(Arc::from),
+        });
+        #[cfg(feature = "redis")]
+        outbox::start(&shared);
+        Ok(CacheLayer { shared })
+    }
+}
+
+#[cfg(feature = "redis")]
+enum L2Source {
+    Url(String),
+    Pool(deadpool_redis::Pool),
+}
+
+/// The builder's Redis settings (L2, backplane, invalidation queue).
+#[cfg(feature = "redis")]
+struct RedisSettings {
+    source: Option<L2Source>,
+    timeout: Duration,
+    pool_size: usize,
+    backplane: bool,
+    degraded_ttl: Duration,
+    heartbeat: Duration,
+    heartbeat_timeout: Option<Duration>,
+    max_queued: usize,
+}
+
+#[cfg(feature = "redis")]
+impl Default for RedisSettings {
+    fn default() -> Self {
+        RedisSettings {
+            source: None,
+            timeout: Duration::from_millis(250),
+            pool_size: 16,
+            backplane: false,
+            degraded_ttl: DEFAULT_DEGRADED_TTL,
+            heartbeat: DEFAULT_HEARTBEAT,
+            heartbeat_timeout: None,
+            max_queued: DEFAULT_MAX_QUEUED,
+        }
+    }
+}
+
+#[cfg(feature = "redis")]
+impl RedisSettings {
+    fn heartbeat_timeout(&self) -> Duration {
+        self.heartbeat_timeout
+            .unwrap_or(self.heartbeat * HEARTBEAT_TIMEOUT_TICKS)
+    }
+
+    /// Validate and open L2: `(its URL when given as one, the client)`, or
+    /// None without L2.
+    fn open_l2(&self, has_l1: bool) -> Result<Option<(Option<String>, Arc<L2>)>> {
+        if !has_l1 && self.source.is_none() {
             return Err(Error::config("a cache layer needs L1, L2 or both"));
         }
-        let heartbeat_timeout = self
-            .heartbeat_timeout
-            .unwrap_or(self.heartbeat * HEARTBEAT_TIMEOUT_TICKS);
+        let heartbeat_timeout = self.heartbeat_timeout();
         if self.heartbeat.is_zero() || heartbeat_timeout <= self.heartbeat {
             return Err(Error::config(
                 "cache heartbeat must be positive and its timeout longer than one heartbeat",
@@ -211,40 +281,44 @@ impl CacheLayerBuilder {
         if self.degraded_ttl.is_zero() {
             return Err(Error::config("cache degraded TTL must be positive"));
         }
-        let l2_url = match &self.l2 {
-            Some(L2Source::Url(u)) => Some(u.clone()),
-            _ => None,
-        };
-        let l2 = match self.l2 {
+        Ok(match &self.source {
             None => None,
-            Some(L2Source::Pool(pool)) => Some(Arc::new(L2::new(pool, self.l2_timeout))),
+            Some(L2Source::Pool(pool)) => {
+                Some((None, Arc::new(L2::new(pool.clone(), self.timeout))))
+            }
             Some(L2Source::Url(url)) => {
                 let mut cfg = deadpool_redis::Config::from_url(url.clone());
                 let mut pool_cfg = PoolConfig::new(self.pool_size);
                 pool_cfg.timeouts = Timeouts {
-                    wait: Some(self.l2_timeout),
-                    create: Some(self.l2_timeout),
-                    recycle: Some(self.l2_timeout),
+                    wait: Some(self.timeout),
+                    create: Some(self.timeout),
+                    recycle: Some(self.timeout),
                 };
                 cfg.pool = Some(pool_cfg);
                 // The pool error may echo the URL (with its password): not kept as source.
-                let pool = cfg.create_pool(Some(Runtime::Tokio1)).map_err(|_| {
-                    Error::config(format!("invalid redis url {}", redact_url(&url)))
-                })?;
-                Some(Arc::new(L2::new(pool, self.l2_timeout)))
+                let pool = cfg
+                    .create_pool(Some(Runtime::Tokio1))
+                    .map_err(|_| Error::config(format!("invalid redis url {}", redact_url(url))))?;
+                Some((Some(url.clone()), Arc::new(L2::new(pool, self.timeout))))
             }
-        };
-        let tags = Arc::new(TagStore::new(self.l1.map(|c| c.max_weight)));
-        let backplane = match (self.backplane, l2_url.zip(l2.clone())) {
-            (false, _) => None,
-            (true, None) => {
-                return Err(Error::config(
-                    "the cache backplane needs L2 configured with redis_url",
-                ));
-            }
-            (true, Some(_)) if self.l1.is_none() => {
-                return Err(Error::config("the cache backplane needs L1"));
-            }
+        })
+    }
+
+    /// The backplane, when asked for (needs L1, L2 by URL and a tokio runtime).
+    fn start_backplane(
+        &self,
+        prefix: &str,
+        has_l1: bool,
+        l2: Option<(Option<String>, Arc<L2>)>,
+        tags: &Arc<TagStore>,
+    ) -> Result<Option<Arc<Backplane>>> {
+        let by_url = l2.and_then(|(url, l2)| url.map(|u| (u, l2)));
+        match (self.backplane, by_url) {
+            (false, _) => Ok(None),
+            (true, None) => Err(Error::config(
+                "the cache backplane needs L2 configured with redis_url",
+            )),
+            (true, Some(_)) if !has_l1 => Err(Error::config("the cache backplane needs L1")),
             (true, Some((url, l2))) => {
                 if tokio::runtime::Handle::try_current().is_err() {
                     return Err(Error::config(
@@ -252,34 +326,20 @@ impl CacheLayerBuilder {
                     ));
                 }
                 let bp = Arc::new(Backplane::new(
-                    &self.prefix,
+                    prefix,
                     self.degraded_ttl,
                     self.heartbeat,
-                    heartbeat_timeout,
+                    self.heartbeat_timeout(),
                 ));
-                let weak_tags = Arc::downgrade(&tags);
+                let weak_tags = Arc::downgrade(tags);
                 bp.set_tag_sink(Box::new(move |tag| {
                     if let Some(t) = weak_tags.upgrade() {
                         t.bump(tag);
                     }
                 }));
                 bp.start(url, l2);
-                Some(bp)
+                Ok(Some(bp))
             }
-        };
-        let shared = Arc::new(Shared {
-            prefix: self.prefix,
-            default_ttl: self.ttl,
-            per_entity: self.per_entity,
-            jitter: self.jitter,
-            tags,
-            backplane,
-            l1: self.l1,
-            l2,
-            outbox: Outbox::new(self.max_queued),
-            db_label: self.db_label.map(Arc::from),
-        });
-        outbox::start(&shared);
-        Ok(CacheLayer { shared })
+        }
     }
 }

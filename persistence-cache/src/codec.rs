@@ -19,6 +19,10 @@
 //!
 //! A body that fails to decode (a corrupted entry, an entry written by an
 //! incompatible version) is treated as a miss by the caller, never an error.
+//!
+//! Without the `redis` feature only `Cached` and the canonical bytes of
+//! values (for keys) are used; the entry format stays compiled with them.
+#![cfg_attr(not(feature = "redis"), allow(dead_code))]
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -7,7 +7,9 @@ use std::time::Duration;
 
 // Old paths (the types moved out of this module); kept for one release.
 pub use crate::builder::CacheLayerBuilder;
-pub use crate::layer::{CacheLayer, CacheStatus, L2Status};
+#[cfg(feature = "redis")]
+pub use crate::layer::L2Status;
+pub use crate::layer::{CacheLayer, CacheStatus};
 
 /// L1 (in-process, moka) settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,10 +40,14 @@ pub struct EntityTtl {
 }
 
 /// Default longest L1 lifetime while the backplane is disconnected.
+#[cfg(feature = "redis")]
 pub const DEFAULT_DEGRADED_TTL: Duration = Duration::from_secs(1);
 /// Default interval of backplane heartbeat ticks.
+#[cfg(feature = "redis")]
 pub const DEFAULT_HEARTBEAT: Duration = Duration::from_millis(250);
 /// Default heartbeat timeout, in heartbeat intervals.
+#[cfg(feature = "redis")]
 pub const HEARTBEAT_TIMEOUT_TICKS: u32 = 3;
 /// Default bound of the invalidation queue (entity keys).
+#[cfg(feature = "redis")]
 pub const DEFAULT_MAX_QUEUED: usize = 10_000;

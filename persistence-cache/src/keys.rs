@@ -18,9 +18,11 @@
 
 use std::fmt::Write as _;
 
+#[cfg(feature = "redis")]
+use persistence_core::Error;
 use persistence_core::filter::FieldPath;
 use persistence_core::names::{self, NameKind};
-use persistence_core::{CompareOp, Direction, EntityMeta, Error, Filter, Query, Result, Value};
+use persistence_core::{CompareOp, Direction, EntityMeta, Filter, Query, Result, Value};
 use sha2::{Digest, Sha256};
 
 /// Longest accepted prefix.
@@ -36,6 +38,7 @@ pub fn validate_prefix(prefix: &str) -> Result<()> {
 
 /// Check a name inside the prefix's namespace (a session store): the
 /// spelling of a key prefix, no reserved names (they only matter at the top).
+#[cfg(feature = "redis")]
 pub(crate) fn validate_part(what: &str, name: &str) -> Result<()> {
     if name.is_empty()
         || name.len() > MAX_PREFIX_LEN
@@ -64,7 +67,9 @@ pub(crate) fn short_hash(bytes: &[u8]) -> String {
 #[derive(Debug, Clone)]
 pub(crate) struct Keys {
     base: String,
+    #[cfg(feature = "redis")]
     gen_key: String,
+    #[cfg(feature = "redis")]
     epoch_key: String,
 }
 
@@ -92,7 +97,9 @@ impl Keys {
     pub(crate) fn new(prefix: &str, meta: &EntityMeta) -> Keys {
         let base = format!("{prefix}:{}:{}", meta.name, meta.schema_version);
         Keys {
+            #[cfg(feature = "redis")]
             gen_key: format!("{base}:!gen"),
+            #[cfg(feature = "redis")]
             epoch_key: format!("{base}:!epoch"),
             base,
         }
@@ -138,20 +145,24 @@ impl Keys {
     }
 
     /// `{prefix}:{entity}:{schema_version}`.
+    #[cfg(feature = "redis")]
     pub(crate) fn base(&self) -> &str {
         &self.base
     }
 
+    #[cfg(feature = "redis")]
     pub(crate) fn gen_key(&self) -> &str {
         &self.gen_key
     }
 
+    #[cfg(feature = "redis")]
     pub(crate) fn epoch_key(&self) -> &str {
         &self.epoch_key
     }
 }
 
 /// A user-supplied key part: as is when short and plain, else `#` + hash.
+#[cfg(feature = "redis")]
 pub(crate) fn key_part(s: &str) -> String {
     if is_plain(s) {
         s.to_string()
@@ -291,6 +302,7 @@ mod tests {
         assert!(validate_prefix("").is_err());
         assert!(validate_prefix("admin").is_err());
         assert!(validate_prefix("x\"; FLUSHALL").is_err());
+        #[cfg(feature = "redis")]
         assert!(validate_part("session store name", "admin").is_ok());
     }
 

@@ -1,7 +1,7 @@
 //! [`CacheLayer`]: the runtime cache layer (one configuration, one Redis
 //! pool) that wraps repositories, and its health views [`CacheStatus`] and
-//! [`L2Status`]. Built by [`crate::CacheLayerBuilder`]; tagged values are in
-//! [`crate::tags`].
+//! (feature `redis`) `L2Status`. Built by [`crate::CacheLayerBuilder`];
+//! tagged values are in [`crate::tags`].
 
 use std::sync::Arc;
 
@@ -68,14 +68,15 @@ impl CacheLayer {
     /// and local generations): wrap once per repository and clone the
     /// [`CachedRepository`] (clones share the cache). Separate instances over
     /// the same data (other processes, or a second `wrap`) see each other's
-    /// writes in L2 at once, and in L1 through the [backplane](crate::CacheLayerBuilder::backplane)
-    /// or after the TTL.
+    /// writes in L2 at once, and in L1 through the backplane (feature `redis`,
+    /// `CacheLayerBuilder::backplane`) or after the TTL.
     pub fn wrap<E: Entity, R: Repository<E> + 'static>(&self, repo: R) -> CachedRepository<E, R> {
         CachedRepository::new(self.shared.clone(), repo)
     }
 
     /// The coherence state: L2 reachable, backplane connected, last
     /// heartbeat, invalidations queued while Redis is unreachable.
+    #[cfg(feature = "redis")]
     pub fn status(&self) -> CacheStatus {
         let s = &self.shared;
         CacheStatus {
@@ -86,17 +87,32 @@ impl CacheLayer {
         }
     }
 
+    /// The coherence state; without the `redis` feature nothing can be
+    /// degraded (no L2, no backplane, nothing queued).
+    #[cfg(not(feature = "redis"))]
+    pub fn status(&self) -> CacheStatus {
+        CacheStatus {
+            l2_up: None,
+            backplane_connected: None,
+            last_heartbeat: None,
+            queued_invalidations: 0,
+        }
+    }
+
     /// True when a backplane is configured.
+    #[cfg(feature = "redis")]
     pub fn has_backplane(&self) -> bool {
         self.shared.backplane.is_some()
     }
 
     /// True when L2 (Redis) is configured.
+    #[cfg(feature = "redis")]
     pub fn has_l2(&self) -> bool {
         self.shared.l2.is_some()
     }
 
     /// True while the backplane is subscribed and hearing heartbeats (false without one).
+    #[cfg(feature = "redis")]
     pub fn backplane_connected(&self) -> bool {
         self.shared
             .backplane
@@ -116,6 +132,7 @@ impl CacheLayer {
 
     /// The Redis connection pool's occupancy, for health checks (coherence
     /// state: [`CacheLayer::status`]); `None` without L2.
+    #[cfg(feature = "redis")]
     pub fn l2_status(&self) -> Option<L2Status> {
         let pool = self.shared.l2.as_ref()?.pool_status();
         Some(L2Status {
@@ -128,6 +145,7 @@ impl CacheLayer {
 }
 
 /// The Redis side of a [`CacheLayer`] (see [`CacheLayer::l2_status`]).
+#[cfg(feature = "redis")]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct L2Status {
     /// Most pooled connections.

@@ -13,7 +13,7 @@
 //! * Write-through invalidation: after `insert`, `insert_many`, `update`,
 //!   `upsert`, `delete`, `delete_many` the written entities' keys and every
 //!   cached query of the entity type are dead, in L1 and L2 (generations,
-//!   see [`repository`] and [`l2`]).
+//!   see [`repository`] and `l2`).
 //! * Negative caching of "not found" with its own (shorter) TTL; an insert
 //!   invalidates it like any write.
 //! * Stampede protection: concurrent misses of one key in one process share
@@ -25,10 +25,10 @@
 //!   for computed values, O(tagged items) via Redis sets (see [`tags`]).
 //! * Backplane: cross-instance L1 invalidation over Redis pub/sub, with a
 //!   heartbeat that notices a stalled Redis; a write whose invalidation
-//!   cannot reach Redis queues it until Redis answers (see [`backplane`]).
+//!   cannot reach Redis queues it until Redis answers (see `backplane`).
 //!   [`CacheLayer::status`] tells whether L2 answers, the backplane is
 //!   connected and how many invalidations wait.
-//! * Sessions: [`sessions::SessionStore`] on the same Redis.
+//! * Sessions: `sessions::SessionStore` on the same Redis.
 //! * Keys: see [`keys`]; values: see [`codec`]; metrics: see [`metrics`].
 //!
 //! ```
@@ -46,6 +46,15 @@
 //! # let _ = layer; Ok(()) }
 //! ```
 //!
+//! ## Features
+//! * `redis` (default): L2 on Redis, the backplane, the invalidation queue,
+//!   sessions, and the builder's Redis settings (`redis_url`, `redis_pool`,
+//!   `without_l1`, `backplane`, ...). Without it the crate is the moka L1
+//!   layer alone: [`CacheLayer`], [`CacheLayerBuilder`] (prefix, TTLs,
+//!   jitter, L1, `db_label`), [`CachedRepository`], tagged values in L1,
+//!   [`CacheStatus`] (never degraded), [`Stats`], [`keys`], [`codec`] and
+//!   [`metrics`]; it does not depend on `deadpool-redis`.
+//!
 //! ## Design choices
 //! * Invalidation is by **generation**, never by scanning keys: local
 //!   generations (per key stripe, per entity type for queries, an epoch for
@@ -62,17 +71,22 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+#[cfg(feature = "redis")]
 pub mod backplane;
 mod builder;
 pub mod codec;
 pub mod config;
+#[cfg(feature = "redis")]
 mod error;
 pub mod keys;
+#[cfg(feature = "redis")]
 pub mod l2;
 mod layer;
 pub mod metrics;
+#[cfg(feature = "redis")]
 mod outbox;
 pub mod repository;
+#[cfg(feature = "redis")]
 pub mod sessions;
 mod shared;
 mod singleflight;
@@ -80,6 +94,8 @@ pub mod tags;
 
 pub use builder::CacheLayerBuilder;
 pub use config::{EntityTtl, L1Config};
-pub use layer::{CacheLayer, CacheStatus, L2Status};
+#[cfg(feature = "redis")]
+pub use layer::L2Status;
+pub use layer::{CacheLayer, CacheStatus};
 pub use metrics::Stats;
 pub use repository::CachedRepository;

@@ -69,13 +69,17 @@ pub(crate) enum Event {
     Invalidation,
     Eviction,
     StaleSetPrevented,
+    // Only Redis fails or holds undecodable entries.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     L2Error,
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     DecodeError,
 }
 
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Level {
     L1,
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     L2,
 }
 

@@ -4,7 +4,7 @@
 //! Local generations decide which L1 entries are alive: an entity entry's L1
 //! key carries `(epoch, stripe generation)` of its key, a query entry's the
 //! entity type's query generation. A write, once the underlying repository
-//! has answered, first invalidates L2 (see [`crate::l2`]), then bumps the
+//! has answered, first invalidates L2 (see `crate::l2`), then bumps the
 //! stripe generation of every written id (or the epoch, for `delete_many`)
 //! and the query generation. Reads compute the current key, so no entry
 //! loaded before the write is reachable afterwards; a load that started
@@ -21,10 +21,11 @@
 //!
 //! This file holds the types, the public methods and the `Repository` impl;
 //! [`entries`] the L1 entries and generations, [`read`] the read path,
-//! [`write`] the invalidation after writes, [`l2`] the Redis side and its
+//! [`write`] the invalidation after writes, `l2` (feature `redis`) the Redis side and its
 //! fail-safe.
 
 use std::sync::Arc;
+#[cfg(feature = "redis")]
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::time::Duration;
 
@@ -33,10 +34,12 @@ use moka::notification::RemovalCause;
 use persistence_core::query::Cursor;
 use persistence_core::{BoxStream, Capabilities, Entity, Filter, Page, Query, Repository, Result};
 
+#[cfg(feature = "redis")]
 use crate::backplane::Receiver;
 use crate::codec::Cached;
 use crate::config::EntityTtl;
 use crate::keys::{Keys, QueryOp};
+#[cfg(feature = "redis")]
 use crate::l2::L2;
 use crate::metrics::{Counters, Event, Stats};
 use crate::repository::entries::{Gens, Kind, L1Entry, L1Expiry, Target, norm_id, unexpected};
@@ -44,6 +47,7 @@ use crate::shared::Shared;
 use crate::singleflight::Flights;
 
 mod entries;
+#[cfg(feature = "redis")]
 mod l2;
 mod read;
 mod write;
@@ -53,15 +57,21 @@ pub(crate) struct Inner<E: Entity, R> {
     pub(crate) keys: Keys,
     pub(crate) shared: Arc<Shared>,
     pub(crate) l1: Option<Cache<String, L1Entry<E>>>,
+    #[cfg(feature = "redis")]
     pub(crate) l2: Option<Arc<L2>>,
     ttl: EntityTtl,
     gens: Gens,
     flights: Flights<Cached<E>>,
     pub(crate) counters: Arc<Counters>,
+    #[cfg(feature = "redis")]
     l2_failures: AtomicU64,
+    #[cfg(feature = "redis")]
     l2_reset_upto: AtomicU64,
+    #[cfg(feature = "redis")]
     decode_warned: AtomicBool,
+    #[cfg(feature = "redis")]
     l2_warned: AtomicBool,
+    #[cfg(feature = "redis")]
     recovering: AtomicBool,
 }
 
@@ -85,11 +95,12 @@ impl<E: Entity, R> Clone for CachedRepository<E, R> {
 
 impl<E: Entity, R> std::fmt::Debug for CachedRepository<E, R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CachedRepository")
-            .field("entity", &E::meta().name)
-            .field("l1", &self.inner.l1.is_some())
-            .field("l2", &self.inner.l2.is_some())
-            .finish()
+        let mut d = f.debug_struct("CachedRepository");
+        d.field("entity", &E::meta().name)
+            .field("l1", &self.inner.l1.is_some());
+        #[cfg(feature = "redis")]
+        d.field("l2", &self.inner.l2.is_some());
+        d.finish()
     }
 }
 
@@ -99,6 +110,7 @@ impl<E: Entity, R: Repository<E> + 'static> CachedRepository<E, R> {
             ttl: None,
             inner: Arc::new(Inner::new(shared, repo)),
         };
+        #[cfg(feature = "redis")]
         if let Some(bp) = &repo.inner.shared.backplane {
             let weak: std::sync::Weak<dyn Receiver> = Arc::downgrade(&repo.inner) as _;
             bp.register(repo.inner.keys.base(), weak);
@@ -143,6 +155,7 @@ impl<E: Entity, R: Repository<E> + 'static> CachedRepository<E, R> {
 
     /// False while Redis failures have not yet been followed by the reset
     /// that drops entries older than the outage (always true without L2).
+    #[cfg(feature = "redis")]
     pub fn l2_trusted(&self) -> bool {
         !self.inner.l2_suspect()
     }
@@ -182,6 +195,7 @@ impl<E: Entity, R: Repository<E> + 'static> Inner<E, R> {
         Inner {
             repo,
             keys: Keys::new(&shared.prefix, meta),
+            #[cfg(feature = "redis")]
             l2: shared.l2.clone(),
             shared,
             l1,
@@ -189,10 +203,15 @@ impl<E: Entity, R: Repository<E> + 'static> Inner<E, R> {
             gens: Gens::new(),
             flights: Flights::new(),
             counters,
+            #[cfg(feature = "redis")]
             l2_failures: AtomicU64::new(0),
+            #[cfg(feature = "redis")]
             l2_reset_upto: AtomicU64::new(0),
+            #[cfg(feature = "redis")]
             decode_warned: AtomicBool::new(false),
+            #[cfg(feature = "redis")]
             l2_warned: AtomicBool::new(false),
+            #[cfg(feature = "redis")]
             recovering: AtomicBool::new(false),
         }
     }

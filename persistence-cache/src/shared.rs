@@ -7,9 +7,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+#[cfg(feature = "redis")]
 use crate::backplane::Backplane;
 use crate::config::{EntityTtl, L1Config};
+#[cfg(feature = "redis")]
 use crate::l2::L2;
+#[cfg(feature = "redis")]
 use crate::outbox::Outbox;
 use crate::tags::store::TagStore;
 
@@ -21,15 +24,19 @@ pub(crate) struct Shared {
     pub per_entity: HashMap<String, EntityTtl>,
     pub jitter: f64,
     pub l1: Option<L1Config>,
+    #[cfg(feature = "redis")]
     pub l2: Option<Arc<L2>>,
     pub tags: Arc<TagStore>,
+    #[cfg(feature = "redis")]
     pub backplane: Option<Arc<Backplane>>,
+    #[cfg(feature = "redis")]
     pub outbox: Outbox,
     pub db_label: Option<Arc<str>>,
 }
 
 impl Shared {
     /// Redis answered: send what is queued, if anything.
+    #[cfg(feature = "redis")]
     pub(crate) fn redis_answered(&self) {
         if !self.outbox.is_empty() || !self.tags.pending_is_empty() {
             self.outbox.poke();
@@ -49,9 +56,12 @@ impl Shared {
     /// The L1 lifetime of an entry living `ttl`: capped while the backplane
     /// is disconnected.
     pub(crate) fn l1_ttl(&self, ttl: Duration) -> Duration {
-        match &self.backplane {
-            Some(bp) if !bp.connected() => ttl.min(bp.degraded_ttl),
-            _ => ttl,
+        #[cfg(feature = "redis")]
+        if let Some(bp) = &self.backplane {
+            if !bp.connected() {
+                return ttl.min(bp.degraded_ttl);
+            }
         }
+        ttl
     }
 }

@@ -16,10 +16,11 @@
 //! * Fail-safe: a tag whose L2 invalidation failed is remembered; tagged L2
 //!   entries are not read until every such tag has been invalidated in L2.
 //!
-//! This file holds the API and the L1 path; [`store`] the state, [`l2`] the
+//! This file holds the API and the L1 path; [`store`] the state, `l2` (feature `redis`) the
 //! Redis side.
 
 use std::future::Future;
+#[cfg(feature = "redis")]
 use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,6 +34,7 @@ use crate::layer::CacheLayer;
 use crate::metrics::{Event, Level};
 use crate::tags::store::{AnyValue, METRIC_ENTITY, TagEntry};
 
+#[cfg(feature = "redis")]
 mod l2;
 pub(crate) mod store;
 
@@ -126,6 +128,7 @@ impl CacheLayer {
             }
         }
         let tag_refs: Vec<&str> = tags.iter().map(String::as_str).collect();
+        #[cfg(feature = "redis")]
         let tokens = match self.tagged_l2_lookup::<T>(&key, &tags).await {
             ControlFlow::Break(v) => {
                 self.tag_l1_put(&key, &tag_refs, local, &v, ttl).await;
@@ -137,6 +140,7 @@ impl CacheLayer {
         let value = loader().await.inspect_err(|_| {
             store.counters.record(METRIC_ENTITY, Event::LoadError);
         })?;
+        #[cfg(feature = "redis")]
         if let Some(tokens) = tokens {
             self.tagged_l2_store(&key, &tags, &tokens, &value, ttl)
                 .await;
@@ -178,7 +182,10 @@ impl CacheLayer {
     pub async fn invalidate_tag(&self, tag: &str) -> u64 {
         let store = &self.shared.tags;
         store.counters.record(METRIC_ENTITY, Event::Invalidation);
+        #[cfg(feature = "redis")]
         let removed = self.remove_tagged_l2(tag).await;
+        #[cfg(not(feature = "redis"))]
+        let removed = 0;
         store.bump(tag);
         removed
     }

@@ -97,6 +97,7 @@ pub(super) fn norm_id<E: Entity>(id: &E::Id) -> Option<Value> {
 }
 
 /// The stamp an entry of `kind` carries: the epoch token for entities, the gen token for queries.
+#[cfg(feature = "redis")]
 pub(super) fn pick(kind: Kind, gen_token: u64, epoch: u64) -> u64 {
     match kind {
         Kind::Entity => epoch,

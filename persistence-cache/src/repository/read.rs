@@ -1,10 +1,11 @@
 //! The read path: L1 under the current local generation, then a single
-//! flight that tries L2 (see [`super::l2`]) and loads from the repository,
+//! flight that tries L2 (feature `redis`, see `super::l2`) and loads from the repository,
 //! storing the result only where the generation it was loaded under is still
 //! current (stale-set protection).
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
+#[cfg(feature = "redis")]
 use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::Duration;
@@ -80,6 +81,7 @@ impl<E: Entity, R: Repository<E> + 'static> CachedRepository<E, R> {
             }
             missing.push((id.clone(), key.clone(), local));
         }
+        #[cfg(feature = "redis")]
         let (missing, store) = inner.l2_fetch_many(missing, &mut found, ttls).await;
         if !missing.is_empty() {
             inner.record(Event::Load);
@@ -95,9 +97,11 @@ impl<E: Entity, R: Repository<E> + 'static> CachedRepository<E, R> {
                 .into_iter()
                 .filter_map(|e| norm_id::<E>(e.id()).map(|v| (inner.keys.entity(&v), e)))
                 .collect();
+            #[cfg(feature = "redis")]
             let mut l2_items = Vec::new();
             for (_, key, local) in missing {
                 let e = by_key.remove(&key);
+                #[cfg(feature = "redis")]
                 if let Some((_, stamp)) = store {
                     l2_items.push((key.clone(), stamp, Cached::Entity(e.clone())));
                 }
@@ -106,6 +110,7 @@ impl<E: Entity, R: Repository<E> + 'static> CachedRepository<E, R> {
                     .await;
                 found.insert(key, e);
             }
+            #[cfg(feature = "redis")]
             if let (Some((token, _)), Some(l2)) = (store, inner.l2.as_deref()) {
                 inner.l2_store(l2, token, l2_items, ttls).await;
             }
@@ -166,6 +171,7 @@ impl<E: Entity, R: Repository<E> + 'static> Inner<E, R> {
                 return Ok(hit.value);
             }
         }
+        #[cfg(feature = "redis")]
         let store = match self.l2_fetch(&key, kind).await {
             ControlFlow::Break(v) => {
                 self.l1_put(&key, kind, local, v.clone(), ttl).await;
@@ -181,6 +187,7 @@ impl<E: Entity, R: Repository<E> + 'static> Inner<E, R> {
                 return Err(e);
             }
         };
+        #[cfg(feature = "redis")]
         if let (Some((token, stamp)), Some(l2)) = (store, self.l2.as_deref()) {
             self.l2_store(l2, token, vec![(key.clone(), stamp, value.clone())], ttl)
                 .await;

@@ -1,5 +1,5 @@
 //! The write side: what a write touched ([`Target`]), and the invalidation
-//! that follows every write — L2 first (see [`super::l2`]), then the local
+//! that follows every write — L2 first (feature `redis`, see `super::l2`), then the local
 //! generations and L1.
 
 use std::future::Future;
@@ -46,6 +46,7 @@ impl<E: Entity, R: Repository<E> + 'static> Inner<E, R> {
     /// cannot be reached the L2 invalidation and its backplane message are
     /// queued (see [`crate::outbox`]) and sent as soon as Redis answers.
     pub(crate) async fn after_write(self: &Arc<Self>, target: Target) {
+        #[cfg(feature = "redis")]
         self.l2_invalidate(&target).await;
         self.invalidate_local(&target).await;
         self.record(Event::Invalidation);

@@ -3,12 +3,15 @@
 //! whose L2 invalidation is pending. A leaf: the layer's shared state holds it.
 
 use std::any::Any;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
+#[cfg(feature = "redis")]
+use std::collections::HashSet;
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+#[cfg(feature = "redis")]
 use deadpool_redis::redis::Script;
 use moka::future::Cache;
 use parking_lot::Mutex;
@@ -19,6 +22,7 @@ use crate::singleflight::Flights;
 /// The `entity` label of tagged values' counters.
 pub(crate) const METRIC_ENTITY: &str = "!tagged";
 
+#[cfg(feature = "redis")]
 const STORE: &str = r"
 local n = tonumber(ARGV[3])
 for i = 1, n do
@@ -34,6 +38,7 @@ end
 return 1
 ";
 
+#[cfg(feature = "redis")]
 const INVALIDATE: &str = r"
 local members = redis.call('SMEMBERS', KEYS[1])
 for _, k in ipairs(members) do redis.call('DEL', k) end
@@ -71,8 +76,11 @@ pub(crate) struct TagStore {
     next_gen: AtomicU64,
     pub(crate) flights: Flights<AnyValue>,
     /// Tags whose L2 invalidation failed (retried before tagged L2 reads).
+    #[cfg(feature = "redis")]
     pub(crate) pending: Mutex<HashSet<String>>,
+    #[cfg(feature = "redis")]
     pub(crate) store: Script,
+    #[cfg(feature = "redis")]
     pub(crate) invalidate: Script,
     pub(crate) counters: Counters,
 }
@@ -96,19 +104,24 @@ impl TagStore {
             epoch: AtomicU64::new(0),
             next_gen: AtomicU64::new(1),
             flights: Flights::new(),
+            #[cfg(feature = "redis")]
             pending: Mutex::new(HashSet::new()),
+            #[cfg(feature = "redis")]
             store: Script::new(STORE),
+            #[cfg(feature = "redis")]
             invalidate: Script::new(INVALIDATE),
             counters: Counters::default(),
         }
     }
 
     /// True when no tag waits for its L2 invalidation.
+    #[cfg(feature = "redis")]
     pub(crate) fn pending_is_empty(&self) -> bool {
         self.pending.lock().is_empty()
     }
 
     /// Tags waiting for their L2 invalidation.
+    #[cfg(feature = "redis")]
     pub(crate) fn pending_len(&self) -> usize {
         self.pending.lock().len()
     }
