@@ -4,7 +4,7 @@
 
 use super::types::ScalarType;
 
-/// The stored shape of a value inside a [`FieldType::Json`] field: serde's
+/// The stored shape of a value inside a [`FieldType::Json`](super::FieldType::Json) field: serde's
 /// JSON-like form, so UUIDs, timestamps, dates and decimals are strings there
 /// and `Vec<u8>` is an array of integers. Backends use it to describe nested
 /// documents (MongoDB: the `$jsonSchema` validator).
