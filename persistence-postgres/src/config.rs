@@ -82,6 +82,7 @@ impl SslMode {
         })
     }
 
+    #[cfg(feature = "postgres")]
     fn to_sqlx(self) -> sea_orm::sqlx::postgres::PgSslMode {
         use sea_orm::sqlx::postgres::PgSslMode as M;
         match self {
@@ -190,13 +191,22 @@ impl RelationalConfig {
                 return Err(Error::config("schemas are not supported on SQLite"));
             }
         }
-        if !(self.is_sqlite()
-            || self.url.starts_with("postgres://")
-            || self.url.starts_with("postgresql://"))
-        {
+        let postgres = self.url.starts_with("postgres://") || self.url.starts_with("postgresql://");
+        if !(self.is_sqlite() || postgres) {
             return Err(Error::config(format!(
                 "unsupported database URL `{}` (postgres:// or sqlite:)",
                 redact_url(&self.url)
+            )));
+        }
+        // Without the dialect's cargo feature, sea-orm has no driver for it.
+        let (dialect, feature, compiled) = if postgres {
+            ("PostgreSQL", "postgres", cfg!(feature = "postgres"))
+        } else {
+            ("SQLite", "sqlite", cfg!(feature = "sqlite"))
+        };
+        if !compiled {
+            return Err(Error::config(format!(
+                "{dialect} support is not compiled in (feature `{feature}` of persistence-postgres)"
             )));
         }
         Ok(())
@@ -230,14 +240,17 @@ impl RelationalConfig {
         }
         // Tell the operation in progress (if a `Metrics` layer measures it)
         // that its pooled connection is in hand: times the acquire wait.
+        #[cfg(feature = "postgres")]
         o.map_sqlx_postgres_before_acquire(|_, _| {
             persistence_core::layer::probe::connection_acquired();
             Box::pin(std::future::ready(Ok(true)))
         });
+        #[cfg(feature = "sqlite")]
         o.map_sqlx_sqlite_before_acquire(|_, _| {
             persistence_core::layer::probe::connection_acquired();
             Box::pin(std::future::ready(Ok(true)))
         });
+        #[cfg(feature = "postgres")]
         if !self.is_sqlite() {
             if let Some(d) = self.statement_timeout {
                 o.statement_timeout(d);

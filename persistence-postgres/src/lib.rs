@@ -86,6 +86,20 @@
 //!   naming the failing row; unique violations are named by probing the
 //!   unique constraints, since SQLite reports the constraint only in its message.
 //!
+//! ## Cargo features
+//!
+//! `postgres` (sea-orm's `sqlx-postgres`: the PostgreSQL driver, TLS, `COPY`
+//! bulk loads) and `sqlite` (`sqlx-sqlite`), both default. A URL of a
+//! dialect whose feature is off is refused with a `Config` error.
+//!
+//! ## Files
+//!
+//! The same set as every backend crate: [`store`] (the connection pool),
+//! [`config`], [`repository`] (read and write paths), `query` (filters and
+//! sorts → SQL), `codec` (rows ↔ entities), [`schema`], [`error`],
+//! [`transaction`], [`tenant`], [`pool`] (pool status for the metrics); and
+//! the extras [`bulk`] and [`migrate`].
+//!
 //! ## More
 //!
 //! * [`transaction`]: closure-style units of work with savepoints and
@@ -106,23 +120,24 @@
 #![warn(missing_docs)]
 
 pub mod bulk;
+mod codec;
 pub mod config;
-mod conn;
-mod de;
 pub mod error;
 pub mod migrate;
+pub mod pool;
+mod query;
 pub mod repository;
 pub mod schema;
-mod sql;
-mod sqlstate;
+pub mod store;
 pub mod tenant;
 pub mod transaction;
 
 pub use bulk::{BulkOptions, CopyFormat};
 pub use config::{DEFAULT_URL, RelationalConfig, SslMode, validate_schema_name};
-pub use repository::{RelationalRepository, RelationalStore};
+pub use query::Dialect;
+pub use repository::RelationalRepository;
 pub use sea_orm;
 pub use sea_orm_migration;
-pub use sql::Dialect;
+pub use store::RelationalStore;
 pub use tenant::{TenantId, TenantResolver, Tenants};
 pub use transaction::{IsolationLevel, TxRepository, UnitOfWork};

@@ -34,9 +34,9 @@ use sea_orm::{ConnectionTrait, DbErr, TransactionTrait};
 use sea_orm_migration::{MigrationName, MigrationTrait, MigratorTrait, SchemaManager};
 
 use crate::error::map_db_err;
-use crate::repository::RelationalStore;
+use crate::query::{Dialect, quote};
 use crate::schema::TableInfo;
-use crate::sql::{Dialect, quote};
+use crate::store::RelationalStore;
 
 /// The generated initial migration of entity `E`.
 pub struct CreateEntityTable<E: Entity> {

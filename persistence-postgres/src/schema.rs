@@ -51,9 +51,9 @@ use persistence_core::names::{MANAGED_MARK, MARKER_COLLECTION, SchemaPolicy};
 use persistence_core::{EntityMeta, Error, Result};
 use sea_orm::{DbErr, QueryResult, Statement, Value as SV};
 
-use crate::conn::Conn;
 use crate::error::{ConstraintNames, map_db_err};
-use crate::sql::{Dialect, column_type, quote};
+use crate::query::{Dialect, column_type, quote};
+use crate::store::conn::Conn;
 
 /// A table derived from metadata: its qualified name and constraint names.
 #[derive(Debug, Clone)]

@@ -27,14 +27,14 @@ use persistence_core::names::{self, NameKind};
 use persistence_core::{Entity, Error, Result};
 use sea_orm::{ConnectionTrait, DatabaseTransaction, Statement, TransactionTrait};
 
-use crate::conn::Conn;
+use crate::error::map_db_err;
+use crate::query::{Dialect, quote};
+use crate::repository::RelationalRepository;
+use crate::store::RelationalStore;
+use crate::store::conn::Conn;
 
 /// The control schema when the store has none (the registry table is placed there).
 const DEFAULT_CONTROL: &str = "public";
-
-use crate::error::map_db_err;
-use crate::repository::{RelationalRepository, RelationalStore};
-use crate::sql::{Dialect, quote};
 
 /// A validated tenant id, usable as a schema name.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -40,8 +40,10 @@ use sea_orm::{DatabaseTransaction, TransactionTrait};
 
 pub use sea_orm::IsolationLevel;
 
-use crate::repository::{RelationalRepository, RelationalStore};
-use crate::sql::Dialect;
+use crate::error::{Hints, map_db_err_with};
+use crate::query::Dialect;
+use crate::repository::RelationalRepository;
+use crate::store::RelationalStore;
 
 /// The future a unit-of-work closure returns.
 pub type UnitFuture<'t, T, Er> =
@@ -62,11 +64,11 @@ impl std::fmt::Debug for UnitOfWork {
 }
 
 fn tx_err(e: sea_orm::DbErr, op: &'static str) -> Error {
-    let hints = crate::error::Hints {
+    let hints = Hints {
         op: Some(op),
         column: None,
     };
-    crate::error::map_db_err_with(e, &Default::default(), hints).with_operation(op)
+    map_db_err_with(e, &Default::default(), hints).with_operation(op)
 }
 
 async fn run_unit<T, Er, F>(uow: UnitOfWork, f: F) -> std::result::Result<T, Er>

@@ -4,69 +4,12 @@
 use std::sync::Weak;
 use std::time::Duration;
 
+use persistence_core::layer::BreakerState;
+pub use persistence_core::layer::PoolStatus;
 use persistence_core::layer::metrics::names;
-use persistence_core::layer::{BreakerState, PoolProbe};
-use persistence_postgres::RelationalStore;
-use persistence_postgres::sea_orm::DatabaseConnectionType;
+use persistence_postgres::pool::relational_status;
 
 use crate::manager::{Backend, Database};
-
-/// Occupancy of one database's connection pool, from
-/// [`Persistence::pool_status`](crate::Persistence::pool_status) or
-/// [`DatabaseHealth::pool`](crate::DatabaseHealth::pool).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct PoolStatus {
-    /// Most connections the pool opens.
-    pub max: u32,
-    /// Connections open now (idle + in use).
-    pub size: u32,
-    /// Open connections idle in the pool.
-    pub idle: u32,
-    /// Connections handed out.
-    pub in_use: u32,
-    /// Waiting for a connection: PostgreSQL/SQLite — repository operations
-    /// through the manager that have not got their connection yet (direct
-    /// users of the sqlx pool are not seen); MongoDB — the driver's pending
-    /// check-outs.
-    pub waiting: u32,
-}
-
-impl PoolStatus {
-    /// `in_use / max` in percent (0 when `max` is 0).
-    pub fn utilization_percent(&self) -> f64 {
-        if self.max == 0 {
-            0.0
-        } else {
-            f64::from(self.in_use) * 100.0 / f64::from(self.max)
-        }
-    }
-}
-
-/// The status of a relational store's sqlx pool (`None` for a connection
-/// that is not a sqlx pool).
-pub(crate) fn relational_status(store: &RelationalStore, probe: &PoolProbe) -> Option<PoolStatus> {
-    let conn = store.connection();
-    let (max, size, idle) = match &conn.inner {
-        DatabaseConnectionType::SqlxPostgresPoolConnection(_) => {
-            let p = conn.get_postgres_connection_pool();
-            (p.options().get_max_connections(), p.size(), p.num_idle())
-        }
-        DatabaseConnectionType::SqlxSqlitePoolConnection(_) => {
-            let p = conn.get_sqlite_connection_pool();
-            (p.options().get_max_connections(), p.size(), p.num_idle())
-        }
-        #[allow(unreachable_patterns)]
-        _ => return None,
-    };
-    let idle = u32::try_from(idle).unwrap_or(u32::MAX).min(size);
-    Some(PoolStatus {
-        max,
-        size,
-        idle,
-        in_use: size - idle,
-        waiting: probe.waiting(),
-    })
-}
 
 /// The pool status of a built database (MongoDB: from the driver's pool
 /// events, summed over servers; `max` is per server).

@@ -1,4 +1,7 @@
-//! Rows into entities without an intermediate map.
+//! Rows ↔ entities: field values to bound parameters ([`to_bind`]),
+//! columns to field values ([`decode`]), entities to checked records
+//! ([`checked_record`]), and records to entities without an intermediate map
+//! ([`entity`]).
 //!
 //! `Record::into_entity` (persistence-core) rebuilds the entity through a
 //! `BTreeMap` of `serde_value` values: a key string per field, a tree insert
@@ -11,12 +14,200 @@
 //! other variants from single-key objects), so entities decode the same.
 
 use chrono::SecondsFormat;
-use persistence_core::{EntityMeta, Error, Result, Value};
+use persistence_core::{Entity, EntityMeta, Error, FieldType, Record, Result, ScalarType, Value};
+use sea_orm::{QueryResult, Value as SV};
 use serde::de::value::{Error as DeError, MapDeserializer, SeqDeserializer};
 use serde::de::{
     self, DeserializeOwned, DeserializeSeed, EnumAccess, IntoDeserializer, VariantAccess, Visitor,
 };
 use serde::forward_to_deserialize_any;
+
+use crate::query::{Dialect, unsupported};
+
+/// SQLite keeps timestamps as fixed-width RFC 3339 text (microseconds, `Z`), so
+/// text order is time order.
+fn sqlite_timestamp(d: &chrono::DateTime<chrono::Utc>) -> String {
+    d.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+fn typed_null(dialect: Dialect, ty: FieldType) -> SV {
+    use ScalarType as S;
+    match (dialect, ty) {
+        (Dialect::Postgres, FieldType::Json | FieldType::Array(_)) => SV::Json(None),
+        (Dialect::Sqlite, FieldType::Json | FieldType::Array(_)) => SV::String(None),
+        (Dialect::Postgres, FieldType::Scalar(s)) => match s {
+            S::Bool => SV::Bool(None),
+            S::I16 => SV::SmallInt(None),
+            S::I32 => SV::Int(None),
+            S::I64 => SV::BigInt(None),
+            S::F32 => SV::Float(None),
+            S::F64 => SV::Double(None),
+            S::Uuid => SV::Uuid(None),
+            S::DateTime => SV::ChronoDateTimeUtc(None),
+            S::Date => SV::ChronoDate(None),
+            S::Decimal => SV::Decimal(None),
+            S::Bytes => SV::Bytes(None),
+            _ => SV::String(None),
+        },
+        (Dialect::Sqlite, FieldType::Scalar(s)) => match s {
+            S::Bool | S::I16 | S::I32 | S::I64 => SV::BigInt(None),
+            S::F32 | S::F64 => SV::Double(None),
+            S::Bytes => SV::Bytes(None),
+            _ => SV::String(None),
+        },
+    }
+}
+
+fn json_bind(dialect: Dialect, json: serde_json::Value) -> SV {
+    match dialect {
+        Dialect::Postgres => SV::Json(Some(Box::new(json))),
+        Dialect::Sqlite => SV::String(Some(json.to_string())),
+    }
+}
+
+/// The bound value of a (normalized) field value.
+pub(crate) fn to_bind(dialect: Dialect, ty: FieldType, v: &Value) -> Result<SV> {
+    use ScalarType as S;
+    if v.is_null() {
+        return Ok(typed_null(dialect, ty));
+    }
+    let s = match ty {
+        FieldType::Json | FieldType::Array(_) => return Ok(json_bind(dialect, v.to_json())),
+        FieldType::Scalar(s) => s,
+    };
+    let pg = dialect == Dialect::Postgres;
+    let range = |i: &i64| Error::invalid_input(format!("integer {i} out of range for {s:?}"));
+    Ok(match (s, v) {
+        (S::String | S::Enum, Value::String(x)) => SV::String(Some(x.clone())),
+        (S::Bool, Value::Bool(b)) => SV::Bool(Some(*b)),
+        (S::I16, Value::I64(i)) if pg => {
+            SV::SmallInt(Some(i16::try_from(*i).map_err(|_| range(i))?))
+        }
+        (S::I32, Value::I64(i)) if pg => SV::Int(Some(i32::try_from(*i).map_err(|_| range(i))?)),
+        (S::I16 | S::I32 | S::I64, Value::I64(i)) => SV::BigInt(Some(*i)),
+        // f32 values travel as double precision: stored into `real` they are
+        // exact (they came from an f32), and in filters `real` is widened to
+        // double for the comparison, exactly as the reference compares.
+        (S::F32 | S::F64, Value::F64(x)) => SV::Double(Some(*x)),
+        (S::F32 | S::F64, Value::I64(i)) => SV::Double(Some(*i as f64)),
+        (S::Uuid, Value::Uuid(u)) if pg => SV::Uuid(Some(*u)),
+        (S::Uuid, Value::Uuid(u)) => SV::String(Some(u.hyphenated().to_string())),
+        (S::DateTime, Value::DateTime(d)) if pg => SV::ChronoDateTimeUtc(Some(*d)),
+        (S::DateTime, Value::DateTime(d)) => SV::String(Some(sqlite_timestamp(d))),
+        (S::Date, Value::Date(d)) if pg => SV::ChronoDate(Some(*d)),
+        (S::Date, Value::Date(d)) => SV::String(Some(d.to_string())),
+        (S::Decimal, Value::Decimal(d)) if pg => SV::Decimal(Some(*d)),
+        (S::Decimal, Value::Decimal(d)) => SV::String(Some(d.to_string())),
+        (S::Bytes, Value::Bytes(b)) => SV::Bytes(Some(b.clone())),
+        (s, v) => {
+            return Err(Error::invalid_input(format!(
+                "value {v:?} does not fit a {s:?} column"
+            )));
+        }
+    })
+}
+
+fn get<T>(row: &QueryResult, i: usize) -> Result<Option<T>>
+where
+    Option<T>: sea_orm::TryGetable,
+{
+    row.try_get_by_index::<Option<T>>(i)
+        .map_err(|e| Error::decode(crate::error::decode_reason(&e)).with_source(e))
+}
+
+fn json_text(s: Option<String>) -> Result<Value> {
+    match s {
+        None => Ok(Value::Null),
+        Some(s) => serde_json::from_str::<serde_json::Value>(&s)
+            .map(Value::from_json)
+            .map_err(|e| Error::decode(format!("invalid JSON in column: {e}")).with_source(e)),
+    }
+}
+
+/// Read column `i` of a row as the value of a field of type `ty` (not yet normalized).
+pub(crate) fn decode(
+    dialect: Dialect,
+    ty: FieldType,
+    row: &QueryResult,
+    i: usize,
+) -> Result<Value> {
+    use ScalarType as S;
+    fn opt<T>(v: Option<T>, f: impl FnOnce(T) -> Value) -> Value {
+        v.map_or(Value::Null, f)
+    }
+    let s = match (dialect, ty) {
+        (Dialect::Postgres, FieldType::Json | FieldType::Array(_)) => {
+            return Ok(opt(get::<serde_json::Value>(row, i)?, Value::from_json));
+        }
+        (Dialect::Sqlite, FieldType::Json | FieldType::Array(_)) => {
+            return json_text(get::<String>(row, i)?);
+        }
+        (_, FieldType::Scalar(s)) => s,
+    };
+    Ok(match (dialect, s) {
+        (_, S::String | S::Enum) => opt(get::<String>(row, i)?, Value::String),
+        (_, S::Bool) => opt(get::<bool>(row, i)?, Value::Bool),
+        (Dialect::Postgres, S::I16) => opt(get::<i16>(row, i)?, |x| Value::I64(x.into())),
+        (Dialect::Postgres, S::I32) => opt(get::<i32>(row, i)?, |x| Value::I64(x.into())),
+        (_, S::I16 | S::I32 | S::I64) => opt(get::<i64>(row, i)?, Value::I64),
+        (Dialect::Postgres, S::F32) => opt(get::<f32>(row, i)?, |x| Value::F64(x.into())),
+        (_, S::F32 | S::F64) => opt(get::<f64>(row, i)?, Value::F64),
+        (Dialect::Postgres, S::Uuid) => opt(get::<uuid::Uuid>(row, i)?, Value::Uuid),
+        (Dialect::Postgres, S::DateTime) => opt(
+            get::<chrono::DateTime<chrono::Utc>>(row, i)?,
+            Value::DateTime,
+        ),
+        (Dialect::Postgres, S::Date) => opt(get::<chrono::NaiveDate>(row, i)?, Value::Date),
+        (Dialect::Postgres, S::Decimal) => {
+            opt(get::<rust_decimal::Decimal>(row, i)?, Value::Decimal)
+        }
+        // SQLite keeps these as text; `Record::from_values` parses them.
+        (Dialect::Sqlite, S::Uuid | S::DateTime | S::Date | S::Decimal) => {
+            opt(get::<String>(row, i)?, Value::String)
+        }
+        (_, S::Bytes) => opt(get::<Vec<u8>>(row, i)?, Value::Bytes),
+        (_, other) => return Err(unsupported(other)),
+    })
+}
+
+fn has_nul(v: &Value) -> bool {
+    match v {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(a) => a.iter().any(has_nul),
+        Value::Object(o) => o.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
+        _ => false,
+    }
+}
+
+/// Convert entity `i` to a checked record (version 1 for versioned entities).
+pub(crate) fn checked_record<E: Entity>(
+    dialect: Dialect,
+    i: usize,
+    mut entity: E,
+) -> Result<Record> {
+    let meta = E::meta();
+    let row_err = |m: &str| {
+        Error::invalid_input(format!("row {i}: {m}")).in_context(meta.name, "bulk_insert")
+    };
+    if meta.version_index.is_some() {
+        entity.set_version(1);
+    }
+    let mut record = Record::from_entity(&entity).map_err(|e| row_err(e.message()))?;
+    // As a single insert stores them: truncated toward the past.
+    record.fit_timestamps(persistence_core::TimestampPrecision::Micros);
+    for (f, v) in meta.fields.iter().zip(&record.values) {
+        if v.is_null() && !f.nullable {
+            return Err(row_err(&format!("field `{}` is required", f.name)));
+        }
+        if dialect == Dialect::Postgres && has_nul(v) {
+            return Err(row_err(&format!(
+                "field `{}` contains a NUL character",
+                f.name
+            )));
+        }
+    }
+    Ok(record)
+}
 
 /// Deserialize an entity from its field values (in `meta.fields` order, normalized).
 pub(crate) fn entity<E: DeserializeOwned>(

@@ -34,7 +34,9 @@ pub(crate) trait Conn: ConnectionTrait + Sync {
 impl Conn for DatabaseConnection {
     async fn rows(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
         match &self.inner {
+            #[cfg(feature = "postgres")]
             DatabaseConnectionType::SqlxPostgresPoolConnection(c) => c.query_all(stmt).await,
+            #[cfg(feature = "sqlite")]
             DatabaseConnectionType::SqlxSqlitePoolConnection(c) => c.query_all(stmt).await,
             _ => self.query_all_raw(stmt).await,
         }
@@ -42,7 +44,9 @@ impl Conn for DatabaseConnection {
 
     async fn row(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
         match &self.inner {
+            #[cfg(feature = "postgres")]
             DatabaseConnectionType::SqlxPostgresPoolConnection(c) => c.query_one(stmt).await,
+            #[cfg(feature = "sqlite")]
             DatabaseConnectionType::SqlxSqlitePoolConnection(c) => c.query_one(stmt).await,
             _ => self.query_one_raw(stmt).await,
         }
@@ -50,7 +54,9 @@ impl Conn for DatabaseConnection {
 
     async fn exec(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
         match &self.inner {
+            #[cfg(feature = "postgres")]
             DatabaseConnectionType::SqlxPostgresPoolConnection(c) => c.execute(stmt).await,
+            #[cfg(feature = "sqlite")]
             DatabaseConnectionType::SqlxSqlitePoolConnection(c) => c.execute(stmt).await,
             _ => self.execute_raw(stmt).await,
         }

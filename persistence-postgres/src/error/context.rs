@@ -1,0 +1,99 @@
+//! What the error map knows beside the driver error: the constraint names
+//! of the table ([`ConstraintNames`]), the repository's [`Hints`], whether an
+//! operation may write, and the sqlx error inside a sea-orm error. A leaf:
+//! the dialect maps and the entry points all use it.
+
+use std::sync::{Arc, OnceLock};
+
+use persistence_core::EntityMeta;
+use sea_orm::sqlx;
+use sea_orm::{DbErr, RuntimeErr};
+
+/// Names used to map constraint violations back to metadata.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ConstraintNames {
+    /// The primary-key constraint the library creates (`pk_<entity>`).
+    pub(crate) primary_key: String,
+    /// The primary-key constraint of the table as it is (a table the
+    /// library did not create may call it anything), looked up once on the
+    /// first unique violation that names an unknown constraint.
+    pub(crate) actual_primary_key: Arc<OnceLock<String>>,
+    /// Unique constraints (`IndexMeta::name`) and their fields.
+    pub(crate) uniques: Vec<(String, Vec<&'static str>)>,
+}
+
+impl ConstraintNames {
+    /// The names the library gives the constraints of `meta`'s table.
+    pub(crate) fn of(meta: &EntityMeta) -> ConstraintNames {
+        let mut primary_key = format!("pk_{}", meta.name);
+        // Identifiers are ASCII (validated); PostgreSQL keeps 63 bytes.
+        primary_key.truncate(63);
+        ConstraintNames {
+            primary_key,
+            actual_primary_key: Arc::default(),
+            uniques: meta
+                .uniques()
+                .map(|u| (u.name.clone(), u.fields.clone()))
+                .collect(),
+        }
+    }
+
+    pub(crate) fn is_primary_key(&self, constraint: &str) -> bool {
+        constraint == self.primary_key
+            || self
+                .actual_primary_key
+                .get()
+                .is_some_and(|pk| pk == constraint)
+    }
+
+    /// True when a violated constraint is neither a known unique nor a
+    /// known primary key, and the table's primary key was not looked up yet.
+    pub(crate) fn needs_primary_key_lookup(&self, constraint: &str) -> bool {
+        self.actual_primary_key.get().is_none()
+            && !self.is_primary_key(constraint)
+            && !self.uniques.iter().any(|(n, _)| n == constraint)
+    }
+}
+
+/// Whether operation `op` may change the store: the repository's writes,
+/// a commit, DDL, bulk loads, and any operation not known to only read.
+pub(crate) fn may_write(op: Option<&str>) -> bool {
+    let Some(op) = op else { return true };
+    match persistence_core::layer::Op::from_name(op) {
+        Some(o) => o.is_write(),
+        None => !matches!(
+            op,
+            "connect" | "ping" | "begin" | "savepoint" | "list_tenants" | "health"
+        ),
+    }
+}
+
+/// What the repository knows beyond the driver error.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Hints<'a> {
+    /// The operation (`insert`, `delete`, ...).
+    pub(crate) op: Option<&'static str>,
+    /// The column a value-too-long / out-of-range error is about, and the
+    /// column's limit (`200` for `varchar(200)`, `12,2` for `numeric(12,2)`).
+    pub(crate) column: Option<(&'a str, &'a str)>,
+}
+
+/// The sqlx error a sea-orm error wraps, if any.
+pub(crate) fn sqlx_of(err: &DbErr) -> Option<&sqlx::Error> {
+    match err {
+        DbErr::Conn(RuntimeErr::SqlxError(e))
+        | DbErr::Exec(RuntimeErr::SqlxError(e))
+        | DbErr::Query(RuntimeErr::SqlxError(e)) => Some(e),
+        _ => None,
+    }
+}
+
+/// Constraint names of a `users` table with one unique index, for the tests.
+#[cfg(test)]
+pub(crate) fn test_names() -> ConstraintNames {
+    ConstraintNames {
+        primary_key: "pk_users".into(),
+        actual_primary_key: Arc::default(),
+        uniques: vec![("ux_users_email".into(), vec!["email"])],
+    }
+}

@@ -1,0 +1,140 @@
+//! Filter/Query → SQL: the [`Dialect`], SQL text with bound parameters
+//! ([`Sql`]), the column type mapping; the translation of filters and sort
+//! keys is in [`translate`].
+//!
+//! Everything here writes identifiers only from entity metadata (validated by
+//! `persistence_core::entity::validate_identifier`) or validated schema names,
+//! always double-quoted; every value goes through [`Sql::bind`].
+
+use std::fmt::Write as _;
+
+use persistence_core::{Error, FieldType, Result, ScalarType};
+use sea_orm::{DbBackend, Statement, Value as SV};
+
+pub(crate) mod translate;
+
+/// The SQL dialect of a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Dialect {
+    /// PostgreSQL (12 or newer).
+    Postgres,
+    /// SQLite (3.38 or newer; the bundled library is used).
+    Sqlite,
+}
+
+impl Dialect {
+    /// The name reported in `Capabilities` (`postgres`, `sqlite`).
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Dialect::Postgres => "postgres",
+            Dialect::Sqlite => "sqlite",
+        }
+    }
+    pub(crate) fn backend(self) -> DbBackend {
+        match self {
+            Dialect::Postgres => DbBackend::Postgres,
+            Dialect::Sqlite => DbBackend::Sqlite,
+        }
+    }
+    pub(crate) fn t(self) -> &'static str {
+        match self {
+            Dialect::Postgres => "TRUE",
+            Dialect::Sqlite => "1",
+        }
+    }
+    pub(crate) fn f(self) -> &'static str {
+        match self {
+            Dialect::Postgres => "FALSE",
+            Dialect::Sqlite => "0",
+        }
+    }
+    /// The largest number of bind parameters one statement may carry (with margin).
+    pub(crate) fn max_binds(self) -> usize {
+        match self {
+            // The wire protocol counts parameters in an i16/u16: 65,535.
+            Dialect::Postgres => 65_000,
+            // SQLITE_MAX_VARIABLE_NUMBER defaults to 32,766 since 3.32.
+            Dialect::Sqlite => 32_000,
+        }
+    }
+}
+
+/// Double-quote an identifier (identifiers are validated before they get here;
+/// quotes are doubled anyway).
+pub(crate) fn quote(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// SQL text plus its bound values.
+pub(crate) struct Sql {
+    pub(crate) text: String,
+    binds: Vec<SV>,
+    pub(crate) dialect: Dialect,
+}
+
+impl Sql {
+    pub(crate) fn new(dialect: Dialect) -> Self {
+        Sql {
+            text: String::with_capacity(256),
+            binds: Vec::new(),
+            dialect,
+        }
+    }
+    pub(crate) fn push(&mut self, s: &str) -> &mut Self {
+        self.text.push_str(s);
+        self
+    }
+    pub(crate) fn ident(&mut self, name: &str) -> &mut Self {
+        self.text.push_str(&quote(name));
+        self
+    }
+    pub(crate) fn bind(&mut self, v: SV) -> &mut Self {
+        self.binds.push(v);
+        match self.dialect {
+            Dialect::Postgres => {
+                let _ = write!(self.text, "${}", self.binds.len());
+            }
+            Dialect::Sqlite => self.text.push('?'),
+        }
+        self
+    }
+    pub(crate) fn into_statement(self) -> Statement {
+        Statement::from_sql_and_values(self.dialect.backend(), self.text, self.binds)
+    }
+}
+
+/// The column type of a field.
+pub(crate) fn column_type(dialect: Dialect, ty: FieldType) -> Result<&'static str> {
+    use ScalarType as S;
+    Ok(match (dialect, ty) {
+        (Dialect::Postgres, FieldType::Json | FieldType::Array(_)) => "jsonb",
+        (Dialect::Sqlite, FieldType::Json | FieldType::Array(_)) => "TEXT",
+        (Dialect::Postgres, FieldType::Scalar(s)) => match s {
+            S::String | S::Enum => "text",
+            S::Bool => "boolean",
+            S::I16 => "smallint",
+            S::I32 => "integer",
+            S::I64 => "bigint",
+            S::F32 => "real",
+            S::F64 => "double precision",
+            S::Uuid => "uuid",
+            S::DateTime => "timestamptz",
+            S::Date => "date",
+            S::Decimal => "numeric",
+            S::Bytes => "bytea",
+            other => return Err(unsupported(other)),
+        },
+        (Dialect::Sqlite, FieldType::Scalar(s)) => match s {
+            S::String | S::Enum | S::Uuid | S::DateTime | S::Date | S::Decimal => "TEXT",
+            S::Bool | S::I16 | S::I32 | S::I64 => "INTEGER",
+            S::F32 | S::F64 => "REAL",
+            S::Bytes => "BLOB",
+            other => return Err(unsupported(other)),
+        },
+    })
+}
+
+/// No column type (and no binding) for scalar type `s`.
+pub(crate) fn unsupported(s: ScalarType) -> Error {
+    Error::unsupported(format!("no column type for {s:?}"))
+}
