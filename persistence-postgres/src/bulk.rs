@@ -54,7 +54,6 @@ use persistence_core::{Entity, Error, Result};
 use sea_orm::{DbErr, TransactionTrait};
 
 use crate::codec::checked_record;
-use crate::query::Dialect;
 use crate::repository::RelationalRepository;
 
 #[cfg(feature = "postgres")]
@@ -124,7 +123,7 @@ impl<E: Entity> RelationalRepository<E> {
             }
         }
         #[cfg(feature = "postgres")]
-        if dialect == Dialect::Postgres && head.len() >= threshold {
+        if dialect == crate::query::Dialect::Postgres && head.len() >= threshold {
             return self.copy_in(options.copy_format, head, input).await;
         }
         // Multi-row INSERTs in one transaction, chunk by chunk.

@@ -36,8 +36,11 @@ use sea_orm::sqlx;
 use sea_orm::{ConnAcquireErr, DbErr, RuntimeErr};
 
 pub(crate) mod context;
+#[cfg(feature = "postgres")]
 pub(crate) mod postgres;
+#[cfg(feature = "sqlite")]
 pub(crate) mod sqlite;
+#[cfg(feature = "postgres")]
 mod sqlstate;
 
 pub(crate) use context::{ConstraintNames, Hints};
@@ -82,6 +85,7 @@ pub(crate) fn map_connect_err(err: DbErr, url: &str) -> Error {
 
 /// Map a sea-orm error caused by input row `row` of a bulk load: the message
 /// starts with `row <row>: `.
+#[cfg(feature = "postgres")]
 pub(crate) fn map_db_err_at_row(err: DbErr, names: &ConstraintNames, row: usize) -> Error {
     let (e, stage) = classify(&err, names, Hints::default());
     let message = format!("row {row}: {}", e.message());
@@ -284,7 +288,6 @@ mod tests {
 
     use super::*;
     use crate::error::context::test_names as names;
-    use crate::error::sqlite::map_sqlite;
 
     fn sqlx_err(e: sqlx::Error) -> Arc<sqlx::Error> {
         Arc::new(e)
@@ -355,8 +358,11 @@ mod tests {
     }
 
     /// Each mapped SQLite code: kind, retryable and the name in the message.
+    #[cfg(feature = "sqlite")]
     #[test]
     fn sqlite_codes_table() {
+        use crate::error::sqlite::map_sqlite;
+
         use ErrorKind as K;
         #[rustfmt::skip]
         let table: Vec<(i32, K, bool, &str)> = vec![

@@ -49,6 +49,7 @@ impl Dialect {
         }
     }
     /// The largest number of bind parameters one statement may carry (with margin).
+    #[cfg(feature = "postgres")]
     pub(crate) fn max_binds(self) -> usize {
         match self {
             // The wire protocol counts parameters in an i16/u16: 65,535.

@@ -176,10 +176,12 @@ impl<E: Entity> RelationalRepository<E> {
         self.err(e, op)
     }
 
+    #[cfg(feature = "postgres")]
     pub(crate) fn map_err_at_row(&self, e: DbErr, row: usize) -> Error {
         crate::error::map_db_err_at_row(e, &self.table.names, row)
     }
 
+    #[cfg(feature = "postgres")]
     pub(crate) fn column_list(&self) -> &str {
         &self.table.column_list
     }

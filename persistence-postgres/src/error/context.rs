@@ -11,6 +11,8 @@ use sea_orm::{DbErr, RuntimeErr};
 
 /// Names used to map constraint violations back to metadata.
 #[derive(Debug, Clone, Default)]
+// Only the PostgreSQL map reads the names (SQLite does not report them).
+#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
 pub(crate) struct ConstraintNames {
     /// The primary-key constraint the library creates (`pk_<entity>`).
     pub(crate) primary_key: String,
@@ -38,6 +40,7 @@ impl ConstraintNames {
         }
     }
 
+    #[cfg(feature = "postgres")]
     pub(crate) fn is_primary_key(&self, constraint: &str) -> bool {
         constraint == self.primary_key
             || self
@@ -48,6 +51,7 @@ impl ConstraintNames {
 
     /// True when a violated constraint is neither a known unique nor a
     /// known primary key, and the table's primary key was not looked up yet.
+    #[cfg(feature = "postgres")]
     pub(crate) fn needs_primary_key_lookup(&self, constraint: &str) -> bool {
         self.actual_primary_key.get().is_none()
             && !self.is_primary_key(constraint)
@@ -70,6 +74,7 @@ pub(crate) fn may_write(op: Option<&str>) -> bool {
 
 /// What the repository knows beyond the driver error.
 #[derive(Debug, Clone, Copy, Default)]
+#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
 pub(crate) struct Hints<'a> {
     /// The operation (`insert`, `delete`, ...).
     pub(crate) op: Option<&'static str>,

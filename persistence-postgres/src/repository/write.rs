@@ -8,13 +8,18 @@ use sea_orm::{DbErr, QueryResult};
 
 use super::RelationalRepository;
 use crate::codec::{checked_record, to_bind};
-use crate::error::{Hints, is_unnamed_unique, map_db_err_with};
+use crate::error::is_unnamed_unique;
+#[cfg(feature = "postgres")]
+use crate::error::{Hints, map_db_err_with};
 use crate::query::{Dialect, Sql};
 use crate::store::conn::Conn;
 
 /// The savepoint each multi-row INSERT of a bulk load runs under.
+#[cfg(feature = "postgres")]
 const SAVEPOINT: &str = "SAVEPOINT \"persistence_bulk_chunk\"";
+#[cfg(feature = "postgres")]
 const ROLLBACK_TO_SAVEPOINT: &str = "ROLLBACK TO SAVEPOINT \"persistence_bulk_chunk\"";
+#[cfg(feature = "postgres")]
 const RELEASE_SAVEPOINT: &str = "RELEASE SAVEPOINT \"persistence_bulk_chunk\"";
 
 impl<E: Entity> RelationalRepository<E> {
@@ -132,6 +137,7 @@ impl<E: Entity> RelationalRepository<E> {
         op: &'static str,
     ) -> Error {
         let meta = E::meta();
+        #[cfg(feature = "postgres")]
         if self.dialect() == Dialect::Postgres {
             let mut column = None;
             if let Some((code, constraint)) = crate::error::postgres::pg_code_and_constraint(&e) {
@@ -244,6 +250,14 @@ impl<E: Entity> RelationalRepository<E> {
                     }
                 }
             }
+            // A store of a dialect not compiled in cannot be connected.
+            #[cfg(not(feature = "postgres"))]
+            Dialect::Postgres => {
+                return Err(Error::unsupported(
+                    "PostgreSQL support is not compiled in (feature `postgres`)",
+                ));
+            }
+            #[cfg(feature = "postgres")]
             Dialect::Postgres => {
                 // Each multi-row statement runs under a savepoint: when the
                 // server rejects it for a row's values (22xxx / 23xxx), the
