@@ -20,8 +20,8 @@
 //! dead — they are **dropped**, not revalidated.
 //!
 //! This file holds the types, the public methods and the `Repository` impl;
-//! [`entries`] the L1 entries and generations, [`read`] the read path,
-//! [`write`] the invalidation after writes, `l2` (feature `redis`) the Redis side and its
+//! `entries` the L1 entries and generations, `read` the read path,
+//! `write` the invalidation after writes, `l2` (feature `redis`) the Redis side and its
 //! fail-safe.
 
 use std::sync::Arc;

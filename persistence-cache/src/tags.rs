@@ -16,7 +16,7 @@
 //! * Fail-safe: a tag whose L2 invalidation failed is remembered; tagged L2
 //!   entries are not read until every such tag has been invalidated in L2.
 //!
-//! This file holds the API and the L1 path; [`store`] the state, `l2` (feature `redis`) the
+//! This file holds the API and the L1 path; `store` the state, `l2` (feature `redis`) the
 //! Redis side.
 
 use std::future::Future;
