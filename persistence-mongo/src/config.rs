@@ -1,7 +1,7 @@
 //! The configuration of a MongoDB store: [`MongoConfig`] (where to connect,
 //! which database, server selection, concerns), the write and read concern
 //! settings the facade's YAML deserializes into, and their driver forms.
-//! Plain data; the connected handle is [`MongoStore`](crate::MongoStore) in
+//! Plain data; the connected handle is [`MongoStore`] in
 //! `store.rs`.
 
 use std::time::Duration;
@@ -11,7 +11,7 @@ use persistence_core::names::{self, NameKind};
 use persistence_core::{Error, Result};
 use serde::{Deserialize, Serialize};
 
-/// Old path of [`MongoStore`](crate::MongoStore), now in `store.rs` (kept for one release).
+/// Old path of [`MongoStore`], now in `store.rs` (kept for one release).
 #[doc(hidden)]
 pub use crate::store::MongoStore;
 
@@ -228,7 +228,7 @@ impl MongoConfig {
         self
     }
 
-    /// Check the settings (done by [`MongoStore::connect`](crate::MongoStore::connect)): the database
+    /// Check the settings (done by [`MongoStore::connect`]): the database
     /// name per [`persistence_core::names`] (`Config` error naming
     /// `MongoConfig.database`).
     pub fn validate(&self) -> Result<()> {
