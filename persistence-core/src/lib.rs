@@ -59,6 +59,7 @@
 #[allow(unused_extern_crates)]
 extern crate self as persistence_core;
 
+pub mod copy;
 pub mod entity;
 pub mod error;
 pub mod filter;
@@ -73,6 +74,7 @@ pub mod value;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 
+pub use copy::{CopyOptions, CopyReport, copy_all};
 pub use entity::{
     Embedded, Entity, EntityId, EntityMeta, FieldKind, FieldMeta, FieldType, IndexMeta,
     NestedField, ScalarType, Shape,

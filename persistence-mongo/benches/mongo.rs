@@ -299,7 +299,7 @@ async fn main() {
     let t = Instant::now();
     for _ in 0..cpu_rounds {
         let d: bson::Document = bson::from_slice(std::hint::black_box(&raw_bytes)).unwrap();
-        let e = persistence_mongo::convert::from_document::<Item>(&d).unwrap();
+        let e = persistence_mongo::codec::from_document::<Item>(&d).unwrap();
         std::hint::black_box(e);
     }
     let repo_dec = t.elapsed() / cpu_rounds;
@@ -313,7 +313,7 @@ async fn main() {
     let t = Instant::now();
     for i in 0..cpu_rounds {
         let id = i64::from(i);
-        let f = doc! { "_id": persistence_mongo::convert::id_to_bson::<Item>(std::hint::black_box(&id)).unwrap() };
+        let f = doc! { "_id": persistence_mongo::codec::id_to_bson::<Item>(std::hint::black_box(&id)).unwrap() };
         std::hint::black_box(f);
     }
     let repo_f = t.elapsed() / cpu_rounds;

@@ -17,9 +17,9 @@ use persistence_core::entity::validate_identifier;
 use persistence_core::{BoxStream, Entity, EntityMeta, Error, Filter, Result, SortKey};
 use serde::de::DeserializeOwned;
 
-use crate::convert::stored_name;
+use crate::codec::stored_name;
 use crate::error::map;
-use crate::filter::{to_query, to_sort};
+use crate::query::{to_query, to_sort};
 use crate::repository::MongoRepository;
 
 /// An aggregation over the collection of `E`.

@@ -7,9 +7,9 @@
 //!   `#[derive(Entity)]` type: one collection per entity (named after it), the
 //!   id stored as `_id`, nested structs / vectors / maps as sub-documents and
 //!   arrays. Type mapping (Uuid = binary subtype 4, timestamps = BSON dates
-//!   with millisecond precision, Decimal = decimal128) is documented in [`convert`].
+//!   with millisecond precision, Decimal = decimal128) is documented in [`codec`].
 //! * Filters become query documents with every value a BSON value (no
-//!   operator injection) and field names from metadata only; see [`filter`].
+//!   operator injection) and field names from metadata only; see [`query`].
 //! * Errors are mapped by server code and label; see [`error`].
 //! * [`MongoStore::transaction`] runs a closure in a multi-document
 //!   transaction with transaction-bound repositories; see [`transaction`].
@@ -18,7 +18,8 @@
 //!   core filter, group-by helpers, `$lookup`, raw stages) and typed
 //!   projections (`find_fields`); see [`aggregate`].
 //! * [`Tenants`]: database-per-tenant or collection-prefix-per-tenant; see [`tenant`].
-//! * [`copy_all`] copies every entity between any two repositories (idempotent, verified); see [`copy`].
+//! * [`copy_all`] copies every entity between any two repositories (idempotent, verified);
+//!   it lives in [`persistence_core::copy`] (it uses only core) and is re-exported here.
 //! * `ensure_schema` creates the collection and the metadata's indexes
 //!   (unique indexes skip nulls, TTL), declared [`PartialIndex`]es, and a
 //!   `$jsonSchema` validator that also describes nested structs deriving
@@ -26,6 +27,11 @@
 //! * `insert_many` is all-or-nothing (its own transaction) when the
 //!   deployment supports transactions, an ordered insert that reports how
 //!   many rows landed otherwise; see [`MongoRepository`].
+//!
+//! The files are those of every backend crate: `store` (the connected
+//! handle), `config`, `repository`, `query` (filters → BSON), `codec`
+//! (documents ↔ entities), `schema`, `error`, `transaction`, `tenant`,
+//! `pool` (pool status for the metrics), plus `aggregate` and `watch`.
 //!
 //! ```no_run
 //! use persistence_core::{Entity, Repository};
@@ -51,26 +57,40 @@
 #![warn(missing_docs)]
 
 pub mod aggregate;
+pub mod codec;
 pub mod config;
-pub mod convert;
-pub mod copy;
 pub mod error;
-pub mod filter;
-pub mod monitor;
+pub mod pool;
+pub mod query;
 pub mod repository;
 pub mod schema;
+pub mod store;
 pub mod tenant;
 pub mod transaction;
 pub mod watch;
 
+// Old module paths, kept for one release (see the README): `convert` is
+// `codec`, `filter` is `query`, `monitor` is `pool`, and `copy` moved to
+// `persistence_core::copy` (it uses only core). `config::MongoStore` is a
+// re-export in `config.rs`.
+#[doc(hidden)]
+pub use codec as convert;
+#[doc(hidden)]
+pub use persistence_core::copy;
+#[doc(hidden)]
+pub use pool as monitor;
+#[doc(hidden)]
+pub use query as filter;
+
 pub use aggregate::{Agg, Pipeline};
-pub use config::{DEFAULT_URL, MongoConfig, MongoStore};
-pub use copy::{CopyOptions, CopyReport, copy_all};
+pub use config::{DEFAULT_URL, MongoConfig};
 /// The driver, for its option types (write and read concerns...).
 pub use mongodb;
-pub use monitor::MongoPoolStats;
+pub use persistence_core::copy::{CopyOptions, CopyReport, copy_all};
+pub use pool::MongoPoolStats;
 pub use repository::MongoRepository;
 pub use schema::{PartialIndex, Validation, ValidationAction, ValidationLevel};
+pub use store::MongoStore;
 pub use tenant::{TenantMode, TenantScope, Tenants};
 pub use transaction::{Transaction, TransactionOptions};
 pub use watch::{Change, ChangeKind, ResumeToken};

@@ -1,4 +1,8 @@
-//! [`MongoRepository`]: the core [`Repository`] over one collection.
+//! [`MongoRepository`]: the core [`Repository`] over one collection — the
+//! type, its construction and the trait impl. Its per-repository settings
+//! (`with_*`) are in `repository/settings.rs`; what the writes share
+//! (documents as stored, version checks, naming the index behind a
+//! duplicate key, the transactional `insert_many`) in `repository/write.rs`.
 
 use std::collections::HashMap;
 use std::marker::PhantomData;
@@ -6,23 +10,22 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
-use bson::{Bson, Document, doc};
+use bson::{Document, doc};
 use futures_util::{StreamExt as _, TryStreamExt as _};
 use mongodb::action::Action as _;
 use mongodb::options::ReturnDocument;
-use mongodb::{Collection, Database};
-use persistence_core::layer::{Op, write_applied};
+use mongodb::{ClientSession, Collection, Database};
 use persistence_core::repository::support;
 use persistence_core::{
-    BoxStream, Capabilities, Cursor, Entity, Error, Filter, Page, Query, Record, Repository,
-    Result, TimestampPrecision,
+    BoxStream, Capabilities, Cursor, Entity, Error, Filter, Page, Query, Repository, Result,
+    TimestampPrecision,
 };
+use tokio::sync::Mutex;
 
-use crate::convert::{from_document, id_to_bson, to_document};
+use crate::codec::{from_document, id_to_bson};
 use crate::error::map;
-use crate::filter::{to_query, to_sort};
+use crate::query::{to_query, to_sort};
 use crate::schema::{self, PartialIndex, Validation};
-use crate::transaction::SharedSession;
 
 /// Run a driver action, inside the bound session if there is one.
 macro_rules! exec {
@@ -37,6 +40,13 @@ macro_rules! exec {
     };
 }
 
+/// A session shared by the repositories of one transaction (see
+/// [`crate::transaction`]; defined here, where the repository holds it).
+pub type SharedSession = Arc<Mutex<ClientSession>>;
+
+mod settings;
+mod write;
+
 /// A repository of entities `E` stored as documents of one collection (named
 /// after the entity). Cheap to clone.
 ///
@@ -45,7 +55,7 @@ macro_rules! exec {
 /// (BSON dates) *before* the document is built, and the returned entity
 /// carries the truncated values. Nothing else changes on the way through
 /// BSON (decimal128 keeps a `Decimal`'s digits and scale, doubles keep
-/// `-0.0`, see [`crate::convert`]), so the written document is not read
+/// `-0.0`, see [`crate::codec`]), so the written document is not read
 /// back; a versioned `upsert` returns the server's document (it increments
 /// the version there).
 ///
@@ -132,35 +142,6 @@ impl<E: Entity> MongoRepository<E> {
         }
     }
 
-    /// What `ensure_schema` may do to an existing collection it did not
-    /// create (default `Managed`: verify, change nothing; see
-    /// [`schema`](crate::schema#ownership-only-collections-the-library-created-are-changed)).
-    pub fn with_schema_policy(mut self, policy: persistence_core::names::SchemaPolicy) -> Self {
-        self.policy = policy;
-        self
-    }
-
-    /// Declare a partial index, created and checked by `ensure_schema`
-    /// (see [`schema`](crate::schema#partial-indexes)).
-    pub fn with_partial_index(mut self, index: PartialIndex) -> Self {
-        Arc::make_mut(&mut self.partial_indexes).push(index);
-        self
-    }
-
-    /// The declared partial indexes.
-    pub fn partial_indexes(&self) -> &[PartialIndex] {
-        &self.partial_indexes
-    }
-
-    /// Whether `insert_many` runs in a transaction when the deployment
-    /// supports them (default `true`; see [`Repository::insert_many`] on
-    /// this type). `false` gives a plain ordered insert, which is not
-    /// bounded by transaction limits but may leave a prefix of a failed batch.
-    pub fn with_atomic_batches(mut self, atomic: bool) -> Self {
-        self.atomic_batches = atomic;
-        self
-    }
-
     /// Whether the server supports multi-document transactions (asked once
     /// with `hello`, then remembered by this repository and its clones).
     pub async fn supports_transactions(&self) -> Result<bool> {
@@ -182,39 +163,6 @@ impl<E: Entity> MongoRepository<E> {
         Ok(tx)
     }
 
-    /// `insert_many` of prepared documents in its own transaction, retried
-    /// (whole) on transient transaction errors.
-    async fn insert_atomic(
-        &self,
-        docs: &[Document],
-    ) -> std::result::Result<(), mongodb::error::Error> {
-        use mongodb::error::{TRANSIENT_TRANSACTION_ERROR, UNKNOWN_TRANSACTION_COMMIT_RESULT};
-        let mut session = self.coll.client().start_session().await?;
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            session.start_transaction().await?;
-            if let Err(e) = self.coll.insert_many(docs).session(&mut session).await {
-                // Best effort: the server aborts an abandoned transaction on its own.
-                let _ = session.abort_transaction().await;
-                if e.contains_label(TRANSIENT_TRANSACTION_ERROR) && attempt < MAX_BATCH_ATTEMPTS {
-                    continue;
-                }
-                return Err(e);
-            }
-            let mut commits = 0;
-            loop {
-                commits += 1;
-                match session.commit_transaction().await {
-                    Ok(()) => return Ok(()),
-                    Err(e)
-                        if e.contains_label(UNKNOWN_TRANSACTION_COMMIT_RESULT) && commits < 3 => {}
-                    Err(e) => return Err(e),
-                }
-            }
-        }
-    }
-
     /// The same repository bound to a transaction's session.
     pub(crate) fn in_session(&self, session: SharedSession) -> Self {
         let mut r = self.clone();
@@ -222,191 +170,8 @@ impl<E: Entity> MongoRepository<E> {
         r
     }
 
-    /// Limit the server time of `find`, `stream`, `count` and `aggregate`
-    /// (`maxTimeMS`); a query that runs longer fails with `Timeout` (server code 50).
-    pub fn with_max_time(mut self, limit: Option<Duration>) -> Self {
-        self.max_time = limit;
-        self
-    }
-
-    /// The configured server time limit of reads.
-    pub fn max_time(&self) -> Option<Duration> {
-        self.max_time
-    }
-
-    /// Schema validation applied by `ensure_schema` (`None`: no validator is set or changed).
-    pub fn with_validation(mut self, validation: Option<Validation>) -> Self {
-        self.validation = validation;
-        self
-    }
-
-    /// The underlying collection (raw documents).
-    pub fn collection(&self) -> &Collection<Document> {
-        &self.coll
-    }
-
     fn err(&self, op: &'static str) -> impl Fn(mongodb::error::Error) -> Error {
         move |e| crate::error::map_in(e, E::meta(), op)
-    }
-
-    /// The document written for `entity` and the entity it stores.
-    ///
-    /// The entity is what a `get` of the document returns: timestamps are
-    /// truncated toward the past to milliseconds before the document is
-    /// built (BSON dates keep milliseconds), and every other value converts
-    /// to BSON and back unchanged (decimal128 keeps a `Decimal`'s digits and
-    /// scale; see [`crate::convert`]), so the entity is rebuilt only when a
-    /// timestamp lost digits.
-    fn document(entity: &E, version: Option<i64>) -> Result<(E, Document)> {
-        let mut entity = entity.clone();
-        if let Some(v) = version {
-            entity.set_version(v);
-        }
-        let mut record = Record::from_entity(&entity)?;
-        if record.fit_timestamps(TimestampPrecision::Millis) {
-            entity = record.clone().into_entity()?;
-        }
-        let doc = to_document(E::meta(), &record)?;
-        Ok((entity, doc))
-    }
-
-    fn version_key() -> Option<&'static str> {
-        E::meta().version_field().map(|f| f.name)
-    }
-
-    /// The stored version of the document with this `_id`, or `None` if it does not exist.
-    async fn stored_version(&self, id: &Bson, op: &'static str) -> Result<Option<Option<i64>>> {
-        let found = exec!(
-            self,
-            self.coll
-                .find_one(doc! { "_id": id.clone() })
-                .projection(match Self::version_key() {
-                    Some(k) => doc! { k: 1 },
-                    None => doc! { "_id": 1 },
-                })
-        )
-        .map_err(self.err(op))?;
-        Ok(found.map(|d| Self::version_key().and_then(|k| read_i64(d.get(k)))))
-    }
-
-    /// Whether the stored document with this `_id` is exactly what updating
-    /// with `entity` stores (its version + 1 and its content). The driver
-    /// re-sends a write whose answer was lost (retryable writes, e.g. across a
-    /// server restart); when the first one had landed, the repeat no longer
-    /// matches the expected version and would report a false
-    /// `Conflict(Version)` for an update that was applied once. Errors count
-    /// as "no": the conflict is then reported as it was.
-    async fn holds_own_update(&self, id: &Bson, entity: &E) -> bool {
-        let found = match exec!(self, self.coll.find_one(doc! { "_id": id.clone() })) {
-            Ok(Some(d)) => d,
-            Ok(None) | Err(_) => return false,
-        };
-        match from_document::<E>(&found) {
-            Ok(current) => {
-                write_applied(Op::Update, entity, &current, &self.capabilities()).unwrap_or(false)
-            }
-            Err(_) => false,
-        }
-    }
-
-    /// Name the index behind a duplicate-key error. The driver does not
-    /// expose the server's `keyPattern`, and messages are not parsed, so the
-    /// conflicting index is found by looking: an existing `_id` (when `id_possible`)
-    /// → `DuplicateId`, else the first unique index whose values another
-    /// document holds. Other errors pass through.
-    async fn resolve_duplicate(&self, err: Error, doc: &Document, id_possible: bool) -> Error {
-        use persistence_core::{ConflictKind, ErrorKind};
-        if !matches!(
-            err.kind(),
-            ErrorKind::Conflict(ConflictKind::Unique { constraint: None })
-        ) {
-            return err;
-        }
-        let meta = E::meta();
-        let Some(id) = doc.get("_id") else {
-            return err;
-        };
-        if id_possible {
-            if let Ok(Some(_)) = self
-                .coll
-                .find_one(doc! { "_id": id.clone() })
-                .projection(doc! { "_id": 1 })
-                .await
-            {
-                return Error::duplicate_id(format!("{} with this id already exists", meta.name))
-                    .set_retryable(false)
-                    .with_source(err);
-            }
-        }
-        for ix in meta.uniques() {
-            let mut probe = doc! { "_id": { "$ne": id.clone() } };
-            let mut complete = true;
-            for name in &ix.fields {
-                match doc.get(*name) {
-                    Some(v) if !matches!(v, Bson::Null) => {
-                        probe.insert(*name, doc! { "$eq": v.clone() });
-                    }
-                    _ => complete = false,
-                }
-            }
-            if !complete {
-                continue;
-            }
-            if let Ok(Some(_)) = self
-                .coll
-                .find_one(probe)
-                .projection(doc! { "_id": 1 })
-                .await
-            {
-                return Error::unique_violation(
-                    Some(ix.name.clone()),
-                    format!(
-                        "{} already holds this value of ({}) (index {})",
-                        meta.name,
-                        ix.fields.join(", "),
-                        ix.name
-                    ),
-                )
-                .with_source(err);
-            }
-        }
-        for ix in self.partial_indexes.iter().filter(|p| p.is_unique()) {
-            let (Ok(keys), Ok(filter)) = (ix.keys(meta), ix.filter_document(meta)) else {
-                continue;
-            };
-            let mut probe = doc! { "_id": { "$ne": id.clone() } };
-            let mut complete = true;
-            for key in &keys {
-                match doc.get(key) {
-                    Some(v) if !key.contains('.') => {
-                        probe.insert(key.clone(), doc! { "$eq": v.clone() });
-                    }
-                    _ => complete = false,
-                }
-            }
-            if !complete {
-                continue;
-            }
-            let probe = doc! { "$and": [probe, filter] };
-            if let Ok(Some(_)) = self
-                .coll
-                .find_one(probe)
-                .projection(doc! { "_id": 1 })
-                .await
-            {
-                return Error::unique_violation(
-                    Some(ix.name().to_string()),
-                    format!(
-                        "{} already holds this value of ({}) among the documents of partial index {}",
-                        meta.name,
-                        keys.join(", "),
-                        ix.name()
-                    ),
-                )
-                .with_source(err);
-            }
-        }
-        err
     }
 
     fn find_action(&self, q: &Query) -> Result<(Document, Document)> {
@@ -418,16 +183,6 @@ impl<E: Entity> MongoRepository<E> {
 const TX_UNKNOWN: u8 = 0;
 const TX_YES: u8 = 1;
 const TX_NO: u8 = 2;
-/// Attempts of a transactional `insert_many` that hits transient errors.
-const MAX_BATCH_ATTEMPTS: u32 = 3;
-
-fn read_i64(b: Option<&Bson>) -> Option<i64> {
-    match b? {
-        Bson::Int64(i) => Some(*i),
-        Bson::Int32(i) => Some((*i).into()),
-        _ => None,
-    }
-}
 
 impl<E: Entity> Repository<E> for MongoRepository<E> {
     fn capabilities(&self) -> Capabilities {

@@ -17,9 +17,10 @@ use mongodb::Collection;
 use persistence_core::names::{self, NameKind};
 use persistence_core::{Entity, Error, Repository, Result};
 
-use crate::config::{MongoStore, validate_database_name};
+use crate::config::validate_database_name;
 use crate::error::map_plain;
 use crate::repository::MongoRepository;
+use crate::store::MongoStore;
 
 /// Database names MongoDB reserves (every reserved name:
 /// [`persistence_core::names::RESERVED_NAMESPACES`]).
@@ -130,7 +131,7 @@ impl TenantScope {
                 let db = self.store.database();
                 let colls = db
                     .list_collection_names()
-                    .filter(doc! { "name": { "$regex": format!("^{}", crate::filter::regex_escape(p)) } })
+                    .filter(doc! { "name": { "$regex": format!("^{}", crate::query::regex_escape(p)) } })
                     .await
                     .map_err(|e| map_plain(e).with_operation("remove tenant"))?;
                 let mut foreign = Vec::new();

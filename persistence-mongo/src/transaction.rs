@@ -33,17 +33,17 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use mongodb::ClientSession;
 use mongodb::error::{TRANSIENT_TRANSACTION_ERROR, UNKNOWN_TRANSACTION_COMMIT_RESULT};
 use persistence_core::{ConflictKind, Entity, Error, ErrorKind, Result};
 use tokio::sync::Mutex;
 
-use crate::config::MongoStore;
 use crate::error::map_plain;
 use crate::repository::MongoRepository;
+use crate::store::MongoStore;
 
-/// A session shared by the repositories of one transaction.
-pub type SharedSession = Arc<Mutex<ClientSession>>;
+/// A session shared by the repositories of one transaction (defined with
+/// the repository, which holds it).
+pub use crate::repository::SharedSession;
 
 /// Retry policy of [`MongoStore::transaction`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -15,7 +15,7 @@ use persistence_core::{BoxStream, Entity, Error, Result};
 
 pub use mongodb::change_stream::event::ResumeToken;
 
-use crate::convert::{from_bson, from_document};
+use crate::codec::{from_bson, from_document};
 use crate::error::map;
 use crate::repository::MongoRepository;
 

@@ -6,7 +6,7 @@ use bson::Document;
 use chrono::{DateTime, Utc};
 use persistence_core::conformance::entities::{AllTypes, Nested, sample_all_types};
 use persistence_core::{Entity, Record, TimestampPrecision};
-use persistence_mongo::convert::{from_document, to_document};
+use persistence_mongo::codec::{from_document, to_document};
 
 fn at(s: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(s)

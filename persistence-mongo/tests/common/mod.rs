@@ -1,5 +1,8 @@
-//! Shared test support: a fresh database per test, dropped afterwards (also on panic).
+//! Shared test support: a fresh database per test, dropped afterwards (also
+//! on panic), and the entities several topic files use ([`fixtures`]).
 #![allow(dead_code)]
+
+pub mod fixtures;
 
 use std::future::Future;
 

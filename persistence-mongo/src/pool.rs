@@ -1,4 +1,4 @@
-//! Driver event hooks installed by [`MongoStore::connect`](crate::MongoStore::connect):
+//! Pool status for the metrics: driver event hooks installed by [`MongoStore::connect`](crate::MongoStore::connect):
 //! connection pool counts from CMAP events, and command shapes (command
 //! name, collection and key structure — never values) reported to
 //! [`persistence_core::layer::probe`] for the slow-operation log.

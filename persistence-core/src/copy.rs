@@ -19,10 +19,8 @@
 use std::collections::HashSet;
 use std::hash::{DefaultHasher, Hash, Hasher};
 
+use crate::{Entity, Error, Filter, Query, Record, Repository, Result, TimestampPrecision, Value};
 use futures_util::StreamExt as _;
-use persistence_core::{
-    Entity, Error, Filter, Query, Record, Repository, Result, TimestampPrecision, Value,
-};
 
 /// Options of [`copy_all`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

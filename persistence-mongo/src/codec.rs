@@ -1,4 +1,5 @@
-//! Values ↔ BSON, by field type.
+//! Documents ↔ entities: values ↔ BSON, by field type (the codec of the
+//! repository, of change events and of aggregation results).
 //!
 //! Storage choices (one per [`ScalarType`]):
 //!

@@ -1,6 +1,6 @@
 //! The core [`Filter`] AST → a MongoDB query document.
 //!
-//! Safety: every value is converted to a BSON value ([`crate::convert::to_bson`])
+//! Safety: every value is converted to a BSON value ([`crate::codec::to_bson`])
 //! and placed under an operator this module chose, so a user value such as
 //! `{"$gt": ""}` or `"$where"` is only ever compared literally. Field names
 //! come from the entity metadata; nested segments were validated by
@@ -31,7 +31,7 @@ use persistence_core::filter::CompareOp;
 use persistence_core::query::{Direction, SortKey};
 use persistence_core::{EntityMeta, FieldType, Filter, Result, Value};
 
-use crate::convert::{stored_name, to_bson};
+use crate::codec::{stored_name, to_bson};
 
 /// A resolved path: the stored dotted key, its type, the stored prefixes of a nested path.
 struct Path {

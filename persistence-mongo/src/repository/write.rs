@@ -1,0 +1,225 @@
+//! What the writes of [`MongoRepository`] share: the document stored for an
+//! entity (timestamps fitted to milliseconds), the stored version, telling a
+//! repeated update from a conflict, naming the index behind a duplicate key,
+//! and the transactional `insert_many`.
+
+use bson::{Bson, Document, doc};
+use persistence_core::layer::{Op, write_applied};
+use persistence_core::{Entity, Error, Record, Repository, Result, TimestampPrecision};
+
+use super::MongoRepository;
+use crate::codec::{from_document, to_document};
+
+impl<E: Entity> MongoRepository<E> {
+    /// `insert_many` of prepared documents in its own transaction, retried
+    /// (whole) on transient transaction errors.
+    pub(super) async fn insert_atomic(
+        &self,
+        docs: &[Document],
+    ) -> std::result::Result<(), mongodb::error::Error> {
+        use mongodb::error::{TRANSIENT_TRANSACTION_ERROR, UNKNOWN_TRANSACTION_COMMIT_RESULT};
+        let mut session = self.coll.client().start_session().await?;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            session.start_transaction().await?;
+            if let Err(e) = self.coll.insert_many(docs).session(&mut session).await {
+                // Best effort: the server aborts an abandoned transaction on its own.
+                let _ = session.abort_transaction().await;
+                if e.contains_label(TRANSIENT_TRANSACTION_ERROR) && attempt < MAX_BATCH_ATTEMPTS {
+                    continue;
+                }
+                return Err(e);
+            }
+            let mut commits = 0;
+            loop {
+                commits += 1;
+                match session.commit_transaction().await {
+                    Ok(()) => return Ok(()),
+                    Err(e)
+                        if e.contains_label(UNKNOWN_TRANSACTION_COMMIT_RESULT) && commits < 3 => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+    }
+    /// The document written for `entity` and the entity it stores.
+    ///
+    /// The entity is what a `get` of the document returns: timestamps are
+    /// truncated toward the past to milliseconds before the document is
+    /// built (BSON dates keep milliseconds), and every other value converts
+    /// to BSON and back unchanged (decimal128 keeps a `Decimal`'s digits and
+    /// scale; see [`crate::codec`]), so the entity is rebuilt only when a
+    /// timestamp lost digits.
+    pub(super) fn document(entity: &E, version: Option<i64>) -> Result<(E, Document)> {
+        let mut entity = entity.clone();
+        if let Some(v) = version {
+            entity.set_version(v);
+        }
+        let mut record = Record::from_entity(&entity)?;
+        if record.fit_timestamps(TimestampPrecision::Millis) {
+            entity = record.clone().into_entity()?;
+        }
+        let doc = to_document(E::meta(), &record)?;
+        Ok((entity, doc))
+    }
+
+    pub(super) fn version_key() -> Option<&'static str> {
+        E::meta().version_field().map(|f| f.name)
+    }
+
+    /// The stored version of the document with this `_id`, or `None` if it does not exist.
+    pub(super) async fn stored_version(
+        &self,
+        id: &Bson,
+        op: &'static str,
+    ) -> Result<Option<Option<i64>>> {
+        let found = exec!(
+            self,
+            self.coll
+                .find_one(doc! { "_id": id.clone() })
+                .projection(match Self::version_key() {
+                    Some(k) => doc! { k: 1 },
+                    None => doc! { "_id": 1 },
+                })
+        )
+        .map_err(self.err(op))?;
+        Ok(found.map(|d| Self::version_key().and_then(|k| read_i64(d.get(k)))))
+    }
+
+    /// Whether the stored document with this `_id` is exactly what updating
+    /// with `entity` stores (its version + 1 and its content). The driver
+    /// re-sends a write whose answer was lost (retryable writes, e.g. across a
+    /// server restart); when the first one had landed, the repeat no longer
+    /// matches the expected version and would report a false
+    /// `Conflict(Version)` for an update that was applied once. Errors count
+    /// as "no": the conflict is then reported as it was.
+    pub(super) async fn holds_own_update(&self, id: &Bson, entity: &E) -> bool {
+        let found = match exec!(self, self.coll.find_one(doc! { "_id": id.clone() })) {
+            Ok(Some(d)) => d,
+            Ok(None) | Err(_) => return false,
+        };
+        match from_document::<E>(&found) {
+            Ok(current) => {
+                write_applied(Op::Update, entity, &current, &self.capabilities()).unwrap_or(false)
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Name the index behind a duplicate-key error. The driver does not
+    /// expose the server's `keyPattern`, and messages are not parsed, so the
+    /// conflicting index is found by looking: an existing `_id` (when `id_possible`)
+    /// → `DuplicateId`, else the first unique index whose values another
+    /// document holds. Other errors pass through.
+    pub(super) async fn resolve_duplicate(
+        &self,
+        err: Error,
+        doc: &Document,
+        id_possible: bool,
+    ) -> Error {
+        use persistence_core::{ConflictKind, ErrorKind};
+        if !matches!(
+            err.kind(),
+            ErrorKind::Conflict(ConflictKind::Unique { constraint: None })
+        ) {
+            return err;
+        }
+        let meta = E::meta();
+        let Some(id) = doc.get("_id") else {
+            return err;
+        };
+        if id_possible {
+            if let Ok(Some(_)) = self
+                .coll
+                .find_one(doc! { "_id": id.clone() })
+                .projection(doc! { "_id": 1 })
+                .await
+            {
+                return Error::duplicate_id(format!("{} with this id already exists", meta.name))
+                    .set_retryable(false)
+                    .with_source(err);
+            }
+        }
+        for ix in meta.uniques() {
+            let mut probe = doc! { "_id": { "$ne": id.clone() } };
+            let mut complete = true;
+            for name in &ix.fields {
+                match doc.get(*name) {
+                    Some(v) if !matches!(v, Bson::Null) => {
+                        probe.insert(*name, doc! { "$eq": v.clone() });
+                    }
+                    _ => complete = false,
+                }
+            }
+            if !complete {
+                continue;
+            }
+            if let Ok(Some(_)) = self
+                .coll
+                .find_one(probe)
+                .projection(doc! { "_id": 1 })
+                .await
+            {
+                return Error::unique_violation(
+                    Some(ix.name.clone()),
+                    format!(
+                        "{} already holds this value of ({}) (index {})",
+                        meta.name,
+                        ix.fields.join(", "),
+                        ix.name
+                    ),
+                )
+                .with_source(err);
+            }
+        }
+        for ix in self.partial_indexes.iter().filter(|p| p.is_unique()) {
+            let (Ok(keys), Ok(filter)) = (ix.keys(meta), ix.filter_document(meta)) else {
+                continue;
+            };
+            let mut probe = doc! { "_id": { "$ne": id.clone() } };
+            let mut complete = true;
+            for key in &keys {
+                match doc.get(key) {
+                    Some(v) if !key.contains('.') => {
+                        probe.insert(key.clone(), doc! { "$eq": v.clone() });
+                    }
+                    _ => complete = false,
+                }
+            }
+            if !complete {
+                continue;
+            }
+            let probe = doc! { "$and": [probe, filter] };
+            if let Ok(Some(_)) = self
+                .coll
+                .find_one(probe)
+                .projection(doc! { "_id": 1 })
+                .await
+            {
+                return Error::unique_violation(
+                    Some(ix.name().to_string()),
+                    format!(
+                        "{} already holds this value of ({}) among the documents of partial index {}",
+                        meta.name,
+                        keys.join(", "),
+                        ix.name()
+                    ),
+                )
+                .with_source(err);
+            }
+        }
+        err
+    }
+}
+
+/// Attempts of a transactional `insert_many` that hits transient errors.
+const MAX_BATCH_ATTEMPTS: u32 = 3;
+
+fn read_i64(b: Option<&Bson>) -> Option<i64> {
+    match b? {
+        Bson::Int64(i) => Some(*i),
+        Bson::Int32(i) => Some((*i).into()),
+        _ => None,
+    }
+}
