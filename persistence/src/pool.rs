@@ -9,7 +9,7 @@ use persistence_core::layer::{BreakerState, PoolProbe};
 use persistence_postgres::RelationalStore;
 use persistence_postgres::sea_orm::DatabaseConnectionType;
 
-use crate::manager::{Backend, Database};
+use crate::database::{Backend, Database};
 
 /// Occupancy of one database's connection pool, from
 /// [`Persistence::pool_status`](crate::Persistence::pool_status) or
