@@ -155,7 +155,6 @@ impl<E: Entity> Repository<E> for FailoverRepository<E> {
 mod tests {
     use super::*;
     use crate::config::FailoverSettings;
-    use crate::failover::Role;
     use persistence_core::conformance::entities::{Person, person};
     use persistence_core::layer::BoxFuture;
     use persistence_core::layer::{Around, Call, LayerExt, Op};
