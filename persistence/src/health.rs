@@ -1,27 +1,54 @@
-//! Health of databases with failover endpoints, and failing-streak tracking.
+//! Health: the public report types ([`HealthState`], [`DatabaseHealth`],
+//! [`HealthReport`]) and the check of a database with failover endpoints.
+//! `Persistence::health` (in `manager/status.rs`) fills them in.
 
-use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
 use crate::failover::{EndpointHealth, Pinger, Role, Topology};
-use crate::manager::HealthState;
+use crate::pool::PoolStatus;
 
-/// Remembers when the current failing streak of a database began.
-#[derive(Debug, Default)]
-pub(crate) struct Streak(Mutex<Option<SystemTime>>);
+/// The state of one database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HealthState {
+    /// Answered within the timeout.
+    Healthy,
+    /// Answered, slowly (over half the timeout) or with its breaker not closed.
+    Degraded,
+    /// Did not answer, or answered with an error.
+    Unhealthy,
+    /// Not built yet (databases are built on first use) or not checkable.
+    Unknown,
+}
 
-impl Streak {
-    /// Record one check; returns the first failure of the current streak
-    /// (`None` once a check succeeds).
-    pub(crate) fn observe(&self, failing: bool) -> Option<SystemTime> {
-        let mut since = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if failing {
-            Some(*since.get_or_insert_with(SystemTime::now))
-        } else {
-            *since = None;
-            None
-        }
-    }
+/// Health of one database.
+#[derive(Debug, Clone)]
+pub struct DatabaseHealth {
+    /// Configured name.
+    pub name: String,
+    /// Backend kind.
+    pub kind: &'static str,
+    /// State.
+    pub state: HealthState,
+    /// Round-trip time of the check.
+    pub latency: Option<Duration>,
+    /// The error, when unhealthy (no secrets).
+    pub error: Option<String>,
+    /// Connection pool occupancy (PostgreSQL/SQLite, once built).
+    pub pool: Option<PoolStatus>,
+    /// When the current failing streak began (the first failed check since
+    /// the last good one); `None` while healthy.
+    pub since: Option<SystemTime>,
+    /// Primary, replicas and backup, when replicas or a backup are configured.
+    pub endpoints: Vec<EndpointHealth>,
+}
+
+/// Health of every database, and the worst state among them.
+#[derive(Debug, Clone)]
+pub struct HealthReport {
+    /// Worst state (Unknown counts as healthy here: it was never used).
+    pub status: HealthState,
+    /// Per database, in name order.
+    pub databases: Vec<DatabaseHealth>,
 }
 
 /// The outcome of checking a database with failover endpoints.

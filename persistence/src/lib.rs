@@ -33,6 +33,7 @@
 
 pub mod audit;
 pub mod config;
+mod database;
 pub mod failover;
 mod health;
 mod manager;
@@ -43,7 +44,8 @@ mod recovery;
 pub mod registry;
 
 pub use failover::{EndpointHealth, FailoverRepository, Role, Topology};
-pub use manager::{CacheLayerStatus, DatabaseHealth, HealthReport, HealthState, Persistence};
+pub use health::{DatabaseHealth, HealthReport, HealthState};
+pub use manager::{CacheLayerStatus, Persistence};
 pub use persistence_cache as cache;
 pub use persistence_core::*;
 pub use persistence_mongo as mongo;

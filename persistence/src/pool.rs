@@ -9,7 +9,7 @@ pub use persistence_core::layer::PoolStatus;
 use persistence_core::layer::metrics::names;
 use persistence_postgres::pool::relational_status;
 
-use crate::manager::{Backend, Database};
+use crate::database::{Backend, Database};
 
 /// The pool status of a built database (MongoDB: from the driver's pool
 /// events, summed over servers; `max` is per server).

@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::model::{Customer, Inventory, Order, OrderLine, Product, Review, ShopItem, TopRated};
+use crate::seed;
 use crate::sessions::{LiveSession, SessionData, Sessions};
 
 /// The demo shops (tenants): display name → tenant-id suffix.
@@ -336,7 +337,7 @@ impl App {
             choices,
         });
         if app.config.seed {
-            crate::seed::seed(&app).await?;
+            app.seed().await?;
         }
         Ok(app)
     }
@@ -630,6 +631,23 @@ impl App {
             }
             ShopTenants::Unavailable(why) => Err(Error::unsupported(why.clone())),
         }
+    }
+
+    /// Insert the demo data ([`crate::seed`]) that is missing: rows that
+    /// exist are left alone.
+    pub async fn seed(&self) -> Result<()> {
+        let products = seed::products();
+        let inserted = App::insert_if_missing(self.products(), &products).await?;
+        App::insert_if_missing(self.inventory(), &seed::inventory(&products)).await?;
+        App::insert_if_missing(self.customers(), &seed::customers()).await?;
+        self.seed_shops(&products).await?;
+        tracing::info!(
+            products = products.len(),
+            new_products = inserted,
+            customers = seed::CUSTOMERS,
+            "demo data seeded"
+        );
+        Ok(())
     }
 
     pub(crate) async fn seed_shops(&self, products: &[Product]) -> Result<()> {

@@ -1,11 +1,9 @@
 //! Demo data: 40 books in 5 categories with reviews, one book with a single
-//! copy left (`BK-LAST`), 20 customers, and each demo shop's price list.
-//! Idempotent: rows that exist are left alone.
+//! copy left (`BK-LAST`), 20 customers. Data only: [`App::seed`](crate::app::App::seed)
+//! inserts what is missing (and each demo shop's price list).
 
-use persistence::Result;
 use uuid::Uuid;
 
-use crate::app::App;
 use crate::model::{Attributes, Customer, Inventory, Product, Review};
 
 /// Categories of the demo catalog.
@@ -89,34 +87,26 @@ pub fn products() -> Vec<Product> {
     out
 }
 
-/// Insert the demo data that is missing.
-pub async fn seed(app: &App) -> Result<()> {
-    let products = products();
-    let inserted = App::insert_if_missing(app.products(), &products).await?;
-    let stock: Vec<Inventory> = products
+/// The stock rows of `products` (one copy of [`LAST_COPY`], [`STOCK`] of the others).
+pub fn inventory(products: &[Product]) -> Vec<Inventory> {
+    products
         .iter()
         .map(|p| Inventory {
             sku: p.sku.clone(),
             stock: if p.sku == LAST_COPY { 1 } else { STOCK },
             version: 0,
         })
-        .collect();
-    App::insert_if_missing(app.inventory(), &stock).await?;
-    let customers: Vec<Customer> = (0..CUSTOMERS)
+        .collect()
+}
+
+/// The seeded customers (fresh ids; seeding skips emails that exist).
+pub fn customers() -> Vec<Customer> {
+    (0..CUSTOMERS)
         .map(|i| Customer {
             id: Uuid::now_v7(),
             email: customer_email(i),
             name: format!("Reader {i}"),
             version: 0,
         })
-        .collect();
-    App::insert_if_missing(app.customers(), &customers).await?;
-    app.seed_shops(&products).await?;
-    tracing::info!(
-        products = products.len(),
-        new_products = inserted,
-        customers = CUSTOMERS,
-        "demo data seeded"
-    );
-    Ok(())
+        .collect()
 }

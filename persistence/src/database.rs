@@ -1,0 +1,301 @@
+//! A configured database once built: its [`Backend`] (the store, pool or
+//! in-memory map), its per-database state ([`Database`]: breaker, pool probe,
+//! leak detector, background tasks, failover endpoints, failing streak), and
+//! the functions that build, ping and open repositories on a backend. Shared
+//! by the manager, the pool sampler and the registry; uses none of them.
+
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use crate::config::{DatabaseConfig, DatabaseKind, FailoverSettings, PoolConfig, Secret};
+use crate::failover::{Pinger, Topology};
+use persistence_core::layer::{CircuitBreaker, LeakDetector, PoolProbe, metric_names};
+use persistence_core::{Entity, Error, MemoryRepository, Result, SharedRepository};
+use persistence_mongo::{MongoConfig, MongoStore};
+use persistence_postgres::{RelationalConfig, RelationalStore};
+use tokio::sync::OnceCell;
+
+/// A built database.
+pub(crate) enum Backend {
+    Relational(RelationalStore),
+    Mongo(MongoStore),
+    /// One `MemoryRepository` per entity type, created on first use.
+    Memory(std::sync::Mutex<HashMap<TypeId, Box<dyn Any + Send + Sync>>>),
+    /// Redis: used as a cache L2 by URL (the caches hold their own pools);
+    /// this small pool serves the health check's `PING`.
+    Redis(deadpool_redis::Pool),
+}
+
+/// One configured database and its runtime state; built on first use.
+pub(crate) struct Database {
+    pub(crate) name: String,
+    pub(crate) config: DatabaseConfig,
+    pub(crate) backend: OnceCell<Backend>,
+    pub(crate) breaker: CircuitBreaker,
+    /// Waiting operations and acquire times of its pool.
+    pub(crate) probe: PoolProbe,
+    /// Long-held connections, streams and transactions.
+    pub(crate) leaks: LeakDetector,
+    /// The pool sampler and leak watchdog, started when the database is built.
+    pub(crate) tasks: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    pub(crate) failover: OnceCell<Option<Failover>>,
+    pub(crate) streak: Streak,
+}
+
+impl Database {
+    /// The check settings (`failover` section, defaults without it): health
+    /// bound, recovery checker interval.
+    pub(crate) fn checks(&self) -> FailoverSettings {
+        self.config.failover.clone().unwrap_or_default()
+    }
+
+    pub(crate) fn stop_tasks(&self) {
+        if let Ok(mut tasks) = self.tasks.lock() {
+            for t in tasks.drain(..) {
+                t.abort();
+            }
+        }
+    }
+
+    /// Replicas and backup (pools created lazily, so an endpoint that is down
+    /// at start-up is not an error) and the started checker; `None` without.
+    pub(crate) async fn failover(&self, primary: &Backend) -> Result<Option<&Failover>> {
+        let built = self
+            .failover
+            .get_or_try_init(|| async {
+                let c = &self.config;
+                if !has_endpoints(c) {
+                    return Ok(None);
+                }
+                let mut others = Vec::new();
+                for url in c.replicas.iter().chain(&c.backup) {
+                    others.push(build(self, Some(url), true).await?);
+                }
+                let label = |u: Option<&Secret>| u.map(|u| u.to_string()).unwrap_or_default();
+                let replicas: Vec<String> = c.replicas.iter().map(|u| label(Some(u))).collect();
+                let topology = Arc::new(Topology::new(
+                    &self.name,
+                    &replicas,
+                    label(c.url.as_ref()),
+                    c.backup.as_ref().map(|u| label(Some(u))),
+                    c.failover.clone().unwrap_or_default(),
+                ));
+                let pingers: Vec<Pinger> = std::iter::once(primary)
+                    .chain(&others)
+                    .map(pinger)
+                    .collect();
+                topology.start_checker(pingers.clone());
+                // The breaker's recovery checker: the endpoints that take writes.
+                let mut writers = vec![pingers[0].clone()];
+                if c.backup.is_some() {
+                    writers.extend(pingers.last().cloned());
+                }
+                if let Ok(mut tasks) = self.tasks.lock() {
+                    tasks.push(crate::recovery::spawn(
+                        self.breaker.clone(),
+                        writers,
+                        &self.checks(),
+                    ));
+                }
+                Ok::<_, Error>(Some(Failover {
+                    others,
+                    topology,
+                    pingers,
+                }))
+            })
+            .await?;
+        Ok(built.as_ref())
+    }
+}
+
+impl Drop for Database {
+    fn drop(&mut self) {
+        self.stop_tasks();
+    }
+}
+
+/// The other endpoints of a database with replicas or a backup.
+pub(crate) struct Failover {
+    /// Replicas, then the backup, in the topology's order after the primary.
+    pub(crate) others: Vec<Backend>,
+    pub(crate) topology: Arc<Topology>,
+    pub(crate) pingers: Vec<Pinger>,
+}
+
+/// Remembers when the current failing streak of a database began.
+#[derive(Debug, Default)]
+pub(crate) struct Streak(std::sync::Mutex<Option<SystemTime>>);
+
+impl Streak {
+    /// Record one check; returns the first failure of the current streak
+    /// (`None` once a check succeeds).
+    pub(crate) fn observe(&self, failing: bool) -> Option<SystemTime> {
+        let mut since = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if failing {
+            Some(*since.get_or_insert_with(SystemTime::now))
+        } else {
+            *since = None;
+            None
+        }
+    }
+}
+
+/// The plain repository of `E` on one built endpoint.
+pub(crate) fn raw_repo<E: Entity>(backend: &Backend, name: &str) -> Result<SharedRepository<E>> {
+    Ok(match backend {
+        Backend::Relational(store) => Arc::new(store.repository::<E>()),
+        Backend::Mongo(store) => Arc::new(store.repository::<E>()),
+        Backend::Memory(map) => {
+            let mut map = map
+                .lock()
+                .map_err(|_| Error::backend("memory store lock poisoned"))?;
+            let repo = map
+                .entry(TypeId::of::<E>())
+                .or_insert_with(|| Box::new(MemoryRepository::<E>::new()))
+                .downcast_ref::<MemoryRepository<E>>()
+                .cloned()
+                .ok_or_else(|| Error::backend("memory store type mismatch"))?;
+            Arc::new(repo)
+        }
+        Backend::Redis(_) => {
+            return Err(Error::config(format!(
+                "database `{name}` is redis: it serves as a cache (cache.*.l2), not as an entity store"
+            )));
+        }
+    })
+}
+
+pub(crate) fn has_endpoints(c: &DatabaseConfig) -> bool {
+    !c.replicas.is_empty() || c.backup.is_some()
+}
+
+/// A `'static` ping of one endpoint, for the failover checker.
+pub(crate) fn pinger(backend: &Backend) -> Pinger {
+    match backend {
+        Backend::Relational(store) => {
+            let store = store.clone();
+            Arc::new(move || {
+                let store = store.clone();
+                Box::pin(async move { ping(&Backend::Relational(store)).await })
+            })
+        }
+        Backend::Mongo(store) => {
+            let store = store.clone();
+            Arc::new(move || {
+                let store = store.clone();
+                Box::pin(async move { store.ping().await })
+            })
+        }
+        Backend::Redis(pool) => {
+            let pool = pool.clone();
+            Arc::new(move || {
+                let pool = pool.clone();
+                Box::pin(async move { ping(&Backend::Redis(pool)).await })
+            })
+        }
+        Backend::Memory(_) => Arc::new(|| Box::pin(async { Ok(()) })),
+    }
+}
+
+pub(crate) async fn ping(backend: &Backend) -> Result<()> {
+    match backend {
+        Backend::Relational(store) => store
+            .connection()
+            .ping()
+            .await
+            .map_err(|e| Error::unavailable(format!("ping failed: {e}"))),
+        Backend::Mongo(store) => store.ping().await,
+        Backend::Redis(pool) => {
+            let mut conn = pool.get().await.map_err(|e| match e {
+                deadpool_redis::PoolError::Timeout(_) => {
+                    Error::timeout("redis: no connection within the check timeout")
+                }
+                other => Error::unavailable(format!("redis: {other}")),
+            })?;
+            deadpool_redis::redis::cmd("PING")
+                .query_async::<String>(&mut conn)
+                .await
+                .map(|_| ())
+                .map_err(|e| Error::unavailable(format!("redis PING failed: {e}")))
+        }
+        Backend::Memory(_) => Ok(()),
+    }
+}
+
+/// Connect (or, with `lazy`, prepare) the backend of `db` at `url`.
+pub(crate) async fn build(db: &Database, url: Option<&Secret>, lazy: bool) -> Result<Backend> {
+    let c = &db.config;
+    let url = url.map(|u| u.expose().to_string());
+    Ok(match c.kind {
+        DatabaseKind::Postgres | DatabaseKind::Sqlite => {
+            let mut rc = relational_config(url.unwrap_or_default(), c.schema.clone(), &c.pool);
+            rc.connect_lazy = lazy;
+            if let Some(tls) = &c.tls {
+                rc.ssl_mode = Some(persistence_postgres::SslMode::parse(&tls.mode).map_err(
+                    |e| Error::config(format!("databases.{}.tls.mode: {}", db.name, e.message())),
+                )?);
+                rc.ssl_root_cert = tls.root_cert.clone();
+            }
+            let store = RelationalStore::connect(&rc).await?;
+            store.set_leak_detector(db.leaks.clone());
+            Backend::Relational(store)
+        }
+        DatabaseKind::Mongo => {
+            let database = c.database.clone().unwrap_or_else(|| db.name.clone());
+            let mut mc = MongoConfig::new(url.unwrap_or_default(), database);
+            if let Some(wc) = &c.write_concern {
+                mc = mc.write_concern(persistence_mongo::config::to_write_concern(wc));
+            }
+            if let Some(rc) = &c.read_concern {
+                mc = mc.read_concern(persistence_mongo::config::to_read_concern(rc));
+            }
+            let store = MongoStore::connect(&mc).await?;
+            store.set_leak_detector(db.leaks.clone());
+            let label = db.name.clone();
+            store.on_connection_acquired(move |waited| {
+                metrics::histogram!(metric_names::POOL_ACQUIRE, metric_names::LABEL_DB => label.clone())
+                    .record(waited.as_secs_f64());
+            });
+            Backend::Mongo(store)
+        }
+        DatabaseKind::Memory => Backend::Memory(std::sync::Mutex::new(HashMap::new())),
+        DatabaseKind::Redis => {
+            // One connection, every wait bounded by the check timeout.
+            let timeout = db.checks().check_timeout;
+            let mut cfg = deadpool_redis::Config::from_url(url.unwrap_or_default());
+            let mut pool = deadpool_redis::PoolConfig::new(1);
+            pool.timeouts = deadpool_redis::Timeouts {
+                wait: Some(timeout),
+                create: Some(timeout),
+                recycle: Some(timeout),
+            };
+            cfg.pool = Some(pool);
+            // The config error may echo the URL (with its password): not kept.
+            let pool = cfg
+                .create_pool(Some(deadpool_redis::Runtime::Tokio1))
+                .map_err(|_| Error::config(format!("databases.{}: invalid redis url", db.name)))?;
+            Backend::Redis(pool)
+        }
+    })
+}
+
+/// A relational backend configuration from a URL, schema and the pool settings
+/// of a configured (or registry-defined) database.
+pub(crate) fn relational_config(
+    url: String,
+    schema: Option<String>,
+    pool: &PoolConfig,
+) -> RelationalConfig {
+    let mut rc = RelationalConfig::new(url);
+    rc.schema = schema;
+    rc.max_connections = pool.max_connections;
+    rc.min_connections = pool.min_connections;
+    rc.acquire_timeout = pool.acquire_timeout;
+    rc.idle_timeout = pool.idle_timeout;
+    rc.max_lifetime = pool.max_lifetime;
+    rc.statement_timeout = pool.statement_timeout;
+    rc.application_name = pool.application_name.clone();
+    rc
+}

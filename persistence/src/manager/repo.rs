@@ -1,0 +1,158 @@
+//! `Persistence::repo` / `repo_in`: a repository of an entity on a built
+//! database, with the failover router, the layers and the read-through cache
+//! the configuration asks for; one per database and entity type.
+
+use std::any::TypeId;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::Persistence;
+use crate::config::CachePolicy;
+use crate::database::{Backend, Database, raw_repo};
+use crate::failover::FailoverRepository;
+use persistence_cache::{CacheLayer, EntityTtl};
+use persistence_core::layer::{LayerExt, Metrics, Retry, Timeout, Tracing};
+use persistence_core::{Entity, Error, Repository, Result, SharedRepository};
+
+impl Persistence {
+    /// A repository of `E` in the default database (`main`).
+    pub async fn repo<E: Entity>(&self) -> Result<SharedRepository<E>> {
+        let name = self.default_database()?.to_string();
+        self.repo_in::<E>(&name).await
+    }
+
+    /// A repository of `E` in database `name`, schema ensured, layers applied.
+    pub async fn repo_in<E: Entity>(&self, name: &str) -> Result<SharedRepository<E>> {
+        let key = (name.to_string(), TypeId::of::<E>());
+        let mut repos = self.repos.lock().await;
+        if let Some(r) = repos
+            .get(&key)
+            .and_then(|b| b.downcast_ref::<SharedRepository<E>>())
+        {
+            return Ok(r.clone());
+        }
+        let db = self.database(name)?.clone();
+        let backend = self.backend(&db).await?;
+        let primary = raw_repo::<E>(backend, name)?;
+        let raw: SharedRepository<E> = match db.failover(backend).await? {
+            None => primary,
+            Some(fo) => {
+                let mut endpoints = vec![primary];
+                for b in &fo.others {
+                    endpoints.push(raw_repo::<E>(b, name)?);
+                }
+                Arc::new(FailoverRepository::new(endpoints, fo.topology.clone())?)
+            }
+        };
+        raw.ensure_schema().await?;
+        let layered = raw
+            .layer(Timeout::new(
+                db.config.timeout.unwrap_or(Duration::from_secs(30)),
+            ))
+            .layer(Retry::from_config(db.config.retry.as_ref()))
+            .layer(db.breaker.clone())
+            .layer(self.metrics_layer(&db, backend))
+            .layer(Tracing::new(
+                db.config.kind.db_system(),
+                db.config
+                    .schema
+                    .as_deref()
+                    .or(db.config.database.as_deref())
+                    .unwrap_or(name),
+            ));
+        let policy = self.config.cache_policy(E::meta().name).clone();
+        let repo: SharedRepository<E> = if policy.disabled {
+            Arc::new(layered)
+        } else {
+            // The prefix names the database *and* its schema / Mongo database, so two
+            // deployments (or tests) sharing one Redis never read each other's entries.
+            let scope = db
+                .config
+                .schema
+                .as_deref()
+                .or(db.config.database.as_deref())
+                .unwrap_or("default");
+            if let Some(l2) = &policy.l2 {
+                // Built (no connection yet) so that `health()` pings it.
+                self.backend(self.database(l2)?).await?;
+            }
+            let prefix = format!("persistence.{name}.{scope}");
+            let layer = self.cache_layer(name, &prefix, policy.l2.as_deref(), &policy)?;
+            let defaults = layer.default_ttl();
+            let ttl = EntityTtl {
+                ttl: policy.ttl.unwrap_or(defaults.ttl),
+                negative_ttl: policy.negative_ttl.unwrap_or(defaults.negative_ttl),
+            };
+            let cached = layer.wrap(layered).with_ttl(ttl);
+            let handle = cached.clone();
+            if let Ok(mut stats) = self.cache_stats.lock() {
+                stats.insert(
+                    (name.to_string(), E::meta().name),
+                    Arc::new(move || handle.stats()),
+                );
+            }
+            Arc::new(cached)
+        };
+        repos.insert(key, Box::new(repo.clone()));
+        Ok(repo)
+    }
+
+    /// The cache layer of database `name` with L2 `l2` and the policy's
+    /// backplane setting: one per combination, shared by every entity type
+    /// (one Redis pool, one backplane subscription and heartbeat).
+    fn cache_layer(
+        &self,
+        name: &str,
+        prefix: &str,
+        l2: Option<&str>,
+        policy: &CachePolicy,
+    ) -> Result<CacheLayer> {
+        let c = &self.config.cache;
+        let backplane = c.backplane_for(policy);
+        let key = (name.to_string(), l2.map(str::to_string), backplane);
+        let mut layers = self
+            .cache_layers
+            .lock()
+            .map_err(|_| Error::backend("cache layer registry lock poisoned"))?;
+        if let Some(layer) = layers.get(&key) {
+            return Ok(layer.clone());
+        }
+        let mut b = CacheLayer::builder().prefix(prefix).db_label(name);
+        if let Some(l2) = l2 {
+            if let Some(url) = &self.database(l2)?.config.url {
+                b = b.redis_url(url.expose()).backplane(backplane);
+            }
+        }
+        if let Some(t) = c.heartbeat {
+            b = b.heartbeat(t);
+        }
+        if let Some(t) = c.heartbeat_timeout {
+            b = b.heartbeat_timeout(t);
+        }
+        if let Some(t) = c.degraded_ttl {
+            b = b.backplane_degraded_ttl(t);
+        }
+        if let Some(n) = c.max_queued_invalidations {
+            b = b.max_queued_invalidations(n);
+        }
+        let layer = b.build()?;
+        layers.insert(key, layer.clone());
+        Ok(layer)
+    }
+
+    /// The `Metrics` layer of a database: slow threshold from the config, pool
+    /// probe for relational pools, leak detection for databases with connections.
+    fn metrics_layer(&self, db: &Database, backend: &Backend) -> Metrics {
+        let mut m = Metrics::new(&db.name).slow_threshold(self.config.metrics.slow_threshold);
+        match backend {
+            Backend::Relational(_) => {
+                m = m
+                    .pool_probe(db.probe.clone())
+                    .leak_detector(db.leaks.clone());
+            }
+            Backend::Mongo(_) => m = m.leak_detector(db.leaks.clone()),
+            Backend::Memory(_) | Backend::Redis(_) => {}
+        }
+        m
+    }
+}

@@ -1,0 +1,246 @@
+//! What the manager reports: health of every database (with the Redis
+//! verdict for cache L2s), pool occupancy, cache layers' coherence state and
+//! counters, failover topologies.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::Persistence;
+use crate::database::{Backend, ping};
+use crate::failover::Topology;
+use crate::health::{DatabaseHealth, HealthReport, HealthState};
+use crate::pool::PoolStatus;
+use persistence_cache::{CacheStatus, Stats as CacheStats};
+
+/// The state of one cache layer built by the manager ([`Persistence::cache_status`]).
+#[derive(Debug, Clone)]
+pub struct CacheLayerStatus {
+    /// The database whose repositories it caches.
+    pub database: String,
+    /// The `redis` database used as L2, if any.
+    pub l2: Option<String>,
+    /// Whether it has a backplane.
+    pub backplane: bool,
+    /// Its state.
+    pub status: CacheStatus,
+}
+
+impl Persistence {
+    /// Occupancy of database `db`'s connection pool: `None` when it is not
+    /// configured, not built yet (databases are built on first use) or has no
+    /// pool the manager can see (MongoDB, memory, Redis).
+    pub fn pool_status(&self, db: &str) -> Option<PoolStatus> {
+        crate::pool::status(self.database(db).ok()?)
+    }
+
+    /// The coherence state of every cache layer built so far (one per
+    /// database, L2 and backplane setting): whether its Redis answers, its
+    /// backplane is connected, when it last heard a heartbeat, and how many
+    /// invalidations wait for Redis.
+    pub fn cache_status(&self) -> Vec<CacheLayerStatus> {
+        let Ok(layers) = self.cache_layers.lock() else {
+            return Vec::new();
+        };
+        let mut out: Vec<CacheLayerStatus> = layers
+            .iter()
+            .map(|((db, l2, _), layer)| CacheLayerStatus {
+                database: db.clone(),
+                l2: l2.clone(),
+                backplane: layer.has_backplane(),
+                status: layer.status(),
+            })
+            .collect();
+        out.sort_by(|a, b| {
+            (&a.database, &a.l2, a.backplane).cmp(&(&b.database, &b.l2, b.backplane))
+        });
+        out
+    }
+
+    /// The failover topology of database `name` (which endpoints answer,
+    /// calls routed to each), once built; `None` without replicas or backup.
+    pub fn topology(&self, name: &str) -> Option<Arc<Topology>> {
+        let db = self.database(name).ok()?;
+        db.failover.get()?.as_ref().map(|f| f.topology.clone())
+    }
+
+    /// The cache counters of entity `entity` (its logical name) in database
+    /// `db`, once a cached repository of it has been handed out.
+    pub fn cache_stats(&self, db: &str, entity: &str) -> Option<CacheStats> {
+        let stats = self.cache_stats.lock().ok()?;
+        stats
+            .iter()
+            .find(|((d, e), _)| d == db && *e == entity)
+            .map(|(_, f)| f())
+    }
+
+    /// Check every database that has been built (a round trip each, in
+    /// parallel, bounded by the database's `failover.check_timeout`, default
+    /// 500ms: a hung server is `Unhealthy` after that); databases never used
+    /// are `Unknown`. A check that reaches a database whose circuit breaker
+    /// is open lets a probe call through at once.
+    pub async fn health(&self) -> HealthReport {
+        let checks = self.databases.iter().map(|db| {
+            let timeout = db.checks().check_timeout;
+            async move {
+                let kind = db.config.kind.name();
+                let Some(backend) = db.backend.get() else {
+                    return DatabaseHealth {
+                        name: db.name.clone(),
+                        kind,
+                        state: HealthState::Unknown,
+                        latency: None,
+                        error: None,
+                        pool: None,
+                        since: None,
+                        endpoints: Vec::new(),
+                    };
+                };
+                if let Some(Some(fo)) = db.failover.get() {
+                    let mut c = crate::health::check_endpoints(&fo.topology, &fo.pingers).await;
+                    let breaker = db.breaker.state();
+                    if c.state == HealthState::Healthy
+                        && breaker != persistence_core::layer::BreakerState::Closed
+                    {
+                        c.state = HealthState::Degraded;
+                        c.error = Some("circuit breaker not closed".to_string());
+                    }
+                    return DatabaseHealth {
+                        name: db.name.clone(),
+                        kind,
+                        state: c.state,
+                        latency: c.latency,
+                        since: db.streak.observe(c.error.is_some()),
+                        error: c.error,
+                        endpoints: c.endpoints,
+                        pool: crate::pool::status(db),
+                    };
+                }
+                let start = Instant::now();
+                let outcome = tokio::time::timeout(timeout, ping(backend)).await;
+                let latency = start.elapsed();
+                if matches!(outcome, Ok(Ok(()))) {
+                    // Reachable: an open breaker may let a probe call through now.
+                    db.breaker.endpoint_reachable();
+                }
+                let (state, error) = match outcome {
+                    Ok(Ok(())) if latency > timeout / 2 => (HealthState::Degraded, None),
+                    Ok(Ok(())) => match db.breaker.state() {
+                        persistence_core::layer::BreakerState::Closed => {
+                            (HealthState::Healthy, None)
+                        }
+                        _ => (
+                            HealthState::Degraded,
+                            Some("circuit breaker not closed".to_string()),
+                        ),
+                    },
+                    Ok(Err(e)) => (HealthState::Unhealthy, Some(e.to_string())),
+                    Err(_) => (
+                        HealthState::Unhealthy,
+                        Some(format!("no answer within {timeout:?}")),
+                    ),
+                };
+                let (state, error, pool) = match backend {
+                    Backend::Redis(_) => self.redis_verdict(&db.name, state, error),
+                    _ => (state, error, crate::pool::status(db)),
+                };
+                DatabaseHealth {
+                    name: db.name.clone(),
+                    kind,
+                    state,
+                    latency: Some(latency),
+                    since: db.streak.observe(error.is_some()),
+                    error,
+                    pool,
+                    endpoints: Vec::new(),
+                }
+            }
+        });
+        let databases = futures_util::future::join_all(checks).await;
+        let status =
+            databases
+                .iter()
+                .map(|d| d.state)
+                .fold(HealthState::Healthy, |worst, s| match (worst, s) {
+                    (HealthState::Unhealthy, _) | (_, HealthState::Unhealthy) => {
+                        HealthState::Unhealthy
+                    }
+                    (HealthState::Degraded, _) | (_, HealthState::Degraded) => {
+                        HealthState::Degraded
+                    }
+                    _ => HealthState::Healthy,
+                });
+        HealthReport { status, databases }
+    }
+
+    /// A Redis database serves as cache L2: when it does not answer, or a
+    /// cache's backplane is not subscribed, the caches fall back to L1 and
+    /// the database (shorter L1 TTL), so it is `Degraded`, not `Unhealthy`.
+    /// The pool is the sum over the caches' Redis pools.
+    fn redis_verdict(
+        &self,
+        name: &str,
+        state: HealthState,
+        error: Option<String>,
+    ) -> (HealthState, Option<String>, Option<PoolStatus>) {
+        let statuses: Vec<(Option<persistence_cache::L2Status>, CacheStatus)> = self
+            .cache_layers
+            .lock()
+            .map(|layers| {
+                layers
+                    .iter()
+                    .filter(|((_, l2, _), _)| l2.as_deref() == Some(name))
+                    .map(|(_, layer)| (layer.l2_status(), layer.status()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let n = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
+        let pool = (!statuses.is_empty()).then(|| {
+            statuses.iter().filter_map(|(p, _)| p.as_ref()).fold(
+                PoolStatus::default(),
+                |mut p, s| {
+                    p.max = p.max.saturating_add(n(s.pool_max));
+                    p.size = p.size.saturating_add(n(s.pool_size));
+                    p.idle = p.idle.saturating_add(n(s.pool_idle));
+                    p.in_use = p
+                        .in_use
+                        .saturating_add(n(s.pool_size.saturating_sub(s.pool_idle)));
+                    p.waiting = p.waiting.saturating_add(n(s.pool_waiting));
+                    p
+                },
+            )
+        });
+        let mut state = match state {
+            HealthState::Unhealthy => HealthState::Degraded,
+            s => s,
+        };
+        let mut error = error;
+        let with_backplane = statuses
+            .iter()
+            .filter(|(_, s)| s.backplane_connected.is_some())
+            .count();
+        let unsubscribed = statuses
+            .iter()
+            .filter(|(_, s)| s.backplane_connected == Some(false))
+            .count();
+        let queued: usize = statuses.iter().map(|(_, s)| s.queued_invalidations).sum();
+        if queued > 0 {
+            state = HealthState::Degraded;
+            let msg = format!("{queued} cache invalidations wait for redis");
+            error = Some(match error {
+                Some(e) => format!("{e}; {msg}"),
+                None => msg,
+            });
+        }
+        if unsubscribed > 0 {
+            state = HealthState::Degraded;
+            let msg = format!(
+                "cache backplane not subscribed ({unsubscribed} of {with_backplane} caches)"
+            );
+            error = Some(match error {
+                Some(e) => format!("{e}; {msg}"),
+                None => msg,
+            });
+        }
+        (state, error, pool)
+    }
+}
