@@ -9,23 +9,55 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use crate::config::{DatabaseConfig, DatabaseKind, FailoverSettings, PoolConfig, Secret};
+#[cfg(relational)]
+use crate::config::PoolConfig;
+use crate::config::{DatabaseConfig, DatabaseKind, FailoverSettings, Secret};
 use crate::failover::{Pinger, Topology};
-use persistence_core::layer::{CircuitBreaker, LeakDetector, PoolProbe, metric_names};
+#[cfg(feature = "mongo")]
+use persistence_core::layer::metric_names;
+use persistence_core::layer::{CircuitBreaker, LeakDetector, PoolProbe};
 use persistence_core::{Entity, Error, MemoryRepository, Result, SharedRepository};
+#[cfg(feature = "mongo")]
 use persistence_mongo::{MongoConfig, MongoStore};
+#[cfg(relational)]
 use persistence_postgres::{RelationalConfig, RelationalStore};
 use tokio::sync::OnceCell;
 
 /// A built database.
 pub(crate) enum Backend {
+    #[cfg(relational)]
     Relational(RelationalStore),
+    #[cfg(feature = "mongo")]
     Mongo(MongoStore),
     /// One `MemoryRepository` per entity type, created on first use.
     Memory(std::sync::Mutex<HashMap<TypeId, Box<dyn Any + Send + Sync>>>),
     /// Redis: used as a cache L2 by URL (the caches hold their own pools);
     /// this small pool serves the health check's `PING`.
+    #[cfg(feature = "redis")]
     Redis(deadpool_redis::Pool),
+}
+
+impl Backend {
+    /// Whether it holds connections (leak watchdog, breaker recovery checker).
+    pub(crate) fn has_connections(&self) -> bool {
+        match self {
+            Backend::Memory(_) => false,
+            #[cfg(feature = "redis")]
+            Backend::Redis(_) => false,
+            #[allow(unreachable_patterns)]
+            _ => true,
+        }
+    }
+
+    /// The relational store, if it is one.
+    #[cfg(relational)]
+    pub(crate) fn relational(&self) -> Option<&RelationalStore> {
+        match self {
+            Backend::Relational(store) => Some(store),
+            #[allow(unreachable_patterns)]
+            _ => None,
+        }
+    }
 }
 
 /// One configured database and its runtime state; built on first use.
@@ -35,6 +67,7 @@ pub(crate) struct Database {
     pub(crate) backend: OnceCell<Backend>,
     pub(crate) breaker: CircuitBreaker,
     /// Waiting operations and acquire times of its pool.
+    #[cfg_attr(not(relational), allow(dead_code))]
     pub(crate) probe: PoolProbe,
     /// Long-held connections, streams and transactions.
     pub(crate) leaks: LeakDetector,
@@ -143,9 +176,12 @@ impl Streak {
 }
 
 /// The plain repository of `E` on one built endpoint.
+#[cfg_attr(not(feature = "redis"), allow(unused_variables))]
 pub(crate) fn raw_repo<E: Entity>(backend: &Backend, name: &str) -> Result<SharedRepository<E>> {
     Ok(match backend {
+        #[cfg(relational)]
         Backend::Relational(store) => Arc::new(store.repository::<E>()),
+        #[cfg(feature = "mongo")]
         Backend::Mongo(store) => Arc::new(store.repository::<E>()),
         Backend::Memory(map) => {
             let mut map = map
@@ -159,6 +195,7 @@ pub(crate) fn raw_repo<E: Entity>(backend: &Backend, name: &str) -> Result<Share
                 .ok_or_else(|| Error::backend("memory store type mismatch"))?;
             Arc::new(repo)
         }
+        #[cfg(feature = "redis")]
         Backend::Redis(_) => {
             return Err(Error::config(format!(
                 "database `{name}` is redis: it serves as a cache (cache.*.l2), not as an entity store"
@@ -174,6 +211,7 @@ pub(crate) fn has_endpoints(c: &DatabaseConfig) -> bool {
 /// A `'static` ping of one endpoint, for the failover checker.
 pub(crate) fn pinger(backend: &Backend) -> Pinger {
     match backend {
+        #[cfg(relational)]
         Backend::Relational(store) => {
             let store = store.clone();
             Arc::new(move || {
@@ -181,6 +219,7 @@ pub(crate) fn pinger(backend: &Backend) -> Pinger {
                 Box::pin(async move { ping(&Backend::Relational(store)).await })
             })
         }
+        #[cfg(feature = "mongo")]
         Backend::Mongo(store) => {
             let store = store.clone();
             Arc::new(move || {
@@ -188,6 +227,7 @@ pub(crate) fn pinger(backend: &Backend) -> Pinger {
                 Box::pin(async move { store.ping().await })
             })
         }
+        #[cfg(feature = "redis")]
         Backend::Redis(pool) => {
             let pool = pool.clone();
             Arc::new(move || {
@@ -201,12 +241,15 @@ pub(crate) fn pinger(backend: &Backend) -> Pinger {
 
 pub(crate) async fn ping(backend: &Backend) -> Result<()> {
     match backend {
+        #[cfg(relational)]
         Backend::Relational(store) => store
             .connection()
             .ping()
             .await
             .map_err(|e| Error::unavailable(format!("ping failed: {e}"))),
+        #[cfg(feature = "mongo")]
         Backend::Mongo(store) => store.ping().await,
+        #[cfg(feature = "redis")]
         Backend::Redis(pool) => {
             let mut conn = pool.get().await.map_err(|e| match e {
                 deadpool_redis::PoolError::Timeout(_) => {
@@ -225,10 +268,13 @@ pub(crate) async fn ping(backend: &Backend) -> Result<()> {
 }
 
 /// Connect (or, with `lazy`, prepare) the backend of `db` at `url`.
+#[cfg_attr(not(relational), allow(unused_variables))]
 pub(crate) async fn build(db: &Database, url: Option<&Secret>, lazy: bool) -> Result<Backend> {
     let c = &db.config;
+    c.kind.check_compiled(&db.name)?;
     let url = url.map(|u| u.expose().to_string());
     Ok(match c.kind {
+        #[cfg(relational)]
         DatabaseKind::Postgres | DatabaseKind::Sqlite => {
             let mut rc = relational_config(url.unwrap_or_default(), c.schema.clone(), &c.pool);
             rc.connect_lazy = lazy;
@@ -242,6 +288,7 @@ pub(crate) async fn build(db: &Database, url: Option<&Secret>, lazy: bool) -> Re
             store.set_leak_detector(db.leaks.clone());
             Backend::Relational(store)
         }
+        #[cfg(feature = "mongo")]
         DatabaseKind::Mongo => {
             let database = c.database.clone().unwrap_or_else(|| db.name.clone());
             let mut mc = MongoConfig::new(url.unwrap_or_default(), database);
@@ -261,6 +308,7 @@ pub(crate) async fn build(db: &Database, url: Option<&Secret>, lazy: bool) -> Re
             Backend::Mongo(store)
         }
         DatabaseKind::Memory => Backend::Memory(std::sync::Mutex::new(HashMap::new())),
+        #[cfg(feature = "redis")]
         DatabaseKind::Redis => {
             // One connection, every wait bounded by the check timeout.
             let timeout = db.checks().check_timeout;
@@ -278,9 +326,18 @@ pub(crate) async fn build(db: &Database, url: Option<&Secret>, lazy: bool) -> Re
                 .map_err(|_| Error::config(format!("databases.{}: invalid redis url", db.name)))?;
             Backend::Redis(pool)
         }
+        #[allow(unreachable_patterns)] // every kind compiled in: check_compiled answered above
+        kind => {
+            return Err(Error::config(format!(
+                "database `{}` is kind {}, which this build lacks",
+                db.name,
+                kind.name()
+            )));
+        }
     })
 }
 
+#[cfg(relational)]
 /// A relational backend configuration from a URL, schema and the pool settings
 /// of a configured (or registry-defined) database.
 pub(crate) fn relational_config(

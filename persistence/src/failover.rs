@@ -4,7 +4,7 @@
 //! connection pool per endpoint (primary, each replica, backup) and a
 //! [`Topology`] that knows which endpoints answer. [`FailoverRepository`] is
 //! a backend-agnostic decorator over the per-endpoint repositories that
-//! forwards every [`Repository`] method to one of them:
+//! forwards every [`Repository`](persistence_core::Repository) method to one of them:
 //!
 //! * **writes** (`insert`, `update`, `upsert`, `delete`, `delete_many`,
 //!   `ensure_schema`) go to the primary; while the primary is marked down
@@ -17,7 +17,7 @@
 //!   idempotent), so a failing replica costs at most one extra round trip.
 //!   The read-back of a write of unknown outcome (`Retry` resolving it, see
 //!   [`persistence_core::layer::read_back`]) always goes to the write target.
-//! * transactions are not part of [`Repository`]: a unit of work runs on the
+//! * transactions are not part of [`Repository`](persistence_core::Repository): a unit of work runs on the
 //!   connection it was opened on, the primary's, so in-transaction reads
 //!   always see the primary.
 //!

@@ -41,6 +41,7 @@ mod pool;
 #[cfg(feature = "prometheus")]
 pub mod prometheus;
 mod recovery;
+#[cfg(relational)]
 pub mod registry;
 
 pub use failover::{EndpointHealth, FailoverRepository, Role, Topology};
@@ -48,6 +49,8 @@ pub use health::{DatabaseHealth, HealthReport, HealthState};
 pub use manager::{CacheLayerStatus, Persistence};
 pub use persistence_cache as cache;
 pub use persistence_core::*;
+#[cfg(feature = "mongo")]
 pub use persistence_mongo as mongo;
+#[cfg(relational)]
 pub use persistence_postgres as postgres;
 pub use pool::{PoolStatus, breaker_gauge};

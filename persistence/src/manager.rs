@@ -11,7 +11,9 @@ use crate::config::{ConfigLoader, DatabaseKind, PersistenceConfig, Probe, detect
 use persistence_cache::{CacheLayer, Stats as CacheStats};
 use persistence_core::layer::{CircuitBreaker, LeakDetector, PoolProbe};
 use persistence_core::{Error, Result};
+#[cfg(feature = "mongo")]
 use persistence_mongo::MongoStore;
+#[cfg(relational)]
 use persistence_postgres::RelationalStore;
 use tokio::sync::{Mutex, OnceCell};
 
@@ -37,6 +39,7 @@ pub struct Persistence {
     /// Counters of each cached repository, by database and entity name.
     cache_stats: std::sync::Mutex<HashMap<(String, &'static str), StatsFn>>,
     cache_layers: std::sync::Mutex<CacheLayers>,
+    #[cfg(relational)]
     registry: OnceCell<crate::registry::Registry>,
 }
 
@@ -82,6 +85,7 @@ impl Persistence {
             repos: Mutex::new(HashMap::new()),
             cache_stats: std::sync::Mutex::new(HashMap::new()),
             cache_layers: std::sync::Mutex::new(HashMap::new()),
+            #[cfg(relational)]
             registry: OnceCell::new(),
         })
     }
@@ -168,7 +172,7 @@ impl Persistence {
                     m.sample_interval,
                     m.pool_warn_utilization,
                 ));
-                if !matches!(backend, Backend::Memory(_) | Backend::Redis(_)) {
+                if backend.has_connections() {
                     tasks.push(db.leaks.spawn_watchdog());
                     // With replicas or a backup the checker starts with the
                     // topology (it pings the write candidates); see `failover`.
@@ -189,6 +193,7 @@ impl Persistence {
     /// first call (its table in `registry.database`, default `main`; key per
     /// [`RegistryKey::from_config`](crate::registry::RegistryKey::from_config)).
     /// `Config` error when the section is absent or the key is missing or bad.
+    #[cfg(relational)]
     pub async fn registry(&self) -> Result<&crate::registry::Registry> {
         let Some(rc) = &self.config.registry else {
             return Err(Error::config("no `registry` section is configured"));
@@ -196,7 +201,7 @@ impl Persistence {
         self.registry
             .get_or_try_init(|| async {
                 let db = self.database(rc.database.as_deref().unwrap_or("main"))?;
-                let Backend::Relational(store) = self.backend(db).await? else {
+                let Some(store) = self.backend(db).await?.relational() else {
                     return Err(Error::config(
                         "registry.database must be postgres or sqlite",
                     ));
@@ -214,19 +219,23 @@ impl Persistence {
     /// what repositories do not cover: transactions
     /// ([`RelationalStore::transaction`]), schema-per-tenant, statements of
     /// your own. `Ok(None)` when `name` is not a PostgreSQL / SQLite database.
+    #[cfg(relational)]
     pub async fn relational(&self, name: &str) -> Result<Option<RelationalStore>> {
-        match self.backend(self.database(name)?).await? {
-            Backend::Relational(store) => Ok(Some(store.clone())),
-            _ => Ok(None),
-        }
+        Ok(self
+            .backend(self.database(name)?)
+            .await?
+            .relational()
+            .cloned())
     }
 
     /// The MongoDB store of database `name` (built on first use), for
     /// aggregations, transactions and change streams. `Ok(None)` when `name`
     /// is not a MongoDB database.
+    #[cfg(feature = "mongo")]
     pub async fn mongo(&self, name: &str) -> Result<Option<MongoStore>> {
         match self.backend(self.database(name)?).await? {
             Backend::Mongo(store) => Ok(Some(store.clone())),
+            #[allow(unreachable_patterns)]
             _ => Ok(None),
         }
     }
@@ -238,20 +247,21 @@ impl Persistence {
         if let Ok(mut layers) = self.cache_layers.lock() {
             layers.clear();
         }
+        #[cfg(relational)]
         if let Some(registry) = self.registry.get() {
             registry.close_all().await;
         }
         for db in &self.databases {
             db.stop_tasks();
-            if let Some(Backend::Relational(store)) = db.backend.get() {
+            #[cfg(relational)]
+            if let Some(store) = db.backend.get().and_then(Backend::relational) {
                 store.close().await;
             }
             if let Some(Some(fo)) = db.failover.get() {
                 fo.topology.stop();
-                for b in &fo.others {
-                    if let Backend::Relational(store) = b {
-                        store.close().await;
-                    }
+                #[cfg(relational)]
+                for store in fo.others.iter().filter_map(Backend::relational) {
+                    store.close().await;
                 }
             }
         }

@@ -7,16 +7,19 @@ use std::time::Duration;
 use persistence_core::layer::BreakerState;
 pub use persistence_core::layer::PoolStatus;
 use persistence_core::layer::metrics::names;
+#[cfg(relational)]
 use persistence_postgres::pool::relational_status;
 
-use crate::database::{Backend, Database};
+use crate::database::Database;
 
 /// The pool status of a built database (MongoDB: from the driver's pool
 /// events, summed over servers; `max` is per server).
 pub(crate) fn status(db: &Database) -> Option<PoolStatus> {
     match db.backend.get()? {
-        Backend::Relational(store) => relational_status(store, &db.probe),
-        Backend::Mongo(store) => store.pool_stats().map(|s| PoolStatus {
+        #[cfg(relational)]
+        crate::database::Backend::Relational(store) => relational_status(store, &db.probe),
+        #[cfg(feature = "mongo")]
+        crate::database::Backend::Mongo(store) => store.pool_stats().map(|s| PoolStatus {
             max: s.max,
             size: s.open,
             idle: s.open.saturating_sub(s.checked_out),

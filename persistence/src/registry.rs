@@ -74,7 +74,7 @@
 //!
 //! # Secrets
 //!
-//! URLs are [`Secret`]s: `Debug` of a definition, a handle or the registry
+//! URLs are [`Secret`](crate::config::Secret)s: `Debug` of a definition, a handle or the registry
 //! never shows them, error messages name connections, not URLs, and nothing
 //! here logs a URL.
 //!

@@ -83,6 +83,18 @@ fn db(kind: DatabaseKind, url: Option<String>) -> DatabaseConfig {
     }
 }
 
+/// Whether `kind` is compiled in; if not, say why `var` is passed over.
+fn compiled(kind: DatabaseKind, var: &str, reasons: &mut Vec<String>) -> bool {
+    let yes = kind.is_compiled();
+    if !yes {
+        reasons.push(format!(
+            "{var} ignored: persistence was built without the `{}` feature",
+            kind.feature().unwrap_or_default()
+        ));
+    }
+    yes
+}
+
 /// Decide the topology without a config file: environment URLs first
 /// (`DATABASE_URL`, `MONGODB_URL`, `REDIS_URL`), then servers answering on
 /// the default local ports, then the embedded defaults (in-memory SQLite,
@@ -95,8 +107,17 @@ pub fn detect(profile: &str, probe: &Probe) -> Result<Detection> {
     let mut reasons = Vec::new();
     let mut missing = Vec::new();
 
-    // Relational.
-    if let Some(url) = probe.var("DATABASE_URL") {
+    // Relational. A URL or a local server of a kind this build lacks (cargo
+    // features) is passed over with a reason, as if it were not there.
+    let database_url = probe.var("DATABASE_URL").filter(|url| {
+        let kind = if url.starts_with("sqlite:") {
+            DatabaseKind::Sqlite
+        } else {
+            DatabaseKind::Postgres
+        };
+        compiled(kind, "DATABASE_URL", &mut reasons)
+    });
+    if let Some(url) = database_url {
         let kind = if url.starts_with("sqlite:") {
             DatabaseKind::Sqlite
         } else {
@@ -108,7 +129,7 @@ pub fn detect(profile: &str, probe: &Probe) -> Result<Detection> {
             Secret::new(url.clone())
         ));
         config.databases.insert("main".into(), db(kind, Some(url)));
-    } else if probe.answers(probe.postgres) {
+    } else if DatabaseKind::Postgres.is_compiled() && probe.answers(probe.postgres) {
         let url = format!("postgres://postgres@{}/postgres", probe.postgres);
         reasons.push(format!("main: postgres answering on {}", probe.postgres));
         config
@@ -116,7 +137,7 @@ pub fn detect(profile: &str, probe: &Probe) -> Result<Detection> {
             .insert("main".into(), db(DatabaseKind::Postgres, Some(url)));
     } else if production {
         missing.push("main (set DATABASE_URL)");
-    } else {
+    } else if DatabaseKind::Sqlite.is_compiled() {
         reasons.push(format!(
             "main: embedded in-memory SQLite (no DATABASE_URL, {})",
             probe.not_found(probe.postgres)
@@ -125,10 +146,18 @@ pub fn detect(profile: &str, probe: &Probe) -> Result<Detection> {
             "main".into(),
             db(DatabaseKind::Sqlite, Some("sqlite::memory:".into())),
         );
+    } else {
+        reasons.push("main: embedded memory store (built without the `sqlite` feature)".into());
+        config
+            .databases
+            .insert("main".into(), db(DatabaseKind::Memory, None));
     }
 
     // Documents.
-    if let Some(url) = probe.var("MONGODB_URL") {
+    let mongodb_url = probe
+        .var("MONGODB_URL")
+        .filter(|_| compiled(DatabaseKind::Mongo, "MONGODB_URL", &mut reasons));
+    if let Some(url) = mongodb_url {
         reasons.push(format!(
             "documents: mongo from MONGODB_URL ({})",
             Secret::new(url.clone())
@@ -136,7 +165,7 @@ pub fn detect(profile: &str, probe: &Probe) -> Result<Detection> {
         config
             .databases
             .insert("documents".into(), db(DatabaseKind::Mongo, Some(url)));
-    } else if probe.answers(probe.mongo) {
+    } else if DatabaseKind::Mongo.is_compiled() && probe.answers(probe.mongo) {
         let url = format!("mongodb://{}/?directConnection=true", probe.mongo);
         reasons.push(format!("documents: mongo answering on {}", probe.mongo));
         config
@@ -155,7 +184,10 @@ pub fn detect(profile: &str, probe: &Probe) -> Result<Detection> {
     }
 
     // Cache L2 (optional everywhere: L1 needs no server).
-    if let Some(url) = probe.var("REDIS_URL") {
+    let redis_url = probe
+        .var("REDIS_URL")
+        .filter(|_| compiled(DatabaseKind::Redis, "REDIS_URL", &mut reasons));
+    if let Some(url) = redis_url {
         reasons.push(format!(
             "cache: redis L2 from REDIS_URL ({})",
             Secret::new(url.clone())
@@ -163,7 +195,7 @@ pub fn detect(profile: &str, probe: &Probe) -> Result<Detection> {
         config
             .databases
             .insert("cache".into(), db(DatabaseKind::Redis, Some(url)));
-    } else if probe.answers(probe.redis) {
+    } else if DatabaseKind::Redis.is_compiled() && probe.answers(probe.redis) {
         reasons.push(format!("cache: redis L2 answering on {}", probe.redis));
         config.databases.insert(
             "cache".into(),

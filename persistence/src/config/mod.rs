@@ -177,6 +177,40 @@ pub enum DatabaseKind {
 }
 
 impl DatabaseKind {
+    /// The cargo feature of `persistence` this kind needs (`None`: always there).
+    pub fn feature(self) -> Option<&'static str> {
+        match self {
+            DatabaseKind::Postgres => Some("postgres"),
+            DatabaseKind::Sqlite => Some("sqlite"),
+            DatabaseKind::Mongo => Some("mongo"),
+            DatabaseKind::Redis => Some("redis"),
+            DatabaseKind::Memory => None,
+        }
+    }
+
+    /// Whether this build of `persistence` has this kind's feature.
+    pub fn is_compiled(self) -> bool {
+        match self {
+            DatabaseKind::Postgres => cfg!(feature = "postgres"),
+            DatabaseKind::Sqlite => cfg!(feature = "sqlite"),
+            DatabaseKind::Mongo => cfg!(feature = "mongo"),
+            DatabaseKind::Redis => cfg!(feature = "redis"),
+            DatabaseKind::Memory => true,
+        }
+    }
+
+    /// `Ok` when this kind is compiled in, else a `Config` error naming the
+    /// database `name` and the missing feature.
+    pub fn check_compiled(self, name: &str) -> persistence_core::Result<()> {
+        match self.feature() {
+            Some(feature) if !self.is_compiled() => Err(persistence_core::Error::config(format!(
+                "database `{name}` is kind {}, but persistence was built without the `{feature}` feature",
+                self.name()
+            ))),
+            _ => Ok(()),
+        }
+    }
+
     /// The OpenTelemetry `db.system` of this kind, for the tracing layer.
     pub fn db_system(self) -> persistence_core::layer::DbSystem {
         use persistence_core::layer::DbSystem;
@@ -302,6 +336,7 @@ impl Default for FailoverSettings {
     }
 }
 
+#[cfg(feature = "mongo")]
 pub use persistence_mongo::config::{
     ReadConcernLevel, ReadConcernSettings, WriteAck, WriteConcernSettings,
 };
@@ -350,8 +385,10 @@ pub struct DatabaseConfig {
     pub failover: Option<FailoverSettings>,
     /// MongoDB write concern; without it `{ w: majority, journal: true }`
     /// unless the URL sets one (`w=`, `journal=`).
+    #[cfg(feature = "mongo")]
     pub write_concern: Option<WriteConcernSettings>,
     /// MongoDB read concern; without it the URL's, else the server's default.
+    #[cfg(feature = "mongo")]
     pub read_concern: Option<ReadConcernSettings>,
 }
 
@@ -372,7 +409,9 @@ impl DatabaseConfig {
             breaker: None,
             tls: None,
             failover: None,
+            #[cfg(feature = "mongo")]
             write_concern: None,
+            #[cfg(feature = "mongo")]
             read_concern: None,
         }
     }
@@ -525,6 +564,7 @@ impl PersistenceConfig {
             persistence_core::entity::validate_identifier(name).map_err(|e| {
                 persistence_core::Error::config(format!("databases.{name}: {}", e.message()))
             })?;
+            db.kind.check_compiled(name)?;
             if let Some(schema) = &db.schema {
                 persistence_core::names::validate_config(
                     persistence_core::names::NameKind::Schema,
@@ -569,6 +609,7 @@ impl PersistenceConfig {
                     )));
                 }
             }
+            #[cfg(feature = "mongo")]
             if db.kind != DatabaseKind::Mongo {
                 for (key, set) in [
                     (keys::WRITE_CONCERN, db.write_concern.is_some()),
@@ -582,6 +623,7 @@ impl PersistenceConfig {
                     }
                 }
             }
+            #[cfg(feature = "mongo")]
             if let Some(wc) = &db.write_concern {
                 if wc.w == WriteAck::Nodes(0) && wc.journal {
                     return Err(persistence_core::Error::config(format!(

@@ -117,23 +117,31 @@ impl Persistence {
         if let Some(layer) = layers.get(&key) {
             return Ok(layer.clone());
         }
+        #[cfg_attr(not(feature = "redis"), allow(unused_mut))]
         let mut b = CacheLayer::builder().prefix(prefix).db_label(name);
+        // Without the `redis` feature no L2 passes config validation.
+        #[cfg(not(feature = "redis"))]
+        let _ = (l2, backplane, c);
+        #[cfg(feature = "redis")]
         if let Some(l2) = l2 {
             if let Some(url) = &self.database(l2)?.config.url {
                 b = b.redis_url(url.expose()).backplane(backplane);
             }
         }
-        if let Some(t) = c.heartbeat {
-            b = b.heartbeat(t);
-        }
-        if let Some(t) = c.heartbeat_timeout {
-            b = b.heartbeat_timeout(t);
-        }
-        if let Some(t) = c.degraded_ttl {
-            b = b.backplane_degraded_ttl(t);
-        }
-        if let Some(n) = c.max_queued_invalidations {
-            b = b.max_queued_invalidations(n);
+        #[cfg(feature = "redis")]
+        {
+            if let Some(t) = c.heartbeat {
+                b = b.heartbeat(t);
+            }
+            if let Some(t) = c.heartbeat_timeout {
+                b = b.heartbeat_timeout(t);
+            }
+            if let Some(t) = c.degraded_ttl {
+                b = b.backplane_degraded_ttl(t);
+            }
+            if let Some(n) = c.max_queued_invalidations {
+                b = b.max_queued_invalidations(n);
+            }
         }
         let layer = b.build()?;
         layers.insert(key, layer.clone());
@@ -143,15 +151,18 @@ impl Persistence {
     /// The `Metrics` layer of a database: slow threshold from the config, pool
     /// probe for relational pools, leak detection for databases with connections.
     fn metrics_layer(&self, db: &Database, backend: &Backend) -> Metrics {
+        #[cfg_attr(not(any(relational, feature = "mongo")), allow(unused_mut))]
         let mut m = Metrics::new(&db.name).slow_threshold(self.config.metrics.slow_threshold);
         match backend {
+            #[cfg(relational)]
             Backend::Relational(_) => {
                 m = m
                     .pool_probe(db.probe.clone())
                     .leak_detector(db.leaks.clone());
             }
+            #[cfg(feature = "mongo")]
             Backend::Mongo(_) => m = m.leak_detector(db.leaks.clone()),
-            Backend::Memory(_) | Backend::Redis(_) => {}
+            _ => {}
         }
         m
     }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::Persistence;
-use crate::database::{Backend, ping};
+use crate::database::ping;
 use crate::failover::Topology;
 use crate::health::{DatabaseHealth, HealthReport, HealthState};
 use crate::pool::PoolStatus;
@@ -46,7 +46,7 @@ impl Persistence {
             .map(|((db, l2, _), layer)| CacheLayerStatus {
                 database: db.clone(),
                 l2: l2.clone(),
-                backplane: layer.has_backplane(),
+                backplane: has_backplane(layer),
                 status: layer.status(),
             })
             .collect();
@@ -140,7 +140,10 @@ impl Persistence {
                     ),
                 };
                 let (state, error, pool) = match backend {
-                    Backend::Redis(_) => self.redis_verdict(&db.name, state, error),
+                    #[cfg(feature = "redis")]
+                    crate::database::Backend::Redis(_) => {
+                        self.redis_verdict(&db.name, state, error)
+                    }
                     _ => (state, error, crate::pool::status(db)),
                 };
                 DatabaseHealth {
@@ -176,6 +179,7 @@ impl Persistence {
     /// cache's backplane is not subscribed, the caches fall back to L1 and
     /// the database (shorter L1 TTL), so it is `Degraded`, not `Unhealthy`.
     /// The pool is the sum over the caches' Redis pools.
+    #[cfg(feature = "redis")]
     fn redis_verdict(
         &self,
         name: &str,
@@ -242,5 +246,16 @@ impl Persistence {
             });
         }
         (state, error, pool)
+    }
+}
+
+/// Whether a cache layer has a backplane (only with Redis).
+fn has_backplane(layer: &persistence_cache::CacheLayer) -> bool {
+    #[cfg(feature = "redis")]
+    return layer.has_backplane();
+    #[cfg(not(feature = "redis"))]
+    {
+        let _ = layer;
+        false
     }
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use persistence_core::layer::{Around, BoxFuture, Call, LayerExt, Op};
 use persistence_core::{Entity, Error, Result, SharedRepository};
+#[cfg(feature = "mongo")]
 use persistence_mongo::{MongoConfig, MongoStore};
 use persistence_postgres::{Dialect, RelationalStore};
 
@@ -23,6 +24,7 @@ pub enum Pool {
     /// PostgreSQL or SQLite.
     Relational(RelationalStore),
     /// MongoDB.
+    #[cfg(feature = "mongo")]
     Mongo(MongoStore),
 }
 
@@ -30,6 +32,7 @@ impl std::fmt::Debug for Pool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Pool::Relational(store) => f.debug_tuple("Relational").field(store).finish(),
+            #[cfg(feature = "mongo")]
             Pool::Mongo(store) => f
                 .debug_struct("Mongo")
                 .field("database", &store.database().name())
@@ -42,6 +45,7 @@ impl Pool {
     pub(super) async fn close(&self) {
         match self {
             Pool::Relational(store) => store.close().await,
+            #[cfg(feature = "mongo")]
             Pool::Mongo(store) => store.client().clone().shutdown().immediate(true).await,
         }
     }
@@ -60,15 +64,20 @@ impl Pool {
     fn connections_in_use(&self) -> usize {
         match self {
             Pool::Relational(store) => match store.dialect() {
+                #[cfg(feature = "postgres")]
                 Dialect::Postgres => {
                     let p = store.connection().get_postgres_connection_pool();
                     (p.size() as usize).saturating_sub(p.num_idle())
                 }
+                #[cfg(feature = "sqlite")]
                 Dialect::Sqlite => {
                     let p = store.connection().get_sqlite_connection_pool();
                     (p.size() as usize).saturating_sub(p.num_idle())
                 }
+                #[allow(unreachable_patterns)]
+                _ => 0,
             },
+            #[cfg(feature = "mongo")]
             Pool::Mongo(_) => 0,
         }
     }
@@ -113,11 +122,13 @@ impl PoolHandle {
     pub fn relational(&self) -> Option<&RelationalStore> {
         match &self.pool {
             Pool::Relational(s) => Some(s),
+            #[cfg(feature = "mongo")]
             Pool::Mongo(_) => None,
         }
     }
 
     /// The MongoDB store, if this is a MongoDB connection.
+    #[cfg(feature = "mongo")]
     pub fn mongo(&self) -> Option<&MongoStore> {
         match &self.pool {
             Pool::Mongo(s) => Some(s),
@@ -131,6 +142,7 @@ impl PoolHandle {
         let lease = Lease(self.usage.clone());
         match &self.pool {
             Pool::Relational(s) => Arc::new(s.repository::<E>().layer(lease)),
+            #[cfg(feature = "mongo")]
             Pool::Mongo(s) => Arc::new(s.repository::<E>().layer(lease)),
         }
     }
@@ -174,6 +186,7 @@ pub(super) async fn connect(def: &ConnectionDefinition) -> Result<Pool> {
             format!("registry connection `{}`: {}", def.name, e.message()),
         )
     };
+    def.kind.check_compiled(&def.name)?;
     match def.kind {
         DatabaseKind::Postgres | DatabaseKind::Sqlite => {
             let rc = crate::database::relational_config(
@@ -185,6 +198,7 @@ pub(super) async fn connect(def: &ConnectionDefinition) -> Result<Pool> {
                 RelationalStore::connect(&rc).await.map_err(in_context)?,
             ))
         }
+        #[cfg(feature = "mongo")]
         DatabaseKind::Mongo => {
             let database = def.database.clone().unwrap_or_else(|| def.name.clone());
             let store = MongoStore::connect(&MongoConfig::new(def.url.expose(), database))
