@@ -1,0 +1,101 @@
+//! Every configuration key, defined once (`databases.<name>.<key>` etc.).
+
+/// Top level: named databases.
+pub const DATABASES: &str = "databases";
+/// Top level: cache policy.
+pub const CACHE: &str = "cache";
+/// Cache (top level, `default` or per entity): cross-instance L1
+/// invalidation over Redis pub/sub; default `true` where L2 is set.
+pub const CACHE_BACKPLANE: &str = "backplane";
+/// Cache: interval of the backplane heartbeat (default 250ms).
+pub const CACHE_HEARTBEAT: &str = "heartbeat";
+/// Cache: silence after which the backplane counts as lost and L1 is
+/// dropped (default 3 heartbeats).
+pub const CACHE_HEARTBEAT_TIMEOUT: &str = "heartbeat_timeout";
+/// Cache: longest L1 lifetime while the backplane is lost (default 1s).
+pub const CACHE_DEGRADED_TTL: &str = "degraded_ttl";
+/// Cache: most entity keys whose invalidation may wait for Redis
+/// (default 10000; beyond it the entity type is invalidated entirely).
+pub const CACHE_MAX_QUEUED_INVALIDATIONS: &str = "max_queued_invalidations";
+/// Top level: profile overlays.
+pub const PROFILES: &str = "profiles";
+/// Database: backend kind (`postgres`, `sqlite`, `mongo`, `redis`, `memory`).
+pub const KIND: &str = "kind";
+/// Database: connection URL (secret).
+pub const URL: &str = "url";
+/// Database: PostgreSQL schema.
+pub const SCHEMA: &str = "schema";
+/// Database: MongoDB database name.
+pub const DATABASE: &str = "database";
+/// Database: pool settings.
+pub const POOL: &str = "pool";
+/// Database: read replica URLs (secrets).
+pub const REPLICAS: &str = "replicas";
+/// Database: backup / failover URL (secret).
+pub const BACKUP: &str = "backup";
+/// Database: per-call timeout.
+pub const TIMEOUT: &str = "timeout";
+/// Database: retry settings.
+pub const RETRY: &str = "retry";
+/// Retry: resolve `insert`/`update`/`upsert` failures of unknown outcome
+/// by reading the entity back (default `true`; see
+/// [`persistence_core::layer::ResolveOutcome::ReadBack`]).
+pub const RESOLVE_WRITES: &str = "resolve_writes";
+/// Database: circuit breaker settings.
+pub const BREAKER: &str = "breaker";
+/// Database: TLS settings (`mode`, `root_cert`).
+pub const TLS: &str = "tls";
+/// Top level: metrics, slow-operation log and leak detection settings.
+pub const METRICS: &str = "metrics";
+/// Metrics: operations at least this slow are counted, warned about and
+/// kept in the slow log (default 500ms).
+pub const SLOW_THRESHOLD: &str = "slow_threshold";
+/// Metrics: a connection, stream or transaction held longer than this is
+/// reported as a possible leak (default 30s).
+pub const LEAK_THRESHOLD: &str = "leak_threshold";
+/// Metrics: warn once each time a pool's utilization (in use / max, percent)
+/// rises to this or above (default 85; single-connection pools are exempt).
+pub const POOL_WARN_UTILIZATION: &str = "pool_warn_utilization";
+/// Metrics: how often pool gauges are sampled (default 1s).
+pub const SAMPLE_INTERVAL: &str = "sample_interval";
+/// Database: failover and replica routing settings.
+pub const FAILOVER: &str = "failover";
+/// Failover: how often the background checker pings every endpoint.
+pub const CHECK_INTERVAL: &str = "check_interval";
+/// Failover: how long one ping may take before the endpoint counts as
+/// down (also the bound of `Persistence::health` and of the recovery
+/// checker's pings for that database, with or without replicas; default 500ms).
+pub const CHECK_TIMEOUT: &str = "check_timeout";
+/// Failover: while the database's circuit breaker is open, how often one
+/// ping checks whether it answers again (default 100ms); the first
+/// answer lets a probe call through at once instead of after `breaker.open_for`.
+pub const RECOVERY_INTERVAL: &str = "recovery_interval";
+/// Failover: send reads to healthy replicas (round robin).
+pub const READ_FROM_REPLICAS: &str = "read_from_replicas";
+/// Database (mongo): the write concern, `{ w, journal, timeout }`;
+/// default `{ w: majority, journal: true }`.
+pub const WRITE_CONCERN: &str = "write_concern";
+/// Write concern: acknowledgment, `majority`, a number of members or a tag set name.
+pub const W: &str = "w";
+/// Write concern: wait for the on-disk journal (default true).
+pub const JOURNAL: &str = "journal";
+/// Database (mongo): the read concern, `{ level }` (default: the server's, `local`).
+pub const READ_CONCERN: &str = "read_concern";
+/// Read concern: `local`, `available`, `majority`, `linearizable` or `snapshot`.
+pub const LEVEL: &str = "level";
+/// The environment variable selecting the profile.
+pub const ENV_PROFILE: &str = "PERSISTENCE_ENV";
+/// The prefix of override variables (`PERSISTENCE__DATABASES__MAIN__URL`).
+pub const ENV_PREFIX: &str = "PERSISTENCE__";
+/// Top level: the connection registry (`registry: { database, key_env, key_file, max_open_pools }`).
+pub const REGISTRY: &str = "registry";
+/// Registry: the name of the environment variable holding the key (base64 of 32 bytes).
+pub const REGISTRY_KEY_ENV: &str = "key_env";
+/// Registry: a file holding the key (base64 text or 32 raw bytes).
+pub const REGISTRY_KEY_FILE: &str = "key_file";
+/// Registry: most connection pools open at once (idle ones closed least recently used first).
+pub const REGISTRY_MAX_OPEN_POOLS: &str = "max_open_pools";
+/// The default variable holding the registry key (base64 of 32 bytes).
+pub const ENV_REGISTRY_KEY: &str = "PERSISTENCE_REGISTRY_KEY";
+/// The default variable naming a file that holds the registry key.
+pub const ENV_REGISTRY_KEY_FILE: &str = "PERSISTENCE_REGISTRY_KEY_FILE";
