@@ -6,12 +6,15 @@
 //! * backplane propagation between two instances on loopback.
 //!
 //! `cargo bench -p persistence-cache --bench cache` (needs Redis for the L2
-//! rows: REDIS_URL or 127.0.0.1:6379; they are skipped without it).
+//! rows: REDIS_URL or 127.0.0.1:6379, and PostgreSQL for the repository
+//! rows: DATABASE_URL or 127.0.0.1:5432; without them those rows say
+//! SKIPPED, and under CI=true / PERSISTENCE_REQUIRE_SERVICES=1 the run fails).
 
 use std::time::{Duration, Instant};
 
 use deadpool_redis::redis;
 use persistence_cache::CacheLayer;
+use persistence_core::conformance::services::{self, Service};
 use persistence_core::{Entity, MemoryRepository, Repository};
 use serde::{Deserialize, Serialize};
 
@@ -83,16 +86,6 @@ fn print(rows: &[Row], base: &str) {
     }
 }
 
-fn redis_url() -> Option<String> {
-    let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-    let hp = url
-        .trim_start_matches("redis://")
-        .split('/')
-        .next()?
-        .to_string();
-    std::net::TcpStream::connect(hp).ok().map(|_| url)
-}
-
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     const N: usize = 20_000;
@@ -128,7 +121,7 @@ async fn main() {
         .await,
     );
 
-    let url = redis_url();
+    let url = services::url(Service::Redis);
     if let Some(url) = &url {
         let l2 = CacheLayer::builder()
             .prefix(&prefix)
@@ -172,50 +165,46 @@ async fn main() {
         );
     }
     // PostgreSQL point read through the repository, raw and cached (L1 hit).
-    let pg_url = std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
     let schema = format!("bench_{}", fastrand::u64(..) % 1_000_000_000);
-    match persistence_postgres::RelationalStore::connect(
-        &persistence_postgres::RelationalConfig::new(pg_url).schema(schema.clone()),
-    )
-    .await
-    {
-        Ok(store) => {
-            let pg = store.repository::<User>();
-            pg.ensure_schema().await.expect("schema");
-            for i in 0..KEYS {
-                pg.insert(&user(i)).await.expect("insert");
-            }
-            rows.push(
-                measure(
-                    "PostgreSQL get via RelationalRepository",
-                    N / 10,
-                    async |i| {
-                        let id = i as i64 % KEYS;
-                        std::hint::black_box(pg.get(&id).await.expect("get"));
-                    },
-                )
-                .await,
-            );
-            let cached = CacheLayer::builder()
-                .prefix(&prefix)
-                .build()
-                .expect("layer")
-                .wrap(store.repository::<User>());
-            for i in 0..KEYS {
-                cached.get(&i).await.expect("warm");
-            }
-            rows.push(
-                measure("cached PostgreSQL get, L1 hit", N, async |i| {
-                    let id = i as i64 % KEYS;
-                    std::hint::black_box(cached.get(&id).await.expect("get"));
-                })
-                .await,
-            );
-            let _ = store.drop_schema().await;
-            store.close().await;
+    if let Some(pg_url) = services::url(Service::Postgres) {
+        let store = persistence_postgres::RelationalStore::connect(
+            &persistence_postgres::RelationalConfig::new(pg_url).schema(schema.clone()),
+        )
+        .await
+        .expect("PostgreSQL answers a TCP connect but refuses the store");
+        let pg = store.repository::<User>();
+        pg.ensure_schema().await.expect("schema");
+        for i in 0..KEYS {
+            pg.insert(&user(i)).await.expect("insert");
         }
-        Err(e) => eprintln!("PostgreSQL rows skipped: {e}"),
+        rows.push(
+            measure(
+                "PostgreSQL get via RelationalRepository",
+                N / 10,
+                async |i| {
+                    let id = i as i64 % KEYS;
+                    std::hint::black_box(pg.get(&id).await.expect("get"));
+                },
+            )
+            .await,
+        );
+        let cached = CacheLayer::builder()
+            .prefix(&prefix)
+            .build()
+            .expect("layer")
+            .wrap(store.repository::<User>());
+        for i in 0..KEYS {
+            cached.get(&i).await.expect("warm");
+        }
+        rows.push(
+            measure("cached PostgreSQL get, L1 hit", N, async |i| {
+                let id = i as i64 % KEYS;
+                std::hint::black_box(cached.get(&id).await.expect("get"));
+            })
+            .await,
+        );
+        let _ = store.drop_schema().await;
+        store.close().await;
     }
     print(&rows, "MemoryRepository::get (underlying)");
 
