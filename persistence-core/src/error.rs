@@ -68,6 +68,9 @@ pub enum ConflictKind {
     },
     /// A serialization failure / deadlock / write conflict: retrying the whole unit may succeed.
     Concurrent,
+    /// A [`Guard`](crate::Guard) filter did not match the stored row: the
+    /// conditional write was not applied.
+    Guard,
 }
 
 impl fmt::Display for ErrorKind {
@@ -96,6 +99,7 @@ impl fmt::Display for ErrorKind {
                     Ok(())
                 }
                 ConflictKind::Concurrent => f.write_str("conflict: concurrent modification"),
+                ConflictKind::Guard => f.write_str("conflict: the guard condition did not match"),
             },
             ErrorKind::InvalidInput => f.write_str("invalid input"),
             ErrorKind::Unavailable => f.write_str("backend unavailable"),
@@ -268,6 +272,10 @@ impl Error {
             ErrorKind::Conflict(ConflictKind::Version { expected, actual }),
             "the entity was modified by someone else",
         )
+    }
+    /// [`ConflictKind::Guard`]: a conditional write's guard filter did not match.
+    pub fn guard_failed(message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(ErrorKind::Conflict(ConflictKind::Guard), message)
     }
     /// [`ConflictKind::Concurrent`] (retryable).
     pub fn concurrent(message: impl Into<Cow<'static, str>>) -> Self {

@@ -59,6 +59,7 @@
 #[allow(unused_extern_crates)]
 extern crate self as persistence_core;
 
+pub mod aggregate;
 pub mod copy;
 pub mod entity;
 pub mod error;
@@ -69,11 +70,13 @@ pub mod names;
 pub mod query;
 pub mod redact;
 pub mod repository;
+pub mod update;
 pub mod value;
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
 
+pub use aggregate::{AggFn, Aggregate, GroupBy};
 pub use copy::{CopyOptions, CopyReport, copy_all};
 pub use entity::{
     Embedded, Entity, EntityId, EntityMeta, FieldKind, FieldMeta, FieldType, IndexMeta,
@@ -87,6 +90,7 @@ pub use query::{Cursor, Direction, Page, Query, SortKey};
 pub use repository::{
     BoxStream, Capabilities, DynRepository, Repository, SharedRepository, TimestampPrecision,
 };
+pub use update::{Guard, Update, UpdateOp};
 pub use value::{Record, Value};
 
 #[doc(hidden)]

@@ -15,10 +15,13 @@ use futures_core::Stream;
 use futures_util::StreamExt as _;
 use std::pin::Pin;
 
+use crate::aggregate::GroupBy;
 use crate::entity::Entity;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::filter::Filter;
 use crate::query::{Cursor, Page, Query};
+use crate::update::{Guard, Update};
+use crate::value::Value;
 
 pub use crate::value::TimestampPrecision;
 
@@ -140,6 +143,81 @@ pub trait Repository<E: Entity>: Send + Sync {
         query: &Query,
         cursor: Option<&Cursor>,
     ) -> impl Future<Output = Result<Page<E>>> + Send;
+
+    /// Apply `update` to the entity with this id in one statement, when the
+    /// stored row meets `guard`; returns the stored entity after the update.
+    /// Versioned entities get `version + 1` in the same statement. A missing
+    /// row is `NotFound`, a failed guard filter `Conflict(Guard)`, a failed
+    /// guard version `Conflict(Version)`; then nothing changes. See
+    /// [`crate::update`].
+    fn patch(
+        &self,
+        id: &E::Id,
+        update: &Update<E>,
+        guard: &Guard,
+    ) -> impl Future<Output = Result<E>> + Send {
+        let _ = (id, update, guard);
+        std::future::ready(Err(not_yet("patch")))
+    }
+
+    /// Apply `update` to every row matching `filter` in one statement;
+    /// returns how many rows matched (each was updated, its version bumped).
+    fn update_where(
+        &self,
+        filter: &Filter,
+        update: &Update<E>,
+    ) -> impl Future<Output = Result<u64>> + Send {
+        let _ = (filter, update);
+        std::future::ready(Err(not_yet("update_where")))
+    }
+
+    /// Delete the first row matching the query (in its order) and return it,
+    /// atomically: two concurrent calls never return the same row (the
+    /// job-queue "pop").
+    fn find_one_and_delete(&self, query: &Query) -> impl Future<Output = Result<Option<E>>> + Send {
+        let _ = query;
+        std::future::ready(Err(not_yet("find_one_and_delete")))
+    }
+
+    /// Only the named fields of the rows matching the query, each row a
+    /// [`Value::Object`] keyed by stored field name. An unknown field is
+    /// `InvalidInput`.
+    fn select(
+        &self,
+        query: &Query,
+        fields: &[&str],
+    ) -> impl Future<Output = Result<Vec<Value>>> + Send {
+        let _ = (query, fields);
+        std::future::ready(Err(not_yet("select")))
+    }
+
+    /// The distinct values of `field` among the rows matching `filter`, in
+    /// ascending order (null last, when present).
+    fn distinct(
+        &self,
+        field: &str,
+        filter: &Filter,
+    ) -> impl Future<Output = Result<Vec<Value>>> + Send {
+        let _ = (field, filter);
+        std::future::ready(Err(not_yet("distinct")))
+    }
+
+    /// Group the rows matching `filter` and aggregate each group; each row a
+    /// [`Value::Object`] of keys and aggregate aliases. See [`crate::aggregate`].
+    fn aggregate(
+        &self,
+        filter: &Filter,
+        group: &GroupBy<E>,
+    ) -> impl Future<Output = Result<Vec<Value>>> + Send {
+        let _ = (filter, group);
+        std::future::ready(Err(not_yet("aggregate")))
+    }
+}
+
+// TODO(#15): remove once every backend and decorator implements the new
+// methods; then they have no default and a decorator cannot forget one.
+fn not_yet(op: &'static str) -> Error {
+    Error::unsupported(format!("{op} is not implemented by this repository yet")).with_operation(op)
 }
 
 /// The object-safe form of [`Repository`], for `Arc<dyn DynRepository<E>>`.
@@ -177,6 +255,18 @@ pub trait DynRepository<E: Entity>: Send + Sync {
     fn stream<'a>(&'a self, query: &Query) -> BoxStream<'a, Result<E>>;
     /// See [`Repository::page`].
     async fn page(&self, query: &Query, cursor: Option<&Cursor>) -> Result<Page<E>>;
+    /// See [`Repository::patch`].
+    async fn patch(&self, id: &E::Id, update: &Update<E>, guard: &Guard) -> Result<E>;
+    /// See [`Repository::update_where`].
+    async fn update_where(&self, filter: &Filter, update: &Update<E>) -> Result<u64>;
+    /// See [`Repository::find_one_and_delete`].
+    async fn find_one_and_delete(&self, query: &Query) -> Result<Option<E>>;
+    /// See [`Repository::select`].
+    async fn select(&self, query: &Query, fields: &[&str]) -> Result<Vec<Value>>;
+    /// See [`Repository::distinct`].
+    async fn distinct(&self, field: &str, filter: &Filter) -> Result<Vec<Value>>;
+    /// See [`Repository::aggregate`].
+    async fn aggregate(&self, filter: &Filter, group: &GroupBy<E>) -> Result<Vec<Value>>;
 }
 
 /// A shared, type-erased repository.
@@ -241,6 +331,24 @@ impl<E: Entity, R: Repository<E>> DynRepository<E> for R {
     async fn page(&self, query: &Query, cursor: Option<&Cursor>) -> Result<Page<E>> {
         Repository::page(self, query, cursor).await
     }
+    async fn patch(&self, id: &E::Id, update: &Update<E>, guard: &Guard) -> Result<E> {
+        Repository::patch(self, id, update, guard).await
+    }
+    async fn update_where(&self, filter: &Filter, update: &Update<E>) -> Result<u64> {
+        Repository::update_where(self, filter, update).await
+    }
+    async fn find_one_and_delete(&self, query: &Query) -> Result<Option<E>> {
+        Repository::find_one_and_delete(self, query).await
+    }
+    async fn select(&self, query: &Query, fields: &[&str]) -> Result<Vec<Value>> {
+        Repository::select(self, query, fields).await
+    }
+    async fn distinct(&self, field: &str, filter: &Filter) -> Result<Vec<Value>> {
+        Repository::distinct(self, field, filter).await
+    }
+    async fn aggregate(&self, filter: &Filter, group: &GroupBy<E>) -> Result<Vec<Value>> {
+        Repository::aggregate(self, filter, group).await
+    }
 }
 
 impl<E: Entity> Repository<E> for Arc<dyn DynRepository<E> + '_> {
@@ -291,6 +399,24 @@ impl<E: Entity> Repository<E> for Arc<dyn DynRepository<E> + '_> {
     }
     async fn page(&self, query: &Query, cursor: Option<&Cursor>) -> Result<Page<E>> {
         (**self).page(query, cursor).await
+    }
+    async fn patch(&self, id: &E::Id, update: &Update<E>, guard: &Guard) -> Result<E> {
+        (**self).patch(id, update, guard).await
+    }
+    async fn update_where(&self, filter: &Filter, update: &Update<E>) -> Result<u64> {
+        (**self).update_where(filter, update).await
+    }
+    async fn find_one_and_delete(&self, query: &Query) -> Result<Option<E>> {
+        (**self).find_one_and_delete(query).await
+    }
+    async fn select(&self, query: &Query, fields: &[&str]) -> Result<Vec<Value>> {
+        (**self).select(query, fields).await
+    }
+    async fn distinct(&self, field: &str, filter: &Filter) -> Result<Vec<Value>> {
+        (**self).distinct(field, filter).await
+    }
+    async fn aggregate(&self, filter: &Filter, group: &GroupBy<E>) -> Result<Vec<Value>> {
+        (**self).aggregate(filter, group).await
     }
 }
 

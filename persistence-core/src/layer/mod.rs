@@ -22,11 +22,14 @@
 use std::future::Future;
 use std::pin::Pin;
 
+use crate::aggregate::GroupBy;
 use crate::entity::Entity;
 use crate::error::Result;
 use crate::filter::Filter;
 use crate::query::{Cursor, Page, Query};
 use crate::repository::{BoxStream, Capabilities, Repository};
+use crate::update::{Guard, Update};
+use crate::value::Value;
 
 mod breaker;
 mod leak;
@@ -248,6 +251,48 @@ impl<E: Entity, R: Repository<E>, A: Around> Repository<E> for Layered<R, A> {
         self.hook
             .around(E::meta().name, Op::Page, &|| {
                 Box::pin(self.inner.page(query, cursor))
+            })
+            .await
+    }
+    async fn patch(&self, id: &E::Id, update: &Update<E>, guard: &Guard) -> Result<E> {
+        self.hook
+            .around(E::meta().name, Op::Patch, &|| {
+                Box::pin(self.inner.patch(id, update, guard))
+            })
+            .await
+    }
+    async fn update_where(&self, filter: &Filter, update: &Update<E>) -> Result<u64> {
+        self.hook
+            .around(E::meta().name, Op::UpdateWhere, &|| {
+                Box::pin(self.inner.update_where(filter, update))
+            })
+            .await
+    }
+    async fn find_one_and_delete(&self, query: &Query) -> Result<Option<E>> {
+        self.hook
+            .around(E::meta().name, Op::FindOneAndDelete, &|| {
+                Box::pin(self.inner.find_one_and_delete(query))
+            })
+            .await
+    }
+    async fn select(&self, query: &Query, fields: &[&str]) -> Result<Vec<Value>> {
+        self.hook
+            .around(E::meta().name, Op::Select, &|| {
+                Box::pin(self.inner.select(query, fields))
+            })
+            .await
+    }
+    async fn distinct(&self, field: &str, filter: &Filter) -> Result<Vec<Value>> {
+        self.hook
+            .around(E::meta().name, Op::Distinct, &|| {
+                Box::pin(self.inner.distinct(field, filter))
+            })
+            .await
+    }
+    async fn aggregate(&self, filter: &Filter, group: &GroupBy<E>) -> Result<Vec<Value>> {
+        self.hook
+            .around(E::meta().name, Op::Aggregate, &|| {
+                Box::pin(self.inner.aggregate(filter, group))
             })
             .await
     }

@@ -35,11 +35,23 @@ pub enum Op {
     Stream,
     /// `page`
     Page,
+    /// `patch`
+    Patch,
+    /// `update_where`
+    UpdateWhere,
+    /// `find_one_and_delete`
+    FindOneAndDelete,
+    /// `select`
+    Select,
+    /// `distinct`
+    Distinct,
+    /// `aggregate`
+    Aggregate,
 }
 
 impl Op {
     /// Every operation.
-    pub const ALL: [Op; 15] = [
+    pub const ALL: [Op; 21] = [
         Op::EnsureSchema,
         Op::Get,
         Op::GetMany,
@@ -55,6 +67,12 @@ impl Op {
         Op::Exists,
         Op::Stream,
         Op::Page,
+        Op::Patch,
+        Op::UpdateWhere,
+        Op::FindOneAndDelete,
+        Op::Select,
+        Op::Distinct,
+        Op::Aggregate,
     ];
 
     /// The operation whose [`name`](Self::name) is `name`, if any (an
@@ -82,6 +100,12 @@ impl Op {
             Op::Exists => "exists",
             Op::Stream => "stream",
             Op::Page => "page",
+            Op::Patch => "patch",
+            Op::UpdateWhere => "update_where",
+            Op::FindOneAndDelete => "find_one_and_delete",
+            Op::Select => "select",
+            Op::Distinct => "distinct",
+            Op::Aggregate => "aggregate",
         }
     }
 
@@ -96,6 +120,9 @@ impl Op {
                 | Op::Delete
                 | Op::DeleteMany
                 | Op::EnsureSchema
+                | Op::Patch
+                | Op::UpdateWhere
+                | Op::FindOneAndDelete
         )
     }
 
