@@ -5,8 +5,10 @@
 //! key carries `(epoch, stripe generation)` of its key, a query entry's the
 //! entity type's query generation. A write, once the underlying repository
 //! has answered, first invalidates L2 (see `crate::l2`), then bumps the
-//! stripe generation of every written id (or the epoch, for `delete_many`)
-//! and the query generation. Reads compute the current key, so no entry
+//! stripe generation of every written id (or the epoch, for `delete_many`
+//! and `update_where`, whose ids are unknown; `find_one_and_delete` the id it
+//! returned) and the query generation. `select`, `distinct` and `aggregate`
+//! are not cached. Reads compute the current key, so no entry
 //! loaded before the write is reachable afterwards; a load that started
 //! before the write finishes into a key nobody reads any more (stale-set
 //! protection), and in-flight loads are shared only by readers of the same
@@ -32,7 +34,10 @@ use std::time::Duration;
 use moka::future::Cache;
 use moka::notification::RemovalCause;
 use persistence_core::query::Cursor;
-use persistence_core::{BoxStream, Capabilities, Entity, Filter, Page, Query, Repository, Result};
+use persistence_core::{
+    BoxStream, Capabilities, Entity, Filter, GroupBy, Guard, Page, Query, Repository, Result,
+    Update, Value,
+};
 
 #[cfg(feature = "redis")]
 use crate::backplane::Receiver;
@@ -366,5 +371,43 @@ impl<E: Entity, R: Repository<E> + 'static> Repository<E> for CachedRepository<E
     async fn page(&self, query: &Query, cursor: Option<&Cursor>) -> Result<Page<E>> {
         // Pages go to the repository as is (its own paging semantics); not cached.
         self.inner.repo.page(query, cursor).await
+    }
+
+    async fn patch(&self, id: &E::Id, update: &Update<E>, guard: &Guard) -> Result<E> {
+        let t = self.target(std::slice::from_ref(id));
+        self.write(t, self.inner.repo.patch(id, update, guard))
+            .await
+    }
+
+    async fn update_where(&self, filter: &Filter, update: &Update<E>) -> Result<u64> {
+        // The ids are not known: every cached entity and query is dropped.
+        self.write(Target::All, self.inner.repo.update_where(filter, update))
+            .await
+    }
+
+    async fn find_one_and_delete(&self, query: &Query) -> Result<Option<E>> {
+        let out = self.inner.repo.find_one_and_delete(query).await;
+        // The id is known only afterwards: the popped one, or (after a
+        // failure, which may have landed) any.
+        let t = match &out {
+            Ok(Some(e)) => self.target(std::slice::from_ref(e.id())),
+            Ok(None) => Target::Keys(Vec::new()),
+            Err(_) => Target::All,
+        };
+        self.inner.after_write(t).await;
+        out
+    }
+
+    async fn select(&self, query: &Query, fields: &[&str]) -> Result<Vec<Value>> {
+        // Projections, distinct values and aggregates are not cached.
+        self.inner.repo.select(query, fields).await
+    }
+
+    async fn distinct(&self, field: &str, filter: &Filter) -> Result<Vec<Value>> {
+        self.inner.repo.distinct(field, filter).await
+    }
+
+    async fn aggregate(&self, filter: &Filter, group: &GroupBy<E>) -> Result<Vec<Value>> {
+        self.inner.repo.aggregate(filter, group).await
     }
 }

@@ -44,12 +44,18 @@
 //! | `upsert` | `upsert` | as `update` when the entity existed, as `insert` otherwise |
 //! | `delete` | `delete` (only when something was deleted) | none |
 //! | `delete_many` | `delete` (one record per deleted entity) | none |
+//! | `patch` | `update` | the top-level fields the [`Update`] assigns |
+//! | `update_where` | `update` (one record per updated entity) | as `patch` |
+//! | `find_one_and_delete` | `delete` (only when a row was returned) | none |
 //!
 //! The id and version fields are never listed (the version changes on every
 //! write). `update` and `upsert` cost one extra `get`; `delete_many` is run
 //! as batches of `find` (ids only needed) + `delete_many(filter AND id IN batch)`
 //! until nothing matches, so each deleted id is known: the result is the same
-//! set of rows, deleted in several statements instead of one.
+//! set of rows, deleted in several statements instead of one. `update_where`
+//! likewise walks the matching ids in id order, `find` (a batch) +
+//! `update_where(filter AND id IN batch)`; rows that start matching while it
+//! runs may be missed, as with any snapshot. `patch` costs no extra read.
 //! `ensure_schema` is not audited. Changed fields are top-level field names
 //! (a nested struct that changed anywhere is listed once, by its field name).
 //! Records are written only when the inner call succeeded, so an
@@ -85,11 +91,14 @@ use std::future::Future;
 use chrono::{DateTime, Utc};
 use persistence_core::repository::BoxStream;
 use persistence_core::{
-    Capabilities, Cursor, Entity, EntityEnum, Error, ErrorKind, Filter, Page, Query, Record,
-    Repository, Result, Value, WriteOutcome,
+    Capabilities, Cursor, Entity, EntityEnum, Error, ErrorKind, Filter, GroupBy, Guard, Page,
+    Query, Record, Repository, Result, Update, Value, WriteOutcome,
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
+
+mod retention;
+pub use retention::{Retention, RetentionReport};
 
 /// The kind of write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, EntityEnum)]
@@ -204,7 +213,7 @@ impl<R, L> Audited<R, L> {
         self
     }
 
-    /// How many ids `delete_many` deletes per statement (default 500).
+    /// How many ids `delete_many` deletes (and `update_where` updates) per statement (default 500).
     pub fn delete_batch(mut self, n: usize) -> Self {
         self.batch = n.max(1);
         self
@@ -463,106 +472,104 @@ where
     async fn page(&self, query: &Query, cursor: Option<&Cursor>) -> Result<Page<E>> {
         self.inner.page(query, cursor).await
     }
-}
-
-/// Deletes audit records older than a cut-off in bounded batches: each batch
-/// reads at most `batch_size` ids (oldest first, through the index on `at`)
-/// and deletes exactly those ids, then pauses. Each statement touches few rows
-/// and no lock is held between batches, so writers are never blocked for long.
-#[derive(Debug, Clone)]
-pub struct Retention {
-    max_age: chrono::Duration,
-    batch_size: usize,
-    pause: std::time::Duration,
-    max_batches: Option<u32>,
-}
-
-/// What a retention run did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RetentionReport {
-    /// Records deleted.
-    pub deleted: u64,
-    /// Delete statements run (non-empty batches).
-    pub batches: u32,
-    /// Records with `at` before this were eligible.
-    pub cutoff: DateTime<Utc>,
-    /// Whether it stopped at `max_batches` with old records left.
-    pub truncated: bool,
-}
-
-impl Retention {
-    /// Keep `days` days; batches of 1,000, 50 ms apart, no batch limit.
-    pub fn days(days: u32) -> Self {
-        Retention {
-            max_age: chrono::Duration::days(i64::from(days)),
-            batch_size: 1_000,
-            pause: std::time::Duration::from_millis(50),
-            max_batches: None,
-        }
+    async fn patch(&self, id: &E::Id, update: &Update<E>, guard: &Guard) -> Result<E> {
+        let actor = self.actor();
+        let stored = self.inner.patch(id, update, guard).await?;
+        let rec = self.record::<E>(
+            stored.id(),
+            AuditOperation::Update,
+            update_fields(update),
+            &actor,
+        );
+        self.write(E::meta().name, "patch", vec![rec]).await?;
+        Ok(stored)
     }
-
-    /// Records per delete statement (at least 1).
-    pub fn batch_size(mut self, n: usize) -> Self {
-        self.batch_size = n.max(1);
-        self
-    }
-
-    /// The pause between batches.
-    pub fn pause(mut self, pause: std::time::Duration) -> Self {
-        self.pause = pause;
-        self
-    }
-
-    /// Stop after this many batches (the rest waits for the next run).
-    pub fn max_batches(mut self, n: u32) -> Self {
-        self.max_batches = Some(n);
-        self
-    }
-
-    /// Delete the records of `log` older than the retention period, now.
-    pub async fn run<L: Repository<AuditRecord>>(&self, log: &L) -> Result<RetentionReport> {
-        self.run_before(log, Utc::now() - self.max_age).await
-    }
-
-    /// Delete the records of `log` with `at` before `cutoff`.
-    pub async fn run_before<L: Repository<AuditRecord>>(
-        &self,
-        log: &L,
-        cutoff: DateTime<Utc>,
-    ) -> Result<RetentionReport> {
-        let mut report = RetentionReport {
-            deleted: 0,
-            batches: 0,
-            cutoff,
-            truncated: false,
-        };
+    async fn update_where(&self, filter: &Filter, update: &Update<E>) -> Result<u64> {
+        let actor = self.actor();
+        let id_field = E::meta().id_field().name;
+        let fields = update_fields(update);
+        let mut total = 0u64;
+        let mut after: Option<Value> = None;
         loop {
-            if self.max_batches.is_some_and(|m| report.batches >= m) {
-                report.truncated = log.exists(&AuditRecord::AT.lt(cutoff)).await?;
-                break;
+            // Walk the matching ids in id order (keyset on the id: an updated
+            // row that still matches is not visited twice).
+            let mut batch_filter = filter.clone();
+            if let Some(last) = after.take() {
+                batch_filter = batch_filter.and(Filter::field(id_field).gt(last));
             }
-            let old = log
+            let batch = self
+                .inner
                 .find(
-                    &Query::filter(AuditRecord::AT.lt(cutoff))
-                        .sort(AuditRecord::AT.asc())
-                        .limit(self.batch_size as u64),
+                    &Query::filter(batch_filter)
+                        .sort(Filter::field(id_field).asc())
+                        .limit(self.batch as u64),
                 )
                 .await?;
-            if old.is_empty() {
-                break;
-            }
-            if report.batches > 0 && !self.pause.is_zero() {
-                tokio::time::sleep(self.pause).await;
-            }
-            let ids = old.iter().map(|r| r.id);
-            let n = log.delete_many(&AuditRecord::ID.is_in(ids)).await?;
-            report.deleted += n;
-            report.batches += 1;
-            if n == 0 {
-                // Someone else deleted them first; stop rather than spin (the next run goes on).
+            let Some(last) = batch.last() else { break };
+            after = Some(id_value::<E>(last.id())?);
+            let more = batch.len() >= self.batch;
+            let ids = batch
+                .iter()
+                .map(|e| id_value::<E>(e.id()))
+                .collect::<Result<Vec<_>>>()?;
+            let n = self
+                .inner
+                .update_where(
+                    &filter.clone().and(Filter::field(id_field).is_in(ids)),
+                    update,
+                )
+                .await?;
+            total += n;
+            // When fewer rows matched than were read, some changed or went
+            // away in between: record the ones that still exist (a record too
+            // many rather than a write unaudited).
+            let updated = if n == batch.len() as u64 {
+                batch
+            } else {
+                let ids: Vec<E::Id> = batch.iter().map(|e| e.id().clone()).collect();
+                self.inner.get_many(&ids).await?
+            };
+            let records = updated
+                .iter()
+                .map(|e| self.record::<E>(e.id(), AuditOperation::Update, fields.clone(), &actor))
+                .collect();
+            self.write(E::meta().name, "update_where", records).await?;
+            if !more {
                 break;
             }
         }
-        Ok(report)
+        Ok(total)
     }
+    async fn find_one_and_delete(&self, query: &Query) -> Result<Option<E>> {
+        let actor = self.actor();
+        let popped = self.inner.find_one_and_delete(query).await?;
+        if let Some(e) = &popped {
+            let rec = self.record::<E>(e.id(), AuditOperation::Delete, Vec::new(), &actor);
+            self.write(E::meta().name, "find_one_and_delete", vec![rec])
+                .await?;
+        }
+        Ok(popped)
+    }
+    async fn select(&self, query: &Query, fields: &[&str]) -> Result<Vec<Value>> {
+        self.inner.select(query, fields).await
+    }
+    async fn distinct(&self, field: &str, filter: &Filter) -> Result<Vec<Value>> {
+        self.inner.distinct(field, filter).await
+    }
+    async fn aggregate(&self, filter: &Filter, group: &GroupBy<E>) -> Result<Vec<Value>> {
+        self.inner.aggregate(filter, group).await
+    }
+}
+
+/// The top-level fields an update writes (a nested path counts as its
+/// field), in order, without repeats.
+fn update_fields<E>(update: &Update<E>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for a in update.assignments() {
+        let top = a.field.split('.').next().unwrap_or_default();
+        if !out.iter().any(|f| f == top) {
+            out.push(top.to_string());
+        }
+    }
+    out
 }

@@ -7,7 +7,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use persistence_cache::{CacheLayer, CacheLayerBuilder};
 use persistence_core::query::Cursor;
-use persistence_core::{BoxStream, Capabilities, Entity, Filter, Page, Query, Repository, Result};
+use persistence_core::{
+    BoxStream, Capabilities, Entity, Filter, GroupBy, Guard, Page, Query, Repository, Result,
+    Update, Value,
+};
 use persistence_testing::TestRedis;
 use persistence_testing::services::{self, Service};
 use serde::{Deserialize, Serialize};
@@ -196,6 +199,30 @@ impl<E: Entity, R: Repository<E>> Repository<E> for Probe<R> {
     }
     async fn page(&self, query: &Query, cursor: Option<&Cursor>) -> Result<Page<E>> {
         self.inner.page(query, cursor).await
+    }
+    async fn patch(&self, id: &E::Id, update: &Update<E>, guard: &Guard) -> Result<E> {
+        self.inner.patch(id, update, guard).await
+    }
+    async fn update_where(&self, filter: &Filter, update: &Update<E>) -> Result<u64> {
+        self.inner.update_where(filter, update).await
+    }
+    async fn find_one_and_delete(&self, query: &Query) -> Result<Option<E>> {
+        self.inner.find_one_and_delete(query).await
+    }
+    async fn select(&self, query: &Query, fields: &[&str]) -> Result<Vec<Value>> {
+        let v = self.inner.select(query, fields).await;
+        self.before_read().await;
+        v
+    }
+    async fn distinct(&self, field: &str, filter: &Filter) -> Result<Vec<Value>> {
+        let v = self.inner.distinct(field, filter).await;
+        self.before_read().await;
+        v
+    }
+    async fn aggregate(&self, filter: &Filter, group: &GroupBy<E>) -> Result<Vec<Value>> {
+        let v = self.inner.aggregate(filter, group).await;
+        self.before_read().await;
+        v
     }
 }
 

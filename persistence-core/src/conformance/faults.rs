@@ -5,12 +5,15 @@
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use crate::aggregate::GroupBy;
 use crate::entity::Entity;
 use crate::error::{Error, Result, WriteOutcome};
 use crate::filter::Filter;
 use crate::layer::Op;
 use crate::query::{Cursor, Page, Query};
 use crate::repository::{BoxStream, Capabilities, Repository};
+use crate::update::{Guard, Update};
+use crate::value::Value;
 
 /// What happens to a write whose answer [`LostAck`] loses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -154,5 +157,23 @@ impl<E: Entity, R: Repository<E>> Repository<E> for LostAck<E, R> {
     }
     async fn page(&self, query: &Query, cursor: Option<&Cursor>) -> Result<Page<E>> {
         self.inner.page(query, cursor).await
+    }
+    async fn patch(&self, id: &E::Id, update: &Update<E>, guard: &Guard) -> Result<E> {
+        self.inner.patch(id, update, guard).await
+    }
+    async fn update_where(&self, filter: &Filter, update: &Update<E>) -> Result<u64> {
+        self.inner.update_where(filter, update).await
+    }
+    async fn find_one_and_delete(&self, query: &Query) -> Result<Option<E>> {
+        self.inner.find_one_and_delete(query).await
+    }
+    async fn select(&self, query: &Query, fields: &[&str]) -> Result<Vec<Value>> {
+        self.inner.select(query, fields).await
+    }
+    async fn distinct(&self, field: &str, filter: &Filter) -> Result<Vec<Value>> {
+        self.inner.distinct(field, filter).await
+    }
+    async fn aggregate(&self, filter: &Filter, group: &GroupBy<E>) -> Result<Vec<Value>> {
+        self.inner.aggregate(filter, group).await
     }
 }

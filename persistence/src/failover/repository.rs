@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use crate::failover::Topology;
 use persistence_core::{
-    BoxStream, Capabilities, Cursor, Entity, Error, ErrorKind, Filter, Page, Query, Repository,
-    Result, SharedRepository,
+    BoxStream, Capabilities, Cursor, Entity, Error, ErrorKind, Filter, GroupBy, Guard, Page, Query,
+    Repository, Result, SharedRepository, Update, Value,
 };
 
 fn infrastructure(e: &Error) -> bool {
@@ -148,6 +148,24 @@ impl<E: Entity> Repository<E> for FailoverRepository<E> {
     }
     async fn page(&self, query: &Query, cursor: Option<&Cursor>) -> Result<Page<E>> {
         read_call!(self, |r| r.page(query, cursor))
+    }
+    async fn patch(&self, id: &E::Id, update: &Update<E>, guard: &Guard) -> Result<E> {
+        write_call!(self, |r| r.patch(id, update, guard))
+    }
+    async fn update_where(&self, filter: &Filter, update: &Update<E>) -> Result<u64> {
+        write_call!(self, |r| r.update_where(filter, update))
+    }
+    async fn find_one_and_delete(&self, query: &Query) -> Result<Option<E>> {
+        write_call!(self, |r| r.find_one_and_delete(query))
+    }
+    async fn select(&self, query: &Query, fields: &[&str]) -> Result<Vec<Value>> {
+        read_call!(self, |r| r.select(query, fields))
+    }
+    async fn distinct(&self, field: &str, filter: &Filter) -> Result<Vec<Value>> {
+        read_call!(self, |r| r.distinct(field, filter))
+    }
+    async fn aggregate(&self, filter: &Filter, group: &GroupBy<E>) -> Result<Vec<Value>> {
+        read_call!(self, |r| r.aggregate(filter, group))
     }
 }
 
