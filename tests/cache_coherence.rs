@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use persistence::config::{ConfigLoader, PersistenceConfig};
-use persistence::{Entity, Persistence, Repository};
+use persistence::{Entity, Guard, Persistence, Repository, Update};
 use persistence_testing::{TestPostgres, TestRedis};
 use serde::{Deserialize, Serialize};
 
@@ -122,6 +122,100 @@ async fn two_instances_see_each_others_writes_within_the_bound() {
     assert_eq!(s[0].status.queued_invalidations, 0);
     pa.shutdown().await;
     pb.shutdown().await;
+}
+
+/// Issue 15: `patch` and `update_where` through manager-built caches. The
+/// writing instance never serves the value from before its own write (L1 and
+/// L2); the other instance serves the new value once the backplane message
+/// arrived, and never the old one after that.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn partial_updates_invalidate_both_instances() {
+    let (Some(pg), Some(redis)) = (TestPostgres::schema().await, TestRedis::new().await) else {
+        return;
+    };
+    let schema = pg.name().to_string();
+    let _keys = TestRedis::adopt(redis.url(), &format!("persistence.main.{schema}"));
+    let yaml = format!(
+        "databases:\n  main: {{ kind: postgres, url: \"${{PG}}\", schema: {schema}, pool: {{ max_connections: 4 }} }}\n  cache: {{ kind: redis, url: \"${{REDIS}}\" }}\ncache:\n  default: {{ ttl: 10m, l2: cache }}\n"
+    );
+    let cfg = config(&yaml, &[("PG", pg.url()), ("REDIS", redis.url())]).expect("config");
+    let (pa, pb) = (
+        Persistence::new(cfg.clone()).expect("instance A"),
+        Persistence::new(cfg).expect("instance B"),
+    );
+    let a = pa.repo::<Note>().await.expect("repo A");
+    let b = pb.repo::<Note>().await.expect("repo B");
+    wait_connected(&pa).await;
+    wait_connected(&pb).await;
+    for id in 1..=3 {
+        a.insert(&Note {
+            id,
+            version: 0,
+            n: 0,
+        })
+        .await
+        .expect("insert");
+    }
+    let n_of = |r: Option<Note>| r.map(|x| x.n);
+    for round in 1..=10i64 {
+        // Both instances hold every row (L1 and L2) ...
+        for id in 1..=3 {
+            assert_eq!(n_of(a.get(&id).await.expect("get")), Some(10 * (round - 1)));
+            await_value(&b, id, 10 * (round - 1)).await;
+        }
+        // ... A patches row 1 and sets rows 2 and 3 by filter.
+        let patched = a
+            .patch(&1, &Update::<Note>::new().inc(Note::N, 10), &Guard::none())
+            .await
+            .expect("patch");
+        assert_eq!(patched.n, 10 * round);
+        assert_eq!(patched.version, round + 1, "one version bump per write");
+        let count = a
+            .update_where(
+                &Note::ID.gte(2),
+                &Update::<Note>::new().set(Note::N, 10 * round),
+            )
+            .await
+            .expect("update_where");
+        assert_eq!(count, 2);
+        // A reads its own writes at once.
+        for id in 1..=3 {
+            assert_eq!(
+                n_of(a.get(&id).await.expect("get")),
+                Some(10 * round),
+                "A, id {id}"
+            );
+        }
+        // B converges, and never goes back.
+        for id in 1..=3 {
+            await_value(&b, id, 10 * round).await;
+        }
+        for id in 1..=3 {
+            assert_eq!(
+                n_of(b.get(&id).await.expect("get")),
+                Some(10 * round),
+                "B, id {id}"
+            );
+        }
+    }
+    pa.shutdown().await;
+    pb.shutdown().await;
+}
+
+/// Poll `r` until row `id` has `n` (bounded: the backplane's stated bound, thrice).
+async fn await_value<R: Repository<Note>>(r: &R, id: i64, n: i64) {
+    let start = Instant::now();
+    loop {
+        let got = r.get(&id).await.expect("get").map(|x| x.n);
+        if got == Some(n) {
+            return;
+        }
+        assert!(
+            start.elapsed() < STATED_BOUND * 3,
+            "row {id}: still {got:?}, expected {n}"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
 }
 
 #[tokio::test]

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::{Item, Levels, item};
 use persistence_cache::CachedRepository;
-use persistence_core::{Filter, MemoryRepository, Query, Repository};
+use persistence_core::{Filter, Guard, MemoryRepository, Query, Repository, Update};
 use proptest::prelude::*;
 
 #[derive(Debug, Clone)]
@@ -22,6 +22,9 @@ enum Op {
     ReadMany { via: usize },
     Find { via: usize },
     Invalidate { via: usize, id: i64 },
+    Inc { via: usize, id: i64, by: i64 },
+    SetWhere { via: usize, below: i64, n: i64 },
+    Pop { via: usize },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -34,7 +37,10 @@ fn op() -> impl Strategy<Value = Op> {
         4 => (via.clone(), id.clone()).prop_map(|(via, id)| Op::Read { via, id }),
         1 => via.clone().prop_map(|via| Op::ReadMany { via }),
         2 => via.clone().prop_map(|via| Op::Find { via }),
-        1 => (via, id).prop_map(|(via, id)| Op::Invalidate { via, id }),
+        1 => (via.clone(), id.clone()).prop_map(|(via, id)| Op::Invalidate { via, id }),
+        2 => (via.clone(), id, 0..10i64).prop_map(|(via, id, by)| Op::Inc { via, id, by }),
+        1 => (via.clone(), 0..100i64, 0..100i64).prop_map(|(via, below, n)| Op::SetWhere { via, below, n }),
+        1 => via.prop_map(|via| Op::Pop { via }),
     ]
 }
 
@@ -90,7 +96,10 @@ async fn run(ops: Vec<Op>, repos: [Repo; 2], strict: bool) {
             | Op::Read { via, .. }
             | Op::ReadMany { via }
             | Op::Find { via }
-            | Op::Invalidate { via, .. } => *via,
+            | Op::Invalidate { via, .. }
+            | Op::Inc { via, .. }
+            | Op::SetWhere { via, .. }
+            | Op::Pop { via } => *via,
         };
         let is_read = matches!(op, Op::Read { .. } | Op::ReadMany { .. } | Op::Find { .. });
         if is_read && unsettled[via] {
@@ -112,6 +121,49 @@ async fn run(ops: Vec<Op>, repos: [Repo; 2], strict: bool) {
                     .await
                     .expect("delete_many");
                 model.retain(|_, n| *n >= below);
+            }
+            Op::Inc { id, by, .. } => {
+                let update = Update::<Item>::new().inc(Item::N, by);
+                match repos[via].patch(&id, &update, &Guard::none()).await {
+                    Ok(stored) => {
+                        let n = model.get_mut(&id).expect("patched a row the model lacks");
+                        *n += by;
+                        assert_eq!(stored.n, *n, "patch returns the stored row");
+                    }
+                    Err(e) => {
+                        assert!(e.is_not_found(), "{e}");
+                        assert!(!model.contains_key(&id), "patch of id {id}: {e}");
+                    }
+                }
+            }
+            Op::SetWhere { below, n, .. } => {
+                let update = Update::<Item>::new().set(Item::N, n);
+                let count = repos[via]
+                    .update_where(&Filter::field("n").lt(below), &update)
+                    .await
+                    .expect("update_where");
+                let mut matched = 0;
+                for v in model.values_mut().filter(|v| **v < below) {
+                    *v = n;
+                    matched += 1;
+                }
+                assert_eq!(count, matched, "update_where count");
+            }
+            Op::Pop { .. } => {
+                let popped = repos[via]
+                    .find_one_and_delete(&Query::all().sort(Item::N.asc()))
+                    .await
+                    .expect("find_one_and_delete")
+                    .map(|i| (i.id, i.n));
+                let first = model
+                    .iter()
+                    .map(|(id, n)| (*n, *id))
+                    .min()
+                    .map(|(n, id)| (id, n));
+                assert_eq!(popped, first, "pops the lowest n (ties by id)");
+                if let Some((id, _)) = first {
+                    model.remove(&id);
+                }
             }
             Op::Invalidate { id, .. } => repos[via].invalidate(&id).await,
             // Reads: exact, with no waiting.
