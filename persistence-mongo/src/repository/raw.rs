@@ -30,8 +30,14 @@ use crate::codec::from_document;
 
 impl<E: Entity> MongoRepository<E> {
     /// Record the raw calls of this repository (and of its clones) with
-    /// `metrics` (see the [module docs](self)). Repository methods are
-    /// recorded by a `Metrics` layer around the repository instead.
+    /// `metrics`: each [`find_raw`](Self::find_raw) /
+    /// [`aggregate_raw`](Self::aggregate_raw) is counted by outcome and timed
+    /// as operation `find_raw` / `aggregate_raw`, and a call slower than the
+    /// threshold lands in the slow log with its command shape (values
+    /// replaced, as for every command). Repository methods are recorded by a
+    /// `Metrics` layer around the repository instead (raw calls are not
+    /// repository methods). [`MongoStore::set_metrics`](crate::MongoStore::set_metrics)
+    /// sets it for every repository a store hands out.
     pub fn with_metrics(mut self, metrics: Metrics) -> Self {
         self.raw_metrics = Some(Arc::new(metrics));
         self
@@ -114,11 +120,19 @@ impl<E: Entity> MongoRepository<E> {
     }
 
     /// The entities matching a filter document of your own (any query
-    /// operator the server supports; stored field names, see the
-    /// [module docs](self)), in the server's natural order. A stored
-    /// document that does not decode is `Decode` naming the field; a filter
-    /// the server rejects is mapped like any other command error
-    /// (`InvalidInput` for a bad operator).
+    /// operator the server supports), in the server's natural order,
+    /// decoded by the codec `get` uses.
+    ///
+    /// The document is sent as BSON: values in it stay values (a string
+    /// holding `{"$ne": 1}` or `'; drop …` is just a string). Field names
+    /// are the stored names: the entity id is `_id`, the other fields keep
+    /// their names. In a transaction's repository it runs in the
+    /// transaction; `with_max_time` limits it like `find`; see
+    /// [`with_metrics`](Self::with_metrics) for metrics and the slow log.
+    ///
+    /// A stored document that does not decode is `Decode` naming the field;
+    /// a filter the server rejects is mapped like any other command error
+    /// (`InvalidInput` for an unknown operator).
     pub async fn find_raw(&self, filter: Document) -> Result<Vec<E>> {
         let op = "find_raw";
         self.observed(op, async {
@@ -129,8 +143,8 @@ impl<E: Entity> MongoRepository<E> {
     }
 
     /// Run an aggregation pipeline of your own over the collection and decode
-    /// each output document into `E` (the output must have the entity's shape:
-    /// `_id` and the stored fields; see
+    /// each output document into `E`, as [`find_raw`](Self::find_raw) does
+    /// (the output must have the entity's shape: `_id` and the stored fields; see
     /// [`aggregate_raw_documents`](Self::aggregate_raw_documents) for any other shape).
     pub async fn aggregate_raw(&self, pipeline: Vec<Document>) -> Result<Vec<E>> {
         let op = "aggregate_raw";
