@@ -104,6 +104,14 @@
 //!
 //! * [`transaction`]: closure-style units of work with savepoints and
 //!   transaction-scoped repositories ([`RelationalStore::transaction`]).
+//! * Row locks in a unit of work: [`TxRepository::get_for_update`] /
+//!   [`TxRepository::find_for_update`] with a [`Lock`] (`FOR UPDATE`,
+//!   `NOWAIT`, `SKIP LOCKED`; SQLite takes its database write lock instead).
+//! * The raw escape hatch: [`RelationalRepository::query_as`] (rows decoded
+//!   into entities by the codec `get` uses) and
+//!   [`RelationalRepository::execute`], with bound [`Params`] only (also on
+//!   [`TxRepository`]); recorded by the store's metrics
+//!   ([`RelationalStore::set_metrics`]).
 //! * [`bulk`]: adaptive bulk insert (multi-row `INSERT` / `COPY FROM STDIN`),
 //!   also from a `Stream`.
 //! * [`tenant`]: schema-per-tenant with validated tenant ids.
