@@ -79,6 +79,12 @@ impl From<Vec<Value>> for Params {
     }
 }
 
+impl From<&[Value]> for Params {
+    fn from(values: &[Value]) -> Self {
+        Params(values.to_vec())
+    }
+}
+
 impl From<()> for Params {
     fn from((): ()) -> Self {
         Params::new()
