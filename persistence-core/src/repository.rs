@@ -51,6 +51,12 @@ pub struct Capabilities {
     pub signed_zero: bool,
     /// Filters on nested paths inside JSON fields.
     pub nested_paths: bool,
+    /// Transactions can lock the rows they read (`SELECT … FOR UPDATE`
+    /// with `NOWAIT` / `SKIP LOCKED`): another transaction's lock on a
+    /// row is waited for, reported, or skipped, row by row. `false` where
+    /// a backend has no row locks (SQLite locks the whole database;
+    /// MongoDB has none); see the backend's docs for what it does instead.
+    pub row_locks: bool,
 }
 
 impl Capabilities {
@@ -66,6 +72,7 @@ impl Capabilities {
             non_finite_floats: true,
             signed_zero: true,
             nested_paths: true,
+            row_locks: true,
         }
     }
 }

@@ -46,7 +46,10 @@ fn may_write(op: Option<&str>) -> bool {
     let Some(op) = op else { return true };
     match persistence_core::layer::Op::from_name(op) {
         Some(o) => o.is_write(),
-        None => !matches!(op, "connect" | "ping" | "hello" | "watch" | "aggregate"),
+        None => !matches!(
+            op,
+            "connect" | "ping" | "hello" | "watch" | "aggregate" | "find_raw"
+        ),
     }
 }
 

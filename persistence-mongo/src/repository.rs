@@ -44,6 +44,7 @@ macro_rules! exec {
 /// [`crate::transaction`]; defined here, where the repository holds it).
 pub type SharedSession = Arc<Mutex<ClientSession>>;
 
+mod raw;
 mod settings;
 mod write;
 
@@ -94,6 +95,8 @@ pub struct MongoRepository<E: Entity> {
     partial_indexes: Arc<Vec<PartialIndex>>,
     /// What `ensure_schema` may do to a collection it did not create.
     policy: persistence_core::names::SchemaPolicy,
+    /// Records the raw calls (`repository/raw.rs`).
+    raw_metrics: Option<Arc<persistence_core::layer::Metrics>>,
     _entity: PhantomData<fn() -> E>,
 }
 
@@ -108,6 +111,7 @@ impl<E: Entity> Clone for MongoRepository<E> {
             atomic_batches: self.atomic_batches,
             partial_indexes: self.partial_indexes.clone(),
             policy: self.policy,
+            raw_metrics: self.raw_metrics.clone(),
             _entity: PhantomData,
         }
     }
@@ -138,6 +142,7 @@ impl<E: Entity> MongoRepository<E> {
             atomic_batches: true,
             partial_indexes: Arc::new(Vec::new()),
             policy: persistence_core::names::SchemaPolicy::Managed,
+            raw_metrics: None,
             _entity: PhantomData,
         }
     }
@@ -194,6 +199,8 @@ impl<E: Entity> Repository<E> for MongoRepository<E> {
         // Inside a caller's transaction the batch is part of it.
         c.atomic_batch = self.session.is_some() || (tx && self.atomic_batches);
         c.timestamp_precision = TimestampPrecision::Millis;
+        // No row locks (see `crate::transaction`).
+        c.row_locks = false;
         c
     }
 

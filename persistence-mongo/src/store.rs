@@ -24,6 +24,8 @@ pub struct MongoStore {
     monitor: Option<Arc<crate::pool::Monitor>>,
     /// Shared with stores derived by `with_database`.
     leaks: Arc<std::sync::OnceLock<persistence_core::layer::LeakDetector>>,
+    /// Given to the repositories for their raw calls; shared like `leaks`.
+    metrics: Arc<std::sync::OnceLock<persistence_core::layer::Metrics>>,
 }
 
 impl MongoStore {
@@ -61,6 +63,7 @@ impl MongoStore {
             db,
             monitor,
             leaks: Arc::default(),
+            metrics: Arc::default(),
         })
     }
 
@@ -72,6 +75,7 @@ impl MongoStore {
             db,
             monitor: None,
             leaks: Arc::default(),
+            metrics: Arc::default(),
         }
     }
 
@@ -94,6 +98,15 @@ impl MongoStore {
         let _ = self.leaks.set(detector);
     }
 
+    /// Record the raw calls ([`find_raw`](MongoRepository::find_raw),
+    /// [`aggregate_raw`](MongoRepository::aggregate_raw)) of the repositories
+    /// this store hands out from now on (also in transactions) with
+    /// `metrics`: see [`MongoRepository::with_metrics`]. Set once (later
+    /// calls are ignored); shared with stores derived by `with_database`.
+    pub fn set_metrics(&self, metrics: persistence_core::layer::Metrics) {
+        let _ = self.metrics.set(metrics);
+    }
+
     pub(crate) fn leak_detector(&self) -> Option<&persistence_core::layer::LeakDetector> {
         self.leaks.get()
     }
@@ -106,6 +119,7 @@ impl MongoStore {
             db: self.client.database(name),
             monitor: self.monitor.clone(),
             leaks: self.leaks.clone(),
+            metrics: self.metrics.clone(),
         })
     }
 
@@ -132,7 +146,11 @@ impl MongoStore {
 
     /// The repository of entity `E` (collection named after the entity).
     pub fn repository<E: Entity>(&self) -> MongoRepository<E> {
-        MongoRepository::new(&self.db)
+        let repo = MongoRepository::new(&self.db);
+        match self.metrics.get() {
+            Some(m) => repo.with_metrics(m.clone()),
+            None => repo,
+        }
     }
 
     /// Check that a server answers (`ping`).

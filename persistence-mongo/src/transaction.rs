@@ -29,6 +29,22 @@
 //! Transactions need a replica set or sharded cluster:
 //! [`MongoStore::supports_transactions`] tells, and a standalone server gives
 //! `Unsupported`.
+//!
+//! ## No row locks
+//!
+//! MongoDB has no `SELECT … FOR UPDATE`: a read in a transaction locks
+//! nothing, so `Capabilities::row_locks` is `false` and these repositories
+//! have no `get_for_update` / `find_for_update` (the PostgreSQL backend's
+//! `Lock` modes have no counterpart here). What protects a document is a
+//! *write* to it: once a transaction has written a document, another
+//! transaction writing it before the first ends fails at once with a write
+//! conflict (112, `TransientTransactionError`), a retryable
+//! `Conflict(Concurrent)`, and [`MongoStore::transaction`] runs its closure
+//! again. So to claim a document (the job-queue pattern), write it in one
+//! conditional statement instead of locking then writing: a guarded
+//! `patch` (filter `status == "queued"`, set `status = "taken"`) either
+//! claims it or fails the guard, and a versioned `update` does the same
+//! through the version check.
 
 use std::future::Future;
 use std::sync::Arc;

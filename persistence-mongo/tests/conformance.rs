@@ -18,6 +18,8 @@ impl Backend for Mongo {
         // set or not); no case is skipped on them.
         let mut caps = Capabilities::full("mongo");
         caps.timestamp_precision = TimestampPrecision::Millis;
+        // No row locks on MongoDB (see persistence_mongo::transaction).
+        caps.row_locks = false;
         caps
     }
     async fn repo<E: Entity>(&self) -> MongoRepository<E> {

@@ -104,6 +104,14 @@
 //!
 //! * [`transaction`]: closure-style units of work with savepoints and
 //!   transaction-scoped repositories ([`RelationalStore::transaction`]).
+//! * Row locks in a unit of work: [`TxRepository::get_for_update`] /
+//!   [`TxRepository::find_for_update`] with a [`Lock`] (`FOR UPDATE`,
+//!   `NOWAIT`, `SKIP LOCKED`; SQLite takes its database write lock instead).
+//! * The raw escape hatch: [`RelationalRepository::query_as`] (rows decoded
+//!   into entities by the codec `get` uses) and
+//!   [`RelationalRepository::execute`], with bound [`Params`] only (also on
+//!   [`TxRepository`]); recorded by the store's metrics
+//!   ([`RelationalStore::set_metrics`]).
 //! * [`bulk`]: adaptive bulk insert (multi-row `INSERT` / `COPY FROM STDIN`),
 //!   also from a `Stream`.
 //! * [`tenant`]: schema-per-tenant with validated tenant ids.
@@ -135,9 +143,9 @@ pub mod transaction;
 pub use bulk::{BulkOptions, CopyFormat};
 pub use config::{DEFAULT_URL, RelationalConfig, SslMode, validate_schema_name};
 pub use query::Dialect;
-pub use repository::RelationalRepository;
+pub use repository::{Params, RelationalRepository};
 pub use sea_orm;
 pub use sea_orm_migration;
 pub use store::RelationalStore;
 pub use tenant::{TenantId, TenantResolver, Tenants};
-pub use transaction::{IsolationLevel, TxRepository, UnitOfWork};
+pub use transaction::{IsolationLevel, Lock, TxRepository, UnitOfWork};

@@ -23,8 +23,12 @@ use crate::schema::TableInfo;
 pub use crate::store::RelationalStore;
 use crate::store::conn::Conn;
 
+mod lock;
+mod raw;
 mod read;
 mod write;
+
+pub use raw::Params;
 
 /// A [`Repository`] of `E` stored in one table of a [`RelationalStore`].
 ///
@@ -217,6 +221,8 @@ impl<E: Entity> Repository<E> for RelationalRepository<E> {
             // SQLite stores NaN as NULL and drops the sign of -0.0 in REAL columns.
             caps.non_finite_floats = false;
             caps.signed_zero = false;
+            // One database write lock, no row locks (see `crate::Lock`).
+            caps.row_locks = false;
         }
         caps
     }

@@ -21,6 +21,8 @@ struct StoreInner {
     schema: Option<String>,
     /// Shared with stores derived by `with_schema`.
     leaks: Arc<std::sync::OnceLock<persistence_core::layer::LeakDetector>>,
+    /// Records the raw calls (`query_as`, `execute`); shared like `leaks`.
+    metrics: Arc<std::sync::OnceLock<persistence_core::layer::Metrics>>,
 }
 
 /// A database (PostgreSQL or SQLite) reached through a sea-orm connection
@@ -79,6 +81,7 @@ impl RelationalStore {
                 dialect,
                 schema,
                 leaks: Arc::default(),
+                metrics: Arc::default(),
             }),
         })
     }
@@ -91,6 +94,7 @@ impl RelationalStore {
                 dialect: self.inner.dialect,
                 schema: Some(schema.to_string()),
                 leaks: self.inner.leaks.clone(),
+                metrics: self.inner.metrics.clone(),
             }),
         }
     }
@@ -105,6 +109,22 @@ impl RelationalStore {
     /// are ignored.
     pub fn set_leak_detector(&self, detector: persistence_core::layer::LeakDetector) {
         let _ = self.inner.leaks.set(detector);
+    }
+
+    /// Record the raw calls of this store's repositories
+    /// ([`query_as`](crate::RelationalRepository::query_as),
+    /// [`execute`](crate::RelationalRepository::execute), also in
+    /// transactions) with `metrics`: counted and timed as operations
+    /// `query_as` / `execute`, slow ones in the slow log with their SQL text.
+    /// Repository methods are recorded by a `Metrics` layer around the
+    /// repository instead (raw calls are not repository methods). Set once
+    /// (later calls are ignored); shared with tenant stores derived from this one.
+    pub fn set_metrics(&self, metrics: persistence_core::layer::Metrics) {
+        let _ = self.inner.metrics.set(metrics);
+    }
+
+    pub(crate) fn metrics(&self) -> Option<&persistence_core::layer::Metrics> {
+        self.inner.metrics.get()
     }
 
     pub(crate) fn leak_detector(&self) -> Option<&persistence_core::layer::LeakDetector> {

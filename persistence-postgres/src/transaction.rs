@@ -27,6 +27,11 @@
 //!   (PostgreSQL; SQLite transactions are always serializable and ignore it).
 //! * A serialization failure or deadlock surfaces as a retryable
 //!   `Conflict(Concurrent)`: run the whole closure again.
+//! * [`TxRepository::get_for_update`] / [`TxRepository::find_for_update`]
+//!   lock the rows they read ([`Lock`]: wait, `NOWAIT`, `SKIP LOCKED`;
+//!   SQLite takes its database write lock instead), and
+//!   [`TxRepository::query_as`] / [`TxRepository::execute`] run raw SQL in
+//!   the transaction.
 
 use std::future::Future;
 use std::marker::PhantomData;
@@ -39,6 +44,9 @@ use persistence_core::{
 use sea_orm::{DatabaseTransaction, TransactionTrait};
 
 pub use sea_orm::IsolationLevel;
+
+mod lock;
+pub use lock::Lock;
 
 use crate::error::{Hints, map_db_err_with};
 use crate::query::Dialect;

@@ -21,6 +21,8 @@ impl Backend for Sqlite {
         let mut caps = Capabilities::full("sqlite");
         caps.non_finite_floats = false;
         caps.signed_zero = false;
+        // SQLite locks the database, not rows (see persistence_postgres::transaction::lock).
+        caps.row_locks = false;
         caps
     }
 

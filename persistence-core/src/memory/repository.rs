@@ -67,6 +67,7 @@ impl<E: Entity> Repository<E> for MemoryRepository<E> {
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             transactions: false,
+            row_locks: false,
             timestamp_precision: PRECISION,
             ..Capabilities::full("memory")
         }

@@ -15,7 +15,7 @@ use crate::store::conn::Conn;
 
 impl<E: Entity> RelationalRepository<E> {
     /// `SELECT ... WHERE ... ORDER BY ... LIMIT ... OFFSET ...` for a checked query.
-    fn select_sql(&self, q: &Query) -> Result<Sql> {
+    pub(super) fn select_sql(&self, q: &Query) -> Result<Sql> {
         let mut sql = self.select_head();
         if !q.filter.is_all() {
             sql.push(" WHERE ");

@@ -57,6 +57,52 @@ impl Metrics {
         self.leaks = Some(detector);
         self
     }
+
+    /// Record one operation named `op` of `entity` that is not a
+    /// [`Repository`](crate::Repository) method (a backend's raw statement,
+    /// e.g. `query_as` or `aggregate_raw`) exactly as [`Around::around`]
+    /// records a repository call: count by outcome, latency, and for slow
+    /// calls the warning and the [`SlowLog`] entry with the shape of the
+    /// slowest statement the backend reported while `fut` ran.
+    pub async fn observe<T, F>(&self, entity: &'static str, op: &'static str, fut: F) -> Result<T>
+    where
+        F: std::future::Future<Output = Result<T>>,
+    {
+        let ctx = OpContext::start(self.probe.clone());
+        let hold = self
+            .leaks
+            .as_ref()
+            .map(|l| l.track_op(op, entity, ctx.clone()));
+        let start = Instant::now();
+        let result = ctx.scope(fut).await;
+        let elapsed = start.elapsed();
+        drop(hold);
+        let db = self.db.to_string();
+        metrics::counter!(names::OPERATIONS,
+            names::LABEL_DB => db.clone(), names::LABEL_ENTITY => entity,
+            names::LABEL_OP => op, names::LABEL_OUTCOME => outcome(&result))
+        .increment(1);
+        metrics::histogram!(names::OPERATION_DURATION,
+            names::LABEL_DB => db.clone(), names::LABEL_ENTITY => entity, names::LABEL_OP => op)
+        .record(elapsed.as_secs_f64());
+        if elapsed >= self.slow {
+            metrics::counter!(names::SLOW_OPERATIONS,
+                names::LABEL_DB => db.clone(), names::LABEL_ENTITY => entity, names::LABEL_OP => op)
+            .increment(1);
+            let statement = ctx.take_statement();
+            tracing::warn!(db = %self.db, entity, op = op, elapsed_ms = elapsed.as_millis() as u64,
+                statement = statement.as_deref().unwrap_or(""), "slow operation");
+            SlowLog::global().record(SlowEntry {
+                at: SystemTime::now(),
+                db,
+                entity: entity.to_string(),
+                op: op.to_string(),
+                duration: elapsed,
+                statement,
+            });
+        }
+        result
+    }
 }
 
 impl Around for Metrics {
@@ -66,42 +112,7 @@ impl Around for Metrics {
         op: Op,
         call: Call<'a, T>,
     ) -> BoxFuture<'a, Result<T>> {
-        Box::pin(async move {
-            let ctx = OpContext::start(self.probe.clone());
-            let hold = self
-                .leaks
-                .as_ref()
-                .map(|l| l.track_op(op.name(), entity, ctx.clone()));
-            let start = Instant::now();
-            let result = ctx.scope(call()).await;
-            let elapsed = start.elapsed();
-            drop(hold);
-            let db = self.db.to_string();
-            metrics::counter!(names::OPERATIONS,
-                names::LABEL_DB => db.clone(), names::LABEL_ENTITY => entity,
-                names::LABEL_OP => op.name(), names::LABEL_OUTCOME => outcome(&result))
-            .increment(1);
-            metrics::histogram!(names::OPERATION_DURATION,
-                names::LABEL_DB => db.clone(), names::LABEL_ENTITY => entity, names::LABEL_OP => op.name())
-            .record(elapsed.as_secs_f64());
-            if elapsed >= self.slow {
-                metrics::counter!(names::SLOW_OPERATIONS,
-                    names::LABEL_DB => db.clone(), names::LABEL_ENTITY => entity, names::LABEL_OP => op.name())
-                .increment(1);
-                let statement = ctx.take_statement();
-                tracing::warn!(db = %self.db, entity, op = op.name(), elapsed_ms = elapsed.as_millis() as u64,
-                    statement = statement.as_deref().unwrap_or(""), "slow operation");
-                SlowLog::global().record(SlowEntry {
-                    at: SystemTime::now(),
-                    db,
-                    entity: entity.to_string(),
-                    op: op.name().to_string(),
-                    duration: elapsed,
-                    statement,
-                });
-            }
-            result
-        })
+        Box::pin(self.observe(entity, op.name(), call()))
     }
 
     fn around_stream<'a, T: Send + 'a>(
