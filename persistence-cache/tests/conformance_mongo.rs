@@ -27,6 +27,7 @@ impl Backend for CachedMongo {
         // set or not); no case is skipped on them.
         let mut caps = Capabilities::full("mongo");
         caps.timestamp_precision = TimestampPrecision::Millis;
+        caps.row_locks = false;
         caps
     }
 

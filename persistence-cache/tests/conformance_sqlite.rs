@@ -28,6 +28,7 @@ impl Backend for CachedSqlite {
         let mut caps = Capabilities::full("sqlite");
         caps.non_finite_floats = false;
         caps.signed_zero = false;
+        caps.row_locks = false;
         caps
     }
 

@@ -166,6 +166,9 @@ impl Persistence {
             })?;
         if let Ok(mut tasks) = db.tasks.lock() {
             if tasks.is_empty() {
+                // The store records raw statements with the database's metrics
+                // from the start, whether or not a repository was asked for.
+                let _ = self.metrics_layer(db, backend);
                 let m = &self.config.metrics;
                 tasks.push(crate::pool::spawn_sampler(
                     Arc::downgrade(db),

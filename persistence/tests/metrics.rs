@@ -515,6 +515,17 @@ fn prometheus_recorder_renders_operation_counters() {
             users.insert(&user(1, "a@x.io")).await.expect("insert");
             assert!(users.get(&1).await.expect("get").is_some());
             assert!(users.get(&2).await.expect("get").is_none());
+            // Raw SQL on the store is recorded with the same database label.
+            let store = p.relational(&db).await.expect("store").expect("relational");
+            let n = store
+                .repository::<User>()
+                .execute(
+                    "UPDATE met_users SET email = ? WHERE id = ?",
+                    persistence::postgres::params!["b@x.io", 1_i64],
+                )
+                .await
+                .expect("execute");
+            assert_eq!(n, 1);
             p.shutdown().await;
         });
     });
@@ -542,6 +553,16 @@ fn prometheus_recorder_renders_operation_counters() {
             "op=\"get\"",
             "outcome=\"ok\"",
             "} 2"
+        ]),
+        "{text}"
+    );
+    assert!(
+        line(&[
+            names::OPERATIONS,
+            &dbl,
+            "op=\"execute\"",
+            "outcome=\"ok\"",
+            "} 1"
         ]),
         "{text}"
     );

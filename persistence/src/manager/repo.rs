@@ -150,18 +150,26 @@ impl Persistence {
 
     /// The `Metrics` layer of a database: slow threshold from the config, pool
     /// probe for relational pools, leak detection for databases with connections.
-    fn metrics_layer(&self, db: &Database, backend: &Backend) -> Metrics {
+    /// The metrics layer of `db`; also given to its store, which records
+    /// raw statements (`query_as`, `execute`, `find_raw`, `aggregate_raw`) with it.
+    pub(super) fn metrics_layer(&self, db: &Database, backend: &Backend) -> Metrics {
         #[cfg_attr(not(any(relational, feature = "mongo")), allow(unused_mut))]
         let mut m = Metrics::new(&db.name).slow_threshold(self.config.metrics.slow_threshold);
         match backend {
             #[cfg(relational)]
-            Backend::Relational(_) => {
+            Backend::Relational(store) => {
                 m = m
                     .pool_probe(db.probe.clone())
                     .leak_detector(db.leaks.clone());
+                // Raw SQL (`query_as`, `execute`) is recorded by the store itself.
+                store.set_metrics(m.clone());
             }
             #[cfg(feature = "mongo")]
-            Backend::Mongo(_) => m = m.leak_detector(db.leaks.clone()),
+            Backend::Mongo(store) => {
+                m = m.leak_detector(db.leaks.clone());
+                // So are `find_raw` and `aggregate_raw`.
+                store.set_metrics(m.clone());
+            }
             _ => {}
         }
         m
