@@ -51,6 +51,10 @@ pub struct Capabilities {
     pub signed_zero: bool,
     /// Filters on nested paths inside JSON fields.
     pub nested_paths: bool,
+    /// Ignore-case filters fold every letter by the Unicode rule of
+    /// [`crate::filter`] (`É` matches `é`); `false` where only ASCII letters
+    /// fold (SQLite's built-in `lower()`/`LIKE`).
+    pub unicode_case_folding: bool,
 }
 
 impl Capabilities {
@@ -66,6 +70,7 @@ impl Capabilities {
             non_finite_floats: true,
             signed_zero: true,
             nested_paths: true,
+            unicode_case_folding: true,
         }
     }
 }
