@@ -18,7 +18,7 @@ use mongodb::{ClientSession, Collection, Database};
 use persistence_core::repository::support;
 use persistence_core::{
     BoxStream, Capabilities, Cursor, Entity, Error, Filter, Page, Query, Repository, Result,
-    TimestampPrecision,
+    TimestampPrecision, Value,
 };
 use tokio::sync::Mutex;
 
@@ -44,6 +44,7 @@ macro_rules! exec {
 /// [`crate::transaction`]; defined here, where the repository holds it).
 pub type SharedSession = Arc<Mutex<ClientSession>>;
 
+mod select;
 mod settings;
 mod write;
 
@@ -574,5 +575,13 @@ impl<E: Entity> Repository<E> for MongoRepository<E> {
         support::page_via_find(self, query, cursor)
             .await
             .map_err(|e| e.in_context(E::meta().name, "page"))
+    }
+
+    async fn select(&self, query: &Query, fields: &[&str]) -> Result<Vec<Value>> {
+        self.select_docs(query, fields).await
+    }
+
+    async fn distinct(&self, field: &str, filter: &Filter) -> Result<Vec<Value>> {
+        self.distinct_values(field, filter).await
     }
 }

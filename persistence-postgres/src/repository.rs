@@ -1,7 +1,7 @@
 //! [`RelationalRepository`], the [`Repository`] of one entity in one table
 //! of a [`RelationalStore`]: the shared statement helpers and the trait
 //! impl here, the read path in `repository/read.rs`, the write path in
-//! `repository/write.rs`.
+//! `repository/write.rs`, projections and distinct in `repository/select.rs`.
 
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -24,6 +24,7 @@ pub use crate::store::RelationalStore;
 use crate::store::conn::Conn;
 
 mod read;
+mod select;
 mod write;
 
 /// A [`Repository`] of `E` stored in one table of a [`RelationalStore`].
@@ -217,6 +218,8 @@ impl<E: Entity> Repository<E> for RelationalRepository<E> {
             // SQLite stores NaN as NULL and drops the sign of -0.0 in REAL columns.
             caps.non_finite_floats = false;
             caps.signed_zero = false;
+            // Built-in lower()/LIKE fold ASCII letters only.
+            caps.unicode_case_folding = false;
         }
         caps
     }
@@ -286,5 +289,13 @@ impl<E: Entity> Repository<E> for RelationalRepository<E> {
         support::page_via_find(self, query, cursor)
             .await
             .map_err(|e| e.in_context(E::meta().name, "page"))
+    }
+
+    async fn select(&self, query: &Query, fields: &[&str]) -> Result<Vec<Value>> {
+        self.select_on(self.db(), query, fields).await
+    }
+
+    async fn distinct(&self, field: &str, filter: &Filter) -> Result<Vec<Value>> {
+        self.distinct_on(self.db(), field, filter).await
     }
 }
