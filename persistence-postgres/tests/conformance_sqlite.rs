@@ -21,6 +21,8 @@ impl Backend for Sqlite {
         let mut caps = Capabilities::full("sqlite");
         caps.non_finite_floats = false;
         caps.signed_zero = false;
+        // Built-in lower()/LIKE fold ASCII letters only.
+        caps.unicode_case_folding = false;
         caps
     }
 
