@@ -186,7 +186,8 @@ pub trait Repository<E: Entity>: Send + Sync {
 
     /// Only the named fields of the rows matching the query, each row a
     /// [`Value::Object`] keyed by stored field name. An unknown field is
-    /// `InvalidInput`.
+    /// `InvalidInput` (see [`crate::select`] for the rules, and
+    /// [`SelectExt::select_as`](crate::select::SelectExt::select_as) for the typed form).
     fn select(
         &self,
         query: &Query,
@@ -197,7 +198,8 @@ pub trait Repository<E: Entity>: Send + Sync {
     }
 
     /// The distinct values of `field` among the rows matching `filter`, in
-    /// ascending order (null last, when present).
+    /// ascending order (null last, when present). The field must be a
+    /// top-level scalar field (see [`crate::select`]).
     fn distinct(
         &self,
         field: &str,
