@@ -103,8 +103,60 @@ impl Translator<'_> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::query::Dialect;
+    use persistence_core::conformance::entities::Person;
+    use persistence_core::{Entity, Filter, StringField};
+
+    /// The SQL text and the number of bound values of a checked filter.
+    fn sql(dialect: Dialect, f: Filter) -> (String, usize) {
+        let meta = Person::meta();
+        let t = Translator { meta, dialect };
+        let mut sql = Sql::new(dialect);
+        t.filter(&mut sql, &f.checked(meta).unwrap()).unwrap();
+        let stmt = sql.into_statement();
+        let n = stmt.values.map_or(0, |v| v.0.len());
+        (stmt.sql, n)
+    }
+
+    #[test]
+    fn every_value_is_bound_and_the_index_expressions_are_plain() {
+        let evil = "x' OR 1=1 --%_\\";
+        let pg = |f| sql(Dialect::Postgres, f);
+        assert_eq!(
+            pg(Person::NAME.eq_ignore_case(evil)),
+            ("(lower(\"name\") = lower($1))".to_string(), 1),
+            "served by an index on lower(name)"
+        );
+        assert_eq!(
+            pg(Person::NAME.contains_ignore_case(evil)),
+            (
+                "(lower(\"name\") LIKE lower($1) ESCAPE '\\')".to_string(),
+                1
+            )
+        );
+        assert_eq!(
+            pg(Person::NAME.like(Pattern::new().literal(evil).one())),
+            ("(\"name\" LIKE $1 ESCAPE '\\')".to_string(), 1)
+        );
+        let lite = |f| sql(Dialect::Sqlite, f);
+        assert_eq!(
+            lite(Person::NAME.starts_with_ignore_case(evil)),
+            ("(\"name\" LIKE ? ESCAPE '\\')".to_string(), 1)
+        );
+        assert_eq!(
+            lite(Person::NAME.like(Pattern::new().any().literal(evil))),
+            ("(\"name\" GLOB ?)".to_string(), 1)
+        );
+        for (text, _) in [
+            pg(Person::NAME.eq_ignore_case(evil)),
+            lite(Person::NAME.eq_ignore_case(evil)),
+        ] {
+            assert!(!text.contains("OR 1=1"), "{text}");
+        }
+    }
 
     #[test]
     fn glob_escapes_its_metacharacters() {
