@@ -11,6 +11,34 @@
 //! (`serde_aux`'s `serde_introspect` does the same trick, but would add a
 //! dependency for one function). The rows are then decoded into `P` by the
 //! same value → serde path `Record::into_entity` uses.
+//!
+//! ```
+//! use persistence_core::{Entity, Filter, MemoryRepository, Query, Repository, SelectExt, StringField};
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Entity)]
+//! struct User { #[entity(id)] id: i64, email: String, city: Option<String> }
+//!
+//! #[derive(Debug, PartialEq, Deserialize)]
+//! struct Contact { id: i64, email: String }
+//!
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! let users = MemoryRepository::<User>::new();
+//! users.insert(&User { id: 1, email: "Ann@X.io".into(), city: Some("Oslo".into()) }).await?;
+//! users.insert(&User { id: 2, email: "bo@x.io".into(), city: None }).await?;
+//! // Reads only `id` and `email`, matching the e-mail ignoring case.
+//! let found: Vec<Contact> = users
+//!     .select_as(&Query::filter(User::EMAIL.eq_ignore_case("ann@x.io")))
+//!     .await?;
+//! assert_eq!(found, [Contact { id: 1, email: "Ann@X.io".into() }]);
+//! // Distinct values, ascending, null last.
+//! let cities = users.distinct_of(&User::CITY, &Filter::all()).await?;
+//! assert_eq!(cities, [Some("Oslo".to_string()), None]);
+//! // An unknown field is InvalidInput.
+//! assert!(users.select(&Query::all(), &["nope"]).await.is_err());
+//! # Ok::<(), persistence_core::Error>(())
+//! # }).unwrap();
+//! ```
 
 use std::cmp::Ordering;
 use std::future::Future;

@@ -24,6 +24,17 @@ pub enum PatternPart {
 ///
 /// [`Pattern::ignore_case`] makes it compare by the case-folding rule of the
 /// [module docs](crate::filter).
+///
+/// ```
+/// use persistence_core::{Field, Pattern, StringField};
+/// # struct Product;
+/// const SKU: Field<Product, String> = Field::new("sku");
+/// // `50%` is literal text: only the `any()` is a wildcard.
+/// let f = SKU.like(Pattern::new().literal("50%").any().literal("-").one());
+/// assert!(Pattern::new().literal("50%").any().matches("50% off"));
+/// assert!(!Pattern::new().literal("50%").any().matches("500"));
+/// let _ = f;
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct Pattern {
     parts: Vec<PatternPart>,
