@@ -20,7 +20,7 @@ use std::fmt::Write as _;
 
 #[cfg(feature = "redis")]
 use persistence_core::Error;
-use persistence_core::filter::FieldPath;
+use persistence_core::filter::{FieldPath, PatternPart};
 use persistence_core::names::{self, NameKind};
 use persistence_core::{CompareOp, Direction, EntityMeta, Filter, Query, Result, Value};
 use sha2::{Digest, Sha256};
@@ -263,6 +263,22 @@ fn encode_filter(f: &Filter, out: &mut Vec<u8>) {
         Filter::Invalid(m) => {
             out.push(12);
             put_str(out, m);
+        }
+        Filter::Like { field, pattern } => {
+            out.push(13);
+            put_path(out, field);
+            out.push(u8::from(pattern.is_ignore_case()));
+            put_len(out, pattern.parts().len());
+            for part in pattern.parts() {
+                match part {
+                    PatternPart::Literal(s) => {
+                        out.push(0);
+                        put_str(out, s);
+                    }
+                    PatternPart::Any => out.push(1),
+                    PatternPart::One => out.push(2),
+                }
+            }
         }
     }
 }

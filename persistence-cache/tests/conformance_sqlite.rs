@@ -29,6 +29,7 @@ impl Backend for CachedSqlite {
         caps.non_finite_floats = false;
         caps.signed_zero = false;
         caps.row_locks = false;
+        caps.unicode_case_folding = false;
         caps
     }
 

@@ -70,6 +70,7 @@ pub mod names;
 pub mod query;
 pub mod redact;
 pub mod repository;
+pub mod select;
 pub mod update;
 pub mod value;
 
@@ -83,13 +84,14 @@ pub use entity::{
     NestedField, ScalarType, Shape,
 };
 pub use error::{ConflictKind, Error, ErrorKind, Result, WriteOutcome};
-pub use filter::{CompareOp, Field, Filter, FilterLimits, StringField};
+pub use filter::{CompareOp, Field, Filter, FilterLimits, Pattern, StringField};
 pub use memory::MemoryRepository;
 pub use persistence_derive::{Embedded, Entity, EntityEnum};
 pub use query::{Cursor, Direction, Page, Query, SortKey};
 pub use repository::{
     BoxStream, Capabilities, DynRepository, Repository, SharedRepository, TimestampPrecision,
 };
+pub use select::SelectExt;
 pub use update::{Guard, Update, UpdateOp};
 pub use value::{Record, Value};
 

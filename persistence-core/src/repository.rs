@@ -57,6 +57,10 @@ pub struct Capabilities {
     /// a backend has no row locks (SQLite locks the whole database;
     /// MongoDB has none); see the backend's docs for what it does instead.
     pub row_locks: bool,
+    /// Ignore-case filters fold every letter by the Unicode rule of
+    /// [`crate::filter`] (`É` matches `é`); `false` where only ASCII letters
+    /// fold (SQLite's built-in `lower()`/`LIKE`).
+    pub unicode_case_folding: bool,
 }
 
 impl Capabilities {
@@ -73,6 +77,7 @@ impl Capabilities {
             signed_zero: true,
             nested_paths: true,
             row_locks: true,
+            unicode_case_folding: true,
         }
     }
 }
@@ -188,7 +193,8 @@ pub trait Repository<E: Entity>: Send + Sync {
 
     /// Only the named fields of the rows matching the query, each row a
     /// [`Value::Object`] keyed by stored field name. An unknown field is
-    /// `InvalidInput`.
+    /// `InvalidInput` (see [`crate::select`] for the rules, and
+    /// [`SelectExt::select_as`](crate::select::SelectExt::select_as) for the typed form).
     fn select(
         &self,
         query: &Query,
@@ -199,7 +205,8 @@ pub trait Repository<E: Entity>: Send + Sync {
     }
 
     /// The distinct values of `field` among the rows matching `filter`, in
-    /// ascending order (null last, when present).
+    /// ascending order (null last, when present). The field must be a
+    /// top-level scalar field (see [`crate::select`]).
     fn distinct(
         &self,
         field: &str,

@@ -10,6 +10,10 @@
 //!   with millisecond precision, Decimal = decimal128) is documented in [`codec`].
 //! * Filters become query documents with every value a BSON value (no
 //!   operator injection) and field names from metadata only; see [`query`].
+//!   `like` patterns and the ignore-case operators are an anchored `$regex`
+//!   over escaped text (`i` option to ignore case), see [`query::pattern_regex`].
+//! * `select` is a `find` with a projection of the asked fields; `distinct`
+//!   a `$match` + `$group` on the field (a missing field counts as null).
 //! * Errors are mapped by server code and label; see [`error`].
 //! * [`MongoStore::transaction`] runs a closure in a multi-document
 //!   transaction with transaction-bound repositories; see [`transaction`].

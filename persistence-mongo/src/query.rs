@@ -5,7 +5,8 @@
 //! `{"$gt": ""}` or `"$where"` is only ever compared literally. Field names
 //! come from the entity metadata; nested segments were validated by
 //! [`EntityMeta::resolve_path`] (no `$`, no empty segment, no NUL or `.`).
-//! `starts_with`/`contains` escape every regex metacharacter.
+//! `starts_with`/`contains` and `like` patterns escape every regex
+//! metacharacter of their literal text ([`pattern_regex`]).
 //!
 //! Semantics follow the reference backend (`persistence_core::memory`):
 //! * Top-level scalar fields have one stored BSON type, so the native
@@ -27,7 +28,7 @@
 //! stored key order (which is sorted, as the reference's).
 
 use bson::{Bson, Document, doc};
-use persistence_core::filter::CompareOp;
+use persistence_core::filter::{CompareOp, Pattern, PatternPart};
 use persistence_core::query::{Direction, SortKey};
 use persistence_core::{EntityMeta, FieldType, Filter, Result, Value};
 
@@ -214,6 +215,18 @@ pub fn to_query(meta: &EntityMeta, filter: &Filter) -> Result<Document> {
             let p = path(meta, field)?;
             p.leaf(doc! { "$type": "string", "$regex": regex_escape(substring) })
         }
+        Filter::Like { field, pattern } => {
+            let p = path(meta, field)?;
+            if let (Some(lit), false) = (pattern.as_literal(), pattern.is_ignore_case()) {
+                return Ok(p.leaf(doc! { "$eq": lit }));
+            }
+            let options = if pattern.is_ignore_case() { "i" } else { "" };
+            p.leaf(doc! {
+                "$type": "string",
+                "$regex": pattern_regex(pattern),
+                "$options": options,
+            })
+        }
         Filter::ArrayContains { field, value } => {
             let p = path(meta, field)?;
             let elem = match p.ty {
@@ -250,6 +263,26 @@ pub fn regex_escape(s: &str) -> String {
             out.push(c);
         }
     }
+    out
+}
+
+/// An escape-safe [`Pattern`] as an anchored regex: literal parts escaped
+/// by [`regex_escape`], `any()` as `[\s\S]*` and `one()` as `[\s\S]`
+/// (any code point, newlines too, without relying on the `s` option), and
+/// the end anchored by `(?![\s\S])` (`$` would also match before a final
+/// newline; PCRE's `\z` is not Python's). With the `i` option for
+/// ignore-case patterns: PCRE's (and the test server's) caseless matching
+/// folds Unicode letters one character at a time.
+pub fn pattern_regex(pattern: &Pattern) -> String {
+    let mut out = String::from("^");
+    for part in pattern.parts() {
+        match part {
+            PatternPart::Literal(s) => out.push_str(&regex_escape(s)),
+            PatternPart::Any => out.push_str("[\\s\\S]*"),
+            PatternPart::One => out.push_str("[\\s\\S]"),
+        }
+    }
+    out.push_str("(?![\\s\\S])");
     out
 }
 
@@ -301,5 +334,10 @@ mod tests {
             "\\^\\$\\\\\\[\\]\\(\\)\\{\\}\\|\\?\\+"
         );
         assert_eq!(regex_escape("é x\0"), "é x\\x00");
+        let p = Pattern::new().literal("a%_\\").any().literal(".").one();
+        assert_eq!(
+            pattern_regex(&p),
+            "^a\\%\\_\\\\[\\s\\S]*\\.[\\s\\S](?![\\s\\S])"
+        );
     }
 }

@@ -18,7 +18,7 @@ use mongodb::{ClientSession, Collection, Database};
 use persistence_core::repository::support;
 use persistence_core::{
     BoxStream, Capabilities, Cursor, Entity, Error, Filter, Page, Query, Repository, Result,
-    TimestampPrecision,
+    TimestampPrecision, Value,
 };
 use tokio::sync::Mutex;
 
@@ -45,6 +45,7 @@ macro_rules! exec {
 pub type SharedSession = Arc<Mutex<ClientSession>>;
 
 mod raw;
+mod select;
 mod settings;
 mod write;
 
@@ -581,5 +582,13 @@ impl<E: Entity> Repository<E> for MongoRepository<E> {
         support::page_via_find(self, query, cursor)
             .await
             .map_err(|e| e.in_context(E::meta().name, "page"))
+    }
+
+    async fn select(&self, query: &Query, fields: &[&str]) -> Result<Vec<Value>> {
+        self.select_docs(query, fields).await
+    }
+
+    async fn distinct(&self, field: &str, filter: &Filter) -> Result<Vec<Value>> {
+        self.distinct_values(field, filter).await
     }
 }

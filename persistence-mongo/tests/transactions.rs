@@ -158,3 +158,55 @@ async fn write_conflicts_are_retried() {
     })
     .await;
 }
+
+/// `select`, `select_as` and `distinct` inside a transaction read through
+/// its session: they see its uncommitted writes.
+#[tokio::test]
+async fn select_and_distinct_in_a_transaction() {
+    use persistence_core::{Query, SelectExt};
+    #[derive(Debug, PartialEq, Deserialize)]
+    struct Slim {
+        value: i64,
+    }
+    with_store(|store| async move {
+        let repo = store.repository::<Counter>();
+        repo.ensure_schema().await.expect("schema");
+        if !store.supports_transactions().await.expect("hello") {
+            eprintln!("SKIPPED: the server is not a replica set");
+            return;
+        }
+        let err = store
+            .transaction(|tx| async move {
+                let c = tx.repository::<Counter>();
+                for (id, value) in [("a", 3), ("b", 1), ("c", 3)] {
+                    c.insert(&Counter {
+                        id: id.into(),
+                        version: 0,
+                        value,
+                    })
+                    .await?;
+                }
+                let q = Query::all().sort(Counter::VALUE.asc());
+                let rows: Vec<Slim> = c.select_as(&q).await?;
+                assert_eq!(
+                    rows,
+                    [Slim { value: 1 }, Slim { value: 3 }, Slim { value: 3 }]
+                );
+                let ids = c.select(&q, &["id"]).await?;
+                assert_eq!(ids.len(), 3);
+                let values = c.distinct_of(&Counter::VALUE, &Filter::all()).await?;
+                assert_eq!(values, [1, 3]);
+                Err::<(), _>(Error::invalid_input("roll back"))
+            })
+            .await
+            .expect_err("aborted");
+        assert_eq!(err.kind(), &ErrorKind::InvalidInput);
+        assert!(
+            repo.distinct("value", &Filter::all())
+                .await
+                .expect("distinct")
+                .is_empty()
+        );
+    })
+    .await;
+}

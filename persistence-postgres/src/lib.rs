@@ -67,6 +67,16 @@
 //! * `starts_with` / `contains` are literal and case-sensitive:
 //!   `starts_with()` / `strpos()` on PostgreSQL, `instr()` on SQLite (never
 //!   `LIKE`, which is case-insensitive on SQLite and treats `%`/`_` specially).
+//! * `like` patterns and the ignore-case operators bind one pattern
+//!   parameter whose literal text is escaped: on PostgreSQL
+//!   `lower(col) = lower($1)` (index: `CREATE INDEX … (lower(col))`) or
+//!   `[lower(]col[)] LIKE [lower(]$1[)] ESCAPE '\'` (index: pg_trgm,
+//!   `USING gin (lower(col) gin_trgm_ops)`); `lower()` folds non-ASCII
+//!   letters under a UTF-8 `LC_CTYPE` (`C.UTF-8`, `en_US.UTF-8`) or ICU, not
+//!   under plain `C`. On SQLite `col GLOB ?` (case-sensitive; `*`, `?`, `[`
+//!   escaped as classes) or `col LIKE ? ESCAPE '\'` ignoring case.
+//! * `select` reads only the asked columns; `distinct` is `SELECT DISTINCT`,
+//!   ordered by the core rule (code points, null last) after reading.
 //! * Nulls sort lowest: `NULLS FIRST` ascending, `NULLS LAST` descending.
 //! * `ne`, `not_in` and `not` are two-valued: `col IS DISTINCT FROM $1`
 //!   (`IS NOT ?` on SQLite) and `NOT COALESCE(expr, FALSE)`.
@@ -81,6 +91,9 @@
 //! * It stores `NaN` as NULL and loses the sign of `-0.0` in `REAL` columns:
 //!   `Capabilities::non_finite_floats` and `signed_zero` are `false`.
 //! * Decimals are text; comparisons go through `REAL` (about 15 significant digits).
+//! * Its built-in `LIKE` folds ASCII letters only, so ignore-case filters
+//!   match `A`/`a` but not `É`/`é`: `Capabilities::unicode_case_folding` is
+//!   `false` (no ICU extension is loaded).
 //! * No schemas (`RelationalConfig::schema` must be `None`).
 //! * `insert_many` inserts row by row in one transaction (in-process, cheap),
 //!   naming the failing row; unique violations are named by probing the

@@ -1,7 +1,7 @@
 //! [`RelationalRepository`], the [`Repository`] of one entity in one table
 //! of a [`RelationalStore`]: the shared statement helpers and the trait
 //! impl here, the read path in `repository/read.rs`, the write path in
-//! `repository/write.rs`.
+//! `repository/write.rs`, projections and distinct in `repository/select.rs`.
 
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -26,6 +26,7 @@ use crate::store::conn::Conn;
 mod lock;
 mod raw;
 mod read;
+mod select;
 mod write;
 
 pub use raw::Params;
@@ -223,6 +224,8 @@ impl<E: Entity> Repository<E> for RelationalRepository<E> {
             caps.signed_zero = false;
             // One database write lock, no row locks (see `crate::Lock`).
             caps.row_locks = false;
+            // Built-in lower()/LIKE fold ASCII letters only.
+            caps.unicode_case_folding = false;
         }
         caps
     }
@@ -292,5 +295,13 @@ impl<E: Entity> Repository<E> for RelationalRepository<E> {
         support::page_via_find(self, query, cursor)
             .await
             .map_err(|e| e.in_context(E::meta().name, "page"))
+    }
+
+    async fn select(&self, query: &Query, fields: &[&str]) -> Result<Vec<Value>> {
+        self.select_on(self.db(), query, fields).await
+    }
+
+    async fn distinct(&self, field: &str, filter: &Filter) -> Result<Vec<Value>> {
+        self.distinct_on(self.db(), field, filter).await
     }
 }

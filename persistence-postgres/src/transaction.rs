@@ -39,7 +39,7 @@ use std::pin::Pin;
 
 use persistence_core::repository::support;
 use persistence_core::{
-    BoxStream, Capabilities, Cursor, Entity, Error, Filter, Page, Query, Repository, Result,
+    BoxStream, Capabilities, Cursor, Entity, Error, Filter, Page, Query, Repository, Result, Value,
 };
 use sea_orm::{DatabaseTransaction, TransactionTrait};
 
@@ -270,5 +270,11 @@ impl<E: Entity> Repository<E> for TxRepository<'_, E> {
         support::page_via_find(self, query, cursor)
             .await
             .map_err(|e| e.in_context(E::meta().name, "page"))
+    }
+    async fn select(&self, query: &Query, fields: &[&str]) -> Result<Vec<Value>> {
+        self.repo.select_on(self.tx, query, fields).await
+    }
+    async fn distinct(&self, field: &str, filter: &Filter) -> Result<Vec<Value>> {
+        self.repo.distinct_on(self.tx, field, filter).await
     }
 }

@@ -23,6 +23,8 @@ impl Backend for Sqlite {
         caps.signed_zero = false;
         // SQLite locks the database, not rows (see persistence_postgres::transaction::lock).
         caps.row_locks = false;
+        // Built-in lower()/LIKE fold ASCII letters only.
+        caps.unicode_case_folding = false;
         caps
     }
 

@@ -28,3 +28,58 @@ macro_rules! pg_test {
 pg_test!(crud_round_trip_conflicts_versions, crud);
 pg_test!(answers_like_the_reference, same_answers_as_memory);
 pg_test!(special_floats_round_trip, |r| special_floats(r, true));
+
+/// The statement `eq_ignore_case` produces (`lower("name") = lower($1)`, see
+/// the translator's unit test) is served by an expression index on
+/// `lower(name)`, and answers like the reference.
+async fn ignore_case_uses_a_lower_expression_index(
+    repo: &persistence_postgres::RelationalRepository<Thing>,
+) {
+    use persistence_core::{Repository, StringField};
+    use persistence_postgres::sea_orm::{ConnectionTrait as _, Statement, TransactionTrait as _};
+    repo.ensure_schema().await.expect("schema");
+    let rows: Vec<Thing> = (1..=500).map(thing).collect();
+    repo.insert_many(&rows).await.expect("insert");
+    let db = repo.store().connection();
+    let table = repo.table_name().to_string();
+    db.execute_unprepared(&format!(
+        "CREATE INDEX ix_things_lower_name ON {table} (lower(\"name\")); ANALYZE {table}"
+    ))
+    .await
+    .expect("index");
+    let n = repo
+        .count(&Thing::NAME.eq_ignore_case("BOB"))
+        .await
+        .expect("count");
+    let want = rows
+        .iter()
+        .filter(|t| t.name.as_deref().is_some_and(|n| n.to_lowercase() == "bob"))
+        .count();
+    assert_eq!(n, want as u64);
+    let tx = db.begin().await.expect("begin");
+    tx.execute_unprepared("SET LOCAL enable_seqscan = off")
+        .await
+        .expect("set");
+    let plan = tx
+        .query_all_raw(Statement::from_sql_and_values(
+            tx.get_database_backend(),
+            format!("EXPLAIN SELECT COUNT(*) FROM {table} WHERE (lower(\"name\") = lower($1))"),
+            ["BOB".into()],
+        ))
+        .await
+        .expect("explain");
+    let text: Vec<String> = plan
+        .iter()
+        .map(|r| r.try_get_by_index::<String>(0).expect("plan line"))
+        .collect();
+    tx.rollback().await.expect("rollback");
+    assert!(
+        text.iter().any(|l| l.contains("ix_things_lower_name")),
+        "the lower(name) index serves eq_ignore_case: {text:#?}"
+    );
+}
+
+pg_test!(
+    ignore_case_is_served_by_a_lower_index,
+    ignore_case_uses_a_lower_expression_index
+);

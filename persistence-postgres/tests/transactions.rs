@@ -177,11 +177,65 @@ macro_rules! both {
     };
 }
 
+/// `select`, `select_as` and `distinct` on a transaction's repository see
+/// its uncommitted writes (they run on the transaction's connection).
+async fn select_and_distinct_in_a_unit_of_work(store: &RelationalStore) {
+    use persistence_core::{Query, SelectExt, StringField};
+    #[derive(Debug, PartialEq, serde::Deserialize)]
+    struct Slim {
+        code: i32,
+        tenant: String,
+    }
+    store
+        .repository::<Thing>()
+        .ensure_schema()
+        .await
+        .expect("schema");
+    let outcome: Result<(), Error> = store
+        .transaction(|tx| {
+            Box::pin(async move {
+                let things = tx.repository::<Thing>();
+                for i in 1..=6 {
+                    things.insert(&thing(i)).await?;
+                }
+                let q = Query::filter(Thing::CODE.gte(3)).sort(Thing::CODE.desc());
+                let rows = things.select(&q, &["code"]).await?;
+                assert_eq!(rows.len(), 4);
+                let slim: Vec<Slim> = things.select_as(&q).await?;
+                assert_eq!(
+                    slim[0],
+                    Slim {
+                        code: 6,
+                        tenant: "t0".into()
+                    }
+                );
+                let tenants = things.distinct_of(&Thing::TENANT, &Filter::all()).await?;
+                assert_eq!(tenants, ["t0", "t1", "t2"]);
+                let names = things
+                    .distinct_of(&Thing::NAME, &Thing::NAME.eq_ignore_case("BOB"))
+                    .await?;
+                assert_eq!(names, [Some("Bob".to_string()), Some("bob".to_string())]);
+                Err(Error::invalid_input("roll back"))
+            })
+        })
+        .await;
+    assert!(outcome.is_err());
+    let repo = store.repository::<Thing>();
+    assert!(
+        repo.distinct("tenant", &Filter::all())
+            .await
+            .expect("distinct")
+            .is_empty(),
+        "rolled back"
+    );
+}
+
 both!(
     failure_after_two_writes_leaves_neither,
     ok_commits_and_savepoints_nest,
     panic_rolls_back,
-    isolation_level_selectable
+    isolation_level_selectable,
+    select_and_distinct_in_a_unit_of_work
 );
 
 /// Write skew under SERIALIZABLE: one of two units fails with SQLSTATE 40001,

@@ -6,6 +6,8 @@ use std::borrow::Cow;
 
 use crate::value::Value;
 
+use super::pattern::Pattern;
+
 /// A dotted field path (`email`, `profile.address.city`).
 pub type FieldPath = Cow<'static, str>;
 
@@ -78,6 +80,14 @@ pub enum Filter {
         field: FieldPath,
         /// Substring (literal).
         substring: String,
+    },
+    /// String field matches an escape-safe pattern, optionally ignoring
+    /// case (`like`, and the `*_ignore_case` operators, which build one).
+    Like {
+        /// Field path.
+        field: FieldPath,
+        /// The pattern.
+        pattern: Pattern,
     },
     /// Array field holds an element equal to the value.
     ArrayContains {
@@ -193,6 +203,10 @@ impl Filter {
             Filter::ArrayContains { field, value } => Filter::ArrayContains {
                 field: field.clone(),
                 value: value.clone(),
+            },
+            Filter::Like { field, pattern } => Filter::Like {
+                field: field.clone(),
+                pattern: pattern.clone(),
             },
             Filter::Invalid(m) => Filter::Invalid(m.clone()),
         }

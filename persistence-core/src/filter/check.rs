@@ -19,7 +19,8 @@ pub struct FilterLimits {
     /// Deepest nesting of `and`/`or`/`not` (a single condition is depth 1;
     /// values nested inside a condition count as levels too). Default 32.
     pub max_depth: usize,
-    /// Most nodes (`and`, `or`, `not` and conditions) in one filter. Default 1,000.
+    /// Most nodes (`and`, `or`, `not`, conditions, and the parts of each
+    /// `like` pattern) in one filter. Default 1,000.
     pub max_nodes: usize,
     /// Most values in all `in`/`not_in` lists of one filter together. Default 100,000.
     pub max_values: usize,
@@ -125,6 +126,17 @@ impl Filter {
                 }
                 Filter::Compare { value, .. } | Filter::ArrayContains { value, .. } => {
                     value_depth(value, depth, limits)?;
+                }
+                Filter::Like { pattern, .. } => {
+                    // Each wildcard and literal run counts as a node: matching
+                    // costs grow with them.
+                    nodes = nodes.saturating_add(pattern.parts().len());
+                    if nodes + stack.len() > limits.max_nodes {
+                        return Err(Error::invalid_input(format!(
+                            "filter has more nodes (pattern parts count) than the limit max_nodes = {} (FilterLimits)",
+                            limits.max_nodes
+                        )));
+                    }
                 }
                 _ => {}
             }
@@ -240,6 +252,13 @@ impl Filter {
                     substring: substring.clone(),
                 }
             }
+            Filter::Like { field, pattern } => {
+                string_path(meta, field)?;
+                Filter::Like {
+                    field: field.clone(),
+                    pattern: pattern.clone(),
+                }
+            }
             Filter::ArrayContains { field, value } => {
                 let ty = path_type(meta, field)?;
                 let elem = match ty {
@@ -293,7 +312,7 @@ fn string_path(meta: &EntityMeta, path: &str) -> Result<()> {
     match path_type(meta, path)? {
         FieldType::Scalar(ScalarType::String | ScalarType::Enum) | FieldType::Json => Ok(()),
         other => Err(Error::invalid_input(format!(
-            "starts_with/contains need a string field; `{path}` is {other:?}"
+            "starts_with/contains/like need a string field; `{path}` is {other:?}"
         ))),
     }
 }
@@ -396,6 +415,25 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .contains("max_values")
+        );
+        let long = Filter::field("s").like(
+            super::super::Pattern::new()
+                .literal("a")
+                .any()
+                .literal("b")
+                .one(),
+        );
+        assert!(
+            long.check_limits(&l)
+                .unwrap_err()
+                .to_string()
+                .contains("max_nodes")
+        );
+        assert!(
+            Filter::field("s")
+                .like(super::super::Pattern::new().literal("a").any().one())
+                .check_limits(&l)
+                .is_ok()
         );
         assert!(FilterLimits { max_depth: 0, ..l }.validate().is_err());
         assert!(FilterLimits { max_depth: 65, ..l }.validate().is_err());

@@ -11,6 +11,29 @@ use crate::query::{Direction, SortKey};
 use crate::value::Value;
 
 use super::ast::{CompareOp, FieldPath, Filter};
+use super::pattern::Pattern;
+
+fn like(field: &FieldPath, pattern: Pattern) -> Filter {
+    Filter::Like {
+        field: field.clone(),
+        pattern,
+    }
+}
+
+fn eq_ic(field: &FieldPath, value: &str) -> Filter {
+    like(field, Pattern::new().literal(value).ignore_case())
+}
+
+fn prefix_ic(field: &FieldPath, prefix: &str) -> Filter {
+    like(field, Pattern::new().literal(prefix).any().ignore_case())
+}
+
+fn contains_ic(field: &FieldPath, substring: &str) -> Filter {
+    like(
+        field,
+        Pattern::new().any().literal(substring).any().ignore_case(),
+    )
+}
 
 impl Filter {
     /// Start an untyped condition on a field path (checked against the
@@ -180,12 +203,22 @@ impl<E, T> Field<E, T> {
     }
 }
 
-/// String operations, for `String` and `Option<String>` fields.
+/// String operations, for `String` and `Option<String>` fields. None of
+/// them matches null; the ignore-case ones follow the case-folding rule of
+/// the [module docs](crate::filter).
 pub trait StringField {
     /// Literal, case-sensitive prefix test.
     fn starts_with(&self, prefix: &str) -> Filter;
     /// Literal, case-sensitive substring test.
     fn contains(&self, substring: &str) -> Filter;
+    /// Equal ignoring case.
+    fn eq_ignore_case(&self, value: &str) -> Filter;
+    /// Literal prefix test ignoring case.
+    fn starts_with_ignore_case(&self, prefix: &str) -> Filter;
+    /// Literal substring test ignoring case.
+    fn contains_ignore_case(&self, substring: &str) -> Filter;
+    /// The whole value matches the escape-safe [`Pattern`].
+    fn like(&self, pattern: Pattern) -> Filter;
 }
 macro_rules! string_field {
     ($($t:ty),*) => {$(
@@ -195,6 +228,18 @@ macro_rules! string_field {
             }
             fn contains(&self, substring: &str) -> Filter {
                 Filter::Contains { field: self.path.clone(), substring: substring.to_string() }
+            }
+            fn eq_ignore_case(&self, value: &str) -> Filter {
+                eq_ic(&self.path, value)
+            }
+            fn starts_with_ignore_case(&self, prefix: &str) -> Filter {
+                prefix_ic(&self.path, prefix)
+            }
+            fn contains_ignore_case(&self, substring: &str) -> Filter {
+                contains_ic(&self.path, substring)
+            }
+            fn like(&self, pattern: Pattern) -> Filter {
+                like(&self.path, pattern)
             }
         }
     )*};
@@ -300,6 +345,22 @@ impl UntypedField {
             field: self.path.clone(),
             substring: substring.to_string(),
         }
+    }
+    /// Equal ignoring case.
+    pub fn eq_ignore_case(&self, value: &str) -> Filter {
+        eq_ic(&self.path, value)
+    }
+    /// Literal prefix ignoring case.
+    pub fn starts_with_ignore_case(&self, prefix: &str) -> Filter {
+        prefix_ic(&self.path, prefix)
+    }
+    /// Literal substring ignoring case.
+    pub fn contains_ignore_case(&self, substring: &str) -> Filter {
+        contains_ic(&self.path, substring)
+    }
+    /// The whole value matches the escape-safe [`Pattern`].
+    pub fn like(&self, pattern: Pattern) -> Filter {
+        like(&self.path, pattern)
     }
     /// Array element.
     pub fn has(&self, value: impl Into<Value>) -> Filter {

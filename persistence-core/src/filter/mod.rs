@@ -15,6 +15,34 @@
 //!   sensitive, no locale collation. `starts_with` and `contains` are literal,
 //!   case-sensitive substring tests: `%`, `_`, `*`, regex characters have no
 //!   special meaning.
+//! * **Ignoring case** (`eq_ignore_case`, `starts_with_ignore_case`,
+//!   `contains_ignore_case`, [`Pattern::ignore_case`]): both sides are
+//!   compared after replacing each character by its Unicode lowercase
+//!   mapping, one character at a time, with no context and no language
+//!   tailoring ([`fold_case`], Rust's `char::to_lowercase`): `É`/`é`,
+//!   `Σ`/`σ`, `ΑΘΉΝΑ`/`αθήνα` match; `ß` stays `ß`, so `Straße` does *not*
+//!   match `STRASSE` (that would be full case *folding*, which no SQL
+//!   `lower()` does). Characters whose case folding differs from their
+//!   lowercase (`ς` final sigma, `ſ` long s, …) compare unspecified:
+//!   MongoDB's caseless regex folds them, `lower()` does not. Backends: memory in Rust; PostgreSQL with `lower(col)` on both
+//!   sides (the database's `LC_CTYPE` must be a UTF-8 locale or ICU, as
+//!   `C.UTF-8`/`en_US.UTF-8` are: under plain `C`, `lower()` folds ASCII
+//!   only); MongoDB with an anchored `$regex` over the escaped text and the
+//!   `i` option. SQLite's built-in `lower()`/`LIKE` fold ASCII letters
+//!   only, so there `é` does not match `É`: backends like it report
+//!   [`Capabilities::unicode_case_folding`](crate::Capabilities::unicode_case_folding)
+//!   `false`, and only ASCII letters match across case.
+//! * **Patterns** ([`Pattern`], `like`): literal parts match only
+//!   themselves (`%`, `_`, `\`, `*`, regex characters included), `any()`
+//!   any run of characters (also none), `one()` exactly one Unicode code
+//!   point; the whole value must match. Null never matches.
+//! * **Indexes.** On PostgreSQL, `eq_ignore_case` is `lower(col) = lower($1)`,
+//!   served by a `lower(col)` expression index; `like`,
+//!   `starts_with_ignore_case` and `contains_ignore_case` are
+//!   `[lower(]col[)] LIKE $1 ESCAPE '\'`, served by a pg_trgm GIN index on
+//!   the same expression (`gin (lower(col) gin_trgm_ops)`). On SQLite,
+//!   case-sensitive `like` is `GLOB` and the ignore-case forms are
+//!   `LIKE … ESCAPE '\'` (a `COLLATE NOCASE` index can serve a prefix).
 //! * **Sort order:** null is lowest (first ascending, last descending);
 //!   otherwise the same order as comparisons. Ties are broken by the id, ascending,
 //!   so every query has a total, repeatable order.
@@ -47,7 +75,9 @@
 mod ast;
 mod check;
 mod field;
+mod pattern;
 
 pub use ast::{CompareOp, FieldPath, Filter};
 pub use check::FilterLimits;
 pub use field::{Compatible, Field, StringField, UntypedField};
+pub use pattern::{Pattern, PatternPart, fold_case};

@@ -20,7 +20,8 @@
 //! The files follow the backend crates' names: `codec.rs` (map keys and the
 //! stored row of an entity), `store.rs` (the table: rows and unique
 //! indexes), `query.rs` (filter evaluation, sorting, offset and limit) and
-//! `repository.rs` (the [`Repository`](crate::Repository) implementation).
+//! `repository.rs` (the [`Repository`](crate::Repository) implementation),
+//! `select.rs` (projections and distinct values).
 //! Memory has no configuration, schema (`ensure_schema` does nothing),
 //! driver errors, transactions, tenants or connection pool, so it has none
 //! of those files.
@@ -28,6 +29,7 @@
 mod codec;
 mod query;
 mod repository;
+mod select;
 mod store;
 
 pub use codec::Key;

@@ -142,6 +142,9 @@ pub fn matches(filter: &Filter, record: &Record, meta: &EntityMeta) -> bool {
         Filter::Contains { field, substring } => {
             matches!(value_at(field), Value::String(s) if s.contains(substring.as_str()))
         }
+        Filter::Like { field, pattern } => {
+            matches!(value_at(field), Value::String(s) if pattern.matches(s))
+        }
         Filter::ArrayContains { field, value } => match value_at(field) {
             Value::Array(items) => items.iter().any(|x| eq(x, value)),
             _ => false,

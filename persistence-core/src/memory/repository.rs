@@ -10,10 +10,11 @@ use crate::error::{Error, Result};
 use crate::filter::Filter;
 use crate::query::{Cursor, Page, Query};
 use crate::repository::{BoxStream, Capabilities, Repository, support};
-use crate::value::Record;
+use crate::value::{Record, Value};
 
 use super::codec::{Key, PRECISION, id_key, key_of, prepare, unique_indexes};
 use super::query::{matches, select};
+use super::select::{distinct, select_fields};
 use super::store::State;
 
 /// A concurrent in-memory repository. Cheap to clone (shares the data).
@@ -252,6 +253,15 @@ impl<E: Entity> Repository<E> for MemoryRepository<E> {
         support::page_via_find(self, query, cursor)
             .await
             .map_err(|e| e.in_context(E::meta().name, "page"))
+    }
+
+    async fn select(&self, query: &Query, fields: &[&str]) -> Result<Vec<Value>> {
+        select_fields(&self.state, query, fields)
+            .map_err(|e| e.in_context(E::meta().name, "select"))
+    }
+
+    async fn distinct(&self, field: &str, filter: &Filter) -> Result<Vec<Value>> {
+        distinct(&self.state, field, filter).map_err(|e| e.in_context(E::meta().name, "distinct"))
     }
 }
 

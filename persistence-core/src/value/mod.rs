@@ -23,6 +23,7 @@ use crate::error::{Error, Result};
 
 mod record;
 
+pub(crate) use record::NamedField;
 pub use record::{Record, TimestampPrecision};
 #[cfg(feature = "decimal")]
 pub use rust_decimal::Decimal;

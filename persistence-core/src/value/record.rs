@@ -165,7 +165,7 @@ impl Record {
 }
 
 /// A field's value while an entity is rebuilt: an error in it names the field.
-struct NamedField(&'static str, serde_value::Value);
+pub(crate) struct NamedField(pub(crate) &'static str, pub(crate) serde_value::Value);
 
 impl NamedField {
     fn parts(

@@ -1,5 +1,6 @@
 //! Checked filters and sort keys of one entity into SQL ([`Translator`]):
-//! code-point string order, literal `starts_with` / `contains`, two-valued
+//! code-point string order, literal `starts_with` / `contains`, `like`
+//! patterns and ignore-case tests (in `text.rs`), two-valued
 //! negation, nested JSON paths and `IN` lists, per dialect (the semantics
 //! are listed in the crate docs).
 
@@ -14,6 +15,7 @@ use crate::codec::to_bind;
 use crate::query::{Dialect, Sql};
 
 mod list;
+mod text;
 
 fn is_text(ty: FieldType) -> bool {
     matches!(ty, FieldType::Scalar(ScalarType::String | ScalarType::Enum))
@@ -451,6 +453,10 @@ impl Translator<'_> {
             Filter::ArrayContains { field, value } => {
                 let path = self.meta.resolve_path(field)?;
                 self.array_contains(sql, &path, value)?;
+            }
+            Filter::Like { field, pattern } => {
+                let path = self.meta.resolve_path(field)?;
+                self.like(sql, &path, pattern)?;
             }
             Filter::Invalid(msg) => return Err(Error::invalid_input(msg.clone())),
         }

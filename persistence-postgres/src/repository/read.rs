@@ -16,7 +16,12 @@ use crate::store::conn::Conn;
 impl<E: Entity> RelationalRepository<E> {
     /// `SELECT ... WHERE ... ORDER BY ... LIMIT ... OFFSET ...` for a checked query.
     pub(super) fn select_sql(&self, q: &Query) -> Result<Sql> {
-        let mut sql = self.select_head();
+        self.select_sql_from(self.select_head(), q)
+    }
+
+    /// `head` (a `SELECT ... FROM table`) followed by the query's filter,
+    /// order, limit and offset.
+    pub(super) fn select_sql_from(&self, mut sql: Sql, q: &Query) -> Result<Sql> {
         if !q.filter.is_all() {
             sql.push(" WHERE ");
             self.tr().filter(&mut sql, &q.filter)?;

@@ -20,7 +20,9 @@ pub mod outcomes;
 pub mod paging;
 pub mod read;
 pub mod roundtrip;
+pub mod select;
 mod support;
+pub mod text;
 
 // The cases stay reachable at their old paths (`cases::roundtrip_all_types`).
 pub use self::concurrency::*;
@@ -32,6 +34,8 @@ pub use self::outcomes::*;
 pub use self::paging::*;
 pub use self::read::*;
 pub use self::roundtrip::*;
+pub use self::select::*;
+pub use self::text::*;
 
 /// One conformance case for backend `B`.
 pub struct Case<B: Backend> {
