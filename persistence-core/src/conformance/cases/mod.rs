@@ -17,9 +17,11 @@ pub mod filter;
 pub mod filter_edge;
 pub mod outcomes;
 pub mod paging;
+pub mod pop;
 pub mod read;
 pub mod roundtrip;
 mod support;
+pub mod update;
 
 // The cases stay reachable at their old paths (`cases::roundtrip_all_types`).
 pub use self::concurrency::*;
@@ -28,8 +30,10 @@ pub use self::filter::*;
 pub use self::filter_edge::*;
 pub use self::outcomes::*;
 pub use self::paging::*;
+pub use self::pop::*;
 pub use self::read::*;
 pub use self::roundtrip::*;
+pub use self::update::*;
 
 /// One conformance case for backend `B`.
 pub struct Case<B: Backend> {
