@@ -14,6 +14,7 @@ use crate::codec::to_bind;
 use crate::query::{Dialect, Sql};
 
 mod list;
+pub(crate) mod update;
 
 fn is_text(ty: FieldType) -> bool {
     matches!(ty, FieldType::Scalar(ScalarType::String | ScalarType::Enum))
