@@ -67,6 +67,7 @@ pub mod schema;
 pub mod store;
 pub mod tenant;
 pub mod transaction;
+mod update;
 pub mod watch;
 
 // Old module paths, kept for one release (see the README): `convert` is
