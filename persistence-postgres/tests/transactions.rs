@@ -2,7 +2,7 @@
 mod common;
 
 use common::*;
-use persistence_core::{Error, ErrorKind, Filter, Repository};
+use persistence_core::{Error, ErrorKind, Filter, Guard, Query, Repository, Update};
 use persistence_postgres::{IsolationLevel, RelationalStore};
 
 async fn failure_after_two_writes_leaves_neither(store: &RelationalStore) {
@@ -140,6 +140,61 @@ async fn isolation_level_selectable(store: &RelationalStore) {
     assert_eq!(stored.version, 1);
 }
 
+/// `patch`, `update_where` and `find_one_and_delete` of a transaction
+/// repository run in the transaction: rolled back with it, kept on commit.
+async fn partial_updates_follow_the_unit(store: &RelationalStore) {
+    let repo = store.repository::<Thing>();
+    repo.ensure_schema().await.expect("schema");
+    repo.insert_many(&[thing(1), thing(2)]).await.expect("seed");
+    let (id1, id2) = (thing(1).id, thing(2).id);
+    let big = thing(1).big;
+    let outcome: Result<(), Error> = store
+        .transaction(|tx| {
+            Box::pin(async move {
+                let things = tx.repository::<Thing>();
+                let got = things
+                    .patch(
+                        &id1,
+                        &Update::new().inc(Thing::BIG, 5),
+                        &Guard::when(Thing::BIG.gte(big)).and_version(1),
+                    )
+                    .await?;
+                assert_eq!((got.big, got.version), (big + 5, 2));
+                assert_eq!(
+                    things
+                        .update_where(&Filter::all(), &Update::new().inc(Thing::SMALL, 1))
+                        .await?,
+                    2
+                );
+                let popped = things
+                    .find_one_and_delete(&Query::filter(Thing::ID.eq(id2)))
+                    .await?;
+                assert_eq!(popped.map(|t| t.id), Some(id2));
+                Err(Error::invalid_input("roll it all back"))
+            })
+        })
+        .await;
+    assert!(outcome.is_err());
+    let t1 = repo.get(&id1).await.expect("get").expect("row 1");
+    assert_eq!((t1.big, t1.small, t1.version), (big, thing(1).small, 1));
+    assert!(
+        repo.get(&id2).await.expect("get").is_some(),
+        "the pop was rolled back"
+    );
+    store
+        .transaction(|tx| {
+            Box::pin(async move {
+                tx.repository::<Thing>()
+                    .patch(&id1, &Update::new().inc(Thing::BIG, 5), &Guard::none())
+                    .await
+            })
+        })
+        .await
+        .expect("committed unit");
+    let t1 = repo.get(&id1).await.expect("get").expect("row 1");
+    assert_eq!((t1.big, t1.version), (big + 5, 2));
+}
+
 macro_rules! both {
     ($($name:ident),*) => {
         mod postgres {
@@ -181,7 +236,8 @@ both!(
     failure_after_two_writes_leaves_neither,
     ok_commits_and_savepoints_nest,
     panic_rolls_back,
-    isolation_level_selectable
+    isolation_level_selectable,
+    partial_updates_follow_the_unit
 );
 
 /// Write skew under SERIALIZABLE: one of two units fails with SQLSTATE 40001,
