@@ -300,4 +300,82 @@ mod tests {
         assert_eq!(ceil_div(7, -2), -3);
         assert_eq!(ceil_div(6, 3), 2);
     }
+
+    /// The range condition admits exactly the rows the reference
+    /// application can update without overflow.
+    #[cfg(feature = "conformance")]
+    #[test]
+    fn range_filter_agrees_with_the_reference() {
+        use crate::conformance::entities::{Account, Person, person};
+        use crate::entity::Entity;
+        use crate::memory::matches;
+        use crate::update::Update;
+        use crate::value::Record;
+
+        let operands = [0, 1, -1, 2, -2, 3, 7, -7, i64::MAX, i64::MIN + 1, i64::MIN];
+        let balances = [
+            0,
+            1,
+            -1,
+            5,
+            i64::MAX,
+            i64::MAX - 1,
+            i64::MIN,
+            i64::MIN + 1,
+            i64::MAX / 2,
+            i64::MAX / 2 + 1,
+            i64::MIN / 2,
+            i64::MIN / 2 - 1,
+            i64::MAX / 7 + 1,
+            i64::MIN / 7 - 1,
+        ];
+        let meta = Account::meta();
+        for n in operands {
+            for u in [
+                Update::<Account>::new().inc(Account::BALANCE, n),
+                Update::<Account>::new().mul(Account::BALANCE, n),
+            ] {
+                let u = u.checked(meta).unwrap();
+                let f = u.range_filter(meta).map(|f| f.checked(meta).unwrap());
+                for b in balances {
+                    let a = Account {
+                        id: "a".into(),
+                        tenant: "t".into(),
+                        handle: "h".into(),
+                        balance: b,
+                    };
+                    let r = Record::from_entity(&a).unwrap();
+                    let fits = u.apply_to(meta, &r).is_ok();
+                    let admitted = f.as_ref().is_none_or(|f| matches(f, &r, meta));
+                    assert_eq!(fits, admitted, "{u:?} on {b}");
+                }
+            }
+        }
+        let meta = Person::meta();
+        let ages = [
+            None,
+            Some(0),
+            Some(i32::MAX),
+            Some(i32::MIN),
+            Some(i32::MAX / 3 + 1),
+            Some(-5),
+        ];
+        for n in [1, -1, 3, -3, i32::MAX, i32::MIN] {
+            for u in [
+                Update::<Person>::new().inc(Person::AGE, n),
+                Update::<Person>::new().mul(Person::AGE, n),
+            ] {
+                let u = u.checked(meta).unwrap();
+                let f = u.range_filter(meta).map(|f| f.checked(meta).unwrap());
+                for age in ages {
+                    let mut p = person(1);
+                    p.age = age;
+                    let r = Record::from_entity(&p).unwrap();
+                    let fits = u.apply_to(meta, &r).is_ok();
+                    let admitted = f.as_ref().is_none_or(|f| matches(f, &r, meta));
+                    assert_eq!(fits, admitted, "{u:?} on {age:?}");
+                }
+            }
+        }
+    }
 }
