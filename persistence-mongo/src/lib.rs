@@ -31,11 +31,17 @@
 //! * `insert_many` is all-or-nothing (its own transaction) when the
 //!   deployment supports transactions, an ordered insert that reports how
 //!   many rows landed otherwise; see [`MongoRepository`].
+//! * `patch` / `update_where` are one `findOneAndUpdate` / `updateMany` with
+//!   an update pipeline that writes down the framework's null rules (every
+//!   value `$literal`), guarded against integer overflow in the filter;
+//!   `find_one_and_delete` is `findOneAndDelete` with the query's sort (see
+//!   `persistence_core::update` for the rules).
 //!
 //! The files are those of every backend crate: `store` (the connected
 //! handle), `config`, `repository`, `query` (filters → BSON), `codec`
 //! (documents ↔ entities), `schema`, `error`, `transaction`, `tenant`,
-//! `pool` (pool status for the metrics), plus `aggregate` and `watch`.
+//! `pool` (pool status for the metrics), plus `aggregate`, `watch` and
+//! `update` (a checked `Update` → the update pipeline).
 //!
 //! ```no_run
 //! use persistence_core::{Entity, Repository};
@@ -71,6 +77,7 @@ pub mod schema;
 pub mod store;
 pub mod tenant;
 pub mod transaction;
+mod update;
 pub mod watch;
 
 // Old module paths, kept for one release (see the README): `convert` is

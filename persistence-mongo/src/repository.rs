@@ -2,7 +2,8 @@
 //! type, its construction and the trait impl. Its per-repository settings
 //! (`with_*`) are in `repository/settings.rs`; what the writes share
 //! (documents as stored, version checks, naming the index behind a
-//! duplicate key, the transactional `insert_many`) in `repository/write.rs`.
+//! duplicate key, the transactional `insert_many`) in `repository/write.rs`;
+//! `patch`, `update_where` and `find_one_and_delete` in `repository/patch.rs`.
 
 use std::collections::HashMap;
 use std::marker::PhantomData;
@@ -17,8 +18,8 @@ use mongodb::options::ReturnDocument;
 use mongodb::{ClientSession, Collection, Database};
 use persistence_core::repository::support;
 use persistence_core::{
-    BoxStream, Capabilities, Cursor, Entity, Error, Filter, Page, Query, Repository, Result,
-    TimestampPrecision, Value,
+    BoxStream, Capabilities, Cursor, Entity, Error, Filter, Guard, Page, Query, Repository, Result,
+    TimestampPrecision, Update, Value,
 };
 use tokio::sync::Mutex;
 
@@ -44,6 +45,7 @@ macro_rules! exec {
 /// [`crate::transaction`]; defined here, where the repository holds it).
 pub type SharedSession = Arc<Mutex<ClientSession>>;
 
+mod patch;
 mod raw;
 mod select;
 mod settings;
@@ -590,5 +592,17 @@ impl<E: Entity> Repository<E> for MongoRepository<E> {
 
     async fn distinct(&self, field: &str, filter: &Filter) -> Result<Vec<Value>> {
         self.distinct_values(field, filter).await
+    }
+
+    async fn patch(&self, id: &E::Id, update: &Update<E>, guard: &Guard) -> Result<E> {
+        self.patch_doc(id, update, guard).await
+    }
+
+    async fn update_where(&self, filter: &Filter, update: &Update<E>) -> Result<u64> {
+        self.update_where_docs(filter, update).await
+    }
+
+    async fn find_one_and_delete(&self, query: &Query) -> Result<Option<E>> {
+        self.pop(query).await
     }
 }

@@ -2,7 +2,7 @@
 mod common;
 
 use common::with_store;
-use persistence_core::{Entity, Error, ErrorKind, Filter, Repository};
+use persistence_core::{Entity, Error, ErrorKind, Filter, Guard, Query, Repository, Update};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Entity)]
@@ -163,7 +163,7 @@ async fn write_conflicts_are_retried() {
 /// its session: they see its uncommitted writes.
 #[tokio::test]
 async fn select_and_distinct_in_a_transaction() {
-    use persistence_core::{Query, SelectExt};
+    use persistence_core::SelectExt;
     #[derive(Debug, PartialEq, Deserialize)]
     struct Slim {
         value: i64,
@@ -207,6 +207,70 @@ async fn select_and_distinct_in_a_transaction() {
                 .expect("distinct")
                 .is_empty()
         );
+    })
+    .await;
+}
+
+/// `patch`, `update_where` and `find_one_and_delete` inside a transaction
+/// run on its session: aborted with it, kept on commit.
+#[tokio::test]
+async fn partial_updates_follow_the_transaction() {
+    with_store(|store| async move {
+        let repo = store.repository::<Counter>();
+        repo.ensure_schema().await.expect("schema");
+        if !store.supports_transactions().await.expect("hello") {
+            eprintln!("SKIPPED: the server is not a replica set");
+            return;
+        }
+        let seed = |id: &str, value| Counter {
+            id: id.into(),
+            version: 0,
+            value,
+        };
+        repo.insert_many(&[seed("a", 10), seed("b", 20)])
+            .await
+            .expect("seed");
+        let err = store
+            .transaction(|tx| async move {
+                let c = tx.repository::<Counter>();
+                let got = c
+                    .patch(
+                        &"a".to_string(),
+                        &Update::new().inc(Counter::VALUE, -4),
+                        &Guard::when(Counter::VALUE.gte(4)).and_version(1),
+                    )
+                    .await?;
+                assert_eq!((got.value, got.version), (6, 2));
+                let n = c
+                    .update_where(&Filter::all(), &Update::new().mul(Counter::VALUE, 2))
+                    .await?;
+                assert_eq!(n, 2);
+                let popped = c
+                    .find_one_and_delete(&Query::all().sort(Counter::VALUE.desc()))
+                    .await?;
+                assert_eq!(popped.map(|p| (p.id, p.value)), Some(("b".into(), 40)));
+                Err::<(), _>(Error::invalid_input("abort"))
+            })
+            .await
+            .expect_err("aborted");
+        assert_eq!(err.kind(), &ErrorKind::InvalidInput);
+        let a = repo.get(&"a".to_string()).await.expect("get").expect("a");
+        assert_eq!((a.value, a.version), (10, 1), "nothing kept");
+        assert!(repo.get(&"b".to_string()).await.expect("get").is_some());
+        store
+            .transaction(|tx| async move {
+                tx.repository::<Counter>()
+                    .patch(
+                        &"a".to_string(),
+                        &Update::new().inc(Counter::VALUE, 1),
+                        &Guard::none(),
+                    )
+                    .await
+            })
+            .await
+            .expect("commit");
+        let a = repo.get(&"a".to_string()).await.expect("get").expect("a");
+        assert_eq!((a.value, a.version), (11, 2));
     })
     .await;
 }

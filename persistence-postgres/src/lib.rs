@@ -86,6 +86,19 @@
 //!   SQLite (path segments containing `"` or `\` are refused there).
 //!   `has` on arrays is `@>` on PostgreSQL and `json_each` on SQLite.
 //!
+//! ## Atomic partial updates
+//!
+//! `patch` is one `UPDATE ... SET "stock" = COALESCE("stock", 0) + $1,
+//! "version" = "version" + 1 WHERE "sku" = $2 AND <guard> RETURNING ...`;
+//! only when it returns no row does a read-only query tell `NotFound`, a
+//! stale version and a failed guard apart. `update_where` is one `UPDATE`
+//! (the count is the rows matched), `find_one_and_delete` one `DELETE ...
+//! WHERE id = (SELECT ... ORDER BY ... LIMIT 1 FOR UPDATE SKIP LOCKED)
+//! RETURNING ...` (no lock clause on SQLite, whose writes are serialized).
+//! Integer overflow fails the statement: nothing changes. The rules are
+//! `persistence_core::update`'s; SQLite refuses arithmetic and `min`/`max`
+//! on decimals (stored as text) with `Unsupported`.
+//!
 //! ## Where SQLite differs
 //!
 //! * It stores `NaN` as NULL and loses the sign of `-0.0` in `REAL` columns:

@@ -1,15 +1,17 @@
 //! [`RelationalRepository`], the [`Repository`] of one entity in one table
 //! of a [`RelationalStore`]: the shared statement helpers and the trait
 //! impl here, the read path in `repository/read.rs`, the write path in
-//! `repository/write.rs`, projections and distinct in `repository/select.rs`.
+//! `repository/write.rs`, projections and distinct in `repository/select.rs`,
+//! the atomic partial updates (`patch`, `update_where`,
+//! `find_one_and_delete`) in `repository/patch.rs`.
 
 use std::marker::PhantomData;
 use std::sync::Arc;
 
 use persistence_core::repository::support;
 use persistence_core::{
-    BoxStream, Capabilities, Cursor, Entity, EntityMeta, Error, Filter, Page, Query, Record,
-    Repository, Result, Value,
+    BoxStream, Capabilities, Cursor, Entity, EntityMeta, Error, Filter, Guard, Page, Query, Record,
+    Repository, Result, Update, Value,
 };
 use sea_orm::{DatabaseConnection, DbErr, QueryResult};
 
@@ -24,6 +26,7 @@ pub use crate::store::RelationalStore;
 use crate::store::conn::Conn;
 
 mod lock;
+mod patch;
 mod raw;
 mod read;
 mod select;
@@ -303,5 +306,17 @@ impl<E: Entity> Repository<E> for RelationalRepository<E> {
 
     async fn distinct(&self, field: &str, filter: &Filter) -> Result<Vec<Value>> {
         self.distinct_on(self.db(), field, filter).await
+    }
+
+    async fn patch(&self, id: &E::Id, update: &Update<E>, guard: &Guard) -> Result<E> {
+        self.patch_on(self.db(), id, update, guard).await
+    }
+
+    async fn update_where(&self, filter: &Filter, update: &Update<E>) -> Result<u64> {
+        self.update_where_on(self.db(), filter, update).await
+    }
+
+    async fn find_one_and_delete(&self, query: &Query) -> Result<Option<E>> {
+        self.find_one_and_delete_on(self.db(), query).await
     }
 }

@@ -39,7 +39,8 @@ use std::pin::Pin;
 
 use persistence_core::repository::support;
 use persistence_core::{
-    BoxStream, Capabilities, Cursor, Entity, Error, Filter, Page, Query, Repository, Result, Value,
+    BoxStream, Capabilities, Cursor, Entity, Error, Filter, Guard, Page, Query, Repository, Result,
+    Update, Value,
 };
 use sea_orm::{DatabaseTransaction, TransactionTrait};
 
@@ -276,5 +277,15 @@ impl<E: Entity> Repository<E> for TxRepository<'_, E> {
     }
     async fn distinct(&self, field: &str, filter: &Filter) -> Result<Vec<Value>> {
         self.repo.distinct_on(self.tx, field, filter).await
+    }
+
+    async fn patch(&self, id: &E::Id, update: &Update<E>, guard: &Guard) -> Result<E> {
+        self.repo.patch_on(self.tx, id, update, guard).await
+    }
+    async fn update_where(&self, filter: &Filter, update: &Update<E>) -> Result<u64> {
+        self.repo.update_where_on(self.tx, filter, update).await
+    }
+    async fn find_one_and_delete(&self, query: &Query) -> Result<Option<E>> {
+        self.repo.find_one_and_delete_on(self.tx, query).await
     }
 }

@@ -2,7 +2,7 @@
 mod common;
 
 use common::*;
-use persistence_core::{Error, ErrorKind, Filter, Repository};
+use persistence_core::{Error, ErrorKind, Filter, Guard, Query, Repository, Update};
 use persistence_postgres::{IsolationLevel, RelationalStore};
 
 async fn failure_after_two_writes_leaves_neither(store: &RelationalStore) {
@@ -177,10 +177,65 @@ macro_rules! both {
     };
 }
 
+/// `patch`, `update_where` and `find_one_and_delete` of a transaction
+/// repository run in the transaction: rolled back with it, kept on commit.
+async fn partial_updates_follow_the_unit(store: &RelationalStore) {
+    let repo = store.repository::<Thing>();
+    repo.ensure_schema().await.expect("schema");
+    repo.insert_many(&[thing(1), thing(2)]).await.expect("seed");
+    let (id1, id2) = (thing(1).id, thing(2).id);
+    let big = thing(1).big;
+    let outcome: Result<(), Error> = store
+        .transaction(|tx| {
+            Box::pin(async move {
+                let things = tx.repository::<Thing>();
+                let got = things
+                    .patch(
+                        &id1,
+                        &Update::new().inc(Thing::BIG, 5),
+                        &Guard::when(Thing::BIG.gte(big)).and_version(1),
+                    )
+                    .await?;
+                assert_eq!((got.big, got.version), (big + 5, 2));
+                assert_eq!(
+                    things
+                        .update_where(&Filter::all(), &Update::new().inc(Thing::SMALL, 1))
+                        .await?,
+                    2
+                );
+                let popped = things
+                    .find_one_and_delete(&Query::filter(Thing::ID.eq(id2)))
+                    .await?;
+                assert_eq!(popped.map(|t| t.id), Some(id2));
+                Err(Error::invalid_input("roll it all back"))
+            })
+        })
+        .await;
+    assert!(outcome.is_err());
+    let t1 = repo.get(&id1).await.expect("get").expect("row 1");
+    assert_eq!((t1.big, t1.small, t1.version), (big, thing(1).small, 1));
+    assert!(
+        repo.get(&id2).await.expect("get").is_some(),
+        "the pop was rolled back"
+    );
+    store
+        .transaction(|tx| {
+            Box::pin(async move {
+                tx.repository::<Thing>()
+                    .patch(&id1, &Update::new().inc(Thing::BIG, 5), &Guard::none())
+                    .await
+            })
+        })
+        .await
+        .expect("committed unit");
+    let t1 = repo.get(&id1).await.expect("get").expect("row 1");
+    assert_eq!((t1.big, t1.version), (big + 5, 2));
+}
+
 /// `select`, `select_as` and `distinct` on a transaction's repository see
 /// its uncommitted writes (they run on the transaction's connection).
 async fn select_and_distinct_in_a_unit_of_work(store: &RelationalStore) {
-    use persistence_core::{Query, SelectExt, StringField};
+    use persistence_core::{SelectExt, StringField};
     #[derive(Debug, PartialEq, serde::Deserialize)]
     struct Slim {
         code: i32,
@@ -235,7 +290,8 @@ both!(
     ok_commits_and_savepoints_nest,
     panic_rolls_back,
     isolation_level_selectable,
-    select_and_distinct_in_a_unit_of_work
+    select_and_distinct_in_a_unit_of_work,
+    partial_updates_follow_the_unit
 );
 
 /// Write skew under SERIALIZABLE: one of two units fails with SQLSTATE 40001,

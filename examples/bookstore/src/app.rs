@@ -11,8 +11,8 @@ use persistence::layer::{LayerExt, Metrics, metric_names};
 use persistence::mongo::{MongoStore, Pipeline};
 use persistence::postgres::{RelationalStore, TenantId, Tenants};
 use persistence::{
-    ConflictKind, Error, ErrorKind, Filter, Persistence, Query, Repository, Result,
-    SharedRepository,
+    ConflictKind, Error, ErrorKind, Filter, Guard, Persistence, Query, Repository, Result,
+    SharedRepository, Update,
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -30,9 +30,6 @@ pub const DEMO_PASSWORD: &str = "bookstore";
 
 /// Operations slower than this are logged and listed on the dashboard.
 pub const SLOW_THRESHOLD: Duration = Duration::from_millis(25);
-
-/// Checkout attempts on a version conflict before answering 409.
-const CHECKOUT_ATTEMPTS: u32 = 4;
 
 /// How the application is started.
 #[derive(Debug, Clone)]
@@ -181,7 +178,7 @@ pub enum CheckoutError {
     UnknownProduct(String),
     /// Bad request.
     Invalid(String),
-    /// Storage error (a `Conflict` is retried first).
+    /// Storage error.
     Store(Error),
 }
 
@@ -525,9 +522,16 @@ impl App {
     // ---- orders ----
 
     /// Check out `lines` for `customer`: one transaction that decrements the
-    /// stock of every line under its version and writes the order. A version
-    /// conflict (someone else bought the same product meanwhile) reruns the
-    /// whole transaction, up to 4 times; then it is a `Conflict`.
+    /// stock of every line with a guarded increment and writes the order.
+    ///
+    /// Each line is one statement on the server,
+    /// `UPDATE bs_inventory SET stock = stock - $1, version = version + 1
+    /// WHERE sku = $2 AND stock >= $1 RETURNING ...`: no read of the row
+    /// first, so no version conflict between buyers and no retry loop. A
+    /// concurrent buyer of the same SKU waits for the row lock and then
+    /// sees the new stock; a failed guard (`Conflict(Guard)`) is "out of
+    /// stock" and rolls the whole order back. SKUs are decremented in
+    /// sorted order, so two multi-line orders cannot deadlock.
     pub async fn checkout(
         &self,
         customer: Uuid,
@@ -555,52 +559,40 @@ impl App {
                 price_cents: p.price_cents,
             });
         }
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let lines = priced.clone();
-            let outcome = self
-                .main
-                .transaction(move |tx| {
-                    Box::pin(async move {
-                        let inventory = tx
-                            .repository::<Inventory>()
-                            .layer(Metrics::new("main").slow_threshold(SLOW_THRESHOLD));
-                        let orders = tx
-                            .repository::<Order>()
-                            .layer(Metrics::new("main").slow_threshold(SLOW_THRESHOLD));
-                        for line in &lines {
-                            let Some(mut row) = inventory.get(&line.sku).await? else {
-                                return Err(CheckoutError::UnknownProduct(line.sku.clone()));
-                            };
-                            if row.stock < line.qty {
+        self.main
+            .transaction(move |tx| {
+                Box::pin(async move {
+                    let inventory = tx
+                        .repository::<Inventory>()
+                        .layer(Metrics::new("main").slow_threshold(SLOW_THRESHOLD));
+                    let orders = tx
+                        .repository::<Order>()
+                        .layer(Metrics::new("main").slow_threshold(SLOW_THRESHOLD));
+                    for line in &priced {
+                        let take = Update::new().inc(Inventory::STOCK, -line.qty);
+                        let enough = Guard::when(Inventory::STOCK.gte(line.qty));
+                        match inventory.patch(&line.sku, &take, &enough).await {
+                            Ok(_) => {}
+                            Err(e) if e.kind() == &ErrorKind::Conflict(ConflictKind::Guard) => {
                                 return Err(CheckoutError::OutOfStock(line.sku.clone()));
                             }
-                            row.stock -= line.qty;
-                            inventory.update(&row).await?;
+                            Err(e) if e.is_not_found() => {
+                                return Err(CheckoutError::UnknownProduct(line.sku.clone()));
+                            }
+                            Err(e) => return Err(e.into()),
                         }
-                        let order = Order {
-                            id: Uuid::now_v7(),
-                            customer_id: customer,
-                            total_cents: lines.iter().map(|l| l.qty * l.price_cents).sum(),
-                            lines,
-                            created_at: Utc::now(),
-                        };
-                        Ok(orders.insert(&order).await?)
-                    })
+                    }
+                    let order = Order {
+                        id: Uuid::now_v7(),
+                        customer_id: customer,
+                        total_cents: priced.iter().map(|l| l.qty * l.price_cents).sum(),
+                        lines: priced,
+                        created_at: Utc::now(),
+                    };
+                    Ok(orders.insert(&order).await?)
                 })
-                .await;
-            match outcome {
-                Err(CheckoutError::Store(e))
-                    if matches!(e.kind(), ErrorKind::Conflict(_))
-                        && attempt < CHECKOUT_ATTEMPTS =>
-                {
-                    tracing::debug!(attempt, "checkout conflict, retrying");
-                    tokio::time::sleep(Duration::from_millis(u64::from(attempt) * 3)).await;
-                }
-                other => return other,
-            }
-        }
+            })
+            .await
     }
 
     /// A customer's orders, newest first.

@@ -269,7 +269,7 @@ async fn checkout(
         Err(CheckoutError::Store(e)) if matches!(e.kind(), ErrorKind::Conflict(_)) => {
             Err(ApiError(
                 StatusCode::CONFLICT,
-                "the stock changed during checkout too many times; try again".into(),
+                "a concurrent checkout conflicted with this one; try again".into(),
             ))
         }
         Err(CheckoutError::Store(e)) => Err(e.into()),

@@ -4,8 +4,9 @@
 //! team would use it: an HTTP (axum) bookstore with
 //!
 //! * customers, stock and orders in the relational database `main`
-//!   (PostgreSQL, or in-memory SQLite), one transaction per checkout and
-//!   optimistic locking on stock (version conflict → retry, then 409);
+//!   (PostgreSQL, or in-memory SQLite), one transaction per checkout that
+//!   takes the stock with a guarded atomic decrement (`patch` with
+//!   `inc(STOCK, -qty)` when `STOCK >= qty`; not enough stock → 409);
 //! * the product catalog (nested attributes, reviews) in the document
 //!   database `catalog` (MongoDB, or the memory store), with a top-rated
 //!   per category aggregation (a MongoDB pipeline; computed in the

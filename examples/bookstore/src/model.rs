@@ -24,7 +24,8 @@ pub struct Customer {
     pub version: i64,
 }
 
-/// Stock of one product (relational), updated under optimistic locking.
+/// Stock of one product (relational), taken by checkouts with a guarded
+/// atomic decrement (see `App::checkout`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Entity)]
 #[entity(name = "bs_inventory")]
 pub struct Inventory {
@@ -33,7 +34,7 @@ pub struct Inventory {
     pub sku: String,
     /// Units on hand.
     pub stock: i64,
-    /// Optimistic-locking version: a checkout that read an older version gets `Conflict`.
+    /// Version: every change (a checkout's decrement too) adds 1.
     #[entity(version)]
     pub version: i64,
 }

@@ -21,12 +21,14 @@
 //! stored row of an entity), `store.rs` (the table: rows and unique
 //! indexes), `query.rs` (filter evaluation, sorting, offset and limit) and
 //! `repository.rs` (the [`Repository`](crate::Repository) implementation),
-//! `select.rs` (projections and distinct values).
+//! `select.rs` (projections and distinct values) and `patch.rs` (`patch`, `update_where`, `find_one_and_delete` under the
+//! write lock, through the reference [`Update::apply_to`](crate::Update::apply_to)).
 //! Memory has no configuration, schema (`ensure_schema` does nothing),
 //! driver errors, transactions, tenants or connection pool, so it has none
 //! of those files.
 
 mod codec;
+mod patch;
 mod query;
 mod repository;
 mod select;

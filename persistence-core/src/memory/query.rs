@@ -20,27 +20,36 @@ pub(super) fn select<E: Entity>(
     state: &parking_lot::RwLock<State<E>>,
     query: &Query,
 ) -> Result<Vec<Arc<Row<E>>>> {
-    let meta = E::meta();
-    let q = query.checked(meta)?;
+    let q = query.checked(E::meta())?;
     let guard = state.read();
-    let mut rows: Vec<Arc<Row<E>>> = guard
+    let rows = matching(&guard, &q.filter);
+    drop(guard);
+    Ok(order(rows, &q))
+}
+
+/// The rows of a locked `state` matching a checked filter, unordered.
+pub(super) fn matching<E: Entity>(state: &State<E>, filter: &Filter) -> Vec<Arc<Row<E>>> {
+    let meta = E::meta();
+    state
         .rows
         .values()
-        .filter(|r| matches(&q.filter, &r.record, meta))
+        .filter(|r| matches(filter, &r.record, meta))
         .cloned()
-        .collect();
-    drop(guard);
-    sort_rows(&mut rows, &q.sort, meta);
+        .collect()
+}
+
+/// Sort the rows of a checked query, then apply its offset and limit.
+pub(super) fn order<E: Entity>(mut rows: Vec<Arc<Row<E>>>, q: &Query) -> Vec<Arc<Row<E>>> {
+    sort_rows(&mut rows, &q.sort, E::meta());
     let offset = usize::try_from(q.offset).unwrap_or(usize::MAX);
-    let rows: Vec<_> = match q.limit {
+    match q.limit {
         Some(l) => rows
             .into_iter()
             .skip(offset)
             .take(usize::try_from(l).unwrap_or(usize::MAX))
             .collect(),
         None => rows.into_iter().skip(offset).collect(),
-    };
-    Ok(rows)
+    }
 }
 
 fn sort_rows<E>(rows: &mut [Arc<Row<E>>], sort: &[SortKey], meta: &EntityMeta) {

@@ -10,9 +10,11 @@ use crate::error::{Error, Result};
 use crate::filter::Filter;
 use crate::query::{Cursor, Page, Query};
 use crate::repository::{BoxStream, Capabilities, Repository, support};
+use crate::update::{Guard, Update};
 use crate::value::{Record, Value};
 
 use super::codec::{Key, PRECISION, id_key, key_of, prepare, unique_indexes};
+use super::patch;
 use super::query::{matches, select};
 use super::select::{distinct, select_fields};
 use super::store::State;
@@ -262,6 +264,45 @@ impl<E: Entity> Repository<E> for MemoryRepository<E> {
 
     async fn distinct(&self, field: &str, filter: &Filter) -> Result<Vec<Value>> {
         distinct(&self.state, field, filter).map_err(|e| e.in_context(E::meta().name, "distinct"))
+    }
+
+    async fn patch(&self, id: &E::Id, update: &Update<E>, guard: &Guard) -> Result<E> {
+        let meta = E::meta();
+        let ctx = |e: Error| e.in_context(meta.name, "patch");
+        let update = update.checked(meta).map_err(ctx)?;
+        let filter = guard
+            .filter
+            .as_ref()
+            .map(|f| f.checked(meta))
+            .transpose()
+            .map_err(ctx)?;
+        if guard.version.is_some() && meta.version_index.is_none() {
+            return Err(ctx(Error::invalid_input(format!(
+                "{} has no version field to guard",
+                meta.name
+            ))));
+        }
+        let key = key_of::<E>(id).map_err(ctx)?;
+        let mut state = self.state.write();
+        patch::patch(&mut state, &key, &update, filter.as_ref(), guard).map_err(ctx)
+    }
+
+    async fn update_where(&self, filter: &Filter, update: &Update<E>) -> Result<u64> {
+        let meta = E::meta();
+        let ctx = |e: Error| e.in_context(meta.name, "update_where");
+        let update = update.checked(meta).map_err(ctx)?;
+        let f = filter.checked(meta).map_err(ctx)?;
+        let mut state = self.state.write();
+        patch::update_where(&mut state, &f, &update).map_err(ctx)
+    }
+
+    async fn find_one_and_delete(&self, query: &Query) -> Result<Option<E>> {
+        let meta = E::meta();
+        let q = query
+            .checked(meta)
+            .map_err(|e| e.in_context(meta.name, "find_one_and_delete"))?;
+        let mut state = self.state.write();
+        Ok(patch::pop(&mut state, &q))
     }
 }
 

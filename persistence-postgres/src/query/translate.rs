@@ -16,6 +16,7 @@ use crate::query::{Dialect, Sql};
 
 mod list;
 mod text;
+pub(crate) mod update;
 
 fn is_text(ty: FieldType) -> bool {
     matches!(ty, FieldType::Scalar(ScalarType::String | ScalarType::Enum))

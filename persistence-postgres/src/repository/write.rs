@@ -42,7 +42,7 @@ impl<E: Entity> RelationalRepository<E> {
     }
 
     /// The entity of the one row a write's `RETURNING` gave back.
-    fn returned(&self, rows: &[QueryResult], op: &'static str) -> Result<E> {
+    pub(super) fn returned(&self, rows: &[QueryResult], op: &'static str) -> Result<E> {
         let meta = E::meta();
         match rows.first() {
             Some(row) => self

@@ -18,11 +18,13 @@ pub mod filter_edge;
 pub mod locks;
 pub mod outcomes;
 pub mod paging;
+pub mod pop;
 pub mod read;
 pub mod roundtrip;
 pub mod select;
 mod support;
 pub mod text;
+pub mod update;
 
 // The cases stay reachable at their old paths (`cases::roundtrip_all_types`).
 pub use self::concurrency::*;
@@ -32,10 +34,12 @@ pub use self::filter_edge::*;
 pub use self::locks::*;
 pub use self::outcomes::*;
 pub use self::paging::*;
+pub use self::pop::*;
 pub use self::read::*;
 pub use self::roundtrip::*;
 pub use self::select::*;
 pub use self::text::*;
+pub use self::update::*;
 
 /// One conformance case for backend `B`.
 pub struct Case<B: Backend> {

@@ -22,9 +22,55 @@
 //! ```
 //!
 //! Backends apply an update in one statement on the server
-//! (`UPDATE … SET x = x + $1 … RETURNING`, MongoDB `$inc`/`$set`…), never by
-//! reading, changing and writing back in the client; a versioned entity gets
-//! `version + 1` in the same statement.
+//! (`UPDATE … SET x = x + $1 … RETURNING`, MongoDB `findOneAndUpdate`…),
+//! never by reading, changing and writing back in the client; a versioned
+//! entity gets `version + 1` in the same statement.
+//!
+//! # Semantics (every backend; the conformance suite pins them)
+//!
+//! * **Checking.** Before a backend sees it, an update is checked against
+//!   the entity's metadata ([`Update::checked`]); each of these is
+//!   [`InvalidInput`](crate::ErrorKind::InvalidInput) naming the field: an
+//!   empty update; a value that could not be serialized
+//!   ([`Update::invalid`]); an unknown path; the id field; the version field
+//!   (the repository manages it); two assignments on the same or
+//!   overlapping paths (`profile` and `profile.level`); `unset` (or `set`
+//!   to null) on a field that is not an `Option`; `inc`/`mul` on a
+//!   non-numeric field, `min`/`max` on a field without an order (booleans,
+//!   bytes, UUIDs, enums, arrays, JSON); `push`/`pull` on a field that is
+//!   not an array (and on nested paths); a value that does not normalize to
+//!   the field's type (`inc` of an `i32` field by a number past `i32`).
+//! * **Null.** `inc` and `mul` count a null field as 0 (`inc` sets it to
+//!   the operand, `mul` to 0); `min` and `max` on a null field set the
+//!   value; `push` on a null array gives `[value]`; `pull` on a null array
+//!   leaves it null.
+//! * **Arrays.** `push` appends one element; `pull` removes every element
+//!   equal to the value (the filter's equality), keeping the others in order.
+//! * **Overflow.** An `inc` or `mul` whose result leaves the range of an
+//!   integer field's type (`i64`, and the `i32`/`i16` column) is
+//!   `InvalidInput`, and nothing changes: for `patch` the row, for
+//!   `update_where` every row. Float arithmetic follows IEEE (overflow to
+//!   infinity is backend-specific: PostgreSQL refuses it); decimals are
+//!   exact where the backend stores decimals (SQLite stores them as text
+//!   and refuses arithmetic on them with `Unsupported`).
+//! * **Nested paths** inside JSON fields (`Person::PROFILE.nested::<i64>("level")`)
+//!   take `set`, `unset` (the value becomes JSON null), `inc`, `mul`,
+//!   `min` and `max` with JSON numbers; the objects above the addressed
+//!   value must exist (what happens to a missing parent differs between
+//!   backends). Several nested paths of one JSON field may be changed in
+//!   one update.
+//! * **Guards.** A [`Guard`] filter is evaluated on the stored row before
+//!   the change; a `patch` whose row is missing is `NotFound`, whose guard
+//!   version differs `Conflict(Version)`, whose guard filter does not match
+//!   `Conflict(Guard)`, checked in that order; nothing changes then. SQL
+//!   backends learn which of these it was from a second, read-only query
+//!   that runs only when the update matched no row.
+//! * **Versions.** Every row an update changes gets `version + 1` (once per
+//!   statement, however many fields change).
+//!
+//! [`Update::apply_to`] is the reference application of a checked update
+//! to a record: the memory backend uses it, and the other backends must
+//! give the same result.
 
 use std::marker::PhantomData;
 
@@ -32,6 +78,9 @@ use serde::Serialize;
 
 use crate::filter::{Compatible, Field, FieldPath, Filter};
 use crate::value::Value;
+
+mod apply;
+mod check;
 
 /// What an [`Update`] does to one field.
 #[derive(Debug, Clone, PartialEq)]
