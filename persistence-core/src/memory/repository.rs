@@ -5,12 +5,13 @@ use std::sync::Arc;
 
 use parking_lot::RwLock;
 
+use crate::aggregate::{GroupBy, aggregate_records};
 use crate::entity::Entity;
 use crate::error::{Error, Result};
 use crate::filter::Filter;
 use crate::query::{Cursor, Page, Query};
 use crate::repository::{BoxStream, Capabilities, Repository, support};
-use crate::value::Record;
+use crate::value::{Record, Value};
 
 use super::codec::{Key, PRECISION, id_key, key_of, prepare, unique_indexes};
 use super::query::{matches, select};
@@ -251,6 +252,20 @@ impl<E: Entity> Repository<E> for MemoryRepository<E> {
         support::page_via_find(self, query, cursor)
             .await
             .map_err(|e| e.in_context(E::meta().name, "page"))
+    }
+
+    async fn aggregate(&self, filter: &Filter, group: &GroupBy<E>) -> Result<Vec<Value>> {
+        let meta = E::meta();
+        let ctx = |e: Error| e.in_context(meta.name, "aggregate");
+        let plan = group.checked(meta).map_err(ctx)?;
+        let f = filter.checked(meta).map_err(ctx)?;
+        let state = self.state.read();
+        let matching = state
+            .rows
+            .values()
+            .filter(|r| matches(&f, &r.record, meta))
+            .map(|r| &r.record);
+        aggregate_records(&plan, matching).map_err(ctx)
     }
 }
 

@@ -11,6 +11,7 @@
 use crate::conformance::{Backend, CaseFuture};
 use crate::repository::Capabilities;
 
+pub mod aggregate;
 pub mod concurrency;
 pub mod crud;
 pub mod filter;
@@ -22,6 +23,7 @@ pub mod roundtrip;
 mod support;
 
 // The cases stay reachable at their old paths (`cases::roundtrip_all_types`).
+pub use self::aggregate::*;
 pub use self::concurrency::*;
 pub use self::crud::*;
 pub use self::filter::*;
