@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use persistence_core::repository::support;
 use persistence_core::{
-    BoxStream, Capabilities, Cursor, Entity, EntityMeta, Error, Filter, Page, Query, Record,
-    Repository, Result, Value,
+    BoxStream, Capabilities, Cursor, Entity, EntityMeta, Error, Filter, GroupBy, Page, Query,
+    Record, Repository, Result, Value,
 };
 use sea_orm::{DatabaseConnection, DbErr, QueryResult};
 
@@ -23,6 +23,7 @@ use crate::schema::TableInfo;
 pub use crate::store::RelationalStore;
 use crate::store::conn::Conn;
 
+mod aggregate;
 mod read;
 mod write;
 
@@ -286,5 +287,9 @@ impl<E: Entity> Repository<E> for RelationalRepository<E> {
         support::page_via_find(self, query, cursor)
             .await
             .map_err(|e| e.in_context(E::meta().name, "page"))
+    }
+
+    async fn aggregate(&self, filter: &Filter, group: &GroupBy<E>) -> Result<Vec<Value>> {
+        self.aggregate_on(self.db(), filter, group).await
     }
 }

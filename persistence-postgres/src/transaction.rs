@@ -34,7 +34,8 @@ use std::pin::Pin;
 
 use persistence_core::repository::support;
 use persistence_core::{
-    BoxStream, Capabilities, Cursor, Entity, Error, Filter, Page, Query, Repository, Result,
+    BoxStream, Capabilities, Cursor, Entity, Error, Filter, GroupBy, Page, Query, Repository,
+    Result, Value,
 };
 use sea_orm::{DatabaseTransaction, TransactionTrait};
 
@@ -262,5 +263,8 @@ impl<E: Entity> Repository<E> for TxRepository<'_, E> {
         support::page_via_find(self, query, cursor)
             .await
             .map_err(|e| e.in_context(E::meta().name, "page"))
+    }
+    async fn aggregate(&self, filter: &Filter, group: &GroupBy<E>) -> Result<Vec<Value>> {
+        self.repo.aggregate_on(self.tx, filter, group).await
     }
 }
