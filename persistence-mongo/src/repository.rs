@@ -17,8 +17,8 @@ use mongodb::options::ReturnDocument;
 use mongodb::{ClientSession, Collection, Database};
 use persistence_core::repository::support;
 use persistence_core::{
-    BoxStream, Capabilities, Cursor, Entity, Error, Filter, Page, Query, Repository, Result,
-    TimestampPrecision,
+    BoxStream, Capabilities, Cursor, Entity, Error, Filter, GroupBy, Page, Query, Repository,
+    Result, TimestampPrecision, Value,
 };
 use tokio::sync::Mutex;
 
@@ -44,6 +44,7 @@ macro_rules! exec {
 /// [`crate::transaction`]; defined here, where the repository holds it).
 pub type SharedSession = Arc<Mutex<ClientSession>>;
 
+mod group_by;
 mod settings;
 mod write;
 
@@ -574,5 +575,9 @@ impl<E: Entity> Repository<E> for MongoRepository<E> {
         support::page_via_find(self, query, cursor)
             .await
             .map_err(|e| e.in_context(E::meta().name, "page"))
+    }
+
+    async fn aggregate(&self, filter: &Filter, group: &GroupBy<E>) -> Result<Vec<Value>> {
+        self.group_by(filter, group).await
     }
 }

@@ -92,7 +92,7 @@ impl Acc {
             Acc::IntSum(None) | Acc::FloatSum(None) | Acc::Min(None) | Acc::Max(None) => {
                 Value::Null
             }
-            Acc::IntSum(Some(s)) => Value::I64(i64::try_from(s).map_err(|_| overflow(alias))?),
+            Acc::IntSum(Some(s)) => Value::I64(i64::try_from(s).map_err(|_| sum_overflow(alias))?),
             Acc::FloatSum(Some(s)) => Value::F64(s),
             #[cfg(feature = "decimal")]
             Acc::DecimalSum(s) => s.map_or(Value::Null, Value::Decimal),
@@ -119,7 +119,7 @@ fn as_f64(v: &Value) -> f64 {
 }
 
 /// The error of an integer sum outside the `i64` range (every backend reports it so).
-pub fn overflow(alias: &str) -> Error {
+pub fn sum_overflow(alias: &str) -> Error {
     Error::invalid_input(format!(
         "aggregate `{alias}`: the sum is outside the i64 range"
     ))
@@ -149,46 +149,74 @@ pub fn aggregate_records<'a>(
             acc.add(v);
         }
     }
-    // Each group as a record over the plan's columns (plus the placeholder id).
-    let mut rows: Vec<Record> = Vec::with_capacity(groups.len());
+    let mut rows = Vec::with_capacity(groups.len());
     for (key, accs) in groups {
         let mut values: Vec<Value> = key.into_iter().map(|k| k.0).collect();
         for (acc, a) in accs.into_iter().zip(&plan.aggregates) {
             values.push(acc.finish(&a.alias)?);
         }
-        values.push(Value::I64(0));
-        rows.push(Record { values });
+        rows.push(values);
     }
-    let columns = plan.columns();
-    if let Some(h) = &plan.having {
-        rows.retain(|r| matches(h, r, columns));
+    plan.finish(rows)
+}
+
+impl AggregatePlan {
+    /// The column values of the group of no entities (no keys): `count` 0,
+    /// every other aggregate null.
+    pub fn empty_group(&self) -> Vec<Value> {
+        self.aggregates
+            .iter()
+            .map(|a| match a.func {
+                AggFn::Count => Value::I64(0),
+                _ => Value::Null,
+            })
+            .collect()
     }
-    let order: Vec<(usize, Direction)> = plan
-        .sort
-        .iter()
-        .filter_map(|s| columns.field(&s.field).map(|(i, _)| (i, s.direction)))
-        .collect();
-    rows.sort_by(|a, b| {
-        for (i, dir) in &order {
-            let o = a.get(*i).total_cmp(b.get(*i));
-            let o = if *dir == Direction::Desc {
-                o.reverse()
-            } else {
-                o
-            };
-            if o.is_ne() {
-                return o;
-            }
+
+    /// Finish grouped rows (column values in column order, one vector per
+    /// group): keep those matching `having`, sort, limit, and name them
+    /// ([`AggregatePlan::row`]). Backends that compute groups elsewhere may
+    /// finish them here (MongoDB does for groupings without keys).
+    pub fn finish(&self, groups: Vec<Vec<Value>>) -> Result<Vec<Value>> {
+        // Each group as a record over the plan's columns (plus the placeholder id).
+        let mut rows: Vec<Record> = groups
+            .into_iter()
+            .map(|mut values| {
+                values.push(Value::I64(0));
+                Record { values }
+            })
+            .collect();
+        let columns = self.columns();
+        if let Some(h) = &self.having {
+            rows.retain(|r| matches(h, r, columns));
         }
-        std::cmp::Ordering::Equal
-    });
-    if let Some(l) = plan.limit {
-        rows.truncate(usize::try_from(l).unwrap_or(usize::MAX));
+        let order: Vec<(usize, Direction)> = self
+            .sort
+            .iter()
+            .filter_map(|s| columns.field(&s.field).map(|(i, _)| (i, s.direction)))
+            .collect();
+        rows.sort_by(|a, b| {
+            for (i, dir) in &order {
+                let o = a.get(*i).total_cmp(b.get(*i));
+                let o = if *dir == Direction::Desc {
+                    o.reverse()
+                } else {
+                    o
+                };
+                if o.is_ne() {
+                    return o;
+                }
+            }
+            std::cmp::Ordering::Equal
+        });
+        if let Some(l) = self.limit {
+            rows.truncate(usize::try_from(l).unwrap_or(usize::MAX));
+        }
+        rows.into_iter()
+            .map(|mut r| {
+                r.values.truncate(self.width());
+                self.row(r.values)
+            })
+            .collect()
     }
-    rows.into_iter()
-        .map(|mut r| {
-            r.values.truncate(plan.width());
-            plan.row(r.values)
-        })
-        .collect()
 }

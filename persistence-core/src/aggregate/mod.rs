@@ -76,7 +76,7 @@ mod memory;
 mod typed;
 
 pub use check::{AggColumn, AggregatePlan, KeyColumn, MAX_COLUMNS};
-pub use memory::aggregate_records;
+pub use memory::{aggregate_records, sum_overflow};
 pub use typed::{AggregateExt, decode_row};
 
 /// An aggregate function.
