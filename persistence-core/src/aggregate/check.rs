@@ -195,7 +195,7 @@ impl<E> GroupBy<E> {
         for a in &self.aggregates {
             validate_identifier(&a.alias)
                 .map_err(|e| Error::invalid_input(format!("aggregate alias: {}", e.message())))?;
-            if names.iter().any(|n| *n == a.alias) {
+            if names.contains(&a.alias) {
                 return Err(Error::invalid_input(format!(
                     "aggregate alias `{}` is already the name of a key or another aggregate",
                     a.alias

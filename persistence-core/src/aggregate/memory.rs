@@ -72,15 +72,11 @@ impl Acc {
                 *s = s.saturating_add(*d);
                 *n += 1;
             }
-            (Acc::Min(m), v) => {
-                if m.as_ref().is_none_or(|x| v.total_cmp(x).is_lt()) {
-                    *m = Some(v.clone());
-                }
+            (Acc::Min(m), v) if m.as_ref().is_none_or(|x| v.total_cmp(x).is_lt()) => {
+                *m = Some(v.clone());
             }
-            (Acc::Max(m), v) => {
-                if m.as_ref().is_none_or(|x| v.total_cmp(x).is_gt()) {
-                    *m = Some(v.clone());
-                }
+            (Acc::Max(m), v) if m.as_ref().is_none_or(|x| v.total_cmp(x).is_gt()) => {
+                *m = Some(v.clone());
             }
             _ => {}
         }

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::support::*;
 use crate::Entity;
-use crate::aggregate::{AggFn, Aggregate, AggregateExt as _, GroupBy};
+use crate::aggregate::{AggFn, Aggregate, GroupBy};
 use crate::conformance::Backend;
 use crate::conformance::entities::ts;
 use crate::filter::Filter;
@@ -66,7 +66,7 @@ fn sales() -> Vec<Sale> {
     ]
 }
 
-async fn stocked<B: Backend>(b: &B) -> B::Repo<Sale> {
+pub(super) async fn stocked<B: Backend>(b: &B) -> B::Repo<Sale> {
     let repo = b.repo::<Sale>().await;
     let all = sales();
     assert_eq!(repo.insert_many(&all).await.unwrap(), all.len() as u64);
@@ -80,6 +80,16 @@ fn row(pairs: &[(&str, Value)]) -> Value {
             .map(|(k, v)| (k.to_string(), v.clone()))
             .collect::<BTreeMap<_, _>>(),
     )
+}
+
+/// The values of one column of the rows.
+fn column(rows: Vec<Value>, name: &str) -> Vec<Value> {
+    rows.into_iter()
+        .map(|r| match r {
+            Value::Object(mut o) => o.remove(name).unwrap_or_else(|| panic!("no {name}")),
+            other => panic!("row is not an object: {other:?}"),
+        })
+        .collect()
 }
 
 fn s(x: &str) -> Value {
@@ -283,14 +293,7 @@ pub async fn aggregate_having_on_aggregates<B: Backend>(b: &B) {
         .sum(Sale::AMOUNT)
         .alias("total")
         .having(Filter::field("total").gte(20).not());
-    let regions: Vec<Value> = run::<B>(&repo, &Filter::all(), &g)
-        .await
-        .into_iter()
-        .map(|r| match r {
-            Value::Object(mut o) => o.remove("region").unwrap(),
-            other => panic!("row is not an object: {other:?}"),
-        })
-        .collect();
+    let regions = column(run::<B>(&repo, &Filter::all(), &g).await, "region");
     assert_eq!(regions, vec![s("E"), s("S")]);
 }
 
@@ -330,14 +333,7 @@ pub async fn aggregate_sort_by_aggregate_desc_and_limit<B: Backend>(b: &B) {
         .key(Sale::REGION)
         .count()
         .sort(Filter::field("region").desc());
-    let regions: Vec<Value> = run::<B>(&repo, &Filter::all(), &g)
-        .await
-        .into_iter()
-        .map(|r| match r {
-            Value::Object(mut o) => o.remove("region").unwrap(),
-            other => panic!("row is not an object: {other:?}"),
-        })
-        .collect();
+    let regions = column(run::<B>(&repo, &Filter::all(), &g).await, "region");
     assert_eq!(regions, vec![s("S"), s("N"), s("E"), Value::Null]);
 }
 
@@ -543,68 +539,4 @@ pub async fn aggregate_sum_overflow_is_invalid_input<B: Backend>(b: &B) {
             ("sum_amount", Value::I64(i64::MAX))
         ])]
     );
-}
-
-/// A typed aggregate row.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-struct RegionStats {
-    region: Option<String>,
-    count: u64,
-    units: i64,
-    avg_amount: Option<f64>,
-    first: Option<DateTime<Utc>>,
-    top: Option<String>,
-}
-
-pub async fn aggregate_as_decodes_rows_into_a_struct<B: Backend>(b: &B) {
-    let repo = stocked(b).await;
-    let caps = repo.capabilities();
-    let g = GroupBy::new()
-        .key(Sale::REGION)
-        .count()
-        .sum(Sale::QTY)
-        .alias("units")
-        .avg(Sale::AMOUNT)
-        .min(Sale::AT)
-        .alias("first")
-        .max(Sale::PRODUCT)
-        .alias("top")
-        .sort(Filter::field("units").desc())
-        .limit(2);
-    let got: Vec<RegionStats> = repo
-        .aggregate_as(&Sale::QTY.gte(1), &g)
-        .await
-        .unwrap_or_else(|e| panic!("aggregate_as: {e}"));
-    assert_eq!(
-        got,
-        vec![
-            RegionStats {
-                region: Some("N".into()),
-                count: 3,
-                units: 8,
-                avg_amount: Some(15.0),
-                first: Some(fit_ts(&caps, ts(5))),
-                top: Some("pear".into()),
-            },
-            RegionStats {
-                region: Some("E".into()),
-                count: 1,
-                units: 7,
-                avg_amount: None,
-                first: Some(fit_ts(&caps, ts(15))),
-                top: Some("cherry".into()),
-            },
-        ]
-    );
-    // A struct that does not fit the rows is a decode error, not a panic.
-    #[derive(Debug, Deserialize)]
-    #[allow(dead_code)]
-    struct Wrong {
-        region: i64,
-    }
-    let r = repo.aggregate_as::<Wrong>(&Filter::all(), &g).await;
-    match r {
-        Err(e) => assert_eq!(kind(&e), &crate::error::ErrorKind::Decode, "{e}"),
-        Ok(v) => panic!("expected a decode error, got {v:?}"),
-    }
 }

@@ -12,6 +12,7 @@ use crate::conformance::{Backend, CaseFuture};
 use crate::repository::Capabilities;
 
 pub mod aggregate;
+pub mod aggregate_typed;
 pub mod concurrency;
 pub mod crud;
 pub mod filter;
@@ -24,6 +25,7 @@ mod support;
 
 // The cases stay reachable at their old paths (`cases::roundtrip_all_types`).
 pub use self::aggregate::*;
+pub use self::aggregate_typed::*;
 pub use self::concurrency::*;
 pub use self::crud::*;
 pub use self::filter::*;
