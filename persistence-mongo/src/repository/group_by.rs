@@ -99,7 +99,13 @@ fn pipeline(
                         )));
                     }
                 };
-                group.insert(&acc, doc! { op: &field });
+                // The average of decimals is a decimal in MongoDB; the core rule is a float.
+                let operand = if op == "$avg" && src == ScalarType::Decimal {
+                    Bson::Document(doc! { "$toDouble": &field })
+                } else {
+                    Bson::String(field.clone())
+                };
+                group.insert(&acc, doc! { op: operand });
                 project.insert(col, format!("${acc}"));
             }
         }
