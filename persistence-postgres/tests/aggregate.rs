@@ -48,7 +48,10 @@ async fn types_agree_with_memory(store: &RelationalStore) {
     let r = repo.aggregate(&Filter::all(), &decimals).await;
     if store.dialect() == persistence_postgres::Dialect::Postgres {
         let ours = r.expect("decimal aggregates on PostgreSQL");
-        let reference = memory.aggregate(&Filter::all(), &decimals).await.unwrap();
+        let reference = memory
+            .aggregate(&Filter::all(), &decimals)
+            .await
+            .expect("memory decimals");
         assert_eq!(ours, reference);
         assert!(matches!(
             &ours[0],
