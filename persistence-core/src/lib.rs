@@ -77,7 +77,7 @@ pub mod value;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 
-pub use aggregate::{AggFn, Aggregate, GroupBy};
+pub use aggregate::{AggFn, Aggregate, AggregateExt, GroupBy};
 pub use copy::{CopyOptions, CopyReport, copy_all};
 pub use entity::{
     Embedded, Entity, EntityId, EntityMeta, FieldKind, FieldMeta, FieldType, IndexMeta,

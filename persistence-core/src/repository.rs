@@ -17,7 +17,7 @@ use std::pin::Pin;
 
 use crate::aggregate::GroupBy;
 use crate::entity::Entity;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::filter::Filter;
 use crate::query::{Cursor, Page, Query};
 use crate::update::{Guard, Update};
@@ -167,10 +167,7 @@ pub trait Repository<E: Entity>: Send + Sync {
         id: &E::Id,
         update: &Update<E>,
         guard: &Guard,
-    ) -> impl Future<Output = Result<E>> + Send {
-        let _ = (id, update, guard);
-        std::future::ready(Err(not_yet("patch")))
-    }
+    ) -> impl Future<Output = Result<E>> + Send;
 
     /// Apply `update` to every row matching `filter` in one statement;
     /// returns how many rows matched (each was updated, its version bumped).
@@ -178,18 +175,12 @@ pub trait Repository<E: Entity>: Send + Sync {
         &self,
         filter: &Filter,
         update: &Update<E>,
-    ) -> impl Future<Output = Result<u64>> + Send {
-        let _ = (filter, update);
-        std::future::ready(Err(not_yet("update_where")))
-    }
+    ) -> impl Future<Output = Result<u64>> + Send;
 
     /// Delete the first row matching the query (in its order) and return it,
     /// atomically: two concurrent calls never return the same row (the
     /// job-queue "pop").
-    fn find_one_and_delete(&self, query: &Query) -> impl Future<Output = Result<Option<E>>> + Send {
-        let _ = query;
-        std::future::ready(Err(not_yet("find_one_and_delete")))
-    }
+    fn find_one_and_delete(&self, query: &Query) -> impl Future<Output = Result<Option<E>>> + Send;
 
     /// Only the named fields of the rows matching the query, each row a
     /// [`Value::Object`] keyed by stored field name. An unknown field is
@@ -199,10 +190,7 @@ pub trait Repository<E: Entity>: Send + Sync {
         &self,
         query: &Query,
         fields: &[&str],
-    ) -> impl Future<Output = Result<Vec<Value>>> + Send {
-        let _ = (query, fields);
-        std::future::ready(Err(not_yet("select")))
-    }
+    ) -> impl Future<Output = Result<Vec<Value>>> + Send;
 
     /// The distinct values of `field` among the rows matching `filter`, in
     /// ascending order (null last, when present). The field must be a
@@ -211,10 +199,7 @@ pub trait Repository<E: Entity>: Send + Sync {
         &self,
         field: &str,
         filter: &Filter,
-    ) -> impl Future<Output = Result<Vec<Value>>> + Send {
-        let _ = (field, filter);
-        std::future::ready(Err(not_yet("distinct")))
-    }
+    ) -> impl Future<Output = Result<Vec<Value>>> + Send;
 
     /// Group the rows matching `filter` and aggregate each group; each row a
     /// [`Value::Object`] of keys and aggregate aliases. See [`crate::aggregate`].
@@ -222,16 +207,7 @@ pub trait Repository<E: Entity>: Send + Sync {
         &self,
         filter: &Filter,
         group: &GroupBy<E>,
-    ) -> impl Future<Output = Result<Vec<Value>>> + Send {
-        let _ = (filter, group);
-        std::future::ready(Err(not_yet("aggregate")))
-    }
-}
-
-// TODO(#15): remove once every backend and decorator implements the new
-// methods; then they have no default and a decorator cannot forget one.
-fn not_yet(op: &'static str) -> Error {
-    Error::unsupported(format!("{op} is not implemented by this repository yet")).with_operation(op)
+    ) -> impl Future<Output = Result<Vec<Value>>> + Send;
 }
 
 /// The object-safe form of [`Repository`], for `Arc<dyn DynRepository<E>>`.

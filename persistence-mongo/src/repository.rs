@@ -18,8 +18,8 @@ use mongodb::options::ReturnDocument;
 use mongodb::{ClientSession, Collection, Database};
 use persistence_core::repository::support;
 use persistence_core::{
-    BoxStream, Capabilities, Cursor, Entity, Error, Filter, Guard, Page, Query, Repository, Result,
-    TimestampPrecision, Update, Value,
+    BoxStream, Capabilities, Cursor, Entity, Error, Filter, GroupBy, Guard, Page, Query,
+    Repository, Result, TimestampPrecision, Update, Value,
 };
 use tokio::sync::Mutex;
 
@@ -45,6 +45,7 @@ macro_rules! exec {
 /// [`crate::transaction`]; defined here, where the repository holds it).
 pub type SharedSession = Arc<Mutex<ClientSession>>;
 
+mod group_by;
 mod patch;
 mod raw;
 mod select;
@@ -604,5 +605,9 @@ impl<E: Entity> Repository<E> for MongoRepository<E> {
 
     async fn find_one_and_delete(&self, query: &Query) -> Result<Option<E>> {
         self.pop(query).await
+    }
+
+    async fn aggregate(&self, filter: &Filter, group: &GroupBy<E>) -> Result<Vec<Value>> {
+        self.group_by(filter, group).await
     }
 }

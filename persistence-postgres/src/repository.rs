@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use persistence_core::repository::support;
 use persistence_core::{
-    BoxStream, Capabilities, Cursor, Entity, EntityMeta, Error, Filter, Guard, Page, Query, Record,
-    Repository, Result, Update, Value,
+    BoxStream, Capabilities, Cursor, Entity, EntityMeta, Error, Filter, GroupBy, Guard, Page,
+    Query, Record, Repository, Result, Update, Value,
 };
 use sea_orm::{DatabaseConnection, DbErr, QueryResult};
 
@@ -25,6 +25,7 @@ use crate::schema::TableInfo;
 pub use crate::store::RelationalStore;
 use crate::store::conn::Conn;
 
+mod aggregate;
 mod lock;
 mod patch;
 mod raw;
@@ -318,5 +319,9 @@ impl<E: Entity> Repository<E> for RelationalRepository<E> {
 
     async fn find_one_and_delete(&self, query: &Query) -> Result<Option<E>> {
         self.find_one_and_delete_on(self.db(), query).await
+    }
+
+    async fn aggregate(&self, filter: &Filter, group: &GroupBy<E>) -> Result<Vec<Value>> {
+        self.aggregate_on(self.db(), filter, group).await
     }
 }

@@ -39,8 +39,8 @@ use std::pin::Pin;
 
 use persistence_core::repository::support;
 use persistence_core::{
-    BoxStream, Capabilities, Cursor, Entity, Error, Filter, Guard, Page, Query, Repository, Result,
-    Update, Value,
+    BoxStream, Capabilities, Cursor, Entity, Error, Filter, GroupBy, Guard, Page, Query,
+    Repository, Result, Update, Value,
 };
 use sea_orm::{DatabaseTransaction, TransactionTrait};
 
@@ -287,5 +287,9 @@ impl<E: Entity> Repository<E> for TxRepository<'_, E> {
     }
     async fn find_one_and_delete(&self, query: &Query) -> Result<Option<E>> {
         self.repo.find_one_and_delete_on(self.tx, query).await
+    }
+
+    async fn aggregate(&self, filter: &Filter, group: &GroupBy<E>) -> Result<Vec<Value>> {
+        self.repo.aggregate_on(self.tx, filter, group).await
     }
 }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use parking_lot::RwLock;
 
+use crate::aggregate::{GroupBy, aggregate_records};
 use crate::entity::Entity;
 use crate::error::{Error, Result};
 use crate::filter::Filter;
@@ -303,6 +304,20 @@ impl<E: Entity> Repository<E> for MemoryRepository<E> {
             .map_err(|e| e.in_context(meta.name, "find_one_and_delete"))?;
         let mut state = self.state.write();
         Ok(patch::pop(&mut state, &q))
+    }
+
+    async fn aggregate(&self, filter: &Filter, group: &GroupBy<E>) -> Result<Vec<Value>> {
+        let meta = E::meta();
+        let ctx = |e: Error| e.in_context(meta.name, "aggregate");
+        let plan = group.checked(meta).map_err(ctx)?;
+        let f = filter.checked(meta).map_err(ctx)?;
+        let state = self.state.read();
+        let matching = state
+            .rows
+            .values()
+            .filter(|r| matches(&f, &r.record, meta))
+            .map(|r| &r.record);
+        aggregate_records(&plan, matching).map_err(ctx)
     }
 }
 

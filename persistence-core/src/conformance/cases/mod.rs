@@ -11,6 +11,8 @@
 use crate::conformance::{Backend, CaseFuture};
 use crate::repository::Capabilities;
 
+pub mod aggregate;
+pub mod aggregate_typed;
 pub mod concurrency;
 pub mod crud;
 pub mod filter;
@@ -27,6 +29,8 @@ pub mod text;
 pub mod update;
 
 // The cases stay reachable at their old paths (`cases::roundtrip_all_types`).
+pub use self::aggregate::*;
+pub use self::aggregate_typed::*;
 pub use self::concurrency::*;
 pub use self::crud::*;
 pub use self::filter::*;

@@ -1,15 +1,83 @@
 //! Aggregations: [`GroupBy`] (group keys, aggregate functions, `having`,
 //! sort and limit over the result) for
-//! [`Repository::aggregate`](crate::Repository::aggregate).
+//! [`Repository::aggregate`](crate::Repository::aggregate), and
+//! [`AggregateExt::aggregate_as`], which decodes the rows into a struct.
 //!
-//! Each result row is a [`Value::Object`](crate::Value::Object) holding the
-//! group keys under their field names and each aggregate under its alias.
+//! ```
+//! use persistence_core::{AggregateExt as _, Filter, GroupBy, MemoryRepository, Repository};
+//! # use persistence_core::conformance::entities::Person;
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! let people = MemoryRepository::<Person>::new();
+//! let by_city = GroupBy::new()
+//!     .key(Person::CITY)
+//!     .count()
+//!     .avg(Person::SCORE).alias("mean")
+//!     .having(Filter::field("count").gte(2))
+//!     .sort(Filter::field("mean").desc())
+//!     .limit(10);
+//! let rows = people.aggregate(&Filter::all(), &by_city).await?;
+//! assert!(rows.is_empty());
+//! # Ok::<(), persistence_core::Error>(())
+//! # }).unwrap();
+//! ```
+//!
+//! # Result rows
+//!
+//! Each row is a [`Value::Object`](crate::Value::Object) holding every group
+//! key under its stored field name and every aggregate under its alias.
+//! Without [`GroupBy::sort`] rows come in ascending order of the keys (in
+//! key order, null lowest); with it, ties are broken the same way. The
+//! order of work is: filter the entities, group, compute the aggregates,
+//! keep the groups matching `having`, sort, then limit.
+//!
+//! # Rules (every backend answers the same way; the conformance suite checks it)
+//!
+//! * **No keys:** exactly one row, even over no entities at all: `count`
+//!   is 0 and `sum`, `avg`, `min`, `max` are null (then `having` may drop
+//!   that row).
+//! * **Keys and no entities:** no rows.
+//! * **Null keys:** entities whose key is null form one group of their own,
+//!   with a null key (it sorts first ascending, last descending).
+//! * **Null values:** `sum`, `avg`, `min` and `max` ignore nulls; each is
+//!   null when its group has no non-null value. `count` counts every
+//!   entity of the group, nulls included.
+//! * **Types:** a key has its field's type. `count` is an integer (`i64`).
+//!   `sum` of an integer field is an integer (`i64`); a sum outside the `i64`
+//!   range is `InvalidInput` (never a wrapped or float result). `sum` of a
+//!   float field is a float (`f64`, summed in `f64`, so it may differ in the
+//!   last bits between backends), of a decimal field a decimal. `avg` is
+//!   always a float (`f64`). `min` and `max` have the field's type.
+//! * **Strings** compare by Unicode code point for `min`/`max` and sorting,
+//!   as in filters (no locale collation).
+//!
+//! # What is checked
+//!
+//! [`GroupBy::checked`] validates a grouping against the entity metadata
+//! before a backend sees it; each problem is `InvalidInput` naming the field
+//! or alias: keys must be top-level scalar fields (no JSON fields, arrays or
+//! nested paths) and distinct; `sum`/`avg` need a numeric field, `min`/`max`
+//! an ordered one (numbers, decimals, strings, enums, timestamps, dates);
+//! aliases must be identifiers (ASCII letters, digits and `_`, at most 63
+//! bytes), distinct and not a key's name; there must be at least one key or
+//! aggregate (at most [`MAX_COLUMNS`] in all); `having` and `sort` may name
+//! only keys and aliases, and `having` values must fit the column's type.
+//!
+//! Decimal `sum`, `avg`, `min` and `max` are `Unsupported` on SQLite (it
+//! stores decimals as text); the other backends compute them exactly.
 
 use std::marker::PhantomData;
 
 use crate::filter::{FieldPath, Filter};
 use crate::query::SortKey;
 use crate::update::{FieldRef, Numeric};
+
+mod check;
+mod memory;
+mod typed;
+
+pub use check::{AggColumn, AggregatePlan, KeyColumn, MAX_COLUMNS};
+pub use memory::{aggregate_records, sum_overflow};
+pub use typed::{AggregateExt, decode_row};
 
 /// An aggregate function.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
