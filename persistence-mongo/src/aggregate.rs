@@ -162,7 +162,7 @@ impl<E: Entity> Pipeline<E> {
 
 impl<E: Entity> MongoRepository<E> {
     /// Run a pipeline and read every output document as `Out`.
-    pub async fn aggregate<Out: DeserializeOwned + Send + 'static>(
+    pub async fn aggregate_pipeline<Out: DeserializeOwned + Send + 'static>(
         &self,
         pipeline: Pipeline<E>,
     ) -> Result<Vec<Out>> {

@@ -93,7 +93,7 @@ async fn match_group_and_lookup() {
         }
 
         let by_country: Vec<ByCountry> = authors
-            .aggregate(
+            .aggregate_pipeline(
                 Pipeline::new()
                     .filter(&Author::COUNTRY.ne("DK"))
                     .expect("filter")
@@ -117,7 +117,7 @@ async fn match_group_and_lookup() {
         );
 
         let pages: Vec<PagesPerAuthor> = books
-            .aggregate(
+            .aggregate_pipeline(
                 Pipeline::new()
                     .group_by(
                         Some("author_id"),
@@ -142,7 +142,7 @@ async fn match_group_and_lookup() {
 
         // A value shaped like an operator in the $match is literal.
         let literal: Vec<AuthorWithBooks> = authors
-            .aggregate(
+            .aggregate_pipeline(
                 Pipeline::new()
                     .filter(&Author::NAME.eq("$gt"))
                     .expect("filter")
@@ -155,7 +155,7 @@ async fn match_group_and_lookup() {
         assert!(literal[0].books.is_empty());
 
         let joined: Vec<AuthorWithBooks> = authors
-            .aggregate(
+            .aggregate_pipeline(
                 Pipeline::new()
                     .filter(&Author::COUNTRY.eq("NO"))
                     .expect("filter")

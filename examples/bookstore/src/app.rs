@@ -708,7 +708,7 @@ async fn top_rated_mongo(store: &MongoStore) -> Result<TopRatedView> {
     let start = std::time::Instant::now();
     let rows = store
         .repository::<Product>()
-        .aggregate::<TopRatedRow>(pipeline)
+        .aggregate_pipeline::<TopRatedRow>(pipeline)
         .await;
     record(
         "catalog",
