@@ -40,6 +40,7 @@
 //! ```
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
+use persistence_testing::bench::{env, median};
 use std::time::{Duration, Instant};
 
 use bson::{Document, doc};
@@ -80,22 +81,6 @@ fn sale(i: i64, groups: i64) -> Sale {
         total: (i % 1000) as f64 * 0.25,
         amount: (i % 5 != 0).then_some(i * 3),
         at: Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0).unwrap() + chrono::Duration::seconds(i),
-    }
-}
-
-fn env(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn median(v: &mut [Duration]) -> Duration {
-    v.sort_unstable();
-    match v.len() {
-        0 => Duration::ZERO,
-        n if n % 2 == 1 => v[n / 2],
-        n => (v[n / 2 - 1] + v[n / 2]) / 2,
     }
 }
 

@@ -52,6 +52,7 @@
 //! ~69,000 instructions through the repository vs ~60,000 through raw sqlx
 //! (1.15x; it was 110,000 vs 65,000 before statements bypassed the boxed
 //! `ConnectionTrait` futures and rows stopped going through a `BTreeMap`).
+use persistence_testing::bench::{env, median};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeZone, Utc};
@@ -88,13 +89,6 @@ fn row(i: i64) -> Row {
     }
 }
 
-fn env(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 fn peak_rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
@@ -126,15 +120,6 @@ fn secs(d: Duration) -> String {
         format!("{:.1}us", d.as_secs_f64() * 1e6)
     } else {
         format!("{:.3}s", d.as_secs_f64())
-    }
-}
-
-fn median(v: &mut [Duration]) -> Duration {
-    v.sort_unstable();
-    match v.len() {
-        0 => Duration::ZERO,
-        n if n % 2 == 1 => v[n / 2],
-        n => (v[n / 2 - 1] + v[n / 2]) / 2,
     }
 }
 

@@ -42,6 +42,7 @@
 //! purchases/s, 42% given up). `update_where` sends the same statement as
 //! the raw side; the ratio is noise around 1.0 (the server does the work).
 
+use persistence_testing::bench::{env, median};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -70,22 +71,6 @@ struct Counter {
     n: i64,
     #[entity(version)]
     version: i64,
-}
-
-fn env(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn median(v: &mut [Duration]) -> Duration {
-    v.sort_unstable();
-    match v.len() {
-        0 => Duration::ZERO,
-        n if n % 2 == 1 => v[n / 2],
-        n => (v[n / 2 - 1] + v[n / 2]) / 2,
-    }
 }
 
 #[derive(Default)]

@@ -85,6 +85,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod bench;
 pub mod cleanup;
 #[cfg(feature = "containers")]
 pub mod containers;
