@@ -5,7 +5,7 @@ use persistence::audit::{
     AuditContext, AuditOperation, AuditRecord, Audited, OnAuditError, Retention,
 };
 use persistence::postgres::RelationalStore;
-use persistence::{Entity, ErrorKind, Filter, MemoryRepository, Query, Repository};
+use persistence::{Entity, ErrorKind, Filter, Guard, MemoryRepository, Query, Repository, Update};
 use persistence_testing::{TestMongo, TestPostgres};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -177,6 +177,101 @@ async fn postgres_records_every_write_kind() {
         return;
     };
     every_write_kind(store.repository::<Doc>(), store.repository::<AuditRecord>()).await;
+    store.drop_schema().await.expect("drop");
+}
+
+/// `patch`, `update_where` (in batches of 2 ids) and `find_one_and_delete`
+/// are recorded once per entity they changed.
+async fn partial_writes<D, L>(docs: D, log: L)
+where
+    D: Repository<Doc>,
+    L: Repository<AuditRecord> + Clone,
+{
+    docs.ensure_schema().await.expect("schema");
+    log.ensure_schema().await.expect("log schema");
+    let repo = Audited::new(docs, log.clone())
+        .default_actor("system")
+        .delete_batch(2);
+    let seed: Vec<Doc> = (1..=5).map(|i| doc(i, &format!("t{i}"), None)).collect();
+    repo.insert_many(&seed).await.expect("seed");
+    let patched = repo
+        .patch(
+            &1,
+            &Update::new().set(Doc::TITLE, "patched"),
+            &Guard::when(Doc::TITLE.eq("t1")),
+        )
+        .await
+        .expect("patch");
+    assert_eq!((patched.title.as_str(), patched.version), ("patched", 2));
+    let n = repo
+        .update_where(&Doc::ID.gte(2), &Update::new().set(Doc::BODY, "b"))
+        .await
+        .expect("update_where");
+    assert_eq!(n, 4, "ids 2 to 5, in three batches");
+    let popped = repo
+        .find_one_and_delete(&Query::all().sort(Doc::ID.desc()))
+        .await
+        .expect("pop");
+    assert_eq!(popped.map(|d| d.id), Some(5));
+    // A failed guard writes nothing and records nothing.
+    let err = repo
+        .patch(
+            &1,
+            &Update::new().set(Doc::TITLE, "x"),
+            &Guard::when(Doc::TITLE.eq("t1")),
+        )
+        .await
+        .expect_err("guard");
+    assert!(err.is_conflict(), "{err}");
+
+    let system = Some("system".to_string());
+    let insert = (AuditOperation::Insert, s(&["title"]), system.clone());
+    assert_eq!(
+        summary(&trail(&log, "1").await),
+        vec![
+            insert.clone(),
+            (AuditOperation::Update, s(&["title"]), system.clone())
+        ]
+    );
+    for id in ["2", "3", "4"] {
+        assert_eq!(
+            summary(&trail(&log, id).await),
+            vec![
+                insert.clone(),
+                (AuditOperation::Update, s(&["body"]), system.clone())
+            ],
+            "id {id}"
+        );
+    }
+    assert_eq!(
+        summary(&trail(&log, "5").await),
+        vec![
+            insert,
+            (AuditOperation::Update, s(&["body"]), system.clone()),
+            (AuditOperation::Delete, vec![], system),
+        ]
+    );
+    assert_eq!(
+        log.count(&Filter::all()).await.expect("count"),
+        5 + 1 + 4 + 1
+    );
+}
+
+#[tokio::test]
+async fn memory_records_partial_writes() {
+    partial_writes(
+        MemoryRepository::<Doc>::new(),
+        MemoryRepository::<AuditRecord>::new(),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn postgres_records_partial_writes() {
+    let Some(store) = pg_store().await else {
+        return;
+    };
+    partial_writes(store.repository::<Doc>(), store.repository::<AuditRecord>()).await;
     store.drop_schema().await.expect("drop");
 }
 
