@@ -5,7 +5,7 @@
 //! query, so values stay BSON values), group-by helpers with count / sum /
 //! avg / min / max, `$lookup` between two entity collections by field names
 //! from metadata, and raw [`bson::Document`] stages for everything else.
-//! [`MongoRepository::aggregate`] runs it and deserializes each output
+//! [`MongoRepository::aggregate_pipeline`] runs it and deserializes each output
 //! document into `Out` (with the `bson` serde rules: a stored `_id` is `_id`,
 //! decimals are `bson::Decimal128`, UUIDs `bson::Binary` or `bson::Uuid`).
 

@@ -18,7 +18,7 @@
 //! * [`MongoStore::transaction`] runs a closure in a multi-document
 //!   transaction with transaction-bound repositories; see [`transaction`].
 //! * [`MongoRepository::watch`] is a typed, resumable change stream; see [`watch`].
-//! * [`MongoRepository::aggregate`] runs typed pipelines (`$match` from a
+//! * [`MongoRepository::aggregate_pipeline`] runs typed pipelines (`$match` from a
 //!   core filter, group-by helpers, `$lookup`, raw stages) and typed
 //!   projections (`find_fields`); see [`aggregate`].
 //! * [`Tenants`]: database-per-tenant or collection-prefix-per-tenant; see [`tenant`].
