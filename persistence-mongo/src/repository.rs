@@ -253,11 +253,11 @@ impl<E: Entity> Repository<E> for MongoRepository<E> {
                     .session(&mut *guard)
                     .await
                     .map_err(self.err("get_many"))?;
-                let mut docs = Vec::new();
-                while let Some(d) = cursor.next(&mut guard).await {
-                    docs.push(d.map_err(self.err("get_many"))?);
-                }
-                docs
+                cursor
+                    .stream(&mut guard)
+                    .try_collect()
+                    .await
+                    .map_err(self.err("get_many"))?
             }
             None => self
                 .coll

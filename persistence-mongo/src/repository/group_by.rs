@@ -212,11 +212,7 @@ impl<E: Entity> MongoRepository<E> {
             Some(s) => {
                 let mut guard = s.lock().await;
                 let mut cursor = action.session(&mut *guard).await.map_err(&err)?;
-                let mut out = Vec::new();
-                while let Some(d) = cursor.next(&mut guard).await {
-                    out.push(d.map_err(&err)?);
-                }
-                Ok(out)
+                cursor.stream(&mut guard).try_collect().await.map_err(err)
             }
             None => action.await.map_err(&err)?.try_collect().await.map_err(err),
         }

@@ -71,11 +71,7 @@ impl<E: Entity> MongoRepository<E> {
                     .session(&mut *guard)
                     .await
                     .map_err(&err)?;
-                let mut docs = Vec::new();
-                while let Some(d) = cursor.next(&mut guard).await {
-                    docs.push(d.map_err(&err)?);
-                }
-                Ok(docs)
+                cursor.stream(&mut guard).try_collect().await.map_err(&err)
             }
             (Some(s), None) => {
                 let mut guard = s.lock().await;
@@ -86,11 +82,7 @@ impl<E: Entity> MongoRepository<E> {
                     .session(&mut *guard)
                     .await
                     .map_err(&err)?;
-                let mut docs = Vec::new();
-                while let Some(d) = cursor.next(&mut guard).await {
-                    docs.push(d.map_err(&err)?);
-                }
-                Ok(docs)
+                cursor.stream(&mut guard).try_collect().await.map_err(&err)
             }
             (None, Some(filter)) => self
                 .coll

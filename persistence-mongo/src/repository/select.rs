@@ -55,11 +55,11 @@ impl<E: Entity> MongoRepository<E> {
                     .session(&mut *guard)
                     .await
                     .map_err(self.err("select"))?;
-                let mut out = Vec::new();
-                while let Some(d) = cursor.next(&mut guard).await {
-                    out.push(d.map_err(self.err("select"))?);
-                }
-                out
+                cursor
+                    .stream(&mut guard)
+                    .try_collect()
+                    .await
+                    .map_err(self.err("select"))?
             }
             None => find()
                 .await
@@ -109,11 +109,11 @@ impl<E: Entity> MongoRepository<E> {
                     .session(&mut *guard)
                     .await
                     .map_err(self.err("distinct"))?;
-                let mut out = Vec::new();
-                while let Some(d) = cursor.next(&mut guard).await {
-                    out.push(d.map_err(self.err("distinct"))?);
-                }
-                out
+                cursor
+                    .stream(&mut guard)
+                    .try_collect()
+                    .await
+                    .map_err(self.err("distinct"))?
             }
             None => aggregate()
                 .await
