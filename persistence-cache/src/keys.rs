@@ -264,6 +264,10 @@ fn encode_filter(f: &Filter, out: &mut Vec<u8>) {
             out.push(12);
             put_str(out, m);
         }
+        Filter::Scope(s) => {
+            out.push(14);
+            out.push(*s as u8);
+        }
         Filter::Like { field, pattern } => {
             out.push(13);
             put_path(out, field);

@@ -255,7 +255,8 @@ impl<E: Entity, R: Repository<E> + 'static> Repository<E> for CachedRepository<E
             })
             .await?;
         match loaded {
-            Cached::Entity(e) => Ok(e),
+            // A soft-deleted entity is never served, whatever a cache holds.
+            Cached::Entity(e) => Ok(e.filter(persistence_core::lifecycle::visible)),
             _ => Err(unexpected()),
         }
     }
@@ -293,6 +294,10 @@ impl<E: Entity, R: Repository<E> + 'static> Repository<E> for CachedRepository<E
     async fn delete_many(&self, filter: &Filter) -> Result<u64> {
         self.write(Target::All, self.inner.repo.delete_many(filter))
             .await
+    }
+
+    async fn purge(&self, filter: &Filter) -> Result<u64> {
+        self.write(Target::All, self.inner.repo.purge(filter)).await
     }
 
     async fn find(&self, query: &Query) -> Result<Vec<E>> {

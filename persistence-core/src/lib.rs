@@ -65,6 +65,7 @@ pub mod entity;
 pub mod error;
 pub mod filter;
 pub mod layer;
+pub mod lifecycle;
 pub mod memory;
 pub mod names;
 pub mod query;
@@ -80,11 +81,12 @@ pub mod conformance;
 pub use aggregate::{AggFn, Aggregate, AggregateExt, GroupBy};
 pub use copy::{CopyOptions, CopyReport, copy_all};
 pub use entity::{
-    Embedded, Entity, EntityId, EntityMeta, FieldKind, FieldMeta, FieldType, IndexMeta,
+    Embedded, Entity, EntityId, EntityMeta, FieldKind, FieldMeta, FieldType, IndexMeta, Managed,
     NestedField, ScalarType, Shape,
 };
 pub use error::{ConflictKind, Error, ErrorKind, Result, WriteOutcome};
-pub use filter::{CompareOp, Field, Filter, FilterLimits, Pattern, StringField};
+pub use filter::{CompareOp, Field, Filter, FilterLimits, Pattern, Scope, StringField};
+pub use lifecycle::SoftDeleteExt;
 pub use memory::MemoryRepository;
 pub use persistence_derive::{Embedded, Entity, EntityEnum};
 pub use query::{Cursor, Direction, Page, Query, SortKey};

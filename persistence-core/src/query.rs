@@ -80,6 +80,16 @@ impl Query {
         self.offset = offset;
         self
     }
+    /// See soft-deleted rows too (see [`Filter::with_deleted`]).
+    pub fn with_deleted(mut self) -> Query {
+        self.filter = std::mem::take(&mut self.filter).with_deleted();
+        self
+    }
+    /// See only soft-deleted rows (see [`Filter::only_deleted`]).
+    pub fn only_deleted(mut self) -> Query {
+        self.filter = std::mem::take(&mut self.filter).only_deleted();
+        self
+    }
     /// Narrow the filter.
     pub fn and(mut self, filter: Filter) -> Query {
         self.filter = std::mem::take(&mut self.filter).and(filter);

@@ -131,8 +131,15 @@ pub trait Repository<E: Entity>: Send + Sync {
     /// Delete by id; `true` if something was deleted.
     fn delete(&self, id: &E::Id) -> impl Future<Output = Result<bool>> + Send;
 
-    /// Delete every row matching `filter`; returns how many.
+    /// Delete every row matching `filter`; returns how many. Soft-deletable
+    /// entities are soft-deleted (see [`crate::lifecycle`]).
     fn delete_many(&self, filter: &Filter) -> impl Future<Output = Result<u64>> + Send;
+
+    /// Remove every row matching `filter` for good, soft-deleted rows
+    /// included unless the filter names a scope
+    /// ([`Filter::only_deleted`] empties the trash); returns how many. The
+    /// same as `delete_many` for entities without soft delete.
+    fn purge(&self, filter: &Filter) -> impl Future<Output = Result<u64>> + Send;
 
     /// Rows matching the query.
     fn find(&self, query: &Query) -> impl Future<Output = Result<Vec<E>>> + Send;
@@ -233,6 +240,8 @@ pub trait DynRepository<E: Entity>: Send + Sync {
     async fn delete(&self, id: &E::Id) -> Result<bool>;
     /// See [`Repository::delete_many`].
     async fn delete_many(&self, filter: &Filter) -> Result<u64>;
+    /// See [`Repository::purge`].
+    async fn purge(&self, filter: &Filter) -> Result<u64>;
     /// See [`Repository::find`].
     async fn find(&self, query: &Query) -> Result<Vec<E>>;
     /// See [`Repository::find_one`].
@@ -303,6 +312,9 @@ impl<E: Entity, R: Repository<E>> DynRepository<E> for R {
     async fn delete_many(&self, filter: &Filter) -> Result<u64> {
         Repository::delete_many(self, filter).await
     }
+    async fn purge(&self, filter: &Filter) -> Result<u64> {
+        Repository::purge(self, filter).await
+    }
     async fn find(&self, query: &Query) -> Result<Vec<E>> {
         Repository::find(self, query).await
     }
@@ -371,6 +383,9 @@ impl<E: Entity> Repository<E> for Arc<dyn DynRepository<E> + '_> {
     }
     async fn delete_many(&self, filter: &Filter) -> Result<u64> {
         (**self).delete_many(filter).await
+    }
+    async fn purge(&self, filter: &Filter) -> Result<u64> {
+        (**self).purge(filter).await
     }
     async fn find(&self, query: &Query) -> Result<Vec<E>> {
         (**self).find(query).await

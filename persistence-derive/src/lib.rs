@@ -51,6 +51,7 @@ struct FieldInfo {
     index: bool,
     ttl_secs: Option<u64>,
     option: bool,
+    managed: Option<&'static str>,
 }
 
 fn snake_case(s: &str) -> String {
@@ -225,6 +226,7 @@ fn entity(input: DeriveInput) -> syn::Result<TokenStream2> {
             index: false,
             ttl_secs: None,
             option: is_option(&f.ty),
+            managed: None,
         };
         for attr in f.attrs.iter().filter(|a| a.path().is_ident("entity")) {
             attr.parse_nested_meta(|meta| {
@@ -236,12 +238,19 @@ fn entity(input: DeriveInput) -> syn::Result<TokenStream2> {
                     info.unique = true;
                 } else if meta.path.is_ident("index") {
                     info.index = true;
+                } else if let Some(role) = ["created_at", "updated_at", "soft_delete"]
+                    .into_iter()
+                    .find(|r| meta.path.is_ident(r))
+                {
+                    if info.managed.replace(role).is_some() {
+                        return Err(meta.error("a field can have only one of created_at, updated_at and soft_delete"));
+                    }
                 } else if meta.path.is_ident("ttl") {
                     let lit: LitStr = meta.value()?.parse()?;
                     info.ttl_secs = Some(parse_ttl(&lit)?);
                 } else {
                     return Err(meta.error(
-                        "unknown field attribute; expected id, version, unique, index or ttl",
+                        "unknown field attribute; expected id, version, unique, index, ttl, created_at, updated_at or soft_delete",
                     ));
                 }
                 Ok(())
@@ -294,6 +303,29 @@ fn entity(input: DeriveInput) -> syn::Result<TokenStream2> {
             ));
         }
     }
+    for role in ["created_at", "updated_at", "soft_delete"] {
+        let marked: Vec<&FieldInfo> = fields.iter().filter(|f| f.managed == Some(role)).collect();
+        if let Some(second) = marked.get(1) {
+            return Err(syn::Error::new(
+                second.ident.span(),
+                format!("#[derive(Entity)]: only one field may be #[entity({role})]"),
+            ));
+        }
+        if let Some(f) = marked.first() {
+            if f.id || f.version {
+                return Err(syn::Error::new(
+                    f.ident.span(),
+                    format!("#[entity({role})] cannot be the id or the version"),
+                ));
+            }
+            if role == "soft_delete" && !f.option {
+                return Err(syn::Error::new(
+                    f.ty.span(),
+                    "#[entity(soft_delete)] field must be an Option<DateTime<Utc>>",
+                ));
+            }
+        }
+    }
     for (names, _, span) in &composites {
         for n in names {
             if !fields
@@ -324,6 +356,42 @@ fn entity(input: DeriveInput) -> syn::Result<TokenStream2> {
         ),
     };
 
+    let touch_body = fields
+        .iter()
+        .filter_map(|f| {
+            let fi = &f.ident;
+            match f.managed {
+                Some("updated_at") => Some(quote!(self.#fi = ::core::convert::From::from(now);)),
+                Some("created_at") => Some(quote!(if insert { self.#fi = ::core::convert::From::from(now); })),
+                _ => None,
+            }
+        })
+        .collect::<Vec<_>>();
+    let touch = (!touch_body.is_empty()).then(|| {
+        quote! {
+            fn touch(&mut self, now: #krate::__private::chrono::DateTime<#krate::__private::chrono::Utc>, insert: bool) {
+                let _ = insert;
+                #(#touch_body)*
+            }
+        }
+    });
+    let deleted_at = fields.iter().find(|f| f.managed == Some("soft_delete")).map(|f| {
+        let fi = &f.ident;
+        quote! {
+            fn deleted_at(&self) -> ::core::option::Option<#krate::__private::chrono::DateTime<#krate::__private::chrono::Utc>> {
+                self.#fi
+            }
+        }
+    });
+    let managed_calls = fields.iter().filter_map(|f| {
+        let stored = &f.stored;
+        let role = match f.managed? {
+            "created_at" => quote!(CreatedAt),
+            "updated_at" => quote!(UpdatedAt),
+            _ => quote!(SoftDelete),
+        };
+        Some(quote!(.managed(#krate::Managed::#role, #stored)))
+    });
     let field_metas = fields.iter().map(|f| {
         let stored = &f.stored;
         let rust_name = f.ident.to_string();
@@ -395,6 +463,7 @@ fn entity(input: DeriveInput) -> syn::Result<TokenStream2> {
                             #(#field_metas)*
                             #(#shape_calls)*
                             #(#composite_calls)*
+                            #(#managed_calls)*
                     )
                 })
             }
@@ -407,6 +476,8 @@ fn entity(input: DeriveInput) -> syn::Result<TokenStream2> {
             fn set_version(&mut self, version: i64) {
                 #version_set
             }
+            #touch
+            #deleted_at
         }
         impl #name {
             #(#handles)*

@@ -243,6 +243,8 @@ pub fn to_query(meta: &EntityMeta, filter: &Filter) -> Result<Document> {
                 cond
             }
         }
+        // The condition it stands for is next to it in a checked filter.
+        Filter::Scope(_) => Document::new(),
         Filter::Invalid(msg) => {
             return Err(persistence_core::Error::invalid_input(msg.clone()));
         }

@@ -16,6 +16,7 @@ use futures_util::{StreamExt as _, TryStreamExt as _};
 use mongodb::action::Action as _;
 use mongodb::options::ReturnDocument;
 use mongodb::{ClientSession, Collection, Database};
+use persistence_core::lifecycle;
 use persistence_core::repository::support;
 use persistence_core::{
     BoxStream, Capabilities, Cursor, Entity, Error, Filter, GroupBy, Guard, Page, Query,
@@ -461,6 +462,11 @@ impl<E: Entity> Repository<E> for MongoRepository<E> {
     }
 
     async fn delete(&self, id: &E::Id) -> Result<bool> {
+        if lifecycle::soft_deletes::<E>() {
+            return lifecycle::soft_delete(self, id)
+                .await
+                .map_err(|e| e.in_context(E::meta().name, "delete"));
+        }
         let id = id_to_bson::<E>(id)?;
         let res = exec!(self, self.coll.delete_one(doc! { "_id": id.clone() }))
             .map_err(self.err("delete"))?;
@@ -468,13 +474,16 @@ impl<E: Entity> Repository<E> for MongoRepository<E> {
     }
 
     async fn delete_many(&self, filter: &Filter) -> Result<u64> {
-        let meta = E::meta();
-        let f = filter
-            .checked(meta)
-            .and_then(|f| to_query(meta, &f))
-            .map_err(|e| e.in_context(meta.name, "delete_many"))?;
-        let res = exec!(self, self.coll.delete_many(f.clone())).map_err(self.err("delete_many"))?;
-        Ok(res.deleted_count)
+        if lifecycle::soft_deletes::<E>() {
+            return lifecycle::soft_delete_many(self, filter)
+                .await
+                .map_err(|e| e.in_context(E::meta().name, "delete_many"));
+        }
+        self.purge_as(filter, "delete_many").await
+    }
+
+    async fn purge(&self, filter: &Filter) -> Result<u64> {
+        self.purge_as(filter, "purge").await
     }
 
     async fn find(&self, query: &Query) -> Result<Vec<E>> {
@@ -546,10 +555,29 @@ impl<E: Entity> Repository<E> for MongoRepository<E> {
     }
 
     async fn find_one_and_delete(&self, query: &Query) -> Result<Option<E>> {
+        if lifecycle::soft_deletes::<E>() {
+            return lifecycle::soft_pop(self, query)
+                .await
+                .map_err(|e| e.in_context(E::meta().name, "find_one_and_delete"));
+        }
         self.pop(query).await
     }
 
     async fn aggregate(&self, filter: &Filter, group: &GroupBy<E>) -> Result<Vec<Value>> {
         self.group_by(filter, group).await
+    }
+}
+
+impl<E: Entity> MongoRepository<E> {
+    /// `purge`, and `delete_many` of entities without soft delete: a
+    /// `deleteMany` of the documents matching (`op` names the call in errors).
+    async fn purge_as(&self, filter: &Filter, op: &'static str) -> Result<u64> {
+        let meta = E::meta();
+        let f = lifecycle::purge_filter(filter)
+            .checked(meta)
+            .and_then(|f| to_query(meta, &f))
+            .map_err(|e| e.in_context(meta.name, op))?;
+        let res = exec!(self, self.coll.delete_many(f.clone())).map_err(self.err(op))?;
+        Ok(res.deleted_count)
     }
 }

@@ -8,6 +8,7 @@
 use std::marker::PhantomData;
 use std::sync::Arc;
 
+use persistence_core::lifecycle;
 use persistence_core::repository::support;
 use persistence_core::{
     BoxStream, Capabilities, Cursor, Entity, EntityMeta, Error, Filter, GroupBy, Guard, Page,
@@ -268,11 +269,25 @@ impl<E: Entity> Repository<E> for RelationalRepository<E> {
     }
 
     async fn delete(&self, id: &E::Id) -> Result<bool> {
+        if lifecycle::soft_deletes::<E>() {
+            return lifecycle::soft_delete(self, id)
+                .await
+                .map_err(|e| e.in_context(E::meta().name, "delete"));
+        }
         self.delete_on(self.db(), id).await
     }
 
     async fn delete_many(&self, filter: &Filter) -> Result<u64> {
-        self.delete_many_on(self.db(), filter).await
+        if lifecycle::soft_deletes::<E>() {
+            return lifecycle::soft_delete_many(self, filter)
+                .await
+                .map_err(|e| e.in_context(E::meta().name, "delete_many"));
+        }
+        self.purge_on(self.db(), filter, "delete_many").await
+    }
+
+    async fn purge(&self, filter: &Filter) -> Result<u64> {
+        self.purge_on(self.db(), filter, "purge").await
     }
 
     async fn find(&self, query: &Query) -> Result<Vec<E>> {
@@ -318,6 +333,11 @@ impl<E: Entity> Repository<E> for RelationalRepository<E> {
     }
 
     async fn find_one_and_delete(&self, query: &Query) -> Result<Option<E>> {
+        if lifecycle::soft_deletes::<E>() {
+            return lifecycle::soft_pop(self, query)
+                .await
+                .map_err(|e| e.in_context(E::meta().name, "find_one_and_delete"));
+        }
         self.find_one_and_delete_on(self.db(), query).await
     }
 

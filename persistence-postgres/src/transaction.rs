@@ -37,6 +37,7 @@ use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::Pin;
 
+use persistence_core::lifecycle;
 use persistence_core::repository::support;
 use persistence_core::{
     BoxStream, Capabilities, Cursor, Entity, Error, Filter, GroupBy, Guard, Page, Query,
@@ -247,10 +248,24 @@ impl<E: Entity> Repository<E> for TxRepository<'_, E> {
         self.repo.upsert_on(self.tx, entity).await
     }
     async fn delete(&self, id: &E::Id) -> Result<bool> {
+        if lifecycle::soft_deletes::<E>() {
+            return lifecycle::soft_delete(self, id)
+                .await
+                .map_err(|e| e.in_context(E::meta().name, "delete"));
+        }
         self.repo.delete_on(self.tx, id).await
     }
     async fn delete_many(&self, filter: &Filter) -> Result<u64> {
-        self.repo.delete_many_on(self.tx, filter).await
+        if lifecycle::soft_deletes::<E>() {
+            return lifecycle::soft_delete_many(self, filter)
+                .await
+                .map_err(|e| e.in_context(E::meta().name, "delete_many"));
+        }
+        self.repo.purge_on(self.tx, filter, "delete_many").await
+    }
+
+    async fn purge(&self, filter: &Filter) -> Result<u64> {
+        self.repo.purge_on(self.tx, filter, "purge").await
     }
     async fn find(&self, query: &Query) -> Result<Vec<E>> {
         self.repo.find_on(self.tx, query).await
@@ -286,6 +301,11 @@ impl<E: Entity> Repository<E> for TxRepository<'_, E> {
         self.repo.update_where_on(self.tx, filter, update).await
     }
     async fn find_one_and_delete(&self, query: &Query) -> Result<Option<E>> {
+        if lifecycle::soft_deletes::<E>() {
+            return lifecycle::soft_pop(self, query)
+                .await
+                .map_err(|e| e.in_context(E::meta().name, "find_one_and_delete"));
+        }
         self.repo.find_one_and_delete_on(self.tx, query).await
     }
 

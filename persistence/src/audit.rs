@@ -110,8 +110,10 @@ pub enum AuditOperation {
     Update,
     /// `upsert`.
     Upsert,
-    /// `delete` / `delete_many`.
+    /// `delete` / `delete_many` (a soft delete for soft-deletable entities).
     Delete,
+    /// `purge`: removed for good.
+    Purge,
 }
 
 /// One audited write.
@@ -331,6 +333,66 @@ impl<R, L: Repository<AuditRecord>> Audited<R, L> {
     }
 }
 
+impl<R, L: Repository<AuditRecord>> Audited<R, L> {
+    /// `delete_many` / `purge` in batches of `self.batch`: find the rows
+    /// matching `filter`, delete exactly those, record each one deleted here.
+    async fn delete_batches<E>(&self, filter: &Filter, op: AuditOperation) -> Result<u64>
+    where
+        E: Entity,
+        R: Repository<E>,
+    {
+        let actor = self.actor();
+        let id_field = E::meta().id_field().name;
+        let name = if op == AuditOperation::Purge {
+            "purge"
+        } else {
+            "delete_many"
+        };
+        let mut total = 0u64;
+        loop {
+            let batch = self
+                .inner
+                .find(&Query::filter(filter.clone()).limit(self.batch as u64))
+                .await?;
+            if batch.is_empty() {
+                break;
+            }
+            let ids = batch
+                .iter()
+                .map(|e| id_value::<E>(e.id()))
+                .collect::<Result<Vec<_>>>()?;
+            let these = filter.clone().and(Filter::field(id_field).is_in(ids));
+            let deleted = if op == AuditOperation::Purge {
+                self.inner.purge(&these).await?
+            } else {
+                self.inner.delete_many(&these).await?
+            };
+            total += deleted;
+            // Rows deleted concurrently between find and delete are someone
+            // else's delete: record only when the count says all went here.
+            let records = if deleted == batch.len() as u64 {
+                batch
+                    .iter()
+                    .map(|e| self.record::<E>(e.id(), op, Vec::new(), &actor))
+                    .collect()
+            } else {
+                let mut still = Vec::new();
+                for e in &batch {
+                    if self.inner.get(e.id()).await?.is_none() {
+                        still.push(self.record::<E>(e.id(), op, Vec::new(), &actor));
+                    }
+                }
+                still
+            };
+            self.write(E::meta().name, name, records).await?;
+            if deleted == 0 {
+                break;
+            }
+        }
+        Ok(total)
+    }
+}
+
 impl<E, R, L> Repository<E> for Audited<R, L>
 where
     E: Entity,
@@ -406,53 +468,17 @@ where
         Ok(deleted)
     }
     async fn delete_many(&self, filter: &Filter) -> Result<u64> {
-        let actor = self.actor();
-        let id_field = E::meta().id_field().name;
-        let mut total = 0u64;
-        loop {
-            let batch = self
-                .inner
-                .find(&Query::filter(filter.clone()).limit(self.batch as u64))
-                .await?;
-            if batch.is_empty() {
-                break;
-            }
-            let ids = batch
-                .iter()
-                .map(|e| id_value::<E>(e.id()))
-                .collect::<Result<Vec<_>>>()?;
-            let deleted = self
-                .inner
-                .delete_many(&filter.clone().and(Filter::field(id_field).is_in(ids)))
-                .await?;
-            total += deleted;
-            // Rows deleted concurrently between find and delete are someone
-            // else's delete: record only when the count says all went here.
-            let records = if deleted == batch.len() as u64 {
-                batch
-                    .iter()
-                    .map(|e| self.record::<E>(e.id(), AuditOperation::Delete, Vec::new(), &actor))
-                    .collect()
-            } else {
-                let mut still = Vec::new();
-                for e in &batch {
-                    if self.inner.get(e.id()).await?.is_none() {
-                        still.push(self.record::<E>(
-                            e.id(),
-                            AuditOperation::Delete,
-                            Vec::new(),
-                            &actor,
-                        ));
-                    }
-                }
-                still
-            };
-            self.write(E::meta().name, "delete_many", records).await?;
-            if deleted == 0 {
-                break;
-            }
-        }
-        Ok(total)
+        // A soft delete reaches live rows only: look for those alone, so a
+        // batch of rows deleted before never ends the loop early.
+        let live = match E::meta().soft_delete_field() {
+            Some(f) => filter.clone().and(Filter::field(f.name).is_null()),
+            None => filter.clone(),
+        };
+        self.delete_batches::<E>(&live, AuditOperation::Delete).await
+    }
+    async fn purge(&self, filter: &Filter) -> Result<u64> {
+        let all = persistence_core::lifecycle::purge_filter(filter);
+        self.delete_batches::<E>(&all, AuditOperation::Purge).await
     }
     async fn find(&self, query: &Query) -> Result<Vec<E>> {
         self.inner.find(query).await

@@ -3,6 +3,7 @@
 //! storing the result only where the generation it was loaded under is still
 //! current (stale-set protection).
 
+use persistence_core::lifecycle;
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 #[cfg(feature = "redis")]
@@ -115,9 +116,11 @@ impl<E: Entity, R: Repository<E> + 'static> CachedRepository<E, R> {
                 inner.l2_store(l2, token, l2_items, ttls).await;
             }
         }
+        // A soft-deleted entity is never served, whatever a cache holds.
         Ok(order
             .into_iter()
             .filter_map(|(_, key)| found.remove(&key).flatten())
+            .filter(lifecycle::visible)
             .collect())
     }
 }

@@ -174,6 +174,9 @@ impl<E: Entity, R: Repository<E>> Repository<E> for Probe<R> {
     async fn delete_many(&self, filter: &Filter) -> Result<u64> {
         self.inner.delete_many(filter).await
     }
+    async fn purge(&self, filter: &Filter) -> Result<u64> {
+        self.inner.purge(filter).await
+    }
     async fn find(&self, query: &Query) -> Result<Vec<E>> {
         let v = self.inner.find(query).await;
         self.before_read().await;

@@ -391,6 +391,7 @@ fn rename_inner(f: &Filter, to: &dyn Fn(&FieldPath) -> Result<&'static str>) -> 
             )));
         }
         Filter::Invalid(m) => Filter::Invalid(m.clone()),
+        Filter::Scope(s) => Filter::Scope(*s),
     })
 }
 

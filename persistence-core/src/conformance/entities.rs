@@ -230,3 +230,45 @@ pub fn person(id: i64) -> Person {
         version: 0,
     }
 }
+
+/// A soft-deletable, versioned entity with managed timestamps and a unique
+/// `slug` (unique among live rows).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Entity)]
+#[entity(name = "conf_notes")]
+pub struct Note {
+    /// Id.
+    #[entity(id)]
+    pub id: i64,
+    /// Unique among live notes.
+    #[entity(unique)]
+    pub slug: String,
+    /// A number to filter, sort and aggregate on.
+    pub rank: i64,
+    /// Set by `insert`.
+    #[entity(created_at)]
+    pub created_at: DateTime<Utc>,
+    /// Set by every write.
+    #[entity(updated_at)]
+    pub updated_at: DateTime<Utc>,
+    /// Set by `delete`.
+    #[entity(soft_delete)]
+    pub deleted_at: Option<DateTime<Utc>>,
+    /// Optimistic-locking version.
+    #[entity(version)]
+    pub version: i64,
+}
+
+impl Note {
+    /// A note whose timestamps the repository must overwrite (the epoch).
+    pub fn new(id: i64, slug: &str, rank: i64) -> Note {
+        Note {
+            id,
+            slug: slug.to_string(),
+            rank,
+            created_at: DateTime::<Utc>::UNIX_EPOCH,
+            updated_at: DateTime::<Utc>::UNIX_EPOCH,
+            deleted_at: None,
+            version: 0,
+        }
+    }
+}

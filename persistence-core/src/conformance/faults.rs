@@ -140,6 +140,9 @@ impl<E: Entity, R: Repository<E>> Repository<E> for LostAck<E, R> {
     async fn delete_many(&self, filter: &Filter) -> Result<u64> {
         self.inner.delete_many(filter).await
     }
+    async fn purge(&self, filter: &Filter) -> Result<u64> {
+        self.inner.purge(filter).await
+    }
     async fn find(&self, query: &Query) -> Result<Vec<E>> {
         self.inner.find(query).await
     }

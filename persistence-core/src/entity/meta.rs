@@ -43,6 +43,21 @@ pub struct IndexMeta {
     pub fields: Vec<&'static str>,
     /// Unique constraint.
     pub unique: bool,
+    /// The index covers only the rows where this field is null: set to the
+    /// soft-delete field on soft-deletable entities, so a unique
+    /// constraint ignores deleted rows (a partial index).
+    pub live_only: Option<&'static str>,
+}
+
+/// A field the repository manages (see [`crate::lifecycle`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Managed {
+    /// Set to the write's time by `insert`, never changed afterwards.
+    CreatedAt,
+    /// Set to the write's time by every write of the row.
+    UpdatedAt,
+    /// `Option<DateTime<Utc>>`: `delete` sets it, reads skip rows where it is set.
+    SoftDelete,
 }
 
 /// Metadata of an entity type.
@@ -58,6 +73,12 @@ pub struct EntityMeta {
     pub version_index: Option<usize>,
     /// Unique constraints and indexes (field-level and struct-level), id excluded.
     pub indexes: Vec<IndexMeta>,
+    /// The `#[entity(created_at)]` field (index in `fields`).
+    pub created_at: Option<usize>,
+    /// The `#[entity(updated_at)]` field (index in `fields`).
+    pub updated_at: Option<usize>,
+    /// The `#[entity(soft_delete)]` field (index in `fields`).
+    pub soft_delete: Option<usize>,
     /// A fingerprint of everything above; changes when the stored shape changes.
     pub schema_version: u64,
     /// Known shapes of [`FieldType::Json`] fields, parallel to `fields`
@@ -72,6 +93,7 @@ pub struct EntityMetaBuilder {
     fields: Vec<FieldMeta>,
     composite: Vec<(Vec<&'static str>, bool)>,
     shapes: Vec<(&'static str, Shape)>,
+    managed: Vec<(Managed, &'static str)>,
 }
 
 impl EntityMeta {
@@ -82,6 +104,7 @@ impl EntityMeta {
             fields: Vec::new(),
             composite: Vec::new(),
             shapes: Vec::new(),
+            managed: Vec::new(),
         }
     }
 
@@ -106,6 +129,11 @@ impl EntityMeta {
     /// Find a field by stored name.
     pub fn field(&self, name: &str) -> Option<(usize, &FieldMeta)> {
         self.fields.iter().enumerate().find(|(_, f)| f.name == name)
+    }
+
+    /// The soft-delete field, if the entity has one.
+    pub fn soft_delete_field(&self) -> Option<&FieldMeta> {
+        self.soft_delete.map(|i| &self.fields[i])
     }
 
     /// Unique constraints only.
@@ -211,6 +239,11 @@ impl EntityMetaBuilder {
         }
         self
     }
+    /// Mark the field (by stored name) as managed by the repository.
+    pub fn managed(mut self, role: Managed, field: &'static str) -> Self {
+        self.managed.push((role, field));
+        self
+    }
     /// Add a composite unique constraint or index over stored field names.
     pub fn composite(mut self, fields: &[&'static str], unique: bool) -> Self {
         self.composite.push((fields.to_vec(), unique));
@@ -274,15 +307,60 @@ impl EntityMetaBuilder {
                 self.name
             )));
         }
+        let (mut created_at, mut updated_at, mut soft_delete) = (None, None, None);
+        for &(role, name) in &self.managed {
+            let Some(i) = self.fields.iter().position(|f| f.name == name) else {
+                return Err(Error::config(format!(
+                    "{}: {role:?} names unknown field `{name}`",
+                    self.name
+                )));
+            };
+            let f = &self.fields[i];
+            if f.id || f.version || f.ty != FieldType::Scalar(ScalarType::DateTime) {
+                return Err(Error::config(format!(
+                    "{}: the {role:?} field `{name}` must be a DateTime<Utc> (not the id or version)",
+                    self.name
+                )));
+            }
+            if role == Managed::SoftDelete && !f.nullable {
+                return Err(Error::config(format!(
+                    "{}: the soft-delete field `{name}` must be an Option<DateTime<Utc>>",
+                    self.name
+                )));
+            }
+            let slot = match role {
+                Managed::CreatedAt => &mut created_at,
+                Managed::UpdatedAt => &mut updated_at,
+                Managed::SoftDelete => &mut soft_delete,
+            };
+            if slot.replace(i).is_some() {
+                return Err(Error::config(format!(
+                    "{}: more than one {role:?} field",
+                    self.name
+                )));
+            }
+        }
+        let roles = [created_at, updated_at, soft_delete];
+        if roles
+            .iter()
+            .enumerate()
+            .any(|(k, a)| a.is_some() && roles[k + 1..].contains(a))
+        {
+            return Err(Error::config(format!(
+                "{}: one field cannot have two managed roles",
+                self.name
+            )));
+        }
+        let live_only = soft_delete.map(|i| self.fields[i].name);
         let mut indexes = Vec::new();
         for f in &self.fields {
             if f.id {
                 continue;
             }
             if f.unique {
-                indexes.push(IndexMeta::new(self.name, vec![f.name], true));
+                indexes.push(IndexMeta::new(self.name, vec![f.name], true, live_only));
             } else if f.index || f.ttl.is_some() {
-                indexes.push(IndexMeta::new(self.name, vec![f.name], false));
+                indexes.push(IndexMeta::new(self.name, vec![f.name], false, None));
             }
         }
         for (fields, unique) in self.composite {
@@ -294,7 +372,12 @@ impl EntityMetaBuilder {
                     )));
                 }
             }
-            indexes.push(IndexMeta::new(self.name, fields, unique));
+            indexes.push(IndexMeta::new(
+                self.name,
+                fields,
+                unique,
+                live_only.filter(|_| unique),
+            ));
         }
         let mut h = StableHasher::default();
         self.name.hash(&mut h);
@@ -303,6 +386,12 @@ impl EntityMetaBuilder {
         }
         for i in &indexes {
             (&i.fields, i.unique).hash(&mut h);
+            if let Some(f) = i.live_only {
+                f.hash(&mut h);
+            }
+        }
+        if created_at.is_some() || updated_at.is_some() || soft_delete.is_some() {
+            (created_at, updated_at, soft_delete).hash(&mut h);
         }
         let mut shapes: Vec<Option<Shape>> = vec![None; self.fields.len()];
         for (name, shape) in self.shapes {
@@ -322,6 +411,9 @@ impl EntityMetaBuilder {
             id_index,
             version_index: versions.first().copied(),
             indexes,
+            created_at,
+            updated_at,
+            soft_delete,
             schema_version: h.finish(),
             shapes,
         })
@@ -358,7 +450,12 @@ pub fn validate_identifier(name: &str) -> Result<()> {
 }
 
 impl IndexMeta {
-    fn new(entity: &str, fields: Vec<&'static str>, unique: bool) -> Self {
+    fn new(
+        entity: &str,
+        fields: Vec<&'static str>,
+        unique: bool,
+        live_only: Option<&'static str>,
+    ) -> Self {
         let prefix = if unique { "ux" } else { "ix" };
         let mut name = format!("{prefix}_{entity}_{}", fields.join("_"));
         if name.len() > 63 {
@@ -372,6 +469,7 @@ impl IndexMeta {
             name,
             fields,
             unique,
+            live_only,
         }
     }
 }

@@ -16,7 +16,7 @@ mod types;
 
 pub use hash::StableHasher;
 pub use meta::{
-    EntityMeta, EntityMetaBuilder, FieldMeta, IndexMeta, ResolvedPath, validate_identifier,
+    EntityMeta, Managed, EntityMetaBuilder, FieldMeta, IndexMeta, ResolvedPath, validate_identifier,
     validate_segment,
 };
 pub use shape::{Embedded, MAX_SHAPE_DEPTH, NestedField, Shape};
@@ -36,6 +36,17 @@ pub trait Entity: Serialize + DeserializeOwned + Clone + Send + Sync + 'static {
     fn version(&self) -> Option<i64>;
     /// Set the version (no-op for entities without one).
     fn set_version(&mut self, version: i64);
+    /// Set the managed timestamps to `now`: `updated_at` always, and
+    /// `created_at` too when `insert` (see [`crate::lifecycle`]). Derived for
+    /// `#[entity(created_at)]` / `#[entity(updated_at)]`; a no-op otherwise.
+    fn touch(&mut self, now: chrono::DateTime<chrono::Utc>, insert: bool) {
+        let _ = (now, insert);
+    }
+    /// When the entity was soft-deleted: the `#[entity(soft_delete)]` field
+    /// (`None` for live rows and for entities without one).
+    fn deleted_at(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        None
+    }
 }
 
 /// Types usable as entity ids.
@@ -114,6 +125,7 @@ pub mod __private {
             SHAPE_DEPTH.with(|d| d.set(d.get().saturating_sub(1)));
         }
     }
+    pub use chrono;
     pub use std::sync::OnceLock;
     pub fn build_meta(b: super::EntityMetaBuilder) -> super::EntityMeta {
         match b.build() {

@@ -96,6 +96,10 @@ pub enum Filter {
         /// Element.
         value: Value,
     },
+    /// A soft-delete scope marker (see [`Scope`](super::Scope)): matches
+    /// every row. [`Filter::checked`] turns the scope into a condition on the
+    /// soft-delete field and keeps the marker first in its result.
+    Scope(super::Scope),
     /// A filter that could not be built (e.g. a value failed to serialize);
     /// checking it yields `InvalidInput` with this message.
     Invalid(String),
@@ -209,6 +213,7 @@ impl Filter {
                 pattern: pattern.clone(),
             },
             Filter::Invalid(m) => Filter::Invalid(m.clone()),
+            Filter::Scope(s) => Filter::Scope(*s),
         }
     }
 }

@@ -162,7 +162,7 @@ impl Filter {
     /// free of duplicates.
     pub fn checked_with(&self, meta: &EntityMeta, limits: &FilterLimits) -> Result<Filter> {
         self.check_limits(limits)?;
-        self.checked_inner(meta)
+        super::scope::apply(self.checked_inner(meta)?, meta)
     }
 
     fn checked_inner(&self, meta: &EntityMeta) -> Result<Filter> {
@@ -279,6 +279,7 @@ impl Filter {
                 }
             }
             Filter::Invalid(msg) => return Err(Error::invalid_input(msg.clone())),
+            Filter::Scope(s) => Filter::Scope(*s),
         })
     }
 }

@@ -76,8 +76,10 @@ mod ast;
 mod check;
 mod field;
 mod pattern;
+mod scope;
 
 pub use ast::{CompareOp, FieldPath, Filter};
 pub use check::FilterLimits;
 pub use field::{Compatible, Field, StringField, UntypedField};
 pub use pattern::{Pattern, PatternPart, fold_case};
+pub use scope::Scope;

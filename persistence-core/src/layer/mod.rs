@@ -215,6 +215,13 @@ impl<E: Entity, R: Repository<E>, A: Around> Repository<E> for Layered<R, A> {
             })
             .await
     }
+    async fn purge(&self, filter: &Filter) -> Result<u64> {
+        self.hook
+            .around(E::meta().name, Op::Purge, &|| {
+                Box::pin(self.inner.purge(filter))
+            })
+            .await
+    }
     async fn find(&self, query: &Query) -> Result<Vec<E>> {
         self.hook
             .around(E::meta().name, Op::Find, &|| {

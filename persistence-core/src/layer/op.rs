@@ -47,11 +47,13 @@ pub enum Op {
     Distinct,
     /// `aggregate`
     Aggregate,
+    /// `purge`
+    Purge,
 }
 
 impl Op {
     /// Every operation.
-    pub const ALL: [Op; 21] = [
+    pub const ALL: [Op; 22] = [
         Op::EnsureSchema,
         Op::Get,
         Op::GetMany,
@@ -73,6 +75,7 @@ impl Op {
         Op::Select,
         Op::Distinct,
         Op::Aggregate,
+        Op::Purge,
     ];
 
     /// The operation whose [`name`](Self::name) is `name`, if any (an
@@ -106,6 +109,7 @@ impl Op {
             Op::Select => "select",
             Op::Distinct => "distinct",
             Op::Aggregate => "aggregate",
+            Op::Purge => "purge",
         }
     }
 
@@ -123,15 +127,25 @@ impl Op {
                 | Op::Patch
                 | Op::UpdateWhere
                 | Op::FindOneAndDelete
+                | Op::Purge
         )
     }
 
     /// Whether repeating the operation after an unknown outcome is safe:
-    /// every read, `upsert`, `delete`, `delete_many` and `ensure_schema`. Not
-    /// `insert`/`insert_many` (a lost acknowledgement would turn into a
-    /// duplicate error or a double write) nor `update` (a lost
-    /// acknowledgement would turn into a spurious version conflict).
+    /// every read, `upsert`, `delete`, `delete_many`, `purge` and
+    /// `ensure_schema`. Not `insert`/`insert_many` (a lost acknowledgement
+    /// would turn into a duplicate error or a double write), `update` (a
+    /// spurious version conflict), `patch`/`update_where` (an `inc` applied
+    /// twice) nor `find_one_and_delete` (a second row popped, the first lost).
     pub fn is_idempotent(self) -> bool {
-        !matches!(self, Op::Insert | Op::InsertMany | Op::Update)
+        !matches!(
+            self,
+            Op::Insert
+                | Op::InsertMany
+                | Op::Update
+                | Op::Patch
+                | Op::UpdateWhere
+                | Op::FindOneAndDelete
+        )
     }
 }

@@ -66,22 +66,36 @@ pub(super) fn key_of<E: Entity>(id: &E::Id) -> Result<Key> {
     ))
 }
 
+/// The columns of one unique index.
+pub(super) struct UniqueCols {
+    /// The indexed fields.
+    cols: Vec<usize>,
+    /// Rows where this field is set are not indexed (soft-deleted rows).
+    live_only: Option<usize>,
+}
+
 /// The field indexes of every unique index, in `meta.uniques()` order.
-pub(super) fn unique_indexes(meta: &EntityMeta) -> Vec<Vec<usize>> {
+pub(super) fn unique_indexes(meta: &EntityMeta) -> Vec<UniqueCols> {
     meta.uniques()
-        .map(|ix| {
-            ix.fields
+        .map(|ix| UniqueCols {
+            cols: ix
+                .fields
                 .iter()
                 .filter_map(|n| meta.field(n).map(|(i, _)| i))
-                .collect()
+                .collect(),
+            live_only: ix.live_only.and_then(|n| meta.field(n).map(|(i, _)| i)),
         })
         .collect()
 }
 
-/// The key of `record` in a unique index over `cols`; `None` when a value is
-/// null (not constrained, as in SQL).
-pub(super) fn unique_key(record: &Record, cols: &[usize]) -> Option<Vec<Key>> {
-    cols.iter()
+/// The key of `record` in a unique index; `None` when a value is null (not
+/// constrained, as in SQL) or the row is outside a partial index.
+pub(super) fn unique_key(record: &Record, ix: &UniqueCols) -> Option<Vec<Key>> {
+    if ix.live_only.is_some_and(|c| !record.get(c).is_null()) {
+        return None;
+    }
+    ix.cols
+        .iter()
         .map(|&c| {
             let v = record.get(c);
             (!v.is_null()).then(|| Key(v.clone()))

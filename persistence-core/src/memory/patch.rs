@@ -40,11 +40,17 @@ pub(super) fn patch<E: Entity>(
     state: &mut State<E>,
     key: &Key,
     update: &Update<E>,
+    scope: Option<&Filter>,
     guard_filter: Option<&Filter>,
     guard: &Guard,
 ) -> Result<E> {
     let meta = E::meta();
-    let Some(current) = state.rows.get(key).cloned() else {
+    let Some(current) = state
+        .rows
+        .get(key)
+        .filter(|r| scope.is_none_or(|s| matches(s, &r.record, meta)))
+        .cloned()
+    else {
         return Err(Error::not_found(format!("no {} with this id", meta.name)));
     };
     if let Some(expected) = guard.version {

@@ -159,5 +159,6 @@ pub fn matches(filter: &Filter, record: &Record, meta: &EntityMeta) -> bool {
             _ => false,
         },
         Filter::Invalid(_) => false,
+        Filter::Scope(_) => true,
     }
 }

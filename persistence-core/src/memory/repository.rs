@@ -9,6 +9,7 @@ use crate::aggregate::{GroupBy, aggregate_records};
 use crate::entity::Entity;
 use crate::error::{Error, Result};
 use crate::filter::Filter;
+use crate::lifecycle::{self, stamped};
 use crate::query::{Cursor, Page, Query};
 use crate::repository::{BoxStream, Capabilities, Repository, support};
 use crate::update::{Guard, Update};
@@ -83,7 +84,13 @@ impl<E: Entity> Repository<E> for MemoryRepository<E> {
 
     async fn get(&self, id: &E::Id) -> Result<Option<E>> {
         let key = key_of::<E>(id)?;
-        Ok(self.state.read().rows.get(&key).map(|r| r.entity.clone()))
+        Ok(self
+            .state
+            .read()
+            .rows
+            .get(&key)
+            .map(|r| r.entity.clone())
+            .filter(lifecycle::visible))
     }
 
     async fn get_many(&self, ids: &[E::Id]) -> Result<Vec<E>> {
@@ -94,12 +101,13 @@ impl<E: Entity> Repository<E> for MemoryRepository<E> {
             .into_iter()
             .filter(|k| seen.insert(k.clone()))
             .filter_map(|k| state.rows.get(&k).map(|r| r.entity.clone()))
+            .filter(lifecycle::visible)
             .collect())
     }
 
     async fn insert(&self, entity: &E) -> Result<E> {
         let meta = E::meta();
-        let row = prepare(entity, meta.version_index.map(|_| 1))?;
+        let row = prepare(&*stamped(entity, true), meta.version_index.map(|_| 1))?;
         let cols = unique_indexes(meta);
         self.state
             .write()
@@ -114,7 +122,7 @@ impl<E: Entity> Repository<E> for MemoryRepository<E> {
             .iter()
             .enumerate()
             .map(|(i, e)| {
-                prepare(e, meta.version_index.map(|_| 1))
+                prepare(&*stamped(e, true), meta.version_index.map(|_| 1))
                     .map_err(|err| Error::invalid_input(format!("row {i}: {}", err.message())))
             })
             .collect::<Result<Vec<_>>>()?;
@@ -154,7 +162,8 @@ impl<E: Entity> Repository<E> for MemoryRepository<E> {
             (Some(_), Some(stored)) => Some(stored + 1),
             _ => None,
         };
-        let row = prepare(entity, next)?;
+        let created = lifecycle::created_at_of(meta, &current.record);
+        let row = prepare(&*lifecycle::stamped_over(entity, created), next)?;
         state
             .put(&cols, row.clone(), true)
             .map_err(|e| e.in_context(meta.name, "update"))?;
@@ -174,7 +183,13 @@ impl<E: Entity> Repository<E> for MemoryRepository<E> {
                 .and_then(|r| r.entity.version())
                 .map_or(1, |v| v + 1)
         });
-        let row = prepare(entity, next)?;
+        let entity = match state.rows.get(&id) {
+            Some(current) => {
+                lifecycle::stamped_over(entity, lifecycle::created_at_of(meta, &current.record))
+            }
+            None => stamped(entity, true),
+        };
+        let row = prepare(&*entity, next)?;
         state
             .put(&cols, row.clone(), true)
             .map_err(|e| e.in_context(meta.name, "upsert"))?;
@@ -182,6 +197,11 @@ impl<E: Entity> Repository<E> for MemoryRepository<E> {
     }
 
     async fn delete(&self, id: &E::Id) -> Result<bool> {
+        if lifecycle::soft_deletes::<E>() {
+            return lifecycle::soft_delete(self, id)
+                .await
+                .map_err(|e| e.in_context(E::meta().name, "delete"));
+        }
         let meta = E::meta();
         let key = key_of::<E>(id)?;
         let cols = unique_indexes(meta);
@@ -189,10 +209,19 @@ impl<E: Entity> Repository<E> for MemoryRepository<E> {
     }
 
     async fn delete_many(&self, filter: &Filter) -> Result<u64> {
+        if lifecycle::soft_deletes::<E>() {
+            return lifecycle::soft_delete_many(self, filter)
+                .await
+                .map_err(|e| e.in_context(E::meta().name, "delete_many"));
+        }
+        self.purge(filter).await
+    }
+
+    async fn purge(&self, filter: &Filter) -> Result<u64> {
         let meta = E::meta();
-        let f = filter
+        let f = lifecycle::purge_filter(filter)
             .checked(meta)
-            .map_err(|e| e.in_context(meta.name, "delete_many"))?;
+            .map_err(|e| e.in_context(meta.name, "purge"))?;
         let cols = unique_indexes(meta);
         let mut state = self.state.write();
         let doomed: Vec<Key> = state
@@ -283,9 +312,10 @@ impl<E: Entity> Repository<E> for MemoryRepository<E> {
                 meta.name
             ))));
         }
+        let scope = lifecycle::patch_scope(meta, guard).map_err(ctx)?;
         let key = key_of::<E>(id).map_err(ctx)?;
         let mut state = self.state.write();
-        patch::patch(&mut state, &key, &update, filter.as_ref(), guard).map_err(ctx)
+        patch::patch(&mut state, &key, &update, scope.as_ref(), filter.as_ref(), guard).map_err(ctx)
     }
 
     async fn update_where(&self, filter: &Filter, update: &Update<E>) -> Result<u64> {
@@ -299,6 +329,11 @@ impl<E: Entity> Repository<E> for MemoryRepository<E> {
 
     async fn find_one_and_delete(&self, query: &Query) -> Result<Option<E>> {
         let meta = E::meta();
+        if lifecycle::soft_deletes::<E>() {
+            return lifecycle::soft_pop(self, query)
+                .await
+                .map_err(|e| e.in_context(meta.name, "find_one_and_delete"));
+        }
         let q = query
             .checked(meta)
             .map_err(|e| e.in_context(meta.name, "find_one_and_delete"))?;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use crate::entity::Entity;
 use crate::error::{Error, Result};
 
-use super::codec::{Key, Row, id_key, unique_key};
+use super::codec::{Key, Row, UniqueCols, id_key, unique_key};
 
 /// The rows of one entity type and their unique indexes.
 pub(super) struct State<E> {
@@ -28,7 +28,7 @@ impl<E: Entity> State<E> {
     }
 
     /// Check unique constraints for `row` (ignoring the row with id `own`).
-    fn check_unique(&self, cols: &[Vec<usize>], row: &Row<E>, own: &Key) -> Result<()> {
+    fn check_unique(&self, cols: &[UniqueCols], row: &Row<E>, own: &Key) -> Result<()> {
         let meta = E::meta();
         for (n, (ix, map)) in meta.uniques().zip(&self.uniques).enumerate() {
             if let Some(k) = unique_key(&row.record, &cols[n]) {
@@ -50,7 +50,7 @@ impl<E: Entity> State<E> {
     }
 
     /// Add `row` (with id `id`) to the unique indexes, or take it out.
-    fn index_row(&mut self, cols: &[Vec<usize>], row: &Row<E>, id: &Key, add: bool) {
+    fn index_row(&mut self, cols: &[UniqueCols], row: &Row<E>, id: &Key, add: bool) {
         for (n, map) in self.uniques.iter_mut().enumerate() {
             if let Some(k) = unique_key(&row.record, &cols[n]) {
                 if add {
@@ -66,7 +66,7 @@ impl<E: Entity> State<E> {
     /// violation always does (and changes nothing).
     pub(super) fn put(
         &mut self,
-        cols: &[Vec<usize>],
+        cols: &[UniqueCols],
         row: Arc<Row<E>>,
         replace: bool,
     ) -> Result<()> {
@@ -88,7 +88,7 @@ impl<E: Entity> State<E> {
     }
 
     /// Remove the row with id `id`, if any, and its index entries.
-    pub(super) fn remove(&mut self, cols: &[Vec<usize>], id: &Key) -> bool {
+    pub(super) fn remove(&mut self, cols: &[UniqueCols], id: &Key) -> bool {
         match self.rows.remove(id) {
             Some(row) => {
                 self.index_row(cols, &row, id, false);

@@ -4,7 +4,7 @@
 
 use crate::entity::{EntityMeta, FieldType, ScalarType};
 use crate::error::{Error, Result};
-use crate::filter::Filter;
+use crate::filter::{FieldPath, Filter};
 use crate::value::Value;
 
 use super::{Assignment, Update, UpdateOp};
@@ -195,6 +195,16 @@ impl<E> Update<E> {
                 field: a.field.clone(),
                 op,
             });
+        }
+        // `updated_at` moves with every write (unless the update sets it).
+        if let Some(i) = meta.updated_at {
+            let name = meta.fields[i].name;
+            if !out.iter().any(|a| a.field == name) {
+                out.push(Assignment {
+                    field: FieldPath::Borrowed(name),
+                    op: UpdateOp::Set(Value::DateTime(crate::lifecycle::now())),
+                });
+            }
         }
         Ok(Update {
             assignments: out,

@@ -460,6 +460,10 @@ impl Translator<'_> {
                 self.like(sql, &path, pattern)?;
             }
             Filter::Invalid(msg) => return Err(Error::invalid_input(msg.clone())),
+            // The condition it stands for is next to it in a checked filter.
+            Filter::Scope(_) => {
+                sql.push(self.dialect.t());
+            }
         }
         Ok(())
     }

@@ -3,6 +3,7 @@
 //! PostgreSQL), `update`, `upsert` and `delete`, and the mapping of write
 //! errors that names the constraint or column at fault.
 
+use persistence_core::lifecycle;
 use persistence_core::{Entity, Error, Filter, Record, Result, TimestampPrecision, Value};
 use sea_orm::{DbErr, QueryResult};
 
@@ -429,17 +430,22 @@ impl<E: Entity> RelationalRepository<E> {
         Ok(self.exec(c, sql).await.map_err(|e| self.err(e, "delete"))? > 0)
     }
 
-    pub(crate) async fn delete_many_on<C: Conn>(&self, c: &C, filter: &Filter) -> Result<u64> {
+    /// `purge`, and `delete_many` of entities without soft delete: a
+    /// `DELETE` of the rows matching (`op` names the call in errors).
+    pub(crate) async fn purge_on<C: Conn>(
+        &self,
+        c: &C,
+        filter: &Filter,
+        op: &'static str,
+    ) -> Result<u64> {
         let meta = E::meta();
-        let f = filter
+        let f = lifecycle::purge_filter(filter)
             .checked(meta)
-            .map_err(|e| e.in_context(meta.name, "delete_many"))?;
+            .map_err(|e| e.in_context(meta.name, op))?;
         let mut sql = self.sql();
         sql.push("DELETE FROM ").push(&self.table.qualified);
         self.where_filter(&mut sql, &f)
-            .map_err(|e| e.in_context(meta.name, "delete_many"))?;
-        self.exec(c, sql)
-            .await
-            .map_err(|e| self.err(e, "delete_many"))
+            .map_err(|e| e.in_context(meta.name, op))?;
+        self.exec(c, sql).await.map_err(|e| self.err(e, op))
     }
 }

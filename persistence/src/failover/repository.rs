@@ -130,6 +130,9 @@ impl<E: Entity> Repository<E> for FailoverRepository<E> {
     async fn delete_many(&self, filter: &Filter) -> Result<u64> {
         write_call!(self, |r| r.delete_many(filter))
     }
+    async fn purge(&self, filter: &Filter) -> Result<u64> {
+        write_call!(self, |r| r.purge(filter))
+    }
     async fn find(&self, query: &Query) -> Result<Vec<E>> {
         read_call!(self, |r| r.find(query))
     }
