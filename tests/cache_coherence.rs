@@ -4,7 +4,8 @@
 use std::time::{Duration, Instant};
 
 use persistence::config::{ConfigLoader, PersistenceConfig};
-use persistence::{Entity, Guard, Persistence, Repository, Update};
+use chrono::{DateTime, Utc};
+use persistence::{Entity, Filter, Guard, Persistence, Repository, SoftDeleteExt as _, Update};
 use persistence_testing::{TestPostgres, TestRedis};
 use serde::{Deserialize, Serialize};
 
@@ -16,6 +17,20 @@ struct Note {
     #[entity(version)]
     version: i64,
     n: i64,
+}
+
+/// A soft-deletable entity (issue 15 item 7).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Entity)]
+#[entity(name = "coh_memos")]
+struct Memo {
+    #[entity(id)]
+    id: i64,
+    #[entity(version)]
+    version: i64,
+    #[entity(updated_at)]
+    updated_at: DateTime<Utc>,
+    #[entity(soft_delete)]
+    deleted_at: Option<DateTime<Utc>>,
 }
 
 fn config(yaml: &str, vars: &[(&str, &str)]) -> persistence::Result<PersistenceConfig> {
@@ -278,4 +293,96 @@ async fn backplane_switches_in_yaml() {
         assert!(err.to_string().contains(key), "{key}: {err}");
     }
     p.shutdown().await;
+}
+
+/// Issue 15 item 7: soft delete, restore and purge through manager-built
+/// caches. The writing instance never serves a deleted row again (L1 and
+/// L2); the other instance stops serving it once the backplane message
+/// arrived, and serves a restored row again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn soft_deletes_are_invisible_to_both_instances() {
+    let (Some(pg), Some(redis)) = (TestPostgres::schema().await, TestRedis::new().await) else {
+        return;
+    };
+    let schema = pg.name().to_string();
+    let _keys = TestRedis::adopt(redis.url(), &format!("persistence.main.{schema}"));
+    let yaml = format!(
+        "databases:\n  main: {{ kind: postgres, url: \"${{PG}}\", schema: {schema}, pool: {{ max_connections: 4 }} }}\n  cache: {{ kind: redis, url: \"${{REDIS}}\" }}\ncache:\n  default: {{ ttl: 10m, l2: cache }}\n"
+    );
+    let cfg = config(&yaml, &[("PG", pg.url()), ("REDIS", redis.url())]).expect("config");
+    let (pa, pb) = (
+        Persistence::new(cfg.clone()).expect("instance A"),
+        Persistence::new(cfg).expect("instance B"),
+    );
+    let a = pa.repo::<Memo>().await.expect("repo A");
+    let b = pb.repo::<Memo>().await.expect("repo B");
+    wait_connected(&pa).await;
+    wait_connected(&pb).await;
+    for id in 1..=3 {
+        let memo = Memo {
+            id,
+            version: 0,
+            updated_at: DateTime::<Utc>::UNIX_EPOCH,
+            deleted_at: None,
+        };
+        a.insert(&memo).await.expect("insert");
+    }
+    // Both instances hold every row, and a query result, in their caches.
+    for id in 1..=3 {
+        assert!(a.get(&id).await.expect("get").is_some());
+        await_visible(&b, id, true).await;
+    }
+    assert_eq!(b.count(&Filter::all()).await.expect("count"), 3);
+
+    assert!(a.delete(&1).await.expect("delete"), "soft delete");
+    assert!(a.get(&1).await.expect("get").is_none(), "A: at once");
+    await_visible(&b, 1, false).await;
+    await_count(&b, 2).await;
+    assert!(a.restore(&1).await.expect("restore"));
+    assert!(a.get(&1).await.expect("get").is_some(), "A: restored at once");
+    await_visible(&b, 1, true).await;
+    assert_eq!(a.delete_many(&Filter::all()).await.expect("delete_many"), 3);
+    for id in 1..=3 {
+        assert!(a.get(&id).await.expect("get").is_none());
+        await_visible(&b, id, false).await;
+    }
+    await_count(&b, 0).await;
+    let trash = Filter::all().only_deleted();
+    assert_eq!(b.count(&trash).await.expect("count"), 3);
+    assert_eq!(a.purge(&trash).await.expect("purge"), 3);
+    let start = Instant::now();
+    while b.count(&trash).await.expect("count") != 0 {
+        assert!(start.elapsed() < STATED_BOUND * 3, "B still counts purged rows");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    pa.shutdown().await;
+    pb.shutdown().await;
+}
+
+/// Poll `r` until row `id` is (in)visible to `get` (bounded as `await_value`).
+async fn await_visible<R: Repository<Memo>>(r: &R, id: i64, visible: bool) {
+    let start = Instant::now();
+    while r.get(&id).await.expect("get").is_some() != visible {
+        assert!(
+            start.elapsed() < STATED_BOUND * 3,
+            "row {id}: expected visible = {visible}"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// Poll `r` until it counts `n` live rows.
+async fn await_count<R: Repository<Memo>>(r: &R, n: u64) {
+    let start = Instant::now();
+    loop {
+        let got = r.count(&Filter::all()).await.expect("count");
+        if got == n {
+            return;
+        }
+        assert!(
+            start.elapsed() < STATED_BOUND * 3,
+            "still {got} live rows, expected {n}"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
 }

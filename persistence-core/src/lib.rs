@@ -44,6 +44,13 @@
 //! * field: `#[entity(id)]` (exactly one), `#[entity(version)]` (at most one,
 //!   `i64`), `#[entity(unique)]`, `#[entity(index)]`, `#[entity(ttl = "30d")]`
 //!   (timestamp fields; `s`, `m`, `h`, `d` units), `#[serde(rename = "..")]` is honored.
+//! * managed fields ([`lifecycle`]): `#[entity(created_at)]` and
+//!   `#[entity(updated_at)]` on `DateTime<Utc>` (or `Option<..>`) fields the
+//!   repository sets; `#[entity(soft_delete)]` on an `Option<DateTime<Utc>>`:
+//!   `delete` sets it, reads skip such rows unless the filter says
+//!   [`with_deleted`](Filter::with_deleted) / [`only_deleted`](Filter::only_deleted),
+//!   [`restore`](SoftDeleteExt::restore) and [`purge`](Repository::purge)
+//!   undo and finish a delete, and unique constraints ignore deleted rows.
 //! * typed field handles: `User::EMAIL: Field<User, String>`; `User::EMAIL.eq(5)` does not compile.
 //!
 //! Nested structs are stored as sub-documents / JSON ([`FieldType::Json`]).

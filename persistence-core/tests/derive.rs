@@ -293,3 +293,82 @@ fn has_works_on_optional_array_handles() {
         other => panic!("{other:?}"),
     }
 }
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Entity)]
+#[entity(name = "posts", unique(author, slug))]
+struct Post {
+    #[entity(id)]
+    id: i64,
+    author: String,
+    slug: String,
+    #[entity(unique)]
+    code: String,
+    #[entity(created_at)]
+    created: Option<DateTime<Utc>>,
+    #[entity(updated_at)]
+    touched: DateTime<Utc>,
+    #[entity(soft_delete)]
+    removed: Option<DateTime<Utc>>,
+}
+
+#[test]
+fn managed_fields_are_in_the_metadata_and_set_by_touch() {
+    use persistence_core::{EntityMeta, Managed};
+    let meta = Post::meta();
+    let name = |i: Option<usize>| i.map(|i| meta.fields[i].name);
+    assert_eq!(name(meta.created_at), Some("created"));
+    assert_eq!(name(meta.updated_at), Some("touched"));
+    assert_eq!(name(meta.soft_delete), Some("removed"));
+    // Every unique index of a soft-deletable entity ignores deleted rows.
+    for ix in meta.uniques() {
+        assert_eq!(ix.live_only, Some("removed"), "{ix:?}");
+    }
+    assert!(User::meta().uniques().all(|ix| ix.live_only.is_none()));
+
+    let t = DateTime::<Utc>::from_timestamp(1_700_000_000, 0).unwrap();
+    let mut p = Post {
+        id: 1,
+        author: "a".into(),
+        slug: "s".into(),
+        code: "c".into(),
+        created: None,
+        touched: DateTime::<Utc>::UNIX_EPOCH,
+        removed: None,
+    };
+    p.touch(t, false);
+    assert_eq!((p.created, p.touched), (None, t), "an overwrite moves updated_at only");
+    p.touch(t, true);
+    assert_eq!(p.created, Some(t), "an insert sets created_at too");
+    assert_eq!(p.deleted_at(), None);
+    p.removed = Some(t);
+    assert_eq!(p.deleted_at(), Some(t));
+
+    // Hand-written metadata is checked the same way.
+    let field = |name: &'static str, nullable: bool| persistence_core::FieldMeta {
+        name,
+        rust_name: name,
+        ty: FieldType::Scalar(ScalarType::DateTime),
+        nullable,
+        id: false,
+        version: false,
+        unique: false,
+        index: false,
+        ttl: None,
+    };
+    let id = persistence_core::FieldMeta {
+        id: true,
+        ty: FieldType::Scalar(ScalarType::I64),
+        ..field("id", false)
+    };
+    let build = |b: persistence_core::entity::EntityMetaBuilder| b.build().map(|_| ()).map_err(|e| e.to_string());
+    let base = || EntityMeta::builder("hand").field(id.clone()).field(field("at", false));
+    assert!(build(base().managed(Managed::SoftDelete, "at")).unwrap_err().contains("Option"));
+    assert!(build(base().managed(Managed::CreatedAt, "nope")).unwrap_err().contains("unknown"));
+    assert!(build(base().managed(Managed::CreatedAt, "id")).unwrap_err().contains("DateTime"));
+    assert!(
+        build(base().managed(Managed::CreatedAt, "at").managed(Managed::UpdatedAt, "at"))
+            .unwrap_err()
+            .contains("two managed roles")
+    );
+    assert!(build(base().managed(Managed::CreatedAt, "at")).is_ok());
+}

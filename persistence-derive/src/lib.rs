@@ -5,7 +5,7 @@
 
 use proc_macro::TokenStream;
 use proc_macro2::{Span, TokenStream as TokenStream2};
-use quote::{format_ident, quote};
+use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{Data, DeriveInput, Fields, LitStr, Type, parse_macro_input};
 
@@ -361,8 +361,8 @@ fn entity(input: DeriveInput) -> syn::Result<TokenStream2> {
         .filter_map(|f| {
             let fi = &f.ident;
             match f.managed {
-                Some("updated_at") => Some(quote!(self.#fi = ::core::convert::From::from(now);)),
-                Some("created_at") => Some(quote!(if insert { self.#fi = ::core::convert::From::from(now); })),
+                Some("updated_at") => Some(quote_spanned!(f.ty.span()=> self.#fi = ::core::convert::From::from(now);)),
+                Some("created_at") => Some(quote_spanned!(f.ty.span()=> if insert { self.#fi = ::core::convert::From::from(now); })),
                 _ => None,
             }
         })
@@ -377,9 +377,10 @@ fn entity(input: DeriveInput) -> syn::Result<TokenStream2> {
     });
     let deleted_at = fields.iter().find(|f| f.managed == Some("soft_delete")).map(|f| {
         let fi = &f.ident;
+        let read = quote_spanned!(f.ty.span()=> self.#fi);
         quote! {
             fn deleted_at(&self) -> ::core::option::Option<#krate::__private::chrono::DateTime<#krate::__private::chrono::Utc>> {
-                self.#fi
+                #read
             }
         }
     });

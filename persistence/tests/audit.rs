@@ -5,7 +5,10 @@ use persistence::audit::{
     AuditContext, AuditOperation, AuditRecord, Audited, OnAuditError, Retention,
 };
 use persistence::postgres::RelationalStore;
-use persistence::{Entity, ErrorKind, Filter, Guard, MemoryRepository, Query, Repository, Update};
+use persistence::{
+    Entity, ErrorKind, Filter, Guard, MemoryRepository, Query, Repository, SoftDeleteExt as _,
+    Update,
+};
 use persistence_testing::{TestMongo, TestPostgres};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -272,6 +275,85 @@ async fn postgres_records_partial_writes() {
         return;
     };
     partial_writes(store.repository::<Doc>(), store.repository::<AuditRecord>()).await;
+    store.drop_schema().await.expect("drop");
+}
+
+/// A soft-deletable document (issue 15 item 7).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Entity)]
+#[entity(name = "audited_memos")]
+struct Memo {
+    #[entity(id)]
+    id: i64,
+    #[entity(soft_delete)]
+    deleted_at: Option<chrono::DateTime<Utc>>,
+}
+
+/// Soft deletes are recorded as `Delete`, restores as updates, purges as
+/// `Purge`; a batch of rows deleted before never ends `delete_many` early.
+async fn soft_deletes<D, L>(memos: D, log: L)
+where
+    D: Repository<Memo>,
+    L: Repository<AuditRecord> + Clone,
+{
+    memos.ensure_schema().await.expect("schema");
+    log.ensure_schema().await.expect("log schema");
+    let repo = Audited::new(memos, log.clone())
+        .default_actor("system")
+        .delete_batch(2);
+    let seed: Vec<Memo> = (1..=6)
+        .map(|id| Memo {
+            id,
+            deleted_at: None,
+        })
+        .collect();
+    repo.insert_many(&seed).await.expect("seed");
+    assert!(repo.delete(&1).await.expect("delete"));
+    assert!(repo.delete(&2).await.expect("delete"));
+    assert!(!repo.delete(&2).await.expect("delete again"), "nothing recorded");
+    // Ids 1 and 2 (deleted) come first: the batches must still reach 3..=6.
+    let n = repo
+        .delete_many(&Filter::all().with_deleted())
+        .await
+        .expect("delete_many");
+    assert_eq!(n, 4);
+    assert!(repo.restore(&3).await.expect("restore"));
+    assert_eq!(
+        repo.purge(&Filter::all().only_deleted()).await.expect("purge"),
+        5
+    );
+    let ops = |id: &'static str| {
+        let log = log.clone();
+        async move {
+            trail(&log, id)
+                .await
+                .into_iter()
+                .map(|r| r.operation)
+                .collect::<Vec<_>>()
+        }
+    };
+    use AuditOperation::{Delete, Insert, Purge, Update as Upd};
+    for id in ["1", "2", "4", "5", "6"] {
+        assert_eq!(ops(id).await, vec![Insert, Delete, Purge], "id {id}");
+    }
+    assert_eq!(ops("3").await, vec![Insert, Delete, Upd], "restored, not purged");
+    assert_eq!(repo.count(&Filter::all().with_deleted()).await.expect("count"), 1);
+}
+
+#[tokio::test]
+async fn memory_records_soft_deletes() {
+    soft_deletes(
+        MemoryRepository::<Memo>::new(),
+        MemoryRepository::<AuditRecord>::new(),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn postgres_records_soft_deletes() {
+    let Some(store) = pg_store().await else {
+        return;
+    };
+    soft_deletes(store.repository::<Memo>(), store.repository::<AuditRecord>()).await;
     store.drop_schema().await.expect("drop");
 }
 

@@ -134,3 +134,100 @@ fn strip(filter: Filter) -> Filter {
         Err(parts) => Filter::And(parts),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conformance::entities::{Note, Person};
+    use crate::entity::Entity;
+    use crate::error::ErrorKind;
+
+    fn live() -> Filter {
+        Filter::IsNull(FieldPath::Borrowed("deleted_at"))
+    }
+
+    #[test]
+    fn the_default_scope_is_live_rows_and_checking_twice_changes_nothing() {
+        let once = Note::RANK.gt(1).checked(Note::meta()).unwrap();
+        assert_eq!(
+            once,
+            Filter::And(vec![Filter::Scope(Scope::Live), live(), Note::RANK.gt(1)])
+        );
+        assert_eq!(once.clone().checked(Note::meta()).unwrap(), once);
+        // The keyset planner narrows a checked filter and checks it again.
+        let narrowed = once.clone().and(Note::ID.gt(3)).checked(Note::meta()).unwrap();
+        assert_eq!(
+            narrowed,
+            Filter::And(vec![
+                Filter::Scope(Scope::Live),
+                live(),
+                Note::RANK.gt(1),
+                Note::ID.gt(3)
+            ])
+        );
+    }
+
+    #[test]
+    fn with_deleted_drops_the_condition_and_stays_dropped() {
+        let f = Note::RANK.gt(1).with_deleted().checked(Note::meta()).unwrap();
+        assert_eq!(
+            f,
+            Filter::And(vec![Filter::Scope(Scope::WithDeleted), Note::RANK.gt(1)])
+        );
+        assert_eq!(f.clone().checked(Note::meta()).unwrap(), f);
+        let only = Filter::all().only_deleted().checked(Note::meta()).unwrap();
+        assert_eq!(
+            only,
+            Filter::And(vec![
+                Filter::Scope(Scope::OnlyDeleted),
+                Filter::IsNotNull(FieldPath::Borrowed("deleted_at"))
+            ])
+        );
+    }
+
+    #[test]
+    fn entities_without_soft_delete_are_untouched() {
+        let f = Person::AGE.gt(1);
+        assert_eq!(f.checked(Person::meta()).unwrap(), f);
+        assert_eq!(
+            Person::AGE.gt(1).with_deleted().checked(Person::meta()).unwrap(),
+            f
+        );
+        let e = Filter::all()
+            .only_deleted()
+            .checked(Person::meta())
+            .unwrap_err();
+        assert_eq!(e.kind(), &ErrorKind::InvalidInput);
+        assert!(e.to_string().contains("soft-delete"), "{e}");
+    }
+
+    #[test]
+    fn scopes_inside_or_and_not_or_in_conflict_are_refused() {
+        for f in [
+            Note::ID.eq(1).or(Filter::all().with_deleted()),
+            Filter::all().with_deleted().not(),
+            Filter::all().with_deleted().only_deleted(),
+        ] {
+            let e = f.checked(Note::meta()).unwrap_err();
+            assert_eq!(e.kind(), &ErrorKind::InvalidInput, "{f:?}");
+        }
+        // The same scope twice is fine.
+        assert!(
+            Filter::all()
+                .with_deleted()
+                .with_deleted()
+                .checked(Note::meta())
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn or_scope_keeps_a_named_scope() {
+        let f = Filter::all().only_deleted().or_scope(Scope::WithDeleted);
+        assert_eq!(f.scope(), Some(Scope::OnlyDeleted));
+        assert_eq!(
+            Filter::all().or_scope(Scope::WithDeleted).scope(),
+            Some(Scope::WithDeleted)
+        );
+    }
+}

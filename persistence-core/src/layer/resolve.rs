@@ -86,15 +86,18 @@ pub fn write_applied<E: Entity>(
     same_content(written, stored, capabilities.timestamp_precision)
 }
 
-/// Every field but the version equal, timestamps truncated to `precision`.
+/// Every field but the version and the managed timestamps (the repository
+/// sets those, so the written entity's values say nothing) equal,
+/// timestamps truncated to `precision`.
 pub(crate) fn same_content<E: Entity>(a: &E, b: &E, precision: TimestampPrecision) -> Result<bool> {
     let meta = E::meta();
+    let managed = [meta.version_index, meta.created_at, meta.updated_at];
     let (a, b) = (Record::from_entity(a)?, Record::from_entity(b)?);
     Ok(a.values
         .iter()
         .zip(&b.values)
         .enumerate()
-        .all(|(i, (x, y))| Some(i) == meta.version_index || same_value(x, y, precision)))
+        .all(|(i, (x, y))| managed.contains(&Some(i)) || same_value(x, y, precision)))
 }
 
 fn same_value(a: &Value, b: &Value, precision: TimestampPrecision) -> bool {
