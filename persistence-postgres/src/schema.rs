@@ -6,7 +6,12 @@
 //!
 //! * primary key constraint `pk_<entity>` on the id field;
 //! * one `UNIQUE` constraint per unique field / composite unique, named as in
-//!   `IndexMeta::name` (so violations map back to metadata);
+//!   `IndexMeta::name` (so violations map back to metadata); on a
+//!   soft-deletable entity (`IndexMeta::live_only`) a partial unique index of
+//!   that name instead, `CREATE UNIQUE INDEX .. ON t (..) WHERE "deleted_at"
+//!   IS NULL`, so deleted rows do not hold their values (both dialects; a
+//!   violation names the index as it would the constraint). Like the
+//!   constraints, it is created with the table only;
 //! * one index per indexed field / composite index, named as in `IndexMeta::name`;
 //! * the version field is an ordinary `bigint NOT NULL` column.
 //!
@@ -108,7 +113,7 @@ impl TableInfo {
             quote(&self.names.primary_key),
             quote(meta.id_field().name)
         ));
-        for ix in meta.uniques() {
+        for ix in meta.uniques().filter(|ix| ix.live_only.is_none()) {
             cols.push(format!(
                 "CONSTRAINT {} UNIQUE ({})",
                 quote(&ix.name),
@@ -127,8 +132,30 @@ impl TableInfo {
         if dialect == Dialect::Postgres {
             out.push(self.mark_table(meta));
         }
+        out.extend(self.partial_unique_ddl(meta));
         out.extend(self.index_ddl(meta));
         Ok(out)
+    }
+
+    /// The `CREATE UNIQUE INDEX IF NOT EXISTS .. WHERE "f" IS NULL`
+    /// statements of the unique indexes over live rows only.
+    fn partial_unique_ddl(&self, meta: &EntityMeta) -> Vec<String> {
+        meta.uniques()
+            .filter_map(|ix| {
+                let live = ix.live_only?;
+                Some(format!(
+                    "CREATE UNIQUE INDEX IF NOT EXISTS {} ON {} ({}) WHERE {} IS NULL",
+                    quote(&ix.name),
+                    self.qualified,
+                    ix.fields
+                        .iter()
+                        .map(|f| quote(f))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    quote(live)
+                ))
+            })
+            .collect()
     }
 
     /// `COMMENT ON TABLE` with the ownership mark (PostgreSQL).
@@ -367,10 +394,32 @@ struct Differences {
     missing_indexes: Vec<String>,
 }
 
-/// One index of an existing table: unique (or primary) and its columns in order.
+/// One index of an existing table: unique (or primary), its columns in
+/// order, and the condition of a partial index (empty for a full one).
 struct Existing {
     unique: bool,
     columns: Vec<String>,
+    predicate: String,
+}
+
+impl Existing {
+    /// Whether this partial index covers exactly the rows where `field` is
+    /// null (read from the catalog's text of the condition).
+    fn live_only(&self, field: &str) -> bool {
+        let norm: String = self
+            .predicate
+            .chars()
+            .filter(|c| !matches!(c, '"' | '(' | ')'))
+            .collect::<String>()
+            .to_lowercase();
+        let norm = norm.split_whitespace().collect::<Vec<_>>().join(" ");
+        // SQLite gives the whole CREATE INDEX statement: keep its condition.
+        let cond = match norm.rfind(" where ") {
+            Some(at) => &norm[at + " where ".len()..],
+            None => norm.as_str(),
+        };
+        cond == format!("{} is null", field.to_lowercase())
+    }
 }
 
 async fn differences<C: Conn>(
@@ -385,7 +434,8 @@ async fn differences<C: Conn>(
              WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped",
             "SELECT i.indisunique OR i.indisprimary, array_to_string(ARRAY(\
                SELECT a.attname::text FROM unnest(i.indkey) WITH ORDINALITY AS k(n, o) \
-               JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.n ORDER BY k.o), ',') \
+               JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.n ORDER BY k.o), ','), \
+               COALESCE(pg_get_expr(i.indpred, i.indrelid), '') \
              FROM pg_index i WHERE i.indrelid = to_regclass($1)",
             None,
             table.qualified.clone(),
@@ -393,7 +443,9 @@ async fn differences<C: Conn>(
         Dialect::Sqlite => (
             "SELECT name FROM pragma_table_info(?)",
             "SELECT il.\"unique\" <> 0, (SELECT group_concat(x.name, ',') FROM \
-               (SELECT name FROM pragma_index_info(il.name) ORDER BY seqno) AS x) \
+               (SELECT name FROM pragma_index_info(il.name) ORDER BY seqno) AS x), \
+               CASE WHEN il.partial <> 0 THEN (SELECT m.sql FROM sqlite_master AS m \
+                 WHERE m.type = 'index' AND m.name = il.name) ELSE '' END \
              FROM pragma_index_list(?) AS il",
             Some(
                 "SELECT group_concat(name, ',') FROM (SELECT name FROM pragma_table_info(?) WHERE pk > 0 ORDER BY pk)",
@@ -417,9 +469,11 @@ async fn differences<C: Conn>(
     for r in c.rows(stmt(dialect, indexes_sql, vec![text(&arg)])).await? {
         let unique = r.try_get_by_index::<bool>(0)?;
         let cols = get_string(&r, 1).map_err(|e| DbErr::Custom(e.to_string()))?;
+        let predicate = get_string(&r, 2).map_err(|e| DbErr::Custom(e.to_string()))?;
         existing.push(Existing {
             unique,
             columns: cols.split(',').map(str::to_string).collect(),
+            predicate,
         });
     }
     if let Some(pk_sql) = pk_sql {
@@ -430,32 +484,38 @@ async fn differences<C: Conn>(
                 existing.push(Existing {
                     unique: true,
                     columns: cols.split(',').map(str::to_string).collect(),
+                    predicate: String::new(),
                 });
             }
         }
     }
     let id = meta.id_field().name;
-    let mut wanted: Vec<(String, bool, Vec<&str>)> =
-        vec![(format!("primary key ({id})"), true, vec![id])];
+    let mut wanted: Vec<(String, bool, Vec<&str>, Option<&str>)> =
+        vec![(format!("primary key ({id})"), true, vec![id], None)];
     for ix in &meta.indexes {
-        let what = if ix.unique {
-            "unique constraint"
-        } else {
-            "index"
+        let what = match (ix.unique, ix.live_only) {
+            (true, Some(live)) => format!(
+                "unique index {} ({}) WHERE {live} IS NULL",
+                ix.name,
+                ix.fields.join(", ")
+            ),
+            (true, None) => format!("unique constraint {} ({})", ix.name, ix.fields.join(", ")),
+            (false, _) => format!("index {} ({})", ix.name, ix.fields.join(", ")),
         };
-        wanted.push((
-            format!("{what} {} ({})", ix.name, ix.fields.join(", ")),
-            ix.unique,
-            ix.fields.clone(),
-        ));
+        wanted.push((what, ix.unique, ix.fields.clone(), ix.live_only));
     }
-    for (what, unique, fields) in wanted {
+    for (what, unique, fields, live_only) in wanted {
         let covered = existing.iter().any(|e| {
             if unique {
-                // The same column set, enforced unique.
+                // The same column set, enforced unique over the same rows:
+                // all of them, or the live ones (a partial index).
                 e.unique
                     && e.columns.len() == fields.len()
                     && fields.iter().all(|f| e.columns.iter().any(|c| c == f))
+                    && match live_only {
+                        None => e.predicate.is_empty(),
+                        Some(live) => e.live_only(live),
+                    }
             } else {
                 // Any index led by these columns.
                 e.columns.len() >= fields.len()
