@@ -9,8 +9,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use futures_util::StreamExt as _;
-use persistence_core::memory::Key;
 use persistence_core::lifecycle;
+use persistence_core::memory::Key;
 use persistence_core::{BoxStream, Entity, Filter, Query, Result};
 use sea_orm::{Statement, StreamTrait};
 

@@ -109,7 +109,10 @@ impl<E: Entity> RelationalRepository<E> {
             }
             // A partial index holds live rows only.
             if let Some(live) = ix.live_only {
-                if meta.field(live).is_none_or(|(i, _)| !record.get(i).is_null()) {
+                if meta
+                    .field(live)
+                    .is_none_or(|(i, _)| !record.get(i).is_null())
+                {
                     continue;
                 }
                 sql.ident(live).push(" IS NULL AND ");
