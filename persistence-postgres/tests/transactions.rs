@@ -305,6 +305,14 @@ async fn soft_delete_follows_the_unit(store: &RelationalStore) {
                 let notes = tx.repository::<Note>();
                 assert!(notes.delete(&1).await?, "a live row is deleted");
                 assert!(notes.get(&1).await?.is_none(), "get in the unit");
+                let locked = notes
+                    .get_for_update(&1, persistence_postgres::Lock::Wait)
+                    .await?;
+                assert!(locked.is_none(), "get_for_update in the unit");
+                let live = notes
+                    .find_for_update(&Query::all(), persistence_postgres::Lock::Wait)
+                    .await?;
+                assert_eq!(live.iter().map(|n| n.id).collect::<Vec<_>>(), [2]);
                 let many = notes.get_many(&[1, 2]).await?;
                 assert_eq!(many.iter().map(|n| n.id).collect::<Vec<_>>(), [2]);
                 assert_eq!(notes.count(&Filter::all()).await?, 1);
