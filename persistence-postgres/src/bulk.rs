@@ -48,9 +48,12 @@
 //! violations, and nothing is committed.
 //!
 //! `RelationalRepository::insert_many` takes the same path.
+//!
+//! Managed timestamps: every row gets `created_at` = `updated_at` = the
+//! time the call started (see [`persistence_core::lifecycle`]).
 
 use futures_util::{Stream, StreamExt as _};
-use persistence_core::{Entity, Error, Result};
+use persistence_core::{Entity, Error, Result, lifecycle};
 use sea_orm::{DbErr, TransactionTrait};
 
 use crate::codec::checked_record;
@@ -112,6 +115,12 @@ impl<E: Entity> RelationalRepository<E> {
     {
         let dialect = self.store().dialect();
         let threshold = options.copy_threshold.max(1);
+        // Managed timestamps: one time for the whole call (see `lifecycle`).
+        let now = lifecycle::now();
+        let input = input.map(move |mut e| {
+            e.touch(now, true);
+            e
+        });
         let mut input = std::pin::pin!(input.enumerate());
         // Rows per INSERT round after the first (SQLite, or a stream that ended early).
         let step = threshold.min(1_000);

@@ -59,6 +59,19 @@
 //! columns do to a value (`19.999` into `numeric(12,2)` comes back `20.00`,
 //! `timestamptz(3)` rounds to milliseconds). `insert_many` returns a count.
 //!
+//! ## Managed timestamps and soft delete
+//!
+//! As [`persistence_core::lifecycle`] defines them, with the client's clock:
+//! `insert` / `insert_many` / `bulk_insert` bind `created_at` = `updated_at`
+//! = now; `update` and the `ON CONFLICT DO UPDATE` of `upsert` leave the
+//! `created_at` column out of `SET` (the stored value comes back through
+//! `RETURNING`); `patch` and `update_where` assign `updated_at`. Reads of a
+//! soft-deletable entity see live rows only: checked filters carry
+//! `"deleted_at" IS NULL` (or `IS NOT NULL` under `only_deleted()`), `get` /
+//! `get_many` drop deleted rows, `patch` adds the scope to `"id" = $1`.
+//! Its unique constraints are partial unique indexes,
+//! `CREATE UNIQUE INDEX … WHERE "deleted_at" IS NULL`, on both databases.
+//!
 //! ## Query semantics (as `persistence_core::filter` defines them)
 //!
 //! * Strings compare and sort by code point: PostgreSQL uses `COLLATE "C"`

@@ -6,7 +6,12 @@
 //!
 //! * primary key constraint `pk_<entity>` on the id field;
 //! * one `UNIQUE` constraint per unique field / composite unique, named as in
-//!   `IndexMeta::name` (so violations map back to metadata);
+//!   `IndexMeta::name` (so violations map back to metadata); on a
+//!   soft-deletable entity (`IndexMeta::live_only`) a partial unique index of
+//!   that name instead, `CREATE UNIQUE INDEX .. ON t (..) WHERE "deleted_at"
+//!   IS NULL`, so deleted rows do not hold their values (both dialects; a
+//!   violation names the index as it would the constraint). Like the
+//!   constraints, it is created with the table only;
 //! * one index per indexed field / composite index, named as in `IndexMeta::name`;
 //! * the version field is an ordinary `bigint NOT NULL` column.
 //!
@@ -54,6 +59,10 @@ use sea_orm::{DbErr, QueryResult, Statement, Value as SV};
 use crate::error::{ConstraintNames, map_db_err};
 use crate::query::{Dialect, column_type, quote};
 use crate::store::conn::Conn;
+
+mod verify;
+
+use verify::differences;
 
 /// A table derived from metadata: its qualified name and constraint names.
 #[derive(Debug, Clone)]
@@ -108,7 +117,7 @@ impl TableInfo {
             quote(&self.names.primary_key),
             quote(meta.id_field().name)
         ));
-        for ix in meta.uniques() {
+        for ix in meta.uniques().filter(|ix| ix.live_only.is_none()) {
             cols.push(format!(
                 "CONSTRAINT {} UNIQUE ({})",
                 quote(&ix.name),
@@ -127,8 +136,30 @@ impl TableInfo {
         if dialect == Dialect::Postgres {
             out.push(self.mark_table(meta));
         }
+        out.extend(self.partial_unique_ddl(meta));
         out.extend(self.index_ddl(meta));
         Ok(out)
+    }
+
+    /// The `CREATE UNIQUE INDEX IF NOT EXISTS .. WHERE "f" IS NULL`
+    /// statements of the unique indexes over live rows only.
+    fn partial_unique_ddl(&self, meta: &EntityMeta) -> Vec<String> {
+        meta.uniques()
+            .filter_map(|ix| {
+                let live = ix.live_only?;
+                Some(format!(
+                    "CREATE UNIQUE INDEX IF NOT EXISTS {} ON {} ({}) WHERE {} IS NULL",
+                    quote(&ix.name),
+                    self.qualified,
+                    ix.fields
+                        .iter()
+                        .map(|f| quote(f))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    quote(live)
+                ))
+            })
+            .collect()
     }
 
     /// `COMMENT ON TABLE` with the ownership mark (PostgreSQL).
@@ -357,116 +388,6 @@ async fn mark<C: Conn>(
         }
     }
     Ok(())
-}
-
-/// What an existing table lacks compared with the entity.
-#[derive(Debug, Default)]
-struct Differences {
-    missing_columns: Vec<String>,
-    /// Primary key, unique constraints and indexes, in words.
-    missing_indexes: Vec<String>,
-}
-
-/// One index of an existing table: unique (or primary) and its columns in order.
-struct Existing {
-    unique: bool,
-    columns: Vec<String>,
-}
-
-async fn differences<C: Conn>(
-    c: &C,
-    table: &TableInfo,
-    meta: &EntityMeta,
-    dialect: Dialect,
-) -> std::result::Result<Differences, DbErr> {
-    let (columns_sql, indexes_sql, pk_sql, arg) = match dialect {
-        Dialect::Postgres => (
-            "SELECT attname::text FROM pg_attribute \
-             WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped",
-            "SELECT i.indisunique OR i.indisprimary, array_to_string(ARRAY(\
-               SELECT a.attname::text FROM unnest(i.indkey) WITH ORDINALITY AS k(n, o) \
-               JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.n ORDER BY k.o), ',') \
-             FROM pg_index i WHERE i.indrelid = to_regclass($1)",
-            None,
-            table.qualified.clone(),
-        ),
-        Dialect::Sqlite => (
-            "SELECT name FROM pragma_table_info(?)",
-            "SELECT il.\"unique\" <> 0, (SELECT group_concat(x.name, ',') FROM \
-               (SELECT name FROM pragma_index_info(il.name) ORDER BY seqno) AS x) \
-             FROM pragma_index_list(?) AS il",
-            Some(
-                "SELECT group_concat(name, ',') FROM (SELECT name FROM pragma_table_info(?) WHERE pk > 0 ORDER BY pk)",
-            ),
-            meta.name.to_string(),
-        ),
-    };
-    let have: Vec<String> = c
-        .rows(stmt(dialect, columns_sql, vec![text(&arg)]))
-        .await?
-        .iter()
-        .map(|r| r.try_get_by_index::<String>(0))
-        .collect::<std::result::Result<_, _>>()?;
-    let mut out = Differences::default();
-    for f in &meta.fields {
-        if !have.iter().any(|h| h == f.name) {
-            out.missing_columns.push(f.name.to_string());
-        }
-    }
-    let mut existing = Vec::new();
-    for r in c.rows(stmt(dialect, indexes_sql, vec![text(&arg)])).await? {
-        let unique = r.try_get_by_index::<bool>(0)?;
-        let cols = get_string(&r, 1).map_err(|e| DbErr::Custom(e.to_string()))?;
-        existing.push(Existing {
-            unique,
-            columns: cols.split(',').map(str::to_string).collect(),
-        });
-    }
-    if let Some(pk_sql) = pk_sql {
-        // SQLite: an INTEGER PRIMARY KEY is the rowid, not an index.
-        if let Some(r) = c.row(stmt(dialect, pk_sql, vec![text(&arg)])).await? {
-            let cols = get_string(&r, 0).map_err(|e| DbErr::Custom(e.to_string()))?;
-            if !cols.is_empty() {
-                existing.push(Existing {
-                    unique: true,
-                    columns: cols.split(',').map(str::to_string).collect(),
-                });
-            }
-        }
-    }
-    let id = meta.id_field().name;
-    let mut wanted: Vec<(String, bool, Vec<&str>)> =
-        vec![(format!("primary key ({id})"), true, vec![id])];
-    for ix in &meta.indexes {
-        let what = if ix.unique {
-            "unique constraint"
-        } else {
-            "index"
-        };
-        wanted.push((
-            format!("{what} {} ({})", ix.name, ix.fields.join(", ")),
-            ix.unique,
-            ix.fields.clone(),
-        ));
-    }
-    for (what, unique, fields) in wanted {
-        let covered = existing.iter().any(|e| {
-            if unique {
-                // The same column set, enforced unique.
-                e.unique
-                    && e.columns.len() == fields.len()
-                    && fields.iter().all(|f| e.columns.iter().any(|c| c == f))
-            } else {
-                // Any index led by these columns.
-                e.columns.len() >= fields.len()
-                    && fields.iter().zip(&e.columns).all(|(f, c)| c == f)
-            }
-        });
-        if !covered {
-            out.missing_indexes.push(what);
-        }
-    }
-    Ok(out)
 }
 
 /// `ensure_schema` of one table (see the module docs).

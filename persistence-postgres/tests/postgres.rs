@@ -83,3 +83,69 @@ pg_test!(
     ignore_case_is_served_by_a_lower_index,
     ignore_case_uses_a_lower_expression_index
 );
+
+/// The unique constraint of a soft-deletable entity is a partial unique
+/// index over live rows (`WHERE deleted_at IS NULL`), created once, and a
+/// violation names it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn soft_delete_unique_is_a_partial_index() {
+    use persistence_core::conformance::entities::Note;
+    use persistence_core::{ConflictKind, ErrorKind, Repository};
+    use persistence_postgres::sea_orm::{ConnectionTrait as _, Statement};
+    let Some(store) = pg_store().await else {
+        return;
+    };
+    let s = store.clone();
+    let outcome = tokio::spawn(async move {
+        let repo = s.repository::<Note>();
+        repo.ensure_schema().await.expect("schema");
+        repo.ensure_schema()
+            .await
+            .expect("ensure_schema is idempotent");
+        let db = s.connection();
+        let rows = db
+            .query_all_raw(Statement::from_sql_and_values(
+                db.get_database_backend(),
+                "SELECT indexname::text, indexdef FROM pg_indexes \
+                 WHERE schemaname = $1 AND tablename = 'conf_notes' ORDER BY indexname",
+                [s.schema().expect("a test schema").into()],
+            ))
+            .await
+            .expect("pg_indexes");
+        let indexes: Vec<(String, String)> = rows
+            .iter()
+            .map(|r| {
+                (
+                    r.try_get_by_index(0).expect("name"),
+                    r.try_get_by_index(1).expect("def"),
+                )
+            })
+            .collect();
+        let (_, def) = indexes
+            .iter()
+            .find(|(n, _)| n == "ux_conf_notes_slug")
+            .unwrap_or_else(|| panic!("no ux_conf_notes_slug in {indexes:#?}"));
+        assert!(
+            def.starts_with("CREATE UNIQUE INDEX") && def.contains("WHERE (deleted_at IS NULL)"),
+            "{def}"
+        );
+        repo.insert(&Note::new(1, "same", 0)).await.expect("insert");
+        let e = repo
+            .insert(&Note::new(2, "same", 0))
+            .await
+            .expect_err("live duplicate");
+        assert_eq!(
+            e.kind(),
+            &ErrorKind::Conflict(ConflictKind::Unique {
+                constraint: Some("ux_conf_notes_slug".into())
+            }),
+            "{e}"
+        );
+    })
+    .await;
+    store.drop_schema().await.expect("drop schema");
+    store.close().await;
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}

@@ -285,8 +285,72 @@ async fn select_and_distinct_in_a_unit_of_work(store: &RelationalStore) {
     );
 }
 
+/// Soft delete inside a unit of work: the transaction's repository stamps,
+/// soft-deletes and hides the row like the pool's (they share the
+/// statements); a rollback brings the row back as it was.
+async fn soft_delete_follows_the_unit(store: &RelationalStore) {
+    use persistence_core::conformance::entities::Note;
+    use persistence_core::lifecycle::SoftDeleteExt as _;
+    let repo = store.repository::<Note>();
+    repo.ensure_schema().await.expect("schema");
+    repo.insert_many(&[Note::new(1, "a", 0), Note::new(2, "b", 0)])
+        .await
+        .expect("seed");
+    let before = repo.get(&1).await.expect("get").expect("row 1");
+    assert_eq!(before.created_at, before.updated_at);
+    assert!(before.created_at > chrono::DateTime::<chrono::Utc>::UNIX_EPOCH);
+    let outcome: Result<(), Error> = store
+        .transaction(|tx| {
+            Box::pin(async move {
+                let notes = tx.repository::<Note>();
+                assert!(notes.delete(&1).await?, "a live row is deleted");
+                assert!(notes.get(&1).await?.is_none(), "get in the unit");
+                let locked = notes
+                    .get_for_update(&1, persistence_postgres::Lock::Wait)
+                    .await?;
+                assert!(locked.is_none(), "get_for_update in the unit");
+                let live = notes
+                    .find_for_update(&Query::all(), persistence_postgres::Lock::Wait)
+                    .await?;
+                assert_eq!(live.iter().map(|n| n.id).collect::<Vec<_>>(), [2]);
+                let many = notes.get_many(&[1, 2]).await?;
+                assert_eq!(many.iter().map(|n| n.id).collect::<Vec<_>>(), [2]);
+                assert_eq!(notes.count(&Filter::all()).await?, 1);
+                assert_eq!(notes.count(&Filter::all().with_deleted()).await?, 2);
+                let e = notes
+                    .patch(&1, &Update::new().inc(Note::RANK, 1), &Guard::none())
+                    .await
+                    .expect_err("patch of a deleted row");
+                assert_eq!(e.kind(), &ErrorKind::NotFound);
+                // The slug of a deleted row is free among live rows.
+                let again = notes.insert(&Note::new(3, "a", 0)).await?;
+                assert_eq!(again.created_at, again.updated_at);
+                assert!(!notes.restore(&2).await?, "row 2 is live");
+                Err(Error::invalid_input("roll back"))
+            })
+        })
+        .await;
+    assert_eq!(
+        outcome.expect_err("rolled back").kind(),
+        &ErrorKind::InvalidInput
+    );
+    assert_eq!(
+        repo.get(&1).await.expect("get"),
+        Some(before),
+        "the rollback brings the row back as it was"
+    );
+    assert!(repo.get(&3).await.expect("get").is_none());
+    assert_eq!(
+        repo.count(&Filter::all().with_deleted())
+            .await
+            .expect("count"),
+        2
+    );
+}
+
 both!(
     failure_after_two_writes_leaves_neither,
+    soft_delete_follows_the_unit,
     ok_commits_and_savepoints_nest,
     panic_rolls_back,
     isolation_level_selectable,

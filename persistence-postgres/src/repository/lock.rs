@@ -116,6 +116,10 @@ impl<E: Entity> RelationalRepository<E> {
                 to_bind(self.dialect(), meta.id_field().ty, &id)
                     .map_err(|e| e.in_context(meta.name, op))?,
             );
+        // Like `get`: a soft-deleted row is not returned (nor locked).
+        if let Some(f) = meta.soft_delete_field() {
+            sql.push(" AND ").ident(f.name).push(" IS NULL");
+        }
         self.lock_clause(&mut sql, lock);
         let row = tx
             .row(sql.into_statement())

@@ -8,8 +8,14 @@
 //!   guard (`Conflict(Guard)`); if that query finds the row meeting both (it
 //!   changed between the two statements) the answer is a retryable
 //!   `Conflict(Concurrent)`.
+//!   On a soft-deletable entity the row's identity includes the scope of
+//!   [`lifecycle::patch_scope`] (`"id" = $1 AND "deleted_at" IS NULL` by
+//!   default, `IS NOT NULL` under a guard with `only_deleted()`), in the
+//!   update and in the diagnosing query alike: a row outside the scope is
+//!   `NotFound`, whatever the guard.
 //! * `update_where`: `UPDATE t SET ..., "version" = "version" + 1 WHERE
-//!   <filter>`; the count is the rows matched (each one updated).
+//!   <filter>`; the count is the rows matched (each one updated). The
+//!   checked filter carries the soft-delete scope.
 //! * `find_one_and_delete`: `DELETE FROM t WHERE "id" = (SELECT "id" FROM t
 //!   WHERE <filter> ORDER BY <sort> LIMIT 1 FOR UPDATE SKIP LOCKED)
 //!   RETURNING <columns>` on PostgreSQL, so concurrent pops take distinct
@@ -20,6 +26,7 @@
 //! Integer overflow fails the statement (see `query::translate::update`):
 //! `InvalidInput`, nothing changed.
 
+use persistence_core::lifecycle;
 use persistence_core::update::UpdateOp;
 use persistence_core::{Entity, Error, Filter, Guard, Query, Result, Update, Value};
 use sea_orm::DbErr;
@@ -101,9 +108,10 @@ impl<E: Entity> RelationalRepository<E> {
                 meta.name
             ))));
         }
+        let scope = lifecycle::patch_scope(meta, guard).map_err(ctx)?;
         let id = self.id_value(id).map_err(ctx)?;
         let mut sql = self.update_head(&update).map_err(ctx)?;
-        self.where_id(&mut sql, &id)?;
+        self.where_row(&mut sql, &id, scope.as_ref()).map_err(ctx)?;
         if let (Some(vf), Some(v)) = (vf, guard.version) {
             sql.push(" AND ")
                 .ident(vf.name)
@@ -123,15 +131,27 @@ impl<E: Entity> RelationalRepository<E> {
             return self.returned(&rows, "patch");
         }
         Err(ctx(self
-            .why_not_patched(c, &id, guard, filter.as_ref())
+            .why_not_patched(c, &id, scope.as_ref(), guard, filter.as_ref())
             .await?))
     }
 
-    /// Why a patch matched no row: one read of the row's version and guard.
+    /// ` WHERE "id" = $1 [AND <scope>]`: the row a patch acts on.
+    fn where_row(&self, sql: &mut Sql, id: &Value, scope: Option<&Filter>) -> Result<()> {
+        self.where_id(sql, id)?;
+        if let Some(s) = scope {
+            sql.push(" AND ");
+            self.tr().filter(sql, s)?;
+        }
+        Ok(())
+    }
+
+    /// Why a patch matched no row: one read of the row's version and guard
+    /// (a row outside `scope` is missing).
     async fn why_not_patched<C: Conn>(
         &self,
         c: &C,
         id: &Value,
+        scope: Option<&Filter>,
         guard: &Guard,
         filter: Option<&Filter>,
     ) -> Result<Error> {
@@ -151,7 +171,7 @@ impl<E: Entity> RelationalRepository<E> {
         }
         sql.push(" THEN 1 ELSE 0 END FROM ")
             .push(&self.table.qualified);
-        self.where_id(&mut sql, id)?;
+        self.where_row(&mut sql, id, scope)?;
         let rows = self.rows(c, sql).await.map_err(|e| self.err(e, "patch"))?;
         let Some(row) = rows.first() else {
             return Ok(Error::not_found(format!("no {} with this id", meta.name)));

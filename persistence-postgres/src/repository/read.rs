@@ -1,9 +1,15 @@
 //! The read path of [`RelationalRepository`]: `get`, `get_many`, `find`,
 //! `count`, `exists` and `stream`, on the pool or in a transaction.
+//!
+//! Soft-deleted rows: `find`, `count`, `exists` and `stream` check their
+//! filter, which adds the scope condition to the SQL; `get` and `get_many`
+//! read by id and drop what [`lifecycle::visible`] refuses (the statement
+//! of `get` stays the one prepared per repository).
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use futures_util::StreamExt as _;
+use persistence_core::lifecycle;
 use persistence_core::memory::Key;
 use persistence_core::{BoxStream, Entity, Filter, Query, Result};
 use sea_orm::{Statement, StreamTrait};
@@ -53,9 +59,11 @@ impl<E: Entity> RelationalRepository<E> {
             [bind],
         );
         let row = c.row(stmt).await.map_err(|e| self.err(e, "get"))?;
-        row.map(|r| self.decode_row(&r))
+        let entity = row
+            .map(|r| self.decode_row(&r))
             .transpose()
-            .map_err(|e| e.in_context(E::meta().name, "get"))
+            .map_err(|e| e.in_context(E::meta().name, "get"))?;
+        Ok(entity.filter(lifecycle::visible))
     }
 
     pub(crate) async fn get_many_on<C: Conn>(&self, c: &C, ids: &[E::Id]) -> Result<Vec<E>> {
@@ -91,7 +99,9 @@ impl<E: Entity> RelationalRepository<E> {
                 let key = Key(record.get(meta.id_index).clone());
                 let entity =
                     entity(meta, record.values).map_err(|e| e.in_context(meta.name, "get_many"))?;
-                found.insert(key, entity);
+                if lifecycle::visible(&entity) {
+                    found.insert(key, entity);
+                }
             }
         }
         Ok(keys.iter().filter_map(|k| found.remove(k)).collect())

@@ -2,6 +2,12 @@
 //! (row by row on SQLite, multi-row statements under a savepoint on
 //! PostgreSQL), `update`, `upsert` and `delete`, and the mapping of write
 //! errors that names the constraint or column at fault.
+//!
+//! Managed timestamps (see [`lifecycle`]): `insert` / `insert_many` write
+//! `created_at` = `updated_at` = now; `update` sets `updated_at` and leaves
+//! the `created_at` column out of its `SET` list, so the stored value comes
+//! back through `RETURNING`; `upsert` inserts with both set and its
+//! `ON CONFLICT DO UPDATE SET` list leaves `created_at` out too.
 
 use persistence_core::lifecycle;
 use persistence_core::{Entity, Error, Filter, Record, Result, TimestampPrecision, Value};
@@ -100,6 +106,16 @@ impl<E: Entity> RelationalRepository<E> {
             }
             if !complete {
                 continue;
+            }
+            // A partial index holds live rows only.
+            if let Some(live) = ix.live_only {
+                if meta
+                    .field(live)
+                    .is_none_or(|(i, _)| !record.get(i).is_null())
+                {
+                    continue;
+                }
+                sql.ident(live).push(" IS NULL AND ");
             }
             sql.ident(id.name)
                 .push(" <> ")
@@ -200,7 +216,10 @@ impl<E: Entity> RelationalRepository<E> {
     pub(crate) async fn insert_on<C: Conn>(&self, c: &C, entity: &E) -> Result<E> {
         let meta = E::meta();
         let record = self
-            .record_of(entity, meta.version_index.map(|_| 1))
+            .record_of(
+                &lifecycle::stamped(entity, true),
+                meta.version_index.map(|_| 1),
+            )
             .map_err(|e| e.in_context(meta.name, "insert"))?;
         let mut sql = self.insert_sql(&[&record])?;
         sql.push(" RETURNING ").push(&self.table.column_list);
@@ -212,10 +231,16 @@ impl<E: Entity> RelationalRepository<E> {
 
     /// Insert all rows on `c` (inside a transaction the caller manages).
     pub(crate) async fn insert_all_on<C: Conn>(&self, c: &C, entities: &[E]) -> Result<u64> {
+        // One time for the whole call (see `lifecycle`).
+        let now = lifecycle::now();
         let records = entities
             .iter()
             .enumerate()
-            .map(|(i, e)| checked_record(self.dialect(), i, e.clone()))
+            .map(|(i, e)| {
+                let mut e = e.clone();
+                e.touch(now, true);
+                checked_record(self.dialect(), i, e)
+            })
             .collect::<Result<Vec<_>>>()
             .map_err(|e| e.in_context(E::meta().name, "insert_many"))?;
         self.insert_records_on(c, &records, 0).await?;
@@ -314,7 +339,7 @@ impl<E: Entity> RelationalRepository<E> {
         let expected = entity.version();
         let next = expected.map(|v| v + 1);
         let record = self
-            .record_of(entity, next)
+            .record_of(&lifecycle::stamped_over(entity, None), next)
             .map_err(|e| e.in_context(meta.name, "update"))?;
         let mut sql = self.sql();
         sql.push("UPDATE ")
@@ -322,7 +347,8 @@ impl<E: Entity> RelationalRepository<E> {
             .push(" SET ");
         let mut first = true;
         for (i, f) in meta.fields.iter().enumerate() {
-            if f.id {
+            // `created_at` keeps the stored value.
+            if f.id || Some(i) == meta.created_at {
                 continue;
             }
             if !first {
@@ -381,7 +407,10 @@ impl<E: Entity> RelationalRepository<E> {
     pub(crate) async fn upsert_on<C: Conn>(&self, c: &C, entity: &E) -> Result<E> {
         let meta = E::meta();
         let record = self
-            .record_of(entity, meta.version_index.map(|_| 1))
+            .record_of(
+                &lifecycle::stamped(entity, true),
+                meta.version_index.map(|_| 1),
+            )
             .map_err(|e| e.in_context(meta.name, "upsert"))?;
         let mut sql = self.sql();
         sql.push("INSERT INTO ")
@@ -399,7 +428,13 @@ impl<E: Entity> RelationalRepository<E> {
             .ident(meta.id_field().name)
             .push(") DO UPDATE SET ");
         let mut first = true;
-        for f in meta.fields.iter().filter(|f| !f.id) {
+        // An overwrite keeps `created_at`; `updated_at` comes from the new row.
+        for (_, f) in meta
+            .fields
+            .iter()
+            .enumerate()
+            .filter(|&(i, f)| !f.id && Some(i) != meta.created_at)
+        {
             if !first {
                 sql.push(", ");
             }

@@ -62,8 +62,9 @@ pub enum Lock {
 impl<E: Entity> TxRepository<'_, E> {
     /// Read the entity with `id` and lock its row until the transaction ends
     /// (see [`Lock`] for the modes and what SQLite does instead).
-    /// `Ok(None)` when there is no such row (or, with
-    /// [`Lock::SkipLocked`], when it is locked elsewhere).
+    /// `Ok(None)` when there is no such row, when it is soft-deleted (as
+    /// for `get`; it is not locked then), or, with [`Lock::SkipLocked`],
+    /// when it is locked elsewhere.
     pub async fn get_for_update(&self, id: &E::Id, lock: Lock) -> Result<Option<E>> {
         self.repo.get_for_update_on(self.tx, id, lock).await
     }
