@@ -66,6 +66,17 @@ mod write;
 /// back; a versioned `upsert` returns the server's document (it increments
 /// the version there).
 ///
+/// Managed timestamps and soft delete follow [`persistence_core::lifecycle`]:
+/// `insert`, `insert_many` and an inserting `upsert` set `created_at` =
+/// `updated_at` = the client's now; `update` and an overwriting `upsert`
+/// set `updated_at` and keep the stored `created_at` (for entities with a
+/// `created_at` field they are `findOneAndUpdate`s that do not write it,
+/// and return the server's document; see `repository/overwrite.rs`).
+/// `get` and `get_many` see live documents only (the condition is part of
+/// the query), `patch` reaches the documents of its guard's scope, and
+/// unique indexes of soft-deletable entities are partial over live
+/// documents (see [`crate::schema`]).
+///
 /// `insert_many` is all-or-nothing when the deployment supports
 /// transactions (replica set or sharded cluster; the
 /// [`Capabilities::atomic_batch`] capability then says so): the batch is
@@ -83,7 +94,8 @@ mod write;
 /// version + 1 **with its own content** reports success instead of
 /// `Conflict(Version)`: that is what the driver's retryable-write repeat of an
 /// update that had landed (its answer lost, e.g. across a server restart)
-/// looks like. Repeating an identical update is therefore harmless here;
+/// looks like. Repeating an identical update is therefore harmless here
+/// (managed timestamps are not compared: the repository sets them);
 /// an update with other content still gets the conflict.
 pub struct MongoRepository<E: Entity> {
     coll: Collection<Document>,

@@ -88,7 +88,10 @@ impl<E: Entity> MongoRepository<E> {
             }
             // Deleted and possibly re-created between the two calls: report the race.
             Some(_) => Err(ctx(Error::concurrent("concurrent modification"))),
-            None => Err(ctx(Error::not_found(format!("no {} with this id", meta.name)))),
+            None => Err(ctx(Error::not_found(format!(
+                "no {} with this id",
+                meta.name
+            )))),
         }
     }
 

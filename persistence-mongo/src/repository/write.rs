@@ -114,23 +114,33 @@ impl<E: Entity> MongoRepository<E> {
     }
 
     /// The stored document with this `_id` when it is exactly what updating
-    /// with `written` stores (its version + 1 and its content; `created_at`,
-    /// which an update keeps, is taken from the stored document). The driver
-    /// re-sends a write whose answer was lost (retryable writes, e.g. across a
-    /// server restart); when the first one had landed, the repeat no longer
-    /// matches the expected version and would report a false
-    /// `Conflict(Version)` for an update that was applied once. Errors count
-    /// as "no": the conflict is then reported as it was.
+    /// with `written` stores (its version + 1 and its content). The managed
+    /// timestamps are the repository's, not the caller's content: they are
+    /// not compared (an update keeps `created_at`, and a repeat takes a new
+    /// `updated_at`). The driver re-sends a write whose answer was lost
+    /// (retryable writes, e.g. across a server restart); when the first one
+    /// had landed, the repeat no longer matches the expected version and
+    /// would report a false `Conflict(Version)` for an update that was
+    /// applied once. Errors count as "no": the conflict is then reported as
+    /// it was.
     pub(super) async fn holds_own_update(&self, id: &Bson, written: &E) -> Option<E> {
         let found = match exec!(self, self.coll.find_one(doc! { "_id": id.clone() })) {
             Ok(Some(d)) => d,
             Ok(None) | Err(_) => return None,
         };
         let current = from_document::<E>(&found).ok()?;
+        let meta = E::meta();
+        let managed: Vec<usize> = [meta.created_at, meta.updated_at]
+            .into_iter()
+            .flatten()
+            .collect();
         let mut written = Cow::Borrowed(written);
-        if let Some(c) = E::meta().created_at {
+        if !managed.is_empty() {
+            let stored = Record::from_entity(&current).ok()?;
             let mut record = Record::from_entity(&*written).ok()?;
-            record.values[c] = Record::from_entity(&current).ok()?.values[c].clone();
+            for i in managed {
+                record.values[i] = stored.values[i].clone();
+            }
             written = Cow::Owned(record.into_entity().ok()?);
         }
         write_applied(Op::Update, &*written, &current, &self.capabilities())
@@ -247,6 +257,9 @@ impl<E: Entity> MongoRepository<E> {
         err
     }
 }
+
+#[cfg(test)]
+mod tests;
 
 /// Attempts of a transactional `insert_many` that hits transient errors.
 const MAX_BATCH_ATTEMPTS: u32 = 3;
