@@ -266,3 +266,89 @@ async fn increments_reach_deleted_documents_when_asked() {
     })
     .await;
 }
+
+/// Without a version: created_at kept by update and by an overwriting
+/// upsert (the `$setOnInsert` path without `$inc`).
+#[derive(
+    Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, persistence_core::Entity,
+)]
+#[entity(name = "memos")]
+struct Memo {
+    #[entity(id)]
+    id: i64,
+    body: String,
+    #[entity(created_at)]
+    created_at: DateTime<Utc>,
+    #[entity(updated_at)]
+    updated_at: DateTime<Utc>,
+}
+
+/// Only `updated_at`: the plain `replaceOne` paths.
+#[derive(
+    Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, persistence_core::Entity,
+)]
+#[entity(name = "ticks")]
+struct Tick {
+    #[entity(id)]
+    id: i64,
+    n: i64,
+    #[entity(updated_at)]
+    updated_at: Option<DateTime<Utc>>,
+}
+
+fn memo(id: i64, body: &str) -> Memo {
+    Memo {
+        id,
+        body: body.into(),
+        created_at: DateTime::<Utc>::UNIX_EPOCH,
+        updated_at: DateTime::<Utc>::UNIX_EPOCH,
+    }
+}
+
+#[tokio::test]
+async fn unversioned_entities_keep_created_at() {
+    with_store(|store| async move {
+        let repo = store.repository::<Memo>();
+        repo.ensure_schema().await.expect("schema");
+        let first = repo.upsert(&memo(1, "a")).await.expect("inserting upsert");
+        assert_ne!(first.created_at, DateTime::<Utc>::UNIX_EPOCH);
+        assert_eq!(first.created_at, first.updated_at);
+        tokio::time::sleep(std::time::Duration::from_millis(3)).await;
+        let again = repo
+            .upsert(&memo(1, "b"))
+            .await
+            .expect("overwriting upsert");
+        assert_eq!(
+            (again.created_at, again.body.as_str()),
+            (first.created_at, "b")
+        );
+        assert!(again.updated_at > first.updated_at);
+        let updated = repo.update(&memo(1, "c")).await.expect("update");
+        assert_eq!(
+            (updated.created_at, updated.body.as_str()),
+            (first.created_at, "c")
+        );
+        assert_eq!(repo.get(&1).await.expect("get"), Some(updated));
+        let err = repo.update(&memo(2, "x")).await.expect_err("missing");
+        assert_eq!(err.kind(), &ErrorKind::NotFound);
+
+        let ticks = store.repository::<Tick>();
+        ticks.ensure_schema().await.expect("schema");
+        let t = Tick {
+            id: 1,
+            n: 0,
+            updated_at: None,
+        };
+        let inserted = ticks.insert(&t).await.expect("insert");
+        assert!(inserted.updated_at.is_some());
+        let upserted = ticks
+            .upsert(&Tick { n: 1, ..t.clone() })
+            .await
+            .expect("upsert");
+        assert!(upserted.updated_at >= inserted.updated_at);
+        assert_eq!(ticks.get(&1).await.expect("get"), Some(upserted));
+        let updated = ticks.update(&Tick { n: 2, ..t }).await.expect("update");
+        assert_eq!(ticks.get(&1).await.expect("get"), Some(updated));
+    })
+    .await;
+}
