@@ -14,7 +14,6 @@ use std::time::Duration;
 use bson::{Document, doc};
 use futures_util::{StreamExt as _, TryStreamExt as _};
 use mongodb::action::Action as _;
-use mongodb::options::ReturnDocument;
 use mongodb::{ClientSession, Collection, Database};
 use persistence_core::lifecycle;
 use persistence_core::repository::support;
@@ -47,6 +46,7 @@ macro_rules! exec {
 pub type SharedSession = Arc<Mutex<ClientSession>>;
 
 mod group_by;
+mod overwrite;
 mod patch;
 mod raw;
 mod select;
@@ -66,6 +66,17 @@ mod write;
 /// back; a versioned `upsert` returns the server's document (it increments
 /// the version there).
 ///
+/// Managed timestamps and soft delete follow [`persistence_core::lifecycle`]:
+/// `insert`, `insert_many` and an inserting `upsert` set `created_at` =
+/// `updated_at` = the client's now; `update` and an overwriting `upsert`
+/// set `updated_at` and keep the stored `created_at` (for entities with a
+/// `created_at` field they are `findOneAndUpdate`s that do not write it,
+/// and return the server's document; see `repository/overwrite.rs`).
+/// `get` and `get_many` see live documents only (the condition is part of
+/// the query), `patch` reaches the documents of its guard's scope, and
+/// unique indexes of soft-deletable entities are partial over live
+/// documents (see [`crate::schema`]).
+///
 /// `insert_many` is all-or-nothing when the deployment supports
 /// transactions (replica set or sharded cluster; the
 /// [`Capabilities::atomic_batch`] capability then says so): the batch is
@@ -83,7 +94,8 @@ mod write;
 /// version + 1 **with its own content** reports success instead of
 /// `Conflict(Version)`: that is what the driver's retryable-write repeat of an
 /// update that had landed (its answer lost, e.g. across a server restart)
-/// looks like. Repeating an identical update is therefore harmless here;
+/// looks like. Repeating an identical update is therefore harmless here
+/// (managed timestamps are not compared: the repository sets them);
 /// an update with other content still gets the conflict.
 pub struct MongoRepository<E: Entity> {
     coll: Collection<Document>,
@@ -185,6 +197,20 @@ impl<E: Entity> MongoRepository<E> {
         move |e| crate::error::map_in(e, E::meta(), op)
     }
 
+    /// `by_id` restricted to live documents when `E` soft-deletes: `get` and
+    /// `get_many` do not see deleted ones (the condition is in the query,
+    /// so deleted documents are not even sent).
+    fn live(&self, by_id: Document, op: &'static str) -> Result<Document> {
+        let meta = E::meta();
+        let scope = lifecycle::patch_scope(meta, &Guard::none())
+            .and_then(|s| s.map(|f| to_query(meta, &f)).transpose())
+            .map_err(|e| e.in_context(meta.name, op))?;
+        Ok(match scope {
+            Some(s) if !s.is_empty() => doc! { "$and": [by_id, s] },
+            _ => by_id,
+        })
+    }
+
     fn find_action(&self, q: &Query) -> Result<(Document, Document)> {
         let meta = E::meta();
         Ok((to_query(meta, &q.filter)?, to_sort(meta, &q.sort)?))
@@ -228,7 +254,8 @@ impl<E: Entity> Repository<E> for MongoRepository<E> {
 
     async fn get(&self, id: &E::Id) -> Result<Option<E>> {
         let id = id_to_bson::<E>(id)?;
-        let found = exec!(self, self.coll.find_one(doc! { "_id": id })).map_err(self.err("get"))?;
+        let filter = self.live(doc! { "_id": id }, "get")?;
+        let found = exec!(self, self.coll.find_one(filter.clone())).map_err(self.err("get"))?;
         found
             .map(|d| from_document::<E>(&d))
             .transpose()
@@ -244,7 +271,7 @@ impl<E: Entity> Repository<E> for MongoRepository<E> {
             .map(id_to_bson::<E>)
             .collect::<Result<Vec<_>>>()?;
         let mut found: HashMap<E::Id, E> = HashMap::with_capacity(ids.len());
-        let filter = doc! { "_id": { "$in": keys } };
+        let filter = self.live(doc! { "_id": { "$in": keys } }, "get_many")?;
         let docs: Vec<Document> = match &self.session {
             Some(s) => {
                 let mut guard = s.lock().await;
@@ -283,7 +310,7 @@ impl<E: Entity> Repository<E> for MongoRepository<E> {
     }
 
     async fn insert(&self, entity: &E) -> Result<E> {
-        let (entity, doc) = Self::document(entity, Self::version_key().map(|_| 1))
+        let (entity, doc) = Self::document(entity, Self::version_key().map(|_| 1), true)
             .map_err(|e| e.in_context(E::meta().name, "insert"))?;
         if let Err(e) = exec!(self, self.coll.insert_one(&doc)) {
             let e = self.err("insert")(e);
@@ -304,7 +331,7 @@ impl<E: Entity> Repository<E> for MongoRepository<E> {
             .iter()
             .enumerate()
             .map(|(i, e)| {
-                Self::document(e, version)
+                Self::document(e, version, true)
                     .map(|(_, d)| d)
                     .map_err(|err| Error::invalid_input(format!("row {i}: {}", err.message())))
             })
@@ -357,108 +384,11 @@ impl<E: Entity> Repository<E> for MongoRepository<E> {
     }
 
     async fn update(&self, entity: &E) -> Result<E> {
-        let meta = E::meta();
-        let id = id_to_bson::<E>(entity.id())?;
-        let expected = entity.version();
-        let (stored, doc) = Self::document(entity, expected.map(|v| v + 1))
-            .map_err(|e| e.in_context(meta.name, "update"))?;
-        let mut filter = doc! { "_id": id.clone() };
-        if let (Some(k), Some(v)) = (Self::version_key(), expected) {
-            filter.insert(k, v);
-        }
-        let res = match exec!(self, self.coll.replace_one(filter, &doc)) {
-            Ok(r) => r,
-            Err(e) => {
-                let e = self.err("update")(e);
-                return Err(self
-                    .resolve_duplicate(e, &doc, false)
-                    .await
-                    .in_context(meta.name, "update"));
-            }
-        };
-        if res.matched_count == 1 {
-            return Ok(stored);
-        }
-        match self.stored_version(&id, "update").await? {
-            Some(actual) if expected.is_some() => {
-                if actual.is_some()
-                    && actual == expected.and_then(|v| v.checked_add(1))
-                    && self.holds_own_update(&id, entity).await
-                {
-                    return Ok(stored);
-                }
-                Err(Error::stale_version(expected, actual).in_context(meta.name, "update"))
-            }
-            // Deleted and possibly re-created between the two calls: report the race.
-            Some(_) => {
-                Err(Error::concurrent("concurrent modification").in_context(meta.name, "update"))
-            }
-            None => Err(Error::not_found(format!("no {} with this id", meta.name))
-                .in_context(meta.name, "update")),
-        }
+        self.update_doc(entity).await
     }
 
     async fn upsert(&self, entity: &E) -> Result<E> {
-        let meta = E::meta();
-        let id = id_to_bson::<E>(entity.id())?;
-        let (stored, mut doc) =
-            Self::document(entity, None).map_err(|e| e.in_context(meta.name, "upsert"))?;
-        let Some(vk) = Self::version_key() else {
-            if let Err(e) = exec!(
-                self,
-                self.coll
-                    .replace_one(doc! { "_id": id.clone() }, &doc)
-                    .upsert(true)
-            ) {
-                let e = self.err("upsert")(e);
-                return Err(self
-                    .resolve_duplicate(e, &doc, false)
-                    .await
-                    .in_context(meta.name, "upsert"));
-            }
-            return Ok(stored);
-        };
-        let full = doc.clone();
-        // Atomic: set every field, increment the version (missing → 1 on insert).
-        doc.remove("_id");
-        doc.remove(vk);
-        let update = doc! { "$set": doc, "$inc": { vk: 1_i64 } };
-        let mut attempt = 0;
-        loop {
-            let res = exec!(
-                self,
-                self.coll
-                    .find_one_and_update(doc! { "_id": id.clone() }, update.clone())
-                    .upsert(true)
-                    .return_document(ReturnDocument::After)
-            );
-            match res {
-                Ok(Some(d)) => return from_document::<E>(&d),
-                Ok(None) => {
-                    return Err(Error::backend("upsert returned no document")
-                        .in_context(meta.name, "upsert"));
-                }
-                // A unique index other than `_id` names itself; an unnamed
-                // duplicate is two concurrent upserts of a new id: the loser
-                // retries, which now finds the document and updates it.
-                Err(e) => {
-                    let mapped = self
-                        .resolve_duplicate(self.err("upsert")(e), &full, false)
-                        .await;
-                    let race = matches!(
-                        mapped.kind(),
-                        persistence_core::ErrorKind::Conflict(
-                            persistence_core::ConflictKind::Unique { constraint: None }
-                        )
-                    );
-                    if race && attempt < 2 {
-                        attempt += 1;
-                        continue;
-                    }
-                    return Err(mapped);
-                }
-            }
-        }
+        self.upsert_doc(entity).await
     }
 
     async fn delete(&self, id: &E::Id) -> Result<bool> {

@@ -5,7 +5,12 @@
 //! * unique indexes get a `partialFilterExpression` requiring each field to
 //!   have its stored BSON type, so documents with a null (or missing) value in
 //!   a unique field are not indexed and never conflict (SQL semantics, as in
-//!   the reference backend);
+//!   the reference backend); on a soft-deletable entity
+//!   ([`IndexMeta::live_only`](persistence_core::IndexMeta::live_only)) it
+//!   also requires `{<soft-delete field>: {$type: "null"}}`, so deleted
+//!   documents do not hold their values (MongoDB refuses `{field: null}`
+//!   and `$exists: false` in a partial filter; live documents store an
+//!   explicit null there);
 //! * a field with `#[entity(ttl = "..")]` gets `expireAfterSeconds`.
 //!
 //! With [`Validation`] enabled (the default), the collection also gets a

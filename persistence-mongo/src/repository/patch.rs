@@ -1,8 +1,11 @@
 //! Atomic partial updates of [`MongoRepository`]:
 //!
-//! * `patch`: one `findOneAndUpdate({_id, version?, guard?, range?},
+//! * `patch`: one `findOneAndUpdate({_id, scope?, version?, guard?, range?},
 //!   [<pipeline>], returnDocument: after)`; the document it returns is
-//!   decoded as `get` decodes. Only when it matches nothing do up to three
+//!   decoded as `get` decodes. `scope` is [`lifecycle::patch_scope`]: on a
+//!   soft-deletable entity the document must be live (or deleted, when the
+//!   guard's filter says `only_deleted()`), else the patch is `NotFound`.
+//!   Only when it matches nothing do up to three
 //!   read-only `find_one`s tell `NotFound`, `Conflict(Version)`,
 //!   `Conflict(Guard)` and an integer overflow (`InvalidInput`) apart; a
 //!   document that meets everything by then changed in between: retryable
@@ -21,7 +24,8 @@
 
 use bson::{Document, doc};
 use mongodb::options::ReturnDocument;
-use persistence_core::{Entity, Error, Filter, Guard, Query, Result, Update};
+use persistence_core::lifecycle;
+use persistence_core::{Entity, Error, Filter, Guard, Query, Result, Scope, Update};
 
 use super::MongoRepository;
 use crate::codec::{from_document, id_to_bson};
@@ -50,9 +54,15 @@ impl<E: Entity> MongoRepository<E> {
         let meta = E::meta();
         let update = update.checked(meta)?;
         let pipe = pipeline(meta, update.assignments(), Self::version_key())?;
+        // The range is a condition on values only: it sits next to a filter
+        // that carries the soft-delete scope, so it names none of its own.
         let range = update
             .range_filter(meta)
-            .map(|f| f.checked(meta).and_then(|f| to_query(meta, &f)))
+            .map(|f| {
+                f.or_scope(Scope::WithDeleted)
+                    .checked(meta)
+                    .and_then(|f| to_query(meta, &f))
+            })
             .transpose()?;
         Ok((update, pipe, range))
     }
@@ -81,7 +91,13 @@ impl<E: Entity> MongoRepository<E> {
             _ => Document::new(),
         };
         let id = id_to_bson::<E>(id).map_err(ctx)?;
-        let by_id = doc! { "_id": id.clone() };
+        // The document's identity: its id and, for soft-deletable entities,
+        // the scope the guard names (live documents by default).
+        let scope = match lifecycle::patch_scope(meta, guard).map_err(ctx)? {
+            Some(f) => to_query(meta, &f).map_err(ctx)?,
+            None => Document::new(),
+        };
+        let by_id = all(vec![doc! { "_id": id.clone() }, scope]);
         let filter = all(vec![
             by_id.clone(),
             version,
@@ -99,7 +115,7 @@ impl<E: Entity> MongoRepository<E> {
             return from_document::<E>(&d).map_err(ctx);
         }
         // Why nothing matched: read-only checks, in the documented order.
-        let Some(stored) = self.stored_version(&id, "patch").await? else {
+        let Some(stored) = self.stored_version_in(by_id.clone(), "patch").await? else {
             return Err(ctx(Error::not_found(format!(
                 "no {} with this id",
                 meta.name

@@ -3,12 +3,15 @@
 //! repeated update from a conflict, naming the index behind a duplicate key,
 //! and the transactional `insert_many`.
 
+use std::borrow::Cow;
+
 use bson::{Bson, Document, doc};
 use persistence_core::layer::{Op, write_applied};
+use persistence_core::lifecycle;
 use persistence_core::{Entity, Error, Record, Repository, Result, TimestampPrecision};
 
 use super::MongoRepository;
-use crate::codec::{from_document, to_document};
+use crate::codec::{from_document, stored_name, to_document};
 
 impl<E: Entity> MongoRepository<E> {
     /// `insert_many` of prepared documents in its own transaction, retried
@@ -45,14 +48,21 @@ impl<E: Entity> MongoRepository<E> {
     }
     /// The document written for `entity` and the entity it stores.
     ///
+    /// The managed timestamps are set first ([`lifecycle::stamped`]: both
+    /// when `insert`, which `insert`, `insert_many` and `upsert` ask for,
+    /// else `updated_at`); the caller's values there are overwritten.
     /// The entity is what a `get` of the document returns: timestamps are
     /// truncated toward the past to milliseconds before the document is
     /// built (BSON dates keep milliseconds), and every other value converts
     /// to BSON and back unchanged (decimal128 keeps a `Decimal`'s digits and
     /// scale; see [`crate::codec`]), so the entity is rebuilt only when a
     /// timestamp lost digits.
-    pub(super) fn document(entity: &E, version: Option<i64>) -> Result<(E, Document)> {
-        let mut entity = entity.clone();
+    pub(super) fn document(
+        entity: &E,
+        version: Option<i64>,
+        insert: bool,
+    ) -> Result<(E, Document)> {
+        let mut entity = lifecycle::stamped(entity, insert).into_owned();
         if let Some(v) = version {
             entity.set_version(v);
         }
@@ -62,6 +72,12 @@ impl<E: Entity> MongoRepository<E> {
         }
         let doc = to_document(E::meta(), &record)?;
         Ok((entity, doc))
+    }
+
+    /// The stored key of the `created_at` field, when `E` has one.
+    pub(super) fn created_key() -> Option<&'static str> {
+        let meta = E::meta();
+        meta.created_at.map(|i| stored_name(meta, i))
     }
 
     pub(super) fn version_key() -> Option<&'static str> {
@@ -74,10 +90,20 @@ impl<E: Entity> MongoRepository<E> {
         id: &Bson,
         op: &'static str,
     ) -> Result<Option<Option<i64>>> {
+        self.stored_version_in(doc! { "_id": id.clone() }, op).await
+    }
+
+    /// The stored version of the document `filter` matches (its identity),
+    /// or `None` if none does.
+    pub(super) async fn stored_version_in(
+        &self,
+        filter: Document,
+        op: &'static str,
+    ) -> Result<Option<Option<i64>>> {
         let found = exec!(
             self,
             self.coll
-                .find_one(doc! { "_id": id.clone() })
+                .find_one(filter.clone())
                 .projection(match Self::version_key() {
                     Some(k) => doc! { k: 1 },
                     None => doc! { "_id": 1 },
@@ -87,24 +113,39 @@ impl<E: Entity> MongoRepository<E> {
         Ok(found.map(|d| Self::version_key().and_then(|k| read_i64(d.get(k)))))
     }
 
-    /// Whether the stored document with this `_id` is exactly what updating
-    /// with `entity` stores (its version + 1 and its content). The driver
-    /// re-sends a write whose answer was lost (retryable writes, e.g. across a
-    /// server restart); when the first one had landed, the repeat no longer
-    /// matches the expected version and would report a false
-    /// `Conflict(Version)` for an update that was applied once. Errors count
-    /// as "no": the conflict is then reported as it was.
-    pub(super) async fn holds_own_update(&self, id: &Bson, entity: &E) -> bool {
+    /// The stored document with this `_id` when it is exactly what updating
+    /// with `written` stores (its version + 1 and its content). The managed
+    /// timestamps are the repository's, not the caller's content: they are
+    /// not compared (an update keeps `created_at`, and a repeat takes a new
+    /// `updated_at`). The driver re-sends a write whose answer was lost
+    /// (retryable writes, e.g. across a server restart); when the first one
+    /// had landed, the repeat no longer matches the expected version and
+    /// would report a false `Conflict(Version)` for an update that was
+    /// applied once. Errors count as "no": the conflict is then reported as
+    /// it was.
+    pub(super) async fn holds_own_update(&self, id: &Bson, written: &E) -> Option<E> {
         let found = match exec!(self, self.coll.find_one(doc! { "_id": id.clone() })) {
             Ok(Some(d)) => d,
-            Ok(None) | Err(_) => return false,
+            Ok(None) | Err(_) => return None,
         };
-        match from_document::<E>(&found) {
-            Ok(current) => {
-                write_applied(Op::Update, entity, &current, &self.capabilities()).unwrap_or(false)
+        let current = from_document::<E>(&found).ok()?;
+        let meta = E::meta();
+        let managed: Vec<usize> = [meta.created_at, meta.updated_at]
+            .into_iter()
+            .flatten()
+            .collect();
+        let mut written = Cow::Borrowed(written);
+        if !managed.is_empty() {
+            let stored = Record::from_entity(&current).ok()?;
+            let mut record = Record::from_entity(&*written).ok()?;
+            for i in managed {
+                record.values[i] = stored.values[i].clone();
             }
-            Err(_) => false,
+            written = Cow::Owned(record.into_entity().ok()?);
         }
+        write_applied(Op::Update, &*written, &current, &self.capabilities())
+            .unwrap_or(false)
+            .then_some(current)
     }
 
     /// Name the index behind a duplicate-key error. The driver does not
@@ -143,6 +184,10 @@ impl<E: Entity> MongoRepository<E> {
         }
         for ix in meta.uniques() {
             let mut probe = doc! { "_id": { "$ne": id.clone() } };
+            // A partial index over live documents: deleted ones do not count.
+            if let Some(field) = ix.live_only {
+                probe.insert(field, doc! { "$type": "null" });
+            }
             let mut complete = true;
             for name in &ix.fields {
                 match doc.get(*name) {
@@ -212,6 +257,9 @@ impl<E: Entity> MongoRepository<E> {
         err
     }
 }
+
+#[cfg(test)]
+mod tests;
 
 /// Attempts of a transactional `insert_many` that hits transient errors.
 const MAX_BATCH_ATTEMPTS: u32 = 3;

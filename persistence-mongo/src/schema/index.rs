@@ -1,4 +1,5 @@
-//! Index models from entity metadata (unique indexes skip nulls, TTL) and
+//! Index models from entity metadata (unique indexes skip nulls and, on
+//! soft-deletable entities, deleted documents; TTL) and
 //! declared [`PartialIndex`]es, and the comparison of an existing index
 //! with the wanted one (see the [`schema`](crate::schema) module docs).
 
@@ -41,6 +42,15 @@ pub fn index_model(meta: &EntityMeta, ix: &IndexMeta) -> Result<IndexModel> {
             }
         };
         partial.insert(key, cond);
+    }
+    if let Some(field) = ix.live_only.filter(|_| ix.unique) {
+        // Live documents only: a soft-deleted one (its field set) does not
+        // hold its values. `$type: "null"`, not `{field: null}` or
+        // `$exists: false`, which MongoDB refuses in a partial filter; the
+        // field is stored as an explicit null while live (restore writes
+        // null too, see `crate::update`).
+        let (key, _, _) = key_of(meta, field)?;
+        partial.insert(key, doc! { "$type": "null" });
     }
     let mut opts = IndexOptions::builder().name(ix.name.clone()).build();
     if ix.unique {
