@@ -3,8 +3,8 @@
 //! one PostgreSQL schema and one Redis (L2 + backplane, on by default with L2).
 use std::time::{Duration, Instant};
 
-use persistence::config::{ConfigLoader, PersistenceConfig};
 use chrono::{DateTime, Utc};
+use persistence::config::{ConfigLoader, PersistenceConfig};
 use persistence::{Entity, Filter, Guard, Persistence, Repository, SoftDeleteExt as _, Update};
 use persistence_testing::{TestPostgres, TestRedis};
 use serde::{Deserialize, Serialize};
@@ -339,7 +339,10 @@ async fn soft_deletes_are_invisible_to_both_instances() {
     await_visible(&b, 1, false).await;
     await_count(&b, 2).await;
     assert!(a.restore(&1).await.expect("restore"));
-    assert!(a.get(&1).await.expect("get").is_some(), "A: restored at once");
+    assert!(
+        a.get(&1).await.expect("get").is_some(),
+        "A: restored at once"
+    );
     await_visible(&b, 1, true).await;
     assert_eq!(a.delete_many(&Filter::all()).await.expect("delete_many"), 3);
     for id in 1..=3 {
@@ -352,7 +355,10 @@ async fn soft_deletes_are_invisible_to_both_instances() {
     assert_eq!(a.purge(&trash).await.expect("purge"), 3);
     let start = Instant::now();
     while b.count(&trash).await.expect("count") != 0 {
-        assert!(start.elapsed() < STATED_BOUND * 3, "B still counts purged rows");
+        assert!(
+            start.elapsed() < STATED_BOUND * 3,
+            "B still counts purged rows"
+        );
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     pa.shutdown().await;

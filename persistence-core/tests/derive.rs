@@ -325,7 +325,7 @@ fn managed_fields_are_in_the_metadata_and_set_by_touch() {
     }
     assert!(User::meta().uniques().all(|ix| ix.live_only.is_none()));
 
-    let t = DateTime::<Utc>::from_timestamp(1_700_000_000, 0).unwrap();
+    let t = DateTime::<Utc>::from_timestamp(1_700_000_000, 0).expect("time");
     let mut p = Post {
         id: 1,
         author: "a".into(),
@@ -336,7 +336,11 @@ fn managed_fields_are_in_the_metadata_and_set_by_touch() {
         removed: None,
     };
     p.touch(t, false);
-    assert_eq!((p.created, p.touched), (None, t), "an overwrite moves updated_at only");
+    assert_eq!(
+        (p.created, p.touched),
+        (None, t),
+        "an overwrite moves updated_at only"
+    );
     p.touch(t, true);
     assert_eq!(p.created, Some(t), "an insert sets created_at too");
     assert_eq!(p.deleted_at(), None);
@@ -360,15 +364,37 @@ fn managed_fields_are_in_the_metadata_and_set_by_touch() {
         ty: FieldType::Scalar(ScalarType::I64),
         ..field("id", false)
     };
-    let build = |b: persistence_core::entity::EntityMetaBuilder| b.build().map(|_| ()).map_err(|e| e.to_string());
-    let base = || EntityMeta::builder("hand").field(id.clone()).field(field("at", false));
-    assert!(build(base().managed(Managed::SoftDelete, "at")).unwrap_err().contains("Option"));
-    assert!(build(base().managed(Managed::CreatedAt, "nope")).unwrap_err().contains("unknown"));
-    assert!(build(base().managed(Managed::CreatedAt, "id")).unwrap_err().contains("DateTime"));
+    let build = |b: persistence_core::entity::EntityMetaBuilder| {
+        b.build().map(|_| ()).map_err(|e| e.to_string())
+    };
+    let base = || {
+        EntityMeta::builder("hand")
+            .field(id.clone())
+            .field(field("at", false))
+    };
     assert!(
-        build(base().managed(Managed::CreatedAt, "at").managed(Managed::UpdatedAt, "at"))
-            .unwrap_err()
-            .contains("two managed roles")
+        build(base().managed(Managed::SoftDelete, "at"))
+            .expect_err("refused")
+            .contains("Option")
+    );
+    assert!(
+        build(base().managed(Managed::CreatedAt, "nope"))
+            .expect_err("refused")
+            .contains("unknown")
+    );
+    assert!(
+        build(base().managed(Managed::CreatedAt, "id"))
+            .expect_err("refused")
+            .contains("DateTime")
+    );
+    assert!(
+        build(
+            base()
+                .managed(Managed::CreatedAt, "at")
+                .managed(Managed::UpdatedAt, "at")
+        )
+        .expect_err("refused")
+        .contains("two managed roles")
     );
     assert!(build(base().managed(Managed::CreatedAt, "at")).is_ok());
 }

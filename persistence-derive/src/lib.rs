@@ -369,6 +369,8 @@ fn entity(input: DeriveInput) -> syn::Result<TokenStream2> {
         .collect::<Vec<_>>();
     let touch = (!touch_body.is_empty()).then(|| {
         quote! {
+            // `From::from` takes `DateTime<Utc>` and `Option<DateTime<Utc>>` fields alike.
+            #[allow(clippy::useless_conversion)]
             fn touch(&mut self, now: #krate::__private::chrono::DateTime<#krate::__private::chrono::Utc>, insert: bool) {
                 let _ = insert;
                 #(#touch_body)*

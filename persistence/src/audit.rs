@@ -474,7 +474,8 @@ where
             Some(f) => filter.clone().and(Filter::field(f.name).is_null()),
             None => filter.clone(),
         };
-        self.delete_batches::<E>(&live, AuditOperation::Delete).await
+        self.delete_batches::<E>(&live, AuditOperation::Delete)
+            .await
     }
     async fn purge(&self, filter: &Filter) -> Result<u64> {
         let all = persistence_core::lifecycle::purge_filter(filter);

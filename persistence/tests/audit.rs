@@ -309,7 +309,10 @@ where
     repo.insert_many(&seed).await.expect("seed");
     assert!(repo.delete(&1).await.expect("delete"));
     assert!(repo.delete(&2).await.expect("delete"));
-    assert!(!repo.delete(&2).await.expect("delete again"), "nothing recorded");
+    assert!(
+        !repo.delete(&2).await.expect("delete again"),
+        "nothing recorded"
+    );
     // Ids 1 and 2 (deleted) come first: the batches must still reach 3..=6.
     let n = repo
         .delete_many(&Filter::all().with_deleted())
@@ -318,7 +321,9 @@ where
     assert_eq!(n, 4);
     assert!(repo.restore(&3).await.expect("restore"));
     assert_eq!(
-        repo.purge(&Filter::all().only_deleted()).await.expect("purge"),
+        repo.purge(&Filter::all().only_deleted())
+            .await
+            .expect("purge"),
         5
     );
     let ops = |id: &'static str| {
@@ -335,8 +340,17 @@ where
     for id in ["1", "2", "4", "5", "6"] {
         assert_eq!(ops(id).await, vec![Insert, Delete, Purge], "id {id}");
     }
-    assert_eq!(ops("3").await, vec![Insert, Delete, Upd], "restored, not purged");
-    assert_eq!(repo.count(&Filter::all().with_deleted()).await.expect("count"), 1);
+    assert_eq!(
+        ops("3").await,
+        vec![Insert, Delete, Upd],
+        "restored, not purged"
+    );
+    assert_eq!(
+        repo.count(&Filter::all().with_deleted())
+            .await
+            .expect("count"),
+        1
+    );
 }
 
 #[tokio::test]
@@ -353,7 +367,11 @@ async fn postgres_records_soft_deletes() {
     let Some(store) = pg_store().await else {
         return;
     };
-    soft_deletes(store.repository::<Memo>(), store.repository::<AuditRecord>()).await;
+    soft_deletes(
+        store.repository::<Memo>(),
+        store.repository::<AuditRecord>(),
+    )
+    .await;
     store.drop_schema().await.expect("drop");
 }
 

@@ -16,8 +16,8 @@ mod types;
 
 pub use hash::StableHasher;
 pub use meta::{
-    EntityMeta, Managed, EntityMetaBuilder, FieldMeta, IndexMeta, ResolvedPath, validate_identifier,
-    validate_segment,
+    EntityMeta, EntityMetaBuilder, FieldMeta, IndexMeta, Managed, ResolvedPath,
+    validate_identifier, validate_segment,
 };
 pub use shape::{Embedded, MAX_SHAPE_DEPTH, NestedField, Shape};
 pub use types::{FieldKind, FieldType, ScalarType};

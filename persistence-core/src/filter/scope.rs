@@ -136,6 +136,7 @@ fn strip(filter: Filter) -> Filter {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::conformance::entities::{Note, Person};
@@ -155,7 +156,11 @@ mod tests {
         );
         assert_eq!(once.clone().checked(Note::meta()).unwrap(), once);
         // The keyset planner narrows a checked filter and checks it again.
-        let narrowed = once.clone().and(Note::ID.gt(3)).checked(Note::meta()).unwrap();
+        let narrowed = once
+            .clone()
+            .and(Note::ID.gt(3))
+            .checked(Note::meta())
+            .unwrap();
         assert_eq!(
             narrowed,
             Filter::And(vec![
@@ -169,7 +174,11 @@ mod tests {
 
     #[test]
     fn with_deleted_drops_the_condition_and_stays_dropped() {
-        let f = Note::RANK.gt(1).with_deleted().checked(Note::meta()).unwrap();
+        let f = Note::RANK
+            .gt(1)
+            .with_deleted()
+            .checked(Note::meta())
+            .unwrap();
         assert_eq!(
             f,
             Filter::And(vec![Filter::Scope(Scope::WithDeleted), Note::RANK.gt(1)])
@@ -190,7 +199,11 @@ mod tests {
         let f = Person::AGE.gt(1);
         assert_eq!(f.checked(Person::meta()).unwrap(), f);
         assert_eq!(
-            Person::AGE.gt(1).with_deleted().checked(Person::meta()).unwrap(),
+            Person::AGE
+                .gt(1)
+                .with_deleted()
+                .checked(Person::meta())
+                .unwrap(),
             f
         );
         let e = Filter::all()

@@ -315,7 +315,15 @@ impl<E: Entity> Repository<E> for MemoryRepository<E> {
         let scope = lifecycle::patch_scope(meta, guard).map_err(ctx)?;
         let key = key_of::<E>(id).map_err(ctx)?;
         let mut state = self.state.write();
-        patch::patch(&mut state, &key, &update, scope.as_ref(), filter.as_ref(), guard).map_err(ctx)
+        patch::patch(
+            &mut state,
+            &key,
+            &update,
+            scope.as_ref(),
+            filter.as_ref(),
+            guard,
+        )
+        .map_err(ctx)
     }
 
     async fn update_where(&self, filter: &Filter, update: &Update<E>) -> Result<u64> {

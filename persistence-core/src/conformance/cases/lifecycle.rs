@@ -58,7 +58,11 @@ pub async fn lifecycle_insert_sets_both_timestamps<B: Backend>(b: &B) {
     assert_between(stored.created_at, lo, "created_at");
     assert_eq!(stored.created_at, stored.updated_at, "one time per call");
     assert_eq!(stored.deleted_at, None);
-    assert_eq!(repo.get(&1).await.unwrap(), Some(stored), "get returns what insert did");
+    assert_eq!(
+        repo.get(&1).await.unwrap(),
+        Some(stored),
+        "get returns what insert did"
+    );
     let lo = before();
     repo.insert_many(&[Note::new(2, "b", 0), Note::new(3, "c", 0)])
         .await
@@ -95,7 +99,10 @@ pub async fn lifecycle_upsert_sets_created_at_once<B: Backend>(b: &B) {
     tick().await;
     let lo = before();
     let again = repo.upsert(&Note::new(1, "a", 5)).await.unwrap();
-    assert_eq!(again.created_at, first.created_at, "an overwriting upsert keeps it");
+    assert_eq!(
+        again.created_at, first.created_at,
+        "an overwriting upsert keeps it"
+    );
     assert_between(again.updated_at, lo, "updated_at");
     assert_eq!(again.rank, 5);
     assert_eq!(repo.get(&1).await.unwrap(), Some(again));
@@ -128,7 +135,11 @@ pub async fn lifecycle_patch_and_update_where_move_updated_at<B: Backend>(b: &B)
     // An update that sets updated_at itself keeps the caller's value.
     let mine = DateTime::<Utc>::from_timestamp(1_700_000_000, 0).unwrap();
     let set = repo
-        .patch(&1, &Update::new().set(Note::UPDATED_AT, mine), &Guard::none())
+        .patch(
+            &1,
+            &Update::new().set(Note::UPDATED_AT, mine),
+            &Guard::none(),
+        )
         .await
         .unwrap();
     assert_eq!(set.updated_at, mine);
@@ -141,10 +152,21 @@ pub async fn lifecycle_deleted_rows_are_invisible_to_reads<B: Backend>(b: &B) {
     assert_eq!(repo.count(&Filter::all()).await.unwrap(), 5);
     assert!(repo.delete(&2).await.unwrap(), "a live row is deleted");
     assert!(repo.get(&2).await.unwrap().is_none(), "get");
-    assert_eq!(ids(&repo.get_many(&[1, 2, 3]).await.unwrap()), vec![1, 3], "get_many");
-    assert_eq!(ids(&repo.find(&Query::all()).await.unwrap()), vec![1, 3, 4, 5], "find");
+    assert_eq!(
+        ids(&repo.get_many(&[1, 2, 3]).await.unwrap()),
+        vec![1, 3],
+        "get_many"
+    );
+    assert_eq!(
+        ids(&repo.find(&Query::all()).await.unwrap()),
+        vec![1, 3, 4, 5],
+        "find"
+    );
     assert!(
-        repo.find_one(&Query::filter(Note::ID.eq(2))).await.unwrap().is_none(),
+        repo.find_one(&Query::filter(Note::ID.eq(2)))
+            .await
+            .unwrap()
+            .is_none(),
         "find_one"
     );
     assert_eq!(repo.count(&Filter::all()).await.unwrap(), 4, "count");
@@ -172,7 +194,10 @@ pub async fn lifecycle_deleted_rows_are_invisible_to_reads<B: Backend>(b: &B) {
     let selected = repo.select(&Query::all(), &["slug"]).await.unwrap();
     assert_eq!(selected.len(), 4, "select: {selected:?}");
     let slugs = repo.distinct("slug", &Filter::all()).await.unwrap();
-    assert!(!slugs.contains(&Value::String("s2".into())), "distinct: {slugs:?}");
+    assert!(
+        !slugs.contains(&Value::String("s2".into())),
+        "distinct: {slugs:?}"
+    );
     let counted = repo
         .aggregate(&Filter::all(), &GroupBy::new().count())
         .await
@@ -184,8 +209,14 @@ pub async fn lifecycle_deleted_rows_are_invisible_to_reads<B: Backend>(b: &B) {
     };
     assert_eq!(count, Some(Value::I64(4)), "aggregate: {counted:?}");
     // Reading deleted rows on purpose does not make them visible to `get`.
-    assert_eq!(repo.find(&Query::all().with_deleted()).await.unwrap().len(), 5);
-    assert!(repo.get(&2).await.unwrap().is_none(), "get after with_deleted");
+    assert_eq!(
+        repo.find(&Query::all().with_deleted()).await.unwrap().len(),
+        5
+    );
+    assert!(
+        repo.get(&2).await.unwrap().is_none(),
+        "get after with_deleted"
+    );
 }
 
 pub async fn lifecycle_delete_sets_the_field_once<B: Backend>(b: &B) {
@@ -194,10 +225,7 @@ pub async fn lifecycle_delete_sets_the_field_once<B: Backend>(b: &B) {
     assert!(repo.delete(&1).await.unwrap());
     assert!(!repo.delete(&1).await.unwrap(), "already deleted");
     assert!(!repo.delete(&99).await.unwrap(), "missing");
-    let gone = repo
-        .find(&Query::all().only_deleted())
-        .await
-        .unwrap();
+    let gone = repo.find(&Query::all().only_deleted()).await.unwrap();
     assert_eq!(ids(&gone), vec![1]);
     let d = gone[0].deleted_at.expect("deleted_at set");
     assert_between(d, lo, "deleted_at");
@@ -215,14 +243,20 @@ pub async fn lifecycle_delete_many_soft_deletes_live_rows<B: Backend>(b: &B) {
     let repo = notes::<B>(b, 6).await;
     // rank = id % 3: ids 1, 4 have rank 1.
     assert_eq!(repo.delete_many(&Note::RANK.eq(1)).await.unwrap(), 2);
-    assert_eq!(repo.delete_many(&Note::RANK.eq(1)).await.unwrap(), 0, "already deleted");
+    assert_eq!(
+        repo.delete_many(&Note::RANK.eq(1)).await.unwrap(),
+        0,
+        "already deleted"
+    );
     let deleted = repo.find(&Query::all().only_deleted()).await.unwrap();
     assert_eq!(ids(&deleted), vec![1, 4]);
     let first = deleted[0].deleted_at;
     tick().await;
     // Even with the scope widened, rows already deleted keep their time.
     assert_eq!(
-        repo.delete_many(&Filter::all().with_deleted()).await.unwrap(),
+        repo.delete_many(&Filter::all().with_deleted())
+            .await
+            .unwrap(),
         4
     );
     let again = repo.find(&Query::all().only_deleted()).await.unwrap();
@@ -237,7 +271,10 @@ pub async fn lifecycle_restore_undeletes<B: Backend>(b: &B) {
     let back = repo.get(&1).await.unwrap().expect("visible again");
     assert_eq!(back.deleted_at, None);
     assert_eq!(back.version, 3, "delete and restore each bump the version");
-    assert!(!repo.restore(&1).await.unwrap(), "a live row is not restored");
+    assert!(
+        !repo.restore(&1).await.unwrap(),
+        "a live row is not restored"
+    );
     assert!(!repo.restore(&99).await.unwrap(), "nor a missing one");
     assert_eq!(repo.count(&Filter::all()).await.unwrap(), 2);
     // Entities without soft delete have nothing to restore.
@@ -249,7 +286,11 @@ pub async fn lifecycle_purge_removes_for_good<B: Backend>(b: &B) {
     let repo = notes::<B>(b, 4).await;
     assert!(repo.delete(&1).await.unwrap());
     assert!(repo.delete(&2).await.unwrap());
-    assert_eq!(repo.purge(&Filter::all().only_deleted()).await.unwrap(), 2, "empty the trash");
+    assert_eq!(
+        repo.purge(&Filter::all().only_deleted()).await.unwrap(),
+        2,
+        "empty the trash"
+    );
     assert_eq!(repo.count(&Filter::all().with_deleted()).await.unwrap(), 2);
     assert!(!repo.restore(&1).await.unwrap(), "purged rows are gone");
     assert!(repo.delete(&3).await.unwrap());
@@ -265,7 +306,10 @@ pub async fn lifecycle_purge_removes_for_good<B: Backend>(b: &B) {
 pub async fn lifecycle_unique_ignores_deleted_rows<B: Backend>(b: &B) {
     let repo = b.repo::<Note>().await;
     repo.insert(&Note::new(1, "same", 0)).await.unwrap();
-    let c = assert_conflict(repo.insert(&Note::new(2, "same", 0)).await, "live duplicate");
+    let c = assert_conflict(
+        repo.insert(&Note::new(2, "same", 0)).await,
+        "live duplicate",
+    );
     assert!(matches!(c, ConflictKind::Unique { .. }), "{c:?}");
     assert!(repo.delete(&1).await.unwrap());
     repo.insert(&Note::new(2, "same", 0))
@@ -274,7 +318,10 @@ pub async fn lifecycle_unique_ignores_deleted_rows<B: Backend>(b: &B) {
     // Restoring the first would make two live rows share the value.
     let c = assert_conflict(repo.restore(&1).await, "restore into a duplicate");
     assert!(matches!(c, ConflictKind::Unique { .. }), "{c:?}");
-    assert!(repo.get(&1).await.unwrap().is_none(), "the failed restore changed nothing");
+    assert!(
+        repo.get(&1).await.unwrap().is_none(),
+        "the failed restore changed nothing"
+    );
     // The id of a deleted row stays taken.
     let c = assert_conflict(repo.insert(&Note::new(1, "other", 0)).await, "deleted id");
     assert_eq!(c, ConflictKind::DuplicateId);
@@ -287,12 +334,24 @@ pub async fn lifecycle_writes_skip_deleted_rows<B: Backend>(b: &B) {
         .patch(&1, &Update::new().inc(Note::RANK, 1), &Guard::none())
         .await
         .unwrap_err();
-    assert_eq!(kind(&e), &ErrorKind::NotFound, "patch of a deleted row: {e}");
+    assert_eq!(
+        kind(&e),
+        &ErrorKind::NotFound,
+        "patch of a deleted row: {e}"
+    );
     let e = repo
-        .patch(&1, &Update::new().inc(Note::RANK, 1), &Guard::when(Note::RANK.gte(0)))
+        .patch(
+            &1,
+            &Update::new().inc(Note::RANK, 1),
+            &Guard::when(Note::RANK.gte(0)),
+        )
         .await
         .unwrap_err();
-    assert_eq!(kind(&e), &ErrorKind::NotFound, "guarded patch of a deleted row: {e}");
+    assert_eq!(
+        kind(&e),
+        &ErrorKind::NotFound,
+        "guarded patch of a deleted row: {e}"
+    );
     let n = repo
         .update_where(&Filter::all(), &Update::new().set(Note::RANK, 5))
         .await
@@ -346,7 +405,10 @@ pub async fn lifecycle_concurrent_pops_are_distinct<B: Backend>(b: &B) {
 pub async fn lifecycle_scope_must_cover_the_whole_filter<B: Backend>(b: &B) {
     let repo = notes::<B>(b, 2).await;
     let inside_or = Note::ID.eq(1).or(Filter::all().with_deleted());
-    assert_invalid(repo.find(&Query::filter(inside_or)).await, "scope inside or");
+    assert_invalid(
+        repo.find(&Query::filter(inside_or)).await,
+        "scope inside or",
+    );
     let both = Filter::all().with_deleted().only_deleted();
     assert_invalid(repo.count(&both).await, "two scopes");
     let people = b.repo::<Person>().await;
@@ -355,7 +417,11 @@ pub async fn lifecycle_scope_must_cover_the_whole_filter<B: Backend>(b: &B) {
         "only_deleted without soft delete",
     );
     assert!(
-        people.find(&Query::all().with_deleted()).await.unwrap().is_empty(),
+        people
+            .find(&Query::all().with_deleted())
+            .await
+            .unwrap()
+            .is_empty(),
         "with_deleted without soft delete reads as usual"
     );
 }
