@@ -40,6 +40,39 @@ fn config(yaml: &str, vars: &[(&str, &str)]) -> persistence::Result<PersistenceC
         .load()
 }
 
+/// Two managers ("two application instances") from one YAML over one
+/// PostgreSQL schema and one Redis (L2 + backplane), TTL 10 minutes: only
+/// invalidation can make an instance see the other's write. The schema and
+/// the Redis keys are removed when dropped.
+struct TwoInstances {
+    a: Persistence,
+    b: Persistence,
+    _keys: TestRedis,
+    _redis: TestRedis,
+    _pg: TestPostgres,
+}
+
+impl TwoInstances {
+    async fn new() -> Option<TwoInstances> {
+        let (Some(pg), Some(redis)) = (TestPostgres::schema().await, TestRedis::new().await) else {
+            return None;
+        };
+        let schema = pg.name().to_string();
+        let keys = TestRedis::adopt(redis.url(), &format!("persistence.main.{schema}"));
+        let yaml = format!(
+            "databases:\n  main: {{ kind: postgres, url: \"${{PG}}\", schema: {schema}, pool: {{ max_connections: 4 }} }}\n  cache: {{ kind: redis, url: \"${{REDIS}}\" }}\ncache:\n  default: {{ ttl: 10m, l2: cache }}\n"
+        );
+        let cfg = config(&yaml, &[("PG", pg.url()), ("REDIS", redis.url())]).expect("config");
+        Some(TwoInstances {
+            a: Persistence::new(cfg.clone()).expect("instance A"),
+            b: Persistence::new(cfg).expect("instance B"),
+            _keys: keys,
+            _redis: redis,
+            _pg: pg,
+        })
+    }
+}
+
 /// The README's bound with the default settings: max(heartbeat timeout plus
 /// its check granularity, degraded TTL) plus one L2 timeout.
 const STATED_BOUND: Duration = Duration::from_millis(1250);
@@ -145,23 +178,14 @@ async fn two_instances_see_each_others_writes_within_the_bound() {
 /// arrived, and never the old one after that.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn partial_updates_invalidate_both_instances() {
-    let (Some(pg), Some(redis)) = (TestPostgres::schema().await, TestRedis::new().await) else {
+    let Some(two) = TwoInstances::new().await else {
         return;
     };
-    let schema = pg.name().to_string();
-    let _keys = TestRedis::adopt(redis.url(), &format!("persistence.main.{schema}"));
-    let yaml = format!(
-        "databases:\n  main: {{ kind: postgres, url: \"${{PG}}\", schema: {schema}, pool: {{ max_connections: 4 }} }}\n  cache: {{ kind: redis, url: \"${{REDIS}}\" }}\ncache:\n  default: {{ ttl: 10m, l2: cache }}\n"
-    );
-    let cfg = config(&yaml, &[("PG", pg.url()), ("REDIS", redis.url())]).expect("config");
-    let (pa, pb) = (
-        Persistence::new(cfg.clone()).expect("instance A"),
-        Persistence::new(cfg).expect("instance B"),
-    );
+    let (pa, pb) = (&two.a, &two.b);
     let a = pa.repo::<Note>().await.expect("repo A");
     let b = pb.repo::<Note>().await.expect("repo B");
-    wait_connected(&pa).await;
-    wait_connected(&pb).await;
+    wait_connected(pa).await;
+    wait_connected(pb).await;
     for id in 1..=3 {
         a.insert(&Note {
             id,
@@ -301,23 +325,14 @@ async fn backplane_switches_in_yaml() {
 /// arrived, and serves a restored row again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn soft_deletes_are_invisible_to_both_instances() {
-    let (Some(pg), Some(redis)) = (TestPostgres::schema().await, TestRedis::new().await) else {
+    let Some(two) = TwoInstances::new().await else {
         return;
     };
-    let schema = pg.name().to_string();
-    let _keys = TestRedis::adopt(redis.url(), &format!("persistence.main.{schema}"));
-    let yaml = format!(
-        "databases:\n  main: {{ kind: postgres, url: \"${{PG}}\", schema: {schema}, pool: {{ max_connections: 4 }} }}\n  cache: {{ kind: redis, url: \"${{REDIS}}\" }}\ncache:\n  default: {{ ttl: 10m, l2: cache }}\n"
-    );
-    let cfg = config(&yaml, &[("PG", pg.url()), ("REDIS", redis.url())]).expect("config");
-    let (pa, pb) = (
-        Persistence::new(cfg.clone()).expect("instance A"),
-        Persistence::new(cfg).expect("instance B"),
-    );
+    let (pa, pb) = (&two.a, &two.b);
     let a = pa.repo::<Memo>().await.expect("repo A");
     let b = pb.repo::<Memo>().await.expect("repo B");
-    wait_connected(&pa).await;
-    wait_connected(&pb).await;
+    wait_connected(pa).await;
+    wait_connected(pb).await;
     for id in 1..=3 {
         let memo = Memo {
             id,

@@ -9,7 +9,7 @@ use persistence_core::layer::{
     Retry, RetryConfig, Timeout, metric_names,
 };
 use persistence_core::{
-    Error, ErrorKind, Filter, MemoryRepository, Query, Repository, WriteOutcome,
+    Error, ErrorKind, Filter, Guard, MemoryRepository, Query, Repository, Update, WriteOutcome,
 };
 
 /// Fails the next `fail` calls with the given error kind, counting every call.
@@ -99,6 +99,12 @@ async fn retry_never_repeats_non_idempotent_writes() {
         ("update", 1),
         ("upsert", 2),
         ("delete", 2),
+        // An `inc` repeated after an unknown outcome would apply twice, a
+        // repeated pop would lose a row.
+        ("patch", 1),
+        ("update_where", 1),
+        ("find_one_and_delete", 1),
+        ("purge", 2),
     ] {
         let faults = Faults::failing(1);
         let repo = base.clone().layer(faults.clone()).layer(fast_retry(3));
@@ -107,6 +113,16 @@ async fn retry_never_repeats_non_idempotent_writes() {
             "insert_many" => repo.insert_many(&[person(11)]).await.map(|_| ()),
             "update" => repo.update(&person(12)).await.map(|_| ()),
             "upsert" => repo.upsert(&person(13)).await.map(|_| ()),
+            "patch" => repo
+                .patch(&13, &Update::new().inc(Person::AGE, 1), &Guard::none())
+                .await
+                .map(|_| ()),
+            "update_where" => repo
+                .update_where(&Filter::all(), &Update::new().inc(Person::AGE, 1))
+                .await
+                .map(|_| ()),
+            "find_one_and_delete" => repo.find_one_and_delete(&Query::all()).await.map(|_| ()),
+            "purge" => repo.purge(&Person::ID.eq(13)).await.map(|_| ()),
             _ => repo.delete(&13).await.map(|_| ()),
         };
         assert_eq!(faults.calls(), expected_calls, "{op}");
