@@ -42,7 +42,11 @@
 //! [`Tenants::allow_fewer_entities`] opts into a warning instead. Adding
 //! entities to the group (a process that registers more) takes the group's
 //! exclusive lock for that one provisioning, so the check cannot race with
-//! it. Tables the tenant already has that were created by the library (its
+//! it. During a rolling deploy that adds an entity, the processes still on
+//! the old version are therefore refused *new* tenants once a new process
+//! has provisioned one (existing tenants keep working); deploy with
+//! `allow_fewer_entities` on the old version, or provision new tenants
+//! only from the new one. Tables the tenant already has that were created by the library (its
 //! table comment names the entity) count as the tenant's, which also fills
 //! the set of tenants recorded before sets were stored.
 //! * [`Tenants::drop_tenant`] drops only a schema the library created (it
@@ -302,10 +306,14 @@ impl Tenants {
             .await
             .map_err(|e| registry::err(e, OP))?;
         registry::lock_tenant(&tx, tenant.as_str(), OP).await?;
+        let shape = self.registry.shape(&tx, OP).await?;
+        if shape == Shape::Foreign {
+            return Err(self.registry_foreign(OP));
+        }
         crate::schema::drop_namespace(&tx, tenant.as_str())
             .await
             .map_err(|e| e.with_operation(OP))?;
-        if self.registry.shape(&tx, OP).await? != Shape::Missing {
+        if shape != Shape::Missing {
             self.registry.delete(&tx, tenant.as_str()).await?;
         }
         tx.commit().await.map_err(|e| registry::err(e, OP))?;

@@ -237,6 +237,49 @@ async fn read_only_store(control: &RelationalStore) -> RelationalStore {
     store
 }
 
+/// Provision every (tenants, tenant) pair at once; the errors, as text.
+async fn provision_all(jobs: Vec<(Tenants, TenantId)>) -> Vec<String> {
+    let tasks: Vec<_> = jobs
+        .into_iter()
+        .map(|(tenants, t)| tokio::spawn(async move { tenants.provision(&t).await }))
+        .collect();
+    let mut errors = Vec::new();
+    for task in tasks {
+        if let Err(e) = task.await.expect("task") {
+            errors.push(e.to_string());
+        }
+    }
+    errors
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_provisions_of_one_tenant_with_different_entity_sets() {
+    // Half of the calls add an entity to the group while the others run:
+    // whichever order they take, the tenant ends with both tables. (Only one
+    // tenant here: a process registering fewer entities is refused a *new*
+    // tenant once the group has more, see the next tests.)
+    let t = TenantId::new(format!("m{}", suffix())).expect("id");
+    with_control(vec![t.clone()], move |store| async move {
+        let small = Tenants::new(&store).expect("tenants").register::<Note>();
+        let large = small.clone().register::<Tag>();
+        let jobs = (0..16)
+            .map(|k| {
+                let tenants = if k % 2 == 0 { &small } else { &large };
+                (tenants.clone(), t.clone())
+            })
+            .collect();
+        let errors = provision_all(jobs).await;
+        assert!(errors.is_empty(), "{} errors: {errors:?}", errors.len());
+        assert_eq!(count_schemas(&store, t.as_str()).await, 1);
+        assert_eq!(
+            small.entities(&t).await.expect("entities"),
+            Some(vec!["notes".to_string(), "tags".to_string()])
+        );
+        assert_eq!(small.list().await.expect("list"), vec![t.clone()]);
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sixteen_concurrent_provisions_make_one_schema_while_listing() {
     let sfx = suffix();
@@ -262,35 +305,25 @@ async fn sixteen_concurrent_provisions_make_one_schema_while_listing() {
                 }
             }
         });
-        // 16 × the same tenant (half of them adding an entity to the group),
+        // 16 × the same tenant, from two `Tenants` (as two processes would),
         // interleaved with another tenant.
-        let mut tasks = Vec::new();
+        let reversed = Tenants::new(&store)
+            .expect("tenants")
+            .register::<Tag>()
+            .register::<Note>();
+        let mut jobs = Vec::new();
         for k in 0..16 {
-            let tenants = if k % 2 == 0 {
-                small.clone()
-            } else {
-                large.clone()
-            };
-            let t = t.clone();
-            tasks.push(tokio::spawn(async move { tenants.provision(&t).await }));
+            let tenants = if k % 2 == 0 { &large } else { &reversed };
+            jobs.push((tenants.clone(), t.clone()));
         }
-        let second = {
-            let large = large.clone();
-            let other = other.clone();
-            tokio::spawn(async move { large.provision(&other).await })
-        };
-        let mut errors = Vec::new();
-        for task in tasks {
-            if let Err(e) = task.await.expect("task") {
-                errors.push(e.to_string());
-            }
-        }
-        second.await.expect("task").expect("other tenant");
+        jobs.insert(8, (large.clone(), other.clone()));
+        let errors = provision_all(jobs).await;
         done.store(true, std::sync::atomic::Ordering::SeqCst);
         lister.await.expect("lister");
         assert!(errors.is_empty(), "{} errors: {errors:?}", errors.len());
 
         assert_eq!(count_schemas(&store, t.as_str()).await, 1);
+        assert_eq!(count_schemas(&store, other.as_str()).await, 1);
         assert_eq!(
             small.list().await.expect("list"),
             vec![t.clone(), other.clone()]
@@ -517,6 +550,53 @@ async fn a_registry_made_before_entity_sets_is_upgraded_in_place() {
         let notes = Some(vec!["notes".to_string()]);
         assert_eq!(tenants.entities(&old).await.expect("entities"), notes);
         assert_eq!(tenants.entities(&new).await.expect("entities"), notes);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_foreign_table_named_like_the_registry_is_left_alone() {
+    let t = TenantId::new(format!("f{}", suffix())).expect("id");
+    with_control(vec![t.clone()], move |store| async move {
+        use persistence_postgres::sea_orm::ConnectionTrait;
+        let control = store.schema().expect("control").to_string();
+        let sql = format!("CREATE TABLE \"{control}\".persistence_tenants (\"name\" text)");
+        store
+            .connection()
+            .execute_unprepared(&sql)
+            .await
+            .expect(&sql);
+        let tenants = Tenants::new(&store).expect("tenants").register::<Note>();
+        for err in [
+            tenants.provision(&t).await.expect_err("not a registry"),
+            tenants.list().await.expect_err("not a registry"),
+            tenants.drop_tenant(&t).await.expect_err("not a registry"),
+        ] {
+            assert_eq!(err.kind(), &ErrorKind::Config, "{err}");
+        }
+        assert_eq!(
+            count_schemas(&store, t.as_str()).await,
+            0,
+            "nothing created"
+        );
+        assert_eq!(
+            strings(
+                &store,
+                "SELECT attname::text FROM pg_attribute \
+                 WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped",
+                vec![&format!("\"{control}\".persistence_tenants")]
+            )
+            .await,
+            vec!["name".to_string()],
+            "unchanged"
+        );
+        // Out of the way for the cleanup.
+        let sql = format!("DROP TABLE \"{control}\".persistence_tenants");
+        store
+            .connection()
+            .execute_unprepared(&sql)
+            .await
+            .expect(&sql);
     })
     .await;
 }
