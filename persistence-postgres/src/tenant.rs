@@ -15,6 +15,11 @@
 //!   `persistence_tenants` of a control schema (default `public`), one row
 //!   per tenant with the set of entities whose tables it has (layout,
 //!   upgrade of an older registry and locks: `tenant/registry.rs`).
+//! * [`Tenants::drop_tenant`] drops only a schema the library created (it
+//!   carries the mark, see [`crate::schema`]): a tenant whose schema existed
+//!   before `provision` (or was made by hand) is refused with a `Config`
+//!   error and left intact.
+//! * [`TenantResolver`] turns a request / context value into a tenant id.
 //!
 //! ## Concurrency and idempotence
 //!
@@ -44,22 +49,16 @@
 //! exclusive lock for that one provisioning, so the check cannot race with
 //! it. During a rolling deploy that adds an entity, the processes still on
 //! the old version are therefore refused *new* tenants once a new process
-//! has provisioned one (existing tenants keep working); deploy with
-//! `allow_fewer_entities` on the old version, or provision new tenants
-//! only from the new one. Tables the tenant already has that were created by the library (its
-//! table comment names the entity) count as the tenant's, which also fills
-//! the set of tenants recorded before sets were stored.
-//! * [`Tenants::drop_tenant`] drops only a schema the library created (it
-//!   carries the mark, see [`crate::schema`]): a tenant whose schema existed
-//!   before `provision` (or was made by hand) is refused with a `Config`
-//!   error and left intact.
-//! * [`TenantResolver`] turns a request / context value into a tenant id.
+//! has provisioned one (existing tenants keep working): give the old build
+//! `allow_fewer_entities()`, or provision new tenants from the new build
+//! only. Tables the tenant already has that the library created (their
+//! comment names the entity) count as the tenant's, which also fills the
+//! set of a tenant recorded before sets were stored.
 
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-
-use std::collections::BTreeSet;
 
 use persistence_core::names::{self, NameKind};
 use persistence_core::{Entity, Error, Result};
