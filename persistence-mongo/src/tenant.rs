@@ -8,6 +8,13 @@
 //! mode the database is `<prefix><tenant>`; in prefix mode the collections
 //! are `<tenant>__<entity>` in the store's database.
 //! [`TenantScope::provision`] ensures collections, validators and indexes,
+//! idempotently and safely under concurrency: the creation steps accept
+//! the server's "already exists" answers (collection, marker), and when a
+//! step still fails with an answer that means another client was creating
+//! the same collection or index at that moment (codes 48, 68, 112, 276,
+//! 11000), the whole ensure runs again (a few times, briefly spaced), which
+//! finds what the other one made and verifies it against the declaration
+//! (an index with another definition is a `Config` error, never retried).
 //! [`TenantScope::remove`] drops the tenant's data: only what the library
 //! created (a database or collections carrying its marker, see
 //! [`crate::schema`]); anything else is a `Config` error and nothing is dropped.
@@ -83,6 +90,33 @@ impl Tenants {
     }
 }
 
+/// How many times [`TenantScope::provision`] verifies after losing a race.
+const RACE_RETRIES: u32 = 4;
+
+/// Server codes a `create` / `createIndexes` / marker write answers when
+/// another client is creating the same thing at that moment: 48
+/// NamespaceExists (an implicit creation raced an explicit one), 68
+/// IndexAlreadyExists, 112 WriteConflict (two catalog updates), 276
+/// IndexBuildAlreadyInProgress, 11000 duplicate key (a marker written twice).
+/// Never 85/86: an index that exists with another definition is a real
+/// conflict.
+fn race_code(code: i32) -> bool {
+    matches!(code, 48 | 68 | 112 | 276 | 11000)
+}
+
+/// Whether `e` is the server's answer to a concurrent creation of the same
+/// collection or index (by its code, from the driver error kept as source).
+fn lost_a_race(e: &Error) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(err) = cur {
+        if let Some(d) = err.downcast_ref::<mongodb::error::Error>() {
+            return crate::error::server_code(d).is_some_and(race_code);
+        }
+        cur = err.source();
+    }
+    false
+}
+
 /// One tenant's repositories.
 #[derive(Debug, Clone)]
 pub struct TenantScope {
@@ -108,11 +142,29 @@ impl TenantScope {
         MongoRepository::with_collection(coll)
     }
 
-    /// Ensure the collection, validator and indexes of `E` for this tenant.
+    /// Ensure the collection, validator and indexes of `E` for this tenant
+    /// (idempotent; safe to call concurrently, see the module docs).
     pub async fn provision<E: Entity>(&self) -> Result<MongoRepository<E>> {
         let repo = self.repository::<E>();
-        repo.ensure_schema().await?;
-        Ok(repo)
+        let mut lost = 0;
+        loop {
+            match repo.ensure_schema().await {
+                Ok(()) => return Ok(repo),
+                // Another provisioning got there first: the next pass finds
+                // its collection and indexes and checks them against the
+                // declaration (a different index is a `Config` error then).
+                Err(e) if lost < RACE_RETRIES && lost_a_race(&e) => {
+                    lost += 1;
+                    tracing::debug!(
+                        collection = %self.collection_name::<E>(),
+                        error = %e,
+                        "concurrent provisioning: verifying what the other one created"
+                    );
+                    tokio::time::sleep(std::time::Duration::from_millis(20 << lost)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// The tenant's store (its own database in database mode).
@@ -165,5 +217,22 @@ impl TenantScope {
                 Ok(())
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_race_answers_are_verified_again() {
+        for code in [48, 68, 112, 276, 11000] {
+            assert!(race_code(code), "{code}");
+        }
+        // Conflicting index definitions, validation, auth, bad values.
+        for code in [85, 86, 121, 13, 2, 67] {
+            assert!(!race_code(code), "{code}");
+        }
+        assert!(!lost_a_race(&Error::config("plain")));
     }
 }

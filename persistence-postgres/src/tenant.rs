@@ -12,29 +12,65 @@
 //! * [`Tenants`] provisions (creates the schema, marked as the library's,
 //!   and every registered entity's tables, in one transaction), lists and
 //!   drops tenants. The list of tenants is kept in the registry table
-//!   `persistence_tenants` of a control schema (default `public`).
+//!   `persistence_tenants` of a control schema (default `public`), one row
+//!   per tenant with the set of entities whose tables it has (layout,
+//!   upgrade of an older registry and locks: `tenant/registry.rs`).
 //! * [`Tenants::drop_tenant`] drops only a schema the library created (it
 //!   carries the mark, see [`crate::schema`]): a tenant whose schema existed
 //!   before `provision` (or was made by hand) is refused with a `Config`
 //!   error and left intact.
 //! * [`TenantResolver`] turns a request / context value into a tenant id.
+//!
+//! ## Concurrency and idempotence
+//!
+//! [`Tenants::provision`] runs under a transaction-scoped advisory lock per
+//! tenant (`pg_advisory_xact_lock(0x70657273, hashtext(<tenant>))`), so any
+//! number of concurrent calls for one tenant, from any process, make one
+//! schema and report success; the later ones find everything in place and
+//! change nothing. Different tenants provision in parallel (they share the
+//! group's lock in shared mode). The registry itself is created, or
+//! upgraded, once, in its own transaction under the group's exclusive lock.
+//! [`Tenants::drop_tenant`] takes the same tenant lock. [`Tenants::list`],
+//! [`Tenants::entities`] and [`Tenants::group_entities`] only read (no
+//! registry yet: empty), so a role with `USAGE`/`SELECT` can call them.
+//!
+//! ## Entity sets: the tenant group
+//!
+//! The tenants of one registry form a group; the group's entity set is the
+//! union of the sets recorded for its tenants. Provisioning a tenant
+//! creates the tables of the entities registered here (missing ones only:
+//! every statement is `IF NOT EXISTS`) and records the union of what the
+//! tenant had and what is registered: a set never shrinks and no table is
+//! ever dropped by provisioning. If the tenant would end up without an
+//! entity of the group (a process that registers fewer entities), nothing is
+//! created and the answer is a `Config` error naming the entities, unless
+//! [`Tenants::allow_fewer_entities`] opts into a warning instead. Adding
+//! entities to the group (a process that registers more) takes the group's
+//! exclusive lock for that one provisioning, so the check cannot race with
+//! it. During a rolling deploy that adds an entity, the processes still on
+//! the old version are therefore refused *new* tenants once a new process
+//! has provisioned one (existing tenants keep working): give the old build
+//! `allow_fewer_entities()`, or provision new tenants from the new build
+//! only. Tables the tenant already has that the library created (their
+//! comment names the entity) count as the tenant's, which also fills the
+//! set of a tenant recorded before sets were stored.
 
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
 use persistence_core::names::{self, NameKind};
 use persistence_core::{Entity, Error, Result};
-use sea_orm::{ConnectionTrait, DatabaseTransaction, Statement, TransactionTrait};
+use sea_orm::{DatabaseTransaction, IsolationLevel, TransactionTrait};
 
-use crate::error::map_db_err;
 use crate::query::{Dialect, quote};
 use crate::repository::RelationalRepository;
 use crate::store::RelationalStore;
-use crate::store::conn::Conn;
 
-/// The control schema when the store has none (the registry table is placed there).
-const DEFAULT_CONTROL: &str = "public";
+mod registry;
+
+use registry::{DEFAULT_CONTROL, Registry, Shape};
 
 /// A validated tenant id, usable as a schema name.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -88,19 +124,31 @@ type SetupFn = Arc<
         + Sync,
 >;
 
+/// An entity whose table every tenant gets.
+#[derive(Clone)]
+struct Registered {
+    name: &'static str,
+    setup: SetupFn,
+}
+
 /// Tenant management over one PostgreSQL pool.
 #[derive(Clone)]
 pub struct Tenants {
     base: RelationalStore,
-    control: String,
-    setup: Vec<SetupFn>,
+    registry: Registry,
+    entities: Vec<Registered>,
+    allow_fewer: bool,
 }
 
 impl std::fmt::Debug for Tenants {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Tenants")
-            .field("control", &self.control)
-            .field("entities", &self.setup.len())
+            .field("control", &self.registry.control)
+            .field(
+                "entities",
+                &self.entities.iter().map(|r| r.name).collect::<Vec<_>>(),
+            )
+            .field("allow_fewer_entities", &self.allow_fewer)
             .finish()
     }
 }
@@ -113,44 +161,43 @@ impl Tenants {
         }
         // The store's schema was validated when the store was built; without
         // one the registry goes to `public` (placed there, never owned).
-        let control = store.schema().unwrap_or(DEFAULT_CONTROL).to_string();
+        let control = store.schema().unwrap_or(DEFAULT_CONTROL);
         Ok(Tenants {
             base: store.clone(),
-            control,
-            setup: Vec::new(),
+            registry: Registry::new(control),
+            entities: Vec::new(),
+            allow_fewer: false,
         })
     }
 
-    /// Create `E`'s table in every tenant provisioned from now on.
+    /// Create `E`'s table in every tenant provisioned from now on (and in an
+    /// existing tenant provisioned again). Registering `E` twice is one entity.
     pub fn register<E: Entity>(mut self) -> Self {
-        self.setup.push(Arc::new(|store, tx| {
-            Box::pin(async move { store.repository::<E>().ensure_schema_on(tx).await })
-        }));
+        let name = E::meta().name;
+        if self.entities.iter().all(|r| r.name != name) {
+            self.entities.push(Registered {
+                name,
+                setup: Arc::new(|store, tx| {
+                    Box::pin(async move { store.repository::<E>().ensure_schema_on(tx).await })
+                }),
+            });
+        }
         self
     }
 
-    fn registry(&self) -> String {
-        format!("{}.\"persistence_tenants\"", quote(&self.control))
+    /// Let [`provision`](Tenants::provision) make a tenant that lacks
+    /// entities other tenants of the group have (a `tracing` warning names
+    /// them) instead of refusing with a `Config` error.
+    pub fn allow_fewer_entities(mut self) -> Self {
+        self.allow_fewer = true;
+        self
     }
 
-    fn err(e: sea_orm::DbErr, op: &'static str) -> Error {
-        map_db_err(e, &Default::default()).with_operation(op)
-    }
-
-    async fn ensure_registry<C: Conn>(&self, c: &C) -> Result<()> {
-        if self.control != DEFAULT_CONTROL {
-            crate::schema::ensure_namespace(c, &self.control)
-                .await
-                .map_err(|e| Self::err(e, "provision"))?;
-        }
-        c.execute_unprepared(&format!(
-            "CREATE TABLE IF NOT EXISTS {} (\"id\" text PRIMARY KEY, \
-             \"created_at\" timestamptz NOT NULL DEFAULT now())",
-            self.registry()
-        ))
-        .await
-        .map_err(|e| Self::err(e, "provision"))?;
-        Ok(())
+    /// The entity names registered here (sorted).
+    pub fn registered(&self) -> Vec<&'static str> {
+        let mut v: Vec<_> = self.entities.iter().map(|r| r.name).collect();
+        v.sort_unstable();
+        v
     }
 
     /// The store whose tables live in `tenant`'s schema (same pool).
@@ -164,77 +211,180 @@ impl Tenants {
     }
 
     /// Create the tenant's schema and the registered tables, and record it
-    /// (one transaction; idempotent).
+    /// with its entity set (one transaction under the tenant's lock;
+    /// idempotent and safe to call concurrently, see the module docs).
+    ///
+    /// A tenant that would lack an entity other tenants of the group have
+    /// (neither registered here nor already in the tenant) is a `Config`
+    /// error naming it, and nothing changes, unless
+    /// [`allow_fewer_entities`](Tenants::allow_fewer_entities) was called.
     pub async fn provision(&self, tenant: &TenantId) -> Result<()> {
+        self.registry.ensure(self.base.connection()).await?;
+        // Under the group's shared lock; again under its exclusive lock when
+        // this provisioning adds entities the group does not have yet.
+        if !self.provision_once(tenant, false).await? {
+            self.provision_once(tenant, true).await?;
+        }
+        Ok(())
+    }
+
+    /// One attempt; `Ok(false)` when the group grows and `exclusive` is not held.
+    async fn provision_once(&self, tenant: &TenantId, exclusive: bool) -> Result<bool> {
+        const OP: &str = "provision";
         let db = self.base.connection();
-        let tx = db.begin().await.map_err(|e| Self::err(e, "provision"))?;
-        self.ensure_registry(&tx).await?;
-        let store = self.store(tenant);
+        let tx = db
+            .begin_with_config(Some(IsolationLevel::ReadCommitted), None)
+            .await
+            .map_err(|e| registry::err(e, OP))?;
+        self.registry.lock_group(&tx, exclusive, OP).await?;
+        registry::lock_tenant(&tx, tenant.as_str(), OP).await?;
+        // Every statement from here on sees what the previous holders committed.
+        let group = self.registry.group_entities(&tx, OP).await?;
+        let wanted: BTreeSet<String> = self.entities.iter().map(|r| r.name.to_string()).collect();
+        if !exclusive && !wanted.is_subset(&group) {
+            tx.rollback().await.map_err(|e| registry::err(e, OP))?;
+            return Ok(false);
+        }
+        let stored = self
+            .registry
+            .tenant_entities(&tx, tenant.as_str(), OP)
+            .await?;
+        let mut has = stored.clone().unwrap_or_default();
+        // Tables made by `provision` before entity sets were stored (or by
+        // `ensure_schema` on the tenant's store) count too.
+        has.extend(registry::present_entities(&tx, tenant.as_str(), OP).await?);
+        let lacking: Vec<&str> = group
+            .iter()
+            .filter(|e| !has.contains(*e) && !wanted.contains(*e))
+            .map(String::as_str)
+            .collect();
+        if !lacking.is_empty() {
+            let msg = format!(
+                "tenant `{tenant}` would lack the table(s) of {} that other tenants of the group \
+                 (registry in schema `{}`) have: this Tenants registers only [{}]",
+                lacking.join(", "),
+                self.registry.control,
+                self.registered().join(", ")
+            );
+            if !self.allow_fewer {
+                return Err(Error::config(format!(
+                    "{msg}; register them, or call allow_fewer_entities() to provision it anyway \
+                     (nothing was changed)"
+                ))
+                .with_operation(OP));
+            }
+            tracing::warn!(tenant = %tenant, lacking = %lacking.join(", "), "{msg}");
+        }
         // Created with the library's mark when missing; an existing schema
         // is used as it is (and `drop_tenant` will refuse it).
         crate::schema::ensure_namespace(&tx, tenant.as_str())
             .await
-            .map_err(|e| Self::err(e, "provision"))?;
-        for setup in &self.setup {
-            setup(&store, &tx).await?;
+            .map_err(|e| registry::err(e, OP))?;
+        let store = self.store(tenant);
+        for r in &self.entities {
+            (r.setup)(&store, &tx).await?;
         }
-        tx.execute_raw(Statement::from_sql_and_values(
-            db.get_database_backend(),
-            format!(
-                "INSERT INTO {} (\"id\") VALUES ($1) ON CONFLICT (\"id\") DO NOTHING",
-                self.registry()
-            ),
-            [sea_orm::Value::String(Some(tenant.as_str().to_string()))],
-        ))
-        .await
-        .map_err(|e| Self::err(e, "provision"))?;
-        tx.commit().await.map_err(|e| Self::err(e, "provision"))?;
-        Ok(())
+        // Never shrinks: what the tenant had stays recorded (and in place).
+        has.extend(wanted);
+        if stored.as_ref() != Some(&has) {
+            self.registry.upsert(&tx, tenant.as_str(), &has).await?;
+        }
+        tx.commit().await.map_err(|e| registry::err(e, OP))?;
+        Ok(true)
     }
 
     /// Drop the tenant's schema with everything in it, and forget it. Only
     /// a schema the library created (marked) is dropped; any other is a
-    /// `Config` error and nothing changes.
+    /// `Config` error and nothing changes. Waits for a provisioning of the
+    /// same tenant in progress.
     pub async fn drop_tenant(&self, tenant: &TenantId) -> Result<()> {
+        const OP: &str = "drop_tenant";
         let db = self.base.connection();
-        let tx = db.begin().await.map_err(|e| Self::err(e, "drop_tenant"))?;
-        self.ensure_registry(&tx).await?;
+        let tx = db
+            .begin_with_config(Some(IsolationLevel::ReadCommitted), None)
+            .await
+            .map_err(|e| registry::err(e, OP))?;
+        registry::lock_tenant(&tx, tenant.as_str(), OP).await?;
+        let shape = self.registry.shape(&tx, OP).await?;
+        if shape == Shape::Foreign {
+            return Err(self.registry_foreign(OP));
+        }
         crate::schema::drop_namespace(&tx, tenant.as_str())
             .await
-            .map_err(|e| e.with_operation("drop_tenant"))?;
-        tx.execute_raw(Statement::from_sql_and_values(
-            db.get_database_backend(),
-            format!("DELETE FROM {} WHERE \"id\" = $1", self.registry()),
-            [sea_orm::Value::String(Some(tenant.as_str().to_string()))],
-        ))
-        .await
-        .map_err(|e| Self::err(e, "drop_tenant"))?;
-        tx.commit().await.map_err(|e| Self::err(e, "drop_tenant"))?;
+            .map_err(|e| e.with_operation(OP))?;
+        if shape != Shape::Missing {
+            self.registry.delete(&tx, tenant.as_str()).await?;
+        }
+        tx.commit().await.map_err(|e| registry::err(e, OP))?;
         Ok(())
     }
 
-    /// Every provisioned tenant, sorted.
+    /// Every provisioned tenant, sorted. Read-only: no statement creates or
+    /// changes anything (a role with `USAGE` on the control schema and
+    /// `SELECT` on the registry is enough); no registry yet is an empty list.
     pub async fn list(&self) -> Result<Vec<TenantId>> {
+        const OP: &str = "list_tenants";
         let db = self.base.connection();
-        self.ensure_registry(db).await?;
-        let rows = db
-            .query_all_raw(Statement::from_string(
-                db.get_database_backend(),
-                format!(
-                    "SELECT \"id\" FROM {} ORDER BY \"id\" COLLATE \"C\"",
-                    self.registry()
-                ),
-            ))
-            .await
-            .map_err(|e| Self::err(e, "list_tenants"))?;
-        rows.iter()
-            .map(|r| {
-                let id: String = r
-                    .try_get_by_index(0)
-                    .map_err(|e| Error::decode(e.to_string()))?;
-                TenantId::new(id)
-            })
+        match self.registry.shape(db, OP).await? {
+            Shape::Missing => return Ok(Vec::new()),
+            Shape::Foreign => return Err(self.registry_foreign(OP)),
+            Shape::Legacy | Shape::Current => {}
+        }
+        self.registry
+            .ids(db)
+            .await?
+            .into_iter()
+            .map(TenantId::new)
             .collect()
+    }
+
+    /// The entity names recorded for `tenant` (sorted; `None` when it is
+    /// not provisioned). Read-only; empty for a tenant recorded before
+    /// entity sets were stored and not provisioned since.
+    pub async fn entities(&self, tenant: &TenantId) -> Result<Option<Vec<String>>> {
+        const OP: &str = "tenant_entities";
+        let db = self.base.connection();
+        match self.registry.shape(db, OP).await? {
+            Shape::Missing => Ok(None),
+            Shape::Foreign => Err(self.registry_foreign(OP)),
+            Shape::Legacy => Ok(self
+                .registry
+                .ids(db)
+                .await?
+                .iter()
+                .any(|id| id == tenant.as_str())
+                .then(Vec::new)),
+            Shape::Current => Ok(self
+                .registry
+                .tenant_entities(db, tenant.as_str(), OP)
+                .await?
+                .map(|s| s.into_iter().collect())),
+        }
+    }
+
+    /// The entity set of the tenant group: every entity some provisioned
+    /// tenant has (sorted). Read-only.
+    pub async fn group_entities(&self) -> Result<Vec<String>> {
+        const OP: &str = "tenant_entities";
+        let db = self.base.connection();
+        match self.registry.shape(db, OP).await? {
+            Shape::Missing | Shape::Legacy => Ok(Vec::new()),
+            Shape::Foreign => Err(self.registry_foreign(OP)),
+            Shape::Current => Ok(self
+                .registry
+                .group_entities(db, OP)
+                .await?
+                .into_iter()
+                .collect()),
+        }
+    }
+
+    fn registry_foreign(&self, op: &'static str) -> Error {
+        Error::config(format!(
+            "table {}.\"persistence_tenants\" is not a tenant registry (it has no `id` column)",
+            quote(&self.registry.control)
+        ))
+        .with_operation(op)
     }
 }
 
