@@ -190,11 +190,17 @@ async fn main() {
     }
     let [mut ours, mut dba_t, mut nulls_t] = times;
     let (ours_sum, dba_sum, nulls_sum) = (sum(&ours), sum(&dba_t), sum(&nulls_t));
-    let (ours_med, dba_med, nulls_med) = (median(&mut ours), median(&mut dba_t), median(&mut nulls_t));
+    let (ours_med, dba_med, nulls_med) =
+        (median(&mut ours), median(&mut dba_t), median(&mut nulls_t));
 
     println!();
-    println!("find 1000 of ~10000 (tier = t, score range, ORDER BY score DESC, id), {rows_n} rows, {iters} rounds");
-    println!("{:<24} {:>12} {:>14} {:>14}", "side", "median", "median ratio", "totals ratio");
+    println!(
+        "find 1000 of ~10000 (tier = t, score range, ORDER BY score DESC, id), {rows_n} rows, {iters} rounds"
+    );
+    println!(
+        "{:<24} {:>12} {:>14} {:>14}",
+        "side", "median", "median ratio", "totals ratio"
+    );
     for (name, med, total) in [
         ("repository", ours_med, ours_sum),
         ("raw DBA SQL", dba_med, dba_sum),

@@ -234,7 +234,8 @@ async fn without_ensure_schema_nothing_is_assumed() {
     assert_eq!(found.len(), 1_000);
     let statements = library_statements(&other).await;
     assert!(
-        statements[0].ends_with("ORDER BY \"score\" DESC NULLS LAST, \"id\" ASC NULLS FIRST LIMIT $4"),
+        statements[0]
+            .ends_with("ORDER BY \"score\" DESC NULLS LAST, \"id\" ASC NULLS FIRST LIMIT $4"),
         "{statements:#?}"
     );
     other.close().await;

@@ -46,7 +46,10 @@ impl TableFacts {
     }
 
     fn set(&self, columns: BTreeSet<String>) {
-        *self.not_null.write().unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(columns));
+        *self
+            .not_null
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(columns));
     }
 
     /// Read the table's `NOT NULL` columns from the catalog and remember
@@ -98,8 +101,53 @@ impl FactsRegistry {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::query::Sql;
+    use crate::query::translate::Translator;
+    use persistence_core::conformance::entities::Person;
+    use persistence_core::{Entity, Query};
+
+    /// The ` ORDER BY ...` of a query on `Person`, the catalog reporting
+    /// `not_null` columns NOT NULL.
+    fn order(dialect: Dialect, q: Query, not_null: &[&str]) -> String {
+        let meta = Person::meta();
+        let q = q.checked(meta).unwrap();
+        let mut sql = Sql::new(dialect);
+        Translator { meta, dialect }
+            .order_by_known(&mut sql, &q.sort, &|c| not_null.contains(&c))
+            .unwrap();
+        sql.text
+    }
+
+    #[test]
+    fn the_nulls_clause_is_written_only_where_it_can_matter() {
+        let q = || {
+            Query::all()
+                .sort(Person::SCORE.desc())
+                .sort(Person::AGE.asc())
+                .sort(Person::NAME.desc())
+        };
+        let pg = Dialect::Postgres;
+        assert_eq!(
+            order(pg, q(), &[]),
+            " ORDER BY \"score\" DESC NULLS LAST, \"age\" ASC NULLS FIRST, \
+             \"name\" COLLATE \"C\" DESC NULLS LAST, \"id\" ASC NULLS FIRST",
+            "nothing known: the rule spelled out"
+        );
+        assert_eq!(
+            order(pg, q(), &["score", "age", "name", "id"]),
+            " ORDER BY \"score\" DESC, \"age\" ASC NULLS FIRST, \
+             \"name\" COLLATE \"C\" DESC, \"id\" ASC",
+            "NOT NULL columns of non-Option fields: plain; an Option field keeps it"
+        );
+        assert_eq!(
+            order(Dialect::Sqlite, q(), &[]),
+            " ORDER BY \"score\" DESC, \"age\" ASC, \"name\" DESC, \"id\" ASC",
+            "SQLite's default is the rule"
+        );
+    }
 
     #[test]
     fn unknown_until_learned_and_shared_by_name() {
