@@ -11,6 +11,7 @@ use std::fmt::Write as _;
 use persistence_core::{Error, FieldType, Result, ScalarType};
 use sea_orm::{DbBackend, Statement, Value as SV};
 
+pub(crate) mod facts;
 pub(crate) mod translate;
 
 /// The SQL dialect of a connection.

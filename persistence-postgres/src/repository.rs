@@ -201,6 +201,7 @@ impl RelationalStore {
     /// The repository of entity `E` in this store.
     pub fn repository<E: Entity>(&self) -> RelationalRepository<E> {
         let mut table = TableInfo::new(E::meta(), self.schema());
+        table.facts = self.table_facts(&table.qualified);
         table.select_by_id = format!(
             "SELECT {} FROM {} WHERE {} = {}",
             table.column_list,

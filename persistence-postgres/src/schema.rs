@@ -56,7 +56,10 @@ use persistence_core::names::{MANAGED_MARK, MARKER_COLLECTION, SchemaPolicy};
 use persistence_core::{EntityMeta, Error, Result};
 use sea_orm::{DbErr, QueryResult, Statement, Value as SV};
 
+use std::sync::Arc;
+
 use crate::error::{ConstraintNames, map_db_err};
+use crate::query::facts::TableFacts;
 use crate::query::{Dialect, column_type, quote};
 use crate::store::conn::Conn;
 
@@ -77,6 +80,10 @@ pub(crate) struct TableInfo {
     pub(crate) column_list: String,
     /// `SELECT <columns> FROM <table> WHERE <id> = $1` (filled in by the repository).
     pub(crate) select_by_id: String,
+    /// What the catalog says about the columns, learned by `ensure_schema`
+    /// (the repository shares it with the store's other repositories of
+    /// the table; see [`crate::query::facts`]).
+    pub(crate) facts: Arc<TableFacts>,
 }
 
 impl TableInfo {
@@ -97,6 +104,7 @@ impl TableInfo {
             names: ConstraintNames::of(meta),
             column_list,
             select_by_id: String::new(),
+            facts: Arc::default(),
         }
     }
 
@@ -390,8 +398,24 @@ async fn mark<C: Conn>(
     Ok(())
 }
 
-/// `ensure_schema` of one table (see the module docs).
+/// `ensure_schema` of one table (see the module docs), then what the
+/// catalog says about its columns is learned for the SQL translation.
 pub(crate) async fn ensure<C: Conn>(
+    c: &C,
+    table: &TableInfo,
+    meta: &'static EntityMeta,
+    dialect: Dialect,
+    policy: SchemaPolicy,
+) -> Result<()> {
+    ensure_table(c, table, meta, dialect, policy).await?;
+    table
+        .facts
+        .learn(c, &table.qualified, dialect)
+        .await
+        .map_err(|e| map_db_err(e, &table.names).in_context(meta.name, "ensure_schema"))
+}
+
+async fn ensure_table<C: Conn>(
     c: &C,
     table: &TableInfo,
     meta: &'static EntityMeta,

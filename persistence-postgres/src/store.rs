@@ -23,6 +23,8 @@ struct StoreInner {
     leaks: Arc<std::sync::OnceLock<persistence_core::layer::LeakDetector>>,
     /// Records the raw calls (`query_as`, `execute`); shared like `leaks`.
     metrics: Arc<std::sync::OnceLock<persistence_core::layer::Metrics>>,
+    /// What `ensure_schema` learned about tables' columns; shared like `leaks`.
+    facts: Arc<crate::query::facts::FactsRegistry>,
 }
 
 /// A database (PostgreSQL or SQLite) reached through a sea-orm connection
@@ -82,6 +84,7 @@ impl RelationalStore {
                 schema,
                 leaks: Arc::default(),
                 metrics: Arc::default(),
+                facts: Arc::default(),
             }),
         })
     }
@@ -95,6 +98,7 @@ impl RelationalStore {
                 schema: Some(schema.to_string()),
                 leaks: self.inner.leaks.clone(),
                 metrics: self.inner.metrics.clone(),
+                facts: self.inner.facts.clone(),
             }),
         }
     }
@@ -125,6 +129,11 @@ impl RelationalStore {
 
     pub(crate) fn metrics(&self) -> Option<&persistence_core::layer::Metrics> {
         self.inner.metrics.get()
+    }
+
+    /// The shared facts of table `qualified` (see [`crate::query::facts`]).
+    pub(crate) fn table_facts(&self, qualified: &str) -> Arc<crate::query::facts::TableFacts> {
+        self.inner.facts.table(qualified)
     }
 
     pub(crate) fn leak_detector(&self) -> Option<&persistence_core::layer::LeakDetector> {

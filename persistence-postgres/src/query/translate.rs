@@ -468,14 +468,45 @@ impl Translator<'_> {
         Ok(())
     }
 
-    /// Write ` ORDER BY ...` for checked sort keys: nulls lowest, strings by code point.
+    /// Write ` ORDER BY ...` for checked sort keys: nulls lowest, strings by
+    /// code point, nothing known about the columns (see [`Self::order_by_known`]).
     pub(crate) fn order_by(&self, sql: &mut Sql, sort: &[SortKey]) -> Result<()> {
+        self.order_by_known(sql, sort, &|_| false)
+    }
+
+    /// Write ` ORDER BY ...` for checked sort keys: nulls lowest, strings by
+    /// code point. `not_null(column)` tells whether the catalog reported the
+    /// column `NOT NULL` (see [`crate::query::facts`]).
+    ///
+    /// The null order is written only where it can matter: on PostgreSQL
+    /// (whose default puts nulls highest) `ASC NULLS FIRST` / `DESC NULLS
+    /// LAST`, except on a column of a non-`Option` field that the catalog
+    /// reported `NOT NULL`, where a plain `ASC` / `DESC` lets a btree index
+    /// provide the order. SQLite's default already puts nulls lowest: no
+    /// clause there (an explicit one would only keep its planner from
+    /// using an index).
+    pub(crate) fn order_by_known(
+        &self,
+        sql: &mut Sql,
+        sort: &[SortKey],
+        not_null: &dyn Fn(&str) -> bool,
+    ) -> Result<()> {
         let mut first = true;
         for key in sort {
             let path = self.meta.resolve_path(&key.field)?;
-            let (dir, nulls) = match key.direction {
-                Direction::Asc => (" ASC", " NULLS FIRST"),
-                Direction::Desc => (" DESC", " NULLS LAST"),
+            let no_nulls = path.rest.is_empty() && {
+                let f = self.field(&path);
+                !f.nullable && not_null(f.name)
+            };
+            let dir = match key.direction {
+                Direction::Asc => " ASC",
+                Direction::Desc => " DESC",
+            };
+            let nulls = match (self.dialect, key.direction) {
+                (Dialect::Sqlite, _) => "",
+                (Dialect::Postgres, _) if no_nulls => "",
+                (Dialect::Postgres, Direction::Asc) => " NULLS FIRST",
+                (Dialect::Postgres, Direction::Desc) => " NULLS LAST",
             };
             let mut item = |sql: &mut Sql, write: &dyn Fn(&mut Sql) -> Result<()>| -> Result<()> {
                 sql.push(if first { " ORDER BY " } else { ", " });

@@ -12,7 +12,7 @@ use futures_util::StreamExt as _;
 use persistence_core::lifecycle;
 use persistence_core::memory::Key;
 use persistence_core::{BoxStream, Entity, Filter, Query, Result};
-use sea_orm::{Statement, StreamTrait};
+use sea_orm::{Statement, StreamTrait, Value as SV};
 
 use super::RelationalRepository;
 use crate::codec::{entity, to_bind};
@@ -26,25 +26,30 @@ impl<E: Entity> RelationalRepository<E> {
     }
 
     /// `head` (a `SELECT ... FROM table`) followed by the query's filter,
-    /// order, limit and offset.
+    /// order, limit and offset. The limit and offset are bound parameters,
+    /// so the statement text (and the plan PostgreSQL caches for it, generic
+    /// after five executions) does not depend on them.
     pub(super) fn select_sql_from(&self, mut sql: Sql, q: &Query) -> Result<Sql> {
         if !q.filter.is_all() {
             sql.push(" WHERE ");
             self.tr().filter(&mut sql, &q.filter)?;
         }
-        self.tr().order_by(&mut sql, &q.sort)?;
-        let limit = q.limit.map(|l| l.min(i64::MAX as u64));
-        match (limit, q.offset, self.dialect()) {
+        let facts = &self.table.facts;
+        self.tr()
+            .order_by_known(&mut sql, &q.sort, &|c| facts.not_null(c))?;
+        let bigint = |n: u64| SV::BigInt(Some(i64::try_from(n).unwrap_or(i64::MAX)));
+        match (q.limit, q.offset, self.dialect()) {
             (Some(l), _, _) => {
-                sql.push(&format!(" LIMIT {l}"));
+                sql.push(" LIMIT ").bind(bigint(l));
             }
+            // SQLite has no OFFSET without a LIMIT; a negative limit is none.
             (None, o, Dialect::Sqlite) if o > 0 => {
                 sql.push(" LIMIT -1");
             }
             _ => {}
         }
         if q.offset > 0 {
-            sql.push(&format!(" OFFSET {}", q.offset.min(i64::MAX as u64)));
+            sql.push(" OFFSET ").bind(bigint(q.offset));
         }
         Ok(sql)
     }

@@ -1,0 +1,162 @@
+//! What the catalog says about a table's columns, as far as the SQL
+//! translation can use it: which columns are `NOT NULL` (PostgreSQL).
+//!
+//! The library's sort rule puts nulls lowest, so on PostgreSQL (whose
+//! default is the opposite) a sort key is written `ASC NULLS FIRST` /
+//! `DESC NULLS LAST`; a btree index cannot provide that order (it stores
+//! nulls last, or first when scanned backwards), so PostgreSQL sorts every
+//! match. On a column that holds no null the clause changes nothing, and
+//! without it the index serves the order. A column counts as holding no
+//! null only when both are true:
+//!
+//! * the field is not an `Option` in the entity's metadata, and
+//! * the catalog said the column is `NOT NULL` when `ensure_schema` last
+//!   ran (through any repository of the table in this store or a store
+//!   derived from it: tenant stores share the registry).
+//!
+//! Until `ensure_schema` has run the clause is always written (nothing is
+//! known). Should the column later lose its `NOT NULL` (an `ALTER TABLE`
+//! behind the library's back), a null in it could not be decoded into the
+//! non-`Option` field anyway, so the clause could only move rows that fail
+//! to decode.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+
+use sea_orm::{DbErr, Statement, Value as SV};
+
+use crate::query::Dialect;
+use crate::store::conn::Conn;
+
+/// The facts of one table (shared by the repositories of that table).
+#[derive(Debug, Default)]
+pub(crate) struct TableFacts {
+    /// Columns the catalog reported `NOT NULL`; `None` until learned.
+    not_null: RwLock<Option<Arc<BTreeSet<String>>>>,
+}
+
+impl TableFacts {
+    /// Whether the catalog reported column `name` `NOT NULL` (false while unknown).
+    pub(crate) fn not_null(&self, name: &str) -> bool {
+        self.not_null
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .is_some_and(|s| s.contains(name))
+    }
+
+    fn set(&self, columns: BTreeSet<String>) {
+        *self
+            .not_null
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(columns));
+    }
+
+    /// Read the table's `NOT NULL` columns from the catalog and remember
+    /// them (PostgreSQL; nothing to learn on SQLite, whose default null
+    /// order is the library's). `qualified` is the quoted table name.
+    pub(crate) async fn learn<C: Conn>(
+        &self,
+        c: &C,
+        qualified: &str,
+        dialect: Dialect,
+    ) -> Result<(), DbErr> {
+        if dialect != Dialect::Postgres {
+            return Ok(());
+        }
+        let rows = c
+            .rows(Statement::from_sql_and_values(
+                dialect.backend(),
+                "SELECT attname::text FROM pg_attribute WHERE attrelid = to_regclass($1) \
+                 AND attnum > 0 AND NOT attisdropped AND attnotnull",
+                [SV::String(Some(qualified.to_string()))],
+            ))
+            .await?;
+        let columns = rows
+            .iter()
+            .map(|r| r.try_get_by_index::<String>(0))
+            .collect::<Result<BTreeSet<_>, _>>()?;
+        self.set(columns);
+        Ok(())
+    }
+}
+
+/// The facts of every table of a store (and of the stores derived from
+/// it), by qualified table name.
+#[derive(Debug, Default)]
+pub(crate) struct FactsRegistry {
+    tables: Mutex<HashMap<String, Arc<TableFacts>>>,
+}
+
+impl FactsRegistry {
+    /// The facts of table `qualified` (created empty on first use).
+    pub(crate) fn table(&self, qualified: &str) -> Arc<TableFacts> {
+        self.tables
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(qualified.to_string())
+            .or_default()
+            .clone()
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::query::Sql;
+    use crate::query::translate::Translator;
+    use persistence_core::conformance::entities::Person;
+    use persistence_core::{Entity, Query};
+
+    /// The ` ORDER BY ...` of a query on `Person`, the catalog reporting
+    /// `not_null` columns NOT NULL.
+    fn order(dialect: Dialect, q: Query, not_null: &[&str]) -> String {
+        let meta = Person::meta();
+        let q = q.checked(meta).unwrap();
+        let mut sql = Sql::new(dialect);
+        Translator { meta, dialect }
+            .order_by_known(&mut sql, &q.sort, &|c| not_null.contains(&c))
+            .unwrap();
+        sql.text
+    }
+
+    #[test]
+    fn the_nulls_clause_is_written_only_where_it_can_matter() {
+        let q = || {
+            Query::all()
+                .sort(Person::SCORE.desc())
+                .sort(Person::AGE.asc())
+                .sort(Person::NAME.desc())
+        };
+        let pg = Dialect::Postgres;
+        assert_eq!(
+            order(pg, q(), &[]),
+            " ORDER BY \"score\" DESC NULLS LAST, \"age\" ASC NULLS FIRST, \
+             \"name\" COLLATE \"C\" DESC NULLS LAST, \"id\" ASC NULLS FIRST",
+            "nothing known: the rule spelled out"
+        );
+        assert_eq!(
+            order(pg, q(), &["score", "age", "name", "id"]),
+            " ORDER BY \"score\" DESC, \"age\" ASC NULLS FIRST, \
+             \"name\" COLLATE \"C\" DESC, \"id\" ASC",
+            "NOT NULL columns of non-Option fields: plain; an Option field keeps it"
+        );
+        assert_eq!(
+            order(Dialect::Sqlite, q(), &[]),
+            " ORDER BY \"score\" DESC, \"age\" ASC, \"name\" DESC, \"id\" ASC",
+            "SQLite's default is the rule"
+        );
+    }
+
+    #[test]
+    fn unknown_until_learned_and_shared_by_name() {
+        let reg = FactsRegistry::default();
+        let a = reg.table("\"s\".\"t\"");
+        assert!(!a.not_null("id"), "nothing is known before ensure_schema");
+        a.set(["id".to_string(), "score".to_string()].into());
+        let b = reg.table("\"s\".\"t\"");
+        assert!(b.not_null("score") && b.not_null("id") && !b.not_null("tag"));
+        assert!(!reg.table("\"s2\".\"t\"").not_null("id"), "per table");
+    }
+}
