@@ -63,10 +63,7 @@ impl Default for CacheLayerBuilder {
     fn default() -> Self {
         CacheLayerBuilder {
             prefix: "app".to_string(),
-            ttl: EntityTtl {
-                ttl: Duration::from_secs(300),
-                negative_ttl: Duration::from_secs(30),
-            },
+            ttl: EntityTtl::new(Duration::from_secs(300), Duration::from_secs(30)),
             per_entity: HashMap::new(),
             jitter: 0.1,
             l1: Some(L1Config::default()),
@@ -93,10 +90,23 @@ impl CacheLayerBuilder {
         self.ttl.negative_ttl = ttl;
         self
     }
+    /// Default L1 lifetime, when it differs from the [TTL](Self::ttl).
+    pub fn l1_ttl(mut self, ttl: Duration) -> Self {
+        self.ttl.l1_ttl = Some(ttl);
+        self
+    }
+    /// Default L2 lifetime, when it differs from the [TTL](Self::ttl).
+    pub fn l2_ttl(mut self, ttl: Duration) -> Self {
+        self.ttl.l2_ttl = Some(ttl);
+        self
+    }
     /// TTLs for one entity type (by its logical name, `E::meta().name`).
-    pub fn entity_ttl(mut self, entity: &str, ttl: Duration, negative_ttl: Duration) -> Self {
-        self.per_entity
-            .insert(entity.to_string(), EntityTtl { ttl, negative_ttl });
+    pub fn entity_ttl(self, entity: &str, ttl: Duration, negative_ttl: Duration) -> Self {
+        self.entity_ttls(entity, EntityTtl::new(ttl, negative_ttl))
+    }
+    /// TTLs for one entity type, with separate L1 / L2 lifetimes if set.
+    pub fn entity_ttls(mut self, entity: &str, ttls: EntityTtl) -> Self {
+        self.per_entity.insert(entity.to_string(), ttls);
         self
     }
     /// TTL jitter in `[0, 1)`: each entry lives `ttl * (1 - jitter * u)`, `u` uniform in `[0, 1)`,
@@ -187,15 +197,11 @@ impl CacheLayerBuilder {
         if !(0.0..1.0).contains(&self.jitter) {
             return Err(Error::config("cache TTL jitter must be in [0, 1)"));
         }
-        let check = |t: &EntityTtl| {
-            if t.ttl.is_zero() || t.negative_ttl.is_zero() {
-                Err(Error::config("cache TTLs must be positive"))
-            } else {
-                Ok(())
-            }
-        };
-        check(&self.ttl)?;
-        self.per_entity.values().try_for_each(check)?;
+        self.ttl.validate()?;
+        for (entity, t) in &self.per_entity {
+            t.validate()
+                .map_err(|e| Error::config(format!("{} (entity {entity})", e.message())))?;
+        }
         #[cfg(feature = "redis")]
         let l2 = self.redis.open_l2(self.l1.is_some())?;
         let tags = Arc::new(TagStore::new(self.l1.map(|c| c.max_weight)));

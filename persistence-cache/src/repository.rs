@@ -29,7 +29,6 @@
 use std::sync::Arc;
 #[cfg(feature = "redis")]
 use std::sync::atomic::{AtomicBool, AtomicU64};
-use std::time::Duration;
 
 use moka::future::Cache;
 use moka::notification::RemovalCause;
@@ -225,12 +224,10 @@ impl<E: Entity, R: Repository<E> + 'static> Inner<E, R> {
         self.counters.record(E::meta().name, event);
     }
 
-    pub(crate) fn ttl_for(&self, value: &Cached<E>, ttl: EntityTtl) -> Duration {
-        self.shared.jittered(if value.is_negative() {
-            ttl.negative_ttl
-        } else {
-            ttl.ttl
-        })
+    /// The L2 (Redis) lifetime of `value`, jittered.
+    #[cfg(feature = "redis")]
+    pub(crate) fn l2_ttl_for(&self, value: &Cached<E>, ttl: EntityTtl) -> std::time::Duration {
+        self.shared.jittered(ttl.l2(value.is_negative()))
     }
 }
 

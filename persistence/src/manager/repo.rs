@@ -82,7 +82,16 @@ impl Persistence {
             let ttl = EntityTtl {
                 ttl: policy.ttl.unwrap_or(defaults.ttl),
                 negative_ttl: policy.negative_ttl.unwrap_or(defaults.negative_ttl),
+                l1_ttl: policy.l1_ttl.or(defaults.l1_ttl),
+                l2_ttl: policy.l2_ttl.or(defaults.l2_ttl),
             };
+            ttl.validate().map_err(|e| {
+                Error::config(format!(
+                    "cache policy of {}: {}",
+                    E::meta().name,
+                    e.message()
+                ))
+            })?;
             let cached = layer.wrap(layered).with_ttl(ttl);
             let handle = cached.clone();
             if let Ok(mut stats) = self.cache_stats.lock() {
@@ -90,6 +99,14 @@ impl Persistence {
                     (name.to_string(), E::meta().name),
                     Arc::new(move || handle.stats()),
                 );
+            }
+            if let Ok(mut ttls) = self.cache_ttls.lock() {
+                let layer_key = (
+                    name.to_string(),
+                    policy.l2.clone(),
+                    self.config.cache.backplane_for(&policy),
+                );
+                ttls.insert((name.to_string(), E::meta().name), (layer_key, ttl));
             }
             Arc::new(cached)
         };
