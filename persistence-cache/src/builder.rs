@@ -40,6 +40,7 @@ pub struct CacheLayerBuilder {
     prefix: String,
     ttl: EntityTtl,
     per_entity: HashMap<String, EntityTtl>,
+    per_entity_l1: HashMap<String, L1Config>,
     jitter: f64,
     l1: Option<L1Config>,
     db_label: Option<String>,
@@ -65,6 +66,7 @@ impl Default for CacheLayerBuilder {
             prefix: "app".to_string(),
             ttl: EntityTtl::new(Duration::from_secs(300), Duration::from_secs(30)),
             per_entity: HashMap::new(),
+            per_entity_l1: HashMap::new(),
             jitter: 0.1,
             l1: Some(L1Config::default()),
             db_label: None,
@@ -118,6 +120,13 @@ impl CacheLayerBuilder {
     /// Configure L1 (on by default).
     pub fn l1(mut self, config: L1Config) -> Self {
         self.l1 = Some(config);
+        self
+    }
+    /// L1 settings of one entity type (by its logical name), e.g. its own
+    /// [`max_bytes`](L1Config::max_bytes); others use [`l1`](Self::l1)'s.
+    /// Needs L1.
+    pub fn entity_l1(mut self, entity: &str, config: L1Config) -> Self {
+        self.per_entity_l1.insert(entity.to_string(), config);
         self
     }
     /// No L1 (L2 only).
@@ -202,6 +211,22 @@ impl CacheLayerBuilder {
             t.validate()
                 .map_err(|e| Error::config(format!("{} (entity {entity})", e.message())))?;
         }
+        if self.l1.is_none() && !self.per_entity_l1.is_empty() {
+            return Err(Error::config(
+                "per-entity L1 settings were given to a layer without L1",
+            ));
+        }
+        let l1s = self.l1.iter().map(|c| (None, c));
+        let entity_l1s = self.per_entity_l1.iter().map(|(e, c)| (Some(e), c));
+        if let Some((entity, _)) = l1s
+            .chain(entity_l1s)
+            .find(|(_, c)| c.max_bytes == Some(0) || c.max_weight == 0)
+        {
+            let of = entity.map(|e| format!(" (entity {e})")).unwrap_or_default();
+            return Err(Error::config(format!(
+                "cache L1 capacity (l1_max_bytes / max_weight) must be positive{of}"
+            )));
+        }
         #[cfg(feature = "redis")]
         let l2 = self.redis.open_l2(self.l1.is_some())?;
         let tags = Arc::new(TagStore::new(self.l1.map(|c| c.max_weight)));
@@ -213,6 +238,7 @@ impl CacheLayerBuilder {
             prefix: self.prefix,
             default_ttl: self.ttl,
             per_entity: self.per_entity,
+            per_entity_l1: self.per_entity_l1,
             jitter: self.jitter,
             tags,
             l1: self.l1,

@@ -19,6 +19,11 @@ pub struct L1Config {
     pub max_weight: u64,
     /// Drop entries not read for this long (on top of the TTL).
     pub time_to_idle: Option<Duration>,
+    /// Capacity in bytes instead of units: each entry weighs its encoded
+    /// size (the L2 encoding, see [`crate::codec`]), and `max_weight` is
+    /// ignored. Costs one encoding per L1 store. Applies to entity and
+    /// query entries, not to tagged values (those count units).
+    pub max_bytes: Option<u64>,
 }
 
 impl Default for L1Config {
@@ -26,6 +31,7 @@ impl Default for L1Config {
         L1Config {
             max_weight: 10_000,
             time_to_idle: None,
+            max_bytes: None,
         }
     }
 }

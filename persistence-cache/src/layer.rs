@@ -125,6 +125,13 @@ impl CacheLayer {
         self.shared.default_ttl
     }
 
+    /// The L1 settings entity type `entity` (its logical name) gets:
+    /// its own ([`entity_l1`](crate::CacheLayerBuilder::entity_l1)), else
+    /// the layer's; `None` without L1.
+    pub fn entity_l1(&self, entity: &str) -> Option<crate::L1Config> {
+        self.shared.l1_for(entity)
+    }
+
     /// The key prefix.
     pub fn prefix(&self) -> &str {
         &self.shared.prefix

@@ -6,7 +6,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{Levels, item};
-use persistence_cache::{CacheLayer, EntityTtl};
+use persistence_cache::{CacheLayer, EntityTtl, L1Config};
 use persistence_core::{ErrorKind, MemoryRepository, Repository};
 
 /// L1 200 ms, L2 5 s: the entry leaves L1 and is then served from L2 (an L2
@@ -110,4 +110,76 @@ async fn ping_l2_asks_redis() {
         .expect("layer");
     live.ping_l2().await.expect("has L2").expect("PONG");
     assert_eq!(live.status().l2_up, Some(true));
+}
+
+/// `max_bytes`: L1 weighs entries by encoded size, so 50 entities of ~1 KB
+/// overflow an 8 KiB L1 (evictions), while the same reads fit in the default
+/// 10 000-unit L1 (none).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn l1_capacity_in_bytes() {
+    let big = "x".repeat(1000);
+    let bytes = L1Config {
+        max_bytes: Some(8 * 1024),
+        ..L1Config::default()
+    };
+    for (layer, evicts) in [
+        (
+            CacheLayer::builder()
+                .prefix(common::prefix("bytes"))
+                .entity_l1("cache_items", bytes)
+                .build()
+                .expect("layer"),
+            true,
+        ),
+        (
+            CacheLayer::builder()
+                .prefix(common::prefix("units"))
+                .build()
+                .expect("layer"),
+            false,
+        ),
+    ] {
+        assert_eq!(
+            layer.entity_l1("cache_items").and_then(|c| c.max_bytes),
+            evicts.then_some(8 * 1024)
+        );
+        let mem = MemoryRepository::new();
+        let repo = layer.wrap(mem.clone());
+        for id in 0..50 {
+            mem.insert(&item(id, &big, id)).await.expect("insert");
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            for id in 0..50 {
+                assert!(repo.get(&id).await.expect("get").is_some());
+            }
+            if !evicts || repo.stats().evictions > 0 || Instant::now() > deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(repo.stats().evictions > 0, evicts, "{:?}", repo.stats());
+    }
+}
+
+/// A zero capacity, or per-entity L1 settings on a layer without L1, are
+/// `Config` errors.
+#[test]
+fn l1_capacity_errors() {
+    let zero = L1Config {
+        max_bytes: Some(0),
+        ..L1Config::default()
+    };
+    let err = CacheLayer::builder()
+        .entity_l1("cache_items", zero)
+        .build()
+        .expect_err("zero");
+    assert!(err.to_string().contains("cache_items"), "{err}");
+    let err = CacheLayer::builder()
+        .redis_url("redis://127.0.0.1:1")
+        .without_l1()
+        .entity_l1("cache_items", L1Config::default())
+        .build()
+        .expect_err("no L1");
+    assert_eq!(err.kind(), &ErrorKind::Config);
 }

@@ -22,7 +22,7 @@ use crate::database::{Backend, Database, Streak, build, has_endpoints, pinger};
 mod repo;
 mod status;
 
-pub use status::CacheLayerStatus;
+pub use status::{CacheLayerStatus, CachedEntityStatus};
 
 /// Builds each named database on first use and hands out ready repositories:
 /// `Timeout` → `Retry` (resolving writes of unknown outcome unless

@@ -130,7 +130,8 @@ async fn health_of_a_cache_l2() {
 }
 
 /// `l1_ttl: 200ms, l2_ttl: 5s`: the entry leaves L1 and is then served from
-/// L2 (an L2 hit with no new load), and the TTLs show in `cache_status()`.
+/// L2 (an L2 hit with no new load), and the TTLs and `l1_max_bytes` show in
+/// `cache_status()`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn l1_and_l2_ttls_from_yaml() {
     let Some(redis) = url(Service::Redis) else {
@@ -139,7 +140,7 @@ async fn l1_and_l2_ttls_from_yaml() {
     let main = own_name("t");
     let _cleanup = TestRedis::adopt(&redis, &format!("persistence.{main}.default"));
     let p = Persistence::new(config(&format!(
-        "databases:\n  {main}: {{ kind: memory }}\n  cache: {{ kind: redis, url: \"{redis}\" }}\ncache:\n  default: {{ ttl: 1m }}\n  entities:\n    rh_items: {{ ttl: 1m, l1_ttl: 200ms, l2_ttl: 5s, l2: cache, backplane: false }}\n"
+        "databases:\n  {main}: {{ kind: memory }}\n  cache: {{ kind: redis, url: \"{redis}\" }}\ncache:\n  default: {{ ttl: 1m }}\n  entities:\n    rh_items: {{ ttl: 1m, l1_ttl: 200ms, l2_ttl: 5s, l1_max_bytes: 1048576, l2: cache, backplane: false }}\n"
     )))
     .expect("manager");
     let items = p.repo_in::<Item>(&main).await.expect("repo");
@@ -169,10 +170,12 @@ async fn l1_and_l2_ttls_from_yaml() {
         stats()
     );
     let status = p.cache_status();
-    let ttl = status
+    let entity = status
         .iter()
         .find_map(|s| s.entities.get("rh_items"))
         .expect("rh_items in the cache status");
+    assert_eq!(entity.l1.and_then(|c| c.max_bytes), Some(1 << 20));
+    let ttl = entity.ttl;
     assert_eq!(
         (ttl.ttl, ttl.l1_ttl, ttl.l2_ttl),
         (
@@ -202,6 +205,10 @@ fn ttl_errors_name_the_key() {
         (
             "entities: { rh_items: { negative_ttl: 0s } }",
             "cache.entities.rh_items.negative_ttl",
+        ),
+        (
+            "entities: { rh_items: { l1_max_bytes: 0 } }",
+            "cache.entities.rh_items.l1_max_bytes",
         ),
     ] {
         let err = load_err(&format!(

@@ -154,8 +154,11 @@ impl<E: Entity, R: Repository<E> + 'static> Inner<E, R> {
             self.record(Event::StaleSetPrevented);
             return;
         }
+        let Some(weight) = self.l1_weight(&value) else {
+            return;
+        };
         let ttl = self.l1_ttl_for(&value, ttl);
-        l1.insert(local, L1Entry { value, ttl }).await;
+        l1.insert(local, L1Entry { value, ttl, weight }).await;
     }
 
     async fn fill<F, Fut>(

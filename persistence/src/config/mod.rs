@@ -340,6 +340,9 @@ pub struct CachePolicy {
         skip_serializing_if = "Option::is_none"
     )]
     pub l2_ttl: Option<Duration>,
+    /// L1 capacity in bytes ([`keys::CACHE_L1_MAX_BYTES`]); unset: 10000 entries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub l1_max_bytes: Option<u64>,
     /// Name of the `redis` database used as L2 (none: L1 only).
     pub l2: Option<String>,
     /// Cross-instance L1 invalidation ([`keys::CACHE_BACKPLANE`]); unset:

@@ -158,6 +158,12 @@ impl PersistenceConfig {
                     )));
                 }
             }
+            if policy.l1_max_bytes == Some(0) {
+                return Err(persistence_core::Error::config(format!(
+                    "cache.{path}.{} must be greater than zero",
+                    keys::CACHE_L1_MAX_BYTES
+                )));
+            }
             if policy.backplane == Some(true) && policy.l2.is_none() && !policy.disabled {
                 return Err(persistence_core::Error::config(format!(
                     "cache.{path}.backplane is true but cache.{path}.l2 is not set: the backplane runs over the L2 redis"

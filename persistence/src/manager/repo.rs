@@ -10,7 +10,7 @@ use crate::Persistence;
 use crate::config::CachePolicy;
 use crate::database::{Backend, Database, raw_repo};
 use crate::failover::FailoverRepository;
-use persistence_cache::{CacheLayer, EntityTtl};
+use persistence_cache::{CacheLayer, EntityTtl, L1Config};
 use persistence_core::layer::{LayerExt, Metrics, Retry, Timeout, Tracing};
 use persistence_core::{Entity, Error, Repository, Result, SharedRepository};
 
@@ -134,8 +134,19 @@ impl Persistence {
         if let Some(layer) = layers.get(&key) {
             return Ok(layer.clone());
         }
-        #[cfg_attr(not(feature = "redis"), allow(unused_mut))]
-        let mut b = CacheLayer::builder().prefix(prefix).db_label(name);
+        let l1 = |bytes: Option<u64>| L1Config {
+            max_bytes: bytes,
+            ..L1Config::default()
+        };
+        let mut b = CacheLayer::builder()
+            .prefix(prefix)
+            .db_label(name)
+            .l1(l1(c.default.l1_max_bytes));
+        for (entity, p) in &c.entities {
+            if p.l1_max_bytes != c.default.l1_max_bytes {
+                b = b.entity_l1(entity, l1(p.l1_max_bytes));
+            }
+        }
         // Without the `redis` feature no L2 passes config validation.
         #[cfg(not(feature = "redis"))]
         let _ = (l2, backplane, c);

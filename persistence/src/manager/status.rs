@@ -10,7 +10,7 @@ use crate::database::ping;
 use crate::failover::Topology;
 use crate::health::{DatabaseHealth, HealthReport, HealthState};
 use crate::pool::PoolStatus;
-use persistence_cache::{CacheStatus, EntityTtl, Stats as CacheStats};
+use persistence_cache::{CacheStatus, EntityTtl, L1Config, Stats as CacheStats};
 
 /// The state of one cache layer built by the manager ([`Persistence::cache_status`]).
 #[derive(Debug, Clone)]
@@ -23,9 +23,18 @@ pub struct CacheLayerStatus {
     pub backplane: bool,
     /// Its state.
     pub status: CacheStatus,
-    /// The effective TTLs (`ttl`, `negative_ttl`, `l1_ttl`, `l2_ttl`) of each
-    /// entity cached through it so far, by entity name.
-    pub entities: std::collections::BTreeMap<String, EntityTtl>,
+    /// Each entity cached through it so far, by entity name.
+    pub entities: std::collections::BTreeMap<String, CachedEntityStatus>,
+}
+
+/// The settings one cached entity type got ([`CacheLayerStatus::entities`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CachedEntityStatus {
+    /// Effective TTLs: `ttl`, `negative_ttl`, `l1_ttl`, `l2_ttl`
+    /// ([`EntityTtl::l1`] / [`EntityTtl::l2`] resolve the defaults).
+    pub ttl: EntityTtl,
+    /// Its L1 settings (`max_bytes`: `l1_max_bytes`).
+    pub l1: Option<L1Config>,
 }
 
 impl Persistence {
@@ -59,7 +68,13 @@ impl Persistence {
                 entities: ttls
                     .iter()
                     .filter(|(_, (k, _))| k == key)
-                    .map(|((_, entity), (_, ttl))| ((*entity).to_string(), *ttl))
+                    .map(|((_, entity), (_, ttl))| {
+                        let status = CachedEntityStatus {
+                            ttl: *ttl,
+                            l1: layer.entity_l1(entity),
+                        };
+                        ((*entity).to_string(), status)
+                    })
                     .collect(),
             })
             .collect();
