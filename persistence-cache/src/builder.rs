@@ -40,6 +40,7 @@ pub struct CacheLayerBuilder {
     prefix: String,
     ttl: EntityTtl,
     per_entity: HashMap<String, EntityTtl>,
+    per_entity_l1: HashMap<String, L1Config>,
     jitter: f64,
     l1: Option<L1Config>,
     db_label: Option<String>,
@@ -63,11 +64,9 @@ impl Default for CacheLayerBuilder {
     fn default() -> Self {
         CacheLayerBuilder {
             prefix: "app".to_string(),
-            ttl: EntityTtl {
-                ttl: Duration::from_secs(300),
-                negative_ttl: Duration::from_secs(30),
-            },
+            ttl: EntityTtl::new(Duration::from_secs(300), Duration::from_secs(30)),
             per_entity: HashMap::new(),
+            per_entity_l1: HashMap::new(),
             jitter: 0.1,
             l1: Some(L1Config::default()),
             db_label: None,
@@ -93,10 +92,23 @@ impl CacheLayerBuilder {
         self.ttl.negative_ttl = ttl;
         self
     }
+    /// Default L1 lifetime, when it differs from the [TTL](Self::ttl).
+    pub fn l1_ttl(mut self, ttl: Duration) -> Self {
+        self.ttl.l1_ttl = Some(ttl);
+        self
+    }
+    /// Default L2 lifetime, when it differs from the [TTL](Self::ttl).
+    pub fn l2_ttl(mut self, ttl: Duration) -> Self {
+        self.ttl.l2_ttl = Some(ttl);
+        self
+    }
     /// TTLs for one entity type (by its logical name, `E::meta().name`).
-    pub fn entity_ttl(mut self, entity: &str, ttl: Duration, negative_ttl: Duration) -> Self {
-        self.per_entity
-            .insert(entity.to_string(), EntityTtl { ttl, negative_ttl });
+    pub fn entity_ttl(self, entity: &str, ttl: Duration, negative_ttl: Duration) -> Self {
+        self.entity_ttls(entity, EntityTtl::new(ttl, negative_ttl))
+    }
+    /// TTLs for one entity type, with separate L1 / L2 lifetimes if set.
+    pub fn entity_ttls(mut self, entity: &str, ttls: EntityTtl) -> Self {
+        self.per_entity.insert(entity.to_string(), ttls);
         self
     }
     /// TTL jitter in `[0, 1)`: each entry lives `ttl * (1 - jitter * u)`, `u` uniform in `[0, 1)`,
@@ -108,6 +120,13 @@ impl CacheLayerBuilder {
     /// Configure L1 (on by default).
     pub fn l1(mut self, config: L1Config) -> Self {
         self.l1 = Some(config);
+        self
+    }
+    /// L1 settings of one entity type (by its logical name), e.g. its own
+    /// [`max_bytes`](L1Config::max_bytes); others use [`l1`](Self::l1)'s.
+    /// Needs L1.
+    pub fn entity_l1(mut self, entity: &str, config: L1Config) -> Self {
+        self.per_entity_l1.insert(entity.to_string(), config);
         self
     }
     /// No L1 (L2 only).
@@ -187,15 +206,27 @@ impl CacheLayerBuilder {
         if !(0.0..1.0).contains(&self.jitter) {
             return Err(Error::config("cache TTL jitter must be in [0, 1)"));
         }
-        let check = |t: &EntityTtl| {
-            if t.ttl.is_zero() || t.negative_ttl.is_zero() {
-                Err(Error::config("cache TTLs must be positive"))
-            } else {
-                Ok(())
-            }
-        };
-        check(&self.ttl)?;
-        self.per_entity.values().try_for_each(check)?;
+        self.ttl.validate()?;
+        for (entity, t) in &self.per_entity {
+            t.validate()
+                .map_err(|e| Error::config(format!("{} (entity {entity})", e.message())))?;
+        }
+        if self.l1.is_none() && !self.per_entity_l1.is_empty() {
+            return Err(Error::config(
+                "per-entity L1 settings were given to a layer without L1",
+            ));
+        }
+        let l1s = self.l1.iter().map(|c| (None, c));
+        let entity_l1s = self.per_entity_l1.iter().map(|(e, c)| (Some(e), c));
+        if let Some((entity, _)) = l1s
+            .chain(entity_l1s)
+            .find(|(_, c)| c.max_bytes == Some(0) || c.max_weight == 0)
+        {
+            let of = entity.map(|e| format!(" (entity {e})")).unwrap_or_default();
+            return Err(Error::config(format!(
+                "cache L1 capacity (l1_max_bytes / max_weight) must be positive{of}"
+            )));
+        }
         #[cfg(feature = "redis")]
         let l2 = self.redis.open_l2(self.l1.is_some())?;
         let tags = Arc::new(TagStore::new(self.l1.map(|c| c.max_weight)));
@@ -207,6 +238,7 @@ impl CacheLayerBuilder {
             prefix: self.prefix,
             default_ttl: self.ttl,
             per_entity: self.per_entity,
+            per_entity_l1: self.per_entity_l1,
             jitter: self.jitter,
             tags,
             l1: self.l1,

@@ -45,6 +45,19 @@ pub(crate) struct Found {
     pub epoch: Option<u64>,
 }
 
+/// `PING` through `pool` (unbounded: the pool's own timeouts and the
+/// caller's bound apply), with errors classified as the cache's are
+/// (`Unavailable` "redis refused the connection", `Timeout`, `Config` for
+/// bad credentials; never the URL). For health checks of a Redis pool.
+pub async fn ping_pool(pool: &Pool) -> Result<()> {
+    let mut conn = pool.get().await.map_err(map_pool)?;
+    redis::cmd("PING")
+        .query_async::<String>(&mut conn)
+        .await
+        .map(drop)
+        .map_err(map_redis)
+}
+
 /// The L2 client.
 pub(crate) struct L2 {
     pool: Pool,
@@ -84,6 +97,16 @@ impl L2 {
     /// True unless the last operation failed (optimistic before the first one).
     pub(crate) fn is_up(&self) -> bool {
         self.up.load(Ordering::SeqCst)
+    }
+
+    /// `PING` through the pool under the time budget: the round trip.
+    pub(crate) async fn ping(&self) -> Result<Duration> {
+        let start = std::time::Instant::now();
+        self.with_conn(
+            |mut c| async move { redis::cmd("PING").query_async::<String>(&mut c).await },
+        )
+        .await?;
+        Ok(start.elapsed())
     }
 
     /// `PUBLISH channel message`.

@@ -125,9 +125,31 @@ impl CacheLayer {
         self.shared.default_ttl
     }
 
+    /// The L1 settings entity type `entity` (its logical name) gets:
+    /// its own ([`entity_l1`](crate::CacheLayerBuilder::entity_l1)), else
+    /// the layer's; `None` without L1.
+    pub fn entity_l1(&self, entity: &str) -> Option<crate::L1Config> {
+        self.shared.l1_for(entity)
+    }
+
     /// The key prefix.
     pub fn prefix(&self) -> &str {
         &self.shared.prefix
+    }
+
+    /// Ask L2 now: `PING` through the layer's own Redis pool, bounded by its
+    /// [L2 timeout](crate::CacheLayerBuilder::l2_timeout). Returns the round
+    /// trip, or the error (`Unavailable` / `Timeout`, no URL in it); `None`
+    /// without L2. Updates [`CacheStatus::l2_up`], and an answer sends what
+    /// invalidations wait for Redis at once.
+    #[cfg(feature = "redis")]
+    pub async fn ping_l2(&self) -> Option<persistence_core::Result<std::time::Duration>> {
+        let l2 = self.shared.l2.as_ref()?;
+        let out = l2.ping().await;
+        if out.is_ok() {
+            self.shared.redis_answered();
+        }
+        Some(out)
     }
 
     /// The Redis connection pool's occupancy, for health checks (coherence

@@ -40,7 +40,8 @@
 //!     .ttl(Duration::from_secs(300))          // jittered down by up to 10 %
 //!     .negative_ttl(Duration::from_secs(15))
 //!     .entity_ttl("products", Duration::from_secs(3600), Duration::from_secs(60))
-//!     .l1(L1Config { max_weight: 100_000, time_to_idle: Some(Duration::from_secs(600)) })
+//!     .l1(L1Config { max_weight: 100_000, time_to_idle: Some(Duration::from_secs(600)), max_bytes: None })
+//!     .entity_l1("products", L1Config { max_bytes: Some(64 << 20), ..L1Config::default() })
 //!     // .redis_url("redis://127.0.0.1:6379").backplane(true)  // L2 + cross-instance L1
 //!     .build()?;
 //! # let _ = layer; Ok(()) }

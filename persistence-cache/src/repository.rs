@@ -29,7 +29,6 @@
 use std::sync::Arc;
 #[cfg(feature = "redis")]
 use std::sync::atomic::{AtomicBool, AtomicU64};
-use std::time::Duration;
 
 use moka::future::Cache;
 use moka::notification::RemovalCause;
@@ -62,6 +61,8 @@ pub(crate) struct Inner<E: Entity, R> {
     pub(crate) keys: Keys,
     pub(crate) shared: Arc<Shared>,
     pub(crate) l1: Option<Cache<String, L1Entry<E>>>,
+    /// L1 weighs entries by encoded size (`L1Config::max_bytes`).
+    l1_bytes: bool,
     #[cfg(feature = "redis")]
     pub(crate) l2: Option<Arc<L2>>,
     ttl: EntityTtl,
@@ -176,11 +177,12 @@ impl<E: Entity, R: Repository<E> + 'static> Inner<E, R> {
     fn new(shared: Arc<Shared>, repo: R) -> Self {
         let meta = E::meta();
         let counters = Arc::new(Counters::with_db(shared.db_label.clone()));
-        let l1 = shared.l1.map(|cfg| {
+        let l1_config = shared.l1_for(meta.name);
+        let l1 = l1_config.map(|cfg| {
             let c = counters.clone();
             let mut b = Cache::builder()
-                .max_capacity(cfg.max_weight)
-                .weigher(|_k: &String, v: &L1Entry<E>| v.value.weight())
+                .max_capacity(cfg.max_bytes.unwrap_or(cfg.max_weight))
+                .weigher(|_k: &String, v: &L1Entry<E>| v.weight)
                 .expire_after(L1Expiry)
                 .eviction_listener(move |_k, _v, cause| {
                     if cause == RemovalCause::Size {
@@ -204,6 +206,7 @@ impl<E: Entity, R: Repository<E> + 'static> Inner<E, R> {
             l2: shared.l2.clone(),
             shared,
             l1,
+            l1_bytes: l1_config.is_some_and(|c| c.max_bytes.is_some()),
             ttl,
             gens: Gens::new(),
             flights: Flights::new(),
@@ -225,12 +228,25 @@ impl<E: Entity, R: Repository<E> + 'static> Inner<E, R> {
         self.counters.record(E::meta().name, event);
     }
 
-    pub(crate) fn ttl_for(&self, value: &Cached<E>, ttl: EntityTtl) -> Duration {
-        self.shared.jittered(if value.is_negative() {
-            ttl.negative_ttl
-        } else {
-            ttl.ttl
-        })
+    /// The L1 weight of `value`: its encoded size in bytes, or units
+    /// (`Cached::weight`); `None` when it cannot be encoded (not kept in L1).
+    pub(crate) fn l1_weight(&self, value: &Cached<E>) -> Option<u32> {
+        if !self.l1_bytes {
+            return Some(value.weight());
+        }
+        match crate::codec::encode(0, value) {
+            Ok(bytes) => Some(u32::try_from(bytes.len()).unwrap_or(u32::MAX)),
+            Err(e) => {
+                tracing::debug!(entity = E::meta().name, error = %e, "value not cached in L1");
+                None
+            }
+        }
+    }
+
+    /// The L2 (Redis) lifetime of `value`, jittered.
+    #[cfg(feature = "redis")]
+    pub(crate) fn l2_ttl_for(&self, value: &Cached<E>, ttl: EntityTtl) -> std::time::Duration {
+        self.shared.jittered(ttl.l2(value.is_negative()))
     }
 }
 

@@ -22,6 +22,7 @@ pub(crate) struct Shared {
     pub prefix: String,
     pub default_ttl: EntityTtl,
     pub per_entity: HashMap<String, EntityTtl>,
+    pub per_entity_l1: HashMap<String, L1Config>,
     pub jitter: f64,
     pub l1: Option<L1Config>,
     #[cfg(feature = "redis")]
@@ -35,6 +36,12 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// The L1 settings of entity `name` (None: no L1).
+    pub(crate) fn l1_for(&self, name: &str) -> Option<L1Config> {
+        let default = self.l1?;
+        Some(self.per_entity_l1.get(name).copied().unwrap_or(default))
+    }
+
     /// Redis answered: send what is queued, if anything.
     #[cfg(feature = "redis")]
     pub(crate) fn redis_answered(&self) {

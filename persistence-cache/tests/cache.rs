@@ -463,10 +463,8 @@ async fn per_call_ttl() {
     let r = layer.wrap(mem.clone());
     mem.insert(&item(1, "a", 1)).await.expect("insert");
     mem.insert(&item(2, "b", 2)).await.expect("insert");
-    let short = persistence_cache::EntityTtl {
-        ttl: Duration::from_millis(50),
-        negative_ttl: Duration::from_millis(50),
-    };
+    let short =
+        persistence_cache::EntityTtl::new(Duration::from_millis(50), Duration::from_millis(50));
     r.with_ttl(short).get(&1).await.expect("get");
     r.get(&2).await.expect("get");
     // Changed behind the cache's back.

@@ -250,19 +250,7 @@ pub(crate) async fn ping(backend: &Backend) -> Result<()> {
         #[cfg(feature = "mongo")]
         Backend::Mongo(store) => store.ping().await,
         #[cfg(feature = "redis")]
-        Backend::Redis(pool) => {
-            let mut conn = pool.get().await.map_err(|e| match e {
-                deadpool_redis::PoolError::Timeout(_) => {
-                    Error::timeout("redis: no connection within the check timeout")
-                }
-                other => Error::unavailable(format!("redis: {other}")),
-            })?;
-            deadpool_redis::redis::cmd("PING")
-                .query_async::<String>(&mut conn)
-                .await
-                .map(|_| ())
-                .map_err(|e| Error::unavailable(format!("redis PING failed: {e}")))
-        }
+        Backend::Redis(pool) => persistence_cache::l2::ping_pool(pool).await,
         Backend::Memory(_) => Ok(()),
     }
 }

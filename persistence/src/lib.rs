@@ -46,7 +46,7 @@ pub mod registry;
 
 pub use failover::{EndpointHealth, FailoverRepository, Role, Topology};
 pub use health::{DatabaseHealth, HealthReport, HealthState};
-pub use manager::{CacheLayerStatus, Persistence};
+pub use manager::{CacheLayerStatus, CachedEntityStatus, Persistence};
 pub use persistence_cache as cache;
 pub use persistence_core::*;
 #[cfg(feature = "mongo")]

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::config::{ConfigLoader, DatabaseKind, PersistenceConfig, Probe, detect};
-use persistence_cache::{CacheLayer, Stats as CacheStats};
+use persistence_cache::{CacheLayer, EntityTtl, Stats as CacheStats};
 use persistence_core::layer::{CircuitBreaker, LeakDetector, PoolProbe};
 use persistence_core::{Error, Result};
 #[cfg(feature = "mongo")]
@@ -22,7 +22,7 @@ use crate::database::{Backend, Database, Streak, build, has_endpoints, pinger};
 mod repo;
 mod status;
 
-pub use status::CacheLayerStatus;
+pub use status::{CacheLayerStatus, CachedEntityStatus};
 
 /// Builds each named database on first use and hands out ready repositories:
 /// `Timeout` → `Retry` (resolving writes of unknown outcome unless
@@ -39,14 +39,23 @@ pub struct Persistence {
     /// Counters of each cached repository, by database and entity name.
     cache_stats: std::sync::Mutex<HashMap<(String, &'static str), StatsFn>>,
     cache_layers: std::sync::Mutex<CacheLayers>,
+    /// The effective TTLs of each cached repository, by database and entity
+    /// name, with the key of the layer it belongs to.
+    cache_ttls: std::sync::Mutex<CacheTtls>,
     #[cfg(relational)]
     registry: OnceCell<crate::registry::Registry>,
 }
 
 type StatsFn = Arc<dyn Fn() -> CacheStats + Send + Sync>;
 
+/// A cache layer's key: database, L2 database and backplane setting.
+type LayerKey = (String, Option<String>, bool);
+
+/// Effective TTLs by database and entity name, with their layer's key.
+type CacheTtls = HashMap<(String, &'static str), (LayerKey, EntityTtl)>;
+
 /// Cache layers by database, L2 database and backplane setting.
-type CacheLayers = HashMap<(String, Option<String>, bool), CacheLayer>;
+type CacheLayers = HashMap<LayerKey, CacheLayer>;
 
 impl std::fmt::Debug for Persistence {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -85,6 +94,7 @@ impl Persistence {
             repos: Mutex::new(HashMap::new()),
             cache_stats: std::sync::Mutex::new(HashMap::new()),
             cache_layers: std::sync::Mutex::new(HashMap::new()),
+            cache_ttls: std::sync::Mutex::new(HashMap::new()),
             #[cfg(relational)]
             registry: OnceCell::new(),
         })

@@ -17,6 +17,8 @@ const STRIPES: usize = 1024;
 pub(crate) struct L1Entry<E> {
     pub(crate) value: Cached<E>,
     pub(super) ttl: Duration,
+    /// Units or encoded bytes (see `Inner::l1_weight`).
+    pub(super) weight: u32,
 }
 
 pub(super) struct L1Expiry;

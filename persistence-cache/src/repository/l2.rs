@@ -248,7 +248,7 @@ impl<E: Entity, R: Repository<E> + 'static> Inner<E, R> {
         let mut entries = Vec::with_capacity(items.len());
         for (key, stamp, value) in items {
             match codec::encode(stamp, &value) {
-                Ok(bytes) => entries.push((key, bytes, self.ttl_for(&value, ttl))),
+                Ok(bytes) => entries.push((key, bytes, self.l2_ttl_for(&value, ttl))),
                 Err(e) => {
                     tracing::debug!(entity = E::meta().name, error = %e, "value not cached in L2");
                 }

@@ -126,9 +126,11 @@ impl<E: Entity, R: Repository<E> + 'static> CachedRepository<E, R> {
 }
 
 impl<E: Entity, R: Repository<E> + 'static> Inner<E, R> {
-    /// The L1 lifetime: the TTL, capped while the backplane is disconnected.
+    /// The L1 lifetime: the L1 TTL, jittered, capped while the backplane
+    /// is disconnected.
     fn l1_ttl_for(&self, value: &Cached<E>, ttl: EntityTtl) -> Duration {
-        self.shared.l1_ttl(self.ttl_for(value, ttl))
+        self.shared
+            .l1_ttl(self.shared.jittered(ttl.l1(value.is_negative())))
     }
 
     fn local_key(&self, key: &str, kind: Kind) -> String {
@@ -152,8 +154,11 @@ impl<E: Entity, R: Repository<E> + 'static> Inner<E, R> {
             self.record(Event::StaleSetPrevented);
             return;
         }
+        let Some(weight) = self.l1_weight(&value) else {
+            return;
+        };
         let ttl = self.l1_ttl_for(&value, ttl);
-        l1.insert(local, L1Entry { value, ttl }).await;
+        l1.insert(local, L1Entry { value, ttl, weight }).await;
     }
 
     async fn fill<F, Fut>(

@@ -4,6 +4,21 @@
 pub const DATABASES: &str = "databases";
 /// Top level: cache policy.
 pub const CACHE: &str = "cache";
+/// Cache policy (`default` or per entity): lifetime of cached values at both
+/// levels (default 5m).
+pub const CACHE_TTL: &str = "ttl";
+/// Cache policy: lifetime of a cached "not found" (default 30s; capped by
+/// `l1_ttl` / `l2_ttl` at their level when those are set).
+pub const CACHE_NEGATIVE_TTL: &str = "negative_ttl";
+/// Cache policy: lifetime in L1 (in-process, moka per-entry expiry);
+/// default the policy's `ttl`.
+pub const CACHE_L1_TTL: &str = "l1_ttl";
+/// Cache policy: lifetime in L2 (Redis `PX`); default the policy's `ttl`.
+pub const CACHE_L2_TTL: &str = "l2_ttl";
+/// Cache policy: L1 capacity in bytes of encoded entries (moka weigher by
+/// the L2 encoding's size) for the entity type (each cached entity type has
+/// its own L1); default none: 10000 entries (a `find` result counts its rows).
+pub const CACHE_L1_MAX_BYTES: &str = "l1_max_bytes";
 /// Cache (top level, `default` or per entity): cross-instance L1
 /// invalidation over Redis pub/sub; default `true` where L2 is set.
 pub const CACHE_BACKPLANE: &str = "backplane";

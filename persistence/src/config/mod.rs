@@ -326,6 +326,23 @@ pub struct CachePolicy {
     /// Time to live of cached "not found".
     #[serde(default, with = "humantime_serde")]
     pub negative_ttl: Option<Duration>,
+    /// Time to live in L1 ([`keys::CACHE_L1_TTL`]); unset: `ttl`.
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub l1_ttl: Option<Duration>,
+    /// Time to live in L2 ([`keys::CACHE_L2_TTL`]); unset: `ttl`.
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub l2_ttl: Option<Duration>,
+    /// L1 capacity in bytes ([`keys::CACHE_L1_MAX_BYTES`]); unset: 10000 entries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub l1_max_bytes: Option<u64>,
     /// Name of the `redis` database used as L2 (none: L1 only).
     pub l2: Option<String>,
     /// Cross-instance L1 invalidation ([`keys::CACHE_BACKPLANE`]); unset:
@@ -382,6 +399,14 @@ impl CacheConfig {
     /// else `cache.backplane`, else on — and only where L2 is set.
     pub fn backplane_for(&self, policy: &CachePolicy) -> bool {
         policy.l2.is_some() && policy.backplane.or(self.backplane).unwrap_or(true)
+    }
+
+    /// Whether a cache policy (the default or an entity's, not disabled)
+    /// names database `name` as its L2.
+    pub fn is_l2(&self, name: &str) -> bool {
+        std::iter::once(&self.default)
+            .chain(self.entities.values())
+            .any(|p| !p.disabled && p.l2.as_deref() == Some(name))
     }
 }
 

@@ -146,6 +146,24 @@ impl PersistenceConfig {
             ));
         }
         for (path, policy) in policies {
+            for (key, ttl) in [
+                (keys::CACHE_TTL, policy.ttl),
+                (keys::CACHE_NEGATIVE_TTL, policy.negative_ttl),
+                (keys::CACHE_L1_TTL, policy.l1_ttl),
+                (keys::CACHE_L2_TTL, policy.l2_ttl),
+            ] {
+                if ttl.is_some_and(|t| t.is_zero()) {
+                    return Err(persistence_core::Error::config(format!(
+                        "cache.{path}.{key} must be greater than zero"
+                    )));
+                }
+            }
+            if policy.l1_max_bytes == Some(0) {
+                return Err(persistence_core::Error::config(format!(
+                    "cache.{path}.{} must be greater than zero",
+                    keys::CACHE_L1_MAX_BYTES
+                )));
+            }
             if policy.backplane == Some(true) && policy.l2.is_none() && !policy.disabled {
                 return Err(persistence_core::Error::config(format!(
                     "cache.{path}.backplane is true but cache.{path}.l2 is not set: the backplane runs over the L2 redis"

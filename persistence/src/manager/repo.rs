@@ -10,7 +10,7 @@ use crate::Persistence;
 use crate::config::CachePolicy;
 use crate::database::{Backend, Database, raw_repo};
 use crate::failover::FailoverRepository;
-use persistence_cache::{CacheLayer, EntityTtl};
+use persistence_cache::{CacheLayer, EntityTtl, L1Config};
 use persistence_core::layer::{LayerExt, Metrics, Retry, Timeout, Tracing};
 use persistence_core::{Entity, Error, Repository, Result, SharedRepository};
 
@@ -82,7 +82,16 @@ impl Persistence {
             let ttl = EntityTtl {
                 ttl: policy.ttl.unwrap_or(defaults.ttl),
                 negative_ttl: policy.negative_ttl.unwrap_or(defaults.negative_ttl),
+                l1_ttl: policy.l1_ttl.or(defaults.l1_ttl),
+                l2_ttl: policy.l2_ttl.or(defaults.l2_ttl),
             };
+            ttl.validate().map_err(|e| {
+                Error::config(format!(
+                    "cache policy of {}: {}",
+                    E::meta().name,
+                    e.message()
+                ))
+            })?;
             let cached = layer.wrap(layered).with_ttl(ttl);
             let handle = cached.clone();
             if let Ok(mut stats) = self.cache_stats.lock() {
@@ -90,6 +99,14 @@ impl Persistence {
                     (name.to_string(), E::meta().name),
                     Arc::new(move || handle.stats()),
                 );
+            }
+            if let Ok(mut ttls) = self.cache_ttls.lock() {
+                let layer_key = (
+                    name.to_string(),
+                    policy.l2.clone(),
+                    self.config.cache.backplane_for(&policy),
+                );
+                ttls.insert((name.to_string(), E::meta().name), (layer_key, ttl));
             }
             Arc::new(cached)
         };
@@ -117,8 +134,19 @@ impl Persistence {
         if let Some(layer) = layers.get(&key) {
             return Ok(layer.clone());
         }
-        #[cfg_attr(not(feature = "redis"), allow(unused_mut))]
-        let mut b = CacheLayer::builder().prefix(prefix).db_label(name);
+        let l1 = |bytes: Option<u64>| L1Config {
+            max_bytes: bytes,
+            ..L1Config::default()
+        };
+        let mut b = CacheLayer::builder()
+            .prefix(prefix)
+            .db_label(name)
+            .l1(l1(c.default.l1_max_bytes));
+        for (entity, p) in &c.entities {
+            if p.l1_max_bytes != c.default.l1_max_bytes {
+                b = b.entity_l1(entity, l1(p.l1_max_bytes));
+            }
+        }
         // Without the `redis` feature no L2 passes config validation.
         #[cfg(not(feature = "redis"))]
         let _ = (l2, backplane, c);

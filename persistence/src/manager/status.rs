@@ -10,7 +10,7 @@ use crate::database::ping;
 use crate::failover::Topology;
 use crate::health::{DatabaseHealth, HealthReport, HealthState};
 use crate::pool::PoolStatus;
-use persistence_cache::{CacheStatus, Stats as CacheStats};
+use persistence_cache::{CacheStatus, EntityTtl, L1Config, Stats as CacheStats};
 
 /// The state of one cache layer built by the manager ([`Persistence::cache_status`]).
 #[derive(Debug, Clone)]
@@ -23,6 +23,18 @@ pub struct CacheLayerStatus {
     pub backplane: bool,
     /// Its state.
     pub status: CacheStatus,
+    /// Each entity cached through it so far, by entity name.
+    pub entities: std::collections::BTreeMap<String, CachedEntityStatus>,
+}
+
+/// The settings one cached entity type got ([`CacheLayerStatus::entities`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CachedEntityStatus {
+    /// Effective TTLs: `ttl`, `negative_ttl`, `l1_ttl`, `l2_ttl`
+    /// ([`EntityTtl::l1`] / [`EntityTtl::l2`] resolve the defaults).
+    pub ttl: EntityTtl,
+    /// Its L1 settings (`max_bytes`: `l1_max_bytes`).
+    pub l1: Option<L1Config>,
 }
 
 impl Persistence {
@@ -41,13 +53,29 @@ impl Persistence {
         let Ok(layers) = self.cache_layers.lock() else {
             return Vec::new();
         };
+        let ttls = self
+            .cache_ttls
+            .lock()
+            .map(|t| t.clone())
+            .unwrap_or_default();
         let mut out: Vec<CacheLayerStatus> = layers
             .iter()
-            .map(|((db, l2, _), layer)| CacheLayerStatus {
-                database: db.clone(),
-                l2: l2.clone(),
+            .map(|(key, layer)| CacheLayerStatus {
+                database: key.0.clone(),
+                l2: key.1.clone(),
                 backplane: has_backplane(layer),
                 status: layer.status(),
+                entities: ttls
+                    .iter()
+                    .filter(|(_, (k, _))| k == key)
+                    .map(|((_, entity), (_, ttl))| {
+                        let status = CachedEntityStatus {
+                            ttl: *ttl,
+                            l1: layer.entity_l1(entity),
+                        };
+                        ((*entity).to_string(), status)
+                    })
+                    .collect(),
             })
             .collect();
         out.sort_by(|a, b| {
@@ -83,6 +111,23 @@ impl Persistence {
             let timeout = db.checks().check_timeout;
             async move {
                 let kind = db.config.kind.name();
+                #[cfg(feature = "redis")]
+                if db.config.kind == crate::config::DatabaseKind::Redis {
+                    // A Redis pool connects on first use: build it here, so an
+                    // unused (or not yet used) Redis is asked, not `Unknown`.
+                    if let Err(e) = self.backend(db).await {
+                        return DatabaseHealth {
+                            name: db.name.clone(),
+                            kind,
+                            state: HealthState::Unhealthy,
+                            latency: None,
+                            since: db.streak.observe(true),
+                            error: Some(e.to_string()),
+                            pool: None,
+                            endpoints: Vec::new(),
+                        };
+                    }
+                }
                 let Some(backend) = db.backend.get() else {
                     return DatabaseHealth {
                         name: db.name.clone(),
@@ -142,7 +187,7 @@ impl Persistence {
                 let (state, error, pool) = match backend {
                     #[cfg(feature = "redis")]
                     crate::database::Backend::Redis(_) => {
-                        self.redis_verdict(&db.name, state, error)
+                        self.redis_verdict(&db.name, state, error).await
                     }
                     _ => (state, error, crate::pool::status(db)),
                 };
@@ -175,28 +220,42 @@ impl Persistence {
         HealthReport { status, databases }
     }
 
-    /// A Redis database serves as cache L2: when it does not answer, or a
+    /// A Redis database named as cache L2 (`cache.*.l2`): when it does not
+    /// answer, or a cache's own pool does not get a `PING` answered, or a
     /// cache's backplane is not subscribed, the caches fall back to L1 and
     /// the database (shorter L1 TTL), so it is `Degraded`, not `Unhealthy`.
-    /// The pool is the sum over the caches' Redis pools.
+    /// A Redis that no cache policy names stays `Unhealthy` when it does not
+    /// answer. The pool is the sum over the caches' Redis pools.
     #[cfg(feature = "redis")]
-    fn redis_verdict(
+    async fn redis_verdict(
         &self,
         name: &str,
         state: HealthState,
         error: Option<String>,
     ) -> (HealthState, Option<String>, Option<PoolStatus>) {
-        let statuses: Vec<(Option<persistence_cache::L2Status>, CacheStatus)> = self
+        let layers: Vec<(String, persistence_cache::CacheLayer)> = self
             .cache_layers
             .lock()
             .map(|layers| {
                 layers
                     .iter()
                     .filter(|((_, l2, _), _)| l2.as_deref() == Some(name))
-                    .map(|(_, layer)| (layer.l2_status(), layer.status()))
+                    .map(|((db, _, _), layer)| (db.clone(), layer.clone()))
                     .collect()
             })
             .unwrap_or_default();
+        // Each cache's own pool is asked too (bounded by its L2 timeout):
+        // that pool serves the traffic, and may fail while this one answers.
+        let pings = futures_util::future::join_all(
+            layers
+                .iter()
+                .map(|(db, layer)| async move { (db, layer.ping_l2().await) }),
+        )
+        .await;
+        let statuses: Vec<(Option<persistence_cache::L2Status>, CacheStatus)> = layers
+            .iter()
+            .map(|(_, layer)| (layer.l2_status(), layer.status()))
+            .collect();
         let n = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
         let pool = (!statuses.is_empty()).then(|| {
             statuses.iter().filter_map(|(p, _)| p.as_ref()).fold(
@@ -213,11 +272,30 @@ impl Persistence {
                 },
             )
         });
+        let is_l2 = self.config.cache.is_l2(name);
+        let down = state == HealthState::Unhealthy;
+        let mut error = match error {
+            Some(e) if down && is_l2 => Some(format!(
+                "redis down (caches serve from L1 and the database): {e}"
+            )),
+            Some(e) if down => Some(format!("redis down: {e}")),
+            other => other,
+        };
         let mut state = match state {
-            HealthState::Unhealthy => HealthState::Degraded,
+            HealthState::Unhealthy if is_l2 => HealthState::Degraded,
             s => s,
         };
-        let mut error = error;
+        let failed: Vec<String> = pings
+            .into_iter()
+            .filter_map(|(db, out)| match out {
+                Some(Err(e)) => Some(format!("cache of `{db}`: {e}")),
+                _ => None,
+            })
+            .collect();
+        if !failed.is_empty() && error.is_none() {
+            state = HealthState::Degraded;
+            error = Some(format!("cache L2 PING failed: {}", failed.join("; ")));
+        }
         let with_backplane = statuses
             .iter()
             .filter(|(_, s)| s.backplane_connected.is_some())
