@@ -54,7 +54,7 @@
 
 use persistence_core::names::{MANAGED_MARK, MARKER_COLLECTION, SchemaPolicy};
 use persistence_core::{EntityMeta, Error, Result};
-use sea_orm::{DbErr, QueryResult, Statement, Value as SV};
+use sea_orm::DbErr;
 
 use std::sync::Arc;
 
@@ -65,7 +65,7 @@ use crate::store::conn::Conn;
 
 mod verify;
 
-use verify::differences;
+use verify::{differences, stmt, text};
 
 /// A table derived from metadata: its qualified name and constraint names.
 #[derive(Debug, Clone)]
@@ -205,20 +205,6 @@ enum Owner {
     Missing,
     Managed,
     Foreign,
-}
-
-fn stmt(dialect: Dialect, sql: &str, values: Vec<SV>) -> Statement {
-    Statement::from_sql_and_values(dialect.backend(), sql, values)
-}
-
-fn text(v: &str) -> SV {
-    SV::String(Some(v.to_string()))
-}
-
-fn get_string(row: &QueryResult, i: usize) -> Result<String> {
-    row.try_get_by_index::<Option<String>>(i)
-        .map(Option::unwrap_or_default)
-        .map_err(|e| Error::decode(format!("catalog query: {e}")))
 }
 
 fn is_marked(comment: &str) -> bool {
@@ -468,7 +454,9 @@ async fn ensure_table<C: Conn>(
         }
         return Ok(());
     }
-    let diff = differences(c, table, meta, dialect).await.map_err(err)?;
+    let diff = differences(c, &table.qualified, meta, dialect)
+        .await
+        .map_err(err)?;
     if !diff.missing_columns.is_empty() {
         return Err(config(format!(
             "table {} exists but was not created by persistence and lacks the column(s) {} \

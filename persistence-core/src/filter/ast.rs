@@ -28,6 +28,19 @@ pub enum CompareOp {
     Gte,
 }
 
+/// Which rows of a soft-deletable entity a filter sees (see `filter/scope.rs`
+/// and [`crate::lifecycle`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum Scope {
+    /// Rows whose soft-delete field is null (the default).
+    #[default]
+    Live,
+    /// Every row, deleted or not.
+    WithDeleted,
+    /// Only soft-deleted rows.
+    OnlyDeleted,
+}
+
 /// A filter over an entity's fields.
 ///
 /// Cloning and dropping a filter are iterative (no recursion however deep
@@ -96,10 +109,10 @@ pub enum Filter {
         /// Element.
         value: Value,
     },
-    /// A soft-delete scope marker (see [`Scope`](super::Scope)): matches
+    /// A soft-delete scope marker (see [`Scope`]): matches
     /// every row. [`Filter::checked`] turns the scope into a condition on the
     /// soft-delete field and keeps the marker first in its result.
-    Scope(super::Scope),
+    Scope(Scope),
     /// A filter that could not be built (e.g. a value failed to serialize);
     /// checking it yields `InvalidInput` with this message.
     Invalid(String),

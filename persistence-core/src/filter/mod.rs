@@ -78,8 +78,7 @@ mod field;
 mod pattern;
 mod scope;
 
-pub use ast::{CompareOp, FieldPath, Filter};
+pub use ast::{CompareOp, FieldPath, Filter, Scope};
 pub use check::FilterLimits;
 pub use field::{Compatible, Field, StringField, UntypedField};
 pub use pattern::{Pattern, PatternPart, fold_case};
-pub use scope::Scope;

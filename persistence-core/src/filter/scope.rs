@@ -11,19 +11,7 @@
 use crate::entity::EntityMeta;
 use crate::error::{Error, Result};
 
-use super::ast::{FieldPath, Filter};
-
-/// Which rows of a soft-deletable entity a filter sees.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
-pub enum Scope {
-    /// Rows whose soft-delete field is null (the default).
-    #[default]
-    Live,
-    /// Every row, deleted or not.
-    WithDeleted,
-    /// Only soft-deleted rows.
-    OnlyDeleted,
-}
+use super::ast::{FieldPath, Filter, Scope};
 
 impl Filter {
     /// See deleted rows too (soft-deletable entities; no effect on others).

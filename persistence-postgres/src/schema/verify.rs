@@ -1,10 +1,9 @@
 //! The verification of an existing table `ensure_schema` did not create:
 //! what it lacks compared with the entity (see [`crate::schema`]).
 
-use persistence_core::EntityMeta;
-use sea_orm::DbErr;
+use persistence_core::{EntityMeta, Error, Result};
+use sea_orm::{DbErr, QueryResult, Statement, Value as SV};
 
-use super::{TableInfo, get_string, stmt, text};
 use crate::query::Dialect;
 use crate::store::conn::Conn;
 
@@ -46,7 +45,7 @@ impl Existing {
 
 pub(super) async fn differences<C: Conn>(
     c: &C,
-    table: &TableInfo,
+    qualified: &str,
     meta: &EntityMeta,
     dialect: Dialect,
 ) -> std::result::Result<Differences, DbErr> {
@@ -60,7 +59,7 @@ pub(super) async fn differences<C: Conn>(
                COALESCE(pg_get_expr(i.indpred, i.indrelid), '') \
              FROM pg_index i WHERE i.indrelid = to_regclass($1)",
             None,
-            table.qualified.clone(),
+            qualified.to_string(),
         ),
         Dialect::Sqlite => (
             "SELECT name FROM pragma_table_info(?)",
@@ -149,6 +148,23 @@ pub(super) async fn differences<C: Conn>(
         }
     }
     Ok(out)
+}
+
+/// A catalog statement with bound values.
+pub(super) fn stmt(dialect: Dialect, sql: &str, values: Vec<SV>) -> Statement {
+    Statement::from_sql_and_values(dialect.backend(), sql, values)
+}
+
+/// A text value to bind.
+pub(super) fn text(v: &str) -> SV {
+    SV::String(Some(v.to_string()))
+}
+
+/// Column `i` of a catalog row as text (null: empty).
+pub(super) fn get_string(row: &QueryResult, i: usize) -> Result<String> {
+    row.try_get_by_index::<Option<String>>(i)
+        .map(Option::unwrap_or_default)
+        .map_err(|e| Error::decode(format!("catalog query: {e}")))
 }
 
 #[cfg(test)]
