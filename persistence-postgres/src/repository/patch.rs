@@ -32,6 +32,7 @@ use persistence_core::{Entity, Error, Filter, Guard, Query, Result, Update, Valu
 use sea_orm::DbErr;
 
 use super::RelationalRepository;
+use crate::error::is_unnamed_unique;
 use crate::query::translate::update::SQLITE_OVERFLOW;
 use crate::query::{Dialect, Sql};
 use crate::store::conn::Conn;
@@ -64,7 +65,29 @@ impl<E: Entity> RelationalRepository<E> {
             .is_some_and(|(code, _)| code == "22003");
         #[cfg(not(feature = "postgres"))]
         let pg_overflow = false;
+        let text = e.to_string();
+        let sqlite_columns = (self.dialect() == Dialect::Sqlite)
+            .then(|| sqlite_unique_columns(&text))
+            .flatten();
         let err = self.err(e, op);
+        if let Some(columns) = sqlite_columns.filter(|_| is_unnamed_unique(&err)) {
+            // SQLite names the columns, not the index: find the declared
+            // unique index over exactly those columns (PostgreSQL names it).
+            let meta = E::meta();
+            if let Some(ix) = meta.uniques().find(|u| u.fields == columns) {
+                return Error::unique_violation(
+                    Some(ix.name.clone()),
+                    format!(
+                        "unique constraint `{}` ({}): {}",
+                        ix.name,
+                        ix.fields.join(", "),
+                        err.message()
+                    ),
+                )
+                .in_context(meta.name, op)
+                .with_source(err);
+            }
+        }
         if !(sqlite_overflow || pg_overflow) {
             return err;
         }
@@ -257,5 +280,31 @@ impl<E: Entity> RelationalRepository<E> {
                 .map_err(|e| e.in_context(meta.name, op)),
             None => Ok(None),
         }
+    }
+}
+
+/// The columns SQLite names in `UNIQUE constraint failed: t.a, t.b`.
+fn sqlite_unique_columns(message: &str) -> Option<Vec<&str>> {
+    let (_, list) = message.split_once("UNIQUE constraint failed: ")?;
+    let list = list.split(['\n', '(', ')']).next()?.trim();
+    list.split(", ")
+        .map(|qualified| qualified.rsplit_once('.').map(|(_, column)| column.trim()))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sqlite_unique_columns;
+
+    #[test]
+    fn sqlite_names_the_columns_of_a_unique_violation() {
+        let msg = "Execution Error: error returned from database: (code: 2067) UNIQUE constraint failed: conf_notes.slug";
+        assert_eq!(sqlite_unique_columns(msg), Some(vec!["slug"]));
+        let two = "UNIQUE constraint failed: t.tenant, t.handle";
+        assert_eq!(sqlite_unique_columns(two), Some(vec!["tenant", "handle"]));
+        assert_eq!(
+            sqlite_unique_columns("NOT NULL constraint failed: t.a"),
+            None
+        );
     }
 }

@@ -317,7 +317,13 @@ pub async fn lifecycle_unique_ignores_deleted_rows<B: Backend>(b: &B) {
         .expect("a deleted row does not hold its unique value");
     // Restoring the first would make two live rows share the value.
     let c = assert_conflict(repo.restore(&1).await, "restore into a duplicate");
-    assert!(matches!(c, ConflictKind::Unique { .. }), "{c:?}");
+    assert_eq!(
+        c,
+        ConflictKind::Unique {
+            constraint: Some("ux_conf_notes_slug".into())
+        },
+        "names the index"
+    );
     assert!(
         repo.get(&1).await.unwrap().is_none(),
         "the failed restore changed nothing"
