@@ -29,6 +29,8 @@ use persistence_core::{
     AggFn, Entity, Error, ErrorKind, Filter, GroupBy, Result, ScalarType, Value,
 };
 
+use sea_orm::Value as SV;
+
 use super::RelationalRepository;
 use crate::codec::decode;
 use crate::query::translate::Translator;
@@ -145,7 +147,9 @@ impl<E: Entity> RelationalRepository<E> {
         }
         tr.order_by(&mut sql, &plan.sort)?;
         if let Some(l) = plan.limit {
-            sql.push(&format!(" LIMIT {}", l.min(i64::MAX as u64)));
+            // Bound, so the statement text is the same for every limit.
+            sql.push(" LIMIT ")
+                .bind(SV::BigInt(Some(i64::try_from(l).unwrap_or(i64::MAX))));
         }
         Ok(sql)
     }

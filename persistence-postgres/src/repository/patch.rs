@@ -29,7 +29,7 @@
 use persistence_core::lifecycle;
 use persistence_core::update::UpdateOp;
 use persistence_core::{Entity, Error, Filter, Guard, Query, Result, Update, Value};
-use sea_orm::DbErr;
+use sea_orm::{DbErr, Value as SV};
 
 use super::RelationalRepository;
 use crate::error::is_unnamed_unique;
@@ -261,12 +261,20 @@ impl<E: Entity> RelationalRepository<E> {
             .ident(id)
             .push(" FROM ")
             .push(&self.table.qualified);
+        // The known NOT NULL columns sort without a NULLS clause, so an index
+        // can provide the queue's order (see `crate::query::facts`).
+        let facts = &self.table.facts;
         self.where_filter(&mut sql, &q.filter)
-            .and_then(|()| self.tr().order_by(&mut sql, &q.sort))
+            .and_then(|()| {
+                self.tr()
+                    .order_by_known(&mut sql, &q.sort, &|c| facts.not_null(c))
+            })
             .map_err(|e| e.in_context(meta.name, op))?;
         sql.push(" LIMIT 1");
         if q.offset > 0 {
-            sql.push(&format!(" OFFSET {}", q.offset.min(i64::MAX as u64)));
+            sql.push(" OFFSET ").bind(SV::BigInt(Some(
+                i64::try_from(q.offset).unwrap_or(i64::MAX),
+            )));
         }
         if self.dialect() == Dialect::Postgres {
             sql.push(" FOR UPDATE SKIP LOCKED");
