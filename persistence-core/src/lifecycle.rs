@@ -61,15 +61,21 @@ pub fn now() -> DateTime<Utc> {
     TimestampPrecision::Millis.truncate(Utc::now())
 }
 
-/// `entity` with its managed timestamps set for a write (`insert`: both,
-/// else `updated_at`); borrowed unchanged when `E` has none.
+/// `entity` with its managed timestamps set to [`now`] for a write
+/// (`insert`: both, else `updated_at`); borrowed unchanged when `E` has none.
 pub fn stamped<E: Entity>(entity: &E, insert: bool) -> Cow<'_, E> {
+    stamped_at(entity, now(), insert)
+}
+
+/// [`stamped`] with a given time: a call writing many rows takes [`now`]
+/// once and stamps every row with it.
+pub fn stamped_at<E: Entity>(entity: &E, now: DateTime<Utc>, insert: bool) -> Cow<'_, E> {
     let meta = E::meta();
     if meta.updated_at.is_none() && meta.created_at.is_none() {
         return Cow::Borrowed(entity);
     }
     let mut e = entity.clone();
-    e.touch(now(), insert);
+    e.touch(now, insert);
     Cow::Owned(e)
 }
 

@@ -310,8 +310,13 @@ impl<E: Entity> Repository<E> for MongoRepository<E> {
     }
 
     async fn insert(&self, entity: &E) -> Result<E> {
-        let (entity, doc) = Self::document(entity, Self::version_key().map(|_| 1), true)
-            .map_err(|e| e.in_context(E::meta().name, "insert"))?;
+        let (entity, doc) = Self::document(
+            entity,
+            Self::version_key().map(|_| 1),
+            lifecycle::now(),
+            true,
+        )
+        .map_err(|e| e.in_context(E::meta().name, "insert"))?;
         if let Err(e) = exec!(self, self.coll.insert_one(&doc)) {
             let e = self.err("insert")(e);
             return Err(self
@@ -327,11 +332,13 @@ impl<E: Entity> Repository<E> for MongoRepository<E> {
             return Ok(0);
         }
         let version = Self::version_key().map(|_| 1);
+        // One time for the whole call (see `lifecycle`).
+        let now = lifecycle::now();
         let docs = entities
             .iter()
             .enumerate()
             .map(|(i, e)| {
-                Self::document(e, version, true)
+                Self::document(e, version, now, true)
                     .map(|(_, d)| d)
                     .map_err(|err| Error::invalid_input(format!("row {i}: {}", err.message())))
             })

@@ -118,12 +118,17 @@ impl<E: Entity> Repository<E> for MemoryRepository<E> {
 
     async fn insert_many(&self, entities: &[E]) -> Result<u64> {
         let meta = E::meta();
+        // One time for the whole call (see `lifecycle`).
+        let now = lifecycle::now();
         let rows = entities
             .iter()
             .enumerate()
             .map(|(i, e)| {
-                prepare(&*stamped(e, true), meta.version_index.map(|_| 1))
-                    .map_err(|err| Error::invalid_input(format!("row {i}: {}", err.message())))
+                prepare(
+                    &*lifecycle::stamped_at(e, now, true),
+                    meta.version_index.map(|_| 1),
+                )
+                .map_err(|err| Error::invalid_input(format!("row {i}: {}", err.message())))
             })
             .collect::<Result<Vec<_>>>()?;
         let cols = unique_indexes(meta);

@@ -20,6 +20,7 @@
 
 use bson::{Document, doc};
 use mongodb::options::ReturnDocument;
+use persistence_core::lifecycle;
 use persistence_core::{ConflictKind, Entity, Error, ErrorKind, Result};
 
 use super::MongoRepository;
@@ -31,7 +32,9 @@ impl<E: Entity> MongoRepository<E> {
         let ctx = |e: Error| e.in_context(meta.name, "update");
         let id = id_to_bson::<E>(entity.id()).map_err(ctx)?;
         let expected = entity.version();
-        let (stored, doc) = Self::document(entity, expected.map(|v| v + 1), false).map_err(ctx)?;
+        let (stored, doc) =
+            Self::document(entity, expected.map(|v| v + 1), lifecycle::now(), false)
+                .map_err(ctx)?;
         let mut filter = doc! { "_id": id.clone() };
         if let (Some(k), Some(v)) = (Self::version_key(), expected) {
             filter.insert(k, v);
@@ -100,7 +103,7 @@ impl<E: Entity> MongoRepository<E> {
         let ctx = |e: Error| e.in_context(meta.name, "upsert");
         let id = id_to_bson::<E>(entity.id()).map_err(ctx)?;
         // created_at = updated_at = now; created_at is written on insert only.
-        let (stored, doc) = Self::document(entity, None, true).map_err(ctx)?;
+        let (stored, doc) = Self::document(entity, None, lifecycle::now(), true).map_err(ctx)?;
         let (version, created) = (Self::version_key(), Self::created_key());
         if version.is_none() && created.is_none() {
             if let Err(e) = exec!(

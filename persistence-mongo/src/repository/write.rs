@@ -60,9 +60,10 @@ impl<E: Entity> MongoRepository<E> {
     pub(super) fn document(
         entity: &E,
         version: Option<i64>,
+        now: chrono::DateTime<chrono::Utc>,
         insert: bool,
     ) -> Result<(E, Document)> {
-        let mut entity = lifecycle::stamped(entity, insert).into_owned();
+        let mut entity = lifecycle::stamped_at(entity, now, insert).into_owned();
         if let Some(v) = version {
             entity.set_version(v);
         }

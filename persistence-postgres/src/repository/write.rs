@@ -237,9 +237,11 @@ impl<E: Entity> RelationalRepository<E> {
             .iter()
             .enumerate()
             .map(|(i, e)| {
-                let mut e = e.clone();
-                e.touch(now, true);
-                checked_record(self.dialect(), i, e)
+                checked_record(
+                    self.dialect(),
+                    i,
+                    lifecycle::stamped_at(e, now, true).into_owned(),
+                )
             })
             .collect::<Result<Vec<_>>>()
             .map_err(|e| e.in_context(E::meta().name, "insert_many"))?;

@@ -67,11 +67,14 @@ pub async fn lifecycle_insert_sets_both_timestamps<B: Backend>(b: &B) {
     repo.insert_many(&[Note::new(2, "b", 0), Note::new(3, "c", 0)])
         .await
         .unwrap();
+    let mut times = Vec::new();
     for id in [2, 3] {
         let n = repo.get(&id).await.unwrap().unwrap();
         assert_between(n.created_at, lo, "insert_many created_at");
         assert_eq!(n.created_at, n.updated_at);
+        times.push(n.created_at);
     }
+    assert_eq!(times[0], times[1], "one time per insert_many call");
 }
 
 pub async fn lifecycle_update_moves_updated_at_keeps_created_at<B: Backend>(b: &B) {

@@ -33,8 +33,13 @@ async fn check(repo: MongoRepository<Note>) {
     let deleted = repo.insert(&Note::new(2, "gone", 0)).await.expect("insert");
     assert!(repo.delete(&deleted.id).await.expect("delete"));
 
-    let (_, written) =
-        MongoRepository::<Note>::document(&Note::new(3, "taken", 0), Some(1), true).expect("doc");
+    let (_, written) = MongoRepository::<Note>::document(
+        &Note::new(3, "taken", 0),
+        Some(1),
+        persistence_core::lifecycle::now(),
+        true,
+    )
+    .expect("doc");
     let named = repo.resolve_duplicate(unnamed(), &written, false).await;
     assert_eq!(
         named.kind(),
@@ -43,16 +48,26 @@ async fn check(repo: MongoRepository<Note>) {
         }),
         "a live document holds the slug: {named}"
     );
-    let (_, written) =
-        MongoRepository::<Note>::document(&Note::new(3, "gone", 0), Some(1), true).expect("doc");
+    let (_, written) = MongoRepository::<Note>::document(
+        &Note::new(3, "gone", 0),
+        Some(1),
+        persistence_core::lifecycle::now(),
+        true,
+    )
+    .expect("doc");
     let kept = repo.resolve_duplicate(unnamed(), &written, false).await;
     assert_eq!(
         kept.kind(),
         &ErrorKind::Conflict(ConflictKind::Unique { constraint: None }),
         "only a deleted document holds the slug, outside the index: {kept}"
     );
-    let (_, written) =
-        MongoRepository::<Note>::document(&Note::new(2, "new", 0), Some(1), true).expect("doc");
+    let (_, written) = MongoRepository::<Note>::document(
+        &Note::new(2, "new", 0),
+        Some(1),
+        persistence_core::lifecycle::now(),
+        true,
+    )
+    .expect("doc");
     let id = repo.resolve_duplicate(unnamed(), &written, true).await;
     assert_eq!(
         id.kind(),
