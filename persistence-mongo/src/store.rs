@@ -79,6 +79,15 @@ impl MongoStore {
         }
     }
 
+    /// Close the client's connections and stop its background tasks, now
+    /// (shared by every clone of this store and by stores derived with
+    /// `with_database`). Without this the driver's workers may still be
+    /// handing out connections when the runtime stops, which panics inside
+    /// the driver at process exit. Operations after `close` fail.
+    pub async fn close(&self) {
+        self.client.clone().shutdown().immediate(true).await;
+    }
+
     /// Connection pool counts from the driver's events (`None` for a store
     /// built with [`from_database`](Self::from_database)).
     pub fn pool_stats(&self) -> Option<crate::MongoPoolStats> {

@@ -270,11 +270,21 @@ impl Persistence {
             if let Some(store) = db.backend.get().and_then(Backend::relational) {
                 store.close().await;
             }
+            #[cfg(feature = "mongo")]
+            if let Some(Backend::Mongo(store)) = db.backend.get() {
+                store.close().await;
+            }
             if let Some(Some(fo)) = db.failover.get() {
                 fo.topology.stop();
                 #[cfg(relational)]
                 for store in fo.others.iter().filter_map(Backend::relational) {
                     store.close().await;
+                }
+                #[cfg(feature = "mongo")]
+                for other in fo.others.iter() {
+                    if let Backend::Mongo(store) = other {
+                        store.close().await;
+                    }
                 }
             }
         }
