@@ -293,6 +293,68 @@ async fn timeout_turns_a_hung_call_into_a_retryable_timeout() {
     );
 }
 
+/// Takes `per_row` for every input row of a batch call (and nothing for others).
+struct PerRow(Duration);
+
+impl Around for PerRow {
+    fn around<'a, T: Send + 'a>(
+        &'a self,
+        _entity: &'static str,
+        _op: Op,
+        call: Call<'a, T>,
+    ) -> BoxFuture<'a, persistence_core::Result<T>> {
+        call()
+    }
+
+    fn around_rows<'a, T: Send + 'a>(
+        &'a self,
+        _entity: &'static str,
+        _op: Op,
+        rows: usize,
+        call: Call<'a, T>,
+    ) -> BoxFuture<'a, persistence_core::Result<T>> {
+        let wait = self.0 * u32::try_from(rows).unwrap_or(u32::MAX);
+        Box::pin(async move {
+            tokio::time::sleep(wait).await;
+            call().await
+        })
+    }
+}
+
+// Paused clock: the sleeps advance virtual time, so the bounds are exact.
+#[tokio::test(start_paused = true)]
+async fn insert_many_gets_one_limit_per_thousand_rows() {
+    let timeout = Timeout::new(Duration::from_secs(1));
+    assert_eq!(timeout.limit_for_rows(0), Duration::from_secs(1));
+    assert_eq!(timeout.limit_for_rows(1_000), Duration::from_secs(1));
+    assert_eq!(timeout.limit_for_rows(1_001), Duration::from_secs(2));
+    // No overflow on absurd sizes.
+    assert!(timeout.limit_for_rows(usize::MAX) > Duration::from_secs(1 << 31));
+
+    // 0.9 ms a row: 5,000 rows take 4.5 s, within 5 × the 1 s limit.
+    let repo = MemoryRepository::<Person>::new()
+        .layer(PerRow(Duration::from_micros(900)))
+        .layer(timeout);
+    let people: Vec<_> = (0..5_000).map(person).collect();
+    assert_eq!(
+        repo.insert_many(&people).await.expect("bounded by size"),
+        5_000
+    );
+    assert_eq!(repo.count(&Filter::all()).await.expect("count"), 5_000);
+
+    // 1.1 ms a row: 5.5 s is over the 5 s the batch gets; other calls keep 1 s.
+    let repo = MemoryRepository::<Person>::new()
+        .layer(PerRow(Duration::from_micros(1_100)))
+        .layer(timeout);
+    let err = repo
+        .insert_many(&people)
+        .await
+        .expect_err("over the scaled limit");
+    assert_eq!(err.kind(), &ErrorKind::Timeout);
+    assert_eq!(err.outcome(), WriteOutcome::Unknown);
+    assert!(err.to_string().contains("within 5s"), "{err}");
+}
+
 #[tokio::test]
 async fn timed_out_writes_have_an_unknown_outcome() {
     let slow = Faults {

@@ -187,3 +187,49 @@ async fn a_dead_redis_degrades_health_but_not_the_repositories() {
     assert_eq!(report.status, HealthState::Degraded, "{report:?}");
     p.shutdown().await;
 }
+
+/// `insert_many` through the manager's layers is the bulk path (COPY from
+/// 1,000 rows on PostgreSQL), all or nothing, and its timeout grows with
+/// the batch (one `timeout` per 1,000 rows) instead of cutting a large load.
+#[tokio::test]
+async fn insert_many_through_the_manager_loads_in_bulk() {
+    let Some(pg) = persistence_testing::TestPostgres::schema().await else {
+        return;
+    };
+    let schema = pg.name().to_owned();
+    let yaml = format!(
+        "databases:\n  main: {{ kind: postgres, url: \"{}\", schema: {schema}, timeout: 5s }}\ncache:\n  default: {{ disabled: true }}\n",
+        pg.url()
+    );
+    let p = Persistence::new(config(&yaml)).expect("manager");
+    let users = p.repo::<User>().await.expect("repo");
+
+    // A duplicate email at row 2,345: nothing is written, the row is named.
+    let mut batch: Vec<User> = (1..=2_500).map(user).collect();
+    batch[2_345].email = batch[10].email.clone();
+    let err = users.insert_many(&batch).await.expect_err("duplicate");
+    assert!(matches!(err.kind(), ErrorKind::Conflict(_)), "{err}");
+    assert!(err.to_string().contains("row 2345"), "{err}");
+    assert_eq!(
+        users
+            .count(&persistence::Filter::all())
+            .await
+            .expect("count"),
+        0
+    );
+
+    let batch: Vec<User> = (1..=12_000).map(user).collect();
+    assert_eq!(users.insert_many(&batch).await.expect("bulk load"), 12_000);
+    assert_eq!(
+        users
+            .count(&persistence::Filter::all())
+            .await
+            .expect("count"),
+        12_000
+    );
+    assert_eq!(
+        users.get(&11_999).await.expect("get").map(|u| u.version),
+        Some(1)
+    );
+    p.shutdown().await;
+}

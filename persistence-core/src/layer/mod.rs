@@ -96,6 +96,22 @@ pub trait Around: Send + Sync {
         self.around(E::meta().name, write.op, write.call)
     }
 
+    /// Run a call over `rows` input rows (`insert_many`); the default treats
+    /// it like any other call ([`around`](Self::around)). [`Timeout`]
+    /// overrides it to give a batch one limit per
+    /// [`ROWS_PER_LIMIT`](Timeout::ROWS_PER_LIMIT) rows, so a large load is
+    /// not cut off by a limit meant for one statement.
+    fn around_rows<'a, T: Send + 'a>(
+        &'a self,
+        entity: &'static str,
+        op: Op,
+        rows: usize,
+        call: Call<'a, T>,
+    ) -> BoxFuture<'a, Result<T>> {
+        let _ = rows;
+        self.around(entity, op, call)
+    }
+
     /// Wrap a result stream (default: unchanged).
     fn around_stream<'a, T: Send + 'a>(
         &'a self,
@@ -174,7 +190,7 @@ impl<E: Entity, R: Repository<E>, A: Around> Repository<E> for Layered<R, A> {
     }
     async fn insert_many(&self, entities: &[E]) -> Result<u64> {
         self.hook
-            .around(E::meta().name, Op::InsertMany, &|| {
+            .around_rows(E::meta().name, Op::InsertMany, entities.len(), &|| {
                 Box::pin(self.inner.insert_many(entities))
             })
             .await

@@ -17,15 +17,54 @@ use crate::repository::BoxStream;
 /// `insert_many` and `update` (see [`Error::is_retryable`]) unless
 /// [`Retry::writes`](super::Retry::writes) resolves it. A timed-out read is
 /// retryable.
+///
+/// `insert_many` of `n` entities gets the limit once per
+/// [`ROWS_PER_LIMIT`](Self::ROWS_PER_LIMIT) rows (`limit × ⌈n / 1000⌉`,
+/// at least one limit): a bulk load through the manager (COPY on
+/// PostgreSQL) is bounded in proportion to its size instead of failing
+/// because one statement's limit was too short for 100,000 rows.
 #[derive(Debug, Clone, Copy)]
 pub struct Timeout {
     limit: Duration,
 }
 
 impl Timeout {
+    /// How many rows of an `insert_many` one limit covers.
+    pub const ROWS_PER_LIMIT: usize = 1_000;
+
     /// A limit per call.
     pub fn new(limit: Duration) -> Self {
         Timeout { limit }
+    }
+
+    /// The limit of a call over `rows` input rows.
+    pub fn limit_for_rows(&self, rows: usize) -> Duration {
+        let chunks = rows.div_ceil(Self::ROWS_PER_LIMIT).max(1);
+        self.limit
+            .saturating_mul(u32::try_from(chunks).unwrap_or(u32::MAX))
+    }
+
+    fn bounded<'a, T: Send + 'a>(
+        &'a self,
+        limit: Duration,
+        entity: &'static str,
+        op: Op,
+        call: Call<'a, T>,
+    ) -> BoxFuture<'a, Result<T>> {
+        Box::pin(async move {
+            match tokio::time::timeout(limit, call()).await {
+                Ok(r) => r,
+                Err(_) => {
+                    let e = Error::timeout(format!("no answer within {limit:?}"))
+                        .in_context(entity, op.name());
+                    Err(if op.is_write() {
+                        e.with_outcome(WriteOutcome::Unknown)
+                    } else {
+                        e
+                    })
+                }
+            }
+        })
     }
 }
 
@@ -36,20 +75,17 @@ impl Around for Timeout {
         op: Op,
         call: Call<'a, T>,
     ) -> BoxFuture<'a, Result<T>> {
-        Box::pin(async move {
-            match tokio::time::timeout(self.limit, call()).await {
-                Ok(r) => r,
-                Err(_) => {
-                    let e = Error::timeout(format!("no answer within {:?}", self.limit))
-                        .in_context(entity, op.name());
-                    Err(if op.is_write() {
-                        e.with_outcome(WriteOutcome::Unknown)
-                    } else {
-                        e
-                    })
-                }
-            }
-        })
+        self.bounded(self.limit, entity, op, call)
+    }
+
+    fn around_rows<'a, T: Send + 'a>(
+        &'a self,
+        entity: &'static str,
+        op: Op,
+        rows: usize,
+        call: Call<'a, T>,
+    ) -> BoxFuture<'a, Result<T>> {
+        self.bounded(self.limit_for_rows(rows), entity, op, call)
     }
 
     fn around_stream<'a, T: Send + 'a>(
