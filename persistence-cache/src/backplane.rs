@@ -32,10 +32,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-use deadpool_redis::redis;
 use futures_util::StreamExt as _;
 use parking_lot::Mutex;
 
+use crate::connect::RedisEndpoint;
 use crate::l2::L2;
 
 /// What a message asks receivers to invalidate.
@@ -241,14 +241,14 @@ impl Backplane {
     /// Start the subscriber and heartbeat tasks (requires a tokio runtime;
     /// without one the backplane stays disconnected and L1 entries live the
     /// degraded TTL). Ticks are published through `l2`'s pool.
-    pub(crate) fn start(self: &Arc<Self>, url: String, l2: Arc<L2>) {
+    pub(crate) fn start(self: &Arc<Self>, endpoint: RedisEndpoint, l2: Arc<L2>) {
         let Ok(rt) = tokio::runtime::Handle::try_current() else {
             tracing::warn!("no tokio runtime: cache backplane not started");
             return;
         };
         let weak = Arc::downgrade(self);
         rt.spawn(heartbeat(weak.clone(), l2, self.heartbeat));
-        rt.spawn(subscriber(weak, url, self.heartbeat_timeout));
+        rt.spawn(subscriber(weak, endpoint, self.heartbeat_timeout));
     }
 
     /// The subscription is gone or silent: messages may be missed from now.
@@ -278,7 +278,7 @@ async fn heartbeat(weak: Weak<Backplane>, l2: Arc<L2>, every: Duration) {
 }
 
 /// Subscribe, apply messages, watch the heartbeat; reconnect on loss or silence.
-async fn subscriber(weak: Weak<Backplane>, url: String, silence: Duration) {
+async fn subscriber(weak: Weak<Backplane>, endpoint: RedisEndpoint, silence: Duration) {
     let mut delay = Duration::from_millis(25);
     // Bound of one subscribe attempt: long enough for a slow connect, short
     // enough that a stalled server is retried soon after it resumes.
@@ -288,10 +288,10 @@ async fn subscriber(weak: Weak<Backplane>, url: String, silence: Duration) {
         let channel = me.channel.clone();
         drop(me);
         let pubsub = async {
-            let client = redis::Client::open(url.as_str())?;
-            let mut ps = client.get_async_pubsub().await?;
-            ps.subscribe(&channel).await?;
-            Ok::<_, redis::RedisError>(ps)
+            let client = endpoint.client().map_err(|e| e.to_string())?;
+            let mut ps = client.get_async_pubsub().await.map_err(|e| e.to_string())?;
+            ps.subscribe(&channel).await.map_err(|e| e.to_string())?;
+            Ok::<_, String>(ps)
         };
         match tokio::time::timeout(connect_timeout, pubsub).await {
             Ok(Ok(ps)) => {

@@ -6,10 +6,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-#[cfg(feature = "redis")]
-use deadpool_redis::{PoolConfig, Runtime, Timeouts};
-#[cfg(feature = "redis")]
-use persistence_core::error::redact_url;
 use persistence_core::{Error, Result};
 
 #[cfg(feature = "redis")]
@@ -19,6 +15,8 @@ use crate::config::{
     DEFAULT_DEGRADED_TTL, DEFAULT_HEARTBEAT, DEFAULT_MAX_QUEUED, HEARTBEAT_TIMEOUT_TICKS,
 };
 use crate::config::{EntityTtl, L1Config};
+#[cfg(feature = "redis")]
+use crate::connect::RedisEndpoint;
 use crate::keys::validate_prefix;
 #[cfg(feature = "redis")]
 use crate::l2::L2;
@@ -138,7 +136,14 @@ impl CacheLayerBuilder {
     /// Use Redis at `url` as L2.
     #[cfg(feature = "redis")]
     pub fn redis_url(mut self, url: impl Into<String>) -> Self {
-        self.redis.source = Some(L2Source::Url(url.into()));
+        self.redis.source = Some(L2Source::Url(RedisEndpoint::new(url)));
+        self
+    }
+    /// Use the Redis server `endpoint` (a URL with TLS settings, see
+    /// [`RedisEndpoint::with_tls`]) as L2; like [`redis_url`](Self::redis_url).
+    #[cfg(feature = "redis")]
+    pub fn redis_endpoint(mut self, endpoint: RedisEndpoint) -> Self {
+        self.redis.source = Some(L2Source::Url(endpoint));
         self
     }
     /// Use an existing deadpool-redis pool as L2.
@@ -258,7 +263,7 @@ impl CacheLayerBuilder {
 
 #[cfg(feature = "redis")]
 enum L2Source {
-    Url(String),
+    Url(RedisEndpoint),
     Pool(deadpool_redis::Pool),
 }
 
@@ -300,7 +305,7 @@ impl RedisSettings {
 
     /// Validate and open L2: `(its URL when given as one, the client)`, or
     /// None without L2.
-    fn open_l2(&self, has_l1: bool) -> Result<Option<(Option<String>, Arc<L2>)>> {
+    fn open_l2(&self, has_l1: bool) -> Result<Option<(Option<RedisEndpoint>, Arc<L2>)>> {
         if !has_l1 && self.source.is_none() {
             return Err(Error::config("a cache layer needs L1, L2 or both"));
         }
@@ -318,20 +323,12 @@ impl RedisSettings {
             Some(L2Source::Pool(pool)) => {
                 Some((None, Arc::new(L2::new(pool.clone(), self.timeout))))
             }
-            Some(L2Source::Url(url)) => {
-                let mut cfg = deadpool_redis::Config::from_url(url.clone());
-                let mut pool_cfg = PoolConfig::new(self.pool_size);
-                pool_cfg.timeouts = Timeouts {
-                    wait: Some(self.timeout),
-                    create: Some(self.timeout),
-                    recycle: Some(self.timeout),
-                };
-                cfg.pool = Some(pool_cfg);
-                // The pool error may echo the URL (with its password): not kept as source.
-                let pool = cfg
-                    .create_pool(Some(Runtime::Tokio1))
-                    .map_err(|_| Error::config(format!("invalid redis url {}", redact_url(url))))?;
-                Some((Some(url.clone()), Arc::new(L2::new(pool, self.timeout))))
+            Some(L2Source::Url(endpoint)) => {
+                let pool = endpoint.pool(self.pool_size, self.timeout)?;
+                Some((
+                    Some(endpoint.clone()),
+                    Arc::new(L2::new(pool, self.timeout)),
+                ))
             }
         })
     }
@@ -341,7 +338,7 @@ impl RedisSettings {
         &self,
         prefix: &str,
         has_l1: bool,
-        l2: Option<(Option<String>, Arc<L2>)>,
+        l2: Option<(Option<RedisEndpoint>, Arc<L2>)>,
         tags: &Arc<TagStore>,
     ) -> Result<Option<Arc<Backplane>>> {
         let by_url = l2.and_then(|(url, l2)| url.map(|u| (u, l2)));

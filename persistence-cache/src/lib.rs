@@ -78,6 +78,8 @@ mod builder;
 pub mod codec;
 pub mod config;
 #[cfg(feature = "redis")]
+mod connect;
+#[cfg(feature = "redis")]
 mod error;
 pub mod keys;
 #[cfg(feature = "redis")]
@@ -95,6 +97,8 @@ pub mod tags;
 
 pub use builder::CacheLayerBuilder;
 pub use config::{EntityTtl, L1Config};
+#[cfg(feature = "redis")]
+pub use connect::{RedisEndpoint, RedisTls};
 #[cfg(feature = "redis")]
 pub use layer::L2Status;
 pub use layer::{CacheLayer, CacheStatus};

@@ -95,6 +95,7 @@ mod postgres;
 pub mod proxy;
 mod redis_prefix;
 mod sqlite;
+pub mod tls;
 
 pub use cleanup::CLEANUP_TIMEOUT;
 pub use mongo::TestMongo;

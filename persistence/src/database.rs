@@ -300,18 +300,7 @@ pub(crate) async fn build(db: &Database, url: Option<&Secret>, lazy: bool) -> Re
         DatabaseKind::Redis => {
             // One connection, every wait bounded by the check timeout.
             let timeout = db.checks().check_timeout;
-            let mut cfg = deadpool_redis::Config::from_url(url.unwrap_or_default());
-            let mut pool = deadpool_redis::PoolConfig::new(1);
-            pool.timeouts = deadpool_redis::Timeouts {
-                wait: Some(timeout),
-                create: Some(timeout),
-                recycle: Some(timeout),
-            };
-            cfg.pool = Some(pool);
-            // The config error may echo the URL (with its password): not kept.
-            let pool = cfg
-                .create_pool(Some(deadpool_redis::Runtime::Tokio1))
-                .map_err(|_| Error::config(format!("databases.{}: invalid redis url", db.name)))?;
+            let pool = redis_endpoint(&db.name, c, &url.unwrap_or_default())?.pool(1, timeout)?;
             Backend::Redis(pool)
         }
         #[allow(unreachable_patterns)] // every kind compiled in: check_compiled answered above
@@ -323,6 +312,28 @@ pub(crate) async fn build(db: &Database, url: Option<&Secret>, lazy: bool) -> Re
             )));
         }
     })
+}
+
+/// The Redis server of database `name` (`config`) at `url`, with its `tls` settings.
+#[cfg(feature = "redis")]
+pub(crate) fn redis_endpoint(
+    name: &str,
+    config: &crate::config::DatabaseConfig,
+    url: &str,
+) -> Result<persistence_cache::RedisEndpoint> {
+    use persistence_cache::{RedisEndpoint, RedisTls};
+    match &config.tls {
+        None => Ok(RedisEndpoint::new(url)),
+        Some(tls) => RedisEndpoint::with_tls(
+            url,
+            &RedisTls {
+                root_cert: tls.root_cert.clone(),
+                client_cert: tls.client_cert.clone(),
+                client_key: tls.client_key.clone(),
+            },
+        )
+        .map_err(|e| Error::config(format!("databases.{name}: {}", e.message()))),
+    }
 }
 
 #[cfg(relational)]

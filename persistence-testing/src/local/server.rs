@@ -156,6 +156,28 @@ impl std::ops::DerefMut for LocalRedis {
 impl LocalRedis {
     /// Start `redis-server` (from `PATH`, or `REDIS_SERVER_BIN`).
     pub fn start() -> Result<LocalRedis, Missing> {
+        Self::start_with(&[])
+    }
+
+    /// Start `redis-server` accepting only TLS (`--port 0 --tls-port`) with
+    /// the server certificate of `certs`; clients are not asked for one.
+    /// [`port`](LocalServer::port) is the TLS port.
+    pub fn start_tls(certs: &crate::tls::TestCerts) -> Result<LocalRedis, Missing> {
+        let path = |p: PathBuf| p.to_str().expect("utf-8 temp dir").to_string();
+        Self::start_with(&[
+            "--tls-cert-file".into(),
+            path(certs.server_cert()),
+            "--tls-key-file".into(),
+            path(certs.server_key()),
+            "--tls-ca-cert-file".into(),
+            path(certs.ca()),
+            "--tls-auth-clients".into(),
+            "no".into(),
+        ])
+    }
+
+    /// With TLS arguments, the port is the TLS port and plain TCP is off.
+    fn start_with(tls: &[String]) -> Result<LocalRedis, Missing> {
         let program = match std::env::var("REDIS_SERVER_BIN") {
             Ok(p) => Some(PathBuf::from(p)).filter(|p| p.is_file()),
             Err(_) => find_in_path("redis-server"),
@@ -164,9 +186,15 @@ impl LocalRedis {
         let dir = unique_dir("redis");
         std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("creating {dir:?}: {e}"));
         let port = free_port();
-        let args = [
+        let port_arg = port.to_string();
+        let (plain, tls_port) = if tls.is_empty() {
+            (port_arg.as_str(), None)
+        } else {
+            ("0", Some(port_arg.as_str()))
+        };
+        let mut args = [
             "--port",
-            &port.to_string(),
+            plain,
             "--bind",
             "127.0.0.1",
             "--save",
@@ -178,6 +206,10 @@ impl LocalRedis {
         ]
         .map(str::to_string)
         .to_vec();
+        if let Some(p) = tls_port {
+            args.extend(["--tls-port".to_string(), p.to_string()]);
+            args.extend(tls.iter().cloned());
+        }
         Ok(LocalRedis(LocalServer::started(
             Daemon {
                 what: "redis-server",

@@ -58,8 +58,17 @@ pub const RETRY: &str = "retry";
 pub const RESOLVE_WRITES: &str = "resolve_writes";
 /// Database: circuit breaker settings.
 pub const BREAKER: &str = "breaker";
-/// Database: TLS settings (`mode`, `root_cert`).
+/// Database: TLS settings (`mode`, `root_cert`; for redis also
+/// `client_cert` / `client_key`). PostgreSQL and Redis (`rediss://`);
+/// MongoDB takes its TLS options in the URL.
 pub const TLS: &str = "tls";
+/// TLS: libpq-style mode; Redis accepts only `verify-full` (rustls always
+/// verifies the certificate and the host name).
+pub const TLS_MODE: &str = "mode";
+/// TLS (redis only): client certificate (PEM) for mutual TLS, with `client_key`.
+pub const TLS_CLIENT_CERT: &str = "client_cert";
+/// TLS (redis only): the client certificate's private key (PEM).
+pub const TLS_CLIENT_KEY: &str = "client_key";
 /// Top level: metrics, slow-operation log and leak detection settings.
 pub const METRICS: &str = "metrics";
 /// Metrics: operations at least this slow are counted, warned about and

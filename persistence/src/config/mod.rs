@@ -248,6 +248,12 @@ pub struct TlsSettings {
     pub mode: String,
     /// A PEM file with the root certificate(s) to trust.
     pub root_cert: Option<std::path::PathBuf>,
+    /// Redis only: a client certificate (PEM) for mutual TLS, with `client_key`.
+    #[serde(default)]
+    pub client_cert: Option<std::path::PathBuf>,
+    /// Redis only: the client certificate's private key (PEM).
+    #[serde(default)]
+    pub client_key: Option<std::path::PathBuf>,
 }
 
 /// One named database.

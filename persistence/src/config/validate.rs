@@ -52,6 +52,9 @@ impl PersistenceConfig {
                     db.kind.name()
                 )));
             }
+            if let Some(tls) = &db.tls {
+                validate_tls(name, db.kind, tls, db.url.as_ref().map(|u| u.expose()))?;
+            }
             if let Some(f) = &db.failover {
                 if f.check_interval.is_zero()
                     || f.check_timeout.is_zero()
@@ -209,5 +212,55 @@ impl PersistenceConfig {
             }
         }
         Ok(())
+    }
+}
+
+/// The `tls` section: which kinds take it and, for Redis, what it requires.
+fn validate_tls(
+    name: &str,
+    kind: DatabaseKind,
+    tls: &super::TlsSettings,
+    url: Option<&str>,
+) -> persistence_core::Result<()> {
+    let err = |msg: String| Err(persistence_core::Error::config(msg));
+    let at = format!("databases.{name}.{}", keys::TLS);
+    match kind {
+        DatabaseKind::Redis => {
+            if tls.mode != "verify-full" {
+                return err(format!(
+                    "{at}.{}: redis connections always verify the server certificate and host name (verify-full); `{}` is not supported",
+                    keys::TLS_MODE,
+                    tls.mode
+                ));
+            }
+            if url.is_some_and(|u| {
+                !u.get(..9)
+                    .is_some_and(|s| s.eq_ignore_ascii_case("rediss://"))
+            }) {
+                return err(format!("{at} needs a rediss:// url"));
+            }
+            if tls.client_cert.is_some() != tls.client_key.is_some() {
+                return err(format!(
+                    "{at}.{} and {at}.{} go together",
+                    keys::TLS_CLIENT_CERT,
+                    keys::TLS_CLIENT_KEY
+                ));
+            }
+            Ok(())
+        }
+        DatabaseKind::Postgres => {
+            if tls.client_cert.is_some() || tls.client_key.is_some() {
+                return err(format!(
+                    "{at}.{} / {}: client certificates are supported for kind redis only",
+                    keys::TLS_CLIENT_CERT,
+                    keys::TLS_CLIENT_KEY
+                ));
+            }
+            Ok(())
+        }
+        other => err(format!(
+            "{at} applies to kinds postgres and redis, not {} (MongoDB takes TLS options in its URL)",
+            other.name()
+        )),
     }
 }

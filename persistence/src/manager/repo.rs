@@ -152,8 +152,10 @@ impl Persistence {
         let _ = (l2, backplane, c);
         #[cfg(feature = "redis")]
         if let Some(l2) = l2 {
-            if let Some(url) = &self.database(l2)?.config.url {
-                b = b.redis_url(url.expose()).backplane(backplane);
+            let db = self.database(l2)?;
+            if let Some(url) = &db.config.url {
+                let endpoint = crate::database::redis_endpoint(l2, &db.config, url.expose())?;
+                b = b.redis_endpoint(endpoint).backplane(backplane);
             }
         }
         #[cfg(feature = "redis")]
