@@ -199,7 +199,7 @@ async fn command(
             return Ok(());
         }
         ["tenant", "provision", id] => {
-            let id = TenantId::new(id).map_err(|e| usage(e))?;
+            let id = TenantId::new(id).map_err(usage)?;
             tenants()?.provision(&id).await?;
         }
         ["all-tenants", "status"] => return all_status(&tenants()?, out).await,

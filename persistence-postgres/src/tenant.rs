@@ -54,6 +54,35 @@
 //! only. Tables the tenant already has that the library created (their
 //! comment names the entity) count as the tenant's, which also fills the
 //! set of a tenant recorded before sets were stored.
+//!
+//! ## Migrations: every tenant, and every new tenant, at head
+//!
+//! [`Tenants::with_migrator`] gives the group a sea-orm-migration migrator
+//! (see [`crate::migrate`]):
+//!
+//! * [`Tenants::provision`] = create + migrate to head: inside the
+//!   provisioning transaction, under the tenant's lock, the migrator's
+//!   pending migrations run in the tenant's schema (`SET LOCAL
+//!   search_path`), then the registered entities' missing tables are
+//!   created (existing ones verified). A tenant provisioned after a
+//!   migration was added gets it; a provisioning of an existing tenant
+//!   brings it to head; concurrent provisions migrate once.
+//! * [`Tenants::migrate_all`] runs the migrator over every registered
+//!   tenant, [`MigrateAll::concurrency`] at a time on the store's pool,
+//!   each tenant in its own transaction under its lock: a failing tenant
+//!   rolls back alone and is reported ([`TenantOutcome::Failed`]), the
+//!   others go on. [`MigrateAll::dry_run`] reports what each tenant would
+//!   apply and writes nothing; [`MigrateAll::progress`] receives
+//!   [`ProgressEvent`]s.
+//! * The status table `persistence_tenant_migrations`, next to the
+//!   registry, records per tenant the state (`running`, `done`, `failed`),
+//!   the last applied migration, the error and the time (layout:
+//!   `tenant/status.rs`). `done` commits with the migrations, so after a
+//!   crash a rerun finishes the rest and does not write to tenants that
+//!   were finished (they are reported [`TenantOutcome::AtHead`]).
+//! * [`Tenants::migration_status`] (read-only) lists each tenant's applied
+//!   and pending migrations ([`TenantMigrationStatus::is_lagging`]) with its
+//!   status row.
 
 use std::collections::BTreeSet;
 use std::future::Future;
