@@ -153,7 +153,10 @@
 //!   ([`RelationalStore::set_metrics`]).
 //! * [`bulk`]: adaptive bulk insert (multi-row `INSERT` / `COPY FROM STDIN`),
 //!   also from a `Stream`.
-//! * [`tenant`]: schema-per-tenant with validated tenant ids.
+//! * [`tenant`]: schema-per-tenant with validated tenant ids; with a
+//!   migrator, provisioning migrates each new tenant to head and
+//!   `Tenants::migrate_all` migrates every tenant (bounded concurrency,
+//!   per-tenant status table, dry run, failures per tenant).
 //! * [`migrate`]: sea-orm-migration integration (generated initial
 //!   migration per entity, `up` / `down` / `status`; CLI example
 //!   `persistence-migrate`).

@@ -26,11 +26,19 @@
 //! `seaql_migrations` bookkeeping table land in that schema (a transaction-
 //! scoped setting: nothing leaks into the pool). The `persistence-migrate`
 //! example is a small CLI over these three functions.
+//!
+//! For schema-per-tenant, a migrator given to
+//! [`Tenants::with_migrator`](crate::Tenants::with_migrator) brings every
+//! newly provisioned tenant to its head and runs over every tenant with
+//! [`Tenants::migrate_all`](crate::Tenants::migrate_all) (see [`crate::tenant`]).
 
+use std::future::Future;
 use std::marker::PhantomData;
+use std::pin::Pin;
+use std::sync::Arc;
 
 use persistence_core::{Entity, Error, Result};
-use sea_orm::{ConnectionTrait, DbErr, TransactionTrait};
+use sea_orm::{ConnectionTrait, DatabaseTransaction, DbErr, Statement, TransactionTrait, Value};
 use sea_orm_migration::{MigrationName, MigrationTrait, MigratorTrait, SchemaManager};
 
 use crate::error::map_db_err;
@@ -94,7 +102,134 @@ impl<E: Entity> MigrationTrait for CreateEntityTable<E> {
     }
 }
 
-fn err(e: DbErr, op: &'static str) -> Error {
+type UpFuture<'a> = Pin<Box<dyn Future<Output = Result<(), DbErr>> + Send + 'a>>;
+
+fn up_all<M: MigratorTrait + 'static>(tx: &DatabaseTransaction) -> UpFuture<'_> {
+    Box::pin(M::up(tx, None))
+}
+
+/// A migrator with its type erased: what a `Tenants` keeps to migrate its
+/// tenants (the migration names in order, the bookkeeping table, `up`).
+#[derive(Clone)]
+pub(crate) struct DynMigrator {
+    names: Arc<[String]>,
+    table: String,
+    up: for<'a> fn(&'a DatabaseTransaction) -> UpFuture<'a>,
+}
+
+impl std::fmt::Debug for DynMigrator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Migrator")
+            .field("migrations", &self.names.len())
+            .field("head", &self.head())
+            .finish()
+    }
+}
+
+impl DynMigrator {
+    pub(crate) fn of<M: MigratorTrait + 'static>() -> DynMigrator {
+        DynMigrator {
+            names: M::migrations()
+                .iter()
+                .map(|m| m.name().to_string())
+                .collect(),
+            table: M::migration_table_name().to_string(),
+            up: up_all::<M>,
+        }
+    }
+
+    /// The last migration (what a tenant at head has applied last).
+    pub(crate) fn head(&self) -> Option<&str> {
+        self.names.last().map(String::as_str)
+    }
+
+    /// The migrations of this migrator that `applied` lacks, in order.
+    pub(crate) fn pending(&self, applied: &[String]) -> Vec<String> {
+        self.names
+            .iter()
+            .filter(|n| !applied.contains(n))
+            .cloned()
+            .collect()
+    }
+
+    /// The migrations of this migrator that are in `applied`, in order.
+    pub(crate) fn in_order(&self, applied: &[String]) -> Vec<String> {
+        self.names
+            .iter()
+            .filter(|n| applied.contains(n))
+            .cloned()
+            .collect()
+    }
+
+    /// The last migration of this migrator (in its order) that is in `applied`.
+    pub(crate) fn last_applied(&self, applied: &[String]) -> Option<String> {
+        self.names
+            .iter()
+            .rev()
+            .find(|n| applied.contains(n))
+            .cloned()
+    }
+
+    /// The versions recorded in `schema`'s bookkeeping table (empty when it
+    /// has none). Schema-qualified reads only: creates nothing.
+    pub(crate) async fn applied<C: ConnectionTrait>(
+        &self,
+        c: &C,
+        schema: &str,
+    ) -> Result<Vec<String>, DbErr> {
+        let table = format!("{}.{}", quote(schema), quote(&self.table));
+        let exists = c
+            .query_one_raw(Statement::from_sql_and_values(
+                sea_orm::DbBackend::Postgres,
+                "SELECT to_regclass($1) IS NOT NULL",
+                [Value::String(Some(table.clone()))],
+            ))
+            .await?
+            .map(|r| r.try_get_by_index::<bool>(0))
+            .transpose()?
+            .unwrap_or(false);
+        if !exists {
+            return Ok(Vec::new());
+        }
+        let rows = c
+            .query_all_raw(Statement::from_string(
+                sea_orm::DbBackend::Postgres,
+                format!("SELECT \"version\" FROM {table}"),
+            ))
+            .await?;
+        rows.iter()
+            .map(|r| r.try_get_by_index::<String>(0))
+            .collect()
+    }
+
+    /// Apply every pending migration in `schema` (which must exist) inside
+    /// `tx`: `search_path` is set to it for the migrations and set back
+    /// afterwards (both transaction-local).
+    pub(crate) async fn up_in(&self, tx: &DatabaseTransaction, schema: &str) -> Result<(), DbErr> {
+        let before = tx
+            .query_one_raw(Statement::from_string(
+                sea_orm::DbBackend::Postgres,
+                "SELECT current_setting('search_path')",
+            ))
+            .await?
+            .map(|r| r.try_get_by_index::<String>(0))
+            .transpose()?
+            .unwrap_or_default();
+        tx.execute_unprepared(&format!("SET LOCAL search_path TO {}", quote(schema)))
+            .await?;
+        (self.up)(tx).await?;
+        tx.execute_raw(Statement::from_sql_and_values(
+            sea_orm::DbBackend::Postgres,
+            "SELECT set_config('search_path', $1, true)",
+            [Value::String(Some(before))],
+        ))
+        .await?;
+        Ok(())
+    }
+}
+
+/// A migration error (the migration's message) or a database error, as an [`Error`].
+pub(crate) fn err(e: DbErr, op: &'static str) -> Error {
     match &e {
         DbErr::Migration(m) => Error::backend(format!("migration failed: {m}")).with_source(e),
         _ => map_db_err(e, &Default::default()),

@@ -54,51 +54,65 @@
 //! only. Tables the tenant already has that the library created (their
 //! comment names the entity) count as the tenant's, which also fills the
 //! set of a tenant recorded before sets were stored.
+//!
+//! ## Migrations: every tenant, and every new tenant, at head
+//!
+//! [`Tenants::with_migrator`] gives the group a sea-orm-migration migrator
+//! (see [`crate::migrate`]):
+//!
+//! * [`Tenants::provision`] = create + migrate to head: inside the
+//!   provisioning transaction, under the tenant's lock, the migrator's
+//!   pending migrations run in the tenant's schema (`SET LOCAL
+//!   search_path`), then the registered entities' missing tables are
+//!   created (existing ones verified). A tenant provisioned after a
+//!   migration was added gets it; a provisioning of an existing tenant
+//!   brings it to head; concurrent provisions migrate once.
+//! * [`Tenants::migrate_all`] runs the migrator over every registered
+//!   tenant, [`MigrateAll::concurrency`] at a time on the store's pool,
+//!   each tenant in its own transaction under its lock: a failing tenant
+//!   rolls back alone and is reported ([`TenantOutcome::Failed`]), the
+//!   others go on. [`MigrateAll::dry_run`] reports what each tenant would
+//!   apply and writes nothing; [`MigrateAll::progress`] receives
+//!   [`ProgressEvent`]s.
+//! * The status table `persistence_tenant_migrations`, next to the
+//!   registry, records per tenant the state (`running`, `done`, `failed`),
+//!   the last applied migration, the error and the time (layout:
+//!   `tenant/status.rs`). `done` commits with the migrations, so after a
+//!   crash a rerun finishes the rest and does not write to tenants that
+//!   were finished (they are reported [`TenantOutcome::AtHead`]).
+//! * [`Tenants::migration_status`] (read-only) lists each tenant's applied
+//!   and pending migrations ([`TenantMigrationStatus::is_lagging`]) with its
+//!   status row.
 
 use std::collections::BTreeSet;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use persistence_core::names::{self, NameKind};
 use persistence_core::{Entity, Error, Result};
 use sea_orm::{DatabaseTransaction, IsolationLevel, TransactionTrait};
+use sea_orm_migration::MigratorTrait;
 
+use crate::migrate::DynMigrator;
 use crate::query::{Dialect, quote};
 use crate::repository::RelationalRepository;
 use crate::store::RelationalStore;
 
+mod id;
+mod migrate_all;
 mod registry;
+mod status;
 
+pub use id::TenantId;
+pub use migrate_all::{
+    DEFAULT_CONCURRENCY, MigrateAll, MigrationProgress, MigrationReport, ProgressEvent,
+    TenantMigrationStatus, TenantOutcome, TenantReport,
+};
+pub use status::{MigrationRecord, RunState};
+
+use migrate_all::Runner;
 use registry::{DEFAULT_CONTROL, Registry, Shape};
-
-/// A validated tenant id, usable as a schema name.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct TenantId(String);
-
-impl TenantId {
-    /// Validate with [`persistence_core::names`] ([`NameKind::Tenant`]):
-    /// `^[a-z][a-z0-9_]{0,62}$`, not reserved (`public`,
-    /// `information_schema`, `pg_*`, `admin`, ...).
-    pub fn new(id: impl AsRef<str>) -> Result<TenantId> {
-        let id = id.as_ref();
-        names::validate(NameKind::Tenant, id)?;
-        // A tenant id is also a schema name.
-        names::validate(NameKind::Schema, id)?;
-        Ok(TenantId(id.to_string()))
-    }
-
-    /// The id (also the schema name).
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Display for TenantId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+use status::StatusTable;
 
 /// Finds the tenant of a request or context value.
 pub trait TenantResolver<Ctx: ?Sized>: Send + Sync {
@@ -136,8 +150,10 @@ struct Registered {
 pub struct Tenants {
     base: RelationalStore,
     registry: Registry,
+    status: StatusTable,
     entities: Vec<Registered>,
     allow_fewer: bool,
+    migrator: Option<DynMigrator>,
 }
 
 impl std::fmt::Debug for Tenants {
@@ -149,6 +165,7 @@ impl std::fmt::Debug for Tenants {
                 &self.entities.iter().map(|r| r.name).collect::<Vec<_>>(),
             )
             .field("allow_fewer_entities", &self.allow_fewer)
+            .field("migrator", &self.migrator)
             .finish()
     }
 }
@@ -165,8 +182,10 @@ impl Tenants {
         Ok(Tenants {
             base: store.clone(),
             registry: Registry::new(control),
+            status: StatusTable::new(control),
             entities: Vec::new(),
             allow_fewer: false,
+            migrator: None,
         })
     }
 
@@ -190,6 +209,15 @@ impl Tenants {
     /// them) instead of refusing with a `Config` error.
     pub fn allow_fewer_entities(mut self) -> Self {
         self.allow_fewer = true;
+        self
+    }
+
+    /// Migrate tenants with `M`: [`provision`](Tenants::provision) brings a
+    /// tenant's schema to `M`'s head (before creating the registered
+    /// entities' missing tables), and [`migrate_all`](Tenants::migrate_all) /
+    /// [`migration_status`](Tenants::migration_status) run over every tenant.
+    pub fn with_migrator<M: MigratorTrait + 'static>(mut self) -> Self {
+        self.migrator = Some(DynMigrator::of::<M>());
         self
     }
 
@@ -220,6 +248,11 @@ impl Tenants {
     /// [`allow_fewer_entities`](Tenants::allow_fewer_entities) was called.
     pub async fn provision(&self, tenant: &TenantId) -> Result<()> {
         self.registry.ensure(self.base.connection()).await?;
+        if self.migrator.is_some() {
+            self.status
+                .ensure(self.base.connection(), &self.registry, "provision")
+                .await?;
+        }
         // Under the group's shared lock; again under its exclusive lock when
         // this provisioning adds entities the group does not have yet.
         if !self.provision_once(tenant, false).await? {
@@ -280,6 +313,11 @@ impl Tenants {
         crate::schema::ensure_namespace(&tx, tenant.as_str())
             .await
             .map_err(|e| registry::err(e, OP))?;
+        // The migrations first: they may create or change the entities'
+        // tables, which are then verified (or created when they do not).
+        if let Some(m) = &self.migrator {
+            migrate_all::provision_up(m, &self.status, &tx, tenant.as_str()).await?;
+        }
         let store = self.store(tenant);
         for r in &self.entities {
             (r.setup)(&store, &tx).await?;
@@ -315,6 +353,7 @@ impl Tenants {
         if shape != Shape::Missing {
             self.registry.delete(&tx, tenant.as_str()).await?;
         }
+        self.status.forget(&tx, tenant.as_str(), OP).await?;
         tx.commit().await.map_err(|e| registry::err(e, OP))?;
         Ok(())
     }
@@ -379,40 +418,48 @@ impl Tenants {
         }
     }
 
+    /// Bring every tenant to the migrator's head (see
+    /// [`with_migrator`](Tenants::with_migrator)), `opts.concurrency` tenants
+    /// at once, each in its own transaction under its advisory lock: a
+    /// failing tenant is rolled back alone and reported, the others go on.
+    /// Progress and outcome per tenant are recorded in the status table
+    /// `persistence_tenant_migrations` next to the registry, so a rerun after
+    /// a crash finishes the rest without writing to finished tenants. A dry
+    /// run reports the pending migrations per tenant and writes nothing.
+    ///
+    /// `Config` error without a migrator; `InvalidInput` for a concurrency of 0.
+    pub async fn migrate_all(&self, opts: &MigrateAll) -> Result<MigrationReport> {
+        let runner = self.runner("migrate_tenants")?;
+        let ids = self.list().await?;
+        runner.run(ids, opts).await
+    }
+
+    /// Every tenant with the migrations it has applied and those pending
+    /// ([`TenantMigrationStatus::is_lagging`]) and its status row. Reads only.
+    pub async fn migration_status(&self) -> Result<Vec<TenantMigrationStatus>> {
+        let runner = self.runner("migration_status")?;
+        let ids = self.list().await?;
+        runner.status(ids).await
+    }
+
+    fn runner(&self, op: &'static str) -> Result<Runner<'_>> {
+        let migrator = self.migrator.as_ref().ok_or_else(|| {
+            Error::config("no migrator: build the Tenants with with_migrator::<M>()")
+                .with_operation(op)
+        })?;
+        Ok(Runner {
+            base: &self.base,
+            registry: &self.registry,
+            status: &self.status,
+            migrator,
+        })
+    }
+
     fn registry_foreign(&self, op: &'static str) -> Error {
         Error::config(format!(
             "table {}.\"persistence_tenants\" is not a tenant registry (it has no `id` column)",
             quote(&self.registry.control)
         ))
         .with_operation(op)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tenant_ids() {
-        assert!(TenantId::new("acme_01").is_ok());
-        for bad in [
-            "",
-            "x; DROP SCHEMA public",
-            "\"",
-            "Acme",
-            "1acme",
-            "аcme", // Cyrillic а
-            "acme\u{200b}",
-            "public",
-            "pg_catalog",
-            "pg_toast",
-            "information_schema",
-            "admin",
-            "config",
-            &"a".repeat(64),
-        ] {
-            assert!(TenantId::new(bad).is_err(), "{bad:?}");
-        }
-        assert!(TenantId::new("a".repeat(63)).is_ok());
     }
 }

@@ -63,11 +63,11 @@ pub(super) fn err(e: DbErr, op: &'static str) -> Error {
     map_db_err(e, &Default::default()).with_operation(op)
 }
 
-fn stmt(sql: impl Into<String>, values: Vec<Value>) -> Statement {
+pub(super) fn stmt(sql: impl Into<String>, values: Vec<Value>) -> Statement {
     Statement::from_sql_and_values(sea_orm::DbBackend::Postgres, sql, values)
 }
 
-fn text(v: &str) -> Value {
+pub(super) fn text(v: &str) -> Value {
     Value::String(Some(v.to_string()))
 }
 
@@ -271,6 +271,22 @@ impl Registry {
         .await
         .map(|_| ())
         .map_err(|e| err(e, "provision"))
+    }
+
+    /// Whether `tenant` is registered (any registry shape).
+    pub(super) async fn contains<C: Conn>(
+        &self,
+        c: &C,
+        tenant: &str,
+        op: &'static str,
+    ) -> Result<bool> {
+        c.row(stmt(
+            format!("SELECT 1 FROM {} WHERE \"id\" = $1", self.table),
+            vec![text(tenant)],
+        ))
+        .await
+        .map(|r| r.is_some())
+        .map_err(|e| err(e, op))
     }
 
     /// Forget `tenant`.
