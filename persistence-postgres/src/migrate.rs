@@ -2,7 +2,9 @@
 //!
 //! [`CreateEntityTable<E>`] is the generated initial migration of an entity:
 //! `up` creates its table, constraints and indexes exactly as
-//! `ensure_schema` does, `down` drops the table. Mix it with hand-written
+//! `ensure_schema` does, `down` drops the table. The table gets the library's ownership mark
+//! (see [`crate::schema`]); a table of that name that exists **without** the
+//! mark (another team's) makes `up` fail naming it, and nothing is changed. Mix it with hand-written
 //! `MigrationTrait` migrations in an ordinary sea-orm-migration `Migrator`:
 //!
 //! ```no_run
@@ -37,13 +39,14 @@ use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use persistence_core::names::MANAGED_MARK;
 use persistence_core::{Entity, Error, Result};
 use sea_orm::{ConnectionTrait, DatabaseTransaction, DbErr, Statement, TransactionTrait, Value};
 use sea_orm_migration::{MigrationName, MigrationTrait, MigratorTrait, SchemaManager};
 
 use crate::error::map_db_err;
 use crate::query::{Dialect, quote};
-use crate::schema::TableInfo;
+use crate::schema::{self, TableInfo};
 use crate::store::RelationalStore;
 
 /// The generated initial migration of entity `E`.
@@ -89,8 +92,22 @@ impl<E: Entity> MigrationTrait for CreateEntityTable<E> {
             .ddl(E::meta(), dialect)
             .map_err(|e| DbErr::Migration(e.to_string()))?;
         let conn = manager.get_connection();
+        // Never alter (index, mark) a table the library did not create.
+        if schema::table_owner(conn, &table, E::meta(), dialect).await? == schema::Owner::Foreign {
+            return Err(DbErr::Migration(format!(
+                "{}: table `{}` already exists and was not created by persistence (it has no \
+                 `{MANAGED_MARK}` mark); this migration does not alter it: adopt it \
+                 (SchemaPolicy::Adopt) or mark it yourself, or drop the table",
+                self.name,
+                E::meta().name
+            )));
+        }
         for stmt in ddl {
             conn.execute_unprepared(&stmt).await?;
+        }
+        // PostgreSQL's mark is a statement of the DDL; SQLite's is a row.
+        if dialect == Dialect::Sqlite {
+            schema::mark(conn, &table, E::meta(), dialect).await?;
         }
         Ok(())
     }

@@ -201,7 +201,7 @@ impl TableInfo {
 
 /// Whether a table (or schema) exists and carries the library's mark.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Owner {
+pub(crate) enum Owner {
     Missing,
     Managed,
     Foreign,
@@ -279,7 +279,7 @@ pub(crate) async fn drop_namespace<C: Conn>(c: &C, schema: &str) -> Result<()> {
 }
 
 /// The ownership of the table.
-async fn table_owner<C: Conn>(
+pub(crate) async fn table_owner<C: Conn>(
     c: &C,
     table: &TableInfo,
     meta: &EntityMeta,
@@ -351,7 +351,7 @@ async fn table_owner<C: Conn>(
 }
 
 /// Leave the library's mark on the table.
-async fn mark<C: Conn>(
+pub(crate) async fn mark<C: Conn>(
     c: &C,
     table: &TableInfo,
     meta: &EntityMeta,

@@ -182,3 +182,88 @@ async fn sqlite_up_down_status() {
         std::panic::resume_unwind(e.into_panic());
     }
 }
+
+/// A `notes` table another team made with plain SQL: the generated initial
+/// migration fails naming it, and the table is left exactly as it was (no
+/// ownership mark, no index, no constraint); nothing is recorded as applied.
+async fn refuses_a_foreign_table(store: &RelationalStore) {
+    let create = match (store.dialect(), store.schema()) {
+        (Dialect::Postgres, Some(schema)) => format!(
+            "CREATE TABLE \"{schema}\".\"notes\" (\"id\" bigint PRIMARY KEY, \"author\" text, \"title\" text)"
+        ),
+        _ => "CREATE TABLE \"notes\" (\"id\" INTEGER PRIMARY KEY, \"author\" TEXT, \"title\" TEXT)"
+            .to_string(),
+    };
+    store
+        .connection()
+        .execute_unprepared(&create)
+        .await
+        .expect("foreign table");
+    let before = snapshot(store).await;
+    let err = migrate::up::<Migrator>(store, None)
+        .await
+        .expect_err("another team's table");
+    let text = err.to_string();
+    assert!(
+        text.contains("m0001_create_notes") && text.contains("not created by persistence"),
+        "{text}"
+    );
+    assert_eq!(snapshot(store).await, before, "table unchanged");
+    if let (Dialect::Postgres, Some(schema)) = (store.dialect(), store.schema()) {
+        let comment = store
+            .connection()
+            .query_one_raw(Statement::from_string(
+                store.connection().get_database_backend(),
+                format!(
+                    "SELECT to_regclass('\"{schema}\".\"notes\"') IS NOT NULL, \
+                     COALESCE(obj_description(to_regclass('\"{schema}\".\"notes\"'), 'pg_class'), '')"
+                ),
+            ))
+            .await
+            .expect("comment")
+            .and_then(|r| {
+                Some((
+                    r.try_get_by_index::<bool>(0).ok()?,
+                    r.try_get_by_index::<String>(1).ok()?,
+                ))
+            });
+        assert_eq!(
+            comment,
+            Some((true, String::new())),
+            "exists, not marked as the library's"
+        );
+    }
+    assert!(
+        migrate::status::<Migrator>(store)
+            .await
+            .expect("status")
+            .iter()
+            .all(|(_, applied)| !applied)
+    );
+}
+
+#[tokio::test]
+async fn postgres_initial_migration_leaves_a_foreign_table_alone() {
+    let Some(store) = pg_store().await else {
+        return;
+    };
+    let s = store.clone();
+    let outcome = tokio::spawn(async move { refuses_a_foreign_table(&s).await }).await;
+    store.drop_schema().await.expect("drop schema");
+    store.close().await;
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
+
+#[tokio::test]
+async fn sqlite_initial_migration_leaves_a_foreign_table_alone() {
+    let (store, path) = sqlite_store().await;
+    let s = store.clone();
+    let outcome = tokio::spawn(async move { refuses_a_foreign_table(&s).await }).await;
+    store.close().await;
+    remove_sqlite(&path);
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}

@@ -76,3 +76,18 @@ impl Conn for DatabaseTransaction {
         self.execute_raw(stmt).await
     }
 }
+
+/// What a migration's `SchemaManager` runs on (a connection or a transaction).
+impl Conn for sea_orm::DatabaseExecutor<'_> {
+    async fn rows(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
+        self.query_all_raw(stmt).await
+    }
+
+    async fn row(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
+        self.query_one_raw(stmt).await
+    }
+
+    async fn exec(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
+        self.execute_raw(stmt).await
+    }
+}
