@@ -63,31 +63,24 @@ impl Conn for DatabaseConnection {
     }
 }
 
-impl Conn for DatabaseTransaction {
-    async fn rows(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
-        self.query_all_raw(stmt).await
-    }
+/// `Conn` through sea-orm's generic raw calls (a transaction, or what a
+/// migration's `SchemaManager` runs on: a connection or a transaction).
+macro_rules! conn_via_raw {
+    ($($ty:ty),+) => {$(
+        impl Conn for $ty {
+            async fn rows(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
+                self.query_all_raw(stmt).await
+            }
 
-    async fn row(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
-        self.query_one_raw(stmt).await
-    }
+            async fn row(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
+                self.query_one_raw(stmt).await
+            }
 
-    async fn exec(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
-        self.execute_raw(stmt).await
-    }
+            async fn exec(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
+                self.execute_raw(stmt).await
+            }
+        }
+    )+};
 }
 
-/// What a migration's `SchemaManager` runs on (a connection or a transaction).
-impl Conn for sea_orm::DatabaseExecutor<'_> {
-    async fn rows(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
-        self.query_all_raw(stmt).await
-    }
-
-    async fn row(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
-        self.query_one_raw(stmt).await
-    }
-
-    async fn exec(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
-        self.execute_raw(stmt).await
-    }
-}
+conn_via_raw!(DatabaseTransaction, sea_orm::DatabaseExecutor<'_>);
