@@ -94,9 +94,9 @@ mod singleflight;
 pub mod tags;
 
 pub use builder::CacheLayerBuilder;
-pub use config::{EntityTtl, L1Config};
+pub use config::{EntityTtl, FailSafe, L1Config, ReadPolicy};
 #[cfg(feature = "redis")]
 pub use layer::L2Status;
 pub use layer::{CacheLayer, CacheStatus};
 pub use metrics::Stats;
-pub use repository::CachedRepository;
+pub use repository::{CachedRepository, Served};

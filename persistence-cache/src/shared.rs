@@ -9,7 +9,7 @@ use std::time::Duration;
 
 #[cfg(feature = "redis")]
 use crate::backplane::Backplane;
-use crate::config::{EntityTtl, L1Config};
+use crate::config::{EntityTtl, L1Config, ReadPolicy};
 #[cfg(feature = "redis")]
 use crate::l2::L2;
 #[cfg(feature = "redis")]
@@ -23,6 +23,8 @@ pub(crate) struct Shared {
     pub default_ttl: EntityTtl,
     pub per_entity: HashMap<String, EntityTtl>,
     pub per_entity_l1: HashMap<String, L1Config>,
+    pub default_read: ReadPolicy,
+    pub per_entity_read: HashMap<String, ReadPolicy>,
     pub jitter: f64,
     pub l1: Option<L1Config>,
     #[cfg(feature = "redis")]
