@@ -52,6 +52,19 @@ impl Shared {
         }
     }
 
+    /// Whether this instance's L1 hears every invalidation that concerns it,
+    /// so that a stale copy still under its generation key is the newest
+    /// value: always without L2 (one process); with L2 only while a
+    /// backplane is connected (without one, other instances' writes never
+    /// reach L1, and the fail-safe does not serve stale copies).
+    pub(crate) fn stale_coherent(&self) -> bool {
+        #[cfg(feature = "redis")]
+        if self.l2.is_some() {
+            return self.backplane.as_ref().is_some_and(|bp| bp.connected());
+        }
+        true
+    }
+
     /// `ttl` shortened by up to the jitter fraction, so entries loaded
     /// together do not expire together.
     pub(crate) fn jittered(&self, ttl: Duration) -> Duration {

@@ -1,7 +1,8 @@
 //! The fail-safe never serves a value another instance has invalidated
 //! since: instance A keeps a stale copy, instance B writes through its own
 //! cache, the backplane carries the invalidation, and A's failed load then
-//! fails instead of serving the copy.
+//! fails instead of serving the copy. With L2 and no backplane, nothing
+//! stale is served at all (other instances' writes would not reach L1).
 mod common;
 
 use std::time::{Duration, Instant};
@@ -76,5 +77,28 @@ async fn another_instances_write_poisons_the_stale_copy() {
     switch.fail_with(Some(|| Error::unavailable("down")));
     let out = a.get_served(&1).await;
     assert!(out.is_err(), "served a value B deleted: {out:?}");
+    common::delete_keys(&common::redis_url().expect("redis"), &prefix).await;
+}
+
+#[tokio::test]
+async fn with_l2_and_no_backplane_nothing_stale_is_served() {
+    let prefix = common::prefix("stalenobp");
+    let Some(layer) = common::layer_with(Levels::Both, &prefix, |b| b.jitter(0.0)) else {
+        return;
+    };
+    let mem = MemoryRepository::<Item>::new();
+    mem.insert(&item(1, "v1", 1)).await.expect("insert");
+    let (flaky, switch) = Flaky::new(mem);
+    let ttl = Duration::from_millis(100);
+    let a = layer
+        .wrap(flaky)
+        .with_ttl(EntityTtl::new(ttl, ttl))
+        .with_read_policy(ReadPolicy::default().fail_safe(FailSafe::new(Duration::from_secs(600))))
+        .expect("policy");
+    assert_eq!(a.get_served(&1).await.expect("get").1, Served::Fresh);
+    tokio::time::sleep(ttl * 2).await;
+    switch.fail_with(Some(|| Error::unavailable("down")));
+    assert!(a.get_served(&1).await.is_err());
+    assert_eq!(a.stats().stale_served, 0);
     common::delete_keys(&common::redis_url().expect("redis"), &prefix).await;
 }

@@ -119,7 +119,10 @@ async fn postgres_outage_is_served_from_stale_within_max_age() {
     let stats = repo.stats();
     assert!(stats.stale_served >= rounds * 9, "{stats:?}");
     // Reloads were tried, then throttled: at most a few per key, not one per read.
-    assert!(stats.load_errors >= 9 && stats.load_errors < rounds * 9, "{stats:?}");
+    assert!(
+        stats.load_errors >= 9 && stats.load_errors < rounds * 9,
+        "{stats:?}"
+    );
     // The write to id 2 is never shadowed by the value it replaced.
     let e = repo.get(&2).await.expect_err("id 2 has no servable copy");
     assert!(
@@ -132,7 +135,9 @@ async fn postgres_outage_is_served_from_stale_within_max_age() {
     let p = pg.clone();
     blocking(move || {
         p.start_server();
-        p.psql(&format!("UPDATE {SCHEMA}.cache_items SET n = 7 WHERE id = 3"));
+        p.psql(&format!(
+            "UPDATE {SCHEMA}.cache_items SET n = 7 WHERE id = 3"
+        ));
     })
     .await;
     tokio::time::sleep(throttle + Duration::from_millis(200)).await;

@@ -66,7 +66,10 @@ impl<E: Entity, R: Repository<E> + 'static> CachedRepository<E, R> {
                     }
                     return Ok((hit.value, Served::Fresh));
                 }
-                if policy.fail_safe.is_some() && hit.is_servable_stale(now) {
+                if policy.fail_safe.is_some()
+                    && hit.is_servable_stale(now)
+                    && inner.shared.stale_coherent()
+                {
                     stale = Some(hit);
                 }
             }

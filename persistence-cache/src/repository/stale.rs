@@ -8,8 +8,11 @@
 //!   key is not reloaded meanwhile. Other errors are never masked.
 //! * With a soft or hard timeout the load runs in its own task: the reader
 //!   stops waiting at the soft timeout (stale value) or the hard timeout
-//!   (nothing stale: a `Timeout` error) and the load finishes in the
-//!   background, filling the cache.
+//!   (the stale value if any, else a `Timeout` error) and the load finishes
+//!   in the background, filling the cache.
+//! * With L2, stale copies are served only while the backplane is
+//!   connected (`Shared::stale_coherent`): without it, other instances'
+//!   writes never reach this L1.
 //! * A fresh hit past the eager-refresh fraction of its TTL starts one
 //!   background reload (one per entry, joined with any other load of the
 //!   key through the single flight).
@@ -74,7 +77,12 @@ impl<E: Entity, R: Repository<E> + 'static> CachedRepository<E, R> {
                 let joined = match tokio::time::timeout(bound, &mut task).await {
                     Ok(joined) => Some(joined),
                     Err(_) if current(&stale) => {
-                        inner.record(Event::SoftTimeout);
+                        // (Without a soft timeout, the hard one: stale beats an error.)
+                        inner.record(if policy.soft_timeout.is_some() {
+                            Event::SoftTimeout
+                        } else {
+                            Event::HardTimeout
+                        });
                         inner.record(Event::StaleServed);
                         return Ok((
                             stale.map(|s| s.value).ok_or_else(unexpected)?,
