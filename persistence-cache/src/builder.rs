@@ -14,7 +14,7 @@ use crate::backplane::Backplane;
 use crate::config::{
     DEFAULT_DEGRADED_TTL, DEFAULT_HEARTBEAT, DEFAULT_MAX_QUEUED, HEARTBEAT_TIMEOUT_TICKS,
 };
-use crate::config::{EntityTtl, L1Config};
+use crate::config::{EntityTtl, L1Config, ReadPolicy};
 #[cfg(feature = "redis")]
 use crate::connect::RedisEndpoint;
 use crate::keys::validate_prefix;
@@ -39,6 +39,8 @@ pub struct CacheLayerBuilder {
     ttl: EntityTtl,
     per_entity: HashMap<String, EntityTtl>,
     per_entity_l1: HashMap<String, L1Config>,
+    read: ReadPolicy,
+    per_entity_read: HashMap<String, ReadPolicy>,
     jitter: f64,
     l1: Option<L1Config>,
     db_label: Option<String>,
@@ -65,6 +67,8 @@ impl Default for CacheLayerBuilder {
             ttl: EntityTtl::new(Duration::from_secs(300), Duration::from_secs(30)),
             per_entity: HashMap::new(),
             per_entity_l1: HashMap::new(),
+            read: ReadPolicy::default(),
+            per_entity_read: HashMap::new(),
             jitter: 0.1,
             l1: Some(L1Config::default()),
             db_label: None,
@@ -125,6 +129,18 @@ impl CacheLayerBuilder {
     /// Needs L1.
     pub fn entity_l1(mut self, entity: &str, config: L1Config) -> Self {
         self.per_entity_l1.insert(entity.to_string(), config);
+        self
+    }
+    /// Default [read policy](ReadPolicy): fail-safe, soft / hard load
+    /// timeouts, eager refresh (all off unless set).
+    pub fn read_policy(mut self, policy: ReadPolicy) -> Self {
+        self.read = policy;
+        self
+    }
+    /// The read policy of one entity type (by its logical name); others use
+    /// [`read_policy`](Self::read_policy)'s.
+    pub fn entity_read_policy(mut self, entity: &str, policy: ReadPolicy) -> Self {
+        self.per_entity_read.insert(entity.to_string(), policy);
         self
     }
     /// No L1 (L2 only).
@@ -216,6 +232,11 @@ impl CacheLayerBuilder {
             t.validate()
                 .map_err(|e| Error::config(format!("{} (entity {entity})", e.message())))?;
         }
+        self.read.validate()?;
+        for (entity, p) in &self.per_entity_read {
+            p.validate()
+                .map_err(|e| Error::config(format!("{} (entity {entity})", e.message())))?;
+        }
         if self.l1.is_none() && !self.per_entity_l1.is_empty() {
             return Err(Error::config(
                 "per-entity L1 settings were given to a layer without L1",
@@ -244,6 +265,8 @@ impl CacheLayerBuilder {
             default_ttl: self.ttl,
             per_entity: self.per_entity,
             per_entity_l1: self.per_entity_l1,
+            default_read: self.read,
+            per_entity_read: self.per_entity_read,
             jitter: self.jitter,
             tags,
             l1: self.l1,

@@ -117,6 +117,122 @@ impl EntityTtl {
     }
 }
 
+/// Default [`FailSafe::throttle`].
+pub const DEFAULT_FAIL_SAFE_THROTTLE: Duration = Duration::from_secs(30);
+
+/// Fail-safe of one entity type: when a load fails with a retryable error
+/// (`Unavailable`, `Timeout`, an open circuit breaker), the last value
+/// cached in L1 is served instead of the error if it is younger than
+/// `max_age` (counted from when this instance cached it) and still the
+/// newest by the generation rules (no write or invalidation since, from
+/// this or another instance). Non-retryable errors are never masked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FailSafe {
+    /// Oldest value served after a failed load; L1 keeps entries this long
+    /// (at least their TTL) so that they can be.
+    pub max_age: Duration,
+    /// After a failed load, the key is not reloaded for this long (the stale
+    /// value answers at once); default [`DEFAULT_FAIL_SAFE_THROTTLE`].
+    pub throttle: Duration,
+}
+
+impl FailSafe {
+    /// Fail-safe up to `max_age`, with the default throttle.
+    pub fn new(max_age: Duration) -> Self {
+        FailSafe {
+            max_age,
+            throttle: DEFAULT_FAIL_SAFE_THROTTLE,
+        }
+    }
+
+    /// With another throttle.
+    #[must_use]
+    pub fn with_throttle(mut self, throttle: Duration) -> Self {
+        self.throttle = throttle;
+        self
+    }
+}
+
+/// How reads of one entity type behave when loads fail or are slow: the
+/// [fail-safe](FailSafe), soft and hard load timeouts and eager refresh.
+/// Everything is off by default (reads behave as without it). Applies to
+/// reads through the single-key path (`get`, `find`, `find_one`, `count`,
+/// `exists`), not to `get_many`.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+#[non_exhaustive]
+pub struct ReadPolicy {
+    /// Serve the last value when a load fails (None: off).
+    pub fail_safe: Option<FailSafe>,
+    /// A load slower than this returns the stale value (if the fail-safe
+    /// kept one) at once and finishes in the background, refreshing the
+    /// cache (None: wait). Needs `fail_safe`.
+    pub soft_timeout: Option<Duration>,
+    /// A load slower than this, with nothing stale to serve, fails with a
+    /// retryable `Timeout` and finishes in the background (None: wait).
+    pub hard_timeout: Option<Duration>,
+    /// A hit past this fraction of its L1 TTL (in `(0, 1)`, e.g. 0.8) starts
+    /// one background reload, so hot keys do not miss on expiry (None: off).
+    pub eager_refresh: Option<f64>,
+}
+
+impl ReadPolicy {
+    /// With this fail-safe.
+    #[must_use]
+    pub fn fail_safe(mut self, fail_safe: FailSafe) -> Self {
+        self.fail_safe = Some(fail_safe);
+        self
+    }
+
+    /// With this soft load timeout.
+    #[must_use]
+    pub fn soft_timeout(mut self, timeout: Duration) -> Self {
+        self.soft_timeout = Some(timeout);
+        self
+    }
+
+    /// With this hard load timeout.
+    #[must_use]
+    pub fn hard_timeout(mut self, timeout: Duration) -> Self {
+        self.hard_timeout = Some(timeout);
+        self
+    }
+
+    /// With eager refresh at this fraction of the TTL.
+    #[must_use]
+    pub fn eager_refresh(mut self, fraction: f64) -> Self {
+        self.eager_refresh = Some(fraction);
+        self
+    }
+
+    /// `Config` error naming the setting (its YAML name) unless every
+    /// duration is positive, `eager_refresh` is in `(0, 1)`, `soft_timeout`
+    /// is shorter than `hard_timeout` and has a `fail_safe` to serve from.
+    pub fn validate(&self) -> persistence_core::Result<()> {
+        let err = |m: &str| Err(persistence_core::Error::config(m.to_string()));
+        let named = [
+            ("fail_safe.max_age", self.fail_safe.map(|f| f.max_age)),
+            ("fail_safe.throttle", self.fail_safe.map(|f| f.throttle)),
+            ("soft_timeout", self.soft_timeout),
+            ("hard_timeout", self.hard_timeout),
+        ];
+        if let Some((key, _)) = named.iter().find(|(_, d)| d.is_some_and(|d| d.is_zero())) {
+            return err(&format!("cache {key} must be positive"));
+        }
+        if self.eager_refresh.is_some_and(|f| !(f > 0.0 && f < 1.0)) {
+            return err("cache eager_refresh must be a fraction of the TTL in (0, 1)");
+        }
+        if self.soft_timeout.is_some() && self.fail_safe.is_none() {
+            return err("cache soft_timeout needs fail_safe (the stale value it answers with)");
+        }
+        if let (Some(s), Some(h)) = (self.soft_timeout, self.hard_timeout) {
+            if s >= h {
+                return err("cache soft_timeout must be shorter than hard_timeout");
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Default longest L1 lifetime while the backplane is disconnected.
 #[cfg(feature = "redis")]
 pub const DEFAULT_DEGRADED_TTL: Duration = Duration::from_secs(1);

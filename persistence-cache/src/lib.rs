@@ -21,6 +21,13 @@
 //!   its result where later reads could see it.
 //! * Fail-safe: Redis failures are absorbed (reads fall through, writes still
 //!   invalidate L1); after an outage, L2 entries older than it are dropped.
+//! * Stale values ([`ReadPolicy`], all off by default): the source
+//!   fail-safe (a retryable load failure is answered with the last value,
+//!   within a max age, never past a write or invalidation), soft / hard load
+//!   timeouts, eager refresh; [`CachedRepository::get_served`] says whether
+//!   an answer was [`Served::Stale`].
+//! * L1 hits are cooperative (they consume tokio's task budget), so tasks
+//!   doing only hits never starve a runtime's workers.
 //! * Tags: [`CacheLayer::get_or_load_tagged`] / [`CacheLayer::invalidate_tag`]
 //!   for computed values, O(tagged items) via Redis sets (see [`tags`]).
 //! * Backplane: cross-instance L1 invalidation over Redis pub/sub, with a
@@ -96,11 +103,11 @@ mod singleflight;
 pub mod tags;
 
 pub use builder::CacheLayerBuilder;
-pub use config::{EntityTtl, L1Config};
+pub use config::{EntityTtl, FailSafe, L1Config, ReadPolicy};
 #[cfg(feature = "redis")]
 pub use connect::{RedisEndpoint, RedisTls};
 #[cfg(feature = "redis")]
 pub use layer::L2Status;
 pub use layer::{CacheLayer, CacheStatus};
 pub use metrics::Stats;
-pub use repository::CachedRepository;
+pub use repository::{CachedRepository, Served};

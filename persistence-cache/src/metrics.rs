@@ -30,6 +30,14 @@ pub mod names {
     pub const L2_ERRORS: &str = "persistence_cache_l2_errors_total";
     /// Entries that failed to decode and were treated as misses (label: entity).
     pub const DECODE_ERRORS: &str = "persistence_cache_decode_errors_total";
+    /// Reads answered with a stale value by the fail-safe or a soft timeout (label: entity).
+    pub const STALE_SERVED: &str = "persistence_cache_stale_served_total";
+    /// Loads that outlived the soft timeout; a stale value answered (label: entity).
+    pub const SOFT_TIMEOUTS: &str = "persistence_cache_soft_timeouts_total";
+    /// Loads that outlived the hard timeout; the read failed with `Timeout` (label: entity).
+    pub const HARD_TIMEOUTS: &str = "persistence_cache_hard_timeouts_total";
+    /// Background reloads started by eager refresh (label: entity).
+    pub const EAGER_REFRESHES: &str = "persistence_cache_eager_refreshes_total";
 }
 
 /// A snapshot of one cached repository's counters.
@@ -58,6 +66,14 @@ pub struct Stats {
     pub l2_errors: u64,
     /// Entries that failed to decode.
     pub decode_errors: u64,
+    /// Reads answered with a stale value (fail-safe, soft timeout).
+    pub stale_served: u64,
+    /// Loads past the soft timeout.
+    pub soft_timeouts: u64,
+    /// Loads past the hard timeout.
+    pub hard_timeouts: u64,
+    /// Eager background refreshes started.
+    pub eager_refreshes: u64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -74,6 +90,10 @@ pub(crate) enum Event {
     L2Error,
     #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     DecodeError,
+    StaleServed,
+    SoftTimeout,
+    HardTimeout,
+    EagerRefresh,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -107,6 +127,10 @@ pub(crate) struct Counters {
     stale_sets_prevented: AtomicU64,
     l2_errors: AtomicU64,
     decode_errors: AtomicU64,
+    stale_served: AtomicU64,
+    soft_timeouts: AtomicU64,
+    hard_timeouts: AtomicU64,
+    eager_refreshes: AtomicU64,
 }
 
 impl Counters {
@@ -134,6 +158,10 @@ impl Counters {
             ),
             Event::L2Error => (&self.l2_errors, names::L2_ERRORS, None),
             Event::DecodeError => (&self.decode_errors, names::DECODE_ERRORS, None),
+            Event::StaleServed => (&self.stale_served, names::STALE_SERVED, None),
+            Event::SoftTimeout => (&self.soft_timeouts, names::SOFT_TIMEOUTS, None),
+            Event::HardTimeout => (&self.hard_timeouts, names::HARD_TIMEOUTS, None),
+            Event::EagerRefresh => (&self.eager_refreshes, names::EAGER_REFRESHES, None),
         };
         slot.fetch_add(1, Relaxed);
         match (level, &self.db) {
@@ -163,6 +191,10 @@ impl Counters {
             stale_sets_prevented: self.stale_sets_prevented.load(Relaxed),
             l2_errors: self.l2_errors.load(Relaxed),
             decode_errors: self.decode_errors.load(Relaxed),
+            stale_served: self.stale_served.load(Relaxed),
+            soft_timeouts: self.soft_timeouts.load(Relaxed),
+            hard_timeouts: self.hard_timeouts.load(Relaxed),
+            eager_refreshes: self.eager_refreshes.load(Relaxed),
         }
     }
 }

@@ -21,8 +21,17 @@
 //! tokens are replaced, which makes every L2 entry written before the outage
 //! dead — they are **dropped**, not revalidated.
 //!
+//! # Stale values (source fail-safe, load timeouts, eager refresh)
+//! With a [`ReadPolicy`] fail-safe, L1 keeps an entry past its TTL (until
+//! its max age) under the same generation key: it stays reachable only
+//! while no write or invalidation (local, or from another instance through
+//! the backplane) has moved the generation, so a stale value is never older
+//! than the last acknowledged write. It is served only when a load fails
+//! with a retryable error or outlives the soft timeout; see `stale`.
+//!
 //! This file holds the types, the public methods and the `Repository` impl;
-//! `entries` the L1 entries and generations, `read` the read path,
+//! `entries` the L1 entries and generations, `read` the read path, `stale`
+//! the fail-safe, load timeouts and eager refresh,
 //! `write` the invalidation after writes, `l2` (feature `redis`) the Redis side and its
 //! fail-safe.
 
@@ -41,7 +50,7 @@ use persistence_core::{
 #[cfg(feature = "redis")]
 use crate::backplane::Receiver;
 use crate::codec::Cached;
-use crate::config::EntityTtl;
+use crate::config::{EntityTtl, ReadPolicy};
 use crate::keys::{Keys, QueryOp};
 #[cfg(feature = "redis")]
 use crate::l2::L2;
@@ -54,6 +63,7 @@ mod entries;
 #[cfg(feature = "redis")]
 mod l2;
 mod read;
+mod stale;
 mod write;
 
 pub(crate) struct Inner<E: Entity, R> {
@@ -66,6 +76,7 @@ pub(crate) struct Inner<E: Entity, R> {
     #[cfg(feature = "redis")]
     pub(crate) l2: Option<Arc<L2>>,
     ttl: EntityTtl,
+    read: ReadPolicy,
     gens: Gens,
     flights: Flights<Cached<E>>,
     pub(crate) counters: Arc<Counters>,
@@ -88,6 +99,20 @@ pub struct CachedRepository<E: Entity, R> {
     pub(crate) inner: Arc<Inner<E, R>>,
     /// TTLs of this handle (None: the entity type's).
     ttl: Option<EntityTtl>,
+    /// Read policy of this handle (None: the entity type's).
+    read: Option<ReadPolicy>,
+}
+
+/// Whether a read was answered with a fresh value or a stale one (see
+/// [`CachedRepository::get_served`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Served {
+    /// A cached value within its TTL, or one just loaded.
+    Fresh,
+    /// A value past its TTL, served by the fail-safe (the load failed with a
+    /// retryable error, or is throttled after one) or because the load
+    /// outlived the soft timeout. Still the newest by the generation rules.
+    Stale,
 }
 
 impl<E: Entity, R> Clone for CachedRepository<E, R> {
@@ -95,6 +120,7 @@ impl<E: Entity, R> Clone for CachedRepository<E, R> {
         CachedRepository {
             inner: self.inner.clone(),
             ttl: self.ttl,
+            read: self.read,
         }
     }
 }
@@ -114,6 +140,7 @@ impl<E: Entity, R: Repository<E> + 'static> CachedRepository<E, R> {
     pub(crate) fn new(shared: Arc<Shared>, repo: R) -> Self {
         let repo = CachedRepository {
             ttl: None,
+            read: None,
             inner: Arc::new(Inner::new(shared, repo)),
         };
         #[cfg(feature = "redis")]
@@ -130,11 +157,49 @@ impl<E: Entity, R: Repository<E> + 'static> CachedRepository<E, R> {
         CachedRepository {
             inner: self.inner.clone(),
             ttl: Some(ttl),
+            read: self.read,
         }
+    }
+
+    /// A handle on the same cache whose reads follow this [`ReadPolicy`]
+    /// (fail-safe, load timeouts, eager refresh); `policy` must be valid
+    /// ([`ReadPolicy::validate`]), else the error comes back here.
+    pub fn with_read_policy(&self, policy: ReadPolicy) -> Result<Self> {
+        policy.validate()?;
+        Ok(CachedRepository {
+            inner: self.inner.clone(),
+            ttl: self.ttl,
+            read: Some(policy),
+        })
     }
 
     pub(super) fn ttls(&self) -> EntityTtl {
         self.ttl.unwrap_or(self.inner.ttl)
+    }
+
+    /// The read policy of this handle.
+    pub fn read_policy(&self) -> ReadPolicy {
+        self.read.unwrap_or(self.inner.read)
+    }
+
+    /// `get`, and whether the answer was fresh or [stale](Served::Stale)
+    /// (served by the fail-safe or after a soft timeout).
+    pub async fn get_served(&self, id: &E::Id) -> Result<(Option<E>, Served)> {
+        let Some(v) = norm_id::<E>(id) else {
+            return Ok((self.inner.repo.get(id).await?, Served::Fresh));
+        };
+        let key = self.inner.keys.entity(&v);
+        let id = id.clone();
+        let (loaded, served) = self
+            .read_served(key, Kind::Entity, move |inner| async move {
+                inner.repo.get(&id).await.map(Cached::Entity)
+            })
+            .await?;
+        match loaded {
+            // A soft-deleted entity is never served, whatever a cache holds.
+            Cached::Entity(e) => Ok((e.filter(persistence_core::lifecycle::visible), served)),
+            _ => Err(unexpected()),
+        }
     }
 
     /// The wrapped repository.
@@ -199,6 +264,11 @@ impl<E: Entity, R: Repository<E> + 'static> Inner<E, R> {
             .get(meta.name)
             .copied()
             .unwrap_or(shared.default_ttl);
+        let read = shared
+            .per_entity_read
+            .get(meta.name)
+            .copied()
+            .unwrap_or(shared.default_read);
         Inner {
             repo,
             keys: Keys::new(&shared.prefix, meta),
@@ -208,6 +278,7 @@ impl<E: Entity, R: Repository<E> + 'static> Inner<E, R> {
             l1,
             l1_bytes: l1_config.is_some_and(|c| c.max_bytes.is_some()),
             ttl,
+            read,
             gens: Gens::new(),
             flights: Flights::new(),
             counters,
@@ -260,21 +331,7 @@ impl<E: Entity, R: Repository<E> + 'static> Repository<E> for CachedRepository<E
     }
 
     async fn get(&self, id: &E::Id) -> Result<Option<E>> {
-        let Some(v) = norm_id::<E>(id) else {
-            return self.inner.repo.get(id).await;
-        };
-        let key = self.inner.keys.entity(&v);
-        let id = id.clone();
-        let loaded = self
-            .read(key, Kind::Entity, move |inner| async move {
-                inner.repo.get(&id).await.map(Cached::Entity)
-            })
-            .await?;
-        match loaded {
-            // A soft-deleted entity is never served, whatever a cache holds.
-            Cached::Entity(e) => Ok(e.filter(persistence_core::lifecycle::visible)),
-            _ => Err(unexpected()),
-        }
+        self.get_served(id).await.map(|(e, _)| e)
     }
 
     async fn get_many(&self, ids: &[E::Id]) -> Result<Vec<E>> {

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 #[cfg(feature = "redis")]
 use crate::backplane::Backplane;
-use crate::config::{EntityTtl, L1Config};
+use crate::config::{EntityTtl, L1Config, ReadPolicy};
 #[cfg(feature = "redis")]
 use crate::l2::L2;
 #[cfg(feature = "redis")]
@@ -23,6 +23,8 @@ pub(crate) struct Shared {
     pub default_ttl: EntityTtl,
     pub per_entity: HashMap<String, EntityTtl>,
     pub per_entity_l1: HashMap<String, L1Config>,
+    pub default_read: ReadPolicy,
+    pub per_entity_read: HashMap<String, ReadPolicy>,
     pub jitter: f64,
     pub l1: Option<L1Config>,
     #[cfg(feature = "redis")]
@@ -48,6 +50,19 @@ impl Shared {
         if !self.outbox.is_empty() || !self.tags.pending_is_empty() {
             self.outbox.poke();
         }
+    }
+
+    /// Whether this instance's L1 hears every invalidation that concerns it,
+    /// so that a stale copy still under its generation key is the newest
+    /// value: always without L2 (one process); with L2 only while a
+    /// backplane is connected (without one, other instances' writes never
+    /// reach L1, and the fail-safe does not serve stale copies).
+    pub(crate) fn stale_coherent(&self) -> bool {
+        #[cfg(feature = "redis")]
+        if self.l2.is_some() {
+            return self.backplane.as_ref().is_some_and(|bp| bp.connected());
+        }
+        true
     }
 
     /// `ttl` shortened by up to the jitter fraction, so entries loaded

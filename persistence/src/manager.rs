@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::config::{ConfigLoader, DatabaseKind, PersistenceConfig, Probe, detect};
-use persistence_cache::{CacheLayer, EntityTtl, Stats as CacheStats};
+use persistence_cache::{CacheLayer, EntityTtl, ReadPolicy, Stats as CacheStats};
 use persistence_core::layer::{CircuitBreaker, LeakDetector, PoolProbe};
 use persistence_core::{Error, Result};
 #[cfg(feature = "mongo")]
@@ -52,7 +52,7 @@ type StatsFn = Arc<dyn Fn() -> CacheStats + Send + Sync>;
 type LayerKey = (String, Option<String>, bool);
 
 /// Effective TTLs by database and entity name, with their layer's key.
-type CacheTtls = HashMap<(String, &'static str), (LayerKey, EntityTtl)>;
+type CacheTtls = HashMap<(String, &'static str), (LayerKey, EntityTtl, ReadPolicy)>;
 
 /// Cache layers by database, L2 database and backplane setting.
 type CacheLayers = HashMap<LayerKey, CacheLayer>;

@@ -3,8 +3,9 @@
 //! what a read keys on ([`Kind`]) and what a write touched ([`Target`]).
 
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use moka::Expiry;
 use persistence_core::{Entity, Error, Value};
@@ -16,9 +17,38 @@ const STRIPES: usize = 1024;
 #[derive(Clone)]
 pub(crate) struct L1Entry<E> {
     pub(crate) value: Cached<E>,
+    /// How long moka keeps it: its TTL, or the fail-safe's max age.
     pub(super) ttl: Duration,
     /// Units or encoded bytes (see `Inner::l1_weight`).
     pub(super) weight: u32,
+    /// When it was cached (eager refresh counts from here).
+    pub(super) loaded_at: Instant,
+    /// Fresh (served as a hit) until then; afterwards only the fail-safe
+    /// may serve it, until `keep_until`.
+    pub(super) fresh_until: Instant,
+    /// End of its fail-safe life (None: no fail-safe; never served stale).
+    pub(super) keep_until: Option<Instant>,
+    /// A stale value kept fresh for the fail-safe throttle: served, flagged stale.
+    pub(super) stale: bool,
+    /// An eager refresh was started for it (one per entry).
+    pub(super) refreshing: Arc<AtomicBool>,
+}
+
+impl<E> L1Entry<E> {
+    pub(super) fn is_fresh(&self, now: Instant) -> bool {
+        now < self.fresh_until
+    }
+
+    /// Expired, but the fail-safe may still serve it.
+    pub(super) fn is_servable_stale(&self, now: Instant) -> bool {
+        self.keep_until.is_some_and(|k| now < k)
+    }
+
+    /// Past `fraction` of its fresh life: time for an eager refresh.
+    pub(super) fn refresh_due(&self, now: Instant, fraction: f64) -> bool {
+        let life = self.fresh_until.saturating_duration_since(self.loaded_at);
+        !self.stale && now >= self.loaded_at + life.mul_f64(fraction)
+    }
 }
 
 pub(super) struct L1Expiry;

@@ -175,6 +175,7 @@ impl<E: Entity, R: Repository<E> + 'static> Inner<E, R> {
         missing: Vec<(E::Id, String, String)>,
         found: &mut HashMap<String, Option<E>>,
         ttls: EntityTtl,
+        keep: Option<Duration>,
     ) -> (Vec<(E::Id, String, String)>, Option<(u64, u64)>) {
         if missing.is_empty() {
             return (missing, None);
@@ -206,7 +207,8 @@ impl<E: Entity, R: Repository<E> + 'static> Inner<E, R> {
                     match hit {
                         Some(e) => {
                             self.record(Event::Hit(Level::L2));
-                            self.l1_put(&key, Kind::Entity, local, Cached::Entity(e.clone()), ttls)
+                            let value = Cached::Entity(e.clone());
+                            self.l1_put(&key, Kind::Entity, local, value, ttls, keep)
                                 .await;
                             found.insert(key, e);
                         }

@@ -9,16 +9,16 @@ use std::future::Future;
 #[cfg(feature = "redis")]
 use std::ops::ControlFlow;
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
-use futures_util::FutureExt as _;
 use persistence_core::{Entity, Repository, Result};
 
 use crate::codec::Cached;
 use crate::config::EntityTtl;
 use crate::metrics::{Event, Level};
 use crate::repository::entries::{Kind, L1Entry, norm_id};
-use crate::repository::{CachedRepository, Inner};
+use crate::repository::{CachedRepository, Inner, Served};
 
 impl<E: Entity, R: Repository<E> + 'static> CachedRepository<E, R> {
     pub(super) async fn read<F, Fut>(&self, key: String, kind: Kind, load: F) -> Result<Cached<E>>
@@ -26,27 +26,56 @@ impl<E: Entity, R: Repository<E> + 'static> CachedRepository<E, R> {
         F: FnOnce(Arc<Inner<E, R>>) -> Fut + Send + 'static,
         Fut: Future<Output = Result<Cached<E>>> + Send + 'static,
     {
+        self.read_served(key, kind, load).await.map(|(v, _)| v)
+    }
+
+    /// L1 under the current local generation (a fresh hit, maybe starting
+    /// an eager refresh), else a shared load (see `super::stale` for the
+    /// fail-safe and the load timeouts).
+    pub(super) async fn read_served<F, Fut>(
+        &self,
+        key: String,
+        kind: Kind,
+        load: F,
+    ) -> Result<(Cached<E>, Served)>
+    where
+        F: FnOnce(Arc<Inner<E, R>>) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<Cached<E>>> + Send + 'static,
+    {
         let inner = &self.inner;
-        let local = match kind {
-            Kind::Entity => inner.gens.entity_key(&key),
-            Kind::Query => inner.gens.query_key(&key),
-        };
+        let policy = self.read_policy();
+        let local = inner.local_key(&key, kind);
+        let mut stale = None;
         if let Some(l1) = &inner.l1 {
-            if let Some(hit) = l1.get(&local).await {
-                inner.record(Event::Hit(Level::L1));
-                return Ok(hit.value);
+            let hit = l1.get(&local).await;
+            // moka answers at once: without this, tasks doing only L1 hits
+            // never yield and can starve the runtime's workers.
+            tokio::task::coop::consume_budget().await;
+            if let Some(hit) = hit {
+                let now = Instant::now();
+                if hit.is_fresh(now) {
+                    inner.record(Event::Hit(Level::L1));
+                    if hit.stale {
+                        inner.record(Event::StaleServed);
+                        return Ok((hit.value, Served::Stale));
+                    }
+                    if let Some(f) = policy.eager_refresh {
+                        if hit.refresh_due(now, f) && !hit.refreshing.swap(true, Ordering::SeqCst) {
+                            self.refresh(key, local, kind, load);
+                        }
+                    }
+                    return Ok((hit.value, Served::Fresh));
+                }
+                if policy.fail_safe.is_some()
+                    && hit.is_servable_stale(now)
+                    && inner.shared.stale_coherent()
+                {
+                    stale = Some(hit);
+                }
             }
             inner.record(Event::Miss(Level::L1));
         }
-        let me = inner.clone();
-        let flight_key = local.clone();
-        let ttl = self.ttls();
-        inner
-            .flights
-            .run(flight_key, move || {
-                async move { me.fill(key, local, kind, ttl, load).await }.boxed()
-            })
-            .await
+        self.load_or_stale(key, local, kind, stale, load).await
     }
 
     /// `get_many`: L1, then one L2 lookup for the rest, then one load for
@@ -54,6 +83,7 @@ impl<E: Entity, R: Repository<E> + 'static> CachedRepository<E, R> {
     pub(super) async fn read_many(&self, ids: &[E::Id]) -> Result<Vec<E>> {
         let inner = &self.inner;
         let ttls = self.ttls();
+        let keep = self.read_policy().fail_safe.map(|f| f.max_age);
         // Key every id, collapsing duplicates.
         let mut order: Vec<(E::Id, String)> = Vec::with_capacity(ids.len());
         let mut seen = HashSet::with_capacity(ids.len());
@@ -71,7 +101,9 @@ impl<E: Entity, R: Repository<E> + 'static> CachedRepository<E, R> {
         for (id, key) in &order {
             let local = inner.gens.entity_key(key);
             if let Some(l1) = &inner.l1 {
-                if let Some(hit) = l1.get(&local).await {
+                let hit = l1.get(&local).await;
+                tokio::task::coop::consume_budget().await;
+                if let Some(hit) = hit.filter(|h| h.is_fresh(Instant::now())) {
                     if let Cached::Entity(e) = hit.value {
                         inner.record(Event::Hit(Level::L1));
                         found.insert(key.clone(), e);
@@ -83,7 +115,7 @@ impl<E: Entity, R: Repository<E> + 'static> CachedRepository<E, R> {
             missing.push((id.clone(), key.clone(), local));
         }
         #[cfg(feature = "redis")]
-        let (missing, store) = inner.l2_fetch_many(missing, &mut found, ttls).await;
+        let (missing, store) = inner.l2_fetch_many(missing, &mut found, ttls, keep).await;
         if !missing.is_empty() {
             inner.record(Event::Load);
             let want: Vec<E::Id> = missing.iter().map(|(id, _, _)| id.clone()).collect();
@@ -106,8 +138,9 @@ impl<E: Entity, R: Repository<E> + 'static> CachedRepository<E, R> {
                 if let Some((_, stamp)) = store {
                     l2_items.push((key.clone(), stamp, Cached::Entity(e.clone())));
                 }
+                let value = Cached::Entity(e.clone());
                 inner
-                    .l1_put(&key, Kind::Entity, local, Cached::Entity(e.clone()), ttls)
+                    .l1_put(&key, Kind::Entity, local, value, ttls, keep)
                     .await;
                 found.insert(key, e);
             }
@@ -133,14 +166,16 @@ impl<E: Entity, R: Repository<E> + 'static> Inner<E, R> {
             .l1_ttl(self.shared.jittered(ttl.l1(value.is_negative())))
     }
 
-    fn local_key(&self, key: &str, kind: Kind) -> String {
+    pub(super) fn local_key(&self, key: &str, kind: Kind) -> String {
         match kind {
             Kind::Entity => self.gens.entity_key(key),
             Kind::Query => self.gens.query_key(key),
         }
     }
 
-    /// Store in L1 under `local` unless a write has moved the generation since.
+    /// Store in L1 under `local` unless a write has moved the generation
+    /// since; kept (for the fail-safe) until `keep` when that is longer
+    /// than its TTL.
     pub(super) async fn l1_put(
         &self,
         key: &str,
@@ -148,6 +183,7 @@ impl<E: Entity, R: Repository<E> + 'static> Inner<E, R> {
         local: String,
         value: Cached<E>,
         ttl: EntityTtl,
+        keep: Option<Duration>,
     ) {
         let Some(l1) = &self.l1 else { return };
         if self.local_key(key, kind) != local {
@@ -157,16 +193,34 @@ impl<E: Entity, R: Repository<E> + 'static> Inner<E, R> {
         let Some(weight) = self.l1_weight(&value) else {
             return;
         };
-        let ttl = self.l1_ttl_for(&value, ttl);
-        l1.insert(local, L1Entry { value, ttl, weight }).await;
+        let fresh = self.l1_ttl_for(&value, ttl);
+        // The backplane's degraded cap bounds the fail-safe life too.
+        let kept = keep.map(|k| self.shared.l1_ttl(k.max(fresh)));
+        let now = Instant::now();
+        let entry = L1Entry {
+            value,
+            ttl: kept.unwrap_or(fresh),
+            weight,
+            loaded_at: now,
+            fresh_until: now + fresh,
+            keep_until: kept.map(|k| now + k),
+            stale: false,
+            refreshing: Arc::new(AtomicBool::new(false)),
+        };
+        l1.insert(local, entry).await;
     }
 
-    async fn fill<F, Fut>(
+    /// Load `key` (L2 first) and store the result where its generation is
+    /// still current. `refresh`: reload even if L1 holds a fresh entry.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn fill<F, Fut>(
         self: Arc<Self>,
         key: String,
         local: String,
         kind: Kind,
         ttl: EntityTtl,
+        keep: Option<Duration>,
+        refresh: bool,
         load: F,
     ) -> Result<Cached<E>>
     where
@@ -174,15 +228,17 @@ impl<E: Entity, R: Repository<E> + 'static> Inner<E, R> {
         Fut: Future<Output = Result<Cached<E>>>,
     {
         // A flight that finished just before this one started has filled L1.
-        if let Some(l1) = &self.l1 {
+        if let (Some(l1), false) = (&self.l1, refresh) {
             if let Some(hit) = l1.get(&local).await {
-                return Ok(hit.value);
+                if hit.is_fresh(Instant::now()) && !hit.stale {
+                    return Ok(hit.value);
+                }
             }
         }
         #[cfg(feature = "redis")]
         let store = match self.l2_fetch(&key, kind).await {
             ControlFlow::Break(v) => {
-                self.l1_put(&key, kind, local, v.clone(), ttl).await;
+                self.l1_put(&key, kind, local, v.clone(), ttl, keep).await;
                 return Ok(v);
             }
             ControlFlow::Continue(store) => store,
@@ -200,7 +256,8 @@ impl<E: Entity, R: Repository<E> + 'static> Inner<E, R> {
             self.l2_store(l2, token, vec![(key.clone(), stamp, value.clone())], ttl)
                 .await;
         }
-        self.l1_put(&key, kind, local, value.clone(), ttl).await;
+        self.l1_put(&key, kind, local, value.clone(), ttl, keep)
+            .await;
         Ok(value)
     }
 }

@@ -5,6 +5,8 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+pub mod flaky;
+
 use persistence_cache::{CacheLayer, CacheLayerBuilder};
 use persistence_core::query::Cursor;
 use persistence_core::{

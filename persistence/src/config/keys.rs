@@ -19,6 +19,26 @@ pub const CACHE_L2_TTL: &str = "l2_ttl";
 /// the L2 encoding's size) for the entity type (each cached entity type has
 /// its own L1); default none: 10000 entries (a `find` result counts its rows).
 pub const CACHE_L1_MAX_BYTES: &str = "l1_max_bytes";
+/// Cache policy: fail-safe on source failure, `{ max_age, throttle }`: a
+/// load failing with a retryable error (`Unavailable`, `Timeout`, breaker
+/// open) is answered with the last cached value if younger than `max_age`
+/// and not invalidated since; the key is then not reloaded for `throttle`
+/// (default 30s). Default: off.
+pub const CACHE_FAIL_SAFE: &str = "fail_safe";
+/// Fail-safe: oldest value served after a failed load (required).
+pub const CACHE_FAIL_SAFE_MAX_AGE: &str = "max_age";
+/// Fail-safe: no reload of a key for this long after a failed one (default 30s).
+pub const CACHE_FAIL_SAFE_THROTTLE: &str = "throttle";
+/// Cache policy: a load slower than this answers with the fail-safe's stale
+/// value at once and finishes in the background (needs `fail_safe`;
+/// default: none).
+pub const CACHE_SOFT_TIMEOUT: &str = "soft_timeout";
+/// Cache policy: a load slower than this, with nothing stale to serve, fails
+/// with `Timeout` and finishes in the background (default: none).
+pub const CACHE_HARD_TIMEOUT: &str = "hard_timeout";
+/// Cache policy: a hit past this fraction of its TTL, in (0, 1), starts one
+/// background reload (default: off).
+pub const CACHE_EAGER_REFRESH: &str = "eager_refresh";
 /// Cache (top level, `default` or per entity): cross-instance L1
 /// invalidation over Redis pub/sub; default `true` where L2 is set.
 pub const CACHE_BACKPLANE: &str = "backplane";

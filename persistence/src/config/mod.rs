@@ -22,6 +22,7 @@
 //!   default: { ttl: 5m, negative_ttl: 30s, l2: cache }
 //!   entities:
 //!     users: { ttl: 1m, l2: cache }
+//!     products: { ttl: 1m, l2: cache, fail_safe: { max_age: 1h, throttle: 30s }, soft_timeout: 100ms, hard_timeout: 2s, eager_refresh: 0.8 }
 //!     audit_rows: { ttl: 1m, l2: cache, backplane: false }
 //!   backplane: true          # default with L2: cross-instance L1 invalidation
 //!   heartbeat: 250ms
@@ -45,6 +46,7 @@
 mod detect;
 pub mod keys;
 mod load;
+mod read_policy;
 mod secret;
 mod validate;
 
@@ -57,6 +59,7 @@ use serde::{Deserialize, Serialize};
 
 pub use detect::{Detection, Probe, detect};
 pub use load::{ConfigLoader, interpolate};
+pub use read_policy::{FailSafeSettings, Fraction};
 pub use secret::Secret;
 
 /// The backend of a named database.
@@ -355,6 +358,26 @@ pub struct CachePolicy {
     /// the `cache.backplane` setting, else on whenever `l2` is set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backplane: Option<bool>,
+    /// Fail-safe on source failure ([`keys::CACHE_FAIL_SAFE`]); unset: off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fail_safe: Option<FailSafeSettings>,
+    /// Soft load timeout ([`keys::CACHE_SOFT_TIMEOUT`]); unset: none.
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub soft_timeout: Option<Duration>,
+    /// Hard load timeout ([`keys::CACHE_HARD_TIMEOUT`]); unset: none.
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub hard_timeout: Option<Duration>,
+    /// Eager refresh ([`keys::CACHE_EAGER_REFRESH`]); unset: off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eager_refresh: Option<Fraction>,
     /// Disable caching for this entity.
     #[serde(default)]
     pub disabled: bool,

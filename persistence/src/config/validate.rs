@@ -161,6 +161,11 @@ impl PersistenceConfig {
                     )));
                 }
             }
+            // The rules live with the cache layer's ReadPolicy (defined once).
+            policy.read_policy().validate().map_err(|e| {
+                let rule = e.message().trim_start_matches("cache ");
+                persistence_core::Error::config(format!("cache.{path}.{rule}"))
+            })?;
             if policy.l1_max_bytes == Some(0) {
                 return Err(persistence_core::Error::config(format!(
                     "cache.{path}.{} must be greater than zero",

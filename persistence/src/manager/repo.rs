@@ -92,7 +92,18 @@ impl Persistence {
                     e.message()
                 ))
             })?;
-            let cached = layer.wrap(layered).with_ttl(ttl);
+            let read = policy.read_policy();
+            let cached = layer
+                .wrap(layered)
+                .with_ttl(ttl)
+                .with_read_policy(read)
+                .map_err(|e| {
+                    Error::config(format!(
+                        "cache policy of {}: {}",
+                        E::meta().name,
+                        e.message()
+                    ))
+                })?;
             let handle = cached.clone();
             if let Ok(mut stats) = self.cache_stats.lock() {
                 stats.insert(
@@ -106,7 +117,7 @@ impl Persistence {
                     policy.l2.clone(),
                     self.config.cache.backplane_for(&policy),
                 );
-                ttls.insert((name.to_string(), E::meta().name), (layer_key, ttl));
+                ttls.insert((name.to_string(), E::meta().name), (layer_key, ttl, read));
             }
             Arc::new(cached)
         };

@@ -10,7 +10,7 @@ use crate::database::ping;
 use crate::failover::Topology;
 use crate::health::{DatabaseHealth, HealthReport, HealthState};
 use crate::pool::PoolStatus;
-use persistence_cache::{CacheStatus, EntityTtl, L1Config, Stats as CacheStats};
+use persistence_cache::{CacheStatus, EntityTtl, L1Config, ReadPolicy, Stats as CacheStats};
 
 /// The state of one cache layer built by the manager ([`Persistence::cache_status`]).
 #[derive(Debug, Clone)]
@@ -28,13 +28,16 @@ pub struct CacheLayerStatus {
 }
 
 /// The settings one cached entity type got ([`CacheLayerStatus::entities`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct CachedEntityStatus {
     /// Effective TTLs: `ttl`, `negative_ttl`, `l1_ttl`, `l2_ttl`
     /// ([`EntityTtl::l1`] / [`EntityTtl::l2`] resolve the defaults).
     pub ttl: EntityTtl,
     /// Its L1 settings (`max_bytes`: `l1_max_bytes`).
     pub l1: Option<L1Config>,
+    /// Its read policy (`fail_safe`, `soft_timeout`, `hard_timeout`,
+    /// `eager_refresh`).
+    pub read: ReadPolicy,
 }
 
 impl Persistence {
@@ -67,11 +70,12 @@ impl Persistence {
                 status: layer.status(),
                 entities: ttls
                     .iter()
-                    .filter(|(_, (k, _))| k == key)
-                    .map(|((_, entity), (_, ttl))| {
+                    .filter(|(_, (k, _, _))| k == key)
+                    .map(|((_, entity), (_, ttl, read))| {
                         let status = CachedEntityStatus {
                             ttl: *ttl,
                             l1: layer.entity_l1(entity),
+                            read: *read,
                         };
                         ((*entity).to_string(), status)
                     })

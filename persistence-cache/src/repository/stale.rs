@@ -1,0 +1,181 @@
+//! Stale values: the source fail-safe, soft and hard load timeouts and
+//! eager refresh (see [`crate::ReadPolicy`]).
+//!
+//! * A load that fails with a retryable error (`Unavailable`, `Timeout`,
+//!   which an open circuit breaker also answers) is answered with the L1
+//!   entry kept past its TTL, if it is younger than the fail-safe's max age;
+//!   the entry is then kept fresh (flagged stale) for the throttle, so the
+//!   key is not reloaded meanwhile. Other errors are never masked.
+//! * With a soft or hard timeout the load runs in its own task: the reader
+//!   stops waiting at the soft timeout (stale value) or the hard timeout
+//!   (the stale value if any, else a `Timeout` error) and the load finishes
+//!   in the background, filling the cache.
+//! * With L2, stale copies are served only while the backplane is
+//!   connected (`Shared::stale_coherent`): without it, other instances'
+//!   writes never reach this L1.
+//! * A fresh hit past the eager-refresh fraction of its TTL starts one
+//!   background reload (one per entry, joined with any other load of the
+//!   key through the single flight).
+//!
+//! Stale entries live under the same generation key as fresh ones, so a
+//! write or invalidation (local, backplane) makes them unreachable at once.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::FutureExt as _;
+use persistence_core::{Entity, Error, ErrorKind, Repository, Result};
+
+use crate::codec::Cached;
+use crate::metrics::Event;
+use crate::repository::entries::{Kind, L1Entry, unexpected};
+use crate::repository::{CachedRepository, Inner, Served};
+
+/// Whether the fail-safe may answer `e` with a stale value.
+fn masked(e: &Error) -> bool {
+    matches!(e.kind(), ErrorKind::Unavailable | ErrorKind::Timeout) && e.is_retryable()
+}
+
+impl<E: Entity, R: Repository<E> + 'static> CachedRepository<E, R> {
+    /// The miss path of a read: the shared load, bounded by the soft / hard
+    /// timeout when set, falling back on `stale` (an expired L1 entry the
+    /// fail-safe may serve) when the load fails with a retryable error or
+    /// outlives the soft timeout.
+    pub(super) async fn load_or_stale<F, Fut>(
+        &self,
+        key: String,
+        local: String,
+        kind: Kind,
+        stale: Option<L1Entry<E>>,
+        load: F,
+    ) -> Result<(Cached<E>, Served)>
+    where
+        F: FnOnce(Arc<Inner<E, R>>) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<Cached<E>>> + Send + 'static,
+    {
+        let inner = &self.inner;
+        let policy = self.read_policy();
+        let (ttl, keep) = (self.ttls(), policy.fail_safe.map(|f| f.max_age));
+        let bound = match (&stale, policy.soft_timeout, policy.hard_timeout) {
+            (Some(_), Some(soft), _) => Some(soft),
+            (_, _, hard) => hard,
+        };
+        let me = inner.clone();
+        let (k, l) = (key.clone(), local.clone());
+        let make = move || async move { me.fill(k, l, kind, ttl, keep, false, load).await }.boxed();
+        // Still the newest value? A write during the load moved the generation.
+        let current = |s: &Option<L1Entry<E>>| s.is_some() && inner.local_key(&key, kind) == local;
+        let runtime = tokio::runtime::Handle::try_current().ok();
+        let out = match (bound, runtime) {
+            (Some(bound), Some(rt)) => {
+                // Its own task, so that the load outlives a reader that stops waiting.
+                let me = inner.clone();
+                let flight_key = local.clone();
+                let mut task = rt.spawn(async move { me.flights.run(flight_key, make).await });
+                let started = Instant::now();
+                let joined = match tokio::time::timeout(bound, &mut task).await {
+                    Ok(joined) => Some(joined),
+                    Err(_) if current(&stale) => {
+                        // (Without a soft timeout, the hard one: stale beats an error.)
+                        inner.record(if policy.soft_timeout.is_some() {
+                            Event::SoftTimeout
+                        } else {
+                            Event::HardTimeout
+                        });
+                        inner.record(Event::StaleServed);
+                        return Ok((
+                            stale.map(|s| s.value).ok_or_else(unexpected)?,
+                            Served::Stale,
+                        ));
+                    }
+                    // The soft timeout passed but the stale value is dead: wait up to the hard one.
+                    Err(_) => match policy.hard_timeout {
+                        Some(hard) if hard > started.elapsed() => {
+                            tokio::time::timeout(hard - started.elapsed(), &mut task)
+                                .await
+                                .ok()
+                        }
+                        Some(_) => None,
+                        None => Some(task.await),
+                    },
+                };
+                match joined {
+                    Some(Ok(out)) => out,
+                    Some(Err(e)) => Err(Error::backend(format!("cache load task failed: {e}"))),
+                    None => {
+                        inner.record(Event::HardTimeout);
+                        return Err(Error::timeout(format!(
+                            "loading {} into the cache exceeded hard_timeout; it goes on in the background",
+                            E::meta().name
+                        )));
+                    }
+                }
+            }
+            _ => inner.flights.run(local.clone(), make).await,
+        };
+        match out {
+            Ok(v) => Ok((v, Served::Fresh)),
+            Err(e) if masked(&e) && current(&stale) => {
+                let Some(s) = stale else { return Err(e) };
+                let throttle = policy.fail_safe.map_or(Duration::ZERO, |f| f.throttle);
+                tracing::debug!(entity = E::meta().name, error = %e, "load failed; the fail-safe serves the stale value");
+                let value = s.value.clone();
+                inner.keep_stale(&key, kind, local, s, throttle).await;
+                inner.record(Event::StaleServed);
+                Ok((value, Served::Stale))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Start one background reload of `key` (eager refresh).
+    pub(super) fn refresh<F, Fut>(&self, key: String, local: String, kind: Kind, load: F)
+    where
+        F: FnOnce(Arc<Inner<E, R>>) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<Cached<E>>> + Send + 'static,
+    {
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let inner = self.inner.clone();
+        let (ttl, keep) = (self.ttls(), self.read_policy().fail_safe.map(|f| f.max_age));
+        inner.record(Event::EagerRefresh);
+        rt.spawn(async move {
+            let me = inner.clone();
+            let flight_key = local.clone();
+            let make = move || {
+                async move { me.fill(key, local, kind, ttl, keep, true, load).await }.boxed()
+            };
+            if let Err(e) = inner.flights.run(flight_key, make).await {
+                tracing::debug!(entity = E::meta().name, error = %e, "eager cache refresh failed");
+            }
+        });
+    }
+}
+
+impl<E: Entity, R: Repository<E> + 'static> Inner<E, R> {
+    /// After a failed load: keep `entry` fresh (flagged stale) for the
+    /// throttle, within its fail-safe life, unless a write has moved the
+    /// generation since.
+    async fn keep_stale(
+        &self,
+        key: &str,
+        kind: Kind,
+        local: String,
+        mut entry: L1Entry<E>,
+        throttle: Duration,
+    ) {
+        let (Some(l1), Some(keep_until)) = (&self.l1, entry.keep_until) else {
+            return;
+        };
+        let now = Instant::now();
+        if self.local_key(key, kind) != local || now >= keep_until {
+            return;
+        }
+        entry.ttl = keep_until - now;
+        entry.fresh_until = (now + throttle).min(keep_until);
+        entry.stale = true;
+        l1.insert(local, entry).await;
+    }
+}
