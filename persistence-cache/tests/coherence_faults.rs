@@ -286,6 +286,14 @@ async fn fault_case(fault: Fault) {
         Fault::Restart => server.stop_with("-TERM"),
     }
     tokio::time::sleep(Duration::from_millis(2500)).await;
+    // On a loaded machine the writer may not have reached Redis's failure
+    // yet after 2.5 s: wait for the event (a write queued), not for a time.
+    wait_for(
+        "a write during the outage is queued",
+        Duration::from_secs(30),
+        || la.status().queued_invalidations > 0,
+    )
+    .await;
     let queued_during = la.status().queued_invalidations;
     let up_at = Instant::now();
     match fault {
