@@ -46,6 +46,8 @@ impl Backend for CachedMongo {
         if let Some(url) = &self.url {
             common::delete_keys(url, self.layer.prefix()).await;
         }
+        // Stop the driver's workers before this case's runtime goes away.
+        self.store.close().await;
     }
 }
 

@@ -33,6 +33,8 @@ impl Backend for Mongo {
         if let Err(e) = self.store.drop_database().await {
             eprintln!("dropping the test database failed: {e}");
         }
+        // Stop the driver's workers before this case's runtime goes away.
+        self.store.close().await;
     }
 }
 
