@@ -259,6 +259,11 @@ impl<E: Entity, R: Repository<E> + 'static> Repository<E> for CachedRepository<E
         self.inner.repo.ensure_schema().await
     }
 
+    /// Not cached: always asks the repository below.
+    async fn verify_schema(&self) -> Result<persistence_core::SchemaReport> {
+        self.inner.repo.verify_schema().await
+    }
+
     async fn get(&self, id: &E::Id) -> Result<Option<E>> {
         let Some(v) = norm_id::<E>(id) else {
             return self.inner.repo.get(id).await;

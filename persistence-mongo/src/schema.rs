@@ -91,12 +91,14 @@ use crate::error::{DUPLICATE_KEY, NAMESPACE_EXISTS, map, map_plain, server_code}
 
 mod index;
 mod validator;
+mod verify;
 
 pub use index::{PartialIndex, index_model};
 pub use validator::{Validation, ValidationAction, ValidationLevel, json_schema, shape_schema};
 
 use index::same;
 use validator::validation_fields;
+pub(crate) use verify::verify;
 
 /// Create the collection (with its validator), the validator update and the indexes of `meta` (idempotent).
 pub async fn ensure(
