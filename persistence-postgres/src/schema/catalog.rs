@@ -84,11 +84,13 @@ const PG_INDEXES: &str = "SELECT c.relname::text, i.indisunique OR i.indisprimar
    FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid \
    WHERE i.indrelid = to_regclass($1) ORDER BY c.relname";
 
-const SQLITE_COLUMNS: &str = "SELECT name, type, \"notnull\" <> 0, \
-     (dflt_value IS NOT NULL OR hidden IN (2, 3) \
-      OR (pk = 1 AND upper(type) = 'INTEGER' \
-          AND (SELECT count(*) FROM pragma_table_info(?1) WHERE pk > 0) = 1)) \
-   FROM pragma_table_xinfo(?1) WHERE hidden <> 1 ORDER BY cid";
+/// SQLite: an `INTEGER PRIMARY KEY` column is the rowid: never null,
+/// assigned when left out.
+const SQLITE_COLUMNS: &str = "SELECT name, type, \
+     (\"notnull\" <> 0 OR rowid_alias), (dflt_value IS NOT NULL OR hidden IN (2, 3) OR rowid_alias) \
+   FROM (SELECT *, (pk = 1 AND upper(type) = 'INTEGER' \
+          AND (SELECT count(*) FROM pragma_table_info(?1) WHERE pk > 0) = 1) AS rowid_alias \
+         FROM pragma_table_xinfo(?1) WHERE hidden <> 1) ORDER BY cid";
 
 const SQLITE_INDEXES: &str = "SELECT il.name, il.\"unique\" <> 0, \
      (SELECT group_concat(x.name, ',') FROM \
