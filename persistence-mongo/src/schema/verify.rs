@@ -79,6 +79,16 @@ pub(crate) async fn verify(
                 ));
                 return Ok(report);
             };
+            if spec.get_str("type") == Ok("view") {
+                report.push(Difference::new(
+                    K::MissingTable,
+                    &target,
+                    "",
+                    format!("a collection for entity `{}`", meta.name),
+                    "a view",
+                ));
+                return Ok(report);
+            }
             if let Some(v) = validation {
                 let options = spec.get_document("options").cloned().unwrap_or_default();
                 validator_differences(&mut report, meta, v, &options);
