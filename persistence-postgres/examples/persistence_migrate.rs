@@ -1,14 +1,22 @@
-//! `persistence-migrate`: run the example migrations against a URL.
+//! `persistence-migrate`: run the example migrations against a URL, or
+//! verify the example entities' tables against their metadata.
 //!
 //! ```text
 //! cargo run -p persistence-postgres --example persistence-migrate -- status
+//! cargo run -p persistence-postgres --example persistence-migrate -- verify --url postgres://postgres@127.0.0.1/postgres --schema app
 //! cargo run -p persistence-postgres --example persistence-migrate -- up --url postgres://postgres@127.0.0.1/postgres --schema app
 //! cargo run -p persistence-postgres --example persistence-migrate -- down --steps 1
 //! ```
 //!
 //! The URL defaults to `DATABASE_URL`, else a SQLite file `persistence-demo.db`.
 //! An application copies this file and lists its own migrations in `Migrator`.
-use persistence_core::Entity;
+//!
+//! `verify` runs `Repository::verify_schema` for every entity listed in
+//! `verify_all` (read-only: nothing is created or changed) and prints one
+//! line per difference (`error: ...`, `warning: ...`, `info: ...`), or one
+//! "matches" line per entity. Exit code 0 when there are only `info` lines,
+//! 1 when there is an error or a warning, 2 on bad usage.
+use persistence_core::{Entity, Repository, SchemaReport, Severity};
 use persistence_postgres::migrate::{self, CreateEntityTable};
 use persistence_postgres::sea_orm_migration::prelude::*;
 use persistence_postgres::{RelationalConfig, RelationalStore};
@@ -63,9 +71,14 @@ impl MigratorTrait for Migrator {
     }
 }
 
+/// The reports of every entity this application registers.
+async fn verify_all(store: &RelationalStore) -> persistence_core::Result<Vec<SchemaReport>> {
+    Ok(vec![store.repository::<Account>().verify_schema().await?])
+}
+
 fn usage() -> ! {
     eprintln!(
-        "usage: persistence-migrate <up|down|status> [--url URL] [--schema NAME] [--steps N]"
+        "usage: persistence-migrate <up|down|status|verify> [--url URL] [--schema NAME] [--steps N]"
     );
     std::process::exit(2)
 }
@@ -95,6 +108,26 @@ async fn main() {
             std::process::exit(1)
         }
     };
+    if command == "verify" {
+        let reports = verify_all(&store).await;
+        store.close().await;
+        match reports {
+            Err(e) => {
+                eprintln!("error: {e}");
+                std::process::exit(1);
+            }
+            Ok(reports) => {
+                for r in &reports {
+                    println!("{r}");
+                }
+                let drift = reports
+                    .iter()
+                    .flat_map(|r| &r.differences)
+                    .any(|d| d.severity >= Severity::Warning);
+                std::process::exit(i32::from(drift));
+            }
+        }
+    }
     let outcome = match command.as_str() {
         "up" => migrate::up::<Migrator>(&store, steps).await,
         "down" => migrate::down::<Migrator>(&store, steps).await,
