@@ -80,6 +80,10 @@
 //! [`SchemaPolicy::VerifyOnly`] creates and changes nothing (a missing
 //! collection is a `Config` error). `MongoStore::drop_database` and tenant
 //! removal drop only marked databases / collections.
+//!
+//! `verify_schema` (module `verify`) is the read-only comparison of the
+//! collection, its indexes and its validator with the declaration, one
+//! [`Difference`](persistence_core::Difference) each, whoever made it.
 
 use bson::{Document, doc};
 use futures_util::TryStreamExt as _;

@@ -46,6 +46,11 @@
 //! * **`VerifyOnly`**: nothing is created or changed; a missing table is a
 //!   `Config` error, an existing one is verified as above.
 //!
+//! `verify_schema` (module `drift`, catalog reads in `catalog`) is the full,
+//! read-only comparison: types, nullability, extra columns, the primary key,
+//! uniques and indexes with their partial conditions, one
+//! [`Difference`](persistence_core::Difference) each, whoever made the table.
+//!
 //! [`RelationalStore::drop_schema`](crate::RelationalStore::drop_schema)
 //! and tenant drops refuse a schema without the mark (and never touch a
 //! reserved name such as `public`). Tables and schemas created before the
