@@ -211,7 +211,8 @@ impl SchemaReport {
 
     /// Sort errors first (stable: the order found within a severity is kept).
     pub fn sorted(mut self) -> Self {
-        self.differences.sort_by(|a, b| b.severity.cmp(&a.severity));
+        self.differences
+            .sort_by_key(|d| std::cmp::Reverse(d.severity));
         self
     }
 
