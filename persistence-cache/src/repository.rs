@@ -330,6 +330,11 @@ impl<E: Entity, R: Repository<E> + 'static> Repository<E> for CachedRepository<E
         self.inner.repo.ensure_schema().await
     }
 
+    /// Not cached: always asks the repository below.
+    async fn verify_schema(&self) -> Result<persistence_core::SchemaReport> {
+        self.inner.repo.verify_schema().await
+    }
+
     async fn get(&self, id: &E::Id) -> Result<Option<E>> {
         self.get_served(id).await.map(|(e, _)| e)
     }

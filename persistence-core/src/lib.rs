@@ -68,6 +68,7 @@ extern crate self as persistence_core;
 
 pub mod aggregate;
 pub mod copy;
+pub mod drift;
 pub mod entity;
 pub mod error;
 pub mod filter;
@@ -87,6 +88,7 @@ pub mod conformance;
 
 pub use aggregate::{AggFn, Aggregate, AggregateExt, GroupBy};
 pub use copy::{CopyOptions, CopyReport, copy_all};
+pub use drift::{Difference, DifferenceKind, SchemaReport, Severity};
 pub use entity::{
     Embedded, Entity, EntityId, EntityMeta, FieldKind, FieldMeta, FieldType, IndexMeta, Managed,
     NestedField, ScalarType, Shape,

@@ -16,6 +16,7 @@ use futures_util::StreamExt as _;
 use std::pin::Pin;
 
 use crate::aggregate::GroupBy;
+use crate::drift::SchemaReport;
 use crate::entity::Entity;
 use crate::error::Result;
 use crate::filter::Filter;
@@ -108,6 +109,12 @@ pub trait Repository<E: Entity>: Send + Sync {
 
     /// Create the table / collection, constraints and indexes if missing (idempotent).
     fn ensure_schema(&self) -> impl Future<Output = Result<()>> + Send;
+
+    /// Compare the live table / collection with the entity metadata and
+    /// report every difference (see [`crate::drift`]). Read-only: never
+    /// creates or alters anything. `Err` only when the check itself could
+    /// not run (server unreachable, ...); a missing table is a difference.
+    fn verify_schema(&self) -> impl Future<Output = Result<SchemaReport>> + Send;
 
     /// The entity with this id.
     fn get(&self, id: &E::Id) -> impl Future<Output = Result<Option<E>>> + Send;
@@ -224,6 +231,8 @@ pub trait DynRepository<E: Entity>: Send + Sync {
     fn capabilities(&self) -> Capabilities;
     /// See [`Repository::ensure_schema`].
     async fn ensure_schema(&self) -> Result<()>;
+    /// See [`Repository::verify_schema`].
+    async fn verify_schema(&self) -> Result<SchemaReport>;
     /// See [`Repository::get`].
     async fn get(&self, id: &E::Id) -> Result<Option<E>>;
     /// See [`Repository::get_many`].
@@ -287,6 +296,9 @@ impl<E: Entity, R: Repository<E>> DynRepository<E> for R {
     }
     async fn ensure_schema(&self) -> Result<()> {
         Repository::ensure_schema(self).await
+    }
+    async fn verify_schema(&self) -> Result<SchemaReport> {
+        Repository::verify_schema(self).await
     }
     async fn get(&self, id: &E::Id) -> Result<Option<E>> {
         Repository::get(self, id).await
@@ -359,6 +371,9 @@ impl<E: Entity> Repository<E> for Arc<dyn DynRepository<E> + '_> {
     }
     async fn ensure_schema(&self) -> Result<()> {
         (**self).ensure_schema().await
+    }
+    async fn verify_schema(&self) -> Result<SchemaReport> {
+        (**self).verify_schema().await
     }
     async fn get(&self, id: &E::Id) -> Result<Option<E>> {
         (**self).get(id).await

@@ -252,6 +252,16 @@ impl<E: Entity> Repository<E> for MongoRepository<E> {
         Ok(())
     }
 
+    async fn verify_schema(&self) -> Result<persistence_core::SchemaReport> {
+        schema::verify(
+            &self.coll,
+            E::meta(),
+            self.validation.as_ref(),
+            &self.partial_indexes,
+        )
+        .await
+    }
+
     async fn get(&self, id: &E::Id) -> Result<Option<E>> {
         let id = id_to_bson::<E>(id)?;
         let filter = self.live(doc! { "_id": id }, "get")?;

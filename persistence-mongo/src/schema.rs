@@ -80,6 +80,10 @@
 //! [`SchemaPolicy::VerifyOnly`] creates and changes nothing (a missing
 //! collection is a `Config` error). `MongoStore::drop_database` and tenant
 //! removal drop only marked databases / collections.
+//!
+//! `verify_schema` (module `verify`) is the read-only comparison of the
+//! collection, its indexes and its validator with the declaration, one
+//! [`Difference`](persistence_core::Difference) each, whoever made it.
 
 use bson::{Document, doc};
 use futures_util::TryStreamExt as _;
@@ -91,12 +95,14 @@ use crate::error::{DUPLICATE_KEY, NAMESPACE_EXISTS, map, map_plain, server_code}
 
 mod index;
 mod validator;
+mod verify;
 
 pub use index::{PartialIndex, index_model};
 pub use validator::{Validation, ValidationAction, ValidationLevel, json_schema, shape_schema};
 
 use index::same;
 use validator::validation_fields;
+pub(crate) use verify::verify;
 
 /// Create the collection (with its validator), the validator update and the indexes of `meta` (idempotent).
 pub async fn ensure(

@@ -1,7 +1,9 @@
-//! `persistence-migrate`: run the example migrations against a URL.
+//! `persistence-migrate`: run the example migrations against a URL, or
+//! verify the example entities' tables against their metadata.
 //!
 //! ```text
 //! cargo run -p persistence-postgres --example persistence-migrate -- status
+//! cargo run -p persistence-postgres --example persistence-migrate -- verify --url postgres://postgres@127.0.0.1/postgres --schema app
 //! cargo run -p persistence-postgres --example persistence-migrate -- up --url postgres://postgres@127.0.0.1/postgres --schema app
 //! cargo run -p persistence-postgres --example persistence-migrate -- down --steps 1
 //! # schema per tenant (PostgreSQL; --schema names the registry's schema):
@@ -20,10 +22,16 @@
 //! others are migrated; run it again after fixing it: finished tenants are
 //! skipped). A plain counter line keeps the example free of a terminal UI
 //! dependency.
+//!
+//! `verify` runs `Repository::verify_schema` for every entity listed in
+//! `verify_all` (read-only: nothing is created or changed) and prints one
+//! line per difference (`error: ...`, `warning: ...`, `info: ...`), or one
+//! "matches" line per entity. Exit code 0 when there are only `info` lines,
+//! 1 when there is an error or a warning, 2 on bad usage.
 use std::io::{IsTerminal as _, Write};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use persistence_core::Entity;
+use persistence_core::{Entity, Repository, SchemaReport, Severity};
 use persistence_postgres::migrate::{self, CreateEntityTable};
 use persistence_postgres::sea_orm_migration::prelude::*;
 use persistence_postgres::tenant::{MigrateAll, ProgressEvent, TenantOutcome};
@@ -79,7 +87,12 @@ impl MigratorTrait for Migrator {
     }
 }
 
-const USAGE: &str = "usage: persistence-migrate <up|down|status> [--url URL] [--schema NAME] [--steps N]
+/// The reports of every entity this application registers.
+async fn verify_all(store: &RelationalStore) -> persistence_core::Result<Vec<SchemaReport>> {
+    Ok(vec![store.repository::<Account>().verify_schema().await?])
+}
+
+const USAGE: &str = "usage: persistence-migrate <up|down|status|verify> [--url URL] [--schema NAME] [--steps N]
        persistence-migrate all-tenants up [--concurrency N] [--dry-run] [--url URL] [--schema CONTROL]
        persistence-migrate all-tenants status [--url URL] [--schema CONTROL]
        persistence-migrate tenant provision ID [--url URL] [--schema CONTROL]";
@@ -163,7 +176,7 @@ pub(crate) async fn run(args: &[String], out: &mut (dyn Write + Send)) -> Result
     let words: Vec<&str> = args.words.iter().map(String::as_str).collect();
     // Checked before connecting: a typo is answered without a server.
     match words.as_slice() {
-        ["up" | "down" | "status"]
+        ["up" | "down" | "status" | "verify"]
         | ["all-tenants", "up" | "status"]
         | ["tenant", "provision", _] => {}
         _ => return Err(usage("unknown command")),
@@ -197,6 +210,21 @@ async fn command(
                 )?;
             }
             return Ok(());
+        }
+        ["verify"] => {
+            let reports = verify_all(store).await?;
+            for r in &reports {
+                writeln!(out, "{r}")?;
+            }
+            let drift = reports
+                .iter()
+                .flat_map(|r| &r.differences)
+                .any(|d| d.severity >= Severity::Warning);
+            return if drift {
+                Err(Exit::Failed("the schema differs from the entities".into()))
+            } else {
+                Ok(())
+            };
         }
         ["tenant", "provision", id] => {
             let id = TenantId::new(id).map_err(usage)?;

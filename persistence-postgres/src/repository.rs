@@ -182,6 +182,13 @@ impl<E: Entity> RelationalRepository<E> {
         crate::schema::ensure(c, &self.table, E::meta(), self.dialect(), self.policy).await
     }
 
+    pub(crate) async fn verify_schema_on<C: Conn>(
+        &self,
+        c: &C,
+    ) -> Result<persistence_core::SchemaReport> {
+        crate::schema::verify_schema(c, &self.table, E::meta(), self.dialect()).await
+    }
+
     pub(crate) fn map_err_for(&self, e: DbErr, op: &'static str) -> Error {
         self.err(e, op)
     }
@@ -238,6 +245,10 @@ impl<E: Entity> Repository<E> for RelationalRepository<E> {
 
     async fn ensure_schema(&self) -> Result<()> {
         self.ensure_schema_on(self.db()).await
+    }
+
+    async fn verify_schema(&self) -> Result<persistence_core::SchemaReport> {
+        self.verify_schema_on(self.db()).await
     }
 
     async fn get(&self, id: &E::Id) -> Result<Option<E>> {

@@ -46,6 +46,11 @@
 //! * **`VerifyOnly`**: nothing is created or changed; a missing table is a
 //!   `Config` error, an existing one is verified as above.
 //!
+//! `verify_schema` (module `drift`, catalog reads in `catalog`) is the full,
+//! read-only comparison: types, nullability, extra columns, the primary key,
+//! uniques and indexes with their partial conditions, one
+//! [`Difference`](persistence_core::Difference) each, whoever made the table.
+//!
 //! [`RelationalStore::drop_schema`](crate::RelationalStore::drop_schema)
 //! and tenant drops refuse a schema without the mark (and never touch a
 //! reserved name such as `public`). Tables and schemas created before the
@@ -63,6 +68,8 @@ use crate::query::facts::TableFacts;
 use crate::query::{Dialect, column_type, quote};
 use crate::store::conn::Conn;
 
+mod catalog;
+mod drift;
 mod verify;
 
 use verify::{differences, stmt, text};
@@ -477,4 +484,26 @@ async fn ensure_table<C: Conn>(
         );
     }
     Ok(())
+}
+
+/// `verify_schema` of one table: read the catalog, compare with `meta`
+/// (see [`drift`]); creates and changes nothing.
+pub(crate) async fn verify_schema<C: Conn>(
+    c: &C,
+    table: &TableInfo,
+    meta: &'static EntityMeta,
+    dialect: Dialect,
+) -> Result<persistence_core::SchemaReport> {
+    let err = |e: DbErr| map_db_err(e, &table.names).in_context(meta.name, "verify_schema");
+    let arg = match dialect {
+        Dialect::Postgres => table.qualified.as_str(),
+        Dialect::Sqlite => meta.name,
+    };
+    let live = catalog::read(c, arg, dialect).await.map_err(err)?;
+    Ok(drift::compare(
+        meta,
+        &table.qualified,
+        dialect,
+        live.as_ref(),
+    ))
 }

@@ -214,6 +214,9 @@ impl<E: Entity> Repository<E> for TxRepository<'_, E> {
     async fn ensure_schema(&self) -> Result<()> {
         self.repo.ensure_schema_on(self.tx).await
     }
+    async fn verify_schema(&self) -> Result<persistence_core::SchemaReport> {
+        self.repo.verify_schema_on(self.tx).await
+    }
     async fn get(&self, id: &E::Id) -> Result<Option<E>> {
         self.repo.get_on(self.tx, id).await
     }

@@ -39,6 +39,16 @@ async fn all_tenants_status_dry_run_and_up() {
                 .expect("provision");
             assert_eq!(out, format!("tenant provision {t}: done\n"));
         }
+        // `verify`: a provisioned tenant's table matches; the control
+        // schema has no `accounts` table, which is drift (exit 1).
+        let verified = run(&["verify", "--url", &url, "--schema", &a])
+            .await
+            .expect("a tenant's tables match");
+        assert!(verified.contains("matches"), "{verified}");
+        let drift = run(&["verify", "--url", &url, "--schema", &control])
+            .await
+            .expect_err("no accounts table in the control schema");
+        assert!(drift.contains("differs"), "{drift}");
         run(&["down", "--steps", "1", "--url", &url, "--schema", &b])
             .await
             .expect("down one step in b");

@@ -406,6 +406,15 @@ where
         self.inner.ensure_schema().await?;
         self.log.ensure_schema().await
     }
+    /// The entity's report, with the differences of the audit log's table
+    /// appended (each names its own table).
+    async fn verify_schema(&self) -> Result<persistence_core::SchemaReport> {
+        let mut report = self.inner.verify_schema().await?;
+        report
+            .differences
+            .extend(self.log.verify_schema().await?.differences);
+        Ok(report.sorted())
+    }
     async fn get(&self, id: &E::Id) -> Result<Option<E>> {
         self.inner.get(id).await
     }

@@ -81,6 +81,9 @@ impl<E: Entity, R: Repository<E>> Repository<E> for Flaky<R> {
     async fn ensure_schema(&self) -> Result<()> {
         self.inner.ensure_schema().await
     }
+    async fn verify_schema(&self) -> Result<persistence_core::SchemaReport> {
+        self.inner.verify_schema().await
+    }
     async fn get(&self, id: &E::Id) -> Result<Option<E>> {
         self.read(self.inner.get(id)).await
     }

@@ -148,6 +148,9 @@ impl<E: Entity, R: Repository<E>> Repository<E> for Probe<R> {
     async fn ensure_schema(&self) -> Result<()> {
         self.inner.ensure_schema().await
     }
+    async fn verify_schema(&self) -> Result<persistence_core::SchemaReport> {
+        self.inner.verify_schema().await
+    }
     async fn get(&self, id: &E::Id) -> Result<Option<E>> {
         let v = self.inner.get(id).await;
         self.before_read().await;

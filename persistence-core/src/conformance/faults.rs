@@ -116,6 +116,9 @@ impl<E: Entity, R: Repository<E>> Repository<E> for LostAck<E, R> {
     async fn ensure_schema(&self) -> Result<()> {
         self.inner.ensure_schema().await
     }
+    async fn verify_schema(&self) -> Result<crate::SchemaReport> {
+        self.inner.verify_schema().await
+    }
     async fn get(&self, id: &E::Id) -> Result<Option<E>> {
         self.inner.get(id).await
     }

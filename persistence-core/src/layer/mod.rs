@@ -23,6 +23,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use crate::aggregate::GroupBy;
+use crate::drift::SchemaReport;
 use crate::entity::Entity;
 use crate::error::Result;
 use crate::filter::Filter;
@@ -162,6 +163,13 @@ impl<E: Entity, R: Repository<E>, A: Around> Repository<E> for Layered<R, A> {
         self.hook
             .around(E::meta().name, Op::EnsureSchema, &|| {
                 Box::pin(self.inner.ensure_schema())
+            })
+            .await
+    }
+    async fn verify_schema(&self) -> Result<SchemaReport> {
+        self.hook
+            .around(E::meta().name, Op::VerifySchema, &|| {
+                Box::pin(self.inner.verify_schema())
             })
             .await
     }

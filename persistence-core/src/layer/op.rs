@@ -7,6 +7,8 @@
 pub enum Op {
     /// `ensure_schema`
     EnsureSchema,
+    /// `verify_schema`
+    VerifySchema,
     /// `get`
     Get,
     /// `get_many`
@@ -53,8 +55,9 @@ pub enum Op {
 
 impl Op {
     /// Every operation.
-    pub const ALL: [Op; 22] = [
+    pub const ALL: [Op; 23] = [
         Op::EnsureSchema,
+        Op::VerifySchema,
         Op::Get,
         Op::GetMany,
         Op::Insert,
@@ -89,6 +92,7 @@ impl Op {
     pub fn name(self) -> &'static str {
         match self {
             Op::EnsureSchema => "ensure_schema",
+            Op::VerifySchema => "verify_schema",
             Op::Get => "get",
             Op::GetMany => "get_many",
             Op::Insert => "insert",

@@ -82,6 +82,12 @@ impl<E: Entity> Repository<E> for MemoryRepository<E> {
         Ok(())
     }
 
+    /// Always matches: the store keeps entities as they are, there is no
+    /// schema to drift.
+    async fn verify_schema(&self) -> Result<crate::SchemaReport> {
+        Ok(crate::SchemaReport::new(E::meta().name, E::meta().name))
+    }
+
     async fn get(&self, id: &E::Id) -> Result<Option<E>> {
         let key = key_of::<E>(id)?;
         Ok(self

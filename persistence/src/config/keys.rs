@@ -60,6 +60,13 @@ pub const KIND: &str = "kind";
 pub const URL: &str = "url";
 /// Database: PostgreSQL schema.
 pub const SCHEMA: &str = "schema";
+/// Database: what the manager does with each entity's table / collection
+/// when it first hands out its repository: `ensure` (the default: create
+/// what is missing, see `Repository::ensure_schema`), `verify` (only
+/// compare, `Repository::verify_schema`; any error refuses the repository
+/// with a `Config` error listing every difference) or `off` (nothing).
+/// Not `schema`, which names the PostgreSQL schema.
+pub const SCHEMA_MODE: &str = "schema_mode";
 /// Database: MongoDB database name.
 pub const DATABASE: &str = "database";
 /// Database: pool settings.

@@ -243,6 +243,34 @@ pub use persistence_mongo::config::{
     ReadConcernLevel, ReadConcernSettings, WriteAck, WriteConcernSettings,
 };
 
+/// What the manager does with an entity's table / collection when it first
+/// hands out its repository ([`keys::SCHEMA_MODE`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SchemaMode {
+    /// `ensure_schema`: create what is missing, never alter a table it did
+    /// not create (the default, as before the key existed).
+    #[default]
+    Ensure,
+    /// `verify_schema` only: create and change nothing; errors refuse the
+    /// repository with a `Config` error listing every difference (one per
+    /// line), warnings are logged.
+    Verify,
+    /// Nothing: the schema is managed elsewhere (migrations).
+    Off,
+}
+
+impl SchemaMode {
+    /// `ensure`, `verify` or `off`.
+    pub fn name(self) -> &'static str {
+        match self {
+            SchemaMode::Ensure => "ensure",
+            SchemaMode::Verify => "verify",
+            SchemaMode::Off => "off",
+        }
+    }
+}
+
 /// TLS settings of a database connection.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -269,6 +297,10 @@ pub struct DatabaseConfig {
     pub url: Option<Secret>,
     /// PostgreSQL schema.
     pub schema: Option<String>,
+    /// What the manager does with each entity's table / collection
+    /// ([`keys::SCHEMA_MODE`]; default `ensure`).
+    #[serde(default, skip_serializing_if = "is_default_mode")]
+    pub schema_mode: SchemaMode,
     /// MongoDB database name.
     pub database: Option<String>,
     /// Pool settings.
@@ -308,6 +340,7 @@ impl DatabaseConfig {
             kind,
             url,
             schema: None,
+            schema_mode: SchemaMode::Ensure,
             database: None,
             pool: PoolConfig::default(),
             replicas: Vec::new(),
@@ -323,6 +356,10 @@ impl DatabaseConfig {
             read_concern: None,
         }
     }
+}
+
+fn is_default_mode(m: &SchemaMode) -> bool {
+    *m == SchemaMode::Ensure
 }
 
 /// Cache policy for one entity type (or the default).
@@ -529,6 +566,9 @@ impl PersistenceConfig {
             }
             if let Some(d) = &db.database {
                 let _ = write!(out, " database {d}");
+            }
+            if db.schema_mode != SchemaMode::Ensure {
+                let _ = write!(out, ", schema_mode {}", db.schema_mode.name());
             }
             if !db.replicas.is_empty() {
                 let rs: Vec<String> = db.replicas.iter().map(|r| r.to_string()).collect();

@@ -106,6 +106,16 @@ impl<E: Entity> Repository<E> for FailoverRepository<E> {
         }
         Ok(())
     }
+    /// On the write target (the endpoint `ensure_schema` must have set up);
+    /// replicas and a standby backup are not checked.
+    async fn verify_schema(&self) -> Result<persistence_core::SchemaReport> {
+        let w = self.topology.write_target();
+        self.endpoints
+            .get(w)
+            .unwrap_or(&self.endpoints[0])
+            .verify_schema()
+            .await
+    }
     async fn get(&self, id: &E::Id) -> Result<Option<E>> {
         read_call!(self, |r| r.get(id))
     }

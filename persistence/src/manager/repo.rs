@@ -7,12 +7,47 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::Persistence;
-use crate::config::CachePolicy;
+use crate::config::{CachePolicy, SchemaMode};
 use crate::database::{Backend, Database, raw_repo};
 use crate::failover::FailoverRepository;
 use persistence_cache::{CacheLayer, EntityTtl, L1Config};
 use persistence_core::layer::{LayerExt, Metrics, Retry, Timeout, Tracing};
-use persistence_core::{Entity, Error, Repository, Result, SharedRepository};
+use persistence_core::{Entity, Error, Repository, Result, Severity, SharedRepository};
+
+/// What `schema_mode` asks for the entity's table / collection (see
+/// [`crate::config::keys::SCHEMA_MODE`]).
+async fn prepare_schema<E: Entity>(
+    raw: &SharedRepository<E>,
+    database: &str,
+    mode: SchemaMode,
+) -> Result<()> {
+    match mode {
+        SchemaMode::Ensure => raw.ensure_schema().await,
+        SchemaMode::Off => Ok(()),
+        SchemaMode::Verify => {
+            let report = raw.verify_schema().await?;
+            for d in report
+                .differences
+                .iter()
+                .filter(|d| d.severity != Severity::Error)
+            {
+                if d.severity == Severity::Warning {
+                    tracing::warn!(database, entity = report.entity, difference = %d, "schema drift");
+                } else {
+                    tracing::info!(database, entity = report.entity, difference = %d, "schema drift");
+                }
+            }
+            match report.into_error() {
+                None => Ok(()),
+                Some(e) => Err(Error::config(format!(
+                    "database `{database}` ({}: verify): {}",
+                    crate::config::keys::SCHEMA_MODE,
+                    e.message()
+                ))),
+            }
+        }
+    }
+}
 
 impl Persistence {
     /// A repository of `E` in the default database (`main`).
@@ -21,7 +56,10 @@ impl Persistence {
         self.repo_in::<E>(&name).await
     }
 
-    /// A repository of `E` in database `name`, schema ensured, layers applied.
+    /// A repository of `E` in database `name`, layers applied, its table /
+    /// collection ensured or verified first as the database's `schema_mode`
+    /// says (default `ensure`; with `verify`, a drifted table is a `Config`
+    /// error listing every difference, one per line, and no repository).
     pub async fn repo_in<E: Entity>(&self, name: &str) -> Result<SharedRepository<E>> {
         let key = (name.to_string(), TypeId::of::<E>());
         let mut repos = self.repos.lock().await;
@@ -44,7 +82,7 @@ impl Persistence {
                 Arc::new(FailoverRepository::new(endpoints, fo.topology.clone())?)
             }
         };
-        raw.ensure_schema().await?;
+        prepare_schema(&raw, name, db.config.schema_mode).await?;
         let layered = raw
             .layer(Timeout::new(
                 db.config.timeout.unwrap_or(Duration::from_secs(30)),
