@@ -10,7 +10,7 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::flaky::{Flaky, Switch};
+use common::flaky::{Flaky, Switch, flaky};
 use common::{Item, item};
 use persistence_cache::{CacheLayer, CachedRepository, FailSafe, ReadPolicy, Served};
 use persistence_core::{Error, ErrorKind, Filter, MemoryRepository, Repository};
@@ -28,8 +28,8 @@ async fn repo(policy: ReadPolicy) -> (Repo, Arc<Switch>) {
         .read_policy(policy)
         .build()
         .expect("layer");
-    let (flaky, switch) = Flaky::new(MemoryRepository::new());
-    let repo = layer.wrap(flaky);
+    let (source, switch) = flaky(MemoryRepository::new());
+    let repo = layer.wrap(source);
     repo.insert(&item(1, "v1", 1)).await.expect("insert");
     (repo, switch)
 }
@@ -178,7 +178,7 @@ async fn soft_timeout_answers_stale_and_refreshes_in_the_background() {
     let (repo, switch) = repo(policy).await;
     cache_and_expire(&repo).await;
     // Changed under the cache (no invalidation), then slow to load.
-    repo.inner().inner.update(&v2()).await.expect("update");
+    repo.inner().inner().update(&v2()).await.expect("update");
     switch.delay(Some(Duration::from_secs(2)));
     let (got, served) = repo.get_served(&1).await.expect("stale");
     assert_eq!((got.map(|i| i.n), served), (Some(1), Served::Stale));
@@ -239,8 +239,8 @@ async fn eager_refresh_keeps_a_hot_key_from_missing() {
         .read_policy(ReadPolicy::default().eager_refresh(0.25))
         .build()
         .expect("layer");
-    let (flaky, _switch) = Flaky::new(MemoryRepository::new());
-    let repo = layer.wrap(flaky);
+    let (source, _switch) = flaky(MemoryRepository::new());
+    let repo = layer.wrap(source);
     repo.insert(&item(1, "v1", 1)).await.expect("insert");
     let start = Instant::now();
     // Until 10 TTL periods have been refreshed (counted, not timed).

@@ -7,7 +7,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::flaky::Flaky;
+use common::flaky::flaky;
 use common::{Item, Levels, item};
 use persistence_cache::{CacheLayer, EntityTtl, FailSafe, ReadPolicy, Served};
 use persistence_core::{Error, Filter, MemoryRepository, Repository};
@@ -39,13 +39,13 @@ async fn another_instances_write_poisons_the_stale_copy() {
     // Written to the source directly: no invalidation messages in flight.
     mem.insert(&item(1, "v1", 1)).await.expect("insert");
     mem.insert(&item(2, "v1", 1)).await.expect("insert");
-    let (flaky, switch) = Flaky::new(mem.clone());
+    let (source, switch) = flaky(mem.clone());
     let ttl = Duration::from_millis(100);
     let policy = ReadPolicy::default().fail_safe(
         FailSafe::new(Duration::from_secs(600)).with_throttle(Duration::from_millis(20)),
     );
     let a = la
-        .wrap(flaky)
+        .wrap(source)
         .with_ttl(EntityTtl::new(ttl, ttl))
         .with_read_policy(policy)
         .expect("policy");
@@ -88,10 +88,10 @@ async fn with_l2_and_no_backplane_nothing_stale_is_served() {
     };
     let mem = MemoryRepository::<Item>::new();
     mem.insert(&item(1, "v1", 1)).await.expect("insert");
-    let (flaky, switch) = Flaky::new(mem);
+    let (source, switch) = flaky(mem);
     let ttl = Duration::from_millis(100);
     let a = layer
-        .wrap(flaky)
+        .wrap(source)
         .with_ttl(EntityTtl::new(ttl, ttl))
         .with_read_policy(ReadPolicy::default().fail_safe(FailSafe::new(Duration::from_secs(600))))
         .expect("policy");
