@@ -1,5 +1,7 @@
 //! Schema-per-tenant on the local PostgreSQL.
 mod common;
+#[path = "support/tenant_migrators.rs"]
+mod support;
 
 use std::collections::HashMap;
 
@@ -7,6 +9,7 @@ use common::*;
 use persistence_core::{Entity, ErrorKind, Filter, Query, Repository};
 use persistence_postgres::{RelationalStore, TenantId, TenantResolver, Tenants};
 use serde::{Deserialize, Serialize};
+use support::strings;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Entity)]
 #[entity(name = "notes")]
@@ -157,23 +160,6 @@ struct Tag {
     id: i64,
     #[entity(unique)]
     label: String,
-}
-
-/// Strings of the first column of `sql` (every value cast to text by the caller).
-async fn strings(store: &RelationalStore, sql: &str, args: Vec<&str>) -> Vec<String> {
-    use persistence_postgres::sea_orm::{ConnectionTrait, Statement, Value};
-    let db = store.connection();
-    let rows = db
-        .query_all_raw(Statement::from_sql_and_values(
-            db.get_database_backend(),
-            sql,
-            args.into_iter().map(|a| Value::String(Some(a.to_string()))),
-        ))
-        .await
-        .expect(sql);
-    rows.iter()
-        .map(|r| r.try_get_by_index::<String>(0).expect("text column"))
-        .collect()
 }
 
 async fn count_schemas(store: &RelationalStore, name: &str) -> usize {
