@@ -176,6 +176,11 @@ pub struct ReadPolicy {
 }
 
 impl ReadPolicy {
+    /// How long L1 keeps an entry for the fail-safe (its max age; None: off).
+    pub fn keep(&self) -> Option<Duration> {
+        self.fail_safe.map(|f| f.max_age)
+    }
+
     /// With this fail-safe.
     #[must_use]
     pub fn fail_safe(mut self, fail_safe: FailSafe) -> Self {
@@ -210,7 +215,7 @@ impl ReadPolicy {
     pub fn validate(&self) -> persistence_core::Result<()> {
         let err = |m: &str| Err(persistence_core::Error::config(m.to_string()));
         let named = [
-            ("fail_safe.max_age", self.fail_safe.map(|f| f.max_age)),
+            ("fail_safe.max_age", self.keep()),
             ("fail_safe.throttle", self.fail_safe.map(|f| f.throttle)),
             ("soft_timeout", self.soft_timeout),
             ("hard_timeout", self.hard_timeout),

@@ -55,7 +55,8 @@ fn read_pem(what: &str, path: &Path) -> Result<Vec<u8>> {
     })
 }
 
-fn is_tls_url(url: &str) -> bool {
+/// Whether `url` asks for TLS (`rediss://`, any case).
+pub fn is_tls_url(url: &str) -> bool {
     url.get(..9)
         .is_some_and(|s| s.eq_ignore_ascii_case("rediss://"))
 }

@@ -105,7 +105,7 @@ pub mod tags;
 pub use builder::CacheLayerBuilder;
 pub use config::{EntityTtl, FailSafe, L1Config, ReadPolicy};
 #[cfg(feature = "redis")]
-pub use connect::{RedisEndpoint, RedisTls};
+pub use connect::{RedisEndpoint, RedisTls, is_tls_url};
 #[cfg(feature = "redis")]
 pub use layer::L2Status;
 pub use layer::{CacheLayer, CacheStatus};

@@ -83,7 +83,7 @@ impl<E: Entity, R: Repository<E> + 'static> CachedRepository<E, R> {
     pub(super) async fn read_many(&self, ids: &[E::Id]) -> Result<Vec<E>> {
         let inner = &self.inner;
         let ttls = self.ttls();
-        let keep = self.read_policy().fail_safe.map(|f| f.max_age);
+        let keep = self.read_policy().keep();
         // Key every id, collapsing duplicates.
         let mut order: Vec<(E::Id, String)> = Vec::with_capacity(ids.len());
         let mut seen = HashSet::with_capacity(ids.len());

@@ -56,7 +56,7 @@ impl<E: Entity, R: Repository<E> + 'static> CachedRepository<E, R> {
     {
         let inner = &self.inner;
         let policy = self.read_policy();
-        let (ttl, keep) = (self.ttls(), policy.fail_safe.map(|f| f.max_age));
+        let (ttl, keep) = (self.ttls(), policy.keep());
         let bound = match (&stale, policy.soft_timeout, policy.hard_timeout) {
             (Some(_), Some(soft), _) => Some(soft),
             (_, _, hard) => hard,
@@ -139,7 +139,7 @@ impl<E: Entity, R: Repository<E> + 'static> CachedRepository<E, R> {
             return;
         };
         let inner = self.inner.clone();
-        let (ttl, keep) = (self.ttls(), self.read_policy().fail_safe.map(|f| f.max_age));
+        let (ttl, keep) = (self.ttls(), self.read_policy().keep());
         inner.record(Event::EagerRefresh);
         rt.spawn(async move {
             let me = inner.clone();

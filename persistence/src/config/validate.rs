@@ -229,6 +229,8 @@ fn validate_tls(
 ) -> persistence_core::Result<()> {
     let err = |msg: String| Err(persistence_core::Error::config(msg));
     let at = format!("databases.{name}.{}", keys::TLS);
+    #[cfg(not(feature = "redis"))]
+    let _ = url;
     match kind {
         DatabaseKind::Redis => {
             if tls.mode != "verify-full" {
@@ -238,10 +240,9 @@ fn validate_tls(
                     tls.mode
                 ));
             }
-            if url.is_some_and(|u| {
-                !u.get(..9)
-                    .is_some_and(|s| s.eq_ignore_ascii_case("rediss://"))
-            }) {
+            // (Without the `redis` feature a redis database fails check_compiled first.)
+            #[cfg(feature = "redis")]
+            if url.is_some_and(|u| !persistence_cache::is_tls_url(u)) {
                 return err(format!("{at} needs a rediss:// url"));
             }
             if tls.client_cert.is_some() != tls.client_key.is_some() {
