@@ -1,0 +1,598 @@
+//! YCSB-style workloads on the local PostgreSQL (and Redis for the cached
+//! run), side by side in one run: raw sqlx with the SQL a DBA would write,
+//! sea-orm 2's entity API, this library's repository used directly, through
+//! the `Persistence` manager (default layers: timeout, retry, breaker,
+//! metrics) and through the manager with the read-through cache (moka L1 +
+//! Redis L2).
+//!
+//! ```text
+//! cargo bench -p persistence --bench ycsb
+//! BENCH_RECORDS=100000 BENCH_SECS=10 BENCH_TASKS=16 BENCH_WORKLOADS=A,B,C,F cargo bench -p persistence --bench ycsb
+//! ```
+//!
+//! The workloads are YCSB's core ones over `BENCH_RECORDS` records (100,000)
+//! of ten 100-byte text fields, keys drawn from a scrambled Zipfian
+//! distribution (θ = 0.99), `BENCH_TASKS` (16) tasks sharing one pool of
+//! `BENCH_CONNECTIONS` (16) connections per system:
+//!
+//! * A, update heavy: 50 % reads, 50 % updates;
+//! * B, read mostly: 95 % reads, 5 % updates;
+//! * C, read only;
+//! * F, read-modify-write: 50 % reads, 50 % read-then-update of one record.
+//!
+//! A read fetches the whole record; an update sets one field (`field0`), as
+//! YCSB's default (`writeallfields=false`) does. The library updates with
+//! `patch` (which returns the stored record, as every write of the
+//! repository does); raw sqlx and sea-orm (`update_many` with one column)
+//! run a plain `UPDATE … WHERE id = $1`.
+//!
+//! Every system runs each workload for `BENCH_SECS` (10) seconds after one
+//! second of warm-up, in `BENCH_ROUNDS` (2) rounds whose order alternates;
+//! the table prints ops/s, p50 and p99 latency and the ratio of ops/s to raw
+//! sqlx (higher is better) for the best round of each.
+//!
+//! **Stale reads** are counted, not assumed: updates of one key are ordered
+//! by a per-key lock in the benchmark (the same for every system; PostgreSQL
+//! would serialize them on the row lock anyway) and write a global sequence
+//! number into `field0`; a read that starts after update *n* of its key was
+//! acknowledged and returns a value older than *n* is stale. Every system
+//! must report 0.
+//!
+//! The keys are scrambled with FNV-1a like YCSB's `ScrambledZipfianGenerator`
+//! but drawn over the record count itself (YCSB draws over 10^10 and hashes
+//! down), so the hottest keys are the same few records in every run. The
+//! generator is YCSB's (Gray et al., "Quickly generating billion-record
+//! synthetic databases", SIGMOD 1994), written out here because the point is
+//! to reproduce YCSB's distribution rather than another Zipf sampler's.
+//!
+//! Everything happens in schemas of the benchmark's own, dropped at the end:
+//! one table for the uncached systems and a copy for the cached one (the
+//! others' writes would bypass its cache, which no application that caches a
+//! table does). The uncached manager runs with `cache: { default: { disabled:
+//! true } }`, since the manager caches in process by default.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use persistence::config::ConfigLoader;
+use persistence::postgres::sea_orm::sqlx::{self, Row as _};
+use persistence::postgres::{RelationalConfig, RelationalRepository, RelationalStore};
+use persistence::{Entity, Guard, Persistence, Repository, SharedRepository, Update};
+use persistence_testing::bench::env;
+use sea_orm::{
+    ColumnTrait as _, ConnectOptions, Database, DatabaseConnection, EntityTrait as _,
+    QueryFilter as _,
+};
+use serde::{Deserialize, Serialize};
+
+/// One YCSB record: an id and ten 100-byte fields.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Entity)]
+#[entity(name = "ycsb_usertable")]
+struct Record {
+    #[entity(id)]
+    id: i64,
+    field0: String,
+    field1: String,
+    field2: String,
+    field3: String,
+    field4: String,
+    field5: String,
+    field6: String,
+    field7: String,
+    field8: String,
+    field9: String,
+}
+
+/// The same table through sea-orm's entity API (the search path selects the
+/// benchmark's schema).
+mod usertable {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "ycsb_usertable")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: i64,
+        pub field0: String,
+        pub field1: String,
+        pub field2: String,
+        pub field3: String,
+        pub field4: String,
+        pub field5: String,
+        pub field6: String,
+        pub field7: String,
+        pub field8: String,
+        pub field9: String,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+const FIELD_LEN: usize = 100;
+
+/// A 100-byte field value starting with `seq` (parsed back by [`seq_of`]).
+fn field(seq: u64, tag: char) -> String {
+    let mut s = format!("{seq}:");
+    while s.len() < FIELD_LEN {
+        s.push(tag);
+    }
+    s
+}
+
+/// The sequence number a field value starts with.
+fn seq_of(v: &str) -> u64 {
+    v.split(':')
+        .next()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+fn record(id: i64) -> Record {
+    let f = |c| field(0, c);
+    Record {
+        id,
+        field0: f('a'),
+        field1: f('b'),
+        field2: f('c'),
+        field3: f('d'),
+        field4: f('e'),
+        field5: f('f'),
+        field6: f('g'),
+        field7: f('h'),
+        field8: f('i'),
+        field9: f('j'),
+    }
+}
+
+/// YCSB's Zipfian generator over `0..n` with constant `theta`, scrambled.
+struct Zipf {
+    n: u64,
+    theta: f64,
+    alpha: f64,
+    zetan: f64,
+    eta: f64,
+}
+
+impl Zipf {
+    fn new(n: u64, theta: f64) -> Zipf {
+        let zeta = |n: u64| (1..=n).map(|i| 1.0 / (i as f64).powf(theta)).sum::<f64>();
+        let zetan = zeta(n);
+        let zeta2 = zeta(2);
+        Zipf {
+            n,
+            theta,
+            alpha: 1.0 / (1.0 - theta),
+            zetan,
+            eta: (1.0 - (2.0 / n as f64).powf(1.0 - theta)) / (1.0 - zeta2 / zetan),
+        }
+    }
+
+    /// The rank (0 = hottest) for a uniform `u` in [0, 1).
+    fn rank(&self, u: f64) -> u64 {
+        let uz = u * self.zetan;
+        if uz < 1.0 {
+            return 0;
+        }
+        if uz < 1.0 + 0.5f64.powf(self.theta) {
+            return 1;
+        }
+        let r = (self.n as f64 * (self.eta * u - self.eta + 1.0).powf(self.alpha)) as u64;
+        r.min(self.n - 1)
+    }
+
+    /// A key: the rank scrambled with FNV-1a (64-bit), as YCSB does.
+    fn key(&self, u: f64) -> i64 {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in self.rank(u).to_le_bytes() {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        (h % self.n) as i64
+    }
+}
+
+/// What each system under test can do.
+enum System {
+    Raw(sqlx::PgPool, String),
+    SeaOrm(DatabaseConnection),
+    Direct(RelationalRepository<Record>),
+    Manager(SharedRepository<Record>),
+    Cached(SharedRepository<Record>),
+}
+
+impl System {
+    fn name(&self) -> &'static str {
+        match self {
+            System::Raw(..) => "raw sqlx (hand-written SQL)",
+            System::SeaOrm(_) => "sea-orm entity API",
+            System::Direct(_) => "repository, direct",
+            System::Manager(_) => "repository, through the manager",
+            System::Cached(_) => "repository, manager + cache L1/L2",
+        }
+    }
+
+    /// Read record `id`; its `field0`.
+    async fn read(&self, id: i64) -> String {
+        match self {
+            System::Raw(pool, table) => {
+                let sql = format!(
+                    "SELECT id, field0, field1, field2, field3, field4, field5, field6, field7, field8, field9 FROM {table} WHERE id = $1"
+                );
+                let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(id)
+                    .fetch_one(pool)
+                    .await
+                    .expect("raw read");
+                let fields: Vec<String> = (1..=10).map(|i| row.get::<String, _>(i)).collect();
+                fields.into_iter().next().expect("field0")
+            }
+            System::SeaOrm(db) => {
+                usertable::Entity::find_by_id(id)
+                    .one(db)
+                    .await
+                    .expect("sea-orm read")
+                    .expect("record")
+                    .field0
+            }
+            System::Direct(repo) => repo.get(&id).await.expect("read").expect("record").field0,
+            System::Manager(repo) | System::Cached(repo) => {
+                repo.get(&id).await.expect("read").expect("record").field0
+            }
+        }
+    }
+
+    /// Set `field0` of record `id`.
+    async fn update(&self, id: i64, value: String) {
+        match self {
+            System::Raw(pool, table) => {
+                let sql = format!("UPDATE {table} SET field0 = $1 WHERE id = $2");
+                sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(value)
+                    .bind(id)
+                    .execute(pool)
+                    .await
+                    .expect("raw update");
+            }
+            System::SeaOrm(db) => {
+                usertable::Entity::update_many()
+                    .col_expr(
+                        usertable::Column::Field0,
+                        sea_orm::sea_query::Expr::value(value),
+                    )
+                    .filter(usertable::Column::Id.eq(id))
+                    .exec(db)
+                    .await
+                    .expect("sea-orm update");
+            }
+            System::Direct(repo) => {
+                let u = Update::<Record>::new().set(Record::FIELD0, value);
+                repo.patch(&id, &u, &Guard::none()).await.expect("update");
+            }
+            System::Manager(repo) | System::Cached(repo) => {
+                let u = Update::<Record>::new().set(Record::FIELD0, value);
+                repo.patch(&id, &u, &Guard::none()).await.expect("update");
+            }
+        }
+    }
+}
+
+/// A workload: the share of reads, updates and read-modify-writes.
+#[derive(Clone, Copy)]
+struct Workload {
+    name: char,
+    read: f64,
+    update: f64,
+}
+
+const WORKLOADS: [Workload; 4] = [
+    Workload {
+        name: 'A',
+        read: 0.5,
+        update: 0.5,
+    },
+    Workload {
+        name: 'B',
+        read: 0.95,
+        update: 0.05,
+    },
+    Workload {
+        name: 'C',
+        read: 1.0,
+        update: 0.0,
+    },
+    // The rest (50 %) is read-modify-write.
+    Workload {
+        name: 'F',
+        read: 0.5,
+        update: 0.0,
+    },
+];
+
+/// The shared state of one run: per-key write locks and the last
+/// acknowledged sequence number of each key.
+struct Keys {
+    locks: Vec<tokio::sync::Mutex<()>>,
+    acked: Vec<AtomicU64>,
+    seq: AtomicU64,
+    stale: AtomicUsize,
+}
+
+impl Keys {
+    fn new(n: usize) -> Keys {
+        Keys {
+            locks: (0..n).map(|_| tokio::sync::Mutex::new(())).collect(),
+            acked: (0..n).map(|_| AtomicU64::new(0)).collect(),
+            seq: AtomicU64::new(0),
+            stale: AtomicUsize::new(0),
+        }
+    }
+
+    async fn read(&self, sys: &System, id: i64) {
+        let before = self.acked[id as usize].load(Ordering::SeqCst);
+        let got = seq_of(&sys.read(id).await);
+        if got < before {
+            self.stale.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    async fn update(&self, sys: &System, id: i64) {
+        let _held = self.locks[id as usize].lock().await;
+        let seq = self.seq.fetch_add(1, Ordering::SeqCst) + 1;
+        sys.update(id, field(seq, 'u')).await;
+        self.acked[id as usize].store(seq, Ordering::SeqCst);
+    }
+}
+
+/// One measured run.
+struct Outcome {
+    ops: usize,
+    elapsed: Duration,
+    p50: Duration,
+    p99: Duration,
+    stale: usize,
+}
+
+impl Outcome {
+    fn ops_per_sec(&self) -> f64 {
+        self.ops as f64 / self.elapsed.as_secs_f64()
+    }
+}
+
+async fn run(
+    sys: Arc<System>,
+    keys: Arc<Keys>,
+    zipf: Arc<Zipf>,
+    w: Workload,
+    tasks: usize,
+    warmup: Duration,
+    secs: Duration,
+) -> Outcome {
+    let start = Instant::now();
+    let measure_from = start + warmup;
+    let end = measure_from + secs;
+    let stale_before = keys.stale.load(Ordering::SeqCst);
+    let handles: Vec<_> = (0..tasks)
+        .map(|t| {
+            let (sys, keys, zipf) = (sys.clone(), keys.clone(), zipf.clone());
+            tokio::spawn(async move {
+                let mut rng = fastrand::Rng::with_seed(0x5eed + t as u64);
+                let mut lat = Vec::with_capacity(100_000);
+                loop {
+                    let now = Instant::now();
+                    if now >= end {
+                        break;
+                    }
+                    let id = zipf.key(rng.f64());
+                    let op = rng.f64();
+                    if op < w.read {
+                        keys.read(&sys, id).await;
+                    } else if op < w.read + w.update {
+                        keys.update(&sys, id).await;
+                    } else {
+                        keys.read(&sys, id).await;
+                        keys.update(&sys, id).await;
+                    }
+                    if now >= measure_from {
+                        lat.push(now.elapsed());
+                    }
+                }
+                lat
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for h in handles {
+        all.extend(h.await.expect("task"));
+    }
+    all.sort_unstable();
+    let pct = |p: f64| {
+        all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or_default()
+    };
+    Outcome {
+        ops: all.len(),
+        elapsed: secs,
+        p50: pct(0.50),
+        p99: pct(0.99),
+        stale: keys.stale.load(Ordering::SeqCst) - stale_before,
+    }
+}
+
+fn manager_yaml(url: &str, schema: &str, redis: Option<&str>, pool: usize) -> String {
+    let mut y = format!(
+        "databases:\n  main:\n    kind: postgres\n    url: \"{url}\"\n    schema: {schema}\n    pool: {{ max_connections: {pool} }}\n"
+    );
+    match redis {
+        Some(redis) => y.push_str(&format!(
+            "  cache:\n    kind: redis\n    url: \"{redis}\"\n    pool: {{ max_connections: {pool} }}\ncache:\n  default: {{ ttl: 60s, l2: cache }}\n"
+        )),
+        // The manager caches in process by default: off, to measure the layers alone.
+        None => y.push_str("cache:\n  default: { disabled: true }\n"),
+    }
+    y
+}
+
+async fn manager(yaml: &str) -> (Persistence, SharedRepository<Record>) {
+    let config = ConfigLoader::new()
+        .text("persistence.yaml", yaml)
+        .env(Vec::new())
+        .load()
+        .expect("config");
+    let p = Persistence::new(config).expect("manager");
+    let repo = p.repo::<Record>().await.expect("repository");
+    (p, repo)
+}
+
+#[tokio::main]
+async fn main() {
+    let url = std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string());
+    let redis = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_string());
+    let records = env("BENCH_RECORDS", 100_000);
+    let tasks = env("BENCH_TASKS", 16);
+    let conns = env("BENCH_CONNECTIONS", 16);
+    let secs = Duration::from_secs(env("BENCH_SECS", 10) as u64);
+    let rounds = env("BENCH_ROUNDS", 2);
+    let only = std::env::var("BENCH_WORKLOADS").unwrap_or_else(|_| "A,B,C,F".to_string());
+    let workloads: Vec<Workload> = WORKLOADS
+        .into_iter()
+        .filter(|w| {
+            only.split(',')
+                .any(|s| s.trim().eq_ignore_ascii_case(&w.name.to_string()))
+        })
+        .collect();
+
+    let schema = format!("bench_ycsb_{}", std::process::id());
+    let store = RelationalStore::connect(
+        &RelationalConfig::new(url.clone())
+            .schema(schema.clone())
+            .max_connections(conns as u32),
+    )
+    .await
+    .expect("connect to PostgreSQL");
+    let direct = store.repository::<Record>();
+    direct.ensure_schema().await.expect("schema");
+    let table = direct.table_name().to_string();
+    // The cached system gets a table of its own (the same records): the
+    // other systems' writes would bypass its cache, which no application
+    // that caches a table does.
+    let cached_schema = format!("{schema}_cached");
+    let cached_store = RelationalStore::connect(
+        &RelationalConfig::new(url.clone())
+            .schema(cached_schema.clone())
+            .max_connections(4),
+    )
+    .await
+    .expect("connect to PostgreSQL");
+    let cached_table = cached_store.repository::<Record>();
+    cached_table.ensure_schema().await.expect("schema");
+    let load = Instant::now();
+    let data: Vec<Record> = (0..records as i64).map(record).collect();
+    for chunk in data.chunks(20_000) {
+        direct.bulk_insert(chunk).await.expect("load");
+        cached_table.bulk_insert(chunk).await.expect("load");
+    }
+    println!("loaded {records} records twice in {:.1?}", load.elapsed());
+    drop(data);
+
+    let raw = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(conns as u32)
+        .connect(&url)
+        .await
+        .expect("raw pool");
+    let mut opts = ConnectOptions::new(url.clone());
+    opts.max_connections(conns as u32)
+        .set_schema_search_path(schema.clone())
+        .sqlx_logging(false);
+    let sea = Database::connect(opts).await.expect("sea-orm connect");
+    let (plain, managed) = manager(&manager_yaml(&url, &schema, None, conns)).await;
+    let (cached_p, cached) =
+        manager(&manager_yaml(&url, &cached_schema, Some(&redis), conns)).await;
+
+    let systems: Vec<Arc<System>> = vec![
+        Arc::new(System::Raw(raw, table)),
+        Arc::new(System::SeaOrm(sea)),
+        Arc::new(System::Direct(direct)),
+        Arc::new(System::Manager(managed)),
+        Arc::new(System::Cached(cached)),
+    ];
+    let zipf = Arc::new(Zipf::new(records as u64, 0.99));
+    // One record of acknowledged writes per table: the uncached systems share
+    // one table, the cached one has its own.
+    let shared_keys = Arc::new(Keys::new(records));
+    let cached_keys = Arc::new(Keys::new(records));
+    let keys_of = |sys: &System| match sys {
+        System::Cached(_) => cached_keys.clone(),
+        _ => shared_keys.clone(),
+    };
+    let warmup = Duration::from_secs(1);
+
+    println!(
+        "\n{records} records, {tasks} tasks, {conns} connections per system, {} s per run, best of {rounds} rounds",
+        secs.as_secs()
+    );
+    println!(
+        "{:<9} {:<36} {:>10} {:>10} {:>10} {:>8} {:>6}",
+        "workload", "system", "ops/s", "p50", "p99", "vs raw", "stale"
+    );
+    for w in &workloads {
+        let mut best: Vec<Option<Outcome>> = systems.iter().map(|_| None).collect();
+        for round in 0..rounds {
+            let order: Vec<usize> = if round % 2 == 0 {
+                (0..systems.len()).collect()
+            } else {
+                (0..systems.len()).rev().collect()
+            };
+            for i in order {
+                let o = run(
+                    systems[i].clone(),
+                    keys_of(&systems[i]),
+                    zipf.clone(),
+                    *w,
+                    tasks,
+                    warmup,
+                    secs,
+                )
+                .await;
+                let stale_total = best[i].as_ref().map_or(0, |b| b.stale) + o.stale;
+                let keep = best[i]
+                    .as_ref()
+                    .is_none_or(|b| o.ops_per_sec() > b.ops_per_sec());
+                if keep {
+                    best[i] = Some(Outcome {
+                        stale: stale_total,
+                        ..o
+                    });
+                } else if let Some(b) = best[i].as_mut() {
+                    b.stale = stale_total;
+                }
+            }
+        }
+        let raw_ops = best[0].as_ref().map_or(1.0, Outcome::ops_per_sec);
+        for (sys, o) in systems.iter().zip(&best) {
+            let o = o.as_ref().expect("measured");
+            println!(
+                "{:<9} {:<36} {:>10.0} {:>10.1?} {:>10.1?} {:>7.2}x {:>6}",
+                w.name,
+                sys.name(),
+                o.ops_per_sec(),
+                o.p50,
+                o.p99,
+                o.ops_per_sec() / raw_ops,
+                o.stale
+            );
+        }
+    }
+
+    plain.shutdown().await;
+    cached_p.shutdown().await;
+    store.drop_schema().await.expect("drop bench schema");
+    store.close().await;
+    cached_store.drop_schema().await.expect("drop bench schema");
+    cached_store.close().await;
+}
