@@ -26,6 +26,7 @@ const PREFIX: &str = "PERSISTENCE_LEASE_PREFIX";
 const RUN: &str = "PERSISTENCE_LEASE_RUN";
 const LEASE_MS: &str = "PERSISTENCE_LEASE_TTL_MS";
 const BENCH_SECS: &str = "PERSISTENCE_LEASE_BENCH_SECS";
+const BENCH_L1: &str = "PERSISTENCE_LEASE_BENCH_L1";
 const PROCS: usize = 4;
 const READERS: usize = 250;
 /// Longest a child may take before it fails instead of hanging.
@@ -106,6 +107,7 @@ async fn process_cache(
     lease: Option<Duration>,
     hang: bool,
     ttl: Option<Duration>,
+    l1: bool,
 ) -> persistence_cache::CachedRepository<Item, Layered<MemoryRepository<Item>, CountLoads>> {
     let mem = MemoryRepository::<Item>::new();
     mem.insert(&item(hot(run), "hot", 1)).await.expect("insert");
@@ -119,6 +121,9 @@ async fn process_cache(
     let mut b = CacheLayer::builder().prefix(prefix).redis_url(url);
     if let Some(t) = ttl {
         b = b.ttl(t).negative_ttl(t);
+    }
+    if !l1 {
+        b = b.without_l1();
     }
     if let Some(l) = lease {
         b = b.lease(Lease::with_ttl(l));
@@ -173,7 +178,7 @@ async fn child_role(role: &str) {
     let mut c = connect(&url).await;
     match role {
         "burst" | "hang" => {
-            let repo = process_cache(&url, &prefix, &run, lease, role == "hang", None).await;
+            let repo = process_cache(&url, &prefix, &run, lease, role == "hang", None, true).await;
             barrier(&mut c, &prefix, &run).await;
             let ok = tokio::time::timeout(CHILD_LIMIT, burst(&repo, hot(&run)))
                 .await
@@ -183,7 +188,8 @@ async fn child_role(role: &str) {
         "bench" => {
             let secs: u64 = env(BENCH_SECS).parse().expect("secs");
             let ttl = Some(Duration::from_millis(100));
-            let repo = process_cache(&url, &prefix, &run, lease, false, ttl).await;
+            let l1 = env(BENCH_L1) == "1";
+            let repo = process_cache(&url, &prefix, &run, lease, false, ttl, l1).await;
             barrier(&mut c, &prefix, &run).await;
             let until = Instant::now() + Duration::from_secs(secs);
             let id = hot(&run);
@@ -331,6 +337,7 @@ async fn child() {
         Some(Duration::from_secs(3)),
         false,
         None,
+        true,
     )
     .await;
     assert_eq!(burst(&repo, 1).await, READERS);
@@ -575,7 +582,7 @@ fn a_lease_needs_l2() {
 /// persistence-cache --test lease --run-ignored only --no-capture`.
 /// Loads per second of one hot key whose entries live 100 ms, read by 16
 /// tasks in each of 4 processes for 5 s, without and with leases (one run,
-/// side by side; the loads take 5 ms).
+/// side by side; the loads take 5 ms), with L1 + L2 and with L2 only.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "benchmark, run on demand"]
 async fn bench_loads_per_hot_key_with_and_without_leases() {
@@ -583,23 +590,28 @@ async fn bench_loads_per_hot_key_with_and_without_leases() {
         return;
     };
     let secs = 5u64;
-    let mut rows = Vec::new();
-    for (run, name, lease) in [
-        ("1", "without leases", None),
-        ("2", "with leases", Some(Duration::from_secs(3))),
-    ] {
-        let extra = [(BENCH_SECS, secs.to_string())];
-        let children = start_children(&redis, "bench", run, lease, &extra).await;
-        let reports = wait_all(children).await;
-        let reads: u64 = reports.iter().map(|r| r.reads).sum();
-        let n = loads(&redis, run).await;
-        #[allow(clippy::cast_precision_loss)]
-        let (per_sec, reads_per_sec) = (n as f64 / secs as f64, reads as f64 / secs as f64);
-        println!("{name:>15}: {per_sec:8.1} loads/s, {reads_per_sec:10.0} reads/s (4 processes)");
-        rows.push(per_sec);
+    let lease = Some(Duration::from_secs(3));
+    for (levels, l1, runs) in [("L1 + L2", "1", ["1", "2"]), ("L2 only", "0", ["3", "4"])] {
+        let mut rows = Vec::new();
+        for (run, name, lease) in [
+            (runs[0], "without leases", None),
+            (runs[1], "with leases", lease),
+        ] {
+            let extra = [(BENCH_SECS, secs.to_string()), (BENCH_L1, l1.to_string())];
+            let children = start_children(&redis, "bench", run, lease, &extra).await;
+            let reports = wait_all(children).await;
+            let reads: u64 = reports.iter().map(|r| r.reads).sum();
+            let n = loads(&redis, run).await;
+            #[allow(clippy::cast_precision_loss)]
+            let (per_sec, reads_per_sec) = (n as f64 / secs as f64, reads as f64 / secs as f64);
+            println!(
+                "{levels}, {name:>14}: {per_sec:6.1} loads/s, {reads_per_sec:8.0} reads/s (4 processes)"
+            );
+            rows.push(per_sec);
+        }
+        println!(
+            "{levels}: loads without / with leases = {:.2}",
+            rows[0] / rows[1].max(f64::MIN_POSITIVE)
+        );
     }
-    println!(
-        "loads ratio without / with leases: {:.2}",
-        rows[0] / rows[1].max(f64::MIN_POSITIVE)
-    );
 }
