@@ -14,7 +14,7 @@ use crate::backplane::Backplane;
 use crate::config::{
     DEFAULT_DEGRADED_TTL, DEFAULT_HEARTBEAT, DEFAULT_MAX_QUEUED, HEARTBEAT_TIMEOUT_TICKS,
 };
-use crate::config::{EntityTtl, L1Config, ReadPolicy};
+use crate::config::{EntityTtl, L1Config, Lease, ReadPolicy};
 #[cfg(feature = "redis")]
 use crate::connect::RedisEndpoint;
 use crate::keys::validate_prefix;
@@ -143,6 +143,14 @@ impl CacheLayerBuilder {
         self.per_entity_read.insert(entity.to_string(), policy);
         self
     }
+    /// Cross-process stampede protection for every entity type (see
+    /// [`Lease`]; needs L2): sets the lease of the default
+    /// [read policy](Self::read_policy), so call it after that one.
+    /// Entities with their own read policy take its lease (or none).
+    pub fn lease(mut self, lease: Lease) -> Self {
+        self.read.lease = Some(lease);
+        self
+    }
     /// No L1 (L2 only).
     #[cfg(feature = "redis")]
     pub fn without_l1(mut self) -> Self {
@@ -255,6 +263,19 @@ impl CacheLayerBuilder {
         }
         #[cfg(feature = "redis")]
         let l2 = self.redis.open_l2(self.l1.is_some())?;
+        #[cfg(feature = "redis")]
+        let has_l2 = l2.is_some();
+        #[cfg(not(feature = "redis"))]
+        let has_l2 = false;
+        let leased = std::iter::once((None, &self.read))
+            .chain(self.per_entity_read.iter().map(|(e, p)| (Some(e), p)))
+            .find(|(_, p)| p.lease.is_some());
+        if let (Some((entity, _)), false) = (leased, has_l2) {
+            let of = entity.map(|e| format!(" (entity {e})")).unwrap_or_default();
+            return Err(Error::config(format!(
+                "cache lease needs L2 (redis_url): the lease lives in Redis{of}"
+            )));
+        }
         let tags = Arc::new(TagStore::new(self.l1.map(|c| c.max_weight)));
         #[cfg(feature = "redis")]
         let backplane =

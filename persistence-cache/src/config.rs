@@ -153,8 +153,42 @@ impl FailSafe {
     }
 }
 
-/// How reads of one entity type behave when loads fail or are slow: the
-/// [fail-safe](FailSafe), soft and hard load timeouts and eager refresh.
+/// Default [`Lease::ttl`].
+pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(3);
+
+/// Cross-process stampede protection of one entity type (needs L2): on an
+/// L2 miss, one instance takes a short Redis lease on the key and loads;
+/// the others wait for its value in L2 (or, with a stale value kept by the
+/// fail-safe, serve that at once) and load themselves only when the lease
+/// ends without a value (the holder died, failed, or a write refused its
+/// store). See `persistence_cache::lease` for the protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lease {
+    /// Lifetime of a lease (Redis `PX`): the longest a dead or stuck
+    /// holder keeps the others waiting (they wait at most twice this in
+    /// all). Capped by the [hard timeout](ReadPolicy::hard_timeout) when
+    /// one is set. Default [`DEFAULT_LEASE_TTL`].
+    pub ttl: Duration,
+}
+
+impl Default for Lease {
+    fn default() -> Self {
+        Lease {
+            ttl: DEFAULT_LEASE_TTL,
+        }
+    }
+}
+
+impl Lease {
+    /// A lease living `ttl`.
+    pub fn with_ttl(ttl: Duration) -> Self {
+        Lease { ttl }
+    }
+}
+
+/// How reads of one entity type behave when loads fail or are slow, or
+/// miss together in several processes: the [fail-safe](FailSafe), soft
+/// and hard load timeouts, eager refresh and the [lease](Lease).
 /// Everything is off by default (reads behave as without it). Applies to
 /// reads through the single-key path (`get`, `find`, `find_one`, `count`,
 /// `exists`), not to `get_many`.
@@ -173,12 +207,21 @@ pub struct ReadPolicy {
     /// A hit past this fraction of its L1 TTL (in `(0, 1)`, e.g. 0.8) starts
     /// one background reload, so hot keys do not miss on expiry (None: off).
     pub eager_refresh: Option<f64>,
+    /// Cross-process stampede protection on L2 misses (None: off).
+    pub lease: Option<Lease>,
 }
 
 impl ReadPolicy {
     /// How long L1 keeps an entry for the fail-safe (its max age; None: off).
     pub fn keep(&self) -> Option<Duration> {
         self.fail_safe.map(|f| f.max_age)
+    }
+
+    /// The effective lease lifetime: the lease's TTL capped by the hard
+    /// timeout (None: no lease).
+    pub fn lease_ttl(&self) -> Option<Duration> {
+        self.lease
+            .map(|l| self.hard_timeout.map_or(l.ttl, |h| l.ttl.min(h)))
     }
 
     /// With this fail-safe.
@@ -209,6 +252,13 @@ impl ReadPolicy {
         self
     }
 
+    /// With cross-process stampede protection (see [`Lease`]; needs L2).
+    #[must_use]
+    pub fn lease(mut self, lease: Lease) -> Self {
+        self.lease = Some(lease);
+        self
+    }
+
     /// `Config` error naming the setting (its YAML name) unless every
     /// duration is positive, `eager_refresh` is in `(0, 1)`, `soft_timeout`
     /// is shorter than `hard_timeout` and has a `fail_safe` to serve from.
@@ -219,6 +269,7 @@ impl ReadPolicy {
             ("fail_safe.throttle", self.fail_safe.map(|f| f.throttle)),
             ("soft_timeout", self.soft_timeout),
             ("hard_timeout", self.hard_timeout),
+            ("lease.ttl", self.lease.map(|l| l.ttl)),
         ];
         if let Some((key, _)) = named.iter().find(|(_, d)| d.is_some_and(|d| d.is_zero())) {
             return err(&format!("cache {key} must be positive"));

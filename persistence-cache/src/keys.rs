@@ -13,6 +13,8 @@
 //!   *checked* (validated, normalized) query.
 //! * generation tokens: `…:!gen` (replaced by every write) and `…:!epoch`
 //!   (replaced by `delete_many` and by a reset after an outage).
+//! * leases (see `crate::lease`): the entry key + `:!lease`, so a lease
+//!   lives next to (and in the hash slot of) the entry it guards.
 //! * tags: `{prefix}:!tag:{tag}` (a Redis set of keys), tagged values under
 //!   `{prefix}:!val:{key}`.
 
@@ -148,6 +150,13 @@ impl Keys {
     #[cfg(feature = "redis")]
     pub(crate) fn base(&self) -> &str {
         &self.base
+    }
+
+    /// The lease key of the entry `key` (an entity or query key of this type).
+    #[cfg(feature = "redis")]
+    #[allow(clippy::unused_self)]
+    pub(crate) fn lease(&self, key: &str) -> String {
+        format!("{key}:!lease")
     }
 
     #[cfg(feature = "redis")]

@@ -75,7 +75,8 @@ impl std::fmt::Debug for L2 {
     }
 }
 
-fn token(v: Option<Vec<u8>>) -> Option<u64> {
+/// A gen/epoch token as stored (decimal text); None when absent or malformed.
+pub(crate) fn token(v: Option<Vec<u8>>) -> Option<u64> {
     std::str::from_utf8(&v?).ok()?.parse().ok()
 }
 
@@ -118,7 +119,9 @@ impl L2 {
             .map(drop)
     }
 
-    async fn with_conn<T, F, Fut>(&self, f: F) -> Result<T>
+    /// Run `f` on a pooled connection under the time budget (every Redis
+    /// call of the cache goes through here).
+    pub(crate) async fn with_conn<T, F, Fut>(&self, f: F) -> Result<T>
     where
         F: FnOnce(Connection) -> Fut,
         Fut: Future<Output = redis::RedisResult<T>>,

@@ -26,6 +26,9 @@
 //!   within a max age, never past a write or invalidation), soft / hard load
 //!   timeouts, eager refresh; [`CachedRepository::get_served`] says whether
 //!   an answer was [`Served::Stale`].
+//! * Leases ([`Lease`], opt-in, needs L2): cross-process stampede
+//!   protection — on an L2 miss one instance takes a short Redis lease on
+//!   the key and loads, the others wait for its value (see [`lease`]).
 //! * L1 hits are cooperative (they consume tokio's task budget), so tasks
 //!   doing only hits never starve a runtime's workers.
 //! * Tags: [`CacheLayer::get_or_load_tagged`] / [`CacheLayer::invalidate_tag`]
@@ -92,6 +95,8 @@ pub mod keys;
 #[cfg(feature = "redis")]
 pub mod l2;
 mod layer;
+#[cfg(feature = "redis")]
+pub mod lease;
 pub mod metrics;
 #[cfg(feature = "redis")]
 mod outbox;
@@ -103,7 +108,7 @@ mod singleflight;
 pub mod tags;
 
 pub use builder::CacheLayerBuilder;
-pub use config::{EntityTtl, FailSafe, L1Config, ReadPolicy};
+pub use config::{EntityTtl, FailSafe, L1Config, Lease, ReadPolicy};
 #[cfg(feature = "redis")]
 pub use connect::{RedisEndpoint, RedisTls, is_tls_url};
 #[cfg(feature = "redis")]

@@ -38,6 +38,16 @@ pub mod names {
     pub const HARD_TIMEOUTS: &str = "persistence_cache_hard_timeouts_total";
     /// Background reloads started by eager refresh (label: entity).
     pub const EAGER_REFRESHES: &str = "persistence_cache_eager_refreshes_total";
+    /// L2 misses on which this instance took the key's lease and loaded (label: entity).
+    pub const LEASES_ACQUIRED: &str = "persistence_cache_leases_acquired_total";
+    /// L2 misses that found the key leased by another loader and waited
+    /// for its value, or served a stale value at once (label: entity).
+    pub const LEASE_WAITS: &str = "persistence_cache_lease_waits_total";
+    /// Waits that ended without the holder's value: its lease expired or
+    /// was released with nothing stored (the holder died or failed, or a
+    /// write refused its store), or the wait bound passed; this instance
+    /// then loaded itself (label: entity).
+    pub const LEASES_EXPIRED: &str = "persistence_cache_leases_expired_total";
 }
 
 /// A snapshot of one cached repository's counters.
@@ -74,6 +84,12 @@ pub struct Stats {
     pub hard_timeouts: u64,
     /// Eager background refreshes started.
     pub eager_refreshes: u64,
+    /// Leases taken (this instance loaded for every instance).
+    pub leases_acquired: u64,
+    /// Misses that waited on another loader's lease (or served stale).
+    pub lease_waits: u64,
+    /// Lease waits that ended without the holder's value.
+    pub leases_expired: u64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -94,6 +110,12 @@ pub(crate) enum Event {
     SoftTimeout,
     HardTimeout,
     EagerRefresh,
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    LeaseAcquired,
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    LeaseWaited,
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    LeaseExpired,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -131,6 +153,9 @@ pub(crate) struct Counters {
     soft_timeouts: AtomicU64,
     hard_timeouts: AtomicU64,
     eager_refreshes: AtomicU64,
+    leases_acquired: AtomicU64,
+    lease_waits: AtomicU64,
+    leases_expired: AtomicU64,
 }
 
 impl Counters {
@@ -162,6 +187,9 @@ impl Counters {
             Event::SoftTimeout => (&self.soft_timeouts, names::SOFT_TIMEOUTS, None),
             Event::HardTimeout => (&self.hard_timeouts, names::HARD_TIMEOUTS, None),
             Event::EagerRefresh => (&self.eager_refreshes, names::EAGER_REFRESHES, None),
+            Event::LeaseAcquired => (&self.leases_acquired, names::LEASES_ACQUIRED, None),
+            Event::LeaseWaited => (&self.lease_waits, names::LEASE_WAITS, None),
+            Event::LeaseExpired => (&self.leases_expired, names::LEASES_EXPIRED, None),
         };
         slot.fetch_add(1, Relaxed);
         match (level, &self.db) {
@@ -195,6 +223,9 @@ impl Counters {
             soft_timeouts: self.soft_timeouts.load(Relaxed),
             hard_timeouts: self.hard_timeouts.load(Relaxed),
             eager_refreshes: self.eager_refreshes.load(Relaxed),
+            leases_acquired: self.leases_acquired.load(Relaxed),
+            lease_waits: self.lease_waits.load(Relaxed),
+            leases_expired: self.leases_expired.load(Relaxed),
         }
     }
 }

@@ -33,7 +33,7 @@
 //! `entries` the L1 entries and generations, `read` the read path, `stale`
 //! the fail-safe, load timeouts and eager refresh,
 //! `write` the invalidation after writes, `l2` (feature `redis`) the Redis side and its
-//! fail-safe.
+//! fail-safe, `leased` (feature `redis`) the cross-process lease step of a miss.
 
 use std::sync::Arc;
 #[cfg(feature = "redis")]
@@ -62,6 +62,8 @@ use crate::singleflight::Flights;
 mod entries;
 #[cfg(feature = "redis")]
 mod l2;
+#[cfg(feature = "redis")]
+mod leased;
 mod read;
 mod stale;
 mod write;
@@ -163,9 +165,19 @@ impl<E: Entity, R: Repository<E> + 'static> CachedRepository<E, R> {
 
     /// A handle on the same cache whose reads follow this [`ReadPolicy`]
     /// (fail-safe, load timeouts, eager refresh); `policy` must be valid
-    /// ([`ReadPolicy::validate`]), else the error comes back here.
+    /// ([`ReadPolicy::validate`]) and have no lease without L2, else the
+    /// error comes back here.
     pub fn with_read_policy(&self, policy: ReadPolicy) -> Result<Self> {
         policy.validate()?;
+        #[cfg(feature = "redis")]
+        let has_l2 = self.inner.l2.is_some();
+        #[cfg(not(feature = "redis"))]
+        let has_l2 = false;
+        if policy.lease.is_some() && !has_l2 {
+            return Err(persistence_core::Error::config(
+                "cache lease needs L2 (redis_url): the lease lives in Redis",
+            ));
+        }
         Ok(CachedRepository {
             inner: self.inner.clone(),
             ttl: self.ttl,

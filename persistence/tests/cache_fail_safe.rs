@@ -171,3 +171,64 @@ async fn postgres_outage_is_answered_from_stale_through_the_manager() {
     assert!(stats.load_errors >= 3, "{stats:?}");
     p.shutdown().await;
 }
+
+/// `lease` (cross-process stampede protection): `true`, `{ ttl }` or
+/// `false`, off by default, needs `l2`; errors name the key.
+#[test]
+fn lease_from_yaml() {
+    use persistence::cache::Lease;
+    let with = |policy: &str| {
+        load(&format!(
+            "databases:\n  main: {{ kind: memory }}\n  cache: {{ kind: redis, url: \"redis://127.0.0.1:6379\" }}\ncache:\n  {policy}\n"
+        ))
+    };
+    let config = with(
+        "default: { l2: cache, lease: true }\n  entities:\n    a: { l2: cache, lease: { ttl: 2s } }\n    b: { l2: cache, lease: false }\n    c: { l2: cache, lease: {} }",
+    )
+    .expect("config");
+    assert_eq!(
+        config.cache_policy("x").read_policy().lease,
+        Some(Lease::default())
+    );
+    assert_eq!(
+        config.cache_policy("a").read_policy().lease,
+        Some(Lease::with_ttl(Duration::from_secs(2)))
+    );
+    assert_eq!(config.cache_policy("b").read_policy().lease, None);
+    assert_eq!(
+        config.cache_policy("c").read_policy().lease,
+        Some(Lease::default())
+    );
+    assert_eq!(Lease::default().ttl, Duration::from_secs(3));
+    let capped = with("default: { l2: cache, lease: true, hard_timeout: 1s }").expect("config");
+    assert_eq!(
+        capped.cache_policy("x").read_policy().lease_ttl(),
+        Some(Duration::from_secs(1))
+    );
+    Persistence::new(config).expect("valid");
+    for (policy, key) in [
+        (
+            "default: { lease: true }",
+            "cache.default.lease is on but cache.default.l2 is not set",
+        ),
+        (
+            "entities: { a: { lease: { ttl: 2s } } }",
+            "cache.entities.a.lease is on but cache.entities.a.l2",
+        ),
+        (
+            "default: { l2: cache, lease: { ttl: 0s } }",
+            "cache.default.lease.ttl",
+        ),
+        (
+            "default: { l2: cache, lease: { ttl: 2s, wait: 1s } }",
+            "lease",
+        ),
+        ("default: { l2: cache, lease: 5 }", "lease"),
+    ] {
+        let err = with(policy)
+            .and_then(Persistence::new)
+            .expect_err("invalid");
+        assert_eq!(err.kind(), &ErrorKind::Config, "{err}");
+        assert!(err.to_string().contains(key), "{key}: {err}");
+    }
+}

@@ -15,7 +15,7 @@ use persistence_core::{Entity, Error, Repository};
 use crate::backplane::{Message, Receiver};
 use crate::codec::{self, Cached};
 use crate::config::EntityTtl;
-use crate::l2::L2;
+use crate::l2::{Found, L2};
 use crate::metrics::{Event, Level};
 use crate::repository::Inner;
 use crate::repository::entries::{Kind, Target, pick};
@@ -113,6 +113,28 @@ impl<E: Entity, R: Repository<E> + 'static> Inner<E, R> {
         });
     }
 
+    /// The single entry of `found` if it is live (stamped with the current
+    /// epoch for an entity, gen token for a query) and decodes.
+    pub(super) fn l2_live(&self, found: &Found, kind: Kind) -> Option<Cached<E>> {
+        let want = match kind {
+            Kind::Entity => found.epoch,
+            Kind::Query => found.gen_token,
+        };
+        let (Some(Some(bytes)), Some(w)) = (found.values.first(), want) else {
+            return None;
+        };
+        if codec::stamp(bytes) != Some(w) {
+            return None;
+        }
+        match codec::decode::<E>(bytes) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.decode_failed(&e);
+                None
+            }
+        }
+    }
+
     /// The L2 half of a single read (L2 configured and trusted):
     /// `Break(value)` on a hit; else `Continue` with the (gen token, stamp)
     /// to store the loaded value under (None: do not store in L2).
@@ -129,20 +151,9 @@ impl<E: Entity, R: Repository<E> + 'static> Inner<E, R> {
             .await
         {
             Ok(found) => {
-                let want = match kind {
-                    Kind::Entity => found.epoch,
-                    Kind::Query => found.gen_token,
-                };
-                if let (Some(Some(bytes)), Some(w)) = (found.values.first(), want) {
-                    if codec::stamp(bytes) == Some(w) {
-                        match codec::decode::<E>(bytes) {
-                            Ok(v) => {
-                                self.record(Event::Hit(Level::L2));
-                                return ControlFlow::Break(v);
-                            }
-                            Err(e) => self.decode_failed(&e),
-                        }
-                    }
+                if let Some(v) = self.l2_live(&found, kind) {
+                    self.record(Event::Hit(Level::L2));
+                    return ControlFlow::Break(v);
                 }
                 self.record(Event::Miss(Level::L2));
                 match (found.gen_token, found.epoch) {

@@ -1,7 +1,8 @@
 //! The read path: L1 under the current local generation, then a single
 //! flight that tries L2 (feature `redis`, see `super::l2`) and loads from the repository,
 //! storing the result only where the generation it was loaded under is still
-//! current (stale-set protection).
+//! current (stale-set protection). With a lease (`super::leased`), an L2
+//! miss first takes the key's lease or waits for another instance's load.
 
 use persistence_core::lifecycle;
 use std::collections::{HashMap, HashSet};
@@ -18,6 +19,8 @@ use crate::codec::Cached;
 use crate::config::EntityTtl;
 use crate::metrics::{Event, Level};
 use crate::repository::entries::{Kind, L1Entry, norm_id};
+#[cfg(feature = "redis")]
+use crate::repository::leased::Leased;
 use crate::repository::{CachedRepository, Inner, Served};
 
 impl<E: Entity, R: Repository<E> + 'static> CachedRepository<E, R> {
@@ -210,25 +213,23 @@ impl<E: Entity, R: Repository<E> + 'static> Inner<E, R> {
         l1.insert(local, entry).await;
     }
 
-    /// Load `key` (L2 first) and store the result where its generation is
-    /// still current. `refresh`: reload even if L1 holds a fresh entry.
-    #[allow(clippy::too_many_arguments)]
+    /// Load `key` (L2 first, then the lease step when `opts.lease` is set)
+    /// and store the result where its generation is still current.
     pub(super) async fn fill<F, Fut>(
         self: Arc<Self>,
         key: String,
         local: String,
         kind: Kind,
-        ttl: EntityTtl,
-        keep: Option<Duration>,
-        refresh: bool,
+        opts: FillOpts,
         load: F,
     ) -> Result<Cached<E>>
     where
         F: FnOnce(Arc<Inner<E, R>>) -> Fut,
         Fut: Future<Output = Result<Cached<E>>>,
     {
+        let FillOpts { ttl, keep, .. } = opts;
         // A flight that finished just before this one started has filled L1.
-        if let (Some(l1), false) = (&self.l1, refresh) {
+        if let (Some(l1), false) = (&self.l1, opts.refresh) {
             if let Some(hit) = l1.get(&local).await {
                 if hit.is_fresh(Instant::now()) && !hit.stale {
                     return Ok(hit.value);
@@ -243,11 +244,31 @@ impl<E: Entity, R: Repository<E> + 'static> Inner<E, R> {
             }
             ControlFlow::Continue(store) => store,
         };
+        #[cfg(feature = "redis")]
+        let (store, held) = match (opts.lease, store) {
+            (Some(lease_ttl), Some(_)) => {
+                let stale_ok = opts.stale_ok || opts.refresh;
+                match self.lease_miss(&key, kind, lease_ttl, stale_ok).await {
+                    Leased::Value(v) => {
+                        self.l1_put(&key, kind, local, v.clone(), ttl, keep).await;
+                        return Ok(v);
+                    }
+                    Leased::Busy => return Err(crate::lease::busy()),
+                    Leased::Load { store, held } => (store, held),
+                }
+            }
+            (_, store) => (store, None),
+        };
         self.record(Event::Load);
         let value = match load(self.clone()).await {
             Ok(v) => v,
             Err(e) => {
                 self.record(Event::LoadError);
+                // Let the others load now rather than when the lease expires.
+                #[cfg(feature = "redis")]
+                if let Some(h) = held {
+                    h.release().await;
+                }
                 return Err(e);
             }
         };
@@ -256,8 +277,31 @@ impl<E: Entity, R: Repository<E> + 'static> Inner<E, R> {
             self.l2_store(l2, token, vec![(key.clone(), stamp, value.clone())], ttl)
                 .await;
         }
+        // Stored (or refused) first, so whoever takes the lease next sees it.
+        #[cfg(feature = "redis")]
+        if let Some(h) = held {
+            h.release().await;
+        }
         self.l1_put(&key, kind, local, value.clone(), ttl, keep)
             .await;
         Ok(value)
     }
+}
+
+/// How one [`Inner::fill`] runs.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct FillOpts {
+    /// TTLs of what it stores.
+    pub ttl: EntityTtl,
+    /// Fail-safe life of the L1 entry (None: no fail-safe).
+    pub keep: Option<Duration>,
+    /// Reload even if L1 holds a fresh entry (eager refresh).
+    pub refresh: bool,
+    /// Lease lifetime (None: no lease; see `crate::lease`).
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub lease: Option<Duration>,
+    /// The caller has a stale value to serve while another instance holds
+    /// the lease (`crate::lease::busy` instead of waiting).
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub stale_ok: bool,
 }

@@ -17,6 +17,9 @@
 //!   background reload (one per entry, joined with any other load of the
 //!   key through the single flight).
 //!
+//! * With a lease (`crate::lease`), a miss that finds another instance
+//!   loading the key serves its stale value at once instead of waiting.
+//!
 //! Stale entries live under the same generation key as fresh ones, so a
 //! write or invalidation (local, backplane) makes them unreachable at once.
 
@@ -30,6 +33,7 @@ use persistence_core::{Entity, Error, ErrorKind, Repository, Result};
 use crate::codec::Cached;
 use crate::metrics::Event;
 use crate::repository::entries::{Kind, L1Entry, unexpected};
+use crate::repository::read::FillOpts;
 use crate::repository::{CachedRepository, Inner, Served};
 
 /// Whether the fail-safe may answer `e` with a stale value.
@@ -61,9 +65,26 @@ impl<E: Entity, R: Repository<E> + 'static> CachedRepository<E, R> {
             (Some(_), Some(soft), _) => Some(soft),
             (_, _, hard) => hard,
         };
+        let lease = policy.lease_ttl();
+        // With a stale value to serve, a leased miss does not wait for
+        // another instance's load; such readers share their own flight, so
+        // a reader without one never gets the "busy" answer meant for them.
+        let stale_ok = lease.is_some() && stale.is_some();
+        let flight_key = if stale_ok {
+            format!("{local}|stale")
+        } else {
+            local.clone()
+        };
+        let opts = FillOpts {
+            ttl,
+            keep,
+            refresh: false,
+            lease,
+            stale_ok,
+        };
         let me = inner.clone();
         let (k, l) = (key.clone(), local.clone());
-        let make = move || async move { me.fill(k, l, kind, ttl, keep, false, load).await }.boxed();
+        let make = move || async move { me.fill(k, l, kind, opts, load).await }.boxed();
         // Still the newest value? A write during the load moved the generation.
         let current = |s: &Option<L1Entry<E>>| s.is_some() && inner.local_key(&key, kind) == local;
         let runtime = tokio::runtime::Handle::try_current().ok();
@@ -71,7 +92,6 @@ impl<E: Entity, R: Repository<E> + 'static> CachedRepository<E, R> {
             (Some(bound), Some(rt)) => {
                 // Its own task, so that the load outlives a reader that stops waiting.
                 let me = inner.clone();
-                let flight_key = local.clone();
                 let mut task = rt.spawn(async move { me.flights.run(flight_key, make).await });
                 let started = Instant::now();
                 let joined = match tokio::time::timeout(bound, &mut task).await {
@@ -112,10 +132,22 @@ impl<E: Entity, R: Repository<E> + 'static> CachedRepository<E, R> {
                     }
                 }
             }
-            _ => inner.flights.run(local.clone(), make).await,
+            _ => inner.flights.run(flight_key, make).await,
         };
         match out {
             Ok(v) => Ok((v, Served::Fresh)),
+            // Another instance holds the lease: the stale value answers at
+            // once (no throttle: its value is in L2 soon). It was current
+            // when the lease step ran, and this read overlaps any write
+            // that moved the generation since.
+            #[cfg(feature = "redis")]
+            Err(e) if crate::lease::is_busy(&e) => match stale {
+                Some(s) => {
+                    inner.record(Event::StaleServed);
+                    Ok((s.value, Served::Stale))
+                }
+                None => Err(e),
+            },
             Err(e) if masked(&e) && current(&stale) => {
                 let Some(s) = stale else { return Err(e) };
                 let throttle = policy.fail_safe.map_or(Duration::ZERO, |f| f.throttle);
@@ -139,14 +171,21 @@ impl<E: Entity, R: Repository<E> + 'static> CachedRepository<E, R> {
             return;
         };
         let inner = self.inner.clone();
-        let (ttl, keep) = (self.ttls(), self.read_policy().keep());
+        let policy = self.read_policy();
+        // The entry is still fresh: with a lease, skip the reload when
+        // another instance is already loading (its value reaches L2).
+        let opts = FillOpts {
+            ttl: self.ttls(),
+            keep: policy.keep(),
+            refresh: true,
+            lease: policy.lease_ttl(),
+            stale_ok: true,
+        };
         inner.record(Event::EagerRefresh);
         rt.spawn(async move {
             let me = inner.clone();
             let flight_key = local.clone();
-            let make = move || {
-                async move { me.fill(key, local, kind, ttl, keep, true, load).await }.boxed()
-            };
+            let make = move || async move { me.fill(key, local, kind, opts, load).await }.boxed();
             if let Err(e) = inner.flights.run(flight_key, make).await {
                 tracing::debug!(entity = E::meta().name, error = %e, "eager cache refresh failed");
             }

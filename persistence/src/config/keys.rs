@@ -39,6 +39,14 @@ pub const CACHE_HARD_TIMEOUT: &str = "hard_timeout";
 /// Cache policy: a hit past this fraction of its TTL, in (0, 1), starts one
 /// background reload (default: off).
 pub const CACHE_EAGER_REFRESH: &str = "eager_refresh";
+/// Cache policy: cross-process stampede protection, `true` or `{ ttl }`:
+/// on an L2 miss one instance takes a short Redis lease on the key and
+/// loads, the others wait for its value (or serve a fail-safe stale value
+/// at once); needs `l2`. Default: off.
+pub const CACHE_LEASE: &str = "lease";
+/// Lease: its lifetime, the longest a dead holder keeps the others waiting
+/// (default 3s; capped by `hard_timeout`).
+pub const CACHE_LEASE_TTL: &str = "ttl";
 /// Cache (top level, `default` or per entity): cross-instance L1
 /// invalidation over Redis pub/sub; default `true` where L2 is set.
 pub const CACHE_BACKPLANE: &str = "backplane";

@@ -24,6 +24,7 @@
 //!     users: { ttl: 1m, l2: cache }
 //!     products: { ttl: 1m, l2: cache, fail_safe: { max_age: 1h, throttle: 30s }, soft_timeout: 100ms, hard_timeout: 2s, eager_refresh: 0.8 }
 //!     audit_rows: { ttl: 1m, l2: cache, backplane: false }
+//!     hot_items: { ttl: 1m, l2: cache, lease: { ttl: 2s } }   # or lease: true (3s)
 //!   backplane: true          # default with L2: cross-instance L1 invalidation
 //!   heartbeat: 250ms
 //!   heartbeat_timeout: 750ms
@@ -59,7 +60,7 @@ use serde::{Deserialize, Serialize};
 
 pub use detect::{Detection, Probe, detect};
 pub use load::{ConfigLoader, interpolate};
-pub use read_policy::{FailSafeSettings, Fraction};
+pub use read_policy::{FailSafeSettings, Fraction, LeaseOptions, LeaseSettings};
 pub use secret::Secret;
 
 /// The backend of a named database.
@@ -415,6 +416,9 @@ pub struct CachePolicy {
     /// Eager refresh ([`keys::CACHE_EAGER_REFRESH`]); unset: off.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub eager_refresh: Option<Fraction>,
+    /// Cross-process stampede protection ([`keys::CACHE_LEASE`]); unset: off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease: Option<LeaseSettings>,
     /// Disable caching for this entity.
     #[serde(default)]
     pub disabled: bool,

@@ -1,11 +1,11 @@
 //! The read-policy part of a cache policy ([`keys::CACHE_FAIL_SAFE`],
 //! [`keys::CACHE_SOFT_TIMEOUT`], [`keys::CACHE_HARD_TIMEOUT`],
-//! [`keys::CACHE_EAGER_REFRESH`]) and its translation into the cache
+//! [`keys::CACHE_EAGER_REFRESH`], [`keys::CACHE_LEASE`]) and its translation into the cache
 //! layer's [`ReadPolicy`] (which also holds the validation rules).
 
 use std::time::Duration;
 
-use persistence_cache::{FailSafe, ReadPolicy};
+use persistence_cache::{FailSafe, Lease, ReadPolicy};
 use serde::{Deserialize, Serialize};
 
 use super::CachePolicy;
@@ -26,6 +26,40 @@ pub struct FailSafeSettings {
         skip_serializing_if = "Option::is_none"
     )]
     pub throttle: Option<Duration>,
+}
+
+/// `lease: true`, `lease: false` or `lease: { ttl: 2s }` ([`keys::CACHE_LEASE`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum LeaseSettings {
+    /// On with the default TTL (3s), or off.
+    Switch(bool),
+    /// On, with these settings.
+    With(LeaseOptions),
+}
+
+/// The settings of `lease: { ttl: 2s }`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LeaseOptions {
+    /// [`keys::CACHE_LEASE_TTL`]; unset: 3s.
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub ttl: Option<Duration>,
+}
+
+impl LeaseSettings {
+    /// The cache layer's lease (None: off).
+    pub fn lease(self) -> Option<Lease> {
+        match self {
+            LeaseSettings::Switch(false) => None,
+            LeaseSettings::Switch(true) => Some(Lease::default()),
+            LeaseSettings::With(o) => Some(o.ttl.map_or_else(Lease::default, Lease::with_ttl)),
+        }
+    }
 }
 
 /// A fraction such as `0.8` ([`keys::CACHE_EAGER_REFRESH`]). Compared by
@@ -62,6 +96,9 @@ impl CachePolicy {
         }
         if let Some(Fraction(f)) = self.eager_refresh {
             p = p.eager_refresh(f);
+        }
+        if let Some(lease) = self.lease.and_then(LeaseSettings::lease) {
+            p = p.lease(lease);
         }
         p
     }

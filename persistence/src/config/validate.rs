@@ -172,6 +172,12 @@ impl PersistenceConfig {
                     keys::CACHE_L1_MAX_BYTES
                 )));
             }
+            if policy.read_policy().lease.is_some() && policy.l2.is_none() && !policy.disabled {
+                return Err(persistence_core::Error::config(format!(
+                    "cache.{path}.{} is on but cache.{path}.l2 is not set: the lease lives in the L2 redis",
+                    keys::CACHE_LEASE
+                )));
+            }
             if policy.backplane == Some(true) && policy.l2.is_none() && !policy.disabled {
                 return Err(persistence_core::Error::config(format!(
                     "cache.{path}.backplane is true but cache.{path}.l2 is not set: the backplane runs over the L2 redis"

@@ -36,7 +36,7 @@ pub struct CachedEntityStatus {
     /// Its L1 settings (`max_bytes`: `l1_max_bytes`).
     pub l1: Option<L1Config>,
     /// Its read policy (`fail_safe`, `soft_timeout`, `hard_timeout`,
-    /// `eager_refresh`).
+    /// `eager_refresh`, `lease`).
     pub read: ReadPolicy,
 }
 
