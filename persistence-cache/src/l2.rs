@@ -16,9 +16,11 @@ use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use deadpool_redis::Pool;
 use deadpool_redis::redis::{self, Script};
-use deadpool_redis::{Connection, Pool};
 use persistence_core::Result;
+
+use crate::client::{Conn, Occupancy, RedisClient};
 
 use crate::error::{elapsed, map_pool, map_redis};
 
@@ -60,7 +62,7 @@ pub async fn ping_pool(pool: &Pool) -> Result<()> {
 
 /// The L2 client.
 pub(crate) struct L2 {
-    pool: Pool,
+    client: RedisClient,
     timeout: Duration,
     set_if_gen: Script,
     /// False after the last operation failed, true after one succeeded.
@@ -80,18 +82,18 @@ fn token(v: Option<Vec<u8>>) -> Option<u64> {
 }
 
 impl L2 {
-    pub(crate) fn new(pool: Pool, timeout: Duration) -> L2 {
+    pub(crate) fn new(client: RedisClient, timeout: Duration) -> L2 {
         L2 {
-            pool,
+            client,
             timeout,
             set_if_gen: Script::new(SET_IF_GEN),
             up: AtomicBool::new(true),
         }
     }
 
-    /// The connection pool's occupancy.
-    pub(crate) fn pool_status(&self) -> deadpool_redis::Status {
-        self.pool.status()
+    /// The connection pool's (or cluster connection's) occupancy.
+    pub(crate) fn pool_status(&self) -> Occupancy {
+        self.client.occupancy()
     }
 
     /// True unless the last operation failed (optimistic before the first one).
@@ -118,13 +120,17 @@ impl L2 {
             .map(drop)
     }
 
-    async fn with_conn<T, F, Fut>(&self, f: F) -> Result<T>
+    /// Run `f` on a connection under the time budget (any command:
+    /// `|mut c| async move { cmd.query_async(&mut c).await }`). On a cluster
+    /// the command goes to the slot of its keys: every key of one pipeline or
+    /// script must share a slot (see [`crate::keys`]).
+    pub(crate) async fn with_conn<T, F, Fut>(&self, f: F) -> Result<T>
     where
-        F: FnOnce(Connection) -> Fut,
+        F: FnOnce(Conn) -> Fut,
         Fut: Future<Output = redis::RedisResult<T>>,
     {
         let work = async {
-            let conn = self.pool.get().await.map_err(map_pool)?;
+            let conn = self.client.get().await?;
             f(conn).await.map_err(map_redis)
         };
         let out = tokio::time::timeout(self.timeout, work)
