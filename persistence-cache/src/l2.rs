@@ -96,6 +96,11 @@ impl L2 {
         self.client.occupancy()
     }
 
+    /// True on a Redis Cluster.
+    pub(crate) fn is_cluster(&self) -> bool {
+        self.client.is_cluster()
+    }
+
     /// True unless the last operation failed (optimistic before the first one).
     pub(crate) fn is_up(&self) -> bool {
         self.up.load(Ordering::SeqCst)
@@ -221,7 +226,9 @@ impl L2 {
         Ok(stored == 1)
     }
 
-    /// After a write: replace the gen token (and the epoch when `all`), then delete `keys`.
+    /// After a write: replace the gen token (and the epoch when `all`), then
+    /// delete `keys`, and publish the backplane message (in the same
+    /// pipeline on one server; after it on a cluster).
     pub(crate) async fn invalidate(
         &self,
         gen_key: &str,
@@ -247,11 +254,23 @@ impl L2 {
         if !keys.is_empty() {
             pipe.cmd("DEL").arg(keys).ignore();
         }
-        if let Some((channel, msg)) = publish {
+        // A cluster routes a pipeline by its keys, and a channel name counts
+        // as one: publish on its own, once the invalidation is acknowledged
+        // (a receiver reloading from L2 must not find the old entry).
+        let (inline, after) = if self.is_cluster() {
+            (None, publish)
+        } else {
+            (publish, None)
+        };
+        if let Some((channel, msg)) = inline {
             pipe.cmd("PUBLISH").arg(channel).arg(msg).ignore();
         }
         self.with_conn(|mut c| async move { pipe.query_async::<()>(&mut c).await })
-            .await
+            .await?;
+        match after {
+            Some((channel, msg)) => self.publish(channel, msg).await,
+            None => Ok(()),
+        }
     }
 
     /// Run a pipeline under the time budget.

@@ -24,10 +24,12 @@ pub struct LocalRedisCluster {
 }
 
 fn port_range() -> (u16, u16) {
-    let parsed = std::env::var("PERSISTENCE_CLUSTER_PORTS").ok().and_then(|v| {
-        let (lo, hi) = v.trim().split_once('-')?;
-        Some((lo.parse::<u16>().ok()?, hi.parse::<u16>().ok()?))
-    });
+    let parsed = std::env::var("PERSISTENCE_CLUSTER_PORTS")
+        .ok()
+        .and_then(|v| {
+            let (lo, hi) = v.trim().split_once('-')?;
+            Some((lo.parse::<u16>().ok()?, hi.parse::<u16>().ok()?))
+        });
     match parsed {
         Some((lo, hi)) if lo < hi && hi <= u16::MAX - BUS_OFFSET => (lo, hi),
         Some(_) => panic!("PERSISTENCE_CLUSTER_PORTS must be LOW-HIGH with HIGH <= 55535"),
@@ -58,9 +60,8 @@ fn fastrand_port(lo: u16, hi: u16) -> u16 {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| u64::from(d.subsec_nanos()));
-    let mut x = nanos
-        ^ (u64::from(std::process::id()) << 20)
-        ^ N.fetch_add(0x9E37_79B9, Ordering::Relaxed);
+    let mut x =
+        nanos ^ (u64::from(std::process::id()) << 20) ^ N.fetch_add(0x9E37_79B9, Ordering::Relaxed);
     x ^= x >> 33;
     x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
     x ^= x >> 33;
@@ -146,12 +147,14 @@ impl LocalRedisCluster {
     /// Which node serves `key` (by `CLUSTER KEYSLOT` and `CLUSTER SLOTS`).
     pub fn node_of(&self, key: &str) -> usize {
         let port = self.nodes[0].port();
-        let slot: u16 = String::from_utf8_lossy(&self.cli(port, &["cluster", "keyslot", key]).stdout)
-            .trim()
-            .parse()
-            .expect("CLUSTER KEYSLOT");
+        let slot: u16 =
+            String::from_utf8_lossy(&self.cli(port, &["cluster", "keyslot", key]).stdout)
+                .trim()
+                .parse()
+                .expect("CLUSTER KEYSLOT");
         // `CLUSTER SHARDS` is 7.0+; `CLUSTER NODES` lines end with slot ranges.
-        let nodes = String::from_utf8_lossy(&self.cli(port, &["cluster", "nodes"]).stdout).to_string();
+        let nodes =
+            String::from_utf8_lossy(&self.cli(port, &["cluster", "nodes"]).stdout).to_string();
         for line in nodes.lines() {
             let fields: Vec<&str> = line.split_whitespace().collect();
             let Some(addr) = fields.get(1) else { continue };
@@ -199,7 +202,14 @@ impl LocalRedisCluster {
         loop {
             let ok = self.nodes.iter().all(|n| {
                 let out = Command::new(&self.cli)
-                    .args(["-h", "127.0.0.1", "-p", &n.port().to_string(), "cluster", "info"])
+                    .args([
+                        "-h",
+                        "127.0.0.1",
+                        "-p",
+                        &n.port().to_string(),
+                        "cluster",
+                        "info",
+                    ])
                     .output();
                 out.is_ok_and(|o| {
                     let text = String::from_utf8_lossy(&o.stdout);
