@@ -146,21 +146,32 @@ impl L2 {
         out
     }
 
-    /// `MGET keys… gen epoch`.
+    /// `MGET keys… gen epoch` (on a cluster, a pipeline of `GET`s: one slot).
     pub(crate) async fn lookup(
         &self,
         keys: &[&str],
         gen_key: &str,
         epoch_key: &str,
     ) -> Result<Found> {
-        let mut cmd = redis::cmd("MGET");
-        for k in keys {
-            cmd.arg(*k);
-        }
-        cmd.arg(gen_key).arg(epoch_key);
-        let mut raw: Vec<Option<Vec<u8>>> = self
-            .with_conn(|mut c| async move { cmd.query_async(&mut c).await })
-            .await?;
+        let mut raw: Vec<Option<Vec<u8>>> = if self.is_cluster() {
+            // The cluster client treats every MGET as multi-slot (split,
+            // sent and merged apart, several times slower); these keys
+            // share one slot, and a pipeline of GETs goes there at once.
+            let mut pipe = redis::pipe();
+            for k in keys.iter().copied().chain([gen_key, epoch_key]) {
+                pipe.cmd("GET").arg(k);
+            }
+            self.with_conn(|mut c| async move { pipe.query_async(&mut c).await })
+                .await?
+        } else {
+            let mut cmd = redis::cmd("MGET");
+            for k in keys {
+                cmd.arg(*k);
+            }
+            cmd.arg(gen_key).arg(epoch_key);
+            self.with_conn(|mut c| async move { cmd.query_async(&mut c).await })
+                .await?
+        };
         let epoch = token(raw.pop().flatten());
         let gen_token = token(raw.pop().flatten());
         Ok(Found {
