@@ -23,6 +23,19 @@
 //! connection as lost: it drops L1, switches to the degraded TTL and
 //! reconnects. It is connected again once a fresh subscription answers.
 //!
+//! **Redis Cluster.** Classic pub/sub: a message published on any node
+//! reaches the subscribers of every node (the cluster bus forwards it), so
+//! the subscriber holds one plain connection to one node, starting with the
+//! first configured node and moving to the next one each time it
+//! (re)connects after a failure; writes publish through the cluster
+//! connection, from whichever node serves their keys. Chosen over sharded
+//! pub/sub (`SSUBSCRIBE`), which would need one subscription per shard and
+//! follow slot moves, for one channel of low volume. A node that dies takes
+//! its subscriptions down with it: the subscriber notices (connection
+//! closed, or the heartbeat stops) and moves on, with the outage handling
+//! above. Heartbeat ticks go to the channel name's slot, so the loss of that
+//! node also reads as a lost backplane (conservative).
+//!
 //! **Never dropped.** A write whose invalidation cannot reach Redis queues it
 //! (see [`crate::CacheLayerBuilder::max_queued_invalidations`]); the
 //! queue is published as soon as Redis answers again.
@@ -283,12 +296,14 @@ async fn subscriber(weak: Weak<Backplane>, endpoint: RedisEndpoint, silence: Dur
     // Bound of one subscribe attempt: long enough for a slow connect, short
     // enough that a stalled server is retried soon after it resumes.
     let connect_timeout = silence.max(Duration::from_secs(1));
+    // Which node to subscribe on (a cluster's nodes in turn; one server: 0).
+    let mut node = 0usize;
     loop {
         let Some(me) = weak.upgrade() else { return };
         let channel = me.channel.clone();
         drop(me);
         let pubsub = async {
-            let client = endpoint.client().map_err(|e| e.to_string())?;
+            let client = endpoint.node_client(node).map_err(|e| e.to_string())?;
             let mut ps = client.get_async_pubsub().await.map_err(|e| e.to_string())?;
             ps.subscribe(&channel).await.map_err(|e| e.to_string())?;
             Ok::<_, String>(ps)
@@ -337,6 +352,7 @@ async fn subscriber(weak: Weak<Backplane>, endpoint: RedisEndpoint, silence: Dur
             }
             Err(_) => tracing::debug!("cache backplane subscribe timed out"),
         }
+        node = node.wrapping_add(1);
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(Duration::from_millis(250));
     }

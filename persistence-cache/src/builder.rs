@@ -164,7 +164,8 @@ impl CacheLayerBuilder {
         self
     }
     /// Use the Redis server `endpoint` (a URL with TLS settings, see
-    /// [`RedisEndpoint::with_tls`]) as L2; like [`redis_url`](Self::redis_url).
+    /// [`RedisEndpoint::with_tls`]) or the Redis Cluster
+    /// ([`RedisEndpoint::cluster`]) as L2; like [`redis_url`](Self::redis_url).
     #[cfg(feature = "redis")]
     pub fn redis_endpoint(mut self, endpoint: RedisEndpoint) -> Self {
         self.redis.source = Some(L2Source::Url(endpoint));
@@ -365,13 +366,13 @@ impl RedisSettings {
         Ok(match &self.source {
             None => None,
             Some(L2Source::Pool(pool)) => {
-                Some((None, Arc::new(L2::new(pool.clone(), self.timeout))))
+                Some((None, Arc::new(L2::new(pool.clone().into(), self.timeout))))
             }
             Some(L2Source::Url(endpoint)) => {
-                let pool = endpoint.pool(self.pool_size, self.timeout)?;
+                let client = endpoint.connect(self.pool_size, self.timeout)?;
                 Some((
                     Some(endpoint.clone()),
-                    Arc::new(L2::new(pool, self.timeout)),
+                    Arc::new(L2::new(client, self.timeout)),
                 ))
             }
         })

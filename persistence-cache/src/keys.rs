@@ -1,22 +1,32 @@
 //! Cache keys.
 //!
-//! Every key starts with `{prefix}:{entity}:{schema_version}:` so a change of
-//! the entity's stored shape (and so of [`EntityMeta::schema_version`]) makes
-//! every older entry unreachable, and tenants/apps never share keys.
+//! Every key of an entity type starts with
+//! `{prefix}:{{prefix}:{entity}:{schema_version}}:` — the base, written
+//! `…` below — so a change of the entity's stored shape (and so of
+//! [`EntityMeta::schema_version`]) makes every older entry unreachable,
+//! tenants/apps never share keys, and every key starts with `{prefix}:`
+//! (ACL key patterns, `SCAN`). The part in braces is a Redis Cluster *hash
+//! tag*: an entity type's entries, query results and tokens share one slot
+//! (so one node), which keeps every lookup one `MGET`, every store one
+//! script and every invalidation one pipeline on a cluster too. A key built
+//! from the base (`…:{anything}`) lands in that slot as well. On a single
+//! server the braces mean nothing.
 //!
-//! * entity: `{prefix}:{entity}:{schema_version}:{id}`. Integer and UUID ids
+//! * entity: `…:{id}`. Integer and UUID ids
 //!   are written as is; string ids when short (≤ 100 bytes) and made only of
 //!   `[A-Za-z0-9_.@-]`, otherwise as `#` + 32 hex digits of their SHA-256
 //!   (so a key never holds `:` from user data and stays bounded).
-//! * query results: `{prefix}:{entity}:{schema_version}:?{op}:{hash}`, the hash
+//! * query results: `…:?{op}:{hash}`, the hash
 //!   being 128 bits of SHA-256 over a canonical binary encoding of the
 //!   *checked* (validated, normalized) query.
 //! * generation tokens: `…:!gen` (replaced by every write) and `…:!epoch`
 //!   (replaced by `delete_many` and by a reset after an outage).
+//! * tags: `{prefix}:!tag:{{prefix}:{tag}}` (a Redis set of keys) and its
+//!   token `{prefix}:!tagv:{{prefix}:{tag}}` (one slot per tag), tagged values
+//!   under `{prefix}:!val:{key}` (a slot of their own); see [`crate::tags`].
 //! * leases (see `crate::lease`): the entry key + `:!lease`, so a lease
 //!   lives next to (and in the hash slot of) the entry it guards.
-//! * tags: `{prefix}:!tag:{tag}` (a Redis set of keys), tagged values under
-//!   `{prefix}:!val:{key}`.
+//! * sessions: see `sessions`.
 
 use std::fmt::Write as _;
 
@@ -97,7 +107,11 @@ impl QueryOp {
 
 impl Keys {
     pub(crate) fn new(prefix: &str, meta: &EntityMeta) -> Keys {
-        let base = format!("{prefix}:{}:{}", meta.name, meta.schema_version);
+        Keys::named(prefix, meta.name, meta.schema_version)
+    }
+
+    fn named(prefix: &str, entity: &str, schema_version: u64) -> Keys {
+        let base = format!("{prefix}:{{{prefix}:{entity}:{schema_version}}}");
         Keys {
             #[cfg(feature = "redis")]
             gen_key: format!("{base}:!gen"),
@@ -146,7 +160,7 @@ impl Keys {
         format!("{}:?{}:{}", self.base, op.name(), short_hash(&bytes))
     }
 
-    /// `{prefix}:{entity}:{schema_version}`.
+    /// `{prefix}:{{prefix}:{entity}:{schema_version}}` (see the module docs).
     #[cfg(feature = "redis")]
     pub(crate) fn base(&self) -> &str {
         &self.base
@@ -333,6 +347,27 @@ mod tests {
         assert!(validate_prefix("x\"; FLUSHALL").is_err());
         #[cfg(feature = "redis")]
         assert!(validate_part("session store name", "admin").is_ok());
+    }
+
+    #[test]
+    fn an_entity_types_keys_share_a_hash_tag() {
+        let k = Keys::named("app", "users", 3);
+        let tag = |key: &str| {
+            let open = key.find('{').expect("a hash tag");
+            let close = open + key[open..].find('}').expect("closed");
+            key[open + 1..close].to_string()
+        };
+        let entity = k.entity(&Value::I64(7));
+        assert_eq!(entity, "app:{app:users:3}:7");
+        let query = k.filter(QueryOp::Count, &Filter::field("a").eq(1));
+        assert!(query.starts_with("app:"));
+        for key in [query, k.entity(&Value::String("a:b".into()))] {
+            assert_eq!(tag(&key), "app:users:3");
+        }
+        #[cfg(feature = "redis")]
+        for key in [k.gen_key(), k.epoch_key(), k.base()] {
+            assert_eq!(tag(key), "app:users:3");
+        }
     }
 
     #[test]

@@ -16,9 +16,11 @@ use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use deadpool_redis::Pool;
 use deadpool_redis::redis::{self, Script};
-use deadpool_redis::{Connection, Pool};
 use persistence_core::Result;
+
+use crate::client::{Conn, Occupancy, RedisClient};
 
 use crate::error::{elapsed, map_pool, map_redis};
 
@@ -60,7 +62,7 @@ pub async fn ping_pool(pool: &Pool) -> Result<()> {
 
 /// The L2 client.
 pub(crate) struct L2 {
-    pool: Pool,
+    client: RedisClient,
     timeout: Duration,
     set_if_gen: Script,
     /// False after the last operation failed, true after one succeeded.
@@ -81,18 +83,23 @@ pub(crate) fn token(v: Option<Vec<u8>>) -> Option<u64> {
 }
 
 impl L2 {
-    pub(crate) fn new(pool: Pool, timeout: Duration) -> L2 {
+    pub(crate) fn new(client: RedisClient, timeout: Duration) -> L2 {
         L2 {
-            pool,
+            client,
             timeout,
             set_if_gen: Script::new(SET_IF_GEN),
             up: AtomicBool::new(true),
         }
     }
 
-    /// The connection pool's occupancy.
-    pub(crate) fn pool_status(&self) -> deadpool_redis::Status {
-        self.pool.status()
+    /// The connection pool's (or cluster connection's) occupancy.
+    pub(crate) fn pool_status(&self) -> Occupancy {
+        self.client.occupancy()
+    }
+
+    /// True on a Redis Cluster.
+    pub(crate) fn is_cluster(&self) -> bool {
+        self.client.is_cluster()
     }
 
     /// True unless the last operation failed (optimistic before the first one).
@@ -119,15 +126,17 @@ impl L2 {
             .map(drop)
     }
 
-    /// Run `f` on a pooled connection under the time budget (every Redis
-    /// call of the cache goes through here).
+    /// Run `f` on a connection under the time budget (any command:
+    /// `|mut c| async move { cmd.query_async(&mut c).await }`). On a cluster
+    /// the command goes to the slot of its keys: every key of one pipeline or
+    /// script must share a slot (see [`crate::keys`]).
     pub(crate) async fn with_conn<T, F, Fut>(&self, f: F) -> Result<T>
     where
-        F: FnOnce(Connection) -> Fut,
+        F: FnOnce(Conn) -> Fut,
         Fut: Future<Output = redis::RedisResult<T>>,
     {
         let work = async {
-            let conn = self.pool.get().await.map_err(map_pool)?;
+            let conn = self.client.get().await?;
             f(conn).await.map_err(map_redis)
         };
         let out = tokio::time::timeout(self.timeout, work)
@@ -138,21 +147,32 @@ impl L2 {
         out
     }
 
-    /// `MGET keys… gen epoch`.
+    /// `MGET keys… gen epoch` (on a cluster, a pipeline of `GET`s: one slot).
     pub(crate) async fn lookup(
         &self,
         keys: &[&str],
         gen_key: &str,
         epoch_key: &str,
     ) -> Result<Found> {
-        let mut cmd = redis::cmd("MGET");
-        for k in keys {
-            cmd.arg(*k);
-        }
-        cmd.arg(gen_key).arg(epoch_key);
-        let mut raw: Vec<Option<Vec<u8>>> = self
-            .with_conn(|mut c| async move { cmd.query_async(&mut c).await })
-            .await?;
+        let mut raw: Vec<Option<Vec<u8>>> = if self.is_cluster() {
+            // The cluster client treats every MGET as multi-slot (split,
+            // sent and merged apart, several times slower); these keys
+            // share one slot, and a pipeline of GETs goes there at once.
+            let mut pipe = redis::pipe();
+            for k in keys.iter().copied().chain([gen_key, epoch_key]) {
+                pipe.cmd("GET").arg(k);
+            }
+            self.with_conn(|mut c| async move { pipe.query_async(&mut c).await })
+                .await?
+        } else {
+            let mut cmd = redis::cmd("MGET");
+            for k in keys {
+                cmd.arg(*k);
+            }
+            cmd.arg(gen_key).arg(epoch_key);
+            self.with_conn(|mut c| async move { cmd.query_async(&mut c).await })
+                .await?
+        };
         let epoch = token(raw.pop().flatten());
         let gen_token = token(raw.pop().flatten());
         Ok(Found {
@@ -218,7 +238,9 @@ impl L2 {
         Ok(stored == 1)
     }
 
-    /// After a write: replace the gen token (and the epoch when `all`), then delete `keys`.
+    /// After a write: replace the gen token (and the epoch when `all`), then
+    /// delete `keys`, and publish the backplane message (in the same
+    /// pipeline on one server; after it on a cluster).
     pub(crate) async fn invalidate(
         &self,
         gen_key: &str,
@@ -244,11 +266,23 @@ impl L2 {
         if !keys.is_empty() {
             pipe.cmd("DEL").arg(keys).ignore();
         }
-        if let Some((channel, msg)) = publish {
+        // A cluster routes a pipeline by its keys, and a channel name counts
+        // as one: publish on its own, once the invalidation is acknowledged
+        // (a receiver reloading from L2 must not find the old entry).
+        let (inline, after) = if self.is_cluster() {
+            (None, publish)
+        } else {
+            (publish, None)
+        };
+        if let Some((channel, msg)) = inline {
             pipe.cmd("PUBLISH").arg(channel).arg(msg).ignore();
         }
         self.with_conn(|mut c| async move { pipe.query_async::<()>(&mut c).await })
-            .await
+            .await?;
+        match after {
+            Some((channel, msg)) => self.publish(channel, msg).await,
+            None => Ok(()),
+        }
     }
 
     /// Run a pipeline under the time budget.

@@ -158,15 +158,17 @@ impl CacheLayer {
     pub fn l2_status(&self) -> Option<L2Status> {
         let pool = self.shared.l2.as_ref()?.pool_status();
         Some(L2Status {
-            pool_max: pool.max_size,
+            pool_max: pool.max,
             pool_size: pool.size,
-            pool_idle: pool.available,
+            pool_idle: pool.idle,
             pool_waiting: pool.waiting,
         })
     }
 }
 
-/// The Redis side of a [`CacheLayer`] (see [`CacheLayer::l2_status`]).
+/// The Redis side of a [`CacheLayer`] (see [`CacheLayer::l2_status`]). On a
+/// Redis Cluster the "pool" is the one multiplexed cluster connection
+/// (`pool_max` 1, `pool_size` 1 once connected).
 #[cfg(feature = "redis")]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct L2Status {

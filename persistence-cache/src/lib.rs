@@ -78,13 +78,17 @@
 //! * After a Redis outage, entries written before it are **dropped** (tokens
 //!   replaced, by every instance that saw the outage, in the background as
 //!   soon as Redis answers), not revalidated.
-//! * Redis Cluster is not supported (scripts touch keys of several slots).
+//! * Redis Cluster: [`RedisEndpoint::cluster`]; keys carry hash tags so that
+//!   every script and pipeline touches one slot (see [`keys`], [`tags`],
+//!   `sessions`, `backplane`).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 #[cfg(feature = "redis")]
 pub mod backplane;
 mod builder;
+#[cfg(feature = "redis")]
+pub mod client;
 pub mod codec;
 pub mod config;
 #[cfg(feature = "redis")]
@@ -108,6 +112,8 @@ mod singleflight;
 pub mod tags;
 
 pub use builder::CacheLayerBuilder;
+#[cfg(feature = "redis")]
+pub use client::RedisClient;
 pub use config::{EntityTtl, FailSafe, L1Config, Lease, ReadPolicy};
 #[cfg(feature = "redis")]
 pub use connect::{RedisEndpoint, RedisTls, is_tls_url};

@@ -1,12 +1,19 @@
 //! A session store on the cache machinery: sessions live in Redis (L2) with
 //! their TTL, an optional short-lived L1 in front.
 //!
-//! * `{prefix}:!sess:{store}:{id}` holds the postcard-encoded session
-//!   (user and data) with a Redis expiry (`PX`): an expired session is never
-//!   returned, Redis does not serve expired keys.
-//! * `{prefix}:!sessu:{store}:{user}` is the set of a user's session ids, so
-//!   [`SessionStore::destroy_user`] is O(sessions of the user).
-//! * Session ids: 256 bits from the OS random source (two v4 UUIDs), hex.
+//! * A session id is 68 hex digits: 4 naming the user's *slot tag* (the
+//!   first 4 hex digits of SHA-256 of the user) and 64 from the OS random
+//!   source (two v4 UUIDs), so a session and its user's index share a Redis
+//!   Cluster slot and every script touches one slot.
+//! * `{prefix}:!sess:{store}:{{prefix}:{store}:{tag}}:{rest of id}` holds
+//!   the postcard-encoded session (user and data) with a Redis expiry
+//!   (`PX`): an expired session is never returned, Redis does not serve
+//!   expired keys.
+//! * `{prefix}:!sessu:{store}:{{prefix}:{store}:{tag}}:{user}` is the set of
+//!   a user's session ids, so [`SessionStore::destroy_user`] is
+//!   O(sessions of the user), one script (on the user's slot).
+//! * Ids of another shape (sessions made before the slot tag) are looked up
+//!   at `{prefix}:!sess:{store}:{id}`; `destroy_user` does not see them.
 //! * L1 (optional, [`SessionStore::with_l1`]): an entry lives at most the L1
 //!   TTL and never past the session's expiry; destroy/touch in this process
 //!   drop it at once, in other processes after at most the L1 TTL.
@@ -23,7 +30,7 @@ use persistence_core::{Error, Result};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::keys::{key_part, validate_part};
+use crate::keys::{key_part, short_hash, validate_part};
 use crate::l2::L2;
 use crate::layer::CacheLayer;
 
@@ -36,13 +43,21 @@ if redis.call('PTTL', KEYS[2]) < tonumber(ARGV[2]) then redis.call('PEXPIRE', KE
 return 1
 ";
 
+/// `ARGV[1]`: the session key's start up to the slot tag (so every key it
+/// deletes is in `KEYS[1]`'s slot); a member is a whole id, whose first 4
+/// digits are that tag.
 const DESTROY_USER: &str = r"
 local ids = redis.call('SMEMBERS', KEYS[1])
 local n = 0
-for _, id in ipairs(ids) do n = n + redis.call('DEL', ARGV[1] .. id) end
+for _, id in ipairs(ids) do n = n + redis.call('DEL', ARGV[1] .. string.sub(id, 5)) end
 redis.call('DEL', KEYS[1])
 return n
 ";
+
+/// Hex digits of the slot tag at the start of a session id.
+const TAG_LEN: usize = 4;
+/// Length of a session id: the slot tag and 64 random hex digits.
+const ID_LEN: usize = TAG_LEN + 64;
 
 /// One session.
 #[derive(Debug, Clone, PartialEq)]
@@ -68,6 +83,8 @@ pub struct SessionStore<T> {
     l2: std::sync::Arc<L2>,
     base: String,
     users: String,
+    /// `{prefix}:{store}:`, the start of every slot tag of the store.
+    hash_tag: String,
     l1: Option<(Cache<String, Session<T>>, Duration)>,
     create: std::sync::Arc<Script>,
     destroy_user: std::sync::Arc<Script>,
@@ -80,6 +97,7 @@ impl<T> Clone for SessionStore<T> {
             l2: self.l2.clone(),
             base: self.base.clone(),
             users: self.users.clone(),
+            hash_tag: self.hash_tag.clone(),
             l1: self.l1.clone(),
             create: self.create.clone(),
             destroy_user: self.destroy_user.clone(),
@@ -120,6 +138,7 @@ where
             l2,
             base: format!("{prefix}:!sess:{name}:"),
             users: format!("{prefix}:!sessu:{name}:"),
+            hash_tag: format!("{prefix}:{name}:"),
             l1: None,
             create: std::sync::Arc::new(Script::new(CREATE)),
             destroy_user: std::sync::Arc::new(Script::new(DESTROY_USER)),
@@ -141,12 +160,38 @@ where
         self
     }
 
+    /// The slot tag of `user`: 4 hex digits of SHA-256.
+    fn user_tag(user: &str) -> String {
+        short_hash(user.as_bytes())[..TAG_LEN].to_string()
+    }
+
+    /// `{base}{{{prefix}:{store}:{tag}}}:` — the sessions of the users with
+    /// this slot tag start so.
+    fn tagged_base(&self, tag: &str) -> String {
+        format!("{}{{{}{tag}}}:", self.base, self.hash_tag)
+    }
+
     fn key(&self, id: &str) -> String {
-        format!("{}{}", self.base, key_part(id))
+        let ours = id.len() == ID_LEN
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        if ours {
+            let (tag, rest) = id.split_at(TAG_LEN);
+            format!("{}{rest}", self.tagged_base(tag))
+        } else {
+            format!("{}{}", self.base, key_part(id))
+        }
     }
 
     fn user_key(&self, user: &str) -> String {
-        format!("{}{}", self.users, key_part(user))
+        format!(
+            "{}{{{}{}}}:{}",
+            self.users,
+            self.hash_tag,
+            Self::user_tag(user),
+            key_part(user)
+        )
     }
 
     /// Create a session for `user` living `ttl`.
@@ -155,7 +200,8 @@ where
             return Err(Error::invalid_input("session TTL must be positive"));
         }
         let id = format!(
-            "{}{}",
+            "{}{}{}",
+            Self::user_tag(user),
             uuid::Uuid::new_v4().simple(),
             uuid::Uuid::new_v4().simple()
         );
@@ -170,7 +216,7 @@ where
             .key(self.user_key(user))
             .arg(bytes)
             .arg(ms(ttl))
-            .arg(key_part(&id));
+            .arg(id.as_str());
         self.l2.invoke::<i64>(inv).await?;
         Ok(Session {
             id,
@@ -252,7 +298,8 @@ where
                 .map_err(|e| Error::backend(format!("cannot invalidate sessions in L1: {e}")))?;
         }
         let mut inv = self.destroy_user.prepare_invoke();
-        inv.key(self.user_key(user)).arg(self.base.as_str());
+        inv.key(self.user_key(user))
+            .arg(self.tagged_base(&Self::user_tag(user)));
         self.l2.invoke::<u64>(inv).await
     }
 }

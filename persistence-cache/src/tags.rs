@@ -3,11 +3,26 @@
 //! removes everything carrying a tag, from L1 and L2, in O(tagged items).
 //!
 //! * L2: the value lives at `{prefix}:!val:{key}`; each tag has a Redis set
-//!   `{prefix}:!tag:{tag}` of the value keys carrying it and a token
-//!   `{prefix}:!tagv:{tag}`. A store (Lua) checks that the tokens of all its
-//!   tags are the ones read before the load (stale-set protection), then
-//!   `SET`s the value and `SADD`s its key to each tag set. Invalidation (Lua)
-//!   replaces the token, deletes the set's members and the set: no keyspace scan.
+//!   of the value keys carrying it, `{prefix}:!tag:{{prefix}:{tag}}`, and a
+//!   token, `{prefix}:!tagv:{{prefix}:{tag}}` — set and token share a slot
+//!   (Redis Cluster hash tag), the value has its own. A value is stored
+//!   *stamped* with the tokens of its tags read before its load, and is a
+//!   hit only while its stamp equals its tags' current tokens.
+//!   * Store: on each tag's slot a script adds the value key to the set if
+//!     the token is unchanged (else nothing is stored: stale-set
+//!     protection); then the stamped value is `SET`.
+//!   * Invalidation: one script on the tag's slot replaces the token, takes
+//!     the set and publishes the backplane message; then the values it named
+//!     are deleted (`DEL`, split by slot on a cluster). O(tagged items), no
+//!     keyspace scan.
+//!   * Guarantee: once `invalidate_tag` has returned (its script ran), no
+//!     read returns a value loaded before it — the token it replaced is the
+//!     stamp of every such value, whether or not the `DEL`s reached it (they
+//!     only free memory). A store racing the invalidation either fails its
+//!     token check or writes a value stamped with the old token (a miss).
+//!     Tokens are created `SET NX` with a random value before a load, never
+//!     empty, so a token lost with its node (a restart without persistence)
+//!     comes back as a value no stamp holds.
 //! * L1: the local key carries a generation per tag; `invalidate_tag` bumps
 //!   the tag's generation, so entries loaded before are unreachable.
 //! * Values are encoded with postcard directly (format byte first): use

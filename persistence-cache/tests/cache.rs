@@ -211,7 +211,8 @@ async fn keys_are_namespaced_and_bounded() {
         .await
         .expect("keys");
     let sv = Item::meta().schema_version;
-    let entity_key = format!("{}:cache_items:{sv}:42", f.prefix);
+    // The entity type's hash tag (one Redis Cluster slot) follows the prefix.
+    let entity_key = format!("{p}:{{{p}:cache_items:{sv}}}:42", p = f.prefix);
     assert!(keys.contains(&entity_key), "{keys:?}");
     assert!(keys.iter().all(|k| k.len() < 200), "{keys:?}");
     assert!(keys.iter().any(|k| k.contains(":?find:")), "{keys:?}");
@@ -265,7 +266,11 @@ async fn undecodable_entry_is_a_miss_not_an_error() {
     let f = fixture::<Item>(Levels::L2, "dec");
     let a = f.repo.insert(&item(5, "a", 1)).await.expect("insert");
     f.repo.get(&5).await.expect("load");
-    let key = format!("{}:cache_items:{}:5", f.prefix, Item::meta().schema_version);
+    let key = format!(
+        "{p}:{{{p}:cache_items:{}}}:5",
+        Item::meta().schema_version,
+        p = f.prefix
+    );
     let client = deadpool_redis::redis::Client::open(url.as_str()).expect("client");
     let mut c = client
         .get_multiplexed_async_connection()

@@ -33,7 +33,7 @@ async fn run(l1: bool) {
         .create("alice", data(1), Duration::from_secs(60))
         .await
         .expect("create");
-    assert_eq!(s1.id.len(), 64);
+    assert_eq!(s1.id.len(), 68);
     let got = store.get(&s1.id).await.expect("get").expect("live");
     assert_eq!((got.user.as_str(), &got.data), ("alice", &data(1)));
     assert!(got.expires_at > chrono::Utc::now());

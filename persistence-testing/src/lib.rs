@@ -93,6 +93,7 @@ pub mod local;
 mod mongo;
 mod postgres;
 pub mod proxy;
+mod redis_cluster;
 mod redis_prefix;
 mod sqlite;
 pub mod tls;
@@ -107,5 +108,6 @@ pub use persistence_mongo::{MongoConfig, MongoStore};
 #[doc(no_inline)]
 pub use persistence_postgres::{RelationalConfig, RelationalStore};
 pub use postgres::{Isolation, TestPostgres};
+pub use redis_cluster::TestRedisCluster;
 pub use redis_prefix::TestRedis;
 pub use sqlite::TestSqlite;

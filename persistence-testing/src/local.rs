@@ -138,7 +138,9 @@ fn children_of(parent: u32) -> Vec<u32> {
     out
 }
 
+mod cluster;
 mod pg;
 mod server;
+pub use cluster::LocalRedisCluster;
 pub use pg::LocalPg;
 pub use server::{LocalMongo, LocalRedis, LocalServer};

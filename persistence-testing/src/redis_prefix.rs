@@ -190,12 +190,14 @@ async fn delete_all(url: String, prefix: String) -> Result<()> {
     // Collect first, then delete (SCAN may return a key twice; UNLINK of a
     // missing key is harmless).
     let keys = scan(&mut c, &prefix).await?;
+    // One key per UNLINK (pipelined): on a Redis Cluster node a multi-key
+    // command must stay in one slot.
     for batch in keys.chunks(500) {
-        let _: i64 = redis::cmd("UNLINK")
-            .arg(batch)
-            .query_async(&mut c)
-            .await
-            .map_err(map_redis)?;
+        let mut pipe = redis::pipe();
+        for k in batch {
+            pipe.cmd("UNLINK").arg(k).ignore();
+        }
+        let () = pipe.query_async(&mut c).await.map_err(map_redis)?;
     }
     Ok(())
 }

@@ -34,7 +34,7 @@ pub(crate) enum Backend {
     /// Redis: used as a cache L2 by URL (the caches hold their own pools);
     /// this small pool serves the health check's `PING`.
     #[cfg(feature = "redis")]
-    Redis(deadpool_redis::Pool),
+    Redis(persistence_cache::RedisClient),
 }
 
 impl Backend {
@@ -228,11 +228,11 @@ pub(crate) fn pinger(backend: &Backend) -> Pinger {
             })
         }
         #[cfg(feature = "redis")]
-        Backend::Redis(pool) => {
-            let pool = pool.clone();
+        Backend::Redis(client) => {
+            let client = client.clone();
             Arc::new(move || {
-                let pool = pool.clone();
-                Box::pin(async move { ping(&Backend::Redis(pool)).await })
+                let client = client.clone();
+                Box::pin(async move { client.ping().await })
             })
         }
         Backend::Memory(_) => Arc::new(|| Box::pin(async { Ok(()) })),
@@ -250,7 +250,8 @@ pub(crate) async fn ping(backend: &Backend) -> Result<()> {
         #[cfg(feature = "mongo")]
         Backend::Mongo(store) => store.ping().await,
         #[cfg(feature = "redis")]
-        Backend::Redis(pool) => persistence_cache::l2::ping_pool(pool).await,
+        // On a cluster: every primary must answer.
+        Backend::Redis(client) => client.ping().await,
         Backend::Memory(_) => Ok(()),
     }
 }
@@ -300,8 +301,8 @@ pub(crate) async fn build(db: &Database, url: Option<&Secret>, lazy: bool) -> Re
         DatabaseKind::Redis => {
             // One connection, every wait bounded by the check timeout.
             let timeout = db.checks().check_timeout;
-            let pool = redis_endpoint(&db.name, c, &url.unwrap_or_default())?.pool(1, timeout)?;
-            Backend::Redis(pool)
+            let endpoint = redis_endpoint(&db.name, c, &url.unwrap_or_default())?;
+            Backend::Redis(endpoint.connect(1, timeout)?)
         }
         #[allow(unreachable_patterns)] // every kind compiled in: check_compiled answered above
         kind => {
@@ -314,7 +315,9 @@ pub(crate) async fn build(db: &Database, url: Option<&Secret>, lazy: bool) -> Re
     })
 }
 
-/// The Redis server of database `name` (`config`) at `url`, with its `tls` settings.
+/// The Redis server of database `name` (`config`) at `url` — or its Redis
+/// Cluster when `config.cluster` lists nodes (`url` is then unused) — with
+/// its `tls` settings.
 #[cfg(feature = "redis")]
 pub(crate) fn redis_endpoint(
     name: &str,
@@ -322,18 +325,19 @@ pub(crate) fn redis_endpoint(
     url: &str,
 ) -> Result<persistence_cache::RedisEndpoint> {
     use persistence_cache::{RedisEndpoint, RedisTls};
-    match &config.tls {
-        None => Ok(RedisEndpoint::new(url)),
-        Some(tls) => RedisEndpoint::with_tls(
-            url,
-            &RedisTls {
-                root_cert: tls.root_cert.clone(),
-                client_cert: tls.client_cert.clone(),
-                client_key: tls.client_key.clone(),
-            },
-        )
-        .map_err(|e| Error::config(format!("databases.{name}: {}", e.message()))),
-    }
+    let nodes = || config.cluster.iter().map(|n| n.expose().to_string());
+    let tls = config.tls.as_ref().map(|tls| RedisTls {
+        root_cert: tls.root_cert.clone(),
+        client_cert: tls.client_cert.clone(),
+        client_key: tls.client_key.clone(),
+    });
+    let endpoint = match (&tls, config.cluster.is_empty()) {
+        (None, true) => Ok(RedisEndpoint::new(url)),
+        (Some(tls), true) => RedisEndpoint::with_tls(url, tls),
+        (None, false) => RedisEndpoint::cluster(nodes()),
+        (Some(tls), false) => RedisEndpoint::cluster_with_tls(nodes(), tls),
+    };
+    endpoint.map_err(|e| Error::config(format!("databases.{name}: {}", e.message())))
 }
 
 #[cfg(relational)]

@@ -55,6 +55,10 @@ async fn flush(layer: &CacheLayer) -> bool {
     };
     let outbox = &layer.shared.outbox;
     let mut items = outbox.take();
+    // Entity types whose send failed. On a cluster their node may be the
+    // only one down, so the others are still sent; one server that fails
+    // fails them all (no need to wait for each).
+    let mut failed = Vec::new();
     while let Some((base, p)) = items.pop() {
         let keys: Vec<String> = p.keys.iter().cloned().collect();
         let publish = layer.shared.backplane.as_ref().map(|bp| {
@@ -70,12 +74,16 @@ async fn flush(layer: &CacheLayer) -> bool {
         });
         let epoch = p.all.then_some(p.epoch_key.as_str());
         if let Err(e) = l2.invalidate(&p.gen_key, epoch, &keys, publish).await {
-            tracing::debug!(error = %e, "queued cache invalidations not sent yet");
-            items.push((base, p));
-            outbox.restore(items);
-            return false;
+            tracing::debug!(entity = %base, error = %e, "queued cache invalidations not sent yet");
+            failed.push((base, p));
+            if !l2.is_cluster() {
+                failed.append(&mut items);
+            }
+            continue;
         }
         tracing::debug!(entity = %base, keys = keys.len(), all = p.all, "queued cache invalidation sent");
     }
-    layer.retry_pending_tags().await
+    let sent = failed.is_empty();
+    outbox.restore(failed);
+    layer.retry_pending_tags().await && sent
 }

@@ -301,6 +301,7 @@ impl<E: Entity, R: Repository<E> + 'static> Inner<E, R> {
                 };
                 (bp.channel.as_str(), msg.encode(bp.origin))
             });
+            let message = publish.clone().filter(|_| l2.is_cluster());
             match l2
                 .invalidate(self.keys.gen_key(), epoch, keys, publish)
                 .await
@@ -310,6 +311,16 @@ impl<E: Entity, R: Repository<E> + 'static> Inner<E, R> {
                     // It may or may not have reached Redis: send it again.
                     self.queue(target);
                     self.l2_failed(&e);
+                    // On a cluster the entity type's node may be the only one
+                    // down: tell the other instances' L1 now, through the
+                    // channel's node, rather than when the queue is sent
+                    // (their L2 reads fail the same way, so they load from
+                    // the source).
+                    if let Some((channel, msg)) = message {
+                        if let Err(e) = l2.publish(channel, msg).await {
+                            tracing::debug!(error = %e, "backplane message not published either");
+                        }
+                    }
                 }
             }
         }

@@ -1,11 +1,13 @@
 //! The Redis side of tagged values: keys, lookups, stores gated by the tags'
-//! tokens, and tag invalidation (see [`super`] for the protocol). Values are
-//! encoded with postcard directly, format byte first.
+//! tokens, and tag invalidation (see [`super`] for the protocol). A value is
+//! encoded with postcard directly, format byte first, together with the
+//! tokens of its tags it was loaded under (its stamp).
 
 use std::ops::ControlFlow;
 use std::time::Duration;
 
 use deadpool_redis::redis;
+use futures_util::future::try_join_all;
 use persistence_core::Result;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -16,12 +18,13 @@ use crate::layer::CacheLayer;
 use crate::metrics::{Event, Level};
 use crate::tags::store::METRIC_ENTITY;
 
-const FORMAT: u8 = 1;
+/// Format 2: `(stamp tokens, value)`; format 1 (no stamp) reads as a miss.
+const FORMAT: u8 = 2;
 
 const TAG_TOKEN_TTL_MS: u64 = 7 * 24 * 3600 * 1000;
 
-/// A tagged lookup: the value bytes and the tokens of its tags.
-type Lookup = (Option<Vec<u8>>, Vec<Option<String>>);
+/// Most keys per `DEL` when a tag's values are removed.
+const DEL_CHUNK: usize = 256;
 
 fn part(s: &str) -> String {
     if !s.is_empty()
@@ -35,15 +38,23 @@ fn part(s: &str) -> String {
     }
 }
 
+fn text(v: Option<Vec<u8>>) -> Option<String> {
+    v.and_then(|b| String::from_utf8(b).ok())
+}
+
 impl CacheLayer {
     fn value_key(&self, key: &str) -> String {
         format!("{}:!val:{}", self.shared.prefix, part(key))
     }
+    /// `{prefix}:!tag:{{prefix}:{tag}}`: the set and the token of a tag
+    /// share a hash tag, so a slot.
     fn tag_set(&self, tag: &str) -> String {
-        format!("{}:!tag:{}", self.shared.prefix, part(tag))
+        let p = &self.shared.prefix;
+        format!("{p}:!tag:{{{p}:{}}}", part(tag))
     }
     fn tag_token(&self, tag: &str) -> String {
-        format!("{}:!tagv:{}", self.shared.prefix, part(tag))
+        let p = &self.shared.prefix;
+        format!("{p}:!tagv:{{{p}:{}}}", part(tag))
     }
 
     /// Before reading tagged L2 entries: every tag whose L2 invalidation
@@ -64,6 +75,11 @@ impl CacheLayer {
         true
     }
 
+    /// Replace the tag's token (from then on every value stamped with the
+    /// old one reads as a miss: this is the invalidation), take its set and
+    /// publish, in one script on the tag's slot; then delete the values the
+    /// set named (memory only: they are dead already, so a failed `DEL` is
+    /// logged, not retried). Returns how many values the set named.
     async fn invalidate_tag_l2(&self, tag: &str) -> Result<u64> {
         let Some(l2) = self.shared.l2.as_deref() else {
             return Ok(0);
@@ -84,12 +100,66 @@ impl CacheLayer {
                 inv.arg("").arg("");
             }
         }
-        l2.invoke::<u64>(inv).await
+        let members: Vec<String> = l2.invoke(inv).await?;
+        for chunk in members.chunks(DEL_CHUNK) {
+            // On a cluster the client splits a multi-key DEL by slot.
+            let mut del = redis::cmd("DEL");
+            del.arg(chunk);
+            let out = l2
+                .with_conn(|mut c| async move { del.query_async::<i64>(&mut c).await })
+                .await;
+            if let Err(e) = out {
+                tracing::debug!(tag, error = %e, "dead tagged values not deleted (they expire)");
+            }
+        }
+        Ok(members.len() as u64)
+    }
+
+    /// The tokens of `tags` (`MGET`; split by slot on a cluster), each
+    /// created (`SET NX`, a fresh random value) where missing: a value is
+    /// never stamped with an absent token, so a token lost with its node
+    /// comes back as a value no stamp holds.
+    async fn tag_tokens(
+        &self,
+        tags: &[String],
+        mut read: Vec<Option<String>>,
+    ) -> Result<Vec<String>> {
+        let Some(l2) = self.shared.l2.as_deref() else {
+            return Ok(Vec::new());
+        };
+        if read.iter().any(Option::is_none) {
+            for (t, tok) in tags.iter().zip(&read) {
+                if tok.is_none() {
+                    let mut set = redis::cmd("SET");
+                    set.arg(self.tag_token(t))
+                        .arg(fastrand::u64(..).to_string())
+                        .arg("NX")
+                        .arg("PX")
+                        .arg(TAG_TOKEN_TTL_MS);
+                    l2.with_conn(|mut c| async move { set.query_async::<()>(&mut c).await })
+                        .await?;
+                }
+            }
+            let mut mget = redis::cmd("MGET");
+            for t in tags {
+                mget.arg(self.tag_token(t));
+            }
+            let again: Vec<Option<Vec<u8>>> = l2
+                .with_conn(|mut c| async move { mget.query_async(&mut c).await })
+                .await?;
+            read = again.into_iter().map(text).collect();
+        }
+        read.into_iter()
+            .map(|t| {
+                t.ok_or_else(|| persistence_core::Error::backend("redis did not keep a tag token"))
+            })
+            .collect()
     }
 
     /// The L2 half of a tagged read (once pending tag invalidations went
-    /// through): `Break(value)` on a hit; else `Continue` with the tags'
-    /// tokens to store the loaded value under (None: do not store in L2).
+    /// through): `Break(value)` on a hit — a value whose stamp equals its
+    /// tags' current tokens; else `Continue` with the tags' tokens to store
+    /// the loaded value under (None: do not store in L2).
     pub(super) async fn tagged_l2_lookup<T: DeserializeOwned>(
         &self,
         key: &str,
@@ -102,49 +172,65 @@ impl CacheLayer {
         let Some(l2) = self.shared.l2.as_deref() else {
             return ControlFlow::Continue(None);
         };
-        let vkey = self.value_key(key);
-        let mut pipe = redis::pipe();
-        pipe.cmd("GET").arg(&vkey);
+        // One MGET: the value and its tags' tokens (on a cluster the client
+        // splits it by slot; a value is valid only if its stamp equals the
+        // tokens read, so reading them apart is safe).
         let mut mget = redis::cmd("MGET");
+        mget.arg(self.value_key(key));
         for t in tags {
             mget.arg(self.tag_token(t));
         }
-        if !tags.is_empty() {
-            pipe.add_command(mget);
-        }
-        let res: Result<Lookup> = if tags.is_empty() {
-            l2.query(pipe)
-                .await
-                .map(|(v,): (Option<Vec<u8>>,)| (v, Vec::new()))
-        } else {
-            l2.query(pipe).await
-        };
-        match res {
-            Ok((value, toks)) => {
-                if let Some(bytes) = value {
-                    match decode::<T>(&bytes) {
-                        Some(v) => {
-                            store.counters.record(METRIC_ENTITY, Event::Hit(Level::L2));
-                            return ControlFlow::Break(v);
-                        }
-                        None => store.counters.record(METRIC_ENTITY, Event::DecodeError),
-                    }
-                }
-                store.counters.record(METRIC_ENTITY, Event::Miss(Level::L2));
-                ControlFlow::Continue(Some(
-                    toks.into_iter().map(Option::unwrap_or_default).collect(),
-                ))
-            }
+        let res: Result<Vec<Option<Vec<u8>>>> = l2
+            .with_conn(|mut c| async move { mget.query_async(&mut c).await })
+            .await;
+        let tokens = res.map(|mut found| {
+            let value = if found.is_empty() {
+                None
+            } else {
+                found.remove(0)
+            };
+            (value, found.into_iter().map(text).collect::<Vec<_>>())
+        });
+        let (value, read) = match tokens {
+            Ok(v) => v,
             Err(e) => {
                 store.counters.record(METRIC_ENTITY, Event::L2Error);
                 tracing::debug!(error = %e, "redis (L2) failed for a tagged value");
+                return ControlFlow::Continue(None);
+            }
+        };
+        if let Some(bytes) = value {
+            match decode::<T>(&bytes) {
+                Some((stamp, v))
+                    if read
+                        .iter()
+                        .map(|t| t.as_deref())
+                        .eq(stamp.iter().map(|s| Some(s.as_str()))) =>
+                {
+                    store.counters.record(METRIC_ENTITY, Event::Hit(Level::L2));
+                    return ControlFlow::Break(v);
+                }
+                // Stamped with tokens since replaced: invalidated.
+                Some(_) => {}
+                None => store.counters.record(METRIC_ENTITY, Event::DecodeError),
+            }
+        }
+        store.counters.record(METRIC_ENTITY, Event::Miss(Level::L2));
+        match self.tag_tokens(tags, read).await {
+            Ok(tokens) => ControlFlow::Continue(Some(tokens)),
+            Err(e) => {
+                store.counters.record(METRIC_ENTITY, Event::L2Error);
+                tracing::debug!(error = %e, "redis (L2) failed reading tag tokens");
                 ControlFlow::Continue(None)
             }
         }
     }
 
     /// Store a loaded tagged value in L2, unless a tag's token moved since
-    /// `tokens` were read (stale-set protection).
+    /// `tokens` were read (stale-set protection): first, on each tag's slot,
+    /// add the value's key to the tag's set if its token is unchanged; then
+    /// `SET` the value stamped with `tokens`. An invalidation that lands
+    /// between the two leaves a value whose stamp no longer matches: a miss.
     pub(super) async fn tagged_l2_store<T: Serialize>(
         &self,
         key: &str,
@@ -157,23 +243,34 @@ impl CacheLayer {
         let Some(l2) = self.shared.l2.as_deref() else {
             return;
         };
-        let Some(bytes) = encode(value) else { return };
+        let Some(bytes) = encode(tokens, value) else {
+            return;
+        };
         let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
-        let mut inv = store.store.prepare_invoke();
-        inv.key(self.value_key(key));
-        for t in tags {
-            inv.key(self.tag_token(t));
-        }
-        for t in tags {
-            inv.key(self.tag_set(t));
-        }
-        inv.arg(bytes).arg(ms).arg(tags.len());
-        for tok in tokens {
-            inv.arg(tok);
-        }
-        match l2.invoke::<i64>(inv).await {
-            Ok(1) => {}
-            Ok(_) => store
+        let vkey = self.value_key(key);
+        let adds = tags.iter().zip(tokens).map(|(t, tok)| {
+            let mut inv = store.store.prepare_invoke();
+            inv.key(self.tag_set(t))
+                .key(self.tag_token(t))
+                .arg(tok)
+                .arg(&vkey)
+                .arg(ms);
+            l2.invoke::<i64>(inv)
+        });
+        let out = match try_join_all(adds).await {
+            Ok(added) if added.iter().all(|n| *n == 1) => {
+                let mut set = redis::cmd("SET");
+                set.arg(&vkey).arg(bytes).arg("PX").arg(ms);
+                l2.with_conn(|mut c| async move { set.query_async::<()>(&mut c).await })
+                    .await
+                    .map(|()| true)
+            }
+            Ok(_) => Ok(false),
+            Err(e) => Err(e),
+        };
+        match out {
+            Ok(true) => {}
+            Ok(false) => store
                 .counters
                 .record(METRIC_ENTITY, Event::StaleSetPrevented),
             Err(e) => {
@@ -202,11 +299,12 @@ impl CacheLayer {
     }
 }
 
-fn encode<T: Serialize>(value: &T) -> Option<Vec<u8>> {
-    postcard::to_extend(value, vec![FORMAT]).ok()
+fn encode<T: Serialize>(tokens: &[String], value: &T) -> Option<Vec<u8>> {
+    postcard::to_extend(&(tokens, value), vec![FORMAT]).ok()
 }
 
-fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Option<T> {
+/// The stamp and the value; `None` for another format or undecodable bytes.
+fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Option<(Vec<String>, T)> {
     match bytes.split_first() {
         Some((&FORMAT, body)) => postcard::from_bytes(body).ok(),
         _ => None,

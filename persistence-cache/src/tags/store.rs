@@ -22,30 +22,25 @@ use crate::singleflight::Flights;
 /// The `entity` label of tagged values' counters.
 pub(crate) const METRIC_ENTITY: &str = "!tagged";
 
+/// Add a value key to one tag's set if the tag's token is still the one
+/// read before the load. `KEYS`: the set, the token (one slot).
 #[cfg(feature = "redis")]
 const STORE: &str = r"
-local n = tonumber(ARGV[3])
-for i = 1, n do
-  local cur = redis.call('GET', KEYS[1 + i]) or ''
-  if cur ~= ARGV[3 + i] then return 0 end
-end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-for i = 1, n do
-  local set = KEYS[1 + n + i]
-  redis.call('SADD', set, KEYS[1])
-  if redis.call('PTTL', set) < tonumber(ARGV[2]) then redis.call('PEXPIRE', set, ARGV[2]) end
-end
+if (redis.call('GET', KEYS[2]) or '') ~= ARGV[1] then return 0 end
+redis.call('SADD', KEYS[1], ARGV[2])
+if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[3]) then redis.call('PEXPIRE', KEYS[1], ARGV[3]) end
 return 1
 ";
 
+/// Replace one tag's token and take its set's members (to delete them
+/// after). `KEYS`: the set, the token (one slot).
 #[cfg(feature = "redis")]
 const INVALIDATE: &str = r"
 local members = redis.call('SMEMBERS', KEYS[1])
-for _, k in ipairs(members) do redis.call('DEL', k) end
 redis.call('DEL', KEYS[1])
 redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
 if ARGV[3] ~= '' then redis.call('PUBLISH', ARGV[3], ARGV[4]) end
-return #members
+return members
 ";
 
 pub(crate) type AnyValue = Arc<dyn Any + Send + Sync>;

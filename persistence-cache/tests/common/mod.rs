@@ -240,6 +240,7 @@ impl<E: Entity, R: Repository<E>> Repository<E> for Probe<R> {
 pub struct CachedMemory {
     layer: CacheLayer,
     _keys: Option<TestRedis>,
+    _cluster: Option<persistence_testing::TestRedisCluster>,
 }
 
 impl persistence_core::conformance::Backend for CachedMemory {
@@ -267,7 +268,44 @@ pub async fn cached_memory(levels: Levels) -> CachedMemory {
         None => layer(Levels::L1, &prefix("conf")),
     }
     .expect("layer");
-    CachedMemory { layer, _keys: keys }
+    CachedMemory {
+        layer,
+        _keys: keys,
+        _cluster: None,
+    }
+}
+
+/// A layer on the Redis Cluster of `cluster` (its prefix) at `levels`
+/// (L2 or both), `f` adding settings.
+#[cfg(feature = "redis")]
+pub fn cluster_layer(
+    levels: Levels,
+    cluster: &persistence_testing::TestRedisCluster,
+    f: impl FnOnce(CacheLayerBuilder) -> CacheLayerBuilder,
+) -> CacheLayer {
+    let endpoint =
+        persistence_cache::RedisEndpoint::cluster(cluster.nodes().iter().cloned()).expect("nodes");
+    let mut b = CacheLayer::builder()
+        .prefix(cluster.prefix())
+        .redis_endpoint(endpoint);
+    if levels == Levels::L2 {
+        b = b.without_l1();
+    }
+    f(b).build().expect("cluster layer")
+}
+
+/// [`cached_memory`] on the Redis Cluster of `REDIS_CLUSTER_URL` (L1 only
+/// when it is missing outside CI; SKIPPED was printed then).
+#[cfg(feature = "redis")]
+pub async fn cached_memory_cluster(levels: Levels) -> CachedMemory {
+    let Some(cluster) = persistence_testing::TestRedisCluster::from_env("conf") else {
+        return cached_memory(Levels::L1).await;
+    };
+    CachedMemory {
+        layer: cluster_layer(levels, &cluster, |b| b),
+        _keys: None,
+        _cluster: Some(cluster),
+    }
 }
 
 /// The `main` of a conformance test file (`harness = false`): the suite once

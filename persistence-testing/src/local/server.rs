@@ -4,13 +4,13 @@
 use super::*;
 
 /// A server run as a child process on a fixed port, restartable.
-struct Daemon {
-    what: &'static str,
-    program: PathBuf,
-    args: Vec<String>,
-    port: u16,
-    log: PathBuf,
-    child: Option<Child>,
+pub(super) struct Daemon {
+    pub(super) what: &'static str,
+    pub(super) program: PathBuf,
+    pub(super) args: Vec<String>,
+    pub(super) port: u16,
+    pub(super) log: PathBuf,
+    pub(super) child: Option<Child>,
 }
 
 impl Daemon {
@@ -96,7 +96,7 @@ pub struct LocalServer {
 }
 
 impl LocalServer {
-    fn started(daemon: Daemon, dir: PathBuf, ready: Duration) -> LocalServer {
+    pub(super) fn started(daemon: Daemon, dir: PathBuf, ready: Duration) -> LocalServer {
         let mut server = LocalServer { daemon, dir, ready };
         server.start_server();
         server
@@ -178,11 +178,7 @@ impl LocalRedis {
 
     /// With TLS arguments, the port is the TLS port and plain TCP is off.
     fn start_with(tls: &[String]) -> Result<LocalRedis, Missing> {
-        let program = match std::env::var("REDIS_SERVER_BIN") {
-            Ok(p) => Some(PathBuf::from(p)).filter(|p| p.is_file()),
-            Err(_) => find_in_path("redis-server"),
-        }
-        .ok_or_else(|| Missing("redis-server (REDIS_SERVER_BIN or PATH)".into()))?;
+        let program = redis_server()?;
         let dir = unique_dir("redis");
         std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("creating {dir:?}: {e}"));
         let port = free_port();
@@ -223,6 +219,15 @@ impl LocalRedis {
             Duration::from_secs(20),
         )))
     }
+}
+
+/// `redis-server`: `REDIS_SERVER_BIN`, else from `PATH`.
+pub(super) fn redis_server() -> Result<PathBuf, Missing> {
+    match std::env::var("REDIS_SERVER_BIN") {
+        Ok(p) => Some(PathBuf::from(p)).filter(|p| p.is_file()),
+        Err(_) => find_in_path("redis-server"),
+    }
+    .ok_or_else(|| Missing("redis-server (REDIS_SERVER_BIN or PATH)".into()))
 }
 
 // ------------------------------------------------------------------ SecantusDB
@@ -304,7 +309,7 @@ impl LocalMongo {
     }
 }
 
-fn find_in_path(program: &str) -> Option<PathBuf> {
+pub(super) fn find_in_path(program: &str) -> Option<PathBuf> {
     std::env::var_os("PATH").and_then(|paths| {
         std::env::split_paths(&paths)
             .map(|p| p.join(program))

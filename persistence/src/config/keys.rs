@@ -66,6 +66,9 @@ pub const PROFILES: &str = "profiles";
 pub const KIND: &str = "kind";
 /// Database: connection URL (secret).
 pub const URL: &str = "url";
+/// Database (redis): the node URLs of a Redis Cluster (secrets; some of its
+/// nodes, the client discovers the others), instead of `url`.
+pub const CLUSTER: &str = "cluster";
 /// Database: PostgreSQL schema.
 pub const SCHEMA: &str = "schema";
 /// Database: what the manager does with each entity's table / collection

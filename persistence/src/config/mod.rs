@@ -17,6 +17,8 @@
 //!     breaker: { failure_threshold: 5, open_for: 10s }
 //!   catalog: { kind: mongo, url: "${MONGODB_URL}", database: catalog }
 //!   cache: { kind: redis, url: "${REDIS_URL:-redis://127.0.0.1:6379}" }
+//!   # or a Redis Cluster: some of its nodes, instead of `url`
+//!   # cache: { kind: redis, cluster: ["redis://10.0.0.1:7000", "redis://10.0.0.2:7000"] }
 //!   local: { kind: sqlite, url: "sqlite://local.db?mode=rwc" }
 //! cache:
 //!   default: { ttl: 5m, negative_ttl: 30s, l2: cache }
@@ -294,8 +296,11 @@ pub struct TlsSettings {
 pub struct DatabaseConfig {
     /// The backend.
     pub kind: DatabaseKind,
-    /// Connection URL (not needed for `memory`).
+    /// Connection URL (not needed for `memory`, nor for `redis` with `cluster`).
     pub url: Option<Secret>,
+    /// Redis Cluster node URLs ([`keys::CLUSTER`]), instead of `url`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cluster: Vec<Secret>,
     /// PostgreSQL schema.
     pub schema: Option<String>,
     /// What the manager does with each entity's table / collection
@@ -340,6 +345,7 @@ impl DatabaseConfig {
         DatabaseConfig {
             kind,
             url,
+            cluster: Vec::new(),
             schema: None,
             schema_mode: SchemaMode::Ensure,
             database: None,
@@ -564,6 +570,10 @@ impl PersistenceConfig {
             let _ = write!(out, "{name}: {}", db.kind.name());
             if let Some(url) = &db.url {
                 let _ = write!(out, " at {url}");
+            }
+            if !db.cluster.is_empty() {
+                let ns: Vec<String> = db.cluster.iter().map(|n| n.to_string()).collect();
+                let _ = write!(out, " cluster [{}]", ns.join(", "));
             }
             if let Some(s) = &db.schema {
                 let _ = write!(out, " schema {s}");

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 #[cfg(feature = "mongo")]
 use super::WriteAck;
-use super::{DatabaseKind, PersistenceConfig, keys};
+use super::{DatabaseConfig, DatabaseKind, PersistenceConfig, Secret, keys};
 
 impl PersistenceConfig {
     /// Check cross-references and required values: a URL for every kind but
@@ -32,7 +32,8 @@ impl PersistenceConfig {
                     &format!("databases.{name}.{}", keys::DATABASE),
                 )?;
             }
-            if db.url.is_none() && db.kind != DatabaseKind::Memory {
+            validate_cluster(name, db)?;
+            if db.url.is_none() && db.kind != DatabaseKind::Memory && db.cluster.is_empty() {
                 return Err(persistence_core::Error::config(format!(
                     "databases.{name}.url is required for kind {}",
                     db.kind.name()
@@ -53,7 +54,18 @@ impl PersistenceConfig {
                 )));
             }
             if let Some(tls) = &db.tls {
-                validate_tls(name, db.kind, tls, db.url.as_ref().map(|u| u.expose()))?;
+                let mut urls = db
+                    .url
+                    .iter()
+                    .chain(&db.cluster)
+                    .map(Secret::expose)
+                    .peekable();
+                if urls.peek().is_none() {
+                    validate_tls(name, db.kind, tls, None)?;
+                }
+                for url in urls {
+                    validate_tls(name, db.kind, tls, Some(url))?;
+                }
             }
             if let Some(f) = &db.failover {
                 if f.check_interval.is_zero()
@@ -224,6 +236,51 @@ impl PersistenceConfig {
         }
         Ok(())
     }
+}
+
+/// The `cluster` key: kind redis only, instead of `url`, every node a
+/// `redis://` or `rediss://` URL (one scheme for all).
+fn validate_cluster(name: &str, db: &DatabaseConfig) -> persistence_core::Result<()> {
+    let err = |msg: String| Err(persistence_core::Error::config(msg));
+    let at = format!("databases.{name}.{}", keys::CLUSTER);
+    if db.cluster.is_empty() {
+        return Ok(());
+    }
+    if db.kind != DatabaseKind::Redis {
+        return err(format!(
+            "{at} applies to kind redis only, not {}",
+            db.kind.name()
+        ));
+    }
+    if db.url.is_some() {
+        return err(format!(
+            "databases.{name}: set {} (one server) or {} (a Redis Cluster), not both",
+            keys::URL,
+            keys::CLUSTER
+        ));
+    }
+    let tls = |u: &Secret| {
+        u.expose()
+            .get(..9)
+            .is_some_and(|s| s.eq_ignore_ascii_case("rediss://"))
+    };
+    for (i, node) in db.cluster.iter().enumerate() {
+        let u = node.expose();
+        let plain = u
+            .get(..8)
+            .is_some_and(|s| s.eq_ignore_ascii_case("redis://"));
+        if !plain && !tls(node) {
+            return err(format!(
+                "{at}[{i}] ({node}) is not a redis node URL: expected it to start with redis:// or rediss://"
+            ));
+        }
+        if tls(node) != tls(&db.cluster[0]) {
+            return err(format!(
+                "{at}[{i}] ({node}): every node URL must use the same scheme (redis:// or rediss://)"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The `tls` section: which kinds take it and, for Redis, what it requires.

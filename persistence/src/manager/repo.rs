@@ -202,8 +202,9 @@ impl Persistence {
         #[cfg(feature = "redis")]
         if let Some(l2) = l2 {
             let db = self.database(l2)?;
-            if let Some(url) = &db.config.url {
-                let endpoint = crate::database::redis_endpoint(l2, &db.config, url.expose())?;
+            if db.config.url.is_some() || !db.config.cluster.is_empty() {
+                let url = db.config.url.as_ref().map_or("", |u| u.expose());
+                let endpoint = crate::database::redis_endpoint(l2, &db.config, url)?;
                 b = b.redis_endpoint(endpoint).backplane(backplane);
             }
         }

@@ -1,0 +1,176 @@
+//! [`RedisClient`]: what the L2, the backplane's heartbeat and the health
+//! checks talk to — a deadpool-redis pool of one server, or one Redis
+//! Cluster connection — and [`Conn`], the connection either hands out
+//! (a [`redis::aio::ConnectionLike`], so any command, pipeline or script
+//! runs on it the same way).
+//!
+//! **Cluster.** redis' own cluster client (`cluster-async`), not
+//! deadpool-redis' cluster pool: a cluster connection is already
+//! multiplexed (one connection per node, shared by every caller), follows
+//! `MOVED`/`ASK` redirections, refreshes the slot map and reconnects to a
+//! node that comes back by itself, so a pool of them only multiplies
+//! connections; and deadpool-redis' cluster manager cannot pass TLS
+//! certificates (a private CA, a client certificate) on to the nodes it
+//! discovers, which the cluster client's builder does. The connection is
+//! made on first use (building a layer needs no reachable cluster) and then
+//! kept. Commands are routed by their keys: a pipeline or a script goes
+//! to the slot of its keys (every key of one must share a slot, see
+//! [`crate::keys`]); a multi-key `MGET` / `DEL` is split by slot; `PING`
+//! goes to every primary.
+
+use std::sync::Arc;
+
+use deadpool_redis::redis::aio::ConnectionLike;
+use deadpool_redis::redis::cluster::ClusterClient;
+use deadpool_redis::redis::cluster_async::ClusterConnection;
+use deadpool_redis::redis::{self, Cmd, Pipeline, RedisFuture, Value};
+use persistence_core::Result;
+
+use crate::error::{map_pool, map_redis};
+
+/// A connection of a [`RedisClient`]: pooled (one server) or the shared
+/// cluster connection. Run any command on it with `query_async`.
+pub enum Conn {
+    /// A pooled connection to one server.
+    Single(deadpool_redis::Connection),
+    /// The cluster connection (a cheap clone of the shared one).
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Conn::Single(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Conn::Single(c) => c.req_packed_commands(cmd, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Single(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+/// The cluster client and its connection, made on first use.
+struct Cluster {
+    client: ClusterClient,
+    conn: tokio::sync::OnceCell<ClusterConnection>,
+}
+
+#[derive(Clone)]
+enum Inner {
+    Pool(deadpool_redis::Pool),
+    Cluster(Arc<Cluster>),
+}
+
+/// A Redis server (a deadpool-redis pool) or a Redis Cluster (one shared
+/// cluster connection): see the [module docs](self). Cheap to clone.
+/// Made by [`crate::RedisEndpoint::connect`], or from a pool with `From`.
+#[derive(Clone)]
+pub struct RedisClient {
+    inner: Inner,
+}
+
+impl std::fmt::Debug for RedisClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisClient")
+            .field("cluster", &self.is_cluster())
+            .finish_non_exhaustive()
+    }
+}
+
+impl From<deadpool_redis::Pool> for RedisClient {
+    fn from(pool: deadpool_redis::Pool) -> Self {
+        RedisClient {
+            inner: Inner::Pool(pool),
+        }
+    }
+}
+
+/// Occupancy of a [`RedisClient`]: of its pool, or of the cluster
+/// connection (`max` 1, `size` 1 once connected, never waited for).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Occupancy {
+    pub(crate) max: usize,
+    pub(crate) size: usize,
+    pub(crate) idle: usize,
+    pub(crate) waiting: usize,
+}
+
+impl RedisClient {
+    pub(crate) fn cluster(client: ClusterClient) -> RedisClient {
+        RedisClient {
+            inner: Inner::Cluster(Arc::new(Cluster {
+                client,
+                conn: tokio::sync::OnceCell::new(),
+            })),
+        }
+    }
+
+    /// True for a Redis Cluster.
+    pub fn is_cluster(&self) -> bool {
+        matches!(self.inner, Inner::Cluster(_))
+    }
+
+    /// A connection (unbounded: the caller bounds the wait).
+    pub async fn get(&self) -> Result<Conn> {
+        match &self.inner {
+            Inner::Pool(pool) => pool.get().await.map(Conn::Single).map_err(map_pool),
+            Inner::Cluster(c) => c
+                .conn
+                .get_or_try_init(|| c.client.get_async_connection())
+                .await
+                .map(|conn| Conn::Cluster(conn.clone()))
+                .map_err(map_redis),
+        }
+    }
+
+    /// `PING` (on a cluster: every primary must answer), with errors
+    /// classified as the cache's are (`Unavailable`, `Timeout`, `Config`
+    /// for bad credentials; never the URL). Unbounded: the caller bounds it.
+    pub async fn ping(&self) -> Result<()> {
+        let mut conn = self.get().await?;
+        redis::cmd("PING")
+            .query_async::<String>(&mut conn)
+            .await
+            .map(drop)
+            .map_err(map_redis)
+    }
+
+    pub(crate) fn occupancy(&self) -> Occupancy {
+        match &self.inner {
+            Inner::Pool(pool) => {
+                let s = pool.status();
+                Occupancy {
+                    max: s.max_size,
+                    size: s.size,
+                    idle: s.available,
+                    waiting: s.waiting,
+                }
+            }
+            Inner::Cluster(c) => {
+                let open = usize::from(c.conn.initialized());
+                Occupancy {
+                    max: 1,
+                    size: open,
+                    idle: open,
+                    waiting: 0,
+                }
+            }
+        }
+    }
+}

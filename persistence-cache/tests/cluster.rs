@@ -1,0 +1,258 @@
+//! Tags, sessions and the backplane on a Redis Cluster (`REDIS_CLUSTER_URL`,
+//! comma-separated node URLs; `scripts/services up` starts a local one; with
+//! `CI=true` a missing cluster fails these tests), plus the on-demand
+//! benchmark of an L2 hit against a bare cluster `GET`.
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use common::{Item, Levels, item};
+use persistence_cache::sessions::SessionStore;
+use persistence_cache::{CacheLayer, CachedRepository};
+use persistence_core::{MemoryRepository, Repository};
+use persistence_testing::TestRedisCluster;
+
+type Repo = CachedRepository<Item, MemoryRepository<Item>>;
+
+async fn tagged(layer: &CacheLayer, key: &str, tags: &[&str], calls: &Arc<AtomicU64>) -> String {
+    let calls = calls.clone();
+    let value = format!("{key}@{}", calls.load(Ordering::SeqCst));
+    layer
+        .get_or_load_tagged(key, tags, move || async move {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Ok(value)
+        })
+        .await
+        .expect("tagged")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tags_invalidate_across_slots() {
+    let Some(cluster) = TestRedisCluster::from_env("ctags") else {
+        return;
+    };
+    // Two L2-only instances: what one stores the other reads.
+    let a = common::cluster_layer(Levels::L2, &cluster, |b| b);
+    let b = common::cluster_layer(Levels::L2, &cluster, |b| b);
+    let calls = Arc::new(AtomicU64::new(0));
+    // Many keys and tags: values and tag sets spread over the three nodes.
+    let keys: Vec<String> = (0..30).map(|i| format!("k{i}")).collect();
+    let tags_of = |i: usize| vec![format!("t{}", i % 5), format!("u{}", i % 7), "all".into()];
+    let mut first = Vec::new();
+    for (i, k) in keys.iter().enumerate() {
+        let tags = tags_of(i);
+        let refs: Vec<&str> = tags.iter().map(String::as_str).collect();
+        first.push(tagged(&a, k, &refs, &calls).await);
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 30);
+    for (i, k) in keys.iter().enumerate() {
+        let tags = tags_of(i);
+        let refs: Vec<&str> = tags.iter().map(String::as_str).collect();
+        assert_eq!(
+            tagged(&b, k, &refs, &calls).await,
+            first[i],
+            "L2 hit of {k}"
+        );
+    }
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        30,
+        "b read a's values from L2"
+    );
+    assert_eq!(b.tagged_stats().l2_hits, 30);
+
+    // One tag: exactly its values reload, in every instance.
+    assert_eq!(a.invalidate_tag("t0").await, 6);
+    for (i, k) in keys.iter().enumerate() {
+        let tags = tags_of(i);
+        let refs: Vec<&str> = tags.iter().map(String::as_str).collect();
+        let v = tagged(&b, k, &refs, &calls).await;
+        assert_eq!(v == first[i], i % 5 != 0, "{k}");
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 36);
+    // The tag every value carries: all reload.
+    assert_eq!(b.invalidate_tag("all").await, 30);
+    for (i, k) in keys.iter().enumerate() {
+        let tags = tags_of(i);
+        let refs: Vec<&str> = tags.iter().map(String::as_str).collect();
+        tagged(&a, k, &refs, &calls).await;
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 66);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_destroy_every_session_of_a_user() {
+    let Some(cluster) = TestRedisCluster::from_env("csess") else {
+        return;
+    };
+    let layer = common::cluster_layer(Levels::L2, &cluster, |b| b);
+    let store = SessionStore::<u32>::new(&layer, "web").expect("store");
+    let other =
+        SessionStore::<u32>::new(&common::cluster_layer(Levels::L2, &cluster, |b| b), "web")
+            .expect("store");
+    let ttl = Duration::from_secs(60);
+    let mut alice = Vec::new();
+    for n in 0..5 {
+        alice.push(store.create("alice", n, ttl).await.expect("create"));
+    }
+    let bob = store.create("bob", 9, ttl).await.expect("create");
+    for s in &alice {
+        let got = other.get(&s.id).await.expect("get").expect("live");
+        assert_eq!((got.user.as_str(), got.data), ("alice", s.data));
+    }
+    assert!(other.touch(&bob.id, ttl).await.expect("touch"));
+    assert_eq!(other.destroy_user("alice").await.expect("destroy_user"), 5);
+    for s in &alice {
+        assert_eq!(store.get(&s.id).await.expect("get"), None);
+    }
+    assert_eq!(
+        store.get(&bob.id).await.expect("get").map(|s| s.data),
+        Some(9)
+    );
+    assert!(store.destroy(&bob.id).await.expect("destroy"));
+    assert_eq!(other.get(&bob.id).await.expect("get"), None);
+}
+
+async fn until<F: AsyncFnMut() -> bool>(mut check: F) {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(10) {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    panic!("not within 10 s");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn backplane_invalidates_other_instances_l1() {
+    let Some(cluster) = TestRedisCluster::from_env("cbp") else {
+        return;
+    };
+    let instance = || common::cluster_layer(Levels::Both, &cluster, |b| b.backplane(true));
+    let (la, lb) = (instance(), instance());
+    until(async || la.backplane_connected() && lb.backplane_connected()).await;
+    let mem = MemoryRepository::<Item>::new();
+    let a: Repo = la.wrap(mem.clone());
+    let b: Repo = lb.wrap(mem.clone());
+    for id in 1..=20 {
+        a.insert(&item(id, "v1", id)).await.expect("insert");
+    }
+    // b caches every entity in its L1 (once the inserts' messages are in).
+    until(async || {
+        for id in 1..=20 {
+            b.get(&id).await.expect("get");
+        }
+        b.stats().l1_hits >= 20
+    })
+    .await;
+    for id in 1..=20 {
+        let cur = b.get(&id).await.expect("get").expect("found");
+        let mut next = cur.clone();
+        next.name = "v2".into();
+        a.update(&next).await.expect("update");
+    }
+    // Every update reaches b's L1 through the cluster's pub/sub.
+    until(async || {
+        let mut all = true;
+        for id in 1..=20 {
+            all &= b
+                .get(&id)
+                .await
+                .expect("get")
+                .is_some_and(|e| e.name == "v2");
+        }
+        all
+    })
+    .await;
+}
+
+/// On demand (a measurement, not a check): `cargo nextest run -p
+/// persistence-cache --all-features --test cluster --run-ignored only`.
+/// An L2 hit (`get` of a cached entity, L2-only layer: `MGET` of the entry
+/// and its tokens, decode) against a bare cluster `GET` of the same bytes,
+/// side by side, sequential round trips. Goal: at most 1.2x.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark: run on demand"]
+async fn bench_l2_hit_vs_bare_cluster_get() {
+    use redis::AsyncCommands as _;
+    let Some(cluster) = TestRedisCluster::from_env("cbench") else {
+        return;
+    };
+    let layer = common::cluster_layer(Levels::L2, &cluster, |b| b);
+    let repo: Repo = layer.wrap(MemoryRepository::new());
+    repo.insert(&item(1, "bench", 1)).await.expect("insert");
+    repo.get(&1).await.expect("warm");
+    let client = redis::cluster::ClusterClient::new(cluster.nodes().to_vec()).expect("client");
+    let mut raw = client.get_async_connection().await.expect("connect");
+    let key = format!("{}:bench", cluster.prefix());
+    let () = raw.set(&key, vec![7u8; 64]).await.expect("set");
+    const N: usize = 5_000;
+    // Per-operation medians (robust to a loaded machine), rounds alternating.
+    let median = |mut v: Vec<Duration>| {
+        v.sort();
+        v[v.len() / 2]
+    };
+    let mut ratios = Vec::new();
+    for round in 0..3 {
+        let mut bare = Vec::with_capacity(N);
+        for _ in 0..N {
+            let t = Instant::now();
+            let v: Option<Vec<u8>> = raw.get(&key).await.expect("get");
+            bare.push(t.elapsed());
+            assert!(v.is_some());
+        }
+        let mut cached = Vec::with_capacity(N);
+        for _ in 0..N {
+            let t = Instant::now();
+            let v = repo.get(&1).await.expect("get");
+            cached.push(t.elapsed());
+            assert!(v.is_some());
+        }
+        let (bare, cached) = (median(bare), median(cached));
+        let ratio = cached.as_secs_f64() / bare.as_secs_f64();
+        ratios.push(ratio);
+        println!("round {round}: bare GET p50 {bare:?}, L2 hit p50 {cached:?}, ratio {ratio:.2}x");
+    }
+    assert!(repo.stats().l2_hits >= 3 * N as u64);
+    ratios.sort_by(f64::total_cmp);
+    println!(
+        "median ratio L2 hit / bare cluster GET: {:.2}x (goal <= 1.2x)",
+        ratios[1]
+    );
+    // For reference, the same on one server (REDIS_URL): the layer's own
+    // overhead, apart from the cluster's.
+    if let Some(url) = common::redis_url() {
+        let prefix = common::prefix("cbench1");
+        let single = common::layer(Levels::L2, &prefix).expect("layer");
+        let repo1: Repo = single.wrap(MemoryRepository::new());
+        repo1.insert(&item(1, "bench", 1)).await.expect("insert");
+        repo1.get(&1).await.expect("warm");
+        let mut c = redis::Client::open(url.as_str())
+            .expect("url")
+            .get_multiplexed_async_connection()
+            .await
+            .expect("connect");
+        let key1 = format!("{prefix}:bench");
+        let () = c.set(&key1, vec![7u8; 64]).await.expect("set");
+        let (mut bare, mut cached) = (Vec::with_capacity(N), Vec::with_capacity(N));
+        for _ in 0..N {
+            let t = Instant::now();
+            let v: Option<Vec<u8>> = c.get(&key1).await.expect("get");
+            bare.push(t.elapsed());
+            assert!(v.is_some());
+            let t = Instant::now();
+            assert!(repo1.get(&1).await.expect("get").is_some());
+            cached.push(t.elapsed());
+        }
+        let (bare, cached) = (median(bare), median(cached));
+        println!(
+            "one server: bare GET p50 {bare:?}, L2 hit p50 {cached:?}, ratio {:.2}x",
+            cached.as_secs_f64() / bare.as_secs_f64()
+        );
+        common::delete_keys(&url, &prefix).await;
+    }
+    let _: i64 = raw.del(&key).await.expect("del");
+}
