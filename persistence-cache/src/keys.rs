@@ -4,7 +4,8 @@
 //! the entity's stored shape (and so of [`EntityMeta::schema_version`]) makes
 //! every older entry unreachable, and tenants/apps never share keys.
 //!
-//! * entity: `{prefix}:{entity}:{schema_version}:{id}`. Integer and UUID ids
+//! * entity: `{prefix}:{entity}:{schema_version}:{id}` (tenant entities:
+//!   `…:@{tenant hash}:{id}`). Integer and UUID ids
 //!   are written as is; string ids when short (≤ 100 bytes) and made only of
 //!   `[A-Za-z0-9_.@-]`, otherwise as `#` + 32 hex digits of their SHA-256
 //!   (so a key never holds `:` from user data and stays bounded).
@@ -67,6 +68,8 @@ pub(crate) fn short_hash(bytes: &[u8]) -> String {
 #[derive(Debug, Clone)]
 pub(crate) struct Keys {
     base: String,
+    /// Tenant entity: entity keys carry the tenant (see [`Keys::entity`]).
+    tenant: bool,
     #[cfg(feature = "redis")]
     gen_key: String,
     #[cfg(feature = "redis")]
@@ -102,14 +105,20 @@ impl Keys {
             #[cfg(feature = "redis")]
             epoch_key: format!("{base}:!epoch"),
             base,
+            tenant: meta.tenant.is_some(),
         }
     }
 
-    /// The key of the entity with this (normalized) id.
+    /// The key of the entity with this (normalized) id; for a tenant entity
+    /// (row-level tenancy) `…:@{hash of the tenant}:{id}`, so two tenants
+    /// never share an entry (or a cached absence).
     pub(crate) fn entity(&self, id: &Value) -> String {
         let mut k = String::with_capacity(self.base.len() + 24);
         k.push_str(&self.base);
         k.push(':');
+        if let Some(t) = persistence_core::tenant::current().filter(|_| self.tenant) {
+            let _ = write!(k, "@{}:", short_hash(&crate::codec::canonical_value(&t)));
+        }
         match id {
             Value::I64(i) => {
                 let _ = write!(k, "{i}");

@@ -72,7 +72,9 @@ impl<E: Entity, R: Repository<E> + 'static> CachedRepository<E, R> {
                 // Its own task, so that the load outlives a reader that stops waiting.
                 let me = inner.clone();
                 let flight_key = local.clone();
-                let mut task = rt.spawn(async move { me.flights.run(flight_key, make).await });
+                // The load keeps the caller's tenant context (row-level tenancy).
+                let load = async move { me.flights.run(flight_key, make).await };
+                let mut task = rt.spawn(persistence_core::tenant::propagate(load));
                 let started = Instant::now();
                 let joined = match tokio::time::timeout(bound, &mut task).await {
                     Ok(joined) => Some(joined),
@@ -141,7 +143,7 @@ impl<E: Entity, R: Repository<E> + 'static> CachedRepository<E, R> {
         let inner = self.inner.clone();
         let (ttl, keep) = (self.ttls(), self.read_policy().keep());
         inner.record(Event::EagerRefresh);
-        rt.spawn(async move {
+        rt.spawn(persistence_core::tenant::propagate(async move {
             let me = inner.clone();
             let flight_key = local.clone();
             let make = move || {
@@ -150,7 +152,7 @@ impl<E: Entity, R: Repository<E> + 'static> CachedRepository<E, R> {
             if let Err(e) = inner.flights.run(flight_key, make).await {
                 tracing::debug!(entity = E::meta().name, error = %e, "eager cache refresh failed");
             }
-        });
+        }));
     }
 }
 
