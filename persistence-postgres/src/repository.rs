@@ -317,7 +317,9 @@ impl<E: Entity> Repository<E> for RelationalRepository<E> {
                 .await
                 .map_err(|e| e.in_context(E::meta().name, "delete_many"));
         }
-        on_conn!(self, "delete_many", |c| self.purge_on(c, filter, "delete_many").await)
+        on_conn!(self, "delete_many", |c| self
+            .purge_on(c, filter, "delete_many")
+            .await)
     }
 
     async fn purge(&self, filter: &Filter) -> Result<u64> {
@@ -358,7 +360,9 @@ impl<E: Entity> Repository<E> for RelationalRepository<E> {
     }
 
     async fn distinct(&self, field: &str, filter: &Filter) -> Result<Vec<Value>> {
-        on_conn!(self, "distinct", |c| self.distinct_on(c, field, filter).await)
+        on_conn!(self, "distinct", |c| self
+            .distinct_on(c, field, filter)
+            .await)
     }
 
     async fn patch(&self, id: &E::Id, update: &Update<E>, guard: &Guard) -> Result<E> {
@@ -366,7 +370,9 @@ impl<E: Entity> Repository<E> for RelationalRepository<E> {
     }
 
     async fn update_where(&self, filter: &Filter, update: &Update<E>) -> Result<u64> {
-        on_conn!(self, "update_where", |c| self.update_where_on(c, filter, update).await)
+        on_conn!(self, "update_where", |c| self
+            .update_where_on(c, filter, update)
+            .await)
     }
 
     async fn find_one_and_delete(&self, query: &Query) -> Result<Option<E>> {
@@ -375,10 +381,14 @@ impl<E: Entity> Repository<E> for RelationalRepository<E> {
                 .await
                 .map_err(|e| e.in_context(E::meta().name, "find_one_and_delete"));
         }
-        on_conn!(self, "find_one_and_delete", |c| self.find_one_and_delete_on(c, query).await)
+        on_conn!(self, "find_one_and_delete", |c| self
+            .find_one_and_delete_on(c, query)
+            .await)
     }
 
     async fn aggregate(&self, filter: &Filter, group: &GroupBy<E>) -> Result<Vec<Value>> {
-        on_conn!(self, "aggregate", |c| self.aggregate_on(c, filter, group).await)
+        on_conn!(self, "aggregate", |c| self
+            .aggregate_on(c, filter, group)
+            .await)
     }
 }

@@ -94,28 +94,45 @@ async fn scenario(url: &str, schema: &str, admin: &DatabaseConnection) {
 
     let a = repo.clone().for_tenant("a").unwrap();
     let b = repo.clone().for_tenant("b").unwrap();
-    a.insert_many(&[Ticket::new(1, "x", 1), Ticket::new(2, "y", 2), Ticket::new(3, "z", 3)])
-        .await
-        .unwrap();
+    a.insert_many(&[
+        Ticket::new(1, "x", 1),
+        Ticket::new(2, "y", 2),
+        Ticket::new(3, "z", 3),
+    ])
+    .await
+    .unwrap();
     b.insert_many(&[Ticket::new(11, "x", 1), Ticket::new(12, "y", 2)])
         .await
         .unwrap();
     assert_eq!(a.count(&Filter::all()).await.unwrap(), 3);
     assert_eq!(b.count(&Filter::all()).await.unwrap(), 2);
     // The superuser bypasses RLS: all five rows are there.
-    assert_eq!(count(admin, &format!("SELECT count(*) FROM {table}")).await, 5);
+    assert_eq!(
+        count(admin, &format!("SELECT count(*) FROM {table}")).await,
+        5
+    );
 
     let conn = store.connection();
     // No tenant set: a raw statement without any filter sees nothing.
-    assert_eq!(count(conn, &format!("SELECT count(*) FROM {table}")).await, 0);
+    assert_eq!(
+        count(conn, &format!("SELECT count(*) FROM {table}")).await,
+        0
+    );
     // Tenant `a` set in a transaction: only a's rows, still without a filter.
     let tx = conn.begin().await.unwrap();
     tx.execute_unprepared("SELECT set_config('app.tenant', 'a', true)")
         .await
         .unwrap();
-    assert_eq!(count(&tx, &format!("SELECT count(*) FROM {table}")).await, 3);
     assert_eq!(
-        count(&tx, &format!("SELECT count(*) FROM {table} WHERE tenant = 'b'")).await,
+        count(&tx, &format!("SELECT count(*) FROM {table}")).await,
+        3
+    );
+    assert_eq!(
+        count(
+            &tx,
+            &format!("SELECT count(*) FROM {table} WHERE tenant = 'b'")
+        )
+        .await,
         0
     );
     // Writing a row of another tenant, or moving one there, is refused.
@@ -147,7 +164,14 @@ async fn scenario(url: &str, schema: &str, admin: &DatabaseConnection) {
     assert_eq!(deleted.rows_affected(), 3);
     tx.commit().await.unwrap();
     // The setting was local to that transaction.
-    assert_eq!(count(conn, &format!("SELECT count(*) FROM {table}")).await, 0);
-    assert_eq!(b.count(&Filter::all()).await.unwrap(), 2, "b's rows are intact");
+    assert_eq!(
+        count(conn, &format!("SELECT count(*) FROM {table}")).await,
+        0
+    );
+    assert_eq!(
+        b.count(&Filter::all()).await.unwrap(),
+        2,
+        "b's rows are intact"
+    );
     store.close().await;
 }

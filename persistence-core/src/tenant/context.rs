@@ -61,6 +61,6 @@ pub(super) fn scope<F: Future>(tenant: Value, fut: F) -> impl Future<Output = F:
 }
 
 /// `f` run synchronously for `tenant` (each poll of a scoped stream).
-pub(super) fn sync_scope<T>(tenant: Value, f: impl FnOnce() -> T) -> T {
+pub(crate) fn sync_scope<T>(tenant: Value, f: impl FnOnce() -> T) -> T {
     CURRENT.sync_scope(tenant, f)
 }

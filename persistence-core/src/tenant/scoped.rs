@@ -5,6 +5,7 @@ use std::task::{Context, Poll};
 
 use futures_core::Stream;
 
+use crate::Error;
 use crate::aggregate::GroupBy;
 use crate::drift::SchemaReport;
 use crate::entity::{Entity, EntityMeta};
@@ -14,7 +15,6 @@ use crate::query::{Cursor, Page, Query};
 use crate::repository::{BoxStream, Capabilities, Repository};
 use crate::update::{Guard, Update};
 use crate::value::{Record, Value};
-use crate::Error;
 
 use super::context;
 
@@ -191,8 +191,10 @@ impl<E: Entity, R: Repository<E>> Repository<E> for TenantScoped<R> {
                 // Inserted by another call of this tenant meanwhile: overwrite;
                 // held by another tenant: the conflict stands.
                 Err(err)
-                    if matches!(err.kind(), ErrorKind::Conflict(crate::ConflictKind::DuplicateId))
-                        && self.inner.exists(&mine).await? =>
+                    if matches!(
+                        err.kind(),
+                        ErrorKind::Conflict(crate::ConflictKind::DuplicateId)
+                    ) && self.inner.exists(&mine).await? =>
                 {
                     self.inner.upsert(&e).await
                 }

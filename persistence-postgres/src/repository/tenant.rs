@@ -53,7 +53,9 @@ impl<E: Entity> RelationalRepository<E> {
         if self.dialect() != Dialect::Postgres {
             return Ok(());
         }
-        set_tenant(tx, &t).await.map_err(|e| self.err(e, "insert_many"))
+        set_tenant(tx, &t)
+            .await
+            .map_err(|e| self.err(e, "insert_many"))
     }
 
     /// Commit `tx` when `out` is `Ok`, roll it back otherwise.

@@ -58,7 +58,11 @@ pub async fn tenancy_insert_sets_the_tenant_and_refuses_another<B: Backend>(b: &
     );
     assert_invalid(ta.upsert(&foreign).await, "upsert of another tenant's row");
     foreign.tenant = "a".into();
-    assert_eq!(ta.insert(&foreign).await.unwrap().tenant, "a", "its own tenant is fine");
+    assert_eq!(
+        ta.insert(&foreign).await.unwrap().tenant,
+        "a",
+        "its own tenant is fine"
+    );
     // The same code in two tenants; twice in one is a conflict.
     assert_conflict(ta.insert(&Ticket::new(7, "c1", 1)).await, "code twice in a");
 }
@@ -67,18 +71,37 @@ pub async fn tenancy_reads_see_only_the_tenants_rows<B: Backend>(b: &B) {
     let (_, ta, tb) = tickets(b).await;
     // Absent first for b (a cache must not keep that absence for a), then a.
     assert_eq!(tb.get(&1).await.unwrap(), None, "get of a's row by b");
-    assert_eq!(ta.get(&1).await.unwrap().map(|t| t.tenant), Some("a".into()));
-    assert_eq!(tb.get(&1).await.unwrap(), None, "get by b after a cached it");
-    assert_eq!(ids(&tb.get_many(&[1, 11, 2, 12]).await.unwrap()), vec![11, 12]);
-    assert_eq!(ids(&ta.find(&Query::all()).await.unwrap()), vec![1, 2, 3]);
-    assert_eq!(ids(&tb.find(&Query::all()).await.unwrap()), vec![11, 12, 13]);
     assert_eq!(
-        tb.find_one(&Query::filter(Ticket::ID.lt(10))).await.unwrap(),
+        ta.get(&1).await.unwrap().map(|t| t.tenant),
+        Some("a".into())
+    );
+    assert_eq!(
+        tb.get(&1).await.unwrap(),
+        None,
+        "get by b after a cached it"
+    );
+    assert_eq!(
+        ids(&tb.get_many(&[1, 11, 2, 12]).await.unwrap()),
+        vec![11, 12]
+    );
+    assert_eq!(ids(&ta.find(&Query::all()).await.unwrap()), vec![1, 2, 3]);
+    assert_eq!(
+        ids(&tb.find(&Query::all()).await.unwrap()),
+        vec![11, 12, 13]
+    );
+    assert_eq!(
+        tb.find_one(&Query::filter(Ticket::ID.lt(10)))
+            .await
+            .unwrap(),
         None,
         "find_one"
     );
     assert_eq!(ta.count(&Filter::all()).await.unwrap(), 3, "count");
-    assert_eq!(ta.count(&Ticket::CODE.eq("c1")).await.unwrap(), 1, "count by code");
+    assert_eq!(
+        ta.count(&Ticket::CODE.eq("c1")).await.unwrap(),
+        1,
+        "count by code"
+    );
     assert!(!ta.exists(&Ticket::ID.eq(11)).await.unwrap(), "exists");
     let streamed: Vec<i64> = tb
         .stream(&Query::all())
@@ -89,7 +112,10 @@ pub async fn tenancy_reads_see_only_the_tenants_rows<B: Backend>(b: &B) {
     let mut paged = Vec::new();
     let mut cursor = None;
     loop {
-        let page = ta.page(&Query::all().limit(2), cursor.as_ref()).await.unwrap();
+        let page = ta
+            .page(&Query::all().limit(2), cursor.as_ref())
+            .await
+            .unwrap();
         paged.extend(ids(&page.items));
         match page.next {
             Some(c) => cursor = Some(c),
@@ -130,7 +156,11 @@ pub async fn tenancy_writes_never_reach_another_tenant<B: Backend>(b: &B) {
         .unwrap_err();
     assert_eq!(e.kind(), &ErrorKind::NotFound, "patch: {e}");
     let set = Update::new().set(Ticket::RANK, 50);
-    assert_eq!(ta.update_where(&Filter::all(), &set).await.unwrap(), 3, "update_where");
+    assert_eq!(
+        ta.update_where(&Filter::all(), &set).await.unwrap(),
+        3,
+        "update_where"
+    );
     assert_eq!(
         ta.find_one_and_delete(&Query::filter(Ticket::ID.gt(10)))
             .await
@@ -138,18 +168,32 @@ pub async fn tenancy_writes_never_reach_another_tenant<B: Backend>(b: &B) {
         None,
         "find_one_and_delete"
     );
-    assert_eq!(ta.delete_many(&Ticket::RANK.eq(50)).await.unwrap(), 3, "delete_many");
+    assert_eq!(
+        ta.delete_many(&Ticket::RANK.eq(50)).await.unwrap(),
+        3,
+        "delete_many"
+    );
     assert_eq!(ta.purge(&Filter::all()).await.unwrap(), 0, "purge");
     // b's rows are untouched.
     let rows = tb.find(&Query::all()).await.unwrap();
     assert_eq!(ids(&rows), vec![11, 12, 13]);
-    assert!(rows.iter().all(|t| t.rank < 10 && t.version == 1), "{rows:?}");
+    assert!(
+        rows.iter().all(|t| t.rank < 10 && t.version == 1),
+        "{rows:?}"
+    );
     // a's own rows: the same calls work.
     let mine = ta.insert(&Ticket::new(4, "c4", 4)).await.unwrap();
     let updated = ta.update(&mine).await.unwrap();
     assert_eq!(updated.version, 2);
-    assert_eq!(ta.upsert(&Ticket::new(5, "c5", 5)).await.unwrap().tenant, "a");
-    assert_eq!(ta.upsert(&updated).await.unwrap().version, 3, "upsert overwrites");
+    assert_eq!(
+        ta.upsert(&Ticket::new(5, "c5", 5)).await.unwrap().tenant,
+        "a"
+    );
+    assert_eq!(
+        ta.upsert(&updated).await.unwrap().version,
+        3,
+        "upsert overwrites"
+    );
     let popped = ta.find_one_and_delete(&Query::all()).await.unwrap();
     assert_eq!(popped.map(|t| t.id), Some(4));
     assert!(ta.delete(&5).await.unwrap());
@@ -171,7 +215,8 @@ pub async fn tenancy_filters_cannot_choose_the_tenant<B: Backend>(b: &B) {
         assert_invalid(ta.count(&f).await, "count");
         assert_invalid(ta.delete_many(&f).await, "delete_many");
         assert_invalid(
-            ta.update_where(&f, &Update::new().set(Ticket::RANK, 1)).await,
+            ta.update_where(&f, &Update::new().set(Ticket::RANK, 1))
+                .await,
             "update_where",
         );
     }
