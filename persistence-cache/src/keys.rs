@@ -12,7 +12,7 @@
 //! from the base (`…:{anything}`) lands in that slot as well. On a single
 //! server the braces mean nothing.
 //!
-//! * entity: `…:{id}`. Integer and UUID ids
+//! * entity: `…:{id}` (tenant entities: `…:@{tenant hash}:{id}`). Integer and UUID ids
 //!   are written as is; string ids when short (≤ 100 bytes) and made only of
 //!   `[A-Za-z0-9_.@-]`, otherwise as `#` + 32 hex digits of their SHA-256
 //!   (so a key never holds `:` from user data and stays bounded).
@@ -79,6 +79,8 @@ pub(crate) fn short_hash(bytes: &[u8]) -> String {
 #[derive(Debug, Clone)]
 pub(crate) struct Keys {
     base: String,
+    /// Tenant entity: entity keys carry the tenant (see [`Keys::entity`]).
+    tenant: bool,
     #[cfg(feature = "redis")]
     gen_key: String,
     #[cfg(feature = "redis")]
@@ -107,7 +109,10 @@ impl QueryOp {
 
 impl Keys {
     pub(crate) fn new(prefix: &str, meta: &EntityMeta) -> Keys {
-        Keys::named(prefix, meta.name, meta.schema_version)
+        Keys {
+            tenant: meta.tenant.is_some(),
+            ..Keys::named(prefix, meta.name, meta.schema_version)
+        }
     }
 
     fn named(prefix: &str, entity: &str, schema_version: u64) -> Keys {
@@ -118,14 +123,20 @@ impl Keys {
             #[cfg(feature = "redis")]
             epoch_key: format!("{base}:!epoch"),
             base,
+            tenant: false,
         }
     }
 
-    /// The key of the entity with this (normalized) id.
+    /// The key of the entity with this (normalized) id; for a tenant entity
+    /// (row-level tenancy) `…:@{hash of the tenant}:{id}`, so two tenants
+    /// never share an entry (or a cached absence).
     pub(crate) fn entity(&self, id: &Value) -> String {
         let mut k = String::with_capacity(self.base.len() + 24);
         k.push_str(&self.base);
         k.push(':');
+        if let Some(t) = persistence_core::tenant::current().filter(|_| self.tenant) {
+            let _ = write!(k, "@{}:", short_hash(&crate::codec::canonical_value(&t)));
+        }
         match id {
             Value::I64(i) => {
                 let _ = write!(k, "{i}");

@@ -80,6 +80,7 @@ pub mod query;
 pub mod redact;
 pub mod repository;
 pub mod select;
+pub mod tenant;
 pub mod update;
 pub mod value;
 
@@ -103,6 +104,7 @@ pub use repository::{
     BoxStream, Capabilities, DynRepository, Repository, SharedRepository, TimestampPrecision,
 };
 pub use select::SelectExt;
+pub use tenant::{TenantExt, TenantScoped};
 pub use update::{Guard, Update, UpdateOp};
 pub use value::{Record, Value};
 

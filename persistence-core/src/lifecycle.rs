@@ -123,11 +123,16 @@ pub fn deletion<E: Entity>() -> Result<Update<E>> {
 
 /// The checked condition that puts a row in reach of a `patch`: for a
 /// soft-deletable entity, the scope its guard filter names (live rows by
-/// default); `None` for other entities. Backends add it to the row's
+/// default); for a tenant entity, the tenant's rows (both, when both);
+/// `None` for other entities. Backends add it to the row's
 /// identity (`id = $1 AND …`), so a row outside the scope is `NotFound`.
 pub fn patch_scope(meta: &EntityMeta, guard: &Guard) -> Result<Option<Filter>> {
     if meta.soft_delete.is_none() {
-        return Ok(None);
+        // A tenant entity: the row must be the tenant's (see `crate::tenant`).
+        return match meta.tenant {
+            Some(_) => Filter::all().checked(meta).map(Some),
+            None => Ok(None),
+        };
     }
     let scope = guard
         .filter

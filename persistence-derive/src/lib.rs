@@ -52,6 +52,7 @@ struct FieldInfo {
     ttl_secs: Option<u64>,
     option: bool,
     managed: Option<&'static str>,
+    tenant: bool,
 }
 
 fn snake_case(s: &str) -> String {
@@ -227,6 +228,7 @@ fn entity(input: DeriveInput) -> syn::Result<TokenStream2> {
             ttl_secs: None,
             option: is_option(&f.ty),
             managed: None,
+            tenant: false,
         };
         for attr in f.attrs.iter().filter(|a| a.path().is_ident("entity")) {
             attr.parse_nested_meta(|meta| {
@@ -245,6 +247,8 @@ fn entity(input: DeriveInput) -> syn::Result<TokenStream2> {
                     if info.managed.replace(role).is_some() {
                         return Err(meta.error("a field can have only one of created_at, updated_at and soft_delete"));
                     }
+                } else if meta.path.is_ident("tenant") {
+                    info.tenant = true;
                 } else if meta.path.is_ident("ttl") {
                     let lit: LitStr = meta.value()?.parse()?;
                     info.ttl_secs = Some(parse_ttl(&lit)?);
@@ -326,6 +330,7 @@ fn entity(input: DeriveInput) -> syn::Result<TokenStream2> {
             }
         }
     }
+    let tenant_call = tenant_call(&fields)?;
     for (names, _, span) in &composites {
         for n in names {
             if !fields
@@ -467,6 +472,7 @@ fn entity(input: DeriveInput) -> syn::Result<TokenStream2> {
                             #(#shape_calls)*
                             #(#composite_calls)*
                             #(#managed_calls)*
+                            #tenant_call
                     )
                 })
             }
@@ -486,6 +492,29 @@ fn entity(input: DeriveInput) -> syn::Result<TokenStream2> {
             #(#handles)*
         }
     })
+}
+
+/// The builder call marking the `#[entity(tenant)]` field (row-level
+/// tenancy), after checking there is at most one and it is a plain field.
+fn tenant_call(fields: &[FieldInfo]) -> syn::Result<Option<TokenStream2>> {
+    let marked: Vec<&FieldInfo> = fields.iter().filter(|f| f.tenant).collect();
+    if let Some(second) = marked.get(1) {
+        return Err(syn::Error::new(
+            second.ident.span(),
+            "#[derive(Entity)]: only one field may be #[entity(tenant)]",
+        ));
+    }
+    let Some(f) = marked.first() else {
+        return Ok(None);
+    };
+    if f.id || f.version || f.option || f.managed.is_some() {
+        return Err(syn::Error::new(
+            f.ident.span(),
+            "#[entity(tenant)] must be a String, integer or Uuid field that is not optional, the id, the version or a managed field",
+        ));
+    }
+    let stored = &f.stored;
+    Ok(Some(quote!(.tenant(#stored))))
 }
 
 fn is_identifier(s: &str) -> bool {

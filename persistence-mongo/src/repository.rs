@@ -414,6 +414,8 @@ impl<E: Entity> Repository<E> for MongoRepository<E> {
                 .await
                 .map_err(|e| e.in_context(E::meta().name, "delete"));
         }
+        persistence_core::tenant::require(E::meta())
+            .map_err(|e| e.in_context(E::meta().name, "delete"))?;
         let id = id_to_bson::<E>(id)?;
         let res = exec!(self, self.coll.delete_one(doc! { "_id": id.clone() }))
             .map_err(self.err("delete"))?;

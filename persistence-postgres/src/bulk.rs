@@ -132,12 +132,20 @@ impl<E: Entity> RelationalRepository<E> {
             }
         }
         #[cfg(feature = "postgres")]
-        if dialect == crate::query::Dialect::Postgres && head.len() >= threshold {
+        // COPY FROM refuses tables with row-level security (tenant entities).
+        if dialect == crate::query::Dialect::Postgres
+            && head.len() >= threshold
+            && E::meta().tenant.is_none()
+        {
             return self.copy_in(options.copy_format, head, input).await;
         }
         // Multi-row INSERTs in one transaction, chunk by chunk.
         let db = self.store().connection();
         let tx = db.begin().await.map_err(|e| self.bulk_err(e))?;
+        if let Err(e) = self.set_tenant_in(&tx).await {
+            let _ = tx.rollback().await;
+            return Err(e);
+        }
         let mut total = 0u64;
         let mut chunk = head;
         loop {

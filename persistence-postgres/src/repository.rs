@@ -32,6 +32,7 @@ mod patch;
 mod raw;
 mod read;
 mod select;
+mod tenant;
 mod write;
 
 pub use raw::Params;
@@ -228,6 +229,27 @@ impl RelationalStore {
     }
 }
 
+/// Run `$body` with `$c` bound to the connection of the call: the pool,
+/// or for a tenant entity on PostgreSQL a transaction with `app.tenant`
+/// set (see `repository/tenant.rs`), committed when the call succeeds.
+macro_rules! on_conn {
+    ($self:ident, $op:literal, |$c:ident| $body:expr) => {
+        match $self.tenant_tx($op).await? {
+            Some(tx) => {
+                let out = {
+                    let $c = &tx;
+                    $body
+                };
+                $self.finish(tx, out, $op).await
+            }
+            None => {
+                let $c = $self.db();
+                $body
+            }
+        }
+    };
+}
+
 impl<E: Entity> Repository<E> for RelationalRepository<E> {
     fn capabilities(&self) -> Capabilities {
         let mut caps = Capabilities::full(self.dialect().name());
@@ -252,15 +274,15 @@ impl<E: Entity> Repository<E> for RelationalRepository<E> {
     }
 
     async fn get(&self, id: &E::Id) -> Result<Option<E>> {
-        self.get_on(self.db(), id).await
+        on_conn!(self, "get", |c| self.get_on(c, id).await)
     }
 
     async fn get_many(&self, ids: &[E::Id]) -> Result<Vec<E>> {
-        self.get_many_on(self.db(), ids).await
+        on_conn!(self, "get_many", |c| self.get_many_on(c, ids).await)
     }
 
     async fn insert(&self, entity: &E) -> Result<E> {
-        self.insert_on(self.db(), entity).await
+        on_conn!(self, "insert", |c| self.insert_on(c, entity).await)
     }
 
     async fn insert_many(&self, entities: &[E]) -> Result<u64> {
@@ -273,11 +295,11 @@ impl<E: Entity> Repository<E> for RelationalRepository<E> {
     }
 
     async fn update(&self, entity: &E) -> Result<E> {
-        self.update_on(self.db(), entity).await
+        on_conn!(self, "update", |c| self.update_on(c, entity).await)
     }
 
     async fn upsert(&self, entity: &E) -> Result<E> {
-        self.upsert_on(self.db(), entity).await
+        on_conn!(self, "upsert", |c| self.upsert_on(c, entity).await)
     }
 
     async fn delete(&self, id: &E::Id) -> Result<bool> {
@@ -286,7 +308,7 @@ impl<E: Entity> Repository<E> for RelationalRepository<E> {
                 .await
                 .map_err(|e| e.in_context(E::meta().name, "delete"));
         }
-        self.delete_on(self.db(), id).await
+        on_conn!(self, "delete", |c| self.delete_on(c, id).await)
     }
 
     async fn delete_many(&self, filter: &Filter) -> Result<u64> {
@@ -295,15 +317,17 @@ impl<E: Entity> Repository<E> for RelationalRepository<E> {
                 .await
                 .map_err(|e| e.in_context(E::meta().name, "delete_many"));
         }
-        self.purge_on(self.db(), filter, "delete_many").await
+        on_conn!(self, "delete_many", |c| self
+            .purge_on(c, filter, "delete_many")
+            .await)
     }
 
     async fn purge(&self, filter: &Filter) -> Result<u64> {
-        self.purge_on(self.db(), filter, "purge").await
+        on_conn!(self, "purge", |c| self.purge_on(c, filter, "purge").await)
     }
 
     async fn find(&self, query: &Query) -> Result<Vec<E>> {
-        self.find_on(self.db(), query).await
+        on_conn!(self, "find", |c| self.find_on(c, query).await)
     }
 
     async fn find_one(&self, query: &Query) -> Result<Option<E>> {
@@ -311,14 +335,17 @@ impl<E: Entity> Repository<E> for RelationalRepository<E> {
     }
 
     async fn count(&self, filter: &Filter) -> Result<u64> {
-        self.count_on(self.db(), filter).await
+        on_conn!(self, "count", |c| self.count_on(c, filter).await)
     }
 
     async fn exists(&self, filter: &Filter) -> Result<bool> {
-        self.exists_on(self.db(), filter).await
+        on_conn!(self, "exists", |c| self.exists_on(c, filter).await)
     }
 
     fn stream<'a>(&'a self, query: &Query) -> BoxStream<'a, Result<E>> {
+        if E::meta().tenant.is_some() && self.dialect() == Dialect::Postgres {
+            return self.tenant_stream(query);
+        }
         self.stream_on(self.db(), query)
     }
 
@@ -329,19 +356,23 @@ impl<E: Entity> Repository<E> for RelationalRepository<E> {
     }
 
     async fn select(&self, query: &Query, fields: &[&str]) -> Result<Vec<Value>> {
-        self.select_on(self.db(), query, fields).await
+        on_conn!(self, "select", |c| self.select_on(c, query, fields).await)
     }
 
     async fn distinct(&self, field: &str, filter: &Filter) -> Result<Vec<Value>> {
-        self.distinct_on(self.db(), field, filter).await
+        on_conn!(self, "distinct", |c| self
+            .distinct_on(c, field, filter)
+            .await)
     }
 
     async fn patch(&self, id: &E::Id, update: &Update<E>, guard: &Guard) -> Result<E> {
-        self.patch_on(self.db(), id, update, guard).await
+        on_conn!(self, "patch", |c| self.patch_on(c, id, update, guard).await)
     }
 
     async fn update_where(&self, filter: &Filter, update: &Update<E>) -> Result<u64> {
-        self.update_where_on(self.db(), filter, update).await
+        on_conn!(self, "update_where", |c| self
+            .update_where_on(c, filter, update)
+            .await)
     }
 
     async fn find_one_and_delete(&self, query: &Query) -> Result<Option<E>> {
@@ -350,10 +381,14 @@ impl<E: Entity> Repository<E> for RelationalRepository<E> {
                 .await
                 .map_err(|e| e.in_context(E::meta().name, "find_one_and_delete"));
         }
-        self.find_one_and_delete_on(self.db(), query).await
+        on_conn!(self, "find_one_and_delete", |c| self
+            .find_one_and_delete_on(c, query)
+            .await)
     }
 
     async fn aggregate(&self, filter: &Filter, group: &GroupBy<E>) -> Result<Vec<Value>> {
-        self.aggregate_on(self.db(), filter, group).await
+        on_conn!(self, "aggregate", |c| self
+            .aggregate_on(c, filter, group)
+            .await)
     }
 }

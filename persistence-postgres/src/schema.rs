@@ -70,6 +70,7 @@ use crate::store::conn::Conn;
 
 mod catalog;
 mod drift;
+pub(crate) mod rls;
 mod verify;
 
 use verify::{differences, stmt, text};
@@ -153,6 +154,7 @@ impl TableInfo {
         }
         out.extend(self.partial_unique_ddl(meta));
         out.extend(self.index_ddl(meta));
+        out.extend(self.rls_ddl(meta, dialect)?);
         Ok(out)
     }
 
@@ -457,6 +459,9 @@ async fn ensure_table<C: Conn>(
     };
     if own {
         for sql in table.index_ddl(meta) {
+            ddl(c, &sql).await.map_err(err)?;
+        }
+        for sql in table.rls_ddl(meta, dialect)? {
             ddl(c, &sql).await.map_err(err)?;
         }
         return Ok(());

@@ -92,7 +92,9 @@ impl<E: Entity, R: Repository<E> + 'static> CachedRepository<E, R> {
             (Some(bound), Some(rt)) => {
                 // Its own task, so that the load outlives a reader that stops waiting.
                 let me = inner.clone();
-                let mut task = rt.spawn(async move { me.flights.run(flight_key, make).await });
+                // The load keeps the caller's tenant context (row-level tenancy).
+                let load = async move { me.flights.run(flight_key, make).await };
+                let mut task = rt.spawn(persistence_core::tenant::propagate(load));
                 let started = Instant::now();
                 let joined = match tokio::time::timeout(bound, &mut task).await {
                     Ok(joined) => Some(joined),
@@ -182,14 +184,14 @@ impl<E: Entity, R: Repository<E> + 'static> CachedRepository<E, R> {
             stale_ok: true,
         };
         inner.record(Event::EagerRefresh);
-        rt.spawn(async move {
+        rt.spawn(persistence_core::tenant::propagate(async move {
             let me = inner.clone();
             let flight_key = local.clone();
             let make = move || async move { me.fill(key, local, kind, opts, load).await }.boxed();
             if let Err(e) = inner.flights.run(flight_key, make).await {
                 tracing::debug!(entity = E::meta().name, error = %e, "eager cache refresh failed");
             }
-        });
+        }));
     }
 }
 

@@ -272,3 +272,65 @@ impl Note {
         }
     }
 }
+
+/// A tenant-scoped entity (row-level tenancy, see [`crate::tenant`]):
+/// versioned, with a code unique within its tenant.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Entity)]
+#[entity(name = "conf_tickets", unique(tenant, code))]
+pub struct Ticket {
+    /// Id.
+    #[entity(id)]
+    pub id: i64,
+    /// The tenant, set by the repository.
+    #[entity(tenant)]
+    pub tenant: String,
+    /// Unique within the tenant.
+    pub code: String,
+    /// A number to filter, sort and aggregate on.
+    pub rank: i64,
+    /// Optimistic-locking version.
+    #[entity(version)]
+    pub version: i64,
+}
+
+impl Ticket {
+    /// A ticket without a tenant (the repository fills it in).
+    pub fn new(id: i64, code: &str, rank: i64) -> Ticket {
+        Ticket {
+            id,
+            tenant: String::new(),
+            code: code.to_string(),
+            rank,
+            version: 0,
+        }
+    }
+}
+
+/// A tenant-scoped, soft-deletable entity with an integer tenant.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Entity)]
+#[entity(name = "conf_memos")]
+pub struct Memo {
+    /// Id.
+    #[entity(id)]
+    pub id: i64,
+    /// The tenant, set by the repository.
+    #[entity(tenant)]
+    pub org: i64,
+    /// Text.
+    pub body: String,
+    /// Set by `delete`.
+    #[entity(soft_delete)]
+    pub deleted_at: Option<DateTime<Utc>>,
+}
+
+impl Memo {
+    /// A live memo without a tenant.
+    pub fn new(id: i64, body: &str) -> Memo {
+        Memo {
+            id,
+            org: 0,
+            body: body.to_string(),
+            deleted_at: None,
+        }
+    }
+}

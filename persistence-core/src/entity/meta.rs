@@ -84,6 +84,9 @@ pub struct EntityMeta {
     /// Known shapes of [`FieldType::Json`] fields, parallel to `fields`
     /// (see [`EntityMeta::shape`]). Not part of `schema_version`.
     shapes: Vec<Option<Shape>>,
+    /// The `#[entity(tenant)]` field (index in `fields`): row-level tenancy,
+    /// see [`crate::tenant`].
+    pub tenant: Option<usize>,
 }
 
 /// Builder used by the derive macro (and by hand-written impls).
@@ -94,6 +97,7 @@ pub struct EntityMetaBuilder {
     composite: Vec<(Vec<&'static str>, bool)>,
     shapes: Vec<(&'static str, Shape)>,
     managed: Vec<(Managed, &'static str)>,
+    tenant: Option<&'static str>,
 }
 
 impl EntityMeta {
@@ -105,6 +109,7 @@ impl EntityMeta {
             composite: Vec::new(),
             shapes: Vec::new(),
             managed: Vec::new(),
+            tenant: None,
         }
     }
 
@@ -134,6 +139,11 @@ impl EntityMeta {
     /// The soft-delete field, if the entity has one.
     pub fn soft_delete_field(&self) -> Option<&FieldMeta> {
         self.soft_delete.map(|i| &self.fields[i])
+    }
+
+    /// The tenant field, if the entity is tenant-scoped (`#[entity(tenant)]`).
+    pub fn tenant_field(&self) -> Option<&FieldMeta> {
+        self.tenant.map(|i| &self.fields[i])
     }
 
     /// Unique constraints only.
@@ -242,6 +252,13 @@ impl EntityMetaBuilder {
     /// Mark the field (by stored name) as managed by the repository.
     pub fn managed(mut self, role: Managed, field: &'static str) -> Self {
         self.managed.push((role, field));
+        self
+    }
+    /// Mark the field (by stored name) as the tenant field (row-level
+    /// tenancy, see [`crate::tenant`]): a `String`, integer or `Uuid`, not
+    /// nullable, not the id or version.
+    pub fn tenant(mut self, field: &'static str) -> Self {
+        self.tenant = Some(field);
         self
     }
     /// Add a composite unique constraint or index over stored field names.
@@ -393,6 +410,13 @@ impl EntityMetaBuilder {
         if created_at.is_some() || updated_at.is_some() || soft_delete.is_some() {
             (created_at, updated_at, soft_delete).hash(&mut h);
         }
+        let tenant = self
+            .tenant
+            .map(|name| tenant_index(self.name, &self.fields, name))
+            .transpose()?;
+        if let Some(i) = tenant {
+            ("tenant", i).hash(&mut h);
+        }
         let mut shapes: Vec<Option<Shape>> = vec![None; self.fields.len()];
         for (name, shape) in self.shapes {
             let Some(i) = self.fields.iter().position(|f| f.name == name) else {
@@ -416,8 +440,36 @@ impl EntityMetaBuilder {
             soft_delete,
             schema_version: h.finish(),
             shapes,
+            tenant,
         })
     }
+}
+
+/// The index of the tenant field `name`, checked: a non-null `String`,
+/// integer or `Uuid` that is not the id or the version.
+fn tenant_index(entity: &str, fields: &[FieldMeta], name: &str) -> Result<usize> {
+    let Some(i) = fields.iter().position(|f| f.name == name) else {
+        return Err(Error::config(format!(
+            "{entity}: the tenant names unknown field `{name}`"
+        )));
+    };
+    let f = &fields[i];
+    let scalar = matches!(
+        f.ty,
+        FieldType::Scalar(
+            ScalarType::String
+                | ScalarType::I16
+                | ScalarType::I32
+                | ScalarType::I64
+                | ScalarType::Uuid
+        )
+    );
+    if f.id || f.version || f.nullable || !scalar {
+        return Err(Error::config(format!(
+            "{entity}: the tenant field `{name}` must be a String, integer or Uuid (not optional, not the id or version)"
+        )));
+    }
+    Ok(i)
 }
 
 fn positions(fields: &[FieldMeta], pred: impl Fn(&FieldMeta) -> bool) -> Vec<usize> {

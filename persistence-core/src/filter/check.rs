@@ -162,7 +162,8 @@ impl Filter {
     /// free of duplicates.
     pub fn checked_with(&self, meta: &EntityMeta, limits: &FilterLimits) -> Result<Filter> {
         self.check_limits(limits)?;
-        super::scope::apply(self.checked_inner(meta)?, meta)
+        let scoped = super::scope::apply(self.checked_inner(meta)?, meta)?;
+        super::tenant::apply(scoped, meta)
     }
 
     fn checked_inner(&self, meta: &EntityMeta) -> Result<Filter> {

@@ -77,6 +77,7 @@ mod check;
 mod field;
 mod pattern;
 mod scope;
+mod tenant;
 
 pub use ast::{CompareOp, FieldPath, Filter, Scope};
 pub use check::FilterLimits;

@@ -43,6 +43,8 @@ pub(super) struct Row<E> {
 /// The row stored for `entity`: its version set, its timestamps
 /// truncated to microseconds (see the module docs).
 pub(super) fn prepare<E: Entity>(entity: &E, version: Option<i64>) -> Result<Arc<Row<E>>> {
+    // A tenant entity is written only in a tenant context (see `crate::tenant`).
+    crate::tenant::context::require(E::meta())?;
     let mut entity = entity.clone();
     if let Some(v) = version {
         entity.set_version(v);
@@ -61,6 +63,8 @@ pub(super) fn id_key<E: Entity>(record: &Record) -> Key {
 
 /// The key of an id given by a caller.
 pub(super) fn key_of<E: Entity>(id: &E::Id) -> Result<Key> {
+    // Id operations on a tenant entity need a tenant context too.
+    crate::tenant::context::require(E::meta())?;
     Ok(Key(
         Value::from_serialize(id)?.normalize(E::meta().id_field().ty)?
     ))

@@ -90,6 +90,9 @@ impl<E> Update<E> {
             if f.version {
                 return Err(bad(meta, path, "the version is managed by the repository"));
             }
+            if meta.tenant == Some(resolved.index) {
+                return Err(bad(meta, path, "the tenant field cannot be updated"));
+            }
             if let Some(other) = out.iter().find(|b| overlaps(&b.field, path)) {
                 return Err(bad(
                     meta,

@@ -63,6 +63,8 @@ impl<E: Entity> MongoRepository<E> {
         now: chrono::DateTime<chrono::Utc>,
         insert: bool,
     ) -> Result<(E, Document)> {
+        // A tenant entity is written only in a tenant context (see `persistence_core::tenant`).
+        persistence_core::tenant::require(E::meta())?;
         let mut entity = lifecycle::stamped_at(entity, now, insert).into_owned();
         if let Some(v) = version {
             entity.set_version(v);

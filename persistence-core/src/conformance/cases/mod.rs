@@ -27,6 +27,7 @@ pub mod roundtrip;
 pub mod schema;
 pub mod select;
 mod support;
+pub mod tenancy;
 pub mod text;
 pub mod update;
 
@@ -46,6 +47,7 @@ pub use self::read::*;
 pub use self::roundtrip::*;
 pub use self::schema::*;
 pub use self::select::*;
+pub use self::tenancy::*;
 pub use self::text::*;
 pub use self::update::*;
 
