@@ -82,6 +82,7 @@ pub mod repository;
 pub mod select;
 pub mod update;
 pub mod value;
+pub mod vector;
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
@@ -91,7 +92,7 @@ pub use copy::{CopyOptions, CopyReport, copy_all};
 pub use drift::{Difference, DifferenceKind, SchemaReport, Severity};
 pub use entity::{
     Embedded, Entity, EntityId, EntityMeta, FieldKind, FieldMeta, FieldType, IndexMeta, Managed,
-    NestedField, ScalarType, Shape,
+    Metric, NestedField, ScalarType, Shape, VectorIndex, VectorSpec,
 };
 pub use error::{ConflictKind, Error, ErrorKind, Result, WriteOutcome};
 pub use filter::{CompareOp, Field, Filter, FilterLimits, Pattern, Scope, StringField};
@@ -105,6 +106,7 @@ pub use repository::{
 pub use select::SelectExt;
 pub use update::{Guard, Update, UpdateOp};
 pub use value::{Record, Value};
+pub use vector::{NearestExt, NearestQuery};
 
 #[doc(hidden)]
 pub use entity::__private;

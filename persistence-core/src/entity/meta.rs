@@ -10,6 +10,7 @@ use crate::names::{NameKind, reserved_reason};
 use super::hash::StableHasher;
 use super::shape::Shape;
 use super::types::{FieldType, ScalarType};
+use super::vector::{VectorField, VectorSpec};
 
 /// Metadata of one field.
 #[derive(Debug, Clone, PartialEq)]
@@ -84,6 +85,8 @@ pub struct EntityMeta {
     /// Known shapes of [`FieldType::Json`] fields, parallel to `fields`
     /// (see [`EntityMeta::shape`]). Not part of `schema_version`.
     shapes: Vec<Option<Shape>>,
+    /// The `#[entity(vector(..))]` fields (see [`crate::vector`]), in field order.
+    pub vectors: Vec<VectorField>,
 }
 
 /// Builder used by the derive macro (and by hand-written impls).
@@ -94,6 +97,7 @@ pub struct EntityMetaBuilder {
     composite: Vec<(Vec<&'static str>, bool)>,
     shapes: Vec<(&'static str, Shape)>,
     managed: Vec<(Managed, &'static str)>,
+    vectors: Vec<(&'static str, VectorSpec)>,
 }
 
 impl EntityMeta {
@@ -105,7 +109,13 @@ impl EntityMeta {
             composite: Vec::new(),
             shapes: Vec::new(),
             managed: Vec::new(),
+            vectors: Vec::new(),
         }
+    }
+
+    /// The vector field with this stored name, if it is one.
+    pub fn vector(&self, name: &str) -> Option<&VectorField> {
+        self.vectors.iter().find(|v| v.name == name)
     }
 
     /// The inner shape of a [`FieldType::Json`] field (by index in
@@ -242,6 +252,12 @@ impl EntityMetaBuilder {
     /// Mark the field (by stored name) as managed by the repository.
     pub fn managed(mut self, role: Managed, field: &'static str) -> Self {
         self.managed.push((role, field));
+        self
+    }
+    /// Declare the field (by stored name) a vector field: a `Vec<f32>` or
+    /// `Vec<f64>` of `spec.dim` components ranked by `spec.metric`.
+    pub fn vector(mut self, field: &'static str, spec: VectorSpec) -> Self {
+        self.vectors.push((field, spec));
         self
     }
     /// Add a composite unique constraint or index over stored field names.
@@ -393,6 +409,10 @@ impl EntityMetaBuilder {
         if created_at.is_some() || updated_at.is_some() || soft_delete.is_some() {
             (created_at, updated_at, soft_delete).hash(&mut h);
         }
+        let vectors = vector_fields(self.name, &self.fields, &self.vectors)?;
+        for v in &vectors {
+            v.spec.hash_into(v.name, &mut h);
+        }
         let mut shapes: Vec<Option<Shape>> = vec![None; self.fields.len()];
         for (name, shape) in self.shapes {
             let Some(i) = self.fields.iter().position(|f| f.name == name) else {
@@ -416,8 +436,39 @@ impl EntityMetaBuilder {
             soft_delete,
             schema_version: h.finish(),
             shapes,
+            vectors,
         })
     }
+}
+
+fn vector_fields(
+    entity: &str,
+    fields: &[FieldMeta],
+    declared: &[(&'static str, VectorSpec)],
+) -> Result<Vec<VectorField>> {
+    let mut out: Vec<VectorField> = Vec::with_capacity(declared.len());
+    for &(name, spec) in declared {
+        let Some(index) = fields.iter().position(|f| f.name == name) else {
+            return Err(Error::config(format!(
+                "{entity}: vector names unknown field `{name}`"
+            )));
+        };
+        let f = &fields[index];
+        if f.id || !matches!(f.ty, FieldType::Array(ScalarType::F32 | ScalarType::F64)) {
+            return Err(Error::config(format!(
+                "{entity}.{name}: a vector field must be a Vec<f32> or Vec<f64>"
+            )));
+        }
+        if out.iter().any(|v| v.name == name) {
+            return Err(Error::config(format!(
+                "{entity}.{name}: declared a vector twice"
+            )));
+        }
+        spec.validate(entity, name)?;
+        out.push(VectorField { name, index, spec });
+    }
+    out.sort_by_key(|v| v.index);
+    Ok(out)
 }
 
 fn positions(fields: &[FieldMeta], pred: impl Fn(&FieldMeta) -> bool) -> Vec<usize> {
