@@ -111,7 +111,8 @@ impl RelationalStore {
     }
 
     /// The schema of the pgvector `vector` extension when the store has
-    /// looked it up and found it (`connect` does; see [`crate::vector`]).
+    /// looked it up and found it (`connect` does): vector fields then get
+    /// generated `vector(n)` columns and ANN indexes (see the README, "Vectors").
     pub fn vector_schema(&self) -> Option<&str> {
         self.inner.vector.get().and_then(Option::as_deref)
     }

@@ -3,7 +3,7 @@
 //! A field declared `#[entity(vector(dim = 384, metric = cosine))]` on a
 //! `Vec<f32>` holds vectors of exactly `dim` finite components (checked on
 //! every write: `InvalidInput` naming the field). [`NearestQuery`] asks for
-//! the `k` rows nearest to a query vector by the field's [`Metric`], as
+//! the `k` rows nearest to a query vector by the field's [`Metric`](crate::Metric), as
 //! `(entity, distance)` pairs in distance order (ties by id):
 //!
 //! ```ignore
@@ -21,7 +21,7 @@
 //! * `k` is `1..=`[`MAX_K`]; the query vector must have the field's
 //!   dimension, finite components, and (cosine) a non-zero length; an
 //!   unknown or non-vector field is `InvalidInput`.
-//! * Distances are those of [`Metric::distance`] (pgvector's `<=>`, `<->`,
+//! * Distances are those of [`Metric::distance`](crate::Metric::distance) (pgvector's `<=>`, `<->`,
 //!   `<#>`): exact on memory, SQLite, MongoDB and a PostgreSQL without the
 //!   `vector` extension (brute force over the filtered rows, see
 //!   [`rank_exact`]); approximate on pgvector, where the HNSW / IVFFlat index
