@@ -58,7 +58,11 @@ impl RelationalStore {
             persistence_core::layer::probe::statement_executed(&info.statement.sql, info.elapsed)
         });
         let store = Self::from_connection(db, config.schema.clone())?;
-        store.vector_extension().await?;
+        // A lazy pool touches no server here: the lookup then happens at
+        // the first `ensure_schema` / `find_nearest` of a vector entity.
+        if !config.connect_lazy {
+            store.vector_extension().await?;
+        }
         Ok(store)
     }
 
