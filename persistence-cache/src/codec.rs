@@ -124,6 +124,8 @@ pub(crate) enum Cached<E> {
     Count(u64),
     /// `exists`.
     Bool(bool),
+    /// `find_nearest`: rows with their distances.
+    Nearest(Arc<Vec<(E, f64)>>),
 }
 
 impl<E> Cached<E> {
@@ -131,6 +133,7 @@ impl<E> Cached<E> {
     pub(crate) fn weight(&self) -> u32 {
         match self {
             Cached::Rows(r) => u32::try_from(r.len()).unwrap_or(u32::MAX).max(1),
+            Cached::Nearest(r) => u32::try_from(r.len()).unwrap_or(u32::MAX).max(1),
             _ => 1,
         }
     }
@@ -146,6 +149,7 @@ enum Body {
     Rows(Vec<Vec<Wire>>),
     Count(u64),
     Bool(bool),
+    Nearest(Vec<(Vec<Wire>, f64)>),
 }
 
 fn row<E: Entity>(e: &E) -> Result<Vec<Wire>> {
@@ -171,6 +175,11 @@ pub(crate) fn encode<E: Entity>(stamp: u64, value: &Cached<E>) -> Result<Vec<u8>
         Cached::Rows(rows) => Body::Rows(rows.iter().map(row).collect::<Result<_>>()?),
         Cached::Count(n) => Body::Count(*n),
         Cached::Bool(b) => Body::Bool(*b),
+        Cached::Nearest(rows) => Body::Nearest(
+            rows.iter()
+                .map(|(e, d)| Ok((row(e)?, *d)))
+                .collect::<Result<_>>()?,
+        ),
     };
     let mut out = Vec::with_capacity(64);
     out.push(FORMAT);
@@ -203,5 +212,10 @@ pub(crate) fn decode<E: Entity>(bytes: &[u8]) -> Result<Cached<E>> {
         )),
         Body::Count(n) => Cached::Count(n),
         Body::Bool(b) => Cached::Bool(b),
+        Body::Nearest(rows) => Cached::Nearest(Arc::new(
+            rows.into_iter()
+                .map(|(r, d)| Ok((entity(r)?, d)))
+                .collect::<Result<_>>()?,
+        )),
     })
 }

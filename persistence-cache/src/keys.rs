@@ -34,7 +34,9 @@ use std::fmt::Write as _;
 use persistence_core::Error;
 use persistence_core::filter::{FieldPath, PatternPart};
 use persistence_core::names::{self, NameKind};
-use persistence_core::{CompareOp, Direction, EntityMeta, Filter, Query, Result, Value};
+use persistence_core::{
+    CompareOp, Direction, EntityMeta, Filter, NearestQuery, Query, Result, Value,
+};
 use sha2::{Digest, Sha256};
 
 /// Longest accepted prefix.
@@ -94,6 +96,7 @@ pub(crate) enum QueryOp {
     FindOne,
     Count,
     Exists,
+    Nearest,
 }
 
 impl QueryOp {
@@ -103,6 +106,7 @@ impl QueryOp {
             QueryOp::FindOne => "one",
             QueryOp::Count => "count",
             QueryOp::Exists => "exists",
+            QueryOp::Nearest => "near",
         }
     }
 }
@@ -162,6 +166,26 @@ impl Keys {
         let mut bytes = Vec::with_capacity(64);
         encode_query(query, &mut bytes);
         format!("{}:?{}:{}", self.base, op.name(), short_hash(&bytes))
+    }
+
+    /// The key of a cached nearest query (`filter` is its checked filter).
+    pub(crate) fn nearest(&self, query: &NearestQuery, filter: &Filter) -> String {
+        let mut bytes = Vec::with_capacity(64 + 4 * query.vector.len());
+        encode_filter(filter, &mut bytes);
+        put_len(&mut bytes, query.field.len());
+        bytes.extend_from_slice(query.field.as_bytes());
+        put_len(&mut bytes, query.vector.len());
+        for x in &query.vector {
+            bytes.extend_from_slice(&x.to_bits().to_le_bytes());
+        }
+        put_len(&mut bytes, query.k);
+        bytes.extend_from_slice(&query.ef_search.unwrap_or(0).to_le_bytes());
+        format!(
+            "{}:?{}:{}",
+            self.base,
+            QueryOp::Nearest.name(),
+            short_hash(&bytes)
+        )
     }
 
     /// The key of a cached count/exists (`filter` must be checked).

@@ -43,8 +43,8 @@ use moka::future::Cache;
 use moka::notification::RemovalCause;
 use persistence_core::query::Cursor;
 use persistence_core::{
-    BoxStream, Capabilities, Entity, Filter, GroupBy, Guard, Page, Query, Repository, Result,
-    Update, Value,
+    BoxStream, Capabilities, Entity, Filter, GroupBy, Guard, NearestQuery, Page, Query, Repository,
+    Result, Update, Value,
 };
 
 #[cfg(feature = "redis")]
@@ -504,5 +504,28 @@ impl<E: Entity, R: Repository<E> + 'static> Repository<E> for CachedRepository<E
 
     async fn aggregate(&self, filter: &Filter, group: &GroupBy<E>) -> Result<Vec<Value>> {
         self.inner.repo.aggregate(filter, group).await
+    }
+
+    /// Cached like `find`: keyed by the checked filter, field, vector bits,
+    /// `k` and `ef_search`; every write drops it as it drops query results.
+    async fn find_nearest(&self, query: &NearestQuery) -> Result<Vec<(E, f64)>> {
+        let Ok(checked) = query.checked(E::meta()) else {
+            return self.inner.repo.find_nearest(query).await;
+        };
+        let key = self.inner.keys.nearest(query, &checked.filter);
+        let q = query.clone();
+        match self
+            .read(key, Kind::Query, move |inner| async move {
+                inner
+                    .repo
+                    .find_nearest(&q)
+                    .await
+                    .map(|v| Cached::Nearest(Arc::new(v)))
+            })
+            .await?
+        {
+            Cached::Nearest(rows) => Ok(Arc::unwrap_or_clone(rows)),
+            _ => Err(unexpected()),
+        }
     }
 }

@@ -489,3 +489,50 @@ async fn per_call_ttl() {
         "default TTL"
     );
 }
+
+/// `nearest` results are cached like `find` (a repeat is a hit, another
+/// `k`, vector or filter is not) and every write of the type drops them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nearest_is_cached_and_invalidated_by_writes() {
+    use persistence_core::NearestExt as _;
+    use persistence_core::conformance::entities::{Doc, doc};
+    for lv in levels() {
+        let f = fixture::<Doc>(lv, "near");
+        let r = &f.repo;
+        r.insert_many(&(1..=20).map(doc).collect::<Vec<_>>())
+            .await
+            .expect("insert");
+        let q = [1.0, 0.5, -0.5, 2.0];
+        let first = r.nearest(Doc::EMB, &q, 3).await.expect("nearest");
+        let reads = f.reads();
+        let again = r.nearest(Doc::EMB, &q, 3).await.expect("nearest");
+        assert_eq!(f.reads(), reads, "{lv:?}: a repeated nearest is a hit");
+        let ids = |v: &[(Doc, f64)]| v.iter().map(|(d, _)| d.id).collect::<Vec<_>>();
+        assert_eq!(ids(&first), ids(&again));
+        assert_eq!(
+            first.iter().map(|(_, d)| *d).collect::<Vec<_>>(),
+            again.iter().map(|(_, d)| *d).collect::<Vec<_>>(),
+            "{lv:?}: distances kept exactly"
+        );
+        for (k, v, filter) in [
+            (4, q, Filter::all()),
+            (3, [1.0, 0.5, -0.5, 2.125], Filter::all()),
+            (3, q, Doc::LANG.eq("en")),
+        ] {
+            let reads = f.reads();
+            r.nearest(Doc::EMB, &v, k)
+                .filter(filter)
+                .await
+                .expect("nearest");
+            assert_eq!(f.reads(), reads + 1, "{lv:?}: another query is a miss");
+        }
+        // A write drops the cached answer: the new exact match comes first.
+        let mut exact = doc(99);
+        exact.emb = q.to_vec();
+        r.insert(&exact).await.expect("insert");
+        let hits = r.nearest(Doc::EMB, &q, 3).await.expect("nearest");
+        assert_eq!(hits[0].0.id, 99, "{lv:?}: the write is seen");
+        assert_eq!(f.mem.count(&Filter::all()).await.expect("count"), 21);
+        f.cleanup().await;
+    }
+}

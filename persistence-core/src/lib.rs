@@ -83,6 +83,7 @@ pub mod select;
 pub mod tenant;
 pub mod update;
 pub mod value;
+pub mod vector;
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
@@ -92,7 +93,7 @@ pub use copy::{CopyOptions, CopyReport, copy_all};
 pub use drift::{Difference, DifferenceKind, SchemaReport, Severity};
 pub use entity::{
     Embedded, Entity, EntityId, EntityMeta, FieldKind, FieldMeta, FieldType, IndexMeta, Managed,
-    NestedField, ScalarType, Shape,
+    Metric, NestedField, ScalarType, Shape, VectorIndex, VectorSpec,
 };
 pub use error::{ConflictKind, Error, ErrorKind, Result, WriteOutcome};
 pub use filter::{CompareOp, Field, Filter, FilterLimits, Pattern, Scope, StringField};
@@ -107,6 +108,7 @@ pub use select::SelectExt;
 pub use tenant::{TenantExt, TenantScoped};
 pub use update::{Guard, Update, UpdateOp};
 pub use value::{Record, Value};
+pub use vector::{NearestExt, NearestQuery};
 
 #[doc(hidden)]
 pub use entity::__private;

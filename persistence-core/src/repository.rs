@@ -23,6 +23,7 @@ use crate::filter::Filter;
 use crate::query::{Cursor, Page, Query};
 use crate::update::{Guard, Update};
 use crate::value::Value;
+use crate::vector::NearestQuery;
 
 pub use crate::value::TimestampPrecision;
 
@@ -62,6 +63,10 @@ pub struct Capabilities {
     /// [`crate::filter`] (`É` matches `é`); `false` where only ASCII letters
     /// fold (SQLite's built-in `lower()`/`LIKE`).
     pub unicode_case_folding: bool,
+    /// `find_nearest` is answered by an approximate index (pgvector's HNSW /
+    /// IVFFlat; MongoDB's `$vectorSearch` would be one, not used here):
+    /// results may miss some true neighbours. `false`: exact brute force.
+    pub approximate_nearest: bool,
 }
 
 impl Capabilities {
@@ -79,6 +84,7 @@ impl Capabilities {
             nested_paths: true,
             row_locks: true,
             unicode_case_folding: true,
+            approximate_nearest: false,
         }
     }
 }
@@ -222,6 +228,15 @@ pub trait Repository<E: Entity>: Send + Sync {
         filter: &Filter,
         group: &GroupBy<E>,
     ) -> impl Future<Output = Result<Vec<Value>>> + Send;
+
+    /// The `k` rows matching the query's filter nearest to its vector, as
+    /// `(entity, distance)` in distance order, ties by id. See
+    /// [`crate::vector`] (and [`NearestExt`](crate::vector::NearestExt) for
+    /// the builder form `repo.nearest(field, &v, k)`).
+    fn find_nearest(
+        &self,
+        query: &NearestQuery,
+    ) -> impl Future<Output = Result<Vec<(E, f64)>>> + Send;
 }
 
 /// The object-safe form of [`Repository`], for `Arc<dyn DynRepository<E>>`.
@@ -275,6 +290,8 @@ pub trait DynRepository<E: Entity>: Send + Sync {
     async fn distinct(&self, field: &str, filter: &Filter) -> Result<Vec<Value>>;
     /// See [`Repository::aggregate`].
     async fn aggregate(&self, filter: &Filter, group: &GroupBy<E>) -> Result<Vec<Value>>;
+    /// See [`Repository::find_nearest`].
+    async fn find_nearest(&self, query: &NearestQuery) -> Result<Vec<(E, f64)>>;
 }
 
 /// A shared, type-erased repository.
@@ -363,6 +380,9 @@ impl<E: Entity, R: Repository<E>> DynRepository<E> for R {
     async fn aggregate(&self, filter: &Filter, group: &GroupBy<E>) -> Result<Vec<Value>> {
         Repository::aggregate(self, filter, group).await
     }
+    async fn find_nearest(&self, query: &NearestQuery) -> Result<Vec<(E, f64)>> {
+        Repository::find_nearest(self, query).await
+    }
 }
 
 impl<E: Entity> Repository<E> for Arc<dyn DynRepository<E> + '_> {
@@ -438,6 +458,9 @@ impl<E: Entity> Repository<E> for Arc<dyn DynRepository<E> + '_> {
     async fn aggregate(&self, filter: &Filter, group: &GroupBy<E>) -> Result<Vec<Value>> {
         (**self).aggregate(filter, group).await
     }
+    async fn find_nearest(&self, query: &NearestQuery) -> Result<Vec<(E, f64)>> {
+        (**self).find_nearest(query).await
+    }
 }
 
 /// Helpers for backends implementing [`Repository`] from a smaller core.
@@ -458,6 +481,18 @@ pub mod support {
         let (q, size) = query.keyset(E::meta(), cursor)?;
         let rows = repo.find(&q).await?;
         finish_page(rows, size, &q.sort)
+    }
+
+    /// `find_nearest` by brute force: validate, read the rows matching the
+    /// filter with `find`, rank them exactly ([`crate::vector::rank_exact`]).
+    pub async fn nearest_via_find<E, R>(repo: &R, query: &NearestQuery) -> Result<Vec<(E, f64)>>
+    where
+        E: Entity,
+        R: Repository<E> + ?Sized,
+    {
+        let checked = query.checked(E::meta())?;
+        let rows = repo.find(&Query::filter(query.filter.clone())).await?;
+        crate::vector::rank_exact(rows, &checked)
     }
 
     /// `find_one` in terms of `find` with limit 1.

@@ -9,6 +9,8 @@ use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{Data, DeriveInput, Fields, LitStr, Type, parse_macro_input};
 
+mod vector;
+
 /// Derive `persistence_core::Entity` plus typed field handles.
 #[proc_macro_derive(Entity, attributes(entity))]
 pub fn derive_entity(input: TokenStream) -> TokenStream {
@@ -53,6 +55,7 @@ struct FieldInfo {
     option: bool,
     managed: Option<&'static str>,
     tenant: bool,
+    vector: Option<vector::VectorAttr>,
 }
 
 fn snake_case(s: &str) -> String {
@@ -229,6 +232,7 @@ fn entity(input: DeriveInput) -> syn::Result<TokenStream2> {
             option: is_option(&f.ty),
             managed: None,
             tenant: false,
+            vector: None,
         };
         for attr in f.attrs.iter().filter(|a| a.path().is_ident("entity")) {
             attr.parse_nested_meta(|meta| {
@@ -252,9 +256,11 @@ fn entity(input: DeriveInput) -> syn::Result<TokenStream2> {
                 } else if meta.path.is_ident("ttl") {
                     let lit: LitStr = meta.value()?.parse()?;
                     info.ttl_secs = Some(parse_ttl(&lit)?);
+                } else if meta.path.is_ident("vector") {
+                    info.vector = Some(vector::parse(&meta)?);
                 } else {
                     return Err(meta.error(
-                        "unknown field attribute; expected id, version, unique, index, ttl, created_at, updated_at or soft_delete",
+                        "unknown field attribute; expected id, version, unique, index, ttl, created_at, updated_at, soft_delete or vector(..)",
                     ));
                 }
                 Ok(())
@@ -431,6 +437,9 @@ fn entity(input: DeriveInput) -> syn::Result<TokenStream2> {
         let ty = &f.ty;
         quote!(.shape(#stored, (&#krate::__private::Probe::<#ty>::NEW).shape()))
     });
+    let vector_calls = fields
+        .iter()
+        .filter_map(|f| Some(f.vector.as_ref()?.call(&krate, &f.stored)));
     let composite_calls = composites.iter().map(|(names, unique, _)| {
         let stored: Vec<String> = names
             .iter()
@@ -473,6 +482,7 @@ fn entity(input: DeriveInput) -> syn::Result<TokenStream2> {
                             #(#composite_calls)*
                             #(#managed_calls)*
                             #tenant_call
+                            #(#vector_calls)*
                     )
                 })
             }

@@ -18,8 +18,8 @@ use mongodb::{ClientSession, Collection, Database};
 use persistence_core::lifecycle;
 use persistence_core::repository::support;
 use persistence_core::{
-    BoxStream, Capabilities, Cursor, Entity, Error, Filter, GroupBy, Guard, Page, Query,
-    Repository, Result, TimestampPrecision, Update, Value,
+    BoxStream, Capabilities, Cursor, Entity, Error, Filter, GroupBy, Guard, NearestQuery, Page,
+    Query, Repository, Result, TimestampPrecision, Update, Value,
 };
 use tokio::sync::Mutex;
 
@@ -514,6 +514,14 @@ impl<E: Entity> Repository<E> for MongoRepository<E> {
 
     async fn aggregate(&self, filter: &Filter, group: &GroupBy<E>) -> Result<Vec<Value>> {
         self.group_by(filter, group).await
+    }
+
+    /// Exact brute force over the documents matching the filter
+    /// (`$vectorSearch` is an Atlas-only stage; see [`persistence_core::vector`]).
+    async fn find_nearest(&self, query: &NearestQuery) -> Result<Vec<(E, f64)>> {
+        support::nearest_via_find(self, query)
+            .await
+            .map_err(|e| e.in_context(E::meta().name, "find_nearest"))
     }
 }
 

@@ -181,6 +181,7 @@ pub mod schema;
 pub mod store;
 pub mod tenant;
 pub mod transaction;
+mod vector;
 
 pub use bulk::{BulkOptions, CopyFormat};
 pub use config::{DEFAULT_URL, RelationalConfig, SslMode, validate_schema_name};

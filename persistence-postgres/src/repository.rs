@@ -11,8 +11,8 @@ use std::sync::Arc;
 use persistence_core::lifecycle;
 use persistence_core::repository::support;
 use persistence_core::{
-    BoxStream, Capabilities, Cursor, Entity, EntityMeta, Error, Filter, GroupBy, Guard, Page,
-    Query, Record, Repository, Result, Update, Value,
+    BoxStream, Capabilities, Cursor, Entity, EntityMeta, Error, Filter, GroupBy, Guard,
+    NearestQuery, Page, Query, Record, Repository, Result, Update, Value,
 };
 use sea_orm::{DatabaseConnection, DbErr, QueryResult};
 
@@ -28,6 +28,7 @@ use crate::store::conn::Conn;
 
 mod aggregate;
 mod lock;
+mod nearest;
 mod patch;
 mod raw;
 mod read;
@@ -180,7 +181,20 @@ impl<E: Entity> RelationalRepository<E> {
     }
 
     pub(crate) async fn ensure_schema_on<C: Conn>(&self, c: &C) -> Result<()> {
-        crate::schema::ensure(c, &self.table, E::meta(), self.dialect(), self.policy).await
+        let meta = E::meta();
+        crate::schema::ensure(c, &self.table, meta, self.dialect(), self.policy).await?;
+        if meta.vectors.is_empty() || self.dialect() != Dialect::Postgres {
+            return Ok(());
+        }
+        let ext = self
+            .store
+            .vector_extension()
+            .await
+            .map_err(|e| e.in_context(meta.name, "ensure_schema"))?;
+        if let Some(ext) = ext {
+            crate::vector::ensure_vectors(c, &self.table, meta, ext, self.policy).await?;
+        }
+        Ok(())
     }
 
     pub(crate) async fn verify_schema_on<C: Conn>(
@@ -253,6 +267,12 @@ macro_rules! on_conn {
 impl<E: Entity> Repository<E> for RelationalRepository<E> {
     fn capabilities(&self) -> Capabilities {
         let mut caps = Capabilities::full(self.dialect().name());
+        // pgvector found by `connect` and an ANN index declared: approximate.
+        caps.approximate_nearest = self.store.vector_schema().is_some()
+            && E::meta()
+                .vectors
+                .iter()
+                .any(|v| v.spec.index != persistence_core::VectorIndex::None);
         if self.dialect() == Dialect::Sqlite {
             // SQLite stores NaN as NULL and drops the sign of -0.0 in REAL columns.
             caps.non_finite_floats = false;
@@ -390,5 +410,9 @@ impl<E: Entity> Repository<E> for RelationalRepository<E> {
         on_conn!(self, "aggregate", |c| self
             .aggregate_on(c, filter, group)
             .await)
+    }
+
+    async fn find_nearest(&self, query: &NearestQuery) -> Result<Vec<(E, f64)>> {
+        self.nearest_pool(query).await
     }
 }

@@ -222,7 +222,7 @@ fn is_marked(comment: &str) -> bool {
 
 /// Run a DDL statement; a concurrent `CREATE ... IF NOT EXISTS` may race on
 /// the catalog, so a failure is retried once.
-async fn ddl<C: Conn>(c: &C, sql: &str) -> std::result::Result<(), DbErr> {
+pub(crate) async fn ddl<C: Conn>(c: &C, sql: &str) -> std::result::Result<(), DbErr> {
     if c.execute_unprepared(sql).await.is_err() {
         c.execute_unprepared(sql).await?;
     }

@@ -25,6 +25,9 @@ struct StoreInner {
     metrics: Arc<std::sync::OnceLock<persistence_core::layer::Metrics>>,
     /// What `ensure_schema` learned about tables' columns; shared like `leaks`.
     facts: Arc<crate::query::facts::FactsRegistry>,
+    /// The schema of the pgvector `vector` extension (`None`: not
+    /// installed), once looked up; shared like `leaks`. See [`crate::vector`].
+    vector: Arc<std::sync::OnceLock<Option<String>>>,
 }
 
 /// A database (PostgreSQL or SQLite) reached through a sea-orm connection
@@ -54,7 +57,13 @@ impl RelationalStore {
         db.set_metric_callback(|info| {
             persistence_core::layer::probe::statement_executed(&info.statement.sql, info.elapsed)
         });
-        Self::from_connection(db, config.schema.clone())
+        let store = Self::from_connection(db, config.schema.clone())?;
+        // A lazy pool touches no server here: the lookup then happens at
+        // the first `ensure_schema` / `find_nearest` of a vector entity.
+        if !config.connect_lazy {
+            store.vector_extension().await?;
+        }
+        Ok(store)
     }
 
     /// Wrap an existing sea-orm connection; tables go to `schema` (PostgreSQL only).
@@ -85,6 +94,7 @@ impl RelationalStore {
                 leaks: Arc::default(),
                 metrics: Arc::default(),
                 facts: Arc::default(),
+                vector: Arc::default(),
             }),
         })
     }
@@ -99,8 +109,31 @@ impl RelationalStore {
                 leaks: self.inner.leaks.clone(),
                 metrics: self.inner.metrics.clone(),
                 facts: self.inner.facts.clone(),
+                vector: self.inner.vector.clone(),
             }),
         }
+    }
+
+    /// The schema of the pgvector `vector` extension when the store has
+    /// looked it up and found it (`connect` does): vector fields then get
+    /// generated `vector(n)` columns and ANN indexes (see the README, "Vectors").
+    pub fn vector_schema(&self) -> Option<&str> {
+        self.inner.vector.get().and_then(Option::as_deref)
+    }
+
+    /// Look up (once) where the pgvector extension is installed in this
+    /// database: `Some(schema)` or `None` (not installed, or SQLite).
+    pub(crate) async fn vector_extension(&self) -> Result<Option<&str>> {
+        if self.inner.vector.get().is_none() {
+            let found = match self.inner.dialect {
+                Dialect::Postgres => crate::vector::lookup(&self.inner.db)
+                    .await
+                    .map_err(|e| map_db_err(e, &crate::error::ConstraintNames::default()))?,
+                Dialect::Sqlite => None,
+            };
+            let _ = self.inner.vector.set(found);
+        }
+        Ok(self.vector_schema())
     }
 
     /// The sea-orm connection (pool).

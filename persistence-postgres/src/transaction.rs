@@ -40,8 +40,8 @@ use std::pin::Pin;
 use persistence_core::lifecycle;
 use persistence_core::repository::support;
 use persistence_core::{
-    BoxStream, Capabilities, Cursor, Entity, Error, Filter, GroupBy, Guard, Page, Query,
-    Repository, Result, Update, Value,
+    BoxStream, Capabilities, Cursor, Entity, Error, Filter, GroupBy, Guard, NearestQuery, Page,
+    Query, Repository, Result, Update, Value,
 };
 use sea_orm::{DatabaseTransaction, TransactionTrait};
 
@@ -314,5 +314,16 @@ impl<E: Entity> Repository<E> for TxRepository<'_, E> {
 
     async fn aggregate(&self, filter: &Filter, group: &GroupBy<E>) -> Result<Vec<Value>> {
         self.repo.aggregate_on(self.tx, filter, group).await
+    }
+
+    /// pgvector: the index-ordered statement in this transaction (its
+    /// `SET LOCAL`s put back after it); elsewhere exact over `find`.
+    async fn find_nearest(&self, query: &NearestQuery) -> Result<Vec<(E, f64)>> {
+        match self.repo.nearest_on(self.tx, query).await? {
+            Some(rows) => Ok(rows),
+            None => support::nearest_via_find(self, query)
+                .await
+                .map_err(|e| e.in_context(E::meta().name, "find_nearest")),
+        }
     }
 }

@@ -107,6 +107,9 @@ pub async fn start(service: Service) -> Result<Container> {
                 _container: Box::new(c),
             })
         }
+        Service::PgVector => Err(Error::unavailable(
+            "no container for pgvector: run `scripts/services up` (VECTOR_DATABASE_URL)",
+        )),
         Service::Redis => {
             let (host, port, c) = run(Redis::default().into(), 6379).await?;
             Ok(Container {

@@ -57,7 +57,17 @@ impl TestPostgres {
     /// # Panics
     /// When the server answers but the schema cannot be created.
     pub async fn schema() -> Option<TestPostgres> {
-        Self::located(Isolation::Schema).await
+        Self::located(Service::Postgres, Isolation::Schema).await
+    }
+
+    /// A fresh schema on the pgvector server of `VECTOR_DATABASE_URL`
+    /// (`scripts/services` runs one on 127.0.0.1:5433), skipped or failing
+    /// like [`TestPostgres::schema`].
+    ///
+    /// # Panics
+    /// When the server answers but the schema cannot be created.
+    pub async fn vector_schema() -> Option<TestPostgres> {
+        Self::located(Service::PgVector, Isolation::Schema).await
     }
 
     /// A fresh database on the server of `DATABASE_URL` (see [`TestPostgres::schema`]).
@@ -65,11 +75,11 @@ impl TestPostgres {
     /// # Panics
     /// When the server answers but the database cannot be created.
     pub async fn database() -> Option<TestPostgres> {
-        Self::located(Isolation::Database).await
+        Self::located(Service::Postgres, Isolation::Database).await
     }
 
-    async fn located(isolation: Isolation) -> Option<TestPostgres> {
-        let url = services::url(Service::Postgres)?;
+    async fn located(service: Service, isolation: Isolation) -> Option<TestPostgres> {
+        let url = services::url(service)?;
         match Self::create(&url, isolation).await {
             Ok(pg) => Some(pg),
             Err(e) => panic!(

@@ -91,8 +91,8 @@ use std::future::Future;
 use chrono::{DateTime, Utc};
 use persistence_core::repository::BoxStream;
 use persistence_core::{
-    Capabilities, Cursor, Entity, EntityEnum, Error, ErrorKind, Filter, GroupBy, Guard, Page,
-    Query, Record, Repository, Result, Update, Value, WriteOutcome,
+    Capabilities, Cursor, Entity, EntityEnum, Error, ErrorKind, Filter, GroupBy, Guard,
+    NearestQuery, Page, Query, Record, Repository, Result, Update, Value, WriteOutcome,
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -594,6 +594,9 @@ where
     }
     async fn aggregate(&self, filter: &Filter, group: &GroupBy<E>) -> Result<Vec<Value>> {
         self.inner.aggregate(filter, group).await
+    }
+    async fn find_nearest(&self, query: &NearestQuery) -> Result<Vec<(E, f64)>> {
+        self.inner.find_nearest(query).await
     }
 }
 

@@ -10,8 +10,8 @@ pub mod flaky;
 use persistence_cache::{CacheLayer, CacheLayerBuilder};
 use persistence_core::query::Cursor;
 use persistence_core::{
-    BoxStream, Capabilities, Entity, Filter, GroupBy, Guard, Page, Query, Repository, Result,
-    Update, Value,
+    BoxStream, Capabilities, Entity, Filter, GroupBy, Guard, NearestQuery, Page, Query, Repository,
+    Result, Update, Value,
 };
 use persistence_testing::TestRedis;
 use persistence_testing::services::{self, Service};
@@ -229,6 +229,11 @@ impl<E: Entity, R: Repository<E>> Repository<E> for Probe<R> {
     }
     async fn aggregate(&self, filter: &Filter, group: &GroupBy<E>) -> Result<Vec<Value>> {
         let v = self.inner.aggregate(filter, group).await;
+        self.before_read().await;
+        v
+    }
+    async fn find_nearest(&self, query: &NearestQuery) -> Result<Vec<(E, f64)>> {
+        let v = self.inner.find_nearest(query).await;
         self.before_read().await;
         v
     }

@@ -334,3 +334,55 @@ impl Memo {
         }
     }
 }
+
+/// Vector fields, one per metric (the `nearest` cases).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Entity)]
+#[entity(name = "conf_docs")]
+pub struct Doc {
+    /// Id.
+    #[entity(id)]
+    pub id: i64,
+    /// A filterable label.
+    pub lang: String,
+    /// Ranked by Euclidean distance (HNSW with pgvector's defaults).
+    #[entity(vector(dim = 4, metric = l2))]
+    pub emb: Vec<f32>,
+    /// Ranked by cosine distance (HNSW, m = 8, ef_construction = 32).
+    #[entity(vector(dim = 4, metric = cosine, hnsw(m = 8, ef_construction = 32)))]
+    pub dir: Vec<f32>,
+    /// Ranked by inner product, optional, without an index.
+    #[entity(vector(dim = 4, metric = inner_product, no_index))]
+    pub ip: Option<Vec<f32>>,
+}
+
+/// Document `i` of the `nearest` cases: components are multiples of 1/8
+/// (exact in `f32`), spread by a fixed pseudo-random sequence; every third
+/// has no `ip` vector, every fifth is `fr`, the others `en`.
+pub fn doc(i: i64) -> Doc {
+    let mut x = u64::try_from(i)
+        .unwrap_or(0)
+        .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        ^ 0xD1B5;
+    let mut next = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        // -4.0 ..= 3.875 in steps of 1/8.
+        #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation)]
+        let v = (x % 64) as f32 / 8.0 - 4.0;
+        v
+    };
+    let emb: Vec<f32> = (0..4).map(|_| next()).collect();
+    let mut dir: Vec<f32> = (0..4).map(|_| next()).collect();
+    if dir.iter().all(|c| *c == 0.0) {
+        dir[0] = 1.0;
+    }
+    let ip: Vec<f32> = (0..4).map(|_| next()).collect();
+    Doc {
+        id: i,
+        lang: if i % 5 == 0 { "fr" } else { "en" }.to_string(),
+        emb,
+        dir,
+        ip: (i % 3 != 0).then_some(ip),
+    }
+}

@@ -14,6 +14,7 @@ use crate::query::{Cursor, Page, Query};
 use crate::repository::{BoxStream, Capabilities, Repository};
 use crate::update::{Guard, Update};
 use crate::value::Value;
+use crate::vector::NearestQuery;
 
 /// What happens to a write whose answer [`LostAck`] loses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -181,5 +182,8 @@ impl<E: Entity, R: Repository<E>> Repository<E> for LostAck<E, R> {
     }
     async fn aggregate(&self, filter: &Filter, group: &GroupBy<E>) -> Result<Vec<Value>> {
         self.inner.aggregate(filter, group).await
+    }
+    async fn find_nearest(&self, query: &NearestQuery) -> Result<Vec<(E, f64)>> {
+        self.inner.find_nearest(query).await
     }
 }

@@ -18,6 +18,9 @@ pub enum Service {
     Mongo,
     /// Redis (`REDIS_URL`).
     Redis,
+    /// PostgreSQL with the pgvector extension installed (`VECTOR_DATABASE_URL`;
+    /// `scripts/services` runs one on 127.0.0.1:5433).
+    PgVector,
 }
 
 impl Service {
@@ -27,6 +30,7 @@ impl Service {
             Service::Postgres => "DATABASE_URL",
             Service::Mongo => "MONGODB_URL",
             Service::Redis => "REDIS_URL",
+            Service::PgVector => "VECTOR_DATABASE_URL",
         }
     }
     /// The local default URL.
@@ -35,6 +39,7 @@ impl Service {
             Service::Postgres => "postgres://postgres@127.0.0.1:5432/postgres",
             Service::Mongo => "mongodb://127.0.0.1:27017/?directConnection=true",
             Service::Redis => "redis://127.0.0.1:6379",
+            Service::PgVector => "postgres://postgres@127.0.0.1:5433/postgres",
         }
     }
 }
@@ -73,7 +78,7 @@ pub fn url(service: Service) -> Option<String> {
     let reachable = host_port(&url).is_some_and(|(host, port)| {
         let port = if port == 0 {
             match service {
-                Service::Postgres => 5432,
+                Service::Postgres | Service::PgVector => 5432,
                 Service::Mongo => 27017,
                 Service::Redis => 6379,
             }

@@ -10,6 +10,7 @@ use crate::names::{NameKind, reserved_reason};
 use super::hash::StableHasher;
 use super::shape::Shape;
 use super::types::{FieldType, ScalarType};
+use super::vector::{VectorField, VectorSpec};
 
 /// Metadata of one field.
 #[derive(Debug, Clone, PartialEq)]
@@ -87,6 +88,8 @@ pub struct EntityMeta {
     /// The `#[entity(tenant)]` field (index in `fields`): row-level tenancy,
     /// see [`crate::tenant`].
     pub tenant: Option<usize>,
+    /// The `#[entity(vector(..))]` fields (see [`crate::vector`]), in field order.
+    pub vectors: Vec<VectorField>,
 }
 
 /// Builder used by the derive macro (and by hand-written impls).
@@ -98,6 +101,7 @@ pub struct EntityMetaBuilder {
     shapes: Vec<(&'static str, Shape)>,
     managed: Vec<(Managed, &'static str)>,
     tenant: Option<&'static str>,
+    vectors: Vec<(&'static str, VectorSpec)>,
 }
 
 impl EntityMeta {
@@ -110,7 +114,13 @@ impl EntityMeta {
             shapes: Vec::new(),
             managed: Vec::new(),
             tenant: None,
+            vectors: Vec::new(),
         }
+    }
+
+    /// The vector field with this stored name, if it is one.
+    pub fn vector(&self, name: &str) -> Option<&VectorField> {
+        self.vectors.iter().find(|v| v.name == name)
     }
 
     /// The inner shape of a [`FieldType::Json`] field (by index in
@@ -259,6 +269,12 @@ impl EntityMetaBuilder {
     /// nullable, not the id or version.
     pub fn tenant(mut self, field: &'static str) -> Self {
         self.tenant = Some(field);
+        self
+    }
+    /// Declare the field (by stored name) a vector field: a `Vec<f32>` or
+    /// `Vec<f64>` of `spec.dim` components ranked by `spec.metric`.
+    pub fn vector(mut self, field: &'static str, spec: VectorSpec) -> Self {
+        self.vectors.push((field, spec));
         self
     }
     /// Add a composite unique constraint or index over stored field names.
@@ -417,6 +433,10 @@ impl EntityMetaBuilder {
         if let Some(i) = tenant {
             ("tenant", i).hash(&mut h);
         }
+        let vectors = vector_fields(self.name, &self.fields, &self.vectors)?;
+        for v in &vectors {
+            v.spec.hash_into(v.name, &mut h);
+        }
         let mut shapes: Vec<Option<Shape>> = vec![None; self.fields.len()];
         for (name, shape) in self.shapes {
             let Some(i) = self.fields.iter().position(|f| f.name == name) else {
@@ -441,6 +461,7 @@ impl EntityMetaBuilder {
             schema_version: h.finish(),
             shapes,
             tenant,
+            vectors,
         })
     }
 }
@@ -470,6 +491,36 @@ fn tenant_index(entity: &str, fields: &[FieldMeta], name: &str) -> Result<usize>
         )));
     }
     Ok(i)
+}
+
+fn vector_fields(
+    entity: &str,
+    fields: &[FieldMeta],
+    declared: &[(&'static str, VectorSpec)],
+) -> Result<Vec<VectorField>> {
+    let mut out: Vec<VectorField> = Vec::with_capacity(declared.len());
+    for &(name, spec) in declared {
+        let Some(index) = fields.iter().position(|f| f.name == name) else {
+            return Err(Error::config(format!(
+                "{entity}: vector names unknown field `{name}`"
+            )));
+        };
+        let f = &fields[index];
+        if f.id || !matches!(f.ty, FieldType::Array(ScalarType::F32 | ScalarType::F64)) {
+            return Err(Error::config(format!(
+                "{entity}.{name}: a vector field must be a Vec<f32> or Vec<f64>"
+            )));
+        }
+        if out.iter().any(|v| v.name == name) {
+            return Err(Error::config(format!(
+                "{entity}.{name}: declared a vector twice"
+            )));
+        }
+        spec.validate(entity, name)?;
+        out.push(VectorField { name, index, spec });
+    }
+    out.sort_by_key(|v| v.index);
+    Ok(out)
 }
 
 fn positions(fields: &[FieldMeta], pred: impl Fn(&FieldMeta) -> bool) -> Vec<usize> {

@@ -13,6 +13,7 @@ mod hash;
 mod meta;
 mod shape;
 mod types;
+mod vector;
 
 pub use hash::StableHasher;
 pub use meta::{
@@ -21,6 +22,7 @@ pub use meta::{
 };
 pub use shape::{Embedded, MAX_SHAPE_DEPTH, NestedField, Shape};
 pub use types::{FieldKind, FieldType, ScalarType};
+pub use vector::{MAX_DIM, Metric, VectorField, VectorIndex, VectorSpec};
 
 /// An entity: a serde struct with metadata, an id and optionally a version.
 ///

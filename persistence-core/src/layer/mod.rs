@@ -31,6 +31,7 @@ use crate::query::{Cursor, Page, Query};
 use crate::repository::{BoxStream, Capabilities, Repository};
 use crate::update::{Guard, Update};
 use crate::value::Value;
+use crate::vector::NearestQuery;
 
 mod breaker;
 mod leak;
@@ -324,6 +325,13 @@ impl<E: Entity, R: Repository<E>, A: Around> Repository<E> for Layered<R, A> {
         self.hook
             .around(E::meta().name, Op::Aggregate, &|| {
                 Box::pin(self.inner.aggregate(filter, group))
+            })
+            .await
+    }
+    async fn find_nearest(&self, query: &NearestQuery) -> Result<Vec<(E, f64)>> {
+        self.hook
+            .around(E::meta().name, Op::Nearest, &|| {
+                Box::pin(self.inner.find_nearest(query))
             })
             .await
     }

@@ -51,11 +51,13 @@ pub enum Op {
     Aggregate,
     /// `purge`
     Purge,
+    /// `find_nearest` (and `nearest(..)`)
+    Nearest,
 }
 
 impl Op {
     /// Every operation.
-    pub const ALL: [Op; 23] = [
+    pub const ALL: [Op; 24] = [
         Op::EnsureSchema,
         Op::VerifySchema,
         Op::Get,
@@ -79,6 +81,7 @@ impl Op {
         Op::Distinct,
         Op::Aggregate,
         Op::Purge,
+        Op::Nearest,
     ];
 
     /// The operation whose [`name`](Self::name) is `name`, if any (an
@@ -114,6 +117,7 @@ impl Op {
             Op::Distinct => "distinct",
             Op::Aggregate => "aggregate",
             Op::Purge => "purge",
+            Op::Nearest => "find_nearest",
         }
     }
 

@@ -14,6 +14,7 @@ use crate::query::{Cursor, Page, Query};
 use crate::repository::{BoxStream, Capabilities, Repository, support};
 use crate::update::{Guard, Update};
 use crate::value::{Record, Value};
+use crate::vector::{NearestQuery, vector_of};
 
 use super::codec::{Key, PRECISION, id_key, key_of, prepare, unique_indexes};
 use super::patch;
@@ -372,6 +373,28 @@ impl<E: Entity> Repository<E> for MemoryRepository<E> {
             .filter(|r| matches(&f, &r.record, meta))
             .map(|r| &r.record);
         aggregate_records(&plan, matching).map_err(ctx)
+    }
+
+    async fn find_nearest(&self, query: &NearestQuery) -> Result<Vec<(E, f64)>> {
+        let meta = E::meta();
+        let q = query
+            .checked(meta)
+            .map_err(|e| e.in_context(meta.name, "find_nearest"))?;
+        let metric = q.field.spec.metric;
+        let state = self.state.read();
+        // Rows are kept in id order, so a stable sort breaks ties by id.
+        let mut hits: Vec<(f64, &E)> = state
+            .rows
+            .values()
+            .filter(|r| matches(&q.filter, &r.record, meta))
+            .filter_map(|r| {
+                let v = vector_of(&r.record.values[q.field.index])?;
+                Some((metric.distance(&v, &query.vector), &r.entity))
+            })
+            .collect();
+        hits.sort_by(|a, b| a.0.total_cmp(&b.0));
+        hits.truncate(query.k);
+        Ok(hits.into_iter().map(|(d, e)| (e.clone(), d)).collect())
     }
 }
 

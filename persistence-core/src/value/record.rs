@@ -2,7 +2,7 @@
 //! and [`TimestampPrecision`], to which a backend fits a record's timestamps
 //! before writing (a leaf here so that values need not know repositories).
 
-use crate::entity::{Entity, EntityMeta, ResolvedPath};
+use crate::entity::{Entity, EntityMeta, ResolvedPath, VectorSpec};
 use crate::error::{Error, Result};
 
 use super::{Value, from_serde_value};
@@ -40,6 +40,25 @@ impl TimestampPrecision {
     }
 }
 
+/// A vector field's value against its declaration (null passes: the
+/// field's nullability is checked like any other field's).
+fn check_vector(spec: &VectorSpec, field: &str, v: &Value) -> Result<()> {
+    let Value::Array(items) = v else {
+        return Ok(());
+    };
+    let mut comps = Vec::with_capacity(items.len());
+    for x in items {
+        #[allow(clippy::cast_possible_truncation, clippy::cast_precision_loss)]
+        comps.push(match x {
+            Value::F64(f) if f.is_finite() && f.abs() > f64::from(f32::MAX) => f32::INFINITY,
+            Value::F64(f) => *f as f32,
+            Value::I64(i) => *i as f32,
+            _ => f32::NAN,
+        });
+    }
+    spec.check(&format!("field `{field}`"), &comps)
+}
+
 /// One entity taken apart: a value per field, in [`EntityMeta::fields`] order.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Record {
@@ -60,7 +79,7 @@ impl Record {
             )));
         };
         let mut values = Vec::with_capacity(meta.fields.len());
-        for f in &meta.fields {
+        for (i, f) in meta.fields.iter().enumerate() {
             let raw = map
                 .remove(&serde_value::Value::String(f.name.to_string()))
                 .map(from_serde_value)
@@ -69,6 +88,9 @@ impl Record {
             let v = raw.normalize(f.ty).map_err(|e| {
                 Error::invalid_input(format!("field `{}`: {}", f.name, e.message()))
             })?;
+            if let Some(vf) = meta.vectors.iter().find(|v| v.index == i) {
+                check_vector(&vf.spec, f.name, &v)?;
+            }
             values.push(v);
         }
         Ok(Record { values })

@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use crate::failover::Topology;
 use persistence_core::{
-    BoxStream, Capabilities, Cursor, Entity, Error, ErrorKind, Filter, GroupBy, Guard, Page, Query,
-    Repository, Result, SharedRepository, Update, Value,
+    BoxStream, Capabilities, Cursor, Entity, Error, ErrorKind, Filter, GroupBy, Guard,
+    NearestQuery, Page, Query, Repository, Result, SharedRepository, Update, Value,
 };
 
 fn infrastructure(e: &Error) -> bool {
@@ -179,6 +179,9 @@ impl<E: Entity> Repository<E> for FailoverRepository<E> {
     }
     async fn aggregate(&self, filter: &Filter, group: &GroupBy<E>) -> Result<Vec<Value>> {
         read_call!(self, |r| r.aggregate(filter, group))
+    }
+    async fn find_nearest(&self, query: &NearestQuery) -> Result<Vec<(E, f64)>> {
+        read_call!(self, |r| r.find_nearest(query))
     }
 }
 
