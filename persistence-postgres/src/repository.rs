@@ -413,6 +413,18 @@ impl<E: Entity> Repository<E> for RelationalRepository<E> {
     }
 
     async fn find_nearest(&self, query: &NearestQuery) -> Result<Vec<(E, f64)>> {
+        // A tenant entity on PostgreSQL: in its tenant transaction, so the
+        // row-level security policy sees `app.tenant`.
+        if let Some(tx) = self.tenant_tx("find_nearest").await? {
+            let out = self.nearest_on(&tx, query).await;
+            if let Some(rows) = self.finish(tx, out, "find_nearest").await? {
+                return Ok(rows);
+            }
+            // No pgvector: exact, through `find` (its own tenant transaction).
+            return support::nearest_via_find(self, query)
+                .await
+                .map_err(|e| e.in_context(E::meta().name, "find_nearest"));
+        }
         self.nearest_pool(query).await
     }
 }

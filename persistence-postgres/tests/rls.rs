@@ -13,6 +13,7 @@ use std::panic::AssertUnwindSafe;
 use futures_util::FutureExt as _;
 use persistence_core::conformance::entities::Ticket;
 use persistence_core::conformance::services;
+use persistence_core::vector::NearestExt as _;
 use persistence_core::{Filter, Repository, TenantExt as _};
 use persistence_postgres::sea_orm::{
     ConnectionTrait as _, DatabaseConnection, DbBackend, Statement, TransactionTrait as _,
@@ -45,6 +46,73 @@ async fn rls_binds_raw_statements_of_a_non_superuser_to_the_tenant() {
     let Some(pg) = TestPostgres::schema().await else {
         return;
     };
+    as_own_role(pg, |url, schema, admin| {
+        async move { scenario(&url, &schema, &admin).await }.boxed()
+    })
+    .await;
+}
+
+/// `nearest` on pgvector (an index scan in SQL, not `find`) runs in the
+/// tenant's transaction too: under RLS it sees the tenant's rows, and only
+/// those.
+#[tokio::test(flavor = "multi_thread")]
+async fn rls_nearest_on_pgvector_sees_the_tenants_rows() {
+    let Some(pg) = TestPostgres::vector_schema().await else {
+        return;
+    };
+    as_own_role(pg, |url, schema, _admin| {
+        async move {
+            let store =
+                RelationalStore::connect(&RelationalConfig::new(url).schema(schema.clone()))
+                    .await
+                    .unwrap();
+            let repo: RelationalRepository<Pin> = store.repository();
+            repo.ensure_schema().await.unwrap();
+            assert!(repo.capabilities().approximate_nearest, "pgvector in use");
+            let a = repo.clone().for_tenant("a").unwrap();
+            let b = repo.clone().for_tenant("b").unwrap();
+            let pin = |id: i64, x: f32| Pin {
+                id,
+                tenant: String::new(),
+                at: vec![x, 0.0],
+            };
+            a.insert_many(&[pin(1, 1.0), pin(2, 2.0)]).await.unwrap();
+            b.insert_many(&[pin(11, 1.1), pin(12, 2.1)]).await.unwrap();
+            let near = a.nearest(Pin::AT, &[1.0, 0.0], 10).await.unwrap();
+            let ids: Vec<i64> = near.iter().map(|(p, _)| p.id).collect();
+            assert_eq!(ids, vec![1, 2], "a's rows in distance order, no b row");
+            store.close().await;
+        }
+        .boxed()
+    })
+    .await;
+}
+
+/// A tenant entity with a vector (HNSW on pgvector).
+#[derive(
+    Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, persistence_core::Entity,
+)]
+#[entity(name = "rls_pins")]
+struct Pin {
+    #[entity(id)]
+    id: i64,
+    #[entity(tenant)]
+    tenant: String,
+    #[entity(vector(dim = 2, metric = l2))]
+    at: Vec<f32>,
+}
+
+/// Run `body(url as the role, schema, admin connection)` as a role of the
+/// test's own (no superuser, no BYPASSRLS) that may use the test schema;
+/// the schema and the role are dropped afterwards, also when `body` panics.
+async fn as_own_role(
+    pg: TestPostgres,
+    body: impl FnOnce(
+        String,
+        String,
+        DatabaseConnection,
+    ) -> futures_util::future::BoxFuture<'static, ()>,
+) {
     let schema = pg.schema_name().unwrap().to_string();
     let admin = pg.store().await.unwrap();
     let role = format!("rls_{}", services::unique_suffix());
@@ -59,8 +127,9 @@ async fn rls_binds_raw_statements_of_a_non_superuser_to_the_tenant() {
     .await;
     let server_url = pg.url().to_string();
     let url = as_user(&server_url, &role, &password);
-    let body = AssertUnwindSafe(scenario(&url, &schema, admin.connection())).catch_unwind();
-    let outcome = body.await;
+    let outcome = AssertUnwindSafe(body(url, schema, admin.connection().clone()))
+        .catch_unwind()
+        .await;
     // The table belongs to the role: drop the schema (and it) before the role.
     admin.close().await;
     pg.cleanup().await.unwrap();

@@ -7,7 +7,7 @@ use persistence_core::{Entity, Error, NearestQuery, Result, VectorIndex};
 use sea_orm::{ConnectionTrait as _, DbErr, QueryResult, TransactionTrait as _};
 
 use super::RelationalRepository;
-use crate::query::{Dialect, Sql, quote};
+use crate::query::{Sql, quote};
 use crate::store::conn::Conn;
 use crate::vector::{self, DEFAULT_EF_SEARCH};
 
@@ -98,11 +98,7 @@ impl<E: Entity> RelationalRepository<E> {
     pub(crate) async fn nearest_pool(&self, query: &NearestQuery) -> Result<Vec<(E, f64)>> {
         let meta = E::meta();
         let ctx = |e: Error| e.in_context(meta.name, OP);
-        let ext = match self.dialect() {
-            Dialect::Postgres => self.store.vector_extension().await.map_err(ctx)?,
-            Dialect::Sqlite => None,
-        };
-        let Some(ext) = ext else {
+        let Some(ext) = self.store.vector_extension().await.map_err(ctx)? else {
             return support::nearest_via_find(self, query).await.map_err(ctx);
         };
         let q = query.checked(meta).map_err(ctx)?;
@@ -130,11 +126,7 @@ impl<E: Entity> RelationalRepository<E> {
     ) -> Result<Option<Vec<(E, f64)>>> {
         let meta = E::meta();
         let ctx = |e: Error| e.in_context(meta.name, OP);
-        let ext = match self.dialect() {
-            Dialect::Postgres => self.store.vector_extension().await.map_err(ctx)?,
-            Dialect::Sqlite => None,
-        };
-        let Some(ext) = ext else {
+        let Some(ext) = self.store.vector_extension().await.map_err(ctx)? else {
             return Ok(None);
         };
         let q = query.checked(meta).map_err(ctx)?;
