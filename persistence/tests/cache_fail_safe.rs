@@ -173,7 +173,9 @@ async fn postgres_outage_is_answered_from_stale_through_the_manager() {
 }
 
 /// `lease` (cross-process stampede protection): `true`, `{ ttl }` or
-/// `false`, off by default, needs `l2`; errors name the key.
+/// `false`, off by default, needs `l2`; errors name the key. (The config
+/// names a Redis database, which needs the `redis` feature.)
+#[cfg(feature = "redis")]
 #[test]
 fn lease_from_yaml() {
     use persistence::cache::Lease;
