@@ -71,7 +71,31 @@ impl CacheLayer {
     /// writes in L2 at once, and in L1 through the backplane (feature `redis`,
     /// `CacheLayerBuilder::backplane`) or after the TTL.
     pub fn wrap<E: Entity, R: Repository<E> + 'static>(&self, repo: R) -> CachedRepository<E, R> {
-        CachedRepository::new(self.shared.clone(), repo)
+        CachedRepository::new(self.shared.clone(), repo, None)
+    }
+
+    /// [`wrap`](CacheLayer::wrap) with keys under `{prefix}.{scope}` instead
+    /// of `{prefix}`: for repositories of one entity type that hold different
+    /// data, such as one per tenant schema, so they never share an entry (nor
+    /// an invalidation). `scope` is spelled like a key prefix part (ASCII
+    /// letters, digits, `_`, `-`, `.`); otherwise `InvalidInput`.
+    pub fn wrap_scoped<E: Entity, R: Repository<E> + 'static>(
+        &self,
+        scope: &str,
+        repo: R,
+    ) -> persistence_core::Result<CachedRepository<E, R>> {
+        let prefix = format!("{}.{scope}", self.shared.prefix);
+        crate::keys::validate_prefix(&prefix).map_err(|e| {
+            persistence_core::Error::invalid_input(format!(
+                "cache scope `{scope}`: {}",
+                e.message()
+            ))
+        })?;
+        Ok(CachedRepository::new(
+            self.shared.clone(),
+            repo,
+            Some(&prefix),
+        ))
     }
 
     /// The coherence state: L2 reachable, backplane connected, last

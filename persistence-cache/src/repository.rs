@@ -139,11 +139,12 @@ impl<E: Entity, R> std::fmt::Debug for CachedRepository<E, R> {
 }
 
 impl<E: Entity, R: Repository<E> + 'static> CachedRepository<E, R> {
-    pub(crate) fn new(shared: Arc<Shared>, repo: R) -> Self {
+    /// Keys under `prefix` when given, else the layer's prefix.
+    pub(crate) fn new(shared: Arc<Shared>, repo: R, prefix: Option<&str>) -> Self {
         let repo = CachedRepository {
             ttl: None,
             read: None,
-            inner: Arc::new(Inner::new(shared, repo)),
+            inner: Arc::new(Inner::new(shared, repo, prefix)),
         };
         #[cfg(feature = "redis")]
         if let Some(bp) = &repo.inner.shared.backplane {
@@ -251,8 +252,9 @@ impl<E: Entity, R: Repository<E> + 'static> CachedRepository<E, R> {
 }
 
 impl<E: Entity, R: Repository<E> + 'static> Inner<E, R> {
-    fn new(shared: Arc<Shared>, repo: R) -> Self {
+    fn new(shared: Arc<Shared>, repo: R, prefix: Option<&str>) -> Self {
         let meta = E::meta();
+        let keys = Keys::new(prefix.unwrap_or(&shared.prefix), meta);
         let counters = Arc::new(Counters::with_db(shared.db_label.clone()));
         let l1_config = shared.l1_for(meta.name);
         let l1 = l1_config.map(|cfg| {
@@ -283,7 +285,7 @@ impl<E: Entity, R: Repository<E> + 'static> Inner<E, R> {
             .unwrap_or(shared.default_read);
         Inner {
             repo,
-            keys: Keys::new(&shared.prefix, meta),
+            keys,
             #[cfg(feature = "redis")]
             l2: shared.l2.clone(),
             shared,

@@ -65,6 +65,8 @@ pub struct DashboardOptions {
     pub history: usize,
     /// Slow operations listed per database (default 5).
     pub slow_top: usize,
+    /// Busiest tenants listed per database with a `tenancy` section (default 10).
+    pub tenants_top: usize,
     /// Which database an entity's cache counters belong to, for cache
     /// counters without a `db` label (`"!tagged"` names tagged values).
     pub entity_db: BTreeMap<String, String>,
@@ -77,6 +79,7 @@ impl Default for DashboardOptions {
             window: Duration::from_secs(10),
             history: 300,
             slow_top: 5,
+            tenants_top: 10,
             entity_db: BTreeMap::new(),
         }
     }

@@ -10,6 +10,7 @@ use persistence::HealthState;
 use persistence::cache::metrics::names as cache_names;
 use persistence::layer::SlowLog;
 use persistence::layer::metric_names as names;
+use persistence::tenancy::TenantActivity;
 use serde::Serialize;
 
 use crate::Inner;
@@ -61,6 +62,9 @@ pub struct DatabaseSnapshot {
     pub breaker: Option<&'static str>,
     /// Provisioned tenants (`None`: not reported).
     pub tenants: Option<u64>,
+    /// Per-tenant activity of a database with a `tenancy` section: active
+    /// tenants and the busiest ones (`None`: no tenancy configured).
+    pub tenant_activity: Option<TenantActivity>,
     /// Slowest recent operations, longest first (`None`: no slow-operation log).
     pub slow: Option<Vec<SlowOp>>,
     /// Operations slower than the slow threshold since start.
@@ -317,6 +321,7 @@ pub(crate) fn take(inner: &Arc<Inner>) -> Arc<Snapshot> {
             cache: Vec::new(),
             breaker: None,
             tenants: None,
+            tenant_activity: inner.persistence.tenant_activity(name, opts.tenants_top),
             slow: None,
             slow_total: None,
             series: Series::default(),

@@ -21,6 +21,7 @@ use crate::database::{Backend, Database, Streak, build, has_endpoints, pinger};
 
 mod repo;
 mod status;
+mod tenant;
 
 pub use status::{CacheLayerStatus, CachedEntityStatus};
 
@@ -44,6 +45,8 @@ pub struct Persistence {
     cache_ttls: std::sync::Mutex<CacheTtls>,
     #[cfg(relational)]
     registry: OnceCell<crate::registry::Registry>,
+    /// Tenancy: activity trackers, registered tenant entities, tenant repositories.
+    tenants: std::sync::Mutex<tenant::TenantState>,
 }
 
 type StatsFn = Arc<dyn Fn() -> CacheStats + Send + Sync>;
@@ -97,6 +100,7 @@ impl Persistence {
             cache_ttls: std::sync::Mutex::new(HashMap::new()),
             #[cfg(relational)]
             registry: OnceCell::new(),
+            tenants: std::sync::Mutex::new(tenant::TenantState::default()),
         })
     }
 
@@ -256,6 +260,9 @@ impl Persistence {
     /// Close every pool that was opened.
     pub async fn shutdown(&self) {
         self.repos.lock().await.clear();
+        if let Ok(mut t) = self.tenants.lock() {
+            t.repos.clear();
+        }
         // Dropping the layers stops their backplane and queue tasks.
         if let Ok(mut layers) = self.cache_layers.lock() {
             layers.clear();

@@ -80,6 +80,22 @@ pub const SCHEMA: &str = "schema";
 pub const SCHEMA_MODE: &str = "schema_mode";
 /// Database: MongoDB database name.
 pub const DATABASE: &str = "database";
+/// Database: how its tenants are isolated, `{ strategy, prefix,
+/// auto_provision, tracked, window }` (see `Persistence::tenant_repo`).
+pub const TENANCY: &str = "tenancy";
+/// Tenancy: `schema` (PostgreSQL schema / MongoDB collection prefix per
+/// tenant), `row` (an `#[entity(tenant)]` field) or `database` (MongoDB
+/// database per tenant).
+pub const TENANCY_STRATEGY: &str = "strategy";
+/// Tenancy (`database` strategy): prefix of each tenant's database.
+pub const TENANCY_PREFIX: &str = "prefix";
+/// Tenancy (`schema` / `database`): provision a tenant when its first
+/// repository is asked for (default false).
+pub const TENANCY_AUTO_PROVISION: &str = "auto_provision";
+/// Tenancy: most tenants whose activity is tracked (default 10000).
+pub const TENANCY_TRACKED: &str = "tracked";
+/// Tenancy: window of the per-tenant activity rates (default 10s).
+pub const TENANCY_WINDOW: &str = "window";
 /// Database: pool settings.
 pub const POOL: &str = "pool";
 /// Database: read replica URLs (secrets).

@@ -51,6 +51,7 @@ pub mod keys;
 mod load;
 mod read_policy;
 mod secret;
+mod tenancy;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -64,6 +65,7 @@ pub use detect::{Detection, Probe, detect};
 pub use load::{ConfigLoader, interpolate};
 pub use read_policy::{FailSafeSettings, Fraction, LeaseOptions, LeaseSettings};
 pub use secret::Secret;
+pub use tenancy::{TenancyConfig, TenancyStrategy};
 
 /// The backend of a named database.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -309,6 +311,9 @@ pub struct DatabaseConfig {
     pub schema_mode: SchemaMode,
     /// MongoDB database name.
     pub database: Option<String>,
+    /// How tenants are isolated ([`keys::TENANCY`]; default: no tenancy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenancy: Option<TenancyConfig>,
     /// Pool settings.
     #[serde(default)]
     pub pool: PoolConfig,
@@ -349,6 +354,7 @@ impl DatabaseConfig {
             schema: None,
             schema_mode: SchemaMode::Ensure,
             database: None,
+            tenancy: None,
             pool: PoolConfig::default(),
             replicas: Vec::new(),
             backup: None,
@@ -583,6 +589,9 @@ impl PersistenceConfig {
             }
             if db.schema_mode != SchemaMode::Ensure {
                 let _ = write!(out, ", schema_mode {}", db.schema_mode.name());
+            }
+            if let Some(t) = &db.tenancy {
+                let _ = write!(out, ", tenancy {}", t.strategy.name());
             }
             if !db.replicas.is_empty() {
                 let rs: Vec<String> = db.replicas.iter().map(|r| r.to_string()).collect();

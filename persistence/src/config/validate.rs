@@ -33,6 +33,9 @@ impl PersistenceConfig {
                 )?;
             }
             validate_cluster(name, db)?;
+            if let Some(t) = &db.tenancy {
+                t.validate(name, db.kind)?;
+            }
             if db.url.is_none() && db.kind != DatabaseKind::Memory && db.cluster.is_empty() {
                 return Err(persistence_core::Error::config(format!(
                     "databases.{name}.url is required for kind {}",

@@ -83,13 +83,31 @@ impl Persistence {
             }
         };
         prepare_schema(&raw, name, db.config.schema_mode).await?;
+        let repo = self.decorate(raw, &db, backend, name, None).await?;
+        repos.insert(key, Box::new(repo.clone()));
+        Ok(repo)
+    }
+
+    /// `raw` with the database's layers and, per the entity's cache policy,
+    /// the read-through cache. With `scope` (a tenant's repository in its
+    /// own schema or database) the cache keys live under
+    /// `{prefix}.{cache_scope}` and the cache is not listed in the cache status
+    /// (one per tenant would flood it).
+    pub(super) async fn decorate<E: Entity>(
+        &self,
+        raw: SharedRepository<E>,
+        db: &Database,
+        backend: &Backend,
+        name: &str,
+        cache_scope: Option<&str>,
+    ) -> Result<SharedRepository<E>> {
         let layered = raw
             .layer(Timeout::new(
                 db.config.timeout.unwrap_or(Duration::from_secs(30)),
             ))
             .layer(Retry::from_config(db.config.retry.as_ref()))
             .layer(db.breaker.clone())
-            .layer(self.metrics_layer(&db, backend))
+            .layer(self.metrics_layer(db, backend))
             .layer(Tracing::new(
                 db.config.kind.db_system(),
                 db.config
@@ -131,17 +149,20 @@ impl Persistence {
                 ))
             })?;
             let read = policy.read_policy();
-            let cached = layer
-                .wrap(layered)
-                .with_ttl(ttl)
-                .with_read_policy(read)
-                .map_err(|e| {
-                    Error::config(format!(
-                        "cache policy of {}: {}",
-                        E::meta().name,
-                        e.message()
-                    ))
-                })?;
+            let wrapped = match cache_scope {
+                None => layer.wrap(layered),
+                Some(cache_scope) => {
+                    let cached = layer.wrap_scoped(cache_scope, layered)?;
+                    return Ok(Arc::new(cached.with_ttl(ttl).with_read_policy(read)?));
+                }
+            };
+            let cached = wrapped.with_ttl(ttl).with_read_policy(read).map_err(|e| {
+                Error::config(format!(
+                    "cache policy of {}: {}",
+                    E::meta().name,
+                    e.message()
+                ))
+            })?;
             let handle = cached.clone();
             if let Ok(mut stats) = self.cache_stats.lock() {
                 stats.insert(
@@ -159,7 +180,6 @@ impl Persistence {
             }
             Arc::new(cached)
         };
-        repos.insert(key, Box::new(repo.clone()));
         Ok(repo)
     }
 
