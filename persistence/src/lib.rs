@@ -43,6 +43,7 @@ pub mod prometheus;
 mod recovery;
 #[cfg(relational)]
 pub mod registry;
+pub mod search;
 pub mod tenancy;
 
 pub use failover::{EndpointHealth, FailoverRepository, Role, Topology};

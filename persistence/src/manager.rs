@@ -20,6 +20,7 @@ use tokio::sync::{Mutex, OnceCell};
 use crate::database::{Backend, Database, Streak, build, has_endpoints, pinger};
 
 mod repo;
+mod search;
 mod status;
 mod tenant;
 
@@ -47,6 +48,8 @@ pub struct Persistence {
     registry: OnceCell<crate::registry::Registry>,
     /// Tenancy: activity trackers, registered tenant entities, tenant repositories.
     tenants: std::sync::Mutex<tenant::TenantState>,
+    /// Sources of `search`, in registration order.
+    searches: std::sync::RwLock<Vec<Arc<search::Source>>>,
 }
 
 type StatsFn = Arc<dyn Fn() -> CacheStats + Send + Sync>;
@@ -101,6 +104,7 @@ impl Persistence {
             #[cfg(relational)]
             registry: OnceCell::new(),
             tenants: std::sync::Mutex::new(tenant::TenantState::default()),
+            searches: std::sync::RwLock::new(Vec::new()),
         })
     }
 
@@ -262,6 +266,10 @@ impl Persistence {
         self.repos.lock().await.clear();
         if let Ok(mut t) = self.tenants.lock() {
             t.repos.clear();
+        }
+        // Search sources hold repositories.
+        if let Ok(mut s) = self.searches.write() {
+            s.clear();
         }
         // Dropping the layers stops their backplane and queue tasks.
         if let Ok(mut layers) = self.cache_layers.lock() {

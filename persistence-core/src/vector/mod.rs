@@ -38,7 +38,7 @@ use crate::value::{Record, Value};
 
 mod ext;
 
-pub use ext::{Nearest, NearestExt};
+pub use ext::{Nearest, NearestExt, VectorFieldName};
 
 /// Largest `k` a nearest query accepts.
 pub const MAX_K: usize = 1000;

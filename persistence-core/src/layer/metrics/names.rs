@@ -50,6 +50,13 @@ pub const RESULT_NOT_APPLIED: &str = "not_applied";
 pub const RESULT_UNRESOLVED: &str = "unresolved";
 /// Gauge: provisioned tenants (when the backend knows), label `db`.
 pub const TENANTS: &str = "persistence_tenants";
+/// Histogram (seconds): one source's part of a cross-store search
+/// (`Persistence::search`), labels `source`, `status`.
+pub const SEARCH_DURATION: &str = "persistence_search_duration_seconds";
+/// Label: a search source's name.
+pub const LABEL_SOURCE: &str = "source";
+/// Label: a search source's status: `ok`, `timed_out`, `failed`, `skipped`.
+pub const LABEL_STATUS: &str = "status";
 /// Label: connection state of [`POOL_CONNECTIONS`].
 pub const LABEL_STATE: &str = "state";
 /// `state` value: connections handed out.
