@@ -10,6 +10,7 @@ use persistence::config::{CachePolicy, DatabaseConfig, DatabaseKind, Persistence
 use persistence::layer::{LayerExt, Metrics, metric_names};
 use persistence::mongo::{MongoStore, Pipeline};
 use persistence::postgres::{RelationalStore, TenantId, Tenants};
+use persistence::search::Searchable;
 use persistence::{
     ConflictKind, Error, ErrorKind, Filter, Guard, Persistence, Query, Repository, Result,
     SharedRepository, Update,
@@ -17,7 +18,9 @@ use persistence::{
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::model::{Customer, Inventory, Order, OrderLine, Product, Review, ShopItem, TopRated};
+use crate::model::{
+    BookVector, Customer, Inventory, Order, OrderLine, Product, Review, ShopItem, TopRated,
+};
 use crate::seed;
 use crate::sessions::{LiveSession, SessionData, Sessions};
 
@@ -152,6 +155,7 @@ pub struct App {
     inventory: SharedRepository<Inventory>,
     orders: SharedRepository<Order>,
     products: SharedRepository<Product>,
+    vectors: SharedRepository<BookVector>,
     main: RelationalStore,
     catalog: Option<MongoStore>,
     /// Tagged catalog queries (lists, top-rated).
@@ -249,6 +253,20 @@ impl App {
         let inventory = db.repo_in::<Inventory>("main").await?;
         let orders = db.repo_in::<Order>("main").await?;
         let products = db.repo_in::<Product>("catalog").await?;
+        let vectors = db.repo_in::<BookVector>("main").await?;
+        // The search box: catalog text and similar books, asked at once.
+        db.register_search(
+            Searchable::<Product>::new("catalog")
+                .name(crate::search::TEXT_SOURCE)
+                .text(&["title", "author", "category"]),
+        )
+        .await?;
+        db.register_search(
+            Searchable::<BookVector>::new("main")
+                .name(crate::search::SIMILAR_SOURCE)
+                .vector(BookVector::EMBEDDING),
+        )
+        .await?;
         let main = db
             .relational("main")
             .await?
@@ -326,6 +344,7 @@ impl App {
             inventory,
             orders,
             products,
+            vectors,
             main,
             catalog,
             queries,
@@ -473,6 +492,12 @@ impl App {
                 }
             })
             .await?;
+        // A new title is new words: the book's embedding follows.
+        if let (Some(_), Some(p)) = (&patch.title, &updated) {
+            if let Some(v) = crate::search::book_vector(p) {
+                self.vectors.upsert(&v).await?;
+            }
+        }
         Ok(updated)
     }
 
@@ -632,6 +657,11 @@ impl App {
         let inserted = App::insert_if_missing(self.products(), &products).await?;
         App::insert_if_missing(self.inventory(), &seed::inventory(&products)).await?;
         App::insert_if_missing(self.customers(), &seed::customers()).await?;
+        let vectors: Vec<BookVector> = products
+            .iter()
+            .filter_map(crate::search::book_vector)
+            .collect();
+        App::insert_if_missing(&self.vectors, &vectors).await?;
         self.seed_shops(&products).await?;
         tracing::info!(
             products = products.len(),

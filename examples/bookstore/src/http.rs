@@ -92,6 +92,8 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/products/{sku}", get(product).put(update_product))
         .route("/api/products/{sku}/reviews", post(add_review))
         .route("/api/top-rated", get(top_rated))
+        .route("/search", get(search_page))
+        .route("/api/search", get(search))
         .route("/api/checkout", post(checkout))
         .route("/api/orders", get(orders))
         .route("/api/shops", get(shops))
@@ -102,8 +104,39 @@ pub fn router(app: Arc<App>) -> Router {
 async fn index() -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-        "persistence bookstore\n\n  /dashboard      live monitoring page\n  /api/about      which stores were chosen\n  /api/products   the catalog\n  /metrics        Prometheus text\n",
+        "persistence bookstore\n\n  /dashboard      live monitoring page\n  /api/about      which stores were chosen\n  /api/products   the catalog\n  /search         the search box (text + similar books)\n  /metrics        Prometheus text\n",
     )
+}
+
+#[derive(serde::Deserialize)]
+struct SearchParams {
+    q: Option<String>,
+}
+
+/// `GET /api/search?q=`: matching and similar books, per-source status.
+async fn search(
+    State(app): State<Arc<App>>,
+    Query(p): Query<SearchParams>,
+) -> ApiResult<Json<crate::search::SearchView>> {
+    Ok(Json(app.search(p.q.as_deref().unwrap_or("")).await?))
+}
+
+/// `GET /search?q=`: the search box, and its answer.
+async fn search_page(State(app): State<Arc<App>>, Query(p): Query<SearchParams>) -> Response {
+    let q = p.q.unwrap_or_default();
+    let (view, error) = if q.trim().is_empty() {
+        (None, None)
+    } else {
+        match app.search(&q).await {
+            Ok(v) => (Some(v), None),
+            Err(e) => (None, Some(e.to_string())),
+        }
+    };
+    (
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        crate::search::page(&q, view.as_ref(), error.as_deref()),
+    )
+        .into_response()
 }
 
 async fn about(State(app): State<Arc<App>>) -> Json<serde_json::Value> {

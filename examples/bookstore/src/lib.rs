@@ -26,6 +26,7 @@ pub mod client;
 pub mod http;
 pub mod loadgen;
 pub mod model;
+pub mod search;
 pub mod seed;
 pub mod sessions;
 

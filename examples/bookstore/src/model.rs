@@ -162,3 +162,20 @@ pub struct TopRated {
     /// Number of reviews.
     pub reviews: i64,
 }
+
+/// Dimensions of a book's embedding.
+pub const EMBEDDING_DIM: usize = 64;
+
+/// A book's embedding (relational, `main`): a hashed bag of words of its
+/// title, author, category and tags, computed locally
+/// ([`crate::search::embed`]), for "similar books".
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Entity)]
+#[entity(name = "bs_book_vectors")]
+pub struct BookVector {
+    /// The product's SKU.
+    #[entity(id)]
+    pub sku: String,
+    /// Unit-length embedding.
+    #[entity(vector(dim = 64, metric = cosine))]
+    pub embedding: Vec<f32>,
+}
