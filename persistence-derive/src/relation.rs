@@ -129,7 +129,7 @@ impl RelationAttr {
         if self.kind == Kind::BelongsTo {
             let Some((fi, stored, fty)) = fields
                 .iter()
-                .find(|(i, s, _)| *i == self.key || *s == self.key.to_string())
+                .find(|(i, s, _)| *i == self.key || self.key == s)
             else {
                 return Err(syn::Error::new(
                     self.key.span(),

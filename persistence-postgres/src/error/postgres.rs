@@ -160,18 +160,16 @@ pub(crate) fn map_pg(f: &PgFacts<'_>, names: &ConstraintNames, hints: Hints<'_>)
             "{cond}: the row fails check constraint `{constraint}`"
         ))),
         "23503" => {
-            let what = match hints.op {
-                Some("delete" | "delete_many") => "other rows still reference this row",
-                Some(_) => "the referenced row does not exist",
-                None => "a referenced row does not exist, or the row is still referenced",
-            };
             let table = f
                 .table
                 .map(|t| format!(" of table `{t}`"))
                 .unwrap_or_default();
-            rejected(Error::invalid_input(format!(
-                "{cond} on constraint `{constraint}`{table}: {what}"
-            )))
+            rejected(crate::error::context::foreign_key_error(
+                names,
+                f.constraint,
+                hints.op,
+                &format!("{cond} on constraint `{constraint}`{table}"),
+            ))
         }
         c if c.starts_with("23") => rejected(Error::invalid_input(format!(
             "{cond}{}: {}",

@@ -258,7 +258,7 @@ pub async fn relations_missing_parent_is_refused<B: Backend>(b: &B) {
     };
     relation(shop.orders.insert(&orphan).await, "insert");
     let c = assert_conflict(
-        shop.orders.insert_many(&[orphan.clone()]).await,
+        shop.orders.insert_many(std::slice::from_ref(&orphan)).await,
         "insert_many",
     );
     assert!(matches!(c, ConflictKind::MissingParent { .. }), "{c:?}");
