@@ -11,7 +11,7 @@
 //! |---|---|---|
 //! | 23505 on the primary key (whatever it is called: looked up once) | 1555 `SQLITE_CONSTRAINT_PRIMARYKEY` | `Conflict(DuplicateId)` |
 //! | 23505 on another constraint, 23P01 | 2067 `SQLITE_CONSTRAINT_UNIQUE` | `Conflict(Unique { constraint })` (the `IndexMeta::name`) |
-//! | 23503 (foreign key) | 787 `SQLITE_CONSTRAINT_FOREIGNKEY`, 1811 with "FOREIGN KEY constraint failed" (`ON DELETE RESTRICT`) | `Conflict(MissingParent { relation })` for a write, `Conflict(Referenced { relation })` for a delete |
+//! | 23503 (and 23001, PostgreSQL 18's `ON DELETE RESTRICT`) on the foreign key of a declared relation; any other 23503 stays `InvalidInput` | 787 `SQLITE_CONSTRAINT_FOREIGNKEY`, 1811 with "FOREIGN KEY constraint failed" (`ON DELETE RESTRICT`) | `Conflict(MissingParent { relation })` for a write, `Conflict(Referenced { relation })` for a delete |
 //! | 23xxx, 22xxx, 54xxx, 44000 | 1299, 275, 3091, 1811, 2579, 19, 20, 25, 18 | `InvalidInput` |
 //! | 40001, 40P01, 55P03, 72000 | 5, 6, 261, 262, 517, 518, 773 (busy / locked) | `Conflict(Concurrent)`, retryable |
 //! | 57014 | 9 `SQLITE_INTERRUPT` | `Timeout` |
@@ -153,7 +153,8 @@ fn map_sqlx(err: &sqlx::Error, names: &ConstraintNames, hints: Hints<'_>) -> (Er
                 // foreign key's message.
                 let restrict =
                     code == 1811 && db.message().contains("FOREIGN KEY constraint failed");
-                if code == 787 || restrict {
+                // Typed when the table declares relations (else as any constraint).
+                if (code == 787 || restrict) && !names.foreign_keys.is_empty() {
                     let detail = if restrict {
                         "SQLITE_CONSTRAINT_TRIGGER (1811, ON DELETE RESTRICT)"
                     } else {

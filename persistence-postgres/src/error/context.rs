@@ -93,6 +93,12 @@ pub(crate) fn foreign_key_error(
 }
 
 impl ConstraintNames {
+    /// Whether `constraint` is the foreign key of a declared relation of
+    /// this table (its own `belongs_to` or a declared child's).
+    pub(crate) fn is_foreign_key(&self, constraint: Option<&str>) -> bool {
+        constraint.is_some_and(|c| self.foreign_keys.iter().any(|f| f.constraint == c))
+    }
+
     /// The names the library gives the constraints of `meta`'s table.
     pub(crate) fn of(meta: &EntityMeta) -> ConstraintNames {
         let mut primary_key = format!("pk_{}", meta.name);
