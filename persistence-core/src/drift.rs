@@ -25,9 +25,12 @@
 //! * **Info**: allowed, listed for completeness: an extra column that is
 //!   nullable or has a default (columns not in the struct are ignored).
 //!
-//! [`SchemaReport::is_ok`] is true when there is no error. Foreign keys are
-//! not compared: the metadata declares no relations yet. Extra indexes,
-//! check constraints and triggers of the table are not compared either.
+//! [`SchemaReport::is_ok`] is true when there is no error. Foreign keys of
+//! declared `belongs_to` relations are compared where a backend has them
+//! (SQL): a missing one, or one over other columns, another table or with
+//! another `ON DELETE`, is a **warning** (the repository works; the
+//! database does not enforce the relation as declared). Extra foreign keys,
+//! indexes, check constraints and triggers of the table are not compared.
 
 use std::fmt;
 
@@ -85,6 +88,11 @@ pub enum DifferenceKind {
     ValidatorDiffers,
     /// Part of the check could not be done on this server.
     Unverifiable,
+    /// The foreign key of a declared `belongs_to` is missing.
+    MissingForeignKey,
+    /// The foreign key of a declared `belongs_to` exists under its name
+    /// but differs (column, referenced table or column, `ON DELETE`).
+    ForeignKeyDiffers,
 }
 
 /// One difference between the metadata and the live table / collection.
@@ -124,9 +132,12 @@ impl Difference {
             | K::MissingUnique
             | K::UniqueDiffers
             | K::ValidatorDiffers => Severity::Error,
-            K::MissingIndex | K::IndexDiffers | K::ValidatorMissing | K::Unverifiable => {
-                Severity::Warning
-            }
+            K::MissingIndex
+            | K::IndexDiffers
+            | K::ValidatorMissing
+            | K::Unverifiable
+            | K::MissingForeignKey
+            | K::ForeignKeyDiffers => Severity::Warning,
             K::ExtraColumn => Severity::Info,
         };
         Difference {
@@ -162,6 +173,8 @@ impl Difference {
             K::ValidatorMissing => "missing validator",
             K::ValidatorDiffers => "validator differs",
             K::Unverifiable => "cannot verify",
+            K::MissingForeignKey => "missing foreign key",
+            K::ForeignKeyDiffers => "foreign key differs",
         }
     }
 }

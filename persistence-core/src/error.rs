@@ -71,6 +71,19 @@ pub enum ConflictKind {
     /// A [`Guard`](crate::Guard) filter did not match the stored row: the
     /// conditional write was not applied.
     Guard,
+    /// A write names a parent that does not exist: the `belongs_to`
+    /// relation (`<entity>.<relation>`, e.g. `orders.customer`) has no row
+    /// with that key (see [`crate::relation`]).
+    MissingParent {
+        /// The relation, `<child entity>.<relation name>`.
+        relation: String,
+    },
+    /// A delete was refused: rows of a `restrict` relation
+    /// (`<child entity>.<relation name>`) still refer to the row.
+    Referenced {
+        /// The relation, `<child entity>.<relation name>`.
+        relation: String,
+    },
 }
 
 impl fmt::Display for ErrorKind {
@@ -100,6 +113,15 @@ impl fmt::Display for ErrorKind {
                 }
                 ConflictKind::Concurrent => f.write_str("conflict: concurrent modification"),
                 ConflictKind::Guard => f.write_str("conflict: the guard condition did not match"),
+                ConflictKind::MissingParent { relation } => {
+                    write!(f, "conflict: relation `{relation}` names a missing parent")
+                }
+                ConflictKind::Referenced { relation } => {
+                    write!(
+                        f,
+                        "conflict: rows of relation `{relation}` still refer to it"
+                    )
+                }
             },
             ErrorKind::InvalidInput => f.write_str("invalid input"),
             ErrorKind::Unavailable => f.write_str("backend unavailable"),
@@ -276,6 +298,27 @@ impl Error {
     /// [`ConflictKind::Guard`]: a conditional write's guard filter did not match.
     pub fn guard_failed(message: impl Into<Cow<'static, str>>) -> Self {
         Self::new(ErrorKind::Conflict(ConflictKind::Guard), message)
+    }
+    /// [`ConflictKind::MissingParent`]: `relation` (`<child>.<name>`) names no row.
+    pub fn missing_parent(
+        relation: impl Into<String>,
+        message: impl Into<Cow<'static, str>>,
+    ) -> Self {
+        Self::new(
+            ErrorKind::Conflict(ConflictKind::MissingParent {
+                relation: relation.into(),
+            }),
+            message,
+        )
+    }
+    /// [`ConflictKind::Referenced`]: rows of `relation` (`<child>.<name>`) still refer to the row.
+    pub fn referenced(relation: impl Into<String>, message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(
+            ErrorKind::Conflict(ConflictKind::Referenced {
+                relation: relation.into(),
+            }),
+            message,
+        )
     }
     /// [`ConflictKind::Concurrent`] (retryable).
     pub fn concurrent(message: impl Into<Cow<'static, str>>) -> Self {

@@ -78,6 +78,7 @@ pub mod memory;
 pub mod names;
 pub mod query;
 pub mod redact;
+pub mod relation;
 pub mod repository;
 pub mod select;
 pub mod tenant;
@@ -98,9 +99,12 @@ pub use entity::{
 pub use error::{ConflictKind, Error, ErrorKind, Result, WriteOutcome};
 pub use filter::{CompareOp, Field, Filter, FilterLimits, Pattern, Scope, StringField};
 pub use lifecycle::SoftDeleteExt;
-pub use memory::MemoryRepository;
+pub use memory::{MemoryRepository, MemoryStore};
 pub use persistence_derive::{Embedded, Entity, EntityEnum};
 pub use query::{Cursor, Direction, Page, Query, SortKey};
+pub use relation::{
+    BelongsTo, HasMany, HasOne, Include, LoadExt, OnDelete, Repos, Resolve, Then, With,
+};
 pub use repository::{
     BoxStream, Capabilities, DynRepository, Repository, SharedRepository, TimestampPrecision,
 };

@@ -67,6 +67,10 @@ pub struct Capabilities {
     /// IVFFlat; MongoDB's `$vectorSearch` would be one, not used here):
     /// results may miss some true neighbours. `false`: exact brute force.
     pub approximate_nearest: bool,
+    /// Declared relations are enforced (see [`crate::relation`]): a write
+    /// naming a missing parent is refused, deleting a parent applies its
+    /// children's `on_delete`.
+    pub relations: bool,
 }
 
 impl Capabilities {
@@ -85,6 +89,7 @@ impl Capabilities {
             row_locks: true,
             unicode_case_folding: true,
             approximate_nearest: false,
+            relations: true,
         }
     }
 }

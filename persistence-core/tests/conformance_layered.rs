@@ -6,10 +6,11 @@ use std::time::Duration;
 use persistence_core::conformance::Backend;
 use persistence_core::conformance::entities::Person;
 use persistence_core::layer::{CircuitBreaker, LayerExt, Layered, Metrics, Retry, Timeout};
-use persistence_core::{Capabilities, Entity, MemoryRepository, Repository};
+use persistence_core::{Capabilities, Entity, MemoryRepository, MemoryStore, Repository};
 
 struct LayeredMemory {
     breaker: CircuitBreaker,
+    store: MemoryStore,
 }
 
 type Stack<E> = Layered<
@@ -24,7 +25,8 @@ impl Backend for LayeredMemory {
         MemoryRepository::<Person>::new().capabilities()
     }
     async fn repo<E: Entity>(&self) -> Stack<E> {
-        MemoryRepository::new()
+        self.store
+            .repository()
             .layer(Timeout::new(Duration::from_secs(30)))
             .layer(Retry::default())
             .layer(self.breaker.clone())
@@ -35,6 +37,7 @@ impl Backend for LayeredMemory {
 async fn make() -> LayeredMemory {
     LayeredMemory {
         breaker: CircuitBreaker::default(),
+        store: MemoryStore::new(),
     }
 }
 

@@ -2,9 +2,10 @@
 //! macro defines `main`).
 use persistence_core::conformance::Backend;
 use persistence_core::conformance::entities::Person;
-use persistence_core::{Capabilities, Entity, MemoryRepository, Repository};
+use persistence_core::{Capabilities, Entity, MemoryRepository, MemoryStore, Repository};
 
-struct Memory;
+/// One store per case: related tables see each other.
+struct Memory(MemoryStore);
 
 impl Backend for Memory {
     type Repo<E: Entity> = MemoryRepository<E>;
@@ -13,12 +14,12 @@ impl Backend for Memory {
         MemoryRepository::<Person>::new().capabilities()
     }
     async fn repo<E: Entity>(&self) -> MemoryRepository<E> {
-        MemoryRepository::new()
+        self.0.repository()
     }
 }
 
 async fn make() -> Memory {
-    Memory
+    Memory(MemoryStore::new())
 }
 
 persistence_core::conformance_tests!(make);

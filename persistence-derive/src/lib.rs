@@ -9,6 +9,7 @@ use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{Data, DeriveInput, Fields, LitStr, Type, parse_macro_input};
 
+mod relation;
 mod vector;
 
 /// Derive `persistence_core::Entity` plus typed field handles.
@@ -171,6 +172,7 @@ fn entity(input: DeriveInput) -> syn::Result<TokenStream2> {
     let mut logical = snake_case(&name.to_string());
     let mut krate: syn::Path = syn::parse_quote!(::persistence_core);
     let mut composites: Vec<(Vec<LitStr>, bool, Span)> = Vec::new();
+    let mut relations: Vec<relation::RelationAttr> = Vec::new();
     serde_rename(&input.attrs)?;
     for attr in input.attrs.iter().filter(|a| a.path().is_ident("entity")) {
         attr.parse_nested_meta(|meta| {
@@ -199,9 +201,19 @@ fn entity(input: DeriveInput) -> syn::Result<TokenStream2> {
                 }
                 composites.push((names, unique, span));
                 Ok(())
+            } else if let Some(kind) = [
+                ("belongs_to", relation::Kind::BelongsTo),
+                ("has_many", relation::Kind::HasMany),
+                ("has_one", relation::Kind::HasOne),
+            ]
+            .into_iter()
+            .find_map(|(n, k)| meta.path.is_ident(n).then_some(k))
+            {
+                relations.push(relation::parse(&meta, kind)?);
+                Ok(())
             } else {
                 Err(meta.error(
-                    "unknown entity attribute; expected name, unique(..), index(..) or crate",
+                    "unknown entity attribute; expected name, unique(..), index(..), belongs_to(..), has_many(..), has_one(..) or crate",
                 ))
             }
         })?;
@@ -452,6 +464,19 @@ fn entity(input: DeriveInput) -> syn::Result<TokenStream2> {
             .collect();
         quote!(.composite(&[#(#stored),*], #unique))
     });
+    let field_list: Vec<(syn::Ident, String, Type)> = fields
+        .iter()
+        .map(|f| (f.ident.clone(), f.stored.clone(), f.ty.clone()))
+        .collect();
+    let mut relation_calls = Vec::new();
+    let mut relation_items = Vec::new();
+    let mut relation_checks = Vec::new();
+    for r in &relations {
+        let (call, items, check) = r.expand(&krate, name, &field_list)?;
+        relation_calls.push(call);
+        relation_items.push(items);
+        relation_checks.push(check);
+    }
     let handles = fields.iter().map(|f| {
         let konst = format_ident!(
             "{}",
@@ -483,6 +508,7 @@ fn entity(input: DeriveInput) -> syn::Result<TokenStream2> {
                             #(#managed_calls)*
                             #tenant_call
                             #(#vector_calls)*
+                            #(#relation_calls)*
                     )
                 })
             }
@@ -500,7 +526,9 @@ fn entity(input: DeriveInput) -> syn::Result<TokenStream2> {
         }
         impl #name {
             #(#handles)*
+            #(#relation_items)*
         }
+        #(#relation_checks)*
     })
 }
 

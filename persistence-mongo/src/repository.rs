@@ -49,6 +49,7 @@ mod group_by;
 mod overwrite;
 mod patch;
 mod raw;
+mod relations;
 mod select;
 mod settings;
 mod stream;
@@ -151,6 +152,8 @@ impl<E: Entity> MongoRepository<E> {
 
     /// The repository of `E` over a given collection.
     pub fn with_collection(coll: Collection<Document>) -> Self {
+        // Parents find this entity's relations when they delete (see `repository/relations.rs`).
+        persistence_core::relation::register(E::meta());
         MongoRepository {
             coll,
             validation: Some(Validation::default()),
@@ -320,6 +323,7 @@ impl<E: Entity> Repository<E> for MongoRepository<E> {
     }
 
     async fn insert(&self, entity: &E) -> Result<E> {
+        self.check_parents([entity], "insert").await?;
         let (entity, doc) = Self::document(
             entity,
             Self::version_key().map(|_| 1),
@@ -341,6 +345,7 @@ impl<E: Entity> Repository<E> for MongoRepository<E> {
         if entities.is_empty() {
             return Ok(0);
         }
+        self.check_parents(entities, "insert_many").await?;
         let version = Self::version_key().map(|_| 1);
         // One time for the whole call (see `lifecycle`).
         let now = lifecycle::now();
@@ -401,10 +406,12 @@ impl<E: Entity> Repository<E> for MongoRepository<E> {
     }
 
     async fn update(&self, entity: &E) -> Result<E> {
+        self.check_parents([entity], "update").await?;
         self.update_doc(entity).await
     }
 
     async fn upsert(&self, entity: &E) -> Result<E> {
+        self.check_parents([entity], "upsert").await?;
         self.upsert_doc(entity).await
     }
 
@@ -417,6 +424,10 @@ impl<E: Entity> Repository<E> for MongoRepository<E> {
         persistence_core::tenant::require(E::meta())
             .map_err(|e| e.in_context(E::meta().name, "delete"))?;
         let id = id_to_bson::<E>(id)?;
+        if Self::has_children() {
+            let n = self.remove_related(doc! { "_id": id }, "delete").await?;
+            return Ok(n > 0);
+        }
         let res = exec!(self, self.coll.delete_one(doc! { "_id": id.clone() }))
             .map_err(self.err("delete"))?;
         Ok(res.deleted_count > 0)
@@ -496,10 +507,12 @@ impl<E: Entity> Repository<E> for MongoRepository<E> {
     }
 
     async fn patch(&self, id: &E::Id, update: &Update<E>, guard: &Guard) -> Result<E> {
+        self.check_update(update, "patch").await?;
         self.patch_doc(id, update, guard).await
     }
 
     async fn update_where(&self, filter: &Filter, update: &Update<E>) -> Result<u64> {
+        self.check_update(update, "update_where").await?;
         self.update_where_docs(filter, update).await
     }
 
@@ -534,6 +547,9 @@ impl<E: Entity> MongoRepository<E> {
             .checked(meta)
             .and_then(|f| to_query(meta, &f))
             .map_err(|e| e.in_context(meta.name, op))?;
+        if Self::has_children() {
+            return self.remove_related(f, op).await;
+        }
         let res = exec!(self, self.coll.delete_many(f.clone())).map_err(self.err(op))?;
         Ok(res.deleted_count)
     }

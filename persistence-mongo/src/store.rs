@@ -204,3 +204,11 @@ impl MongoStore {
         self.db.drop().await.map_err(op)
     }
 }
+
+/// Related rows for eager loading come from this store's collections (see
+/// [`persistence_core::relation`]).
+impl persistence_core::relation::Resolve for MongoStore {
+    async fn repository<T: Entity>(&self) -> Result<persistence_core::SharedRepository<T>> {
+        Ok(std::sync::Arc::new(MongoStore::repository::<T>(self)))
+    }
+}

@@ -11,7 +11,8 @@
 //! |---|---|---|
 //! | 23505 on the primary key (whatever it is called: looked up once) | 1555 `SQLITE_CONSTRAINT_PRIMARYKEY` | `Conflict(DuplicateId)` |
 //! | 23505 on another constraint, 23P01 | 2067 `SQLITE_CONSTRAINT_UNIQUE` | `Conflict(Unique { constraint })` (the `IndexMeta::name`) |
-//! | 23xxx, 22xxx, 54xxx, 44000 | 1299, 275, 787, 3091, 1811, 2579, 19, 20, 25, 18 | `InvalidInput` |
+//! | 23503 (and 23001, PostgreSQL 18's `ON DELETE RESTRICT`) on the foreign key of a declared relation; any other 23503 stays `InvalidInput` | 787 `SQLITE_CONSTRAINT_FOREIGNKEY`, 1811 with "FOREIGN KEY constraint failed" (`ON DELETE RESTRICT`) | `Conflict(MissingParent { relation })` for a write, `Conflict(Referenced { relation })` for a delete |
+//! | 23xxx, 22xxx, 54xxx, 44000 | 1299, 275, 3091, 1811, 2579, 19, 20, 25, 18 | `InvalidInput` |
 //! | 40001, 40P01, 55P03, 72000 | 5, 6, 261, 262, 517, 518, 773 (busy / locked) | `Conflict(Concurrent)`, retryable |
 //! | 57014 | 9 `SQLITE_INTERRUPT` | `Timeout` |
 //! | 08xxx, 57P01-57P03, 57P05, 53xxx, 25006, 40003; I/O errors, protocol errors, pool closed / acquire timeout | 10 and 14 families (I/O, cannot open) | `Unavailable`, retryable |
@@ -147,6 +148,23 @@ fn map_sqlx(err: &sqlx::Error, names: &ConstraintNames, hints: Hints<'_>) -> (Er
             #[cfg(feature = "sqlite")]
             if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
                 let code = db.code().and_then(|c| c.parse::<i32>().ok()).unwrap_or(-1);
+                // SQLITE_CONSTRAINT_FOREIGNKEY names no constraint; an
+                // `ON DELETE RESTRICT` fires as a trigger (1811) with the
+                // foreign key's message.
+                let restrict =
+                    code == 1811 && db.message().contains("FOREIGN KEY constraint failed");
+                // Typed when the table declares relations (else as any constraint).
+                if (code == 787 || restrict) && !names.foreign_keys.is_empty() {
+                    let detail = if restrict {
+                        "SQLITE_CONSTRAINT_TRIGGER (1811, ON DELETE RESTRICT)"
+                    } else {
+                        "SQLITE_CONSTRAINT_FOREIGNKEY (787)"
+                    };
+                    return (
+                        context::foreign_key_error(names, None, hints.op, detail),
+                        Stage::Rejected,
+                    );
+                }
                 return sqlite::map_sqlite(code, db.message());
             }
             let code = db.code().map(|c| c.into_owned()).unwrap_or_default();

@@ -219,6 +219,14 @@ impl<E: Entity> RelationalRepository<E> {
     }
 }
 
+/// Related rows for eager loading come from this store's tables (see
+/// [`persistence_core::relation`]).
+impl persistence_core::relation::Resolve for RelationalStore {
+    async fn repository<T: Entity>(&self) -> Result<persistence_core::SharedRepository<T>> {
+        Ok(Arc::new(RelationalStore::repository::<T>(self)))
+    }
+}
+
 impl RelationalStore {
     /// The repository of entity `E` in this store.
     pub fn repository<E: Entity>(&self) -> RelationalRepository<E> {

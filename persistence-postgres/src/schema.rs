@@ -58,6 +58,7 @@
 //! them with `SchemaPolicy::Adopt`.
 
 use persistence_core::names::{MANAGED_MARK, MARKER_COLLECTION, SchemaPolicy};
+use persistence_core::relation::RelationMeta;
 use persistence_core::{EntityMeta, Error, Result};
 use sea_orm::DbErr;
 
@@ -116,8 +117,20 @@ impl TableInfo {
         }
     }
 
-    /// The DDL statements creating the schema (PostgreSQL), table and indexes.
+    /// The DDL statements creating the schema (PostgreSQL), table and
+    /// indexes, with a foreign key per `belongs_to`.
     pub(crate) fn ddl(&self, meta: &EntityMeta, dialect: Dialect) -> Result<Vec<String>> {
+        let all: Vec<&RelationMeta> = meta.belongs_to().collect();
+        self.ddl_with(meta, dialect, &all)
+    }
+
+    /// `ddl` with the foreign keys of `fks` only.
+    fn ddl_with(
+        &self,
+        meta: &EntityMeta,
+        dialect: Dialect,
+        fks: &[&RelationMeta],
+    ) -> Result<Vec<String>> {
         let mut out = Vec::new();
         if let (Some(s), Dialect::Postgres) = (&self.schema, dialect) {
             out.push(format!("CREATE SCHEMA IF NOT EXISTS {}", quote(s)));
@@ -143,6 +156,9 @@ impl TableInfo {
                     .collect::<Vec<_>>()
                     .join(", ")
             ));
+        }
+        for r in fks {
+            cols.push(self.foreign_key(r, dialect));
         }
         out.push(format!(
             "CREATE TABLE IF NOT EXISTS {} ({})",
@@ -177,6 +193,24 @@ impl TableInfo {
                 ))
             })
             .collect()
+    }
+
+    /// The `CONSTRAINT fk_.. FOREIGN KEY .. REFERENCES .. ON DELETE ..`
+    /// clause of a `belongs_to` (the parent's table in the same schema; its
+    /// key column is indexed through the metadata's indexes).
+    fn foreign_key(&self, r: &RelationMeta, dialect: Dialect) -> String {
+        let target = (r.target)();
+        let parent = match (&self.schema, dialect) {
+            (Some(s), Dialect::Postgres) => format!("{}.{}", quote(s), quote(target.name)),
+            _ => quote(target.name),
+        };
+        format!(
+            "CONSTRAINT {} FOREIGN KEY ({}) REFERENCES {parent} ({}) ON DELETE {}",
+            quote(&r.constraint),
+            quote(r.key),
+            quote(target.id_field().name),
+            r.on_delete.sql()
+        )
     }
 
     /// `COMMENT ON TABLE` with the ownership mark (PostgreSQL).
@@ -402,7 +436,7 @@ pub(crate) async fn ensure<C: Conn>(
     dialect: Dialect,
     policy: SchemaPolicy,
 ) -> Result<()> {
-    ensure_table(c, table, meta, dialect, policy).await?;
+    ensure_table(c, table, meta, dialect, policy, 0).await?;
     table
         .facts
         .learn(c, &table.qualified, dialect)
@@ -410,16 +444,19 @@ pub(crate) async fn ensure<C: Conn>(
         .map_err(|e| map_db_err(e, &table.names).in_context(meta.name, "ensure_schema"))
 }
 
+/// How many parent tables deep `ensure_schema` creates missing parents.
+const MAX_PARENT_DEPTH: usize = 8;
+
 async fn ensure_table<C: Conn>(
     c: &C,
     table: &TableInfo,
     meta: &'static EntityMeta,
     dialect: Dialect,
     policy: SchemaPolicy,
+    depth: usize,
 ) -> Result<()> {
     let err = |e: DbErr| map_db_err(e, &table.names).in_context(meta.name, "ensure_schema");
     let config = |m: String| Error::config(m).in_context(meta.name, "ensure_schema");
-    let ddl_all = table.ddl(meta, dialect)?;
     if let (Some(s), Dialect::Postgres) = (&table.schema, dialect) {
         if policy == SchemaPolicy::VerifyOnly {
             if schema_owner(c, s).await.map_err(err)? == Owner::Missing {
@@ -440,6 +477,8 @@ async fn ensure_table<C: Conn>(
             )));
         }
         (Owner::Missing, _) => {
+            let fks = parent_tables(c, table, meta, dialect, policy, depth).await?;
+            let ddl_all = table.ddl_with(meta, dialect, &fks)?;
             // Create, mark, index (the DDL list marks on PostgreSQL).
             for sql in ddl_all.iter().filter(|s| !s.starts_with("CREATE SCHEMA")) {
                 ddl(c, sql).await.map_err(err)?;
@@ -489,6 +528,50 @@ async fn ensure_table<C: Conn>(
         );
     }
     Ok(())
+}
+
+/// The `belongs_to` relations of a table about to be created that get a
+/// foreign key: a missing parent table is created first (up to
+/// [`MAX_PARENT_DEPTH`] levels; a cycle stops there), a parent table the
+/// library did not create gets none (its rows would be constrained by a
+/// table it does not know), with a warning.
+async fn parent_tables<C: Conn>(
+    c: &C,
+    table: &TableInfo,
+    meta: &'static EntityMeta,
+    dialect: Dialect,
+    policy: SchemaPolicy,
+    depth: usize,
+) -> Result<Vec<&'static RelationMeta>> {
+    let mut fks = Vec::new();
+    for r in meta.belongs_to() {
+        let target = (r.target)();
+        if target.name == meta.name {
+            fks.push(r);
+            continue;
+        }
+        let parent = TableInfo::new(target, table.schema.as_deref());
+        let err = |e: DbErr| map_db_err(e, &parent.names).in_context(meta.name, "ensure_schema");
+        match table_owner(c, &parent, target, dialect)
+            .await
+            .map_err(err)?
+        {
+            Owner::Managed => fks.push(r),
+            Owner::Missing if depth < MAX_PARENT_DEPTH => {
+                Box::pin(ensure_table(c, &parent, target, dialect, policy, depth + 1)).await?;
+                fks.push(r);
+            }
+            owner => tracing::warn!(
+                table = %table.qualified,
+                relation = %meta.relation_path(r),
+                parent = %parent.qualified,
+                ?owner,
+                "no foreign key for this relation: its parent table was not created by persistence \
+                 (or the relations form a cycle); the relation is not enforced by the database"
+            ),
+        }
+    }
+    Ok(fks)
 }
 
 /// `verify_schema` of one table: read the catalog, compare with `meta`

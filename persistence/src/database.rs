@@ -4,8 +4,6 @@
 //! the functions that build, ping and open repositories on a backend. Shared
 //! by the manager, the pool sampler and the registry; uses none of them.
 
-use std::any::{Any, TypeId};
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -16,7 +14,7 @@ use crate::failover::{Pinger, Topology};
 #[cfg(feature = "mongo")]
 use persistence_core::layer::metric_names;
 use persistence_core::layer::{CircuitBreaker, LeakDetector, PoolProbe};
-use persistence_core::{Entity, Error, MemoryRepository, Result, SharedRepository};
+use persistence_core::{Entity, Error, MemoryStore, Result, SharedRepository};
 #[cfg(feature = "mongo")]
 use persistence_mongo::{MongoConfig, MongoStore};
 #[cfg(relational)]
@@ -29,8 +27,8 @@ pub(crate) enum Backend {
     Relational(RelationalStore),
     #[cfg(feature = "mongo")]
     Mongo(MongoStore),
-    /// One `MemoryRepository` per entity type, created on first use.
-    Memory(std::sync::Mutex<HashMap<TypeId, Box<dyn Any + Send + Sync>>>),
+    /// One table per entity; related tables see each other.
+    Memory(MemoryStore),
     /// Redis: used as a cache L2 by URL (the caches hold their own pools);
     /// this small pool serves the health check's `PING`.
     #[cfg(feature = "redis")]
@@ -183,18 +181,7 @@ pub(crate) fn raw_repo<E: Entity>(backend: &Backend, name: &str) -> Result<Share
         Backend::Relational(store) => Arc::new(store.repository::<E>()),
         #[cfg(feature = "mongo")]
         Backend::Mongo(store) => Arc::new(store.repository::<E>()),
-        Backend::Memory(map) => {
-            let mut map = map
-                .lock()
-                .map_err(|_| Error::backend("memory store lock poisoned"))?;
-            let repo = map
-                .entry(TypeId::of::<E>())
-                .or_insert_with(|| Box::new(MemoryRepository::<E>::new()))
-                .downcast_ref::<MemoryRepository<E>>()
-                .cloned()
-                .ok_or_else(|| Error::backend("memory store type mismatch"))?;
-            Arc::new(repo)
-        }
+        Backend::Memory(store) => Arc::new(store.repository::<E>()),
         #[cfg(feature = "redis")]
         Backend::Redis(_) => {
             return Err(Error::config(format!(
@@ -296,7 +283,7 @@ pub(crate) async fn build(db: &Database, url: Option<&Secret>, lazy: bool) -> Re
             });
             Backend::Mongo(store)
         }
-        DatabaseKind::Memory => Backend::Memory(std::sync::Mutex::new(HashMap::new())),
+        DatabaseKind::Memory => Backend::Memory(MemoryStore::new()),
         #[cfg(feature = "redis")]
         DatabaseKind::Redis => {
             // One connection, every wait bounded by the check timeout.

@@ -10,6 +10,9 @@ use uuid::Uuid;
 
 use crate::{Entity, EntityEnum};
 
+mod related;
+pub use related::{RelCustomer, RelLine, RelNote, RelOrder};
+
 /// A unit-only enum stored as text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, EntityEnum)]
 pub enum Status {

@@ -8,6 +8,7 @@ use crate::error::{Error, Result};
 use crate::names::{NameKind, reserved_reason};
 
 use super::hash::StableHasher;
+use super::relation::{self, Declared, RelationMeta};
 use super::shape::Shape;
 use super::types::{FieldType, ScalarType};
 use super::vector::{VectorField, VectorSpec};
@@ -90,6 +91,8 @@ pub struct EntityMeta {
     pub tenant: Option<usize>,
     /// The `#[entity(vector(..))]` fields (see [`crate::vector`]), in field order.
     pub vectors: Vec<VectorField>,
+    /// Declared relations (see [`crate::relation`]), in declaration order.
+    pub relations: Vec<RelationMeta>,
 }
 
 /// Builder used by the derive macro (and by hand-written impls).
@@ -102,6 +105,7 @@ pub struct EntityMetaBuilder {
     managed: Vec<(Managed, &'static str)>,
     tenant: Option<&'static str>,
     vectors: Vec<(&'static str, VectorSpec)>,
+    pub(super) relations: Vec<Declared>,
 }
 
 impl EntityMeta {
@@ -115,6 +119,7 @@ impl EntityMeta {
             managed: Vec::new(),
             tenant: None,
             vectors: Vec::new(),
+            relations: Vec::new(),
         }
     }
 
@@ -396,6 +401,25 @@ impl EntityMetaBuilder {
                 indexes.push(IndexMeta::new(self.name, vec![f.name], false, None));
             }
         }
+        // The key of a belongs_to relation is indexed (cascades, restrict
+        // checks and has_many loads look rows up by it), unless an index
+        // already starts with it.
+        for d in self
+            .relations
+            .iter()
+            .filter(|d| d.kind == relation::RelationKind::BelongsTo)
+        {
+            let covered = indexes
+                .iter()
+                .any(|i: &IndexMeta| i.fields.first() == Some(&d.key))
+                || self
+                    .composite
+                    .iter()
+                    .any(|(c, _)| c.first() == Some(&d.key));
+            if !covered && self.fields.iter().any(|f| f.name == d.key) {
+                indexes.push(IndexMeta::new(self.name, vec![d.key], false, None));
+            }
+        }
         for (fields, unique) in self.composite {
             for name in &fields {
                 if !self.fields.iter().any(|f| f.name == *name) {
@@ -437,6 +461,16 @@ impl EntityMetaBuilder {
         for v in &vectors {
             v.spec.hash_into(v.name, &mut h);
         }
+        let relations = relation::check(self.name, &self.fields, self.relations)?;
+        for r in relations
+            .iter()
+            .filter(|r| r.kind == relation::RelationKind::BelongsTo)
+        {
+            // The foreign key is part of the stored shape (SQL constraints).
+            // (Not the target's name: reading its metadata here could
+            // re-enter this one's initialization.)
+            ("belongs_to", r.name, r.key, r.on_delete).hash(&mut h);
+        }
         let mut shapes: Vec<Option<Shape>> = vec![None; self.fields.len()];
         for (name, shape) in self.shapes {
             let Some(i) = self.fields.iter().position(|f| f.name == name) else {
@@ -462,6 +496,7 @@ impl EntityMetaBuilder {
             shapes,
             tenant,
             vectors,
+            relations,
         })
     }
 }
@@ -552,6 +587,19 @@ pub fn validate_identifier(name: &str) -> Result<()> {
     }
 }
 
+/// `<prefix>_<entity>_<fields>`, shortened with a hash past 63 bytes.
+pub(super) fn constraint_name(prefix: &str, entity: &str, fields: &[&str]) -> String {
+    let mut name = format!("{prefix}_{entity}_{}", fields.join("_"));
+    if name.len() > 63 {
+        let mut h = StableHasher::default();
+        name.hash(&mut h);
+        let hash = format!("_{:016x}", h.finish());
+        name.truncate(63 - hash.len());
+        name.push_str(&hash);
+    }
+    name
+}
+
 impl IndexMeta {
     fn new(
         entity: &str,
@@ -560,16 +608,8 @@ impl IndexMeta {
         live_only: Option<&'static str>,
     ) -> Self {
         let prefix = if unique { "ux" } else { "ix" };
-        let mut name = format!("{prefix}_{entity}_{}", fields.join("_"));
-        if name.len() > 63 {
-            let mut h = StableHasher::default();
-            name.hash(&mut h);
-            let hash = format!("_{:016x}", h.finish());
-            name.truncate(63 - hash.len());
-            name.push_str(&hash);
-        }
         IndexMeta {
-            name,
+            name: constraint_name(prefix, entity, &fields),
             fields,
             unique,
             live_only,

@@ -11,6 +11,7 @@ use serde::de::DeserializeOwned;
 
 mod hash;
 mod meta;
+mod relation;
 mod shape;
 mod types;
 mod vector;
@@ -20,6 +21,7 @@ pub use meta::{
     EntityMeta, EntityMetaBuilder, FieldMeta, IndexMeta, Managed, ResolvedPath,
     validate_identifier, validate_segment,
 };
+pub use relation::{OnDelete, RelationKind, RelationMeta};
 pub use shape::{Embedded, MAX_SHAPE_DEPTH, NestedField, Shape};
 pub use types::{FieldKind, FieldType, ScalarType};
 pub use vector::{MAX_DIM, Metric, VectorField, VectorIndex, VectorSpec};

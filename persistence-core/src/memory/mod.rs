@@ -23,6 +23,9 @@
 //! `repository.rs` (the [`Repository`](crate::Repository) implementation),
 //! `select.rs` (projections and distinct values) and `patch.rs` (`patch`, `update_where`, `find_one_and_delete` under the
 //! write lock, through the reference [`Update::apply_to`](crate::Update::apply_to)).
+//! `relations.rs` and `tables.rs` hold declared relations: a
+//! [`MemoryStore`] hands out repositories that see each other's tables
+//! (a `MemoryRepository::new()` is a store of its own).
 //! Memory has no configuration, schema (`ensure_schema` does nothing),
 //! driver errors, transactions, tenants or connection pool, so it has none
 //! of those files.
@@ -30,10 +33,13 @@
 mod codec;
 mod patch;
 mod query;
+mod relations;
 mod repository;
 mod select;
 mod store;
+mod tables;
 
 pub use codec::Key;
 pub use query::matches;
 pub use repository::MemoryRepository;
+pub use tables::MemoryStore;

@@ -105,11 +105,16 @@ pub(super) fn update_where<E: Entity>(
     Ok(new.len() as u64)
 }
 
-/// `find_one_and_delete` on a locked table, for a checked query.
-pub(super) fn pop<E: Entity>(state: &mut State<E>, query: &Query) -> Option<E> {
+/// The row `find_one_and_delete` takes, for a checked query.
+pub(super) fn first<E: Entity>(state: &State<E>, query: &Query) -> Option<Arc<Row<E>>> {
     let mut q = query.clone();
     q.limit = Some(1);
-    let first = order(matching(state, &q.filter), &q).into_iter().next()?;
+    order(matching(state, &q.filter), &q).into_iter().next()
+}
+
+/// `find_one_and_delete` on a locked table, for a checked query.
+pub(super) fn pop<E: Entity>(state: &mut State<E>, query: &Query) -> Option<E> {
+    let first = first(state, query)?;
     state.remove(&unique_indexes(E::meta()), &id_key::<E>(&first.record));
     Some(first.entity.clone())
 }

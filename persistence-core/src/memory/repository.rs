@@ -19,18 +19,22 @@ use crate::vector::{NearestQuery, vector_of};
 use super::codec::{Key, PRECISION, id_key, key_of, prepare, unique_indexes};
 use super::patch;
 use super::query::{matches, select};
+use super::relations::{Shared, TableOf};
 use super::select::{distinct, select_fields};
 use super::store::State;
 
 /// A concurrent in-memory repository. Cheap to clone (shares the data).
 pub struct MemoryRepository<E: Entity> {
-    state: Arc<RwLock<State<E>>>,
+    pub(super) state: Arc<RwLock<State<E>>>,
+    /// The tables of its [`MemoryStore`](super::MemoryStore) (relations).
+    pub(super) shared: Arc<Shared>,
 }
 
 impl<E: Entity> Clone for MemoryRepository<E> {
     fn clone(&self) -> Self {
         MemoryRepository {
             state: self.state.clone(),
+            shared: self.shared.clone(),
         }
     }
 }
@@ -51,11 +55,64 @@ impl<E: Entity> std::fmt::Debug for MemoryRepository<E> {
 }
 
 impl<E: Entity> MemoryRepository<E> {
-    /// An empty repository.
+    /// An empty repository, a store of its own: its relations see no
+    /// other table (use a [`MemoryStore`](super::MemoryStore) for related entities).
     pub fn new() -> Self {
-        MemoryRepository {
-            state: Arc::new(RwLock::new(State::new())),
+        Self::in_store(Arc::new(Shared::default()))
+    }
+
+    /// A new, empty table of `E` in the store `shared`.
+    pub(super) fn in_store(shared: Arc<Shared>) -> Self {
+        let state = Arc::new(RwLock::new(State::new()));
+        shared.register(Arc::new(TableOf(state.clone())));
+        MemoryRepository { state, shared }
+    }
+
+    /// Refuse `entities` naming a missing parent (only when the store has relations).
+    fn check_parents<'e>(&self, entities: impl IntoIterator<Item = &'e E>) -> Result<()> {
+        if E::meta().belongs_to().next().is_none() {
+            return Ok(());
         }
+        let records = entities
+            .into_iter()
+            .map(Record::from_entity)
+            .collect::<Result<Vec<_>>>()?;
+        self.shared.check_parents::<E>(&records)
+    }
+
+    /// Run `op` (a `patch` / `update_where` under the write lock), then
+    /// check the parents of the rows it changed; undo it all when one is missing.
+    fn checked_change<T>(&self, op: impl FnOnce(&mut State<E>) -> Result<T>) -> Result<T> {
+        if E::meta().belongs_to().next().is_none() {
+            return op(&mut self.state.write());
+        }
+        let before = self.state.read().clone();
+        let out = op(&mut self.state.write())?;
+        let changed: Vec<Record> = {
+            let state = self.state.read();
+            state
+                .rows
+                .iter()
+                .filter(|(k, r)| before.rows.get(*k).is_none_or(|o| !Arc::ptr_eq(o, r)))
+                .map(|(_, r)| r.record.clone())
+                .collect()
+        };
+        if let Err(e) = self.shared.check_parents::<E>(&changed) {
+            *self.state.write() = before;
+            return Err(e);
+        }
+        Ok(out)
+    }
+
+    /// Remove the rows `keys` through the store when some table refers to
+    /// `E` (their `on_delete`); `None` when no relation is involved.
+    fn delete_related(&self, keys: impl FnOnce(&State<E>) -> Vec<Key>) -> Option<Result<usize>> {
+        if !self.shared.has_children(E::meta().name) {
+            return None;
+        }
+        let keys: std::collections::BTreeSet<Key> = keys(&self.state.read()).into_iter().collect();
+        let n = keys.len();
+        Some(self.shared.delete_rows(E::meta().name, keys).map(|()| n))
     }
 
     /// Number of stored entities.
@@ -116,6 +173,9 @@ impl<E: Entity> Repository<E> for MemoryRepository<E> {
         let meta = E::meta();
         let row = prepare(&*stamped(entity, true), meta.version_index.map(|_| 1))?;
         let cols = unique_indexes(meta);
+        let _gate = self.shared.gate();
+        self.check_parents([entity])
+            .map_err(|e| e.in_context(meta.name, "insert"))?;
         self.state
             .write()
             .put(&cols, row.clone(), false)
@@ -139,6 +199,9 @@ impl<E: Entity> Repository<E> for MemoryRepository<E> {
             })
             .collect::<Result<Vec<_>>>()?;
         let cols = unique_indexes(meta);
+        let _gate = self.shared.gate();
+        self.check_parents(entities)
+            .map_err(|e| e.in_context(meta.name, "insert_many"))?;
         let mut state = self.state.write();
         let mut done: Vec<Key> = Vec::with_capacity(rows.len());
         for (i, row) in rows.iter().enumerate() {
@@ -158,6 +221,9 @@ impl<E: Entity> Repository<E> for MemoryRepository<E> {
     async fn update(&self, entity: &E) -> Result<E> {
         let meta = E::meta();
         let cols = unique_indexes(meta);
+        let _gate = self.shared.gate();
+        self.check_parents([entity])
+            .map_err(|e| e.in_context(meta.name, "update"))?;
         let mut state = self.state.write();
         let probe = Record::from_entity(entity)?;
         let id = id_key::<E>(&probe);
@@ -185,6 +251,9 @@ impl<E: Entity> Repository<E> for MemoryRepository<E> {
     async fn upsert(&self, entity: &E) -> Result<E> {
         let meta = E::meta();
         let cols = unique_indexes(meta);
+        let _gate = self.shared.gate();
+        self.check_parents([entity])
+            .map_err(|e| e.in_context(meta.name, "upsert"))?;
         let mut state = self.state.write();
         let probe = Record::from_entity(entity)?;
         let id = id_key::<E>(&probe);
@@ -217,6 +286,19 @@ impl<E: Entity> Repository<E> for MemoryRepository<E> {
         let meta = E::meta();
         let key = key_of::<E>(id)?;
         let cols = unique_indexes(meta);
+        let _gate = self.shared.gate();
+        let related = self.delete_related(|s| {
+            s.rows
+                .get_key_value(&key)
+                .map(|(k, _)| k.clone())
+                .into_iter()
+                .collect()
+        });
+        if let Some(n) = related {
+            return n
+                .map(|n| n > 0)
+                .map_err(|e| e.in_context(meta.name, "delete"));
+        }
         Ok(self.state.write().remove(&cols, &key))
     }
 
@@ -235,6 +317,20 @@ impl<E: Entity> Repository<E> for MemoryRepository<E> {
             .checked(meta)
             .map_err(|e| e.in_context(meta.name, "purge"))?;
         let cols = unique_indexes(meta);
+        let _gate = self.shared.gate();
+        let related = self.delete_related(|state| {
+            state
+                .rows
+                .iter()
+                .filter(|(_, r)| matches(&f, &r.record, meta))
+                .map(|(k, _)| k.clone())
+                .collect()
+        });
+        if let Some(n) = related {
+            return n
+                .map(|n| n as u64)
+                .map_err(|e| e.in_context(meta.name, "purge"));
+        }
         let mut state = self.state.write();
         let doomed: Vec<Key> = state
             .rows
@@ -326,15 +422,10 @@ impl<E: Entity> Repository<E> for MemoryRepository<E> {
         }
         let scope = lifecycle::patch_scope(meta, guard).map_err(ctx)?;
         let key = key_of::<E>(id).map_err(ctx)?;
-        let mut state = self.state.write();
-        patch::patch(
-            &mut state,
-            &key,
-            &update,
-            scope.as_ref(),
-            filter.as_ref(),
-            guard,
-        )
+        let _gate = self.shared.gate();
+        self.checked_change(|state| {
+            patch::patch(state, &key, &update, scope.as_ref(), filter.as_ref(), guard)
+        })
         .map_err(ctx)
     }
 
@@ -343,8 +434,9 @@ impl<E: Entity> Repository<E> for MemoryRepository<E> {
         let ctx = |e: Error| e.in_context(meta.name, "update_where");
         let update = update.checked(meta).map_err(ctx)?;
         let f = filter.checked(meta).map_err(ctx)?;
-        let mut state = self.state.write();
-        patch::update_where(&mut state, &f, &update).map_err(ctx)
+        let _gate = self.shared.gate();
+        self.checked_change(|state| patch::update_where(state, &f, &update))
+            .map_err(ctx)
     }
 
     async fn find_one_and_delete(&self, query: &Query) -> Result<Option<E>> {
@@ -357,6 +449,16 @@ impl<E: Entity> Repository<E> for MemoryRepository<E> {
         let q = query
             .checked(meta)
             .map_err(|e| e.in_context(meta.name, "find_one_and_delete"))?;
+        let _gate = self.shared.gate();
+        if self.shared.has_children(meta.name) {
+            let Some(first) = patch::first(&self.state.read(), &q) else {
+                return Ok(None);
+            };
+            self.shared
+                .delete_rows(meta.name, [id_key::<E>(&first.record)].into())
+                .map_err(|e| e.in_context(meta.name, "find_one_and_delete"))?;
+            return Ok(Some(first.entity.clone()));
+        }
         let mut state = self.state.write();
         Ok(patch::pop(&mut state, &q))
     }

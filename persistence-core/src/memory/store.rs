@@ -18,6 +18,15 @@ pub(super) struct State<E> {
     uniques: Vec<BTreeMap<Vec<Key>, Key>>,
 }
 
+impl<E> Clone for State<E> {
+    fn clone(&self) -> Self {
+        State {
+            rows: self.rows.clone(),
+            uniques: self.uniques.clone(),
+        }
+    }
+}
+
 impl<E: Entity> State<E> {
     /// An empty table for `E`.
     pub(super) fn new() -> Self {

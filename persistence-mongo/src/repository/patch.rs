@@ -192,6 +192,9 @@ impl<E: Entity> MongoRepository<E> {
         let (filter, sort) =
             (|| Ok::<_, Error>((to_query(meta, &q.filter)?, to_sort(meta, &q.sort)?)))()
                 .map_err(|e| e.in_context(meta.name, op))?;
+        if Self::has_children() {
+            return self.pop_related(filter, sort).await;
+        }
         let found = exec!(
             self,
             self.coll

@@ -22,9 +22,83 @@ pub(crate) struct ConstraintNames {
     pub(crate) actual_primary_key: Arc<OnceLock<String>>,
     /// Unique constraints (`IndexMeta::name`) and their fields.
     pub(crate) uniques: Vec<(String, Vec<&'static str>)>,
+    /// Foreign keys this table holds (its `belongs_to`) and those of the
+    /// children it declares (`has_many` / `has_one`): constraint and relation.
+    pub(crate) foreign_keys: Vec<ForeignKeyName>,
+}
+
+/// A foreign key constraint and the relation it enforces.
+#[derive(Debug, Clone)]
+pub(crate) struct ForeignKeyName {
+    /// `fk_<child>_<key>`.
+    pub(crate) constraint: String,
+    /// `<child>.<relation>`.
+    pub(crate) relation: String,
+    /// This table holds the key (else: a child table does).
+    pub(crate) child: bool,
+    /// `on_delete = restrict`: the only kind a delete can violate.
+    pub(crate) restrict: bool,
+}
+
+/// The error of a foreign key violation (PostgreSQL 23503, SQLite 787):
+/// a delete or purge still referenced is `Conflict(Referenced)`, any other
+/// write naming a missing parent `Conflict(MissingParent)`; the relation
+/// comes from the constraint, or (SQLite names none) from the one relation
+/// on that side, when there is one.
+pub(crate) fn foreign_key_error(
+    names: &ConstraintNames,
+    constraint: Option<&str>,
+    op: Option<&str>,
+    detail: &str,
+) -> persistence_core::Error {
+    let deleting = matches!(
+        op,
+        Some("delete" | "delete_many" | "purge" | "find_one_and_delete")
+    );
+    let known = constraint.and_then(|c| names.foreign_keys.iter().find(|f| f.constraint == c));
+    let relation = match (known, constraint) {
+        (Some(f), _) => f.relation.clone(),
+        (None, Some(c)) => c.to_string(),
+        (None, None) => {
+            let side: Vec<&str> = names
+                .foreign_keys
+                .iter()
+                .filter(|f| {
+                    if deleting {
+                        !f.child && f.restrict
+                    } else {
+                        f.child
+                    }
+                })
+                .map(|f| f.relation.as_str())
+                .collect();
+            if side.is_empty() {
+                "unknown".to_string()
+            } else {
+                side.join(" | ")
+            }
+        }
+    };
+    if deleting {
+        persistence_core::Error::referenced(
+            relation,
+            format!("{detail}: other rows still refer to this row"),
+        )
+    } else {
+        persistence_core::Error::missing_parent(
+            relation,
+            format!("{detail}: the referenced row does not exist"),
+        )
+    }
 }
 
 impl ConstraintNames {
+    /// Whether `constraint` is the foreign key of a declared relation of
+    /// this table (its own `belongs_to` or a declared child's).
+    pub(crate) fn is_foreign_key(&self, constraint: Option<&str>) -> bool {
+        constraint.is_some_and(|c| self.foreign_keys.iter().any(|f| f.constraint == c))
+    }
+
     /// The names the library gives the constraints of `meta`'s table.
     pub(crate) fn of(meta: &EntityMeta) -> ConstraintNames {
         let mut primary_key = format!("pk_{}", meta.name);
@@ -37,6 +111,7 @@ impl ConstraintNames {
                 .uniques()
                 .map(|u| (u.name.clone(), u.fields.clone()))
                 .collect(),
+            foreign_keys: foreign_keys(meta),
         }
     }
 
@@ -57,6 +132,36 @@ impl ConstraintNames {
             && !self.is_primary_key(constraint)
             && !self.uniques.iter().any(|(n, _)| n == constraint)
     }
+}
+
+/// The foreign keys of `meta`'s table and of the children it declares.
+fn foreign_keys(meta: &EntityMeta) -> Vec<ForeignKeyName> {
+    use persistence_core::relation::RelationKind;
+    let mut out: Vec<ForeignKeyName> = meta
+        .belongs_to()
+        .map(|r| ForeignKeyName {
+            constraint: r.constraint.clone(),
+            relation: meta.relation_path(r),
+            child: true,
+            restrict: r.on_delete == persistence_core::relation::OnDelete::Restrict,
+        })
+        .collect();
+    for r in meta
+        .relations
+        .iter()
+        .filter(|r| r.kind != RelationKind::BelongsTo)
+    {
+        let child = (r.target)();
+        for b in child.belongs_to().filter(|b| b.key == r.key) {
+            out.push(ForeignKeyName {
+                constraint: b.constraint.clone(),
+                relation: child.relation_path(b),
+                child: false,
+                restrict: b.on_delete == persistence_core::relation::OnDelete::Restrict,
+            });
+        }
+    }
+    out
 }
 
 /// Whether operation `op` may change the store: the repository's writes,
@@ -100,5 +205,6 @@ pub(crate) fn test_names() -> ConstraintNames {
         primary_key: "pk_users".into(),
         actual_primary_key: Arc::default(),
         uniques: vec![("ux_users_email".into(), vec!["email"])],
+        foreign_keys: Vec::new(),
     }
 }

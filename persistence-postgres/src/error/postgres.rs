@@ -159,6 +159,21 @@ pub(crate) fn map_pg(f: &PgFacts<'_>, names: &ConstraintNames, hints: Hints<'_>)
         "23514" => rejected(Error::invalid_input(format!(
             "{cond}: the row fails check constraint `{constraint}`"
         ))),
+        // A foreign key of a declared relation (PostgreSQL 18 reports an
+        // `ON DELETE RESTRICT` as 23001): the typed conflict naming it.
+        "23503" | "23001" if names.is_foreign_key(f.constraint) => {
+            let table = f
+                .table
+                .map(|t| format!(" of table `{t}`"))
+                .unwrap_or_default();
+            rejected(crate::error::context::foreign_key_error(
+                names,
+                f.constraint,
+                hints.op,
+                &format!("{cond} on constraint `{constraint}`{table}"),
+            ))
+        }
+        // A foreign key the library does not know (a table it did not create).
         "23503" => {
             let what = match hints.op {
                 Some("delete" | "delete_many") => "other rows still reference this row",

@@ -2,7 +2,8 @@
 //! columns (type, nullability, default) and its indexes (name, unique,
 //! columns in order, partial condition). Read-only queries only:
 //! `pg_attribute` / `pg_index` on PostgreSQL, `pragma_table_xinfo` /
-//! `pragma_index_list` / `pragma_index_info` on SQLite.
+//! `pragma_index_list` / `pragma_index_info` on SQLite; foreign keys from
+//! `pg_constraint` / `pragma_foreign_key_list`.
 
 use sea_orm::{DbErr, QueryResult};
 
@@ -59,12 +60,43 @@ pub(super) fn normalize_condition(predicate: &str) -> String {
     words[start..].join(" ")
 }
 
+/// One live foreign key of the table.
+#[derive(Debug, Clone)]
+pub(super) struct LiveForeignKey {
+    /// The constraint's name (empty on SQLite, which keeps none).
+    pub(super) name: String,
+    /// Referencing columns in order.
+    pub(super) columns: Vec<String>,
+    /// The referenced table (bare name).
+    pub(super) table: String,
+    /// Referenced columns in order.
+    pub(super) ref_columns: Vec<String>,
+    /// `RESTRICT`, `CASCADE`, `SET NULL`, `NO ACTION` or `SET DEFAULT`.
+    pub(super) on_delete: String,
+}
+
 /// A live table: `None` when it does not exist.
 #[derive(Debug, Clone, Default)]
 pub(super) struct LiveTable {
     pub(super) columns: Vec<LiveColumn>,
     pub(super) indexes: Vec<LiveIndex>,
+    pub(super) foreign_keys: Vec<LiveForeignKey>,
 }
+
+const PG_FOREIGN_KEYS: &str = "SELECT c.conname::text, \
+     array_to_string(ARRAY(SELECT a.attname::text FROM unnest(c.conkey) WITH ORDINALITY AS k(n, o) \
+       JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.n ORDER BY k.o), ','), \
+     (SELECT r.relname::text FROM pg_class r WHERE r.oid = c.confrelid), \
+     array_to_string(ARRAY(SELECT a.attname::text FROM unnest(c.confkey) WITH ORDINALITY AS k(n, o) \
+       JOIN pg_attribute a ON a.attrelid = c.confrelid AND a.attnum = k.n ORDER BY k.o), ','), \
+     CASE c.confdeltype WHEN 'r' THEN 'RESTRICT' WHEN 'c' THEN 'CASCADE' WHEN 'n' THEN 'SET NULL' \
+       WHEN 'd' THEN 'SET DEFAULT' ELSE 'NO ACTION' END \
+   FROM pg_constraint c WHERE c.conrelid = to_regclass($1) AND c.contype = 'f' ORDER BY c.conname";
+
+/// SQLite keeps no names: one row per column of each foreign key (`id`).
+const SQLITE_FOREIGN_KEYS: &str = "SELECT '', group_concat(\"from\", ','), \"table\", \
+     group_concat(\"to\", ','), upper(on_delete) \
+   FROM (SELECT * FROM pragma_foreign_key_list(?1) ORDER BY id, seq) GROUP BY id ORDER BY id";
 
 const PG_COLUMNS: &str = "SELECT a.attname::text, \
      CASE WHEN t.typtype = 'd' THEN format_type(t.typbasetype, t.typtypmod) \
@@ -136,6 +168,26 @@ pub(super) async fn read<C: Conn>(
             unique: r.try_get_by_index::<bool>(1)?,
             columns: cols.split(',').map(str::to_string).collect(),
             predicate: get_string(&r, 3).map_err(custom)?,
+        });
+    }
+    let fk_sql = match dialect {
+        Dialect::Postgres => PG_FOREIGN_KEYS,
+        Dialect::Sqlite => SQLITE_FOREIGN_KEYS,
+    };
+    for r in c.rows(stmt(dialect, fk_sql, vec![text(arg)])).await? {
+        let list = |i: usize| -> Result<Vec<String>, DbErr> {
+            Ok(get_string(&r, i)
+                .map_err(custom)?
+                .split(',')
+                .map(str::to_string)
+                .collect())
+        };
+        live.foreign_keys.push(LiveForeignKey {
+            name: get_string(&r, 0).map_err(custom)?,
+            columns: list(1)?,
+            table: get_string(&r, 2).map_err(custom)?,
+            ref_columns: list(3)?,
+            on_delete: get_string(&r, 4).map_err(custom)?,
         });
     }
     if dialect == Dialect::Sqlite {

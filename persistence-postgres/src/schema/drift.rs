@@ -21,7 +21,7 @@ use persistence_core::{EntityMeta, FieldMeta, FieldType, IndexMeta, ScalarType};
 
 use crate::query::{Dialect, column_type};
 
-use super::catalog::{LiveColumn, LiveIndex, LiveTable};
+use super::catalog::{LiveColumn, LiveForeignKey, LiveIndex, LiveTable};
 
 /// Compare `live` (`None`: the table does not exist) with `meta`.
 pub(super) fn compare(
@@ -84,7 +84,59 @@ pub(super) fn compare(
         });
     }
     index_differences(&mut report, target, meta, &live.indexes);
+    foreign_key_differences(&mut report, target, meta, &live.foreign_keys);
     report.sorted()
+}
+
+/// One difference per `belongs_to` whose foreign key is missing or not as
+/// declared (matched by definition under any name; by name for "differs").
+fn foreign_key_differences(
+    report: &mut SchemaReport,
+    target: &str,
+    meta: &EntityMeta,
+    live: &[LiveForeignKey],
+) {
+    for r in meta.belongs_to() {
+        let parent = (r.target)();
+        let want_refs = [parent.id_field().name.to_string()];
+        let want = format!(
+            "({}) REFERENCES {} ({}) ON DELETE {}",
+            r.key,
+            parent.name,
+            want_refs[0],
+            r.on_delete.sql()
+        );
+        let same_columns = |fk: &&LiveForeignKey| fk.columns == [r.key];
+        let exact = live.iter().filter(same_columns).any(|fk| {
+            fk.table == parent.name
+                && fk.ref_columns == want_refs
+                && fk.on_delete == r.on_delete.sql()
+        });
+        if exact {
+            continue;
+        }
+        let subject = format!("foreign key {} ({})", r.constraint, meta.relation_path(r));
+        let named = live
+            .iter()
+            .find(|fk| fk.name == r.constraint)
+            .or_else(|| live.iter().find(same_columns));
+        report.push(match named {
+            Some(fk) => Difference::new(
+                K::ForeignKeyDiffers,
+                target,
+                subject,
+                want,
+                format!(
+                    "({}) REFERENCES {} ({}) ON DELETE {}",
+                    fk.columns.join(", "),
+                    fk.table,
+                    fk.ref_columns.join(", "),
+                    fk.on_delete
+                ),
+            ),
+            None => Difference::new(K::MissingForeignKey, target, subject, want, "none"),
+        });
+    }
 }
 
 fn column_differences(

@@ -275,3 +275,12 @@ impl Persistence {
         m
     }
 }
+
+/// Related rows for eager loading come from the manager's repositories (the
+/// default database, with their layers and cache; see
+/// [`persistence_core::relation`]).
+impl persistence_core::relation::Resolve for Persistence {
+    async fn repository<T: Entity>(&self) -> Result<SharedRepository<T>> {
+        self.repo::<T>().await
+    }
+}
