@@ -9,6 +9,7 @@ use crate::names::{NameKind, reserved_reason};
 
 use super::hash::StableHasher;
 use super::shape::Shape;
+use super::text::{TextLanguage, TextSearch};
 use super::types::{FieldType, ScalarType};
 use super::vector::{VectorField, VectorSpec};
 
@@ -90,6 +91,8 @@ pub struct EntityMeta {
     pub tenant: Option<usize>,
     /// The `#[entity(vector(..))]` fields (see [`crate::vector`]), in field order.
     pub vectors: Vec<VectorField>,
+    /// The `#[entity(text_search)]` fields and their language (see [`crate::text`]).
+    pub text: Option<TextSearch>,
 }
 
 /// Builder used by the derive macro (and by hand-written impls).
@@ -102,6 +105,7 @@ pub struct EntityMetaBuilder {
     managed: Vec<(Managed, &'static str)>,
     tenant: Option<&'static str>,
     vectors: Vec<(&'static str, VectorSpec)>,
+    text: Vec<(&'static str, TextLanguage)>,
 }
 
 impl EntityMeta {
@@ -115,6 +119,7 @@ impl EntityMeta {
             managed: Vec::new(),
             tenant: None,
             vectors: Vec::new(),
+            text: Vec::new(),
         }
     }
 
@@ -277,6 +282,12 @@ impl EntityMetaBuilder {
         self.vectors.push((field, spec));
         self
     }
+    /// Declare the `String` field (by stored name) searched by full-text
+    /// queries, normalized by `language` (see [`crate::text`]).
+    pub fn text_search(mut self, field: &'static str, language: TextLanguage) -> Self {
+        self.text.push((field, language));
+        self
+    }
     /// Add a composite unique constraint or index over stored field names.
     pub fn composite(mut self, fields: &[&'static str], unique: bool) -> Self {
         self.composite.push((fields.to_vec(), unique));
@@ -437,6 +448,10 @@ impl EntityMetaBuilder {
         for v in &vectors {
             v.spec.hash_into(v.name, &mut h);
         }
+        let text = super::text::text_search(self.name, &self.fields, &self.text)?;
+        if let Some(t) = &text {
+            t.hash_into(&mut h);
+        }
         let mut shapes: Vec<Option<Shape>> = vec![None; self.fields.len()];
         for (name, shape) in self.shapes {
             let Some(i) = self.fields.iter().position(|f| f.name == name) else {
@@ -462,6 +477,7 @@ impl EntityMetaBuilder {
             shapes,
             tenant,
             vectors,
+            text,
         })
     }
 }

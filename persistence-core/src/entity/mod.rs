@@ -12,6 +12,7 @@ use serde::de::DeserializeOwned;
 mod hash;
 mod meta;
 mod shape;
+mod text;
 mod types;
 mod vector;
 
@@ -21,6 +22,7 @@ pub use meta::{
     validate_identifier, validate_segment,
 };
 pub use shape::{Embedded, MAX_SHAPE_DEPTH, NestedField, Shape};
+pub use text::{TextLanguage, TextSearch};
 pub use types::{FieldKind, FieldType, ScalarType};
 pub use vector::{MAX_DIM, Metric, VectorField, VectorIndex, VectorSpec};
 
