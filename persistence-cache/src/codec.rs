@@ -124,7 +124,7 @@ pub(crate) enum Cached<E> {
     Count(u64),
     /// `exists`.
     Bool(bool),
-    /// `find_nearest`: rows with their distances.
+    /// `find_nearest` / `find_text`: rows with their distances / scores.
     Nearest(Arc<Vec<(E, f64)>>),
 }
 

@@ -35,7 +35,7 @@ use persistence_core::Error;
 use persistence_core::filter::{FieldPath, PatternPart};
 use persistence_core::names::{self, NameKind};
 use persistence_core::{
-    CompareOp, Direction, EntityMeta, Filter, NearestQuery, Query, Result, Value,
+    CompareOp, Direction, EntityMeta, Filter, NearestQuery, Query, Result, TextQuery, Value,
 };
 use sha2::{Digest, Sha256};
 
@@ -97,6 +97,7 @@ pub(crate) enum QueryOp {
     Count,
     Exists,
     Nearest,
+    Text,
 }
 
 impl QueryOp {
@@ -107,6 +108,7 @@ impl QueryOp {
             QueryOp::Count => "count",
             QueryOp::Exists => "exists",
             QueryOp::Nearest => "near",
+            QueryOp::Text => "text",
         }
     }
 }
@@ -184,6 +186,20 @@ impl Keys {
             "{}:?{}:{}",
             self.base,
             QueryOp::Nearest.name(),
+            short_hash(&bytes)
+        )
+    }
+
+    /// The key of a cached text search (`filter` is its checked filter).
+    pub(crate) fn text(&self, query: &TextQuery, filter: &Filter) -> String {
+        let mut bytes = Vec::with_capacity(64 + query.text.len());
+        encode_filter(filter, &mut bytes);
+        put_str(&mut bytes, &query.text);
+        put_len(&mut bytes, query.limit);
+        format!(
+            "{}:?{}:{}",
+            self.base,
+            QueryOp::Text.name(),
             short_hash(&bytes)
         )
     }
@@ -325,6 +341,10 @@ fn encode_filter(f: &Filter, out: &mut Vec<u8>) {
         Filter::Scope(s) => {
             out.push(14);
             out.push(*s as u8);
+        }
+        Filter::MatchesText(q) => {
+            out.push(15);
+            put_str(out, q);
         }
         Filter::Like { field, pattern } => {
             out.push(13);

@@ -44,7 +44,7 @@ use moka::notification::RemovalCause;
 use persistence_core::query::Cursor;
 use persistence_core::{
     BoxStream, Capabilities, Entity, Filter, GroupBy, Guard, NearestQuery, Page, Query, Repository,
-    Result, Update, Value,
+    Result, TextQuery, Update, Value,
 };
 
 #[cfg(feature = "redis")]
@@ -521,6 +521,29 @@ impl<E: Entity, R: Repository<E> + 'static> Repository<E> for CachedRepository<E
                 inner
                     .repo
                     .find_nearest(&q)
+                    .await
+                    .map(|v| Cached::Nearest(Arc::new(v)))
+            })
+            .await?
+        {
+            Cached::Nearest(rows) => Ok(Arc::unwrap_or_clone(rows)),
+            _ => Err(unexpected()),
+        }
+    }
+
+    /// Cached like `find`: keyed by the checked filter, the search string
+    /// and the limit; every write drops it as it drops query results.
+    async fn find_text(&self, query: &TextQuery) -> Result<Vec<(E, f64)>> {
+        let Ok(checked) = query.checked(E::meta()) else {
+            return self.inner.repo.find_text(query).await;
+        };
+        let key = self.inner.keys.text(query, &checked.filter);
+        let q = query.clone();
+        match self
+            .read(key, Kind::Query, move |inner| async move {
+                inner
+                    .repo
+                    .find_text(&q)
                     .await
                     .map(|v| Cached::Nearest(Arc::new(v)))
             })

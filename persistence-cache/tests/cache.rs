@@ -536,3 +536,54 @@ async fn nearest_is_cached_and_invalidated_by_writes() {
         f.cleanup().await;
     }
 }
+
+/// `search_text` results are cached like `find` (a repeat is a hit; another
+/// search string, limit or filter is not) and every write of the type
+/// drops them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn text_search_is_cached_and_invalidated_by_writes() {
+    use persistence_core::TextSearchExt as _;
+    use persistence_core::conformance::corpus::{Article, articles};
+    for lv in levels() {
+        let f = fixture::<Article>(lv, "text");
+        let r = &f.repo;
+        r.insert_many(&articles()).await.expect("insert");
+        let first = r.search_text("tomatoes").await.expect("search");
+        let reads = f.reads();
+        let again = r.search_text("tomatoes").await.expect("search");
+        assert_eq!(f.reads(), reads, "{lv:?}: a repeated search is a hit");
+        let ids = |v: &[(Article, f64)]| v.iter().map(|(a, _)| a.id).collect::<Vec<_>>();
+        assert_eq!(ids(&first), ids(&again));
+        assert_eq!(ids(&first)[0], 11);
+        assert_eq!(
+            first.iter().map(|(_, s)| *s).collect::<Vec<_>>(),
+            again.iter().map(|(_, s)| *s).collect::<Vec<_>>(),
+            "{lv:?}: scores kept exactly"
+        );
+        for (text, limit, filter) in [
+            ("tomato", 100, Filter::all()),
+            ("tomatoes", 2, Filter::all()),
+            ("tomatoes", 100, Filter::field("topic").eq("garden")),
+        ] {
+            let reads = f.reads();
+            r.search_text(text)
+                .limit(limit)
+                .filter(filter)
+                .await
+                .expect("search");
+            assert_eq!(f.reads(), reads + 1, "{lv:?}: another search is a miss");
+        }
+        // A write drops the cached answer.
+        r.insert(&Article {
+            id: 31,
+            topic: "garden".into(),
+            title: "Tomatoes, tomatoes, tomatoes".into(),
+            body: Some("More tomatoes".into()),
+        })
+        .await
+        .expect("insert");
+        let hits = r.search_text("tomatoes").await.expect("search");
+        assert_eq!(hits[0].0.id, 31, "{lv:?}: the write is seen");
+        f.cleanup().await;
+    }
+}

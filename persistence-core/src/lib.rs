@@ -82,6 +82,7 @@ pub mod relation;
 pub mod repository;
 pub mod select;
 pub mod tenant;
+pub mod text;
 pub mod update;
 pub mod value;
 pub mod vector;
@@ -94,7 +95,7 @@ pub use copy::{CopyOptions, CopyReport, copy_all};
 pub use drift::{Difference, DifferenceKind, SchemaReport, Severity};
 pub use entity::{
     Embedded, Entity, EntityId, EntityMeta, FieldKind, FieldMeta, FieldType, IndexMeta, Managed,
-    Metric, NestedField, ScalarType, Shape, VectorIndex, VectorSpec,
+    Metric, NestedField, ScalarType, Shape, TextLanguage, VectorIndex, VectorSpec,
 };
 pub use error::{ConflictKind, Error, ErrorKind, Result, WriteOutcome};
 pub use filter::{CompareOp, Field, Filter, FilterLimits, Pattern, Scope, StringField};
@@ -110,6 +111,7 @@ pub use repository::{
 };
 pub use select::SelectExt;
 pub use tenant::{TenantExt, TenantScoped};
+pub use text::{TextQuery, TextSearchExt};
 pub use update::{Guard, Update, UpdateOp};
 pub use value::{Record, Value};
 pub use vector::{NearestExt, NearestQuery};

@@ -21,6 +21,7 @@ use crate::entity::Entity;
 use crate::error::Result;
 use crate::filter::Filter;
 use crate::query::{Cursor, Page, Query};
+use crate::text::TextQuery;
 use crate::update::{Guard, Update};
 use crate::value::Value;
 use crate::vector::NearestQuery;
@@ -71,6 +72,17 @@ pub struct Capabilities {
     /// naming a missing parent is refused, deleting a parent applies its
     /// children's `on_delete`.
     pub relations: bool,
+    /// Text search follows the word rules of [`crate::text`] (stop words,
+    /// stemming, a text index). `false`: MongoDB without text indexes,
+    /// where each word is an escaped case-insensitive substring `$regex`
+    /// (no stemming; see [`crate::text`]).
+    pub native_text_search: bool,
+    /// `find_text` is answered from a server-side text index (PostgreSQL's
+    /// GIN index on the generated `tsvector` column, SQLite's FTS5 table,
+    /// MongoDB's text index with `$text`); `false`: every candidate row is
+    /// examined (memory; PostgreSQL on a table the library did not create;
+    /// MongoDB's `$regex` fallback). Known after `ensure_schema`.
+    pub text_index: bool,
 }
 
 impl Capabilities {
@@ -90,6 +102,8 @@ impl Capabilities {
             unicode_case_folding: true,
             approximate_nearest: false,
             relations: true,
+            native_text_search: true,
+            text_index: true,
         }
     }
 }
@@ -242,6 +256,12 @@ pub trait Repository<E: Entity>: Send + Sync {
         &self,
         query: &NearestQuery,
     ) -> impl Future<Output = Result<Vec<(E, f64)>>> + Send;
+
+    /// The rows matching the query's filter and search string, as
+    /// `(entity, score)`, most relevant first, ties by id. See
+    /// [`crate::text`] (and [`TextSearchExt`](crate::text::TextSearchExt)
+    /// for the builder form `repo.search_text("..")`).
+    fn find_text(&self, query: &TextQuery) -> impl Future<Output = Result<Vec<(E, f64)>>> + Send;
 }
 
 /// The object-safe form of [`Repository`], for `Arc<dyn DynRepository<E>>`.
@@ -297,6 +317,8 @@ pub trait DynRepository<E: Entity>: Send + Sync {
     async fn aggregate(&self, filter: &Filter, group: &GroupBy<E>) -> Result<Vec<Value>>;
     /// See [`Repository::find_nearest`].
     async fn find_nearest(&self, query: &NearestQuery) -> Result<Vec<(E, f64)>>;
+    /// See [`Repository::find_text`].
+    async fn find_text(&self, query: &TextQuery) -> Result<Vec<(E, f64)>>;
 }
 
 /// A shared, type-erased repository.
@@ -388,6 +410,9 @@ impl<E: Entity, R: Repository<E>> DynRepository<E> for R {
     async fn find_nearest(&self, query: &NearestQuery) -> Result<Vec<(E, f64)>> {
         Repository::find_nearest(self, query).await
     }
+    async fn find_text(&self, query: &TextQuery) -> Result<Vec<(E, f64)>> {
+        Repository::find_text(self, query).await
+    }
 }
 
 impl<E: Entity> Repository<E> for Arc<dyn DynRepository<E> + '_> {
@@ -466,6 +491,9 @@ impl<E: Entity> Repository<E> for Arc<dyn DynRepository<E> + '_> {
     async fn find_nearest(&self, query: &NearestQuery) -> Result<Vec<(E, f64)>> {
         (**self).find_nearest(query).await
     }
+    async fn find_text(&self, query: &TextQuery) -> Result<Vec<(E, f64)>> {
+        (**self).find_text(query).await
+    }
 }
 
 /// Helpers for backends implementing [`Repository`] from a smaller core.
@@ -498,6 +526,23 @@ pub mod support {
         let checked = query.checked(E::meta())?;
         let rows = repo.find(&Query::filter(query.filter.clone())).await?;
         crate::vector::rank_exact(rows, &checked)
+    }
+
+    /// `find_text` by brute force: validate, read the rows matching the
+    /// filter and the search string with `find`, rank them in the client
+    /// ([`crate::text::rank_exact`]).
+    pub async fn text_via_find<E, R>(repo: &R, query: &TextQuery) -> Result<Vec<(E, f64)>>
+    where
+        E: Entity,
+        R: Repository<E> + ?Sized,
+    {
+        let checked = query.checked(E::meta())?;
+        let filter = query
+            .filter
+            .clone()
+            .and(Filter::MatchesText(query.text.clone()));
+        let rows = repo.find(&Query::filter(filter)).await?;
+        crate::text::rank_exact(rows, &checked)
     }
 
     /// `find_one` in terms of `find` with limit 1.

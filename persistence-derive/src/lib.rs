@@ -10,6 +10,7 @@ use syn::spanned::Spanned;
 use syn::{Data, DeriveInput, Fields, LitStr, Type, parse_macro_input};
 
 mod relation;
+mod text;
 mod vector;
 
 /// Derive `persistence_core::Entity` plus typed field handles.
@@ -57,6 +58,7 @@ struct FieldInfo {
     managed: Option<&'static str>,
     tenant: bool,
     vector: Option<vector::VectorAttr>,
+    text: Option<text::TextAttr>,
 }
 
 fn snake_case(s: &str) -> String {
@@ -245,6 +247,7 @@ fn entity(input: DeriveInput) -> syn::Result<TokenStream2> {
             managed: None,
             tenant: false,
             vector: None,
+            text: None,
         };
         for attr in f.attrs.iter().filter(|a| a.path().is_ident("entity")) {
             attr.parse_nested_meta(|meta| {
@@ -270,9 +273,11 @@ fn entity(input: DeriveInput) -> syn::Result<TokenStream2> {
                     info.ttl_secs = Some(parse_ttl(&lit)?);
                 } else if meta.path.is_ident("vector") {
                     info.vector = Some(vector::parse(&meta)?);
+                } else if meta.path.is_ident("text_search") {
+                    info.text = Some(text::parse(&meta)?);
                 } else {
                     return Err(meta.error(
-                        "unknown field attribute; expected id, version, unique, index, ttl, created_at, updated_at, soft_delete or vector(..)",
+                        "unknown field attribute; expected id, version, unique, index, ttl, created_at, updated_at, soft_delete, vector(..) or text_search",
                     ));
                 }
                 Ok(())
@@ -452,6 +457,9 @@ fn entity(input: DeriveInput) -> syn::Result<TokenStream2> {
     let vector_calls = fields
         .iter()
         .filter_map(|f| Some(f.vector.as_ref()?.call(&krate, &f.stored)));
+    let text_calls = fields
+        .iter()
+        .filter_map(|f| Some(f.text.as_ref()?.call(&krate, &f.stored)));
     let composite_calls = composites.iter().map(|(names, unique, _)| {
         let stored: Vec<String> = names
             .iter()
@@ -509,6 +517,7 @@ fn entity(input: DeriveInput) -> syn::Result<TokenStream2> {
                             #tenant_call
                             #(#vector_calls)*
                             #(#relation_calls)*
+                            #(#text_calls)*
                     )
                 })
             }

@@ -76,6 +76,7 @@ pub mod repository;
 pub mod schema;
 pub mod store;
 pub mod tenant;
+mod text;
 pub mod transaction;
 mod update;
 pub mod watch;

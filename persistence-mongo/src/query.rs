@@ -100,7 +100,7 @@ fn nor(d: Document) -> Document {
 }
 
 /// Matches no document.
-fn nothing() -> Document {
+pub(crate) fn nothing() -> Document {
     doc! { "_id": { "$in": [] } }
 }
 
@@ -243,6 +243,7 @@ pub fn to_query(meta: &EntityMeta, filter: &Filter) -> Result<Document> {
                 cond
             }
         }
+        Filter::MatchesText(text) => crate::text::matches_text(meta, text)?,
         // The condition it stands for is next to it in a checked filter.
         Filter::Scope(_) => Document::new(),
         Filter::Invalid(msg) => {

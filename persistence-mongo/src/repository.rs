@@ -116,6 +116,10 @@ pub struct MongoRepository<E: Entity> {
     policy: persistence_core::names::SchemaPolicy,
     /// Records the raw calls (`repository/raw.rs`).
     raw_metrics: Option<Arc<persistence_core::layer::Metrics>>,
+    /// Whether the collection has the library's text index (`$text`
+    /// usable): [`TX_UNKNOWN`] until `ensure_schema` tried to create it
+    /// (see `crate::text`).
+    text_index: Arc<AtomicU8>,
     _entity: PhantomData<fn() -> E>,
 }
 
@@ -131,6 +135,7 @@ impl<E: Entity> Clone for MongoRepository<E> {
             partial_indexes: self.partial_indexes.clone(),
             policy: self.policy,
             raw_metrics: self.raw_metrics.clone(),
+            text_index: self.text_index.clone(),
             _entity: PhantomData,
         }
     }
@@ -164,6 +169,7 @@ impl<E: Entity> MongoRepository<E> {
             partial_indexes: Arc::new(Vec::new()),
             policy: persistence_core::names::SchemaPolicy::Managed,
             raw_metrics: None,
+            text_index: Arc::new(AtomicU8::new(TX_UNKNOWN)),
             _entity: PhantomData,
         }
     }
@@ -220,9 +226,9 @@ impl<E: Entity> MongoRepository<E> {
     }
 }
 
-const TX_UNKNOWN: u8 = 0;
-const TX_YES: u8 = 1;
-const TX_NO: u8 = 2;
+pub(crate) const TX_UNKNOWN: u8 = 0;
+pub(crate) const TX_YES: u8 = 1;
+pub(crate) const TX_NO: u8 = 2;
 
 impl<E: Entity> Repository<E> for MongoRepository<E> {
     fn capabilities(&self) -> Capabilities {
@@ -236,6 +242,10 @@ impl<E: Entity> Repository<E> for MongoRepository<E> {
         c.timestamp_precision = TimestampPrecision::Millis;
         // No row locks (see `crate::transaction`).
         c.row_locks = false;
+        // Neither `$text` (MongoDB's own stop words and phrase rules) nor
+        // the `$regex` fallback follows the word rules (see `crate::text`).
+        c.native_text_search = false;
+        c.text_index = self.text_index.load(Ordering::Relaxed) == TX_YES;
         c
     }
 
@@ -248,6 +258,9 @@ impl<E: Entity> Repository<E> for MongoRepository<E> {
             self.policy,
         )
         .await?;
+        let text = crate::text::ensure_text_index(&self.coll, E::meta(), self.policy).await?;
+        self.text_index
+            .store(if text { TX_YES } else { TX_NO }, Ordering::Relaxed);
         self.transactions.store(TX_UNKNOWN, Ordering::Relaxed);
         self.supports_transactions()
             .await
@@ -527,6 +540,29 @@ impl<E: Entity> Repository<E> for MongoRepository<E> {
 
     async fn aggregate(&self, filter: &Filter, group: &GroupBy<E>) -> Result<Vec<Value>> {
         self.group_by(filter, group).await
+    }
+
+    /// `$text` ranked by `textScore` where the text index exists and the
+    /// search has no `or`; otherwise the `$regex` fallback ranked in the
+    /// client (see `crate::text`).
+    async fn find_text(&self, query: &persistence_core::TextQuery) -> Result<Vec<(E, f64)>> {
+        let indexed = self.text_index.load(Ordering::Relaxed) == TX_YES;
+        let ctx = |e: Error| e.in_context(E::meta().name, "find_text");
+        let q = query.checked(E::meta()).map_err(ctx)?;
+        let pipeline = if indexed {
+            crate::text::text_pipeline(E::meta(), &q).map_err(ctx)?
+        } else {
+            None
+        };
+        match pipeline {
+            Some(p) => {
+                let docs = self.raw_documents("find_text", None, p).await?;
+                crate::text::decode_scored::<E>(docs).map_err(ctx)
+            }
+            None => crate::text::find_text_fallback(self, query)
+                .await
+                .map_err(ctx),
+        }
     }
 
     /// Exact brute force over the documents matching the filter

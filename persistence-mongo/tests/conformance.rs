@@ -20,6 +20,8 @@ impl Backend for Mongo {
         caps.timestamp_precision = TimestampPrecision::Millis;
         // No row locks on MongoDB (see persistence_mongo::transaction).
         caps.row_locks = false;
+        // Text search: the substring fallback (see persistence_mongo's text module).
+        caps.native_text_search = false;
         caps
     }
     async fn repo<E: Entity>(&self) -> MongoRepository<E> {

@@ -173,6 +173,7 @@ pub mod bulk;
 mod codec;
 pub mod config;
 pub mod error;
+mod fulltext;
 pub mod migrate;
 pub mod pool;
 mod query;

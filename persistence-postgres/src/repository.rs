@@ -32,6 +32,7 @@ mod nearest;
 mod patch;
 mod raw;
 mod read;
+mod search;
 mod select;
 mod tenant;
 mod write;
@@ -109,6 +110,7 @@ impl<E: Entity> RelationalRepository<E> {
         Translator {
             meta: meta_of::<E>(),
             dialect: self.dialect(),
+            text_index: self.table.facts.text_index(),
         }
     }
 
@@ -183,6 +185,7 @@ impl<E: Entity> RelationalRepository<E> {
     pub(crate) async fn ensure_schema_on<C: Conn>(&self, c: &C) -> Result<()> {
         let meta = E::meta();
         crate::schema::ensure(c, &self.table, meta, self.dialect(), self.policy).await?;
+        crate::fulltext::ensure_text(c, &self.table, meta, self.dialect(), self.policy).await?;
         if meta.vectors.is_empty() || self.dialect() != Dialect::Postgres {
             return Ok(());
         }
@@ -281,6 +284,8 @@ impl<E: Entity> Repository<E> for RelationalRepository<E> {
                 .vectors
                 .iter()
                 .any(|v| v.spec.index != persistence_core::VectorIndex::None);
+        // The generated `tsvector` column / FTS5 table `ensure_schema` found.
+        caps.text_index = self.table.facts.text_index();
         if self.dialect() == Dialect::Sqlite {
             // SQLite stores NaN as NULL and drops the sign of -0.0 in REAL columns.
             caps.non_finite_floats = false;
@@ -418,6 +423,10 @@ impl<E: Entity> Repository<E> for RelationalRepository<E> {
         on_conn!(self, "aggregate", |c| self
             .aggregate_on(c, filter, group)
             .await)
+    }
+
+    async fn find_text(&self, query: &persistence_core::TextQuery) -> Result<Vec<(E, f64)>> {
+        on_conn!(self, "find_text", |c| self.text_on(c, query).await)
     }
 
     async fn find_nearest(&self, query: &NearestQuery) -> Result<Vec<(E, f64)>> {

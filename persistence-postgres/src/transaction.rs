@@ -316,6 +316,11 @@ impl<E: Entity> Repository<E> for TxRepository<'_, E> {
         self.repo.aggregate_on(self.tx, filter, group).await
     }
 
+    /// The ranked statement in this transaction.
+    async fn find_text(&self, query: &persistence_core::TextQuery) -> Result<Vec<(E, f64)>> {
+        self.repo.text_on(self.tx, query).await
+    }
+
     /// pgvector: the index-ordered statement in this transaction (its
     /// `SET LOCAL`s put back after it); elsewhere exact over `find`.
     async fn find_nearest(&self, query: &NearestQuery) -> Result<Vec<(E, f64)>> {

@@ -598,6 +598,9 @@ where
     async fn find_nearest(&self, query: &NearestQuery) -> Result<Vec<(E, f64)>> {
         self.inner.find_nearest(query).await
     }
+    async fn find_text(&self, query: &persistence_core::TextQuery) -> Result<Vec<(E, f64)>> {
+        self.inner.find_text(query).await
+    }
 }
 
 /// The top-level fields an update writes (a nested path counts as its

@@ -237,6 +237,11 @@ impl<E: Entity, R: Repository<E>> Repository<E> for Probe<R> {
         self.before_read().await;
         v
     }
+    async fn find_text(&self, query: &persistence_core::TextQuery) -> Result<Vec<(E, f64)>> {
+        let v = self.inner.find_text(query).await;
+        self.before_read().await;
+        v
+    }
 }
 
 /// The conformance backend over a cached `MemoryRepository` at the given levels

@@ -392,6 +392,11 @@ fn rename_inner(f: &Filter, to: &dyn Fn(&FieldPath) -> Result<&'static str>) -> 
         }
         Filter::Invalid(m) => Filter::Invalid(m.clone()),
         Filter::Scope(s) => Filter::Scope(*s),
+        Filter::MatchesText(_) => {
+            return Err(Error::invalid_input(
+                "having: matches_text applies to rows, not to groups",
+            ));
+        }
     })
 }
 

@@ -12,6 +12,7 @@ use crate::filter::Filter;
 use crate::layer::Op;
 use crate::query::{Cursor, Page, Query};
 use crate::repository::{BoxStream, Capabilities, Repository};
+use crate::text::TextQuery;
 use crate::update::{Guard, Update};
 use crate::value::Value;
 use crate::vector::NearestQuery;
@@ -185,5 +186,8 @@ impl<E: Entity, R: Repository<E>> Repository<E> for LostAck<E, R> {
     }
     async fn find_nearest(&self, query: &NearestQuery) -> Result<Vec<(E, f64)>> {
         self.inner.find_nearest(query).await
+    }
+    async fn find_text(&self, query: &TextQuery) -> Result<Vec<(E, f64)>> {
+        self.inner.find_text(query).await
     }
 }

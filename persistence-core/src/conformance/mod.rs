@@ -35,6 +35,7 @@ use crate::entity::Entity;
 use crate::repository::{Capabilities, Repository};
 
 pub mod cases;
+pub mod corpus;
 pub mod entities;
 pub mod faults;
 pub mod harness;

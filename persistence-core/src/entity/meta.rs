@@ -10,6 +10,7 @@ use crate::names::{NameKind, reserved_reason};
 use super::hash::StableHasher;
 use super::relation::{self, Declared, RelationMeta};
 use super::shape::Shape;
+use super::text::{TextLanguage, TextSearch};
 use super::types::{FieldType, ScalarType};
 use super::vector::{VectorField, VectorSpec};
 
@@ -93,6 +94,8 @@ pub struct EntityMeta {
     pub vectors: Vec<VectorField>,
     /// Declared relations (see [`crate::relation`]), in declaration order.
     pub relations: Vec<RelationMeta>,
+    /// The `#[entity(text_search)]` fields and their language (see [`crate::text`]).
+    pub text: Option<TextSearch>,
 }
 
 /// Builder used by the derive macro (and by hand-written impls).
@@ -106,6 +109,7 @@ pub struct EntityMetaBuilder {
     tenant: Option<&'static str>,
     vectors: Vec<(&'static str, VectorSpec)>,
     pub(super) relations: Vec<Declared>,
+    text: Vec<(&'static str, TextLanguage)>,
 }
 
 impl EntityMeta {
@@ -120,6 +124,7 @@ impl EntityMeta {
             tenant: None,
             vectors: Vec::new(),
             relations: Vec::new(),
+            text: Vec::new(),
         }
     }
 
@@ -280,6 +285,12 @@ impl EntityMetaBuilder {
     /// `Vec<f64>` of `spec.dim` components ranked by `spec.metric`.
     pub fn vector(mut self, field: &'static str, spec: VectorSpec) -> Self {
         self.vectors.push((field, spec));
+        self
+    }
+    /// Declare the `String` field (by stored name) searched by full-text
+    /// queries, normalized by `language` (see [`crate::text`]).
+    pub fn text_search(mut self, field: &'static str, language: TextLanguage) -> Self {
+        self.text.push((field, language));
         self
     }
     /// Add a composite unique constraint or index over stored field names.
@@ -471,6 +482,10 @@ impl EntityMetaBuilder {
             // re-enter this one's initialization.)
             ("belongs_to", r.name, r.key, r.on_delete).hash(&mut h);
         }
+        let text = super::text::text_search(self.name, &self.fields, &self.text)?;
+        if let Some(t) = &text {
+            t.hash_into(&mut h);
+        }
         let mut shapes: Vec<Option<Shape>> = vec![None; self.fields.len()];
         for (name, shape) in self.shapes {
             let Some(i) = self.fields.iter().position(|f| f.name == name) else {
@@ -497,6 +512,7 @@ impl EntityMetaBuilder {
             tenant,
             vectors,
             relations,
+            text,
         })
     }
 }

@@ -13,6 +13,7 @@ mod hash;
 mod meta;
 mod relation;
 mod shape;
+mod text;
 mod types;
 mod vector;
 
@@ -23,6 +24,7 @@ pub use meta::{
 };
 pub use relation::{OnDelete, RelationKind, RelationMeta};
 pub use shape::{Embedded, MAX_SHAPE_DEPTH, NestedField, Shape};
+pub use text::{TextLanguage, TextSearch};
 pub use types::{FieldKind, FieldType, ScalarType};
 pub use vector::{MAX_DIM, Metric, VectorField, VectorIndex, VectorSpec};
 

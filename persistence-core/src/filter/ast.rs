@@ -109,6 +109,9 @@ pub enum Filter {
         /// Element.
         value: Value,
     },
+    /// The entity's `#[entity(text_search)]` fields match this search
+    /// string (websearch syntax; see [`crate::text`]).
+    MatchesText(String),
     /// A soft-delete scope marker (see [`Scope`]): matches
     /// every row. [`Filter::checked`] turns the scope into a condition on the
     /// soft-delete field and keeps the marker first in its result.
@@ -227,6 +230,7 @@ impl Filter {
             },
             Filter::Invalid(m) => Filter::Invalid(m.clone()),
             Filter::Scope(s) => Filter::Scope(*s),
+            Filter::MatchesText(q) => Filter::MatchesText(q.clone()),
         }
     }
 }
@@ -259,6 +263,12 @@ impl Filter {
     /// Matches nothing.
     pub fn none() -> Filter {
         Filter::Or(Vec::new())
+    }
+    /// Rows whose `#[entity(text_search)]` fields match the search string
+    /// `query` (`"a phrase" word -excluded x or y`; see [`crate::text`]).
+    /// Composes with every other filter.
+    pub fn matches_text(query: impl Into<String>) -> Filter {
+        Filter::MatchesText(query.into())
     }
     /// True for `And([])`.
     pub fn is_all(&self) -> bool {

@@ -281,6 +281,16 @@ impl Filter {
             }
             Filter::Invalid(msg) => return Err(Error::invalid_input(msg.clone())),
             Filter::Scope(s) => Filter::Scope(*s),
+            Filter::MatchesText(q) => {
+                let fields = meta.text.as_ref().ok_or_else(|| {
+                    Error::invalid_input(format!(
+                        "matches_text: {} has no #[entity(text_search)] field",
+                        meta.name
+                    ))
+                })?;
+                crate::text::ParsedQuery::parse(fields.language, q)?;
+                Filter::MatchesText(q.clone())
+            }
         })
     }
 }

@@ -29,6 +29,7 @@ use crate::error::Result;
 use crate::filter::Filter;
 use crate::query::{Cursor, Page, Query};
 use crate::repository::{BoxStream, Capabilities, Repository};
+use crate::text::TextQuery;
 use crate::update::{Guard, Update};
 use crate::value::Value;
 use crate::vector::NearestQuery;
@@ -332,6 +333,13 @@ impl<E: Entity, R: Repository<E>, A: Around> Repository<E> for Layered<R, A> {
         self.hook
             .around(E::meta().name, Op::Nearest, &|| {
                 Box::pin(self.inner.find_nearest(query))
+            })
+            .await
+    }
+    async fn find_text(&self, query: &TextQuery) -> Result<Vec<(E, f64)>> {
+        self.hook
+            .around(E::meta().name, Op::Text, &|| {
+                Box::pin(self.inner.find_text(query))
             })
             .await
     }

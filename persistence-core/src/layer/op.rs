@@ -53,11 +53,13 @@ pub enum Op {
     Purge,
     /// `find_nearest` (and `nearest(..)`)
     Nearest,
+    /// `find_text` (and `search_text(..)`)
+    Text,
 }
 
 impl Op {
     /// Every operation.
-    pub const ALL: [Op; 24] = [
+    pub const ALL: [Op; 25] = [
         Op::EnsureSchema,
         Op::VerifySchema,
         Op::Get,
@@ -82,6 +84,7 @@ impl Op {
         Op::Aggregate,
         Op::Purge,
         Op::Nearest,
+        Op::Text,
     ];
 
     /// The operation whose [`name`](Self::name) is `name`, if any (an
@@ -118,6 +121,7 @@ impl Op {
             Op::Aggregate => "aggregate",
             Op::Purge => "purge",
             Op::Nearest => "find_nearest",
+            Op::Text => "find_text",
         }
     }
 

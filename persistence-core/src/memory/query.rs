@@ -160,5 +160,9 @@ pub fn matches(filter: &Filter, record: &Record, meta: &EntityMeta) -> bool {
         },
         Filter::Invalid(_) => false,
         Filter::Scope(_) => true,
+        Filter::MatchesText(q) => meta.text.as_ref().is_some_and(|t| {
+            crate::text::ParsedQuery::parse(t.language, q)
+                .is_ok_and(|p| p.matches(&crate::text::document(record, t)))
+        }),
     }
 }

@@ -132,6 +132,7 @@ impl<E: Entity> Repository<E> for MemoryRepository<E> {
             transactions: false,
             row_locks: false,
             timestamp_precision: PRECISION,
+            text_index: false,
             ..Capabilities::full("memory")
         }
     }
@@ -497,6 +498,20 @@ impl<E: Entity> Repository<E> for MemoryRepository<E> {
         hits.sort_by(|a, b| a.0.total_cmp(&b.0));
         hits.truncate(query.k);
         Ok(hits.into_iter().map(|(d, e)| (e.clone(), d)).collect())
+    }
+
+    async fn find_text(&self, query: &crate::text::TextQuery) -> Result<Vec<(E, f64)>> {
+        let meta = E::meta();
+        let q = query
+            .checked(meta)
+            .map_err(|e| e.in_context(meta.name, "find_text"))?;
+        let state = self.state.read();
+        let rows = state
+            .rows
+            .values()
+            .filter(|r| matches(&q.filter, &r.record, meta))
+            .map(|r| r.entity.clone());
+        crate::text::rank_exact(rows, &q).map_err(|e| e.in_context(meta.name, "find_text"))
     }
 }
 

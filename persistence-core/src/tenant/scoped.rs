@@ -219,6 +219,9 @@ impl<E: Entity, R: Repository<E>> Repository<E> for TenantScoped<R> {
     async fn find_nearest(&self, query: &crate::vector::NearestQuery) -> Result<Vec<(E, f64)>> {
         self.run(self.inner.find_nearest(query)).await
     }
+    async fn find_text(&self, query: &crate::text::TextQuery) -> Result<Vec<(E, f64)>> {
+        self.run(self.inner.find_text(query)).await
+    }
     async fn find_one(&self, query: &Query) -> Result<Option<E>> {
         self.run(self.inner.find_one(query)).await
     }

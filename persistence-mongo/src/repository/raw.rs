@@ -54,7 +54,7 @@ impl<E: Entity> MongoRepository<E> {
         }
     }
 
-    async fn raw_documents(
+    pub(crate) async fn raw_documents(
         &self,
         op: &'static str,
         filter: Option<Document>,

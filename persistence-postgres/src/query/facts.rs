@@ -33,6 +33,9 @@ use crate::store::conn::Conn;
 pub(crate) struct TableFacts {
     /// Columns the catalog reported `NOT NULL`; `None` until learned.
     not_null: RwLock<Option<Arc<BTreeSet<String>>>>,
+    /// The library's text index exists (PostgreSQL: the generated
+    /// `tsvector` column; SQLite: the FTS5 table), see [`crate::fulltext`].
+    text_index: std::sync::atomic::AtomicBool,
 }
 
 impl TableFacts {
@@ -43,6 +46,16 @@ impl TableFacts {
             .unwrap_or_else(PoisonError::into_inner)
             .as_ref()
             .is_some_and(|s| s.contains(name))
+    }
+
+    /// Whether `ensure_schema` found the text index (false while unknown).
+    pub(crate) fn text_index(&self) -> bool {
+        self.text_index.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    pub(crate) fn set_text_index(&self, found: bool) {
+        self.text_index
+            .store(found, std::sync::atomic::Ordering::Release);
     }
 
     fn set(&self, columns: BTreeSet<String>) {
@@ -115,9 +128,13 @@ mod tests {
         let meta = Person::meta();
         let q = q.checked(meta).unwrap();
         let mut sql = Sql::new(dialect);
-        Translator { meta, dialect }
-            .order_by_known(&mut sql, &q.sort, &|c| not_null.contains(&c))
-            .unwrap();
+        Translator {
+            meta,
+            dialect,
+            text_index: false,
+        }
+        .order_by_known(&mut sql, &q.sort, &|c| not_null.contains(&c))
+        .unwrap();
         sql.text
     }
 

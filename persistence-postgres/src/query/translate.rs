@@ -14,6 +14,7 @@ use sea_orm::Value as SV;
 use crate::codec::to_bind;
 use crate::query::{Dialect, Sql};
 
+mod fulltext;
 mod list;
 mod text;
 pub(crate) mod update;
@@ -69,6 +70,8 @@ fn push_json_scalar(out: &mut String, v: &Value) {
 pub(crate) struct Translator<'m> {
     pub(crate) meta: &'m EntityMeta,
     pub(crate) dialect: Dialect,
+    /// The library's text index exists on the table (see [`crate::fulltext`]).
+    pub(crate) text_index: bool,
 }
 
 impl Translator<'_> {
@@ -459,6 +462,7 @@ impl Translator<'_> {
                 let path = self.meta.resolve_path(field)?;
                 self.like(sql, &path, pattern)?;
             }
+            Filter::MatchesText(q) => self.matches_text(sql, q)?,
             Filter::Invalid(msg) => return Err(Error::invalid_input(msg.clone())),
             // The condition it stands for is next to it in a checked filter.
             Filter::Scope(_) => {

@@ -140,6 +140,7 @@ impl<E: Entity> RelationalRepository<E> {
         let tr = Translator {
             meta: plan.columns(),
             dialect: self.dialect(),
+            text_index: false,
         };
         if let Some(h) = &plan.having {
             sql.push(" WHERE ");

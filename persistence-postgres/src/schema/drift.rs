@@ -57,7 +57,10 @@ pub(super) fn compare(
         }
     }
     for col in &live.columns {
-        if meta.field(&col.name).is_some() {
+        // The generated `tsvector` column of text search is the library's.
+        if meta.field(&col.name).is_some()
+            || (meta.text.is_some() && col.name == crate::fulltext::COLUMN)
+        {
             continue;
         }
         let blocks_inserts = col.not_null && !col.has_default;

@@ -183,6 +183,9 @@ impl<E: Entity> Repository<E> for FailoverRepository<E> {
     async fn find_nearest(&self, query: &NearestQuery) -> Result<Vec<(E, f64)>> {
         read_call!(self, |r| r.find_nearest(query))
     }
+    async fn find_text(&self, query: &persistence_core::TextQuery) -> Result<Vec<(E, f64)>> {
+        read_call!(self, |r| r.find_text(query))
+    }
 }
 
 #[cfg(test)]

@@ -113,7 +113,11 @@ mod tests {
     /// The SQL text and the number of bound values of a checked filter.
     fn sql(dialect: Dialect, f: Filter) -> (String, usize) {
         let meta = Person::meta();
-        let t = Translator { meta, dialect };
+        let t = Translator {
+            meta,
+            dialect,
+            text_index: false,
+        };
         let mut sql = Sql::new(dialect);
         t.filter(&mut sql, &f.checked(meta).unwrap()).unwrap();
         let stmt = sql.into_statement();
