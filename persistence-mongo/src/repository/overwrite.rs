@@ -4,8 +4,9 @@
 //! * `update` of an entity without a `created_at` field:
 //!   `updateOne({_id, version?}, {$set: <every field but _id>})`, returning
 //!   the entity as written (a `$set` rather than a replacement, so fields
-//!   the entity does not know, written by other programs, stay). With a `created_at` field the stored value must survive, so
-//!   it is `findOneAndUpdate({_id, version?}, {$set: <every field but _id
+//!   the entity does not know, written by other programs, stay). With a
+//!   `created_at` field the stored value must survive, so it is
+//!   `findOneAndUpdate({_id, version?}, {$set: <every field but _id
 //!   and created_at>}, returnDocument: after)`, returning the document the
 //!   server answers (decoded as `get` decodes). Either way `updated_at` is
 //!   the client's now, the version the caller's + 1, and when nothing
@@ -13,8 +14,8 @@
 //!   (and a repeat of an update that had landed from both, see
 //!   `holds_own_update`).
 //! * `upsert` without a version or `created_at` field: `updateOne({_id},
-//!   {$set: <fields>}, upsert)`. Otherwise `findOneAndUpdate({_id}, {$set: <fields>,
-//!   $setOnInsert: {created_at}, $inc: {version: 1}}, upsert, after)`: an
+//!   {$set: <fields>}, upsert)`. Otherwise `findOneAndUpdate({_id},
+//!   {$set: <fields>, $setOnInsert: {created_at}, $inc: {version: 1}}, upsert, after)`: an
 //!   inserting upsert sets `created_at` = `updated_at` = now, an overwriting
 //!   one keeps the stored `created_at`; the version is incremented on the
 //!   server (missing → 1). The server's document is returned.

@@ -15,14 +15,14 @@
 //!   derived from it: tenant stores share the registry).
 //!
 //! Until `ensure_schema` has run the clause is always written (nothing is
-//! known).
-//!
-//! `ensure_schema` also learns the columns' types: columns of a native type
-//! other than the crate's mapping of their field (tables the library did
-//! not create) are read and written through casts ([`super::native`]). Should the column later lose its `NOT NULL` (an `ALTER TABLE`
+//! known). Should the column later lose its `NOT NULL` (an `ALTER TABLE`
 //! behind the library's back), a null in it could not be decoded into the
 //! non-`Option` field anyway, so the clause could only move rows that fail
 //! to decode.
+//!
+//! `ensure_schema` also learns the columns' types: columns of a native type
+//! other than the crate's mapping of their field (tables the library did
+//! not create) are read and written through casts ([`super::native`]).
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
