@@ -398,3 +398,93 @@ fn managed_fields_are_in_the_metadata_and_set_by_touch() {
     );
     assert!(build(base().managed(Managed::CreatedAt, "at")).is_ok());
 }
+
+/// `#[serde(rename_all)]` names the stored fields as serde writes them
+/// (a field's own `rename` wins); `generated` and `object_id` are recorded.
+#[test]
+fn rename_all_generated_and_object_id() {
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Entity)]
+    #[serde(rename_all = "camelCase")]
+    struct LegacyRow {
+        #[entity(id, generated, object_id)]
+        row_id: String,
+        display_name: String,
+        #[serde(rename = "ZIP")]
+        zip_code: String,
+        #[entity(generated)]
+        created_at: Option<DateTime<Utc>>,
+    }
+    let meta = LegacyRow::meta();
+    let names: Vec<&str> = meta.fields.iter().map(|f| f.name).collect();
+    assert_eq!(names, ["rowId", "displayName", "ZIP", "createdAt"]);
+    assert_eq!(meta.generated, [0, 3]);
+    assert_eq!(meta.object_ids, [0]);
+    let row = LegacyRow {
+        row_id: "x".into(),
+        display_name: "d".into(),
+        zip_code: "z".into(),
+        created_at: None,
+    };
+    // The metadata names the keys serde writes.
+    let json = serde_json::to_value(&row).expect("json");
+    let mut keys: Vec<&str> = json
+        .as_object()
+        .map(|o| o.keys().map(String::as_str).collect())
+        .unwrap_or_default();
+    keys.sort_unstable();
+    let mut want = names.clone();
+    want.sort_unstable();
+    assert_eq!(keys, want);
+    assert!(meta.is_unset_generated(0, &persistence_core::Value::String(String::new())));
+    assert!(!meta.is_unset_generated(0, &persistence_core::Value::String("a".into())));
+    assert!(meta.is_unset_generated(3, &persistence_core::Value::Null));
+    assert!(!meta.is_unset_generated(1, &persistence_core::Value::Null));
+    // Filters address the stored names.
+    assert_eq!(LegacyRow::DISPLAY_NAME.path(), "displayName");
+}
+
+/// `#[entity(column = "..")]` and the struct's `#[entity(rename_all)]` name
+/// the columns apart from serde: the metadata, field handles and backends
+/// use the column, the entity is (de)serialized under serde's keys.
+#[test]
+fn columns_are_named_apart_from_serde() {
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Entity)]
+    #[entity(rename_all = "UPPERCASE")]
+    struct Legacy {
+        #[entity(id)]
+        id: i64,
+        #[entity(column = "display_name", unique)]
+        title: String,
+        #[serde(rename = "zip")]
+        zip_code: Option<String>,
+    }
+    let meta = Legacy::meta();
+    let names: Vec<&str> = meta.fields.iter().map(|f| f.name).collect();
+    assert_eq!(names, ["ID", "display_name", "ZIP_CODE"]);
+    assert_eq!(meta.serde_keys, ["id", "title", "zip"]);
+    assert_eq!(Legacy::TITLE.path(), "display_name");
+    assert_eq!(
+        meta.uniques().next().map(|u| u.fields.clone()),
+        Some(vec!["display_name"])
+    );
+    let row = Legacy {
+        id: 7,
+        title: "Shelf".into(),
+        zip_code: Some("1010".into()),
+    };
+    let record = persistence_core::Record::from_entity(&row).expect("record");
+    assert_eq!(
+        record.get(1),
+        &persistence_core::Value::String("Shelf".into())
+    );
+    assert_eq!(
+        record.get(2),
+        &persistence_core::Value::String("1010".into())
+    );
+    assert_eq!(record.into_entity::<Legacy>().expect("entity"), row);
+    // serde's own form is untouched.
+    assert_eq!(
+        serde_json::to_value(&row).expect("json"),
+        serde_json::json!({"id": 7, "title": "Shelf", "zip": "1010"})
+    );
+}

@@ -11,6 +11,7 @@ use syn::{Data, DeriveInput, Fields, LitStr, Type, parse_macro_input};
 
 mod relation;
 mod text;
+mod rename;
 mod vector;
 
 /// Derive `persistence_core::Entity` plus typed field handles.
@@ -59,6 +60,12 @@ struct FieldInfo {
     tenant: bool,
     vector: Option<vector::VectorAttr>,
     text: Option<text::TextAttr>,
+    generated: bool,
+    object_id: bool,
+    /// The key serde writes the field under, when `stored` (the column /
+    /// document key) differs from it (`#[entity(column)]`,
+    /// `#[entity(rename_all)]`).
+    serde_key: Option<String>,
 }
 
 fn snake_case(s: &str) -> String {
@@ -74,6 +81,23 @@ fn snake_case(s: &str) -> String {
         }
     }
     out
+}
+
+/// `String` or `Option<String>` (by name: the builder checks the type class).
+fn is_string_or_option(ty: &Type) -> bool {
+    let Type::Path(p) = ty else { return false };
+    let Some(last) = p.path.segments.last() else {
+        return false;
+    };
+    if last.ident == "String" {
+        return true;
+    }
+    match &last.arguments {
+        syn::PathArguments::AngleBracketed(args) if last.ident == "Option" => {
+            matches!(args.args.first(), Some(syn::GenericArgument::Type(t)) if is_string_or_option(t))
+        }
+        _ => false,
+    }
 }
 
 fn is_option(ty: &Type) -> bool {
@@ -175,12 +199,18 @@ fn entity(input: DeriveInput) -> syn::Result<TokenStream2> {
     let mut krate: syn::Path = syn::parse_quote!(::persistence_core);
     let mut composites: Vec<(Vec<LitStr>, bool, Span)> = Vec::new();
     let mut relations: Vec<relation::RelationAttr> = Vec::new();
-    serde_rename(&input.attrs)?;
+    let rename_all = rename::struct_rename_all(&input.attrs)?;
+    let mut column_rule: Option<LitStr> = None;
     for attr in input.attrs.iter().filter(|a| a.path().is_ident("entity")) {
         attr.parse_nested_meta(|meta| {
             if meta.path.is_ident("name") {
                 let lit: LitStr = meta.value()?.parse()?;
                 logical = lit.value();
+                Ok(())
+            } else if meta.path.is_ident("rename_all") {
+                let lit: LitStr = meta.value()?.parse()?;
+                rename::apply(&lit, "a_b")?;
+                column_rule = Some(lit);
                 Ok(())
             } else if meta.path.is_ident("crate") {
                 let lit: LitStr = meta.value()?.parse()?;
@@ -215,7 +245,7 @@ fn entity(input: DeriveInput) -> syn::Result<TokenStream2> {
                 Ok(())
             } else {
                 Err(meta.error(
-                    "unknown entity attribute; expected name, unique(..), index(..), belongs_to(..), has_many(..), has_one(..) or crate",
+                    "unknown entity attribute; expected name, rename_all, unique(..), index(..), belongs_to(..), has_many(..), has_one(..) or crate",
                 ))
             }
         })?;
@@ -233,9 +263,14 @@ fn entity(input: DeriveInput) -> syn::Result<TokenStream2> {
             .ident
             .clone()
             .ok_or_else(|| syn::Error::new(f.span(), "unnamed field"))?;
+        let plain = ident.to_string().trim_start_matches("r#").to_string();
+        let stored = match (serde_rename(&f.attrs)?, &rename_all) {
+            (Some(name), _) => name,
+            (None, Some(rule)) => rename::apply(rule, &plain)?,
+            (None, None) => plain.clone(),
+        };
         let mut info = FieldInfo {
-            stored: serde_rename(&f.attrs)?
-                .unwrap_or_else(|| ident.to_string().trim_start_matches("r#").to_string()),
+            stored,
             ident,
             ty: f.ty.clone(),
             id: false,
@@ -248,7 +283,11 @@ fn entity(input: DeriveInput) -> syn::Result<TokenStream2> {
             tenant: false,
             vector: None,
             text: None,
+            generated: false,
+            object_id: false,
+            serde_key: None,
         };
+        let mut column: Option<String> = None;
         for attr in f.attrs.iter().filter(|a| a.path().is_ident("entity")) {
             attr.parse_nested_meta(|meta| {
                 if meta.path.is_ident("id") {
@@ -268,6 +307,13 @@ fn entity(input: DeriveInput) -> syn::Result<TokenStream2> {
                     }
                 } else if meta.path.is_ident("tenant") {
                     info.tenant = true;
+                } else if meta.path.is_ident("generated") {
+                    info.generated = true;
+                } else if meta.path.is_ident("object_id") {
+                    info.object_id = true;
+                } else if meta.path.is_ident("column") {
+                    let lit: LitStr = meta.value()?.parse()?;
+                    column = Some(lit.value());
                 } else if meta.path.is_ident("ttl") {
                     let lit: LitStr = meta.value()?.parse()?;
                     info.ttl_secs = Some(parse_ttl(&lit)?);
@@ -277,11 +323,21 @@ fn entity(input: DeriveInput) -> syn::Result<TokenStream2> {
                     info.text = Some(text::parse(&meta)?);
                 } else {
                     return Err(meta.error(
-                        "unknown field attribute; expected id, version, unique, index, ttl, created_at, updated_at, soft_delete, vector(..) or text_search",
+                        "unknown field attribute; expected id, version, unique, index, ttl, created_at, updated_at, soft_delete, tenant, generated, object_id, column, vector(..) or text_search",
                     ));
                 }
                 Ok(())
             })?;
+        }
+        // The column: `#[entity(column)]`, else the struct's
+        // `#[entity(rename_all)]` rule on the Rust name, else serde's name.
+        let column = match (column, &column_rule) {
+            (Some(c), _) => Some(c),
+            (None, Some(rule)) => Some(rename::apply(rule, &plain)?),
+            (None, None) => None,
+        };
+        if let Some(c) = column.filter(|c| *c != info.stored) {
+            info.serde_key = Some(std::mem::replace(&mut info.stored, c));
         }
         if !is_identifier(&info.stored) {
             return Err(syn::Error::new(
@@ -460,6 +516,11 @@ fn entity(input: DeriveInput) -> syn::Result<TokenStream2> {
     let text_calls = fields
         .iter()
         .filter_map(|f| Some(f.text.as_ref()?.call(&krate, &f.stored)));
+    let generated_calls = generated_calls(&fields)?;
+    let serde_key_calls = fields.iter().filter_map(|f| {
+        let (stored, key) = (&f.stored, f.serde_key.as_ref()?);
+        Some(quote!(.serde_key(#stored, #key)))
+    });
     let composite_calls = composites.iter().map(|(names, unique, _)| {
         let stored: Vec<String> = names
             .iter()
@@ -518,6 +579,8 @@ fn entity(input: DeriveInput) -> syn::Result<TokenStream2> {
                             #(#vector_calls)*
                             #(#relation_calls)*
                             #(#text_calls)*
+                            #(#generated_calls)*
+                            #(#serde_key_calls)*
                     )
                 })
             }
@@ -539,6 +602,34 @@ fn entity(input: DeriveInput) -> syn::Result<TokenStream2> {
         }
         #(#relation_checks)*
     })
+}
+
+/// The builder calls marking the `#[entity(generated)]` fields (filled by
+/// the database): the id, or an `Option` field that is not the version or
+/// a managed field.
+fn generated_calls(fields: &[FieldInfo]) -> syn::Result<Vec<TokenStream2>> {
+    let mut out = Vec::new();
+    for f in fields.iter().filter(|f| f.generated) {
+        if !f.id && (!f.option || f.version || f.managed.is_some()) {
+            return Err(syn::Error::new(
+                f.ident.span(),
+                "#[entity(generated)] must be on the id or on an Option field (not the version or a managed field)",
+            ));
+        }
+        let stored = &f.stored;
+        out.push(quote!(.generated(#stored)));
+    }
+    for f in fields.iter().filter(|f| f.object_id) {
+        if !is_string_or_option(&f.ty) {
+            return Err(syn::Error::new(
+                f.ty.span(),
+                "#[entity(object_id)] must be on a String or Option<String> field (the hex form)",
+            ));
+        }
+        let stored = &f.stored;
+        out.push(quote!(.object_id(#stored)));
+    }
+    Ok(out)
 }
 
 /// The builder call marking the `#[entity(tenant)]` field (row-level

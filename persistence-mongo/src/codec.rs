@@ -20,6 +20,13 @@
 //! | `None` | null (the field is always present) |
 //!
 //! The id field is stored as `_id`; every other field under its serialized name.
+//!
+//! Documents written by other programs: a `String` field marked
+//! `#[entity(object_id)]` is stored as an ObjectId (its value is the
+//! 24-digit hex form; filters compare ObjectIds), and reading is lenient
+//! where nothing is lost or the field type says what is meant: an ObjectId
+//! reads into any `String` field as its hex form, a decimal128 into an
+//! `f64` field (nearest double) and a double into a `Decimal` field.
 
 use std::collections::BTreeMap;
 
@@ -93,16 +100,37 @@ fn generic(value: &Value) -> Result<Bson> {
     })
 }
 
+/// The BSON of the value of top-level field `index` (an
+/// `#[entity(object_id)]` field's hex string becomes an ObjectId).
+pub fn field_to_bson(meta: &EntityMeta, index: usize, value: &Value) -> Result<Bson> {
+    match value {
+        Value::String(hex) if meta.object_ids.contains(&index) => object_id(hex),
+        v => to_bson(v, meta.fields[index].ty),
+    }
+}
+
+/// The ObjectId of its 24-digit hex form.
+pub fn object_id(hex: &str) -> Result<Bson> {
+    bson::oid::ObjectId::parse_str(hex)
+        .map(Bson::ObjectId)
+        .map_err(|_| {
+            Error::invalid_input(format!(
+                "`{}` is not an ObjectId (24 hex digits)",
+                hex.chars().take(40).collect::<String>().escape_default()
+            ))
+        })
+}
+
 /// The stored document of an entity record.
 pub fn to_document(meta: &EntityMeta, record: &Record) -> Result<Document> {
     let mut doc = Document::new();
     doc.insert(
         "_id",
-        to_bson(record.get(meta.id_index), meta.id_field().ty)?,
+        field_to_bson(meta, meta.id_index, record.get(meta.id_index))?,
     );
     for (i, f) in meta.fields.iter().enumerate() {
         if i != meta.id_index {
-            let v = to_bson(record.get(i), f.ty).map_err(|e| {
+            let v = field_to_bson(meta, i, record.get(i)).map_err(|e| {
                 Error::invalid_input(format!("field `{}`: {}", f.name, e.message()))
             })?;
             doc.insert(f.name, v);
@@ -118,6 +146,11 @@ pub fn id_to_bson<E: Entity>(id: &E::Id) -> Result<Bson> {
     // The id types of `EntityId` directly (the point-read hot path); the
     // same BSON as the generic conversion below, without serde round trips.
     let any: &dyn Any = id;
+    if E::meta().object_ids.contains(&E::meta().id_index) {
+        if let Some(s) = any.downcast_ref::<String>() {
+            return object_id(s);
+        }
+    }
     match ty {
         FieldType::Scalar(ScalarType::I64) => {
             if let Some(i) = any.downcast_ref::<i64>() {
@@ -147,7 +180,11 @@ pub fn id_to_bson<E: Entity>(id: &E::Id) -> Result<Bson> {
         }
         _ => {}
     }
-    to_bson(&Value::from_serialize(id)?.normalize(ty)?, ty)
+    field_to_bson(
+        E::meta(),
+        E::meta().id_index,
+        &Value::from_serialize(id)?.normalize(ty)?,
+    )
 }
 
 /// Read a stored document back into an entity.
@@ -186,12 +223,14 @@ fn scalar(b: &Bson, s: ScalarType) -> Option<Value> {
     use ScalarType as T;
     Some(match (s, b) {
         (T::String | T::Enum, Bson::String(x)) => Value::String(x.clone()),
+        (T::String, Bson::ObjectId(o)) => Value::String(o.to_hex()),
         (T::Bool, Bson::Boolean(x)) => Value::Bool(*x),
         (T::I16 | T::I32 | T::I64, Bson::Int32(i)) => Value::I64((*i).into()),
         (T::I16 | T::I32 | T::I64, Bson::Int64(i)) => Value::I64(*i),
         (T::F32 | T::F64, Bson::Double(x)) => Value::F64(*x),
         (T::F32 | T::F64, Bson::Int32(i)) => Value::F64((*i).into()),
         (T::F32 | T::F64, Bson::Int64(i)) => Value::F64(*i as f64),
+        (T::F64, Bson::Decimal128(d)) => Value::F64(d.to_string().parse().ok()?),
         (T::Uuid, Bson::Binary(bin))
             if matches!(bin.subtype, BinarySubtype::Uuid | BinarySubtype::UuidOld) =>
         {
@@ -204,6 +243,7 @@ fn scalar(b: &Bson, s: ScalarType) -> Option<Value> {
         (T::Decimal, Bson::Decimal128(d)) => Value::Decimal(parse_decimal(&d.to_string())?),
         (T::Decimal, Bson::Int32(i)) => Value::Decimal((*i).into()),
         (T::Decimal, Bson::Int64(i)) => Value::Decimal((*i).into()),
+        (T::Decimal, Bson::Double(x)) => Value::Decimal(Decimal::try_from(*x).ok()?),
         (T::Bytes, Bson::Binary(bin)) => Value::Bytes(bin.bytes.clone()),
         _ => return None,
     })
@@ -238,6 +278,15 @@ fn json_value(b: &Bson) -> Value {
         Bson::Decimal128(d) => Value::String(d.to_string()),
         other => Value::String(other.to_string()),
     }
+}
+
+/// The BSON type alias top-level field `index` is stored as (`objectId`
+/// for an `#[entity(object_id)]` field, else by its type).
+pub fn field_type_alias(meta: &EntityMeta, index: usize) -> Option<&'static str> {
+    if meta.object_ids.contains(&index) {
+        return Some("objectId");
+    }
+    bson_type_alias(meta.fields.get(index)?.ty)
 }
 
 /// The BSON type alias (as used by `$type` and `bsonType`) a field of this type is stored as.

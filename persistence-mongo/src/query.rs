@@ -42,6 +42,8 @@ struct Path {
     json: bool,
     /// Stored keys of every proper prefix that must be a (non-array) sub-document.
     prefixes: Vec<String>,
+    /// An `#[entity(object_id)]` field: values compare as ObjectIds.
+    object_id: bool,
 }
 
 fn path(meta: &EntityMeta, p: &str) -> Result<Path> {
@@ -59,6 +61,7 @@ fn path(meta: &EntityMeta, p: &str) -> Result<Path> {
         ty,
         json: ty == FieldType::Json,
         prefixes,
+        object_id: r.rest.is_empty() && meta.object_ids.contains(&r.index),
     })
 }
 
@@ -106,7 +109,10 @@ pub(crate) fn nothing() -> Document {
 
 impl Path {
     fn value(&self, v: &Value) -> Result<Bson> {
-        to_bson(v, self.ty)
+        match v {
+            Value::String(hex) if self.object_id => crate::codec::object_id(hex),
+            v => to_bson(v, self.ty),
+        }
     }
 
     /// Guards making a JSON path resolve like the reference: every prefix is

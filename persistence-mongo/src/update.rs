@@ -48,8 +48,12 @@ pub(crate) fn pipeline(
         }
         let ty = path.ty(meta);
         let field = Bson::String(format!("${key}"));
+        let object_id = path.rest.is_empty() && meta.object_ids.contains(&path.index);
         let value = |v: &Value, ty: FieldType| -> Result<Bson> {
             match ty {
+                FieldType::Scalar(_) if object_id => {
+                    crate::codec::field_to_bson(meta, path.index, v)
+                }
                 // Inside JSON: JSON-shaped values (typed scalars as their strings).
                 FieldType::Json => to_bson(&Value::from_json(v.to_json()), ty),
                 _ => to_bson(v, ty),

@@ -24,9 +24,11 @@ use crate::repository::MongoRepository;
 pub enum ChangeKind {
     /// Inserted.
     Insert,
-    /// Updated in place (`$set` etc.).
+    /// Updated in place (`$set` etc.; the repository's `update` and
+    /// `upsert` `$set` the entity's fields, so fields other programs keep
+    /// in the document stay).
     Update,
-    /// Replaced (the repository's `update` and `upsert` of unversioned entities).
+    /// Replaced (`replaceOne` by another program).
     Replace,
     /// Deleted.
     Delete,

@@ -64,7 +64,7 @@ async fn typed_events_and_resume() {
         assert_eq!(first.id, Some(1));
         assert_eq!(first.entity.as_ref().map(|n| n.text.as_str()), Some("hi"));
         let second = next(&mut changes).await;
-        assert_eq!(second.kind, ChangeKind::Replace);
+        assert_eq!(second.kind, ChangeKind::Update, "update $sets the fields");
         assert_eq!(second.entity.as_ref().map(|n| n.version), Some(2));
         let third = next(&mut changes).await;
         assert_eq!(third.kind, ChangeKind::Delete);
@@ -73,7 +73,7 @@ async fn typed_events_and_resume() {
         task.await.expect("writer");
         drop(changes);
 
-        // Resume after the first event: the replace and delete come again.
+        // Resume after the first event: the update and delete come again.
         let mut resumed = repo
             .watch(Some(first.resume_token.clone()))
             .await
@@ -83,7 +83,7 @@ async fn typed_events_and_resume() {
             .expect("resumed event")
             .expect("open")
             .expect("decodes");
-        assert_eq!(again.kind, ChangeKind::Replace);
+        assert_eq!(again.kind, ChangeKind::Update);
         assert_eq!(again.id, Some(1));
     })
     .await;

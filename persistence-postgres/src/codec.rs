@@ -107,6 +107,40 @@ pub(crate) fn to_bind(dialect: Dialect, ty: FieldType, v: &Value) -> Result<SV> 
     })
 }
 
+/// An array field's value bound as a `text[]` (for a native array column,
+/// cast to its type by the statement): each element in its text form
+/// (strings as they are, other scalars as their JSON text). Elements are
+/// never null (an array field holds no `Option`), and nested arrays or
+/// objects have no text form here: both are refused.
+pub(crate) fn text_array(v: &Value) -> Result<SV> {
+    use sea_orm::sea_query::ArrayType;
+    let items = match v {
+        Value::Null => return Ok(SV::Array(ArrayType::String, None)),
+        Value::Array(items) => items,
+        other => {
+            return Err(Error::invalid_input(format!(
+                "value {other:?} does not fit an array column"
+            )));
+        }
+    };
+    let mut out = Vec::with_capacity(items.len());
+    for item in items {
+        let text = match item.to_json() {
+            serde_json::Value::String(s) => s,
+            serde_json::Value::Null
+            | serde_json::Value::Array(_)
+            | serde_json::Value::Object(_) => {
+                return Err(Error::invalid_input(format!(
+                    "array element {item:?} has no text form for a native array column"
+                )));
+            }
+            j => j.to_string(),
+        };
+        out.push(SV::String(Some(text)));
+    }
+    Ok(SV::Array(ArrayType::String, Some(Box::new(out))))
+}
+
 fn get<T>(row: &QueryResult, i: usize) -> Result<Option<T>>
 where
     Option<T>: sea_orm::TryGetable,
@@ -214,12 +248,13 @@ pub(crate) fn entity<E: DeserializeOwned>(
     meta: &'static EntityMeta,
     values: Vec<Value>,
 ) -> Result<E> {
+    // Keyed as serde writes the fields (`#[entity(column)]` may differ).
     let fields = meta
         .fields
         .iter()
-        .map(|f| f.name)
+        .enumerate()
         .zip(values)
-        .map(|(name, v)| (name, Named(name, ValueDe(v))));
+        .map(|((i, f), v)| (meta.serde_key(i), Named(f.name, ValueDe(v))));
     E::deserialize(MapDeserializer::<_, DeError>::new(fields)).map_err(|e| {
         Error::decode(format!("cannot decode {}: {e}", meta.name)).with_entity(meta.name)
     })

@@ -12,6 +12,7 @@ use persistence_core::{Error, FieldType, Result, ScalarType};
 use sea_orm::{DbBackend, Statement, Value as SV};
 
 pub(crate) mod facts;
+pub(crate) mod native;
 pub(crate) mod translate;
 
 /// The SQL dialect of a connection.

@@ -169,9 +169,84 @@ impl<E: Entity> RelationalRepository<E> {
         let mut sql = self.sql();
         sql.push("SELECT ")
             .push(&self.table.column_list)
-            .push(" FROM ")
-            .push(&self.table.qualified);
+            .push(" FROM ");
+        self.push_source(&mut sql);
         sql
+    }
+
+    /// What reads select from: the table, or, when some of its columns are
+    /// of native types the crate adapts, the sub-select reading them as the
+    /// crate's types (see [`crate::query::native`]), so filters and sort
+    /// keys see the same values as the entity.
+    fn push_source(&self, sql: &mut Sql) {
+        match self.table.facts.adapted() {
+            Some(a) => sql.push(&a.source),
+            None => sql.push(&self.table.qualified),
+        };
+    }
+
+    /// The columns a write's `RETURNING` gives back (adapted columns cast).
+    fn push_read_list(&self, sql: &mut Sql) {
+        match self.table.facts.adapted() {
+            Some(a) => sql.push(&a.read_list),
+            None => sql.push(&self.table.column_list),
+        };
+    }
+
+    /// Bind the value `v` of field `i` for a write (adapted columns get
+    /// the cast to their native type).
+    fn bind_field(&self, sql: &mut Sql, i: usize, v: &Value) -> Result<()> {
+        let f = &E::meta().fields[i];
+        let adapted = self.table.facts.adapted();
+        match adapted.as_ref().and_then(|a| a.fields.get(i)?.as_ref()) {
+            None => {
+                sql.bind(to_bind(self.dialect(), f.ty, v)?);
+            }
+            Some(a) => {
+                let b = if a.text_array {
+                    crate::codec::text_array(v)?
+                } else {
+                    to_bind(self.dialect(), f.ty, v)?
+                };
+                sql.push("CAST(")
+                    .bind(b)
+                    .push(" AS ")
+                    .push(&a.cast)
+                    .push(")");
+            }
+        }
+        Ok(())
+    }
+
+    /// The filter of a write (`UPDATE` / `DELETE`): on a table with adapted
+    /// columns, `"id" IN (SELECT "id" FROM <sub-select> WHERE <filter>)`, so
+    /// the filter compares the values as reads do.
+    fn filter_rows(&self, sql: &mut Sql, filter: &Filter) -> Result<()> {
+        match self.table.facts.adapted() {
+            None => self.tr().filter(sql, filter),
+            Some(a) => {
+                let id = E::meta().id_field().name;
+                sql.push("(")
+                    .ident(id)
+                    .push(" IN (SELECT ")
+                    .ident(id)
+                    .push(" FROM ")
+                    .push(&a.source)
+                    .push(" WHERE ");
+                self.tr().filter(sql, filter)?;
+                sql.push("))");
+                Ok(())
+            }
+        }
+    }
+
+    /// ` WHERE <filter>` of a write (see [`Self::filter_rows`]).
+    fn where_filter_rows(&self, sql: &mut Sql, filter: &Filter) -> Result<()> {
+        if !filter.is_all() {
+            sql.push(" WHERE ");
+            self.filter_rows(sql, filter)?;
+        }
+        Ok(())
     }
 
     fn where_filter(&self, sql: &mut Sql, filter: &Filter) -> Result<()> {

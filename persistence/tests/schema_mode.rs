@@ -117,7 +117,7 @@ async fn verify_refuses_a_drifted_table_listing_every_difference() {
         return;
     };
     let drifted = MATCHING
-        .replace("balance bigint", "balance integer")
+        .replace("balance bigint", "balance double precision")
         .replace("email text NOT NULL UNIQUE", "email text NOT NULL");
     exec(&store, &drifted.replace("{t}", &t)).await;
     let before = catalog(&store, &t).await;
@@ -132,7 +132,9 @@ async fn verify_refuses_a_drifted_table_listing_every_difference() {
              ({t}) differs from its metadata:"
                 .replace("{t}", &t)
                 .as_str(),
-            &format!("error: type mismatch: {t} column balance: expected bigint, found integer"),
+            &format!(
+                "error: type mismatch: {t} column balance: expected bigint, found double precision"
+            ),
             &format!(
                 "error: missing unique: {t} ux_mode_accounts_email: expected UNIQUE (email), found none"
             ),

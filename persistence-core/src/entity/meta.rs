@@ -96,6 +96,21 @@ pub struct EntityMeta {
     pub relations: Vec<RelationMeta>,
     /// The `#[entity(text_search)]` fields and their language (see [`crate::text`]).
     pub text: Option<TextSearch>,
+    /// The `#[entity(generated)]` fields (indexes in `fields`): the database
+    /// fills them. An insert leaves such a column out (`DEFAULT`) while the
+    /// field is unset ([`EntityMeta::is_unset_generated`]: `0` / `""` / the
+    /// nil UUID for the id, `None` for other fields) and the stored row,
+    /// with the value the database assigned, comes back from `insert`;
+    /// `update` and `upsert` never write these columns (other than the id).
+    pub generated: Vec<usize>,
+    /// The `#[entity(object_id)]` fields (indexes in `fields`): `String`
+    /// fields holding an ObjectId in its 24-digit hex form, stored by
+    /// MongoDB as an ObjectId (other backends keep the text).
+    pub object_ids: Vec<usize>,
+    /// Per field (in `fields` order): the key serde writes the field under.
+    /// The field's stored name (its column / document key) unless
+    /// `#[entity(column = "..")]` names the column apart from the Rust side.
+    pub serde_keys: Vec<&'static str>,
 }
 
 /// Builder used by the derive macro (and by hand-written impls).
@@ -110,6 +125,9 @@ pub struct EntityMetaBuilder {
     vectors: Vec<(&'static str, VectorSpec)>,
     pub(super) relations: Vec<Declared>,
     text: Vec<(&'static str, TextLanguage)>,
+    generated: Vec<&'static str>,
+    object_ids: Vec<&'static str>,
+    serde_keys: Vec<(&'static str, &'static str)>,
 }
 
 impl EntityMeta {
@@ -125,7 +143,33 @@ impl EntityMeta {
             vectors: Vec::new(),
             relations: Vec::new(),
             text: Vec::new(),
+            generated: Vec::new(),
+            object_ids: Vec::new(),
+            serde_keys: Vec::new(),
         }
+    }
+
+    /// The key serde writes field `index` under (see [`EntityMeta::serde_keys`]).
+    pub fn serde_key(&self, index: usize) -> &'static str {
+        self.serde_keys
+            .get(index)
+            .copied()
+            .unwrap_or(self.fields[index].name)
+    }
+
+    /// Whether field `index` is `#[entity(generated)]` and `value` (its
+    /// normalized value) leaves it to the database: `0`, `""` or the nil
+    /// UUID for the id, null for other fields.
+    pub fn is_unset_generated(&self, index: usize, value: &crate::Value) -> bool {
+        use crate::Value as V;
+        self.generated.contains(&index)
+            && match value {
+                V::Null => true,
+                V::I64(0) => index == self.id_index,
+                V::String(s) => index == self.id_index && s.is_empty(),
+                V::Uuid(u) => index == self.id_index && u.is_nil(),
+                _ => false,
+            }
     }
 
     /// The vector field with this stored name, if it is one.
@@ -291,6 +335,26 @@ impl EntityMetaBuilder {
     /// queries, normalized by `language` (see [`crate::text`]).
     pub fn text_search(mut self, field: &'static str, language: TextLanguage) -> Self {
         self.text.push((field, language));
+        self
+    }
+    /// Mark the field (by stored name) as filled by the database (see
+    /// [`EntityMeta::generated`]): the id (an integer, `String` or `Uuid`)
+    /// or an `Option` field that is not the version or a managed field.
+    pub fn generated(mut self, field: &'static str) -> Self {
+        self.generated.push(field);
+        self
+    }
+    /// Mark the `String` field (by stored name) as holding an ObjectId in
+    /// hex (see [`EntityMeta::object_ids`]).
+    pub fn object_id(mut self, field: &'static str) -> Self {
+        self.object_ids.push(field);
+        self
+    }
+    /// The field stored as `field` (its column / document key) is written
+    /// by serde under `key` (`#[entity(column = "..")]`: the column is
+    /// named apart from the Rust side).
+    pub fn serde_key(mut self, field: &'static str, key: &'static str) -> Self {
+        self.serde_keys.push((field, key));
         self
     }
     /// Add a composite unique constraint or index over stored field names.
@@ -486,6 +550,67 @@ impl EntityMetaBuilder {
         if let Some(t) = &text {
             t.hash_into(&mut h);
         }
+        let mut generated = Vec::new();
+        for name in &self.generated {
+            let Some(i) = self.fields.iter().position(|f| f.name == *name) else {
+                return Err(Error::config(format!(
+                    "{}: `generated` names unknown field `{name}`",
+                    self.name
+                )));
+            };
+            let f = &self.fields[i];
+            let managed = [created_at, updated_at, soft_delete].contains(&Some(i));
+            if !f.id && (!f.nullable || f.version || managed) {
+                return Err(Error::config(format!(
+                    "{}: the generated field `{name}` must be the id or an Option field \
+                     (not the version or a managed field)",
+                    self.name
+                )));
+            }
+            if !generated.contains(&i) {
+                generated.push(i);
+            }
+        }
+        if !generated.is_empty() {
+            ("generated", &generated).hash(&mut h);
+        }
+        let mut object_ids = Vec::new();
+        for name in &self.object_ids {
+            match self.fields.iter().position(|f| f.name == *name) {
+                Some(i) if self.fields[i].ty == FieldType::Scalar(ScalarType::String) => {
+                    if !object_ids.contains(&i) {
+                        object_ids.push(i);
+                    }
+                }
+                _ => {
+                    return Err(Error::config(format!(
+                        "{}: the object_id field `{name}` must be a String field",
+                        self.name
+                    )));
+                }
+            }
+        }
+        if !object_ids.is_empty() {
+            ("object_id", &object_ids).hash(&mut h);
+        }
+        let mut serde_keys: Vec<&'static str> = self.fields.iter().map(|f| f.name).collect();
+        for (name, key) in &self.serde_keys {
+            let Some(i) = self.fields.iter().position(|f| f.name == *name) else {
+                return Err(Error::config(format!(
+                    "{}: `column` names unknown field `{name}`",
+                    self.name
+                )));
+            };
+            serde_keys[i] = key;
+        }
+        for (i, key) in serde_keys.iter().enumerate() {
+            if serde_keys[..i].contains(key) {
+                return Err(Error::config(format!(
+                    "{}: two fields are serialized as `{key}`",
+                    self.name
+                )));
+            }
+        }
         let mut shapes: Vec<Option<Shape>> = vec![None; self.fields.len()];
         for (name, shape) in self.shapes {
             let Some(i) = self.fields.iter().position(|f| f.name == name) else {
@@ -513,6 +638,9 @@ impl EntityMetaBuilder {
             vectors,
             relations,
             text,
+            generated,
+            object_ids,
+            serde_keys,
         })
     }
 }

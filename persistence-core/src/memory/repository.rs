@@ -177,8 +177,11 @@ impl<E: Entity> Repository<E> for MemoryRepository<E> {
         let _gate = self.shared.gate();
         self.check_parents([entity])
             .map_err(|e| e.in_context(meta.name, "insert"))?;
-        self.state
-            .write()
+        let mut state = self.state.write();
+        let row = state
+            .with_generated_id(row)
+            .map_err(|e| e.in_context(meta.name, "insert"))?;
+        state
             .put(&cols, row.clone(), false)
             .map_err(|e| e.in_context(meta.name, "insert"))?;
         Ok(row.entity.clone())
@@ -204,8 +207,18 @@ impl<E: Entity> Repository<E> for MemoryRepository<E> {
         self.check_parents(entities)
             .map_err(|e| e.in_context(meta.name, "insert_many"))?;
         let mut state = self.state.write();
+        let n = rows.len() as u64;
         let mut done: Vec<Key> = Vec::with_capacity(rows.len());
-        for (i, row) in rows.iter().enumerate() {
+        for (i, row) in rows.into_iter().enumerate() {
+            let row = match state.with_generated_id(row) {
+                Ok(row) => row,
+                Err(e) => {
+                    for id in done {
+                        state.remove(&cols, &id);
+                    }
+                    return Err(e.in_context(meta.name, "insert_many"));
+                }
+            };
             if let Err(e) = state.put(&cols, row.clone(), false) {
                 // All-or-nothing: undo what this call inserted.
                 for id in done {
@@ -216,7 +229,7 @@ impl<E: Entity> Repository<E> for MemoryRepository<E> {
             }
             done.push(id_key::<E>(&row.record));
         }
-        Ok(rows.len() as u64)
+        Ok(n)
     }
 
     async fn update(&self, entity: &E) -> Result<E> {

@@ -36,6 +36,42 @@ impl<E: Entity> State<E> {
         }
     }
 
+    /// `row` with an id when its `#[entity(generated)]` id is unset: an
+    /// integer one past the largest stored one (at least 1), a random
+    /// UUID (a `String` id holds its simple form).
+    pub(super) fn with_generated_id(&self, row: Arc<Row<E>>) -> Result<Arc<Row<E>>> {
+        use crate::{FieldType, ScalarType, Value};
+        let meta = E::meta();
+        let i = meta.id_index;
+        if !meta.is_unset_generated(i, row.record.get(i)) {
+            return Ok(row);
+        }
+        let id = match meta.id_field().ty {
+            FieldType::Scalar(ScalarType::String) => {
+                Value::String(uuid::Uuid::new_v4().simple().to_string())
+            }
+            FieldType::Scalar(ScalarType::Uuid) => Value::Uuid(uuid::Uuid::new_v4()),
+            _ => {
+                let max = self
+                    .rows
+                    .keys()
+                    .filter_map(|k| match &k.0 {
+                        Value::I64(n) => Some(*n),
+                        _ => None,
+                    })
+                    .max()
+                    .unwrap_or(0);
+                Value::I64(max.max(0).checked_add(1).ok_or_else(|| {
+                    Error::invalid_input(format!("{}: no id left to assign", meta.name))
+                })?)
+            }
+        };
+        let mut record = row.record.clone();
+        record.values[i] = id.normalize(meta.id_field().ty)?;
+        let entity = record.clone().into_entity()?;
+        Ok(Arc::new(Row { entity, record }))
+    }
+
     /// Check unique constraints for `row` (ignoring the row with id `own`).
     fn check_unique(&self, cols: &[UniqueCols], row: &Row<E>, own: &Key) -> Result<()> {
         let meta = E::meta();

@@ -81,7 +81,7 @@ impl Record {
         let mut values = Vec::with_capacity(meta.fields.len());
         for (i, f) in meta.fields.iter().enumerate() {
             let raw = map
-                .remove(&serde_value::Value::String(f.name.to_string()))
+                .remove(&serde_value::Value::String(meta.serde_key(i).to_string()))
                 .map(from_serde_value)
                 .transpose()?
                 .unwrap_or(Value::Null);
@@ -175,7 +175,8 @@ impl Record {
             .fields
             .iter()
             .zip(self.values)
-            .map(|(f, v)| (f.name, NamedField(f.name, v.into_serde_value())));
+            .enumerate()
+            .map(|(i, (f, v))| (meta.serde_key(i), NamedField(f.name, v.into_serde_value())));
         E::deserialize(serde::de::value::MapDeserializer::<
             _,
             serde_value::DeserializerError,

@@ -2,18 +2,20 @@
 //! with its managed timestamps (see [`persistence_core::lifecycle`]).
 //!
 //! * `update` of an entity without a `created_at` field:
-//!   `replaceOne({_id, version?}, <document>)`, returning the entity as
-//!   written. With a `created_at` field the stored value must survive, so
-//!   it is `findOneAndUpdate({_id, version?}, {$set: <every field but _id
+//!   `updateOne({_id, version?}, {$set: <every field but _id>})`, returning
+//!   the entity as written (a `$set` rather than a replacement, so fields
+//!   the entity does not know, written by other programs, stay). With a
+//!   `created_at` field the stored value must survive, so it is
+//!   `findOneAndUpdate({_id, version?}, {$set: <every field but _id
 //!   and created_at>}, returnDocument: after)`, returning the document the
 //!   server answers (decoded as `get` decodes). Either way `updated_at` is
 //!   the client's now, the version the caller's + 1, and when nothing
 //!   matched, the stored version tells `NotFound` from `Conflict(Version)`
 //!   (and a repeat of an update that had landed from both, see
 //!   `holds_own_update`).
-//! * `upsert` without a version or `created_at` field: `replaceOne(..,
-//!   upsert)`. Otherwise `findOneAndUpdate({_id}, {$set: <fields>,
-//!   $setOnInsert: {created_at}, $inc: {version: 1}}, upsert, after)`: an
+//! * `upsert` without a version or `created_at` field: `updateOne({_id},
+//!   {$set: <fields>}, upsert)`. Otherwise `findOneAndUpdate({_id},
+//!   {$set: <fields>, $setOnInsert: {created_at}, $inc: {version: 1}}, upsert, after)`: an
 //!   inserting upsert sets `created_at` = `updated_at` = now, an overwriting
 //!   one keeps the stored `created_at`; the version is incremented on the
 //!   server (missing → 1). The server's document is returned.
@@ -40,7 +42,11 @@ impl<E: Entity> MongoRepository<E> {
             filter.insert(k, v);
         }
         let landed = match Self::created_key() {
-            None => match exec!(self, self.coll.replace_one(filter, &doc)) {
+            None => match exec!(
+                self,
+                self.coll
+                    .update_one(filter.clone(), doc! { "$set": set_of(&doc, &id) })
+            ) {
                 Ok(r) => (r.matched_count == 1).then(|| stored.clone()),
                 Err(e) => {
                     let e = self.err("update")(e);
@@ -101,15 +107,22 @@ impl<E: Entity> MongoRepository<E> {
     pub(super) async fn upsert_doc(&self, entity: &E) -> Result<E> {
         let meta = E::meta();
         let ctx = |e: Error| e.in_context(meta.name, "upsert");
-        let id = id_to_bson::<E>(entity.id()).map_err(ctx)?;
         // created_at = updated_at = now; created_at is written on insert only.
         let (stored, doc) = Self::document(entity, None, lifecycle::now(), true).map_err(ctx)?;
+        // The document's: a generated id unset in `entity` has been assigned.
+        let id = match doc.get("_id") {
+            Some(id) => id.clone(),
+            None => id_to_bson::<E>(entity.id()).map_err(ctx)?,
+        };
         let (version, created) = (Self::version_key(), Self::created_key());
         if version.is_none() && created.is_none() {
             if let Err(e) = exec!(
                 self,
                 self.coll
-                    .replace_one(doc! { "_id": id.clone() }, &doc)
+                    .update_one(
+                        doc! { "_id": id.clone() },
+                        doc! { "$set": set_of(&doc, &id) }
+                    )
                     .upsert(true)
             ) {
                 let e = self.err("upsert")(e);
@@ -166,4 +179,15 @@ impl<E: Entity> MongoRepository<E> {
             }
         }
     }
+}
+
+/// The `$set` of a whole-entity write: every field but `_id` (or `_id`
+/// alone when the entity has no other field: an update must name one).
+fn set_of(doc: &Document, id: &bson::Bson) -> Document {
+    let mut set = doc.clone();
+    set.remove("_id");
+    if set.is_empty() {
+        set.insert("_id", id.clone());
+    }
+    set
 }

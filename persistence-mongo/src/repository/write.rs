@@ -70,7 +70,11 @@ impl<E: Entity> MongoRepository<E> {
             entity.set_version(v);
         }
         let mut record = Record::from_entity(&entity)?;
-        if record.fit_timestamps(TimestampPrecision::Millis) {
+        let mut rebuild = record.fit_timestamps(TimestampPrecision::Millis);
+        if insert {
+            rebuild |= assign_generated_id(E::meta(), &mut record)?;
+        }
+        if rebuild {
             entity = record.clone().into_entity()?;
         }
         let doc = to_document(E::meta(), &record)?;
@@ -273,4 +277,31 @@ fn read_i64(b: Option<&Bson>) -> Option<i64> {
         Bson::Int32(i) => Some((*i).into()),
         _ => None,
     }
+}
+
+/// An unset `#[entity(generated)]` id gets a new one, made here as the
+/// driver makes `_id`s: an ObjectId (its hex form in a `String` id) or a
+/// random UUID. MongoDB has no sequence: a generated integer id is refused.
+/// Whether the record changed.
+fn assign_generated_id(meta: &persistence_core::EntityMeta, record: &mut Record) -> Result<bool> {
+    let i = meta.id_index;
+    if !meta.is_unset_generated(i, record.get(i)) {
+        return Ok(false);
+    }
+    let id = match meta.id_field().ty {
+        persistence_core::FieldType::Scalar(persistence_core::ScalarType::String) => {
+            persistence_core::Value::String(bson::oid::ObjectId::new().to_hex())
+        }
+        persistence_core::FieldType::Scalar(persistence_core::ScalarType::Uuid) => {
+            persistence_core::Value::Uuid(uuid::Uuid::new_v4())
+        }
+        _ => {
+            return Err(persistence_core::Error::unsupported(format!(
+                "{}: MongoDB assigns no integer ids; set the id (or make it a String ObjectId)",
+                meta.name
+            )));
+        }
+    };
+    record.values[i] = id;
+    Ok(true)
 }

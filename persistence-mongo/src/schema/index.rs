@@ -35,7 +35,15 @@ pub fn index_model(meta: &EntityMeta, ix: &IndexMeta) -> Result<IndexModel> {
         if ix.fields.len() == 1 {
             ttl = t;
         }
-        let cond = match bson_type_alias(ty) {
+        let object_id = meta
+            .field(name)
+            .is_some_and(|(i, _)| meta.object_ids.contains(&i));
+        let alias = if object_id {
+            Some("objectId")
+        } else {
+            bson_type_alias(ty)
+        };
+        let cond = match alias {
             Some(alias) => doc! { "$type": alias },
             None => {
                 doc! { "$type": NON_NULL_TYPES.iter().map(|s| Bson::from(*s)).collect::<Vec<_>>() }

@@ -5,7 +5,7 @@
 use bson::{Bson, Document, doc};
 use persistence_core::{EntityMeta, FieldType, ScalarType, Shape};
 
-use crate::codec::{bson_type_alias, stored_name};
+use crate::codec::{bson_type_alias, field_type_alias, stored_name};
 
 /// `validationLevel` of the generated validator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,7 +53,7 @@ pub fn json_schema(meta: &EntityMeta) -> Document {
             required.push(Bson::from(key));
         }
         let mut prop = Document::new();
-        if let Some(alias) = bson_type_alias(f.ty) {
+        if let Some(alias) = field_type_alias(meta, i) {
             if f.nullable {
                 prop.insert("bsonType", vec![Bson::from(alias), Bson::from("null")]);
             } else {

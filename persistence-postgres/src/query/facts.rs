@@ -19,14 +19,34 @@
 //! behind the library's back), a null in it could not be decoded into the
 //! non-`Option` field anyway, so the clause could only move rows that fail
 //! to decode.
+//!
+//! `ensure_schema` also learns the columns' types: columns of a native type
+//! other than the crate's mapping of their field (tables the library did
+//! not create) are read and written through casts ([`super::native`]).
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use sea_orm::{DbErr, Statement, Value as SV};
 
-use crate::query::Dialect;
+use persistence_core::EntityMeta;
+
+use crate::query::native::{Adapt, Adapted};
+use crate::query::{Dialect, column_type};
 use crate::store::conn::Conn;
+
+/// Per column: name, `format_type` (a domain's base type), the type's
+/// category, and the name to cast a written value to (built-in types as
+/// `format_type` spells them without modifiers, others schema-qualified).
+const PG_COLUMN_TYPES: &str = "SELECT a.attname::text, \
+     CASE WHEN t.typtype = 'd' THEN format_type(t.typbasetype, t.typtypmod) \
+          ELSE format_type(a.atttypid, a.atttypmod) END, \
+     t.typcategory::text, \
+     CASE WHEN n.nspname = 'pg_catalog' THEN format_type(a.atttypid, NULL) \
+          ELSE quote_ident(n.nspname) || '.' || quote_ident(t.typname) END \
+   FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid \
+   JOIN pg_namespace n ON n.oid = t.typnamespace \
+   WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped";
 
 /// The facts of one table (shared by the repositories of that table).
 #[derive(Debug, Default)]
@@ -36,6 +56,9 @@ pub(crate) struct TableFacts {
     /// The library's text index exists (PostgreSQL: the generated
     /// `tsvector` column; SQLite: the FTS5 table), see [`crate::fulltext`].
     text_index: std::sync::atomic::AtomicBool,
+    /// The adapted columns (see [`super::native`]); `None` while unknown
+    /// and when every column is the crate's own type.
+    adapted: RwLock<Option<Arc<Adapted>>>,
 }
 
 impl TableFacts {
@@ -56,6 +79,56 @@ impl TableFacts {
     pub(crate) fn set_text_index(&self, found: bool) {
         self.text_index
             .store(found, std::sync::atomic::Ordering::Release);
+    }
+
+    /// The table's adapted columns, if any (learned by `ensure_schema`).
+    pub(crate) fn adapted(&self) -> Option<Arc<Adapted>> {
+        self.adapted
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Read the types of the table's columns and remember which fields of
+    /// `meta` need adapting (PostgreSQL only). `alias` names the sub-select.
+    pub(crate) async fn learn_types<C: Conn>(
+        &self,
+        c: &C,
+        qualified: &str,
+        meta: &EntityMeta,
+        dialect: Dialect,
+    ) -> Result<(), DbErr> {
+        if dialect != Dialect::Postgres {
+            return Ok(());
+        }
+        let rows = c
+            .rows(Statement::from_sql_and_values(
+                dialect.backend(),
+                PG_COLUMN_TYPES,
+                [SV::String(Some(qualified.to_string()))],
+            ))
+            .await?;
+        let mut live = HashMap::new();
+        for r in &rows {
+            let name = r.try_get_by_index::<String>(0)?;
+            let have = r.try_get_by_index::<Option<String>>(1)?.unwrap_or_default();
+            let category = r.try_get_by_index::<Option<String>>(2)?.unwrap_or_default();
+            let cast = r.try_get_by_index::<Option<String>>(3)?.unwrap_or_default();
+            live.insert(name, (have, category, cast));
+        }
+        let fields = meta
+            .fields
+            .iter()
+            .map(|f| {
+                let want = column_type(dialect, f.ty).ok()?;
+                let (have, category, cast) = live.get(f.name)?;
+                Adapt::of(f, want, have, category, cast)
+            })
+            .collect();
+        let names: Vec<&str> = meta.fields.iter().map(|f| f.name).collect();
+        let adapted = Adapted::new(&names, fields, qualified, meta.name).map(Arc::new);
+        *self.adapted.write().unwrap_or_else(PoisonError::into_inner) = adapted;
+        Ok(())
     }
 
     fn set(&self, columns: BTreeSet<String>) {

@@ -143,9 +143,10 @@ impl<E: Entity> RelationalRepository<E> {
         }
         if let Some(f) = &filter {
             sql.push(" AND ");
-            self.tr().filter(&mut sql, f).map_err(ctx)?;
+            self.filter_rows(&mut sql, f).map_err(ctx)?;
         }
-        sql.push(" RETURNING ").push(&self.table.column_list);
+        sql.push(" RETURNING ");
+        self.push_read_list(&mut sql);
         let rows = self
             .rows(c, sql)
             .await
@@ -163,7 +164,7 @@ impl<E: Entity> RelationalRepository<E> {
         self.where_id(sql, id)?;
         if let Some(s) = scope {
             sql.push(" AND ");
-            self.tr().filter(sql, s)?;
+            self.filter_rows(sql, s)?;
         }
         Ok(())
     }
@@ -192,8 +193,8 @@ impl<E: Entity> RelationalRepository<E> {
                 sql.push(self.dialect().t());
             }
         }
-        sql.push(" THEN 1 ELSE 0 END FROM ")
-            .push(&self.table.qualified);
+        sql.push(" THEN 1 ELSE 0 END FROM ");
+        self.push_source(&mut sql);
         self.where_row(&mut sql, id, scope)?;
         let rows = self.rows(c, sql).await.map_err(|e| self.err(e, "patch"))?;
         let Some(row) = rows.first() else {
@@ -235,7 +236,7 @@ impl<E: Entity> RelationalRepository<E> {
         let update = update.checked(meta).map_err(ctx)?;
         let f = filter.checked(meta).map_err(ctx)?;
         let mut sql = self.update_head(&update).map_err(ctx)?;
-        self.where_filter(&mut sql, &f).map_err(ctx)?;
+        self.where_filter_rows(&mut sql, &f).map_err(ctx)?;
         self.exec(c, sql)
             .await
             .map_err(|e| self.update_err(e, &update, "update_where"))
@@ -259,8 +260,8 @@ impl<E: Entity> RelationalRepository<E> {
             .ident(id)
             .push(" = (SELECT ")
             .ident(id)
-            .push(" FROM ")
-            .push(&self.table.qualified);
+            .push(" FROM ");
+        self.push_source(&mut sql);
         // The known NOT NULL columns sort without a NULLS clause, so an index
         // can provide the queue's order (see `crate::query::facts`).
         let facts = &self.table.facts;
@@ -279,7 +280,8 @@ impl<E: Entity> RelationalRepository<E> {
         if self.dialect() == Dialect::Postgres {
             sql.push(" FOR UPDATE SKIP LOCKED");
         }
-        sql.push(") RETURNING ").push(&self.table.column_list);
+        sql.push(") RETURNING ");
+        self.push_read_list(&mut sql);
         let rows = self.rows(c, sql).await.map_err(|e| self.err(e, op))?;
         match rows.first() {
             Some(row) => self

@@ -56,6 +56,17 @@ impl<E: Entity> RelationalRepository<E> {
 
     pub(crate) async fn get_on<C: Conn>(&self, c: &C, id: &E::Id) -> Result<Option<E>> {
         let id = self.id_value(id)?;
+        if self.table.facts.adapted().is_some() {
+            let mut sql = self.select_head();
+            self.where_id(&mut sql, &id)?;
+            let rows = self.rows(c, sql).await.map_err(|e| self.err(e, "get"))?;
+            let entity = rows
+                .first()
+                .map(|r| self.decode_row(r))
+                .transpose()
+                .map_err(|e| e.in_context(E::meta().name, "get"))?;
+            return Ok(entity.filter(lifecycle::visible));
+        }
         // The statement text is built once per repository.
         let bind = to_bind(self.dialect(), E::meta().id_field().ty, &id)?;
         let stmt = Statement::from_sql_and_values(
@@ -133,8 +144,8 @@ impl<E: Entity> RelationalRepository<E> {
             .checked(meta)
             .map_err(|e| e.in_context(meta.name, "count"))?;
         let mut sql = self.sql();
-        sql.push("SELECT COUNT(*) FROM ")
-            .push(&self.table.qualified);
+        sql.push("SELECT COUNT(*) FROM ");
+        self.push_source(&mut sql);
         self.where_filter(&mut sql, &f)
             .map_err(|e| e.in_context(meta.name, "count"))?;
         let rows = self.rows(c, sql).await.map_err(|e| self.err(e, "count"))?;
@@ -153,7 +164,8 @@ impl<E: Entity> RelationalRepository<E> {
             .checked(meta)
             .map_err(|e| e.in_context(meta.name, "exists"))?;
         let mut sql = self.sql();
-        sql.push("SELECT 1 FROM ").push(&self.table.qualified);
+        sql.push("SELECT 1 FROM ");
+        self.push_source(&mut sql);
         self.where_filter(&mut sql, &f)
             .map_err(|e| e.in_context(meta.name, "exists"))?;
         sql.push(" LIMIT 1");

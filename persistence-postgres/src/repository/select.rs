@@ -28,7 +28,8 @@ impl<E: Entity> RelationalRepository<E> {
             }
             head.ident(name);
         }
-        head.push(" FROM ").push(&self.table.qualified);
+        head.push(" FROM ");
+        self.push_source(&mut head);
         let sql = self.select_sql_from(head, &q).map_err(ctx)?;
         let rows = self.rows(c, sql).await.map_err(|e| self.err(e, "select"))?;
         rows.iter()
@@ -60,10 +61,8 @@ impl<E: Entity> RelationalRepository<E> {
         let (i, name) = check_distinct(meta, field).map_err(ctx)?;
         let f = filter.checked(meta).map_err(ctx)?;
         let mut sql = self.sql();
-        sql.push("SELECT DISTINCT ")
-            .ident(name)
-            .push(" FROM ")
-            .push(&self.table.qualified);
+        sql.push("SELECT DISTINCT ").ident(name).push(" FROM ");
+        self.push_source(&mut sql);
         self.where_filter(&mut sql, &f).map_err(ctx)?;
         let rows = self
             .rows(c, sql)

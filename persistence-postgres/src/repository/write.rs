@@ -59,22 +59,48 @@ impl<E: Entity> RelationalRepository<E> {
         }
     }
 
-    /// `INSERT INTO t (cols) VALUES (...), (...)`.
+    /// `INSERT INTO t (cols) VALUES (...), (...)`. An unset
+    /// `#[entity(generated)]` field is left to the database: `DEFAULT` on
+    /// PostgreSQL; on SQLite (one row per statement) its column is left
+    /// out.
     fn insert_sql(&self, records: &[&Record]) -> Result<Sql> {
         let meta = E::meta();
+        let unset = |r: &Record, i: usize| meta.is_unset_generated(i, r.get(i));
+        let sqlite = self.dialect() == Dialect::Sqlite;
         let mut sql = self.sql();
         sql.push("INSERT INTO ")
             .push(&self.table.qualified)
-            .push(" (")
-            .push(&self.table.column_list)
-            .push(") VALUES ");
+            .push(" (");
+        match records.first() {
+            Some(r) if sqlite && (0..meta.fields.len()).any(|i| unset(r, i)) => {
+                let cols: Vec<String> = (0..meta.fields.len())
+                    .filter(|&i| !unset(r, i))
+                    .map(|i| crate::query::quote(meta.fields[i].name))
+                    .collect();
+                sql.push(&cols.join(", "));
+            }
+            _ => {
+                sql.push(&self.table.column_list);
+            }
+        }
+        sql.push(") VALUES ");
         for (n, r) in records.iter().enumerate() {
             sql.push(if n == 0 { "(" } else { ", (" });
-            for (i, f) in meta.fields.iter().enumerate() {
-                if i > 0 {
+            let mut first = true;
+            for i in 0..meta.fields.len() {
+                let left_out = unset(r, i);
+                if left_out && sqlite {
+                    continue;
+                }
+                if !first {
                     sql.push(", ");
                 }
-                sql.bind(to_bind(self.dialect(), f.ty, r.get(i))?);
+                first = false;
+                if left_out {
+                    sql.push("DEFAULT");
+                } else {
+                    self.bind_field(&mut sql, i, r.get(i))?;
+                }
             }
             sql.push(")");
         }
@@ -222,7 +248,8 @@ impl<E: Entity> RelationalRepository<E> {
             )
             .map_err(|e| e.in_context(meta.name, "insert"))?;
         let mut sql = self.insert_sql(&[&record])?;
-        sql.push(" RETURNING ").push(&self.table.column_list);
+        sql.push(" RETURNING ");
+        self.push_read_list(&mut sql);
         match self.rows(c, sql).await {
             Ok(rows) => self.returned(&rows, "insert"),
             Err(e) => Err(self.write_err(c, e, &record, "insert").await),
@@ -349,8 +376,9 @@ impl<E: Entity> RelationalRepository<E> {
             .push(" SET ");
         let mut first = true;
         for (i, f) in meta.fields.iter().enumerate() {
-            // `created_at` keeps the stored value.
-            if f.id || Some(i) == meta.created_at {
+            // `created_at` keeps the stored value; the database owns
+            // generated columns.
+            if f.id || Some(i) == meta.created_at || meta.generated.contains(&i) {
                 continue;
             }
             if !first {
@@ -361,7 +389,7 @@ impl<E: Entity> RelationalRepository<E> {
             if f.version {
                 sql.ident(f.name).push(" + 1");
             } else {
-                sql.bind(to_bind(self.dialect(), f.ty, record.get(i))?);
+                self.bind_field(&mut sql, i, record.get(i))?;
             }
         }
         if first {
@@ -380,7 +408,8 @@ impl<E: Entity> RelationalRepository<E> {
                 .push(" = ")
                 .bind(sea_orm::Value::BigInt(Some(v)));
         }
-        sql.push(" RETURNING ").push(&self.table.column_list);
+        sql.push(" RETURNING ");
+        self.push_read_list(&mut sql);
         let rows = match self.rows(c, sql).await {
             Ok(rows) => rows,
             Err(e) => return Err(self.write_err(c, e, &record, "update").await),
@@ -420,22 +449,29 @@ impl<E: Entity> RelationalRepository<E> {
             .push(" AS \"_t\" (")
             .push(&self.table.column_list)
             .push(") VALUES (");
-        for (i, f) in meta.fields.iter().enumerate() {
+        for i in 0..meta.fields.len() {
             if i > 0 {
                 sql.push(", ");
             }
-            sql.bind(to_bind(self.dialect(), f.ty, record.get(i))?);
+            if meta.is_unset_generated(i, record.get(i)) {
+                // NULL on SQLite: a rowid id is assigned, other columns stay empty.
+                sql.push(match self.dialect() {
+                    Dialect::Postgres => "DEFAULT",
+                    Dialect::Sqlite => "NULL",
+                });
+            } else {
+                self.bind_field(&mut sql, i, record.get(i))?;
+            }
         }
         sql.push(") ON CONFLICT (")
             .ident(meta.id_field().name)
             .push(") DO UPDATE SET ");
         let mut first = true;
         // An overwrite keeps `created_at`; `updated_at` comes from the new row.
-        for (_, f) in meta
-            .fields
-            .iter()
-            .enumerate()
-            .filter(|&(i, f)| !f.id && Some(i) != meta.created_at)
+        for (_, f) in
+            meta.fields.iter().enumerate().filter(|&(i, f)| {
+                !f.id && Some(i) != meta.created_at && !meta.generated.contains(&i)
+            })
         {
             if !first {
                 sql.push(", ");
@@ -452,7 +488,8 @@ impl<E: Entity> RelationalRepository<E> {
             let id = meta.id_field().name;
             sql.ident(id).push(" = excluded.").ident(id);
         }
-        sql.push(" RETURNING ").push(&self.table.column_list);
+        sql.push(" RETURNING ");
+        self.push_read_list(&mut sql);
         match self.rows(c, sql).await {
             Ok(rows) => self.returned(&rows, "upsert"),
             Err(e) => Err(self.write_err(c, e, &record, "upsert").await),
@@ -481,7 +518,7 @@ impl<E: Entity> RelationalRepository<E> {
             .map_err(|e| e.in_context(meta.name, op))?;
         let mut sql = self.sql();
         sql.push("DELETE FROM ").push(&self.table.qualified);
-        self.where_filter(&mut sql, &f)
+        self.where_filter_rows(&mut sql, &f)
             .map_err(|e| e.in_context(meta.name, op))?;
         self.exec(c, sql).await.map_err(|e| self.err(e, op))
     }

@@ -23,6 +23,9 @@ pub(super) struct LiveColumn {
     /// A default, identity, generated column or SQLite rowid alias: an
     /// insert that leaves it out still succeeds.
     pub(super) has_default: bool,
+    /// `pg_type.typcategory` on PostgreSQL (`N` numeric, `S` string, `E`
+    /// enum, `A` array, ...), empty on SQLite.
+    pub(super) category: String,
 }
 
 /// One live index (unique constraints and the primary key included).
@@ -101,7 +104,8 @@ const SQLITE_FOREIGN_KEYS: &str = "SELECT '', group_concat(\"from\", ','), \"tab
 const PG_COLUMNS: &str = "SELECT a.attname::text, \
      CASE WHEN t.typtype = 'd' THEN format_type(t.typbasetype, t.typtypmod) \
           ELSE format_type(a.atttypid, a.atttypmod) END, \
-     a.attnotnull, (a.atthasdef OR a.attidentity <> '' OR a.attgenerated <> '') \
+     a.attnotnull, (a.atthasdef OR a.attidentity <> '' OR a.attgenerated <> ''), \
+     t.typcategory::text \
    FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid \
    WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped \
    ORDER BY a.attnum";
@@ -216,6 +220,11 @@ fn column(r: &QueryResult) -> Result<LiveColumn, DbErr> {
         ty: get_string(r, 1).map_err(custom)?,
         not_null: r.try_get_by_index::<bool>(2)?,
         has_default: r.try_get_by_index::<bool>(3)?,
+        category: r
+            .try_get_by_index::<Option<String>>(4)
+            .ok()
+            .flatten()
+            .unwrap_or_default(),
     })
 }
 

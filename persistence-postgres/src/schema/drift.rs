@@ -6,7 +6,10 @@
 //! * **Types** follow the crate's type mapping. PostgreSQL: the column's
 //!   type (a domain's base type) without modifiers must be the mapped type,
 //!   except that a `String` / enum field also reads `varchar(n)` and
-//!   `char(n)`, and `numeric(p, s)` counts as `numeric`. SQLite: the
+//!   `char(n)`, and `numeric(p, s)` counts as `numeric`; a native type the
+//!   repository reads and writes through casts (`integer` / `numeric` for
+//!   numbers, a native enum for a string or enum, `text[]` for a `Vec`,
+//!   `json`, `timestamp`; see `query::native`) is compatible too. SQLite: the
 //!   declared type's affinity must be the mapped one's (an `INTEGER`,
 //!   `bool` or integer field also accepts `NUMERIC` affinity, and a column
 //!   declared without a type accepts anything).
@@ -19,7 +22,7 @@
 use persistence_core::drift::{Difference, DifferenceKind as K, SchemaReport, Severity};
 use persistence_core::{EntityMeta, FieldMeta, FieldType, IndexMeta, ScalarType};
 
-use crate::query::{Dialect, column_type};
+use crate::query::{Dialect, column_type, native};
 
 use super::catalog::{LiveColumn, LiveForeignKey, LiveIndex, LiveTable};
 
@@ -53,7 +56,22 @@ pub(super) fn compare(
                 format!("{want}{}", if f.nullable { "" } else { " NOT NULL" }),
                 "none",
             )),
-            Some(col) => column_differences(&mut report, target, dialect, f, want, col),
+            Some(col) => {
+                // The database fills a generated field's NOT NULL column
+                // from its default: the field is an Option only for the insert.
+                let generated = meta
+                    .field(f.name)
+                    .is_some_and(|(i, _)| meta.generated.contains(&i));
+                column_differences(
+                    &mut report,
+                    target,
+                    dialect,
+                    f,
+                    want,
+                    col,
+                    generated && col.has_default,
+                )
+            }
         }
     }
     for col in &live.columns {
@@ -149,9 +167,10 @@ fn column_differences(
     f: &FieldMeta,
     want: &str,
     col: &LiveColumn,
+    filled_by_default: bool,
 ) {
     let subject = format!("column {}", f.name);
-    if let Some(found) = type_mismatch(dialect, f.ty, want, &col.ty) {
+    if let Some(found) = type_mismatch(dialect, f.ty, want, &col.ty, &col.category) {
         report.push(Difference::new(
             K::TypeMismatch,
             target,
@@ -160,7 +179,7 @@ fn column_differences(
             found,
         ));
     }
-    if f.nullable && col.not_null {
+    if f.nullable && col.not_null && !filled_by_default {
         report.push(Difference::new(
             K::NullabilityMismatch,
             target,
@@ -184,20 +203,19 @@ fn column_differences(
     }
 }
 
-/// `Some(found)` when live type `have` cannot hold a field of type `ty`
-/// mapped to `want`.
-fn type_mismatch(dialect: Dialect, ty: FieldType, want: &str, have: &str) -> Option<String> {
+/// `Some(found)` when live type `have` (category `category`, PostgreSQL)
+/// cannot hold a field of type `ty` mapped to `want`.
+fn type_mismatch(
+    dialect: Dialect,
+    ty: FieldType,
+    want: &str,
+    have: &str,
+    category: &str,
+) -> Option<String> {
     match dialect {
         Dialect::Postgres => {
-            let base = without_modifiers(have);
-            let want = if want == "timestamptz" {
-                "timestamp with time zone"
-            } else {
-                want
-            };
-            let textual = matches!(ty, FieldType::Scalar(ScalarType::String | ScalarType::Enum))
-                && matches!(base.as_str(), "character varying" | "character");
-            (base != want && !textual).then(|| have.to_string())
+            let ok = native::same_type(ty, want, have) || native::adaptable(ty, have, category);
+            (!ok).then(|| have.to_string())
         }
         Dialect::Sqlite => {
             let (want_aff, have_aff) = (affinity(want), affinity(have));
@@ -217,22 +235,6 @@ fn type_mismatch(dialect: Dialect, ty: FieldType, want: &str, have: &str) -> Opt
             })
         }
     }
-}
-
-/// `character varying(20)` → `character varying`,
-/// `timestamp(3) with time zone` → `timestamp with time zone`.
-fn without_modifiers(ty: &str) -> String {
-    let mut out = String::new();
-    let mut depth = 0usize;
-    for c in ty.chars() {
-        match c {
-            '(' => depth += 1,
-            ')' => depth = depth.saturating_sub(1),
-            _ if depth == 0 => out.push(c),
-            _ => {}
-        }
-    }
-    out.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// SQLite's type affinity of a declared type (section 3.1 of its datatype docs).
@@ -328,7 +330,8 @@ fn index_difference(target: &str, ix: &IndexMeta, want: &str, live: &[LiveIndex]
 
 #[cfg(test)]
 mod tests {
-    use super::{affinity, without_modifiers};
+    use super::affinity;
+    use crate::query::native::without_modifiers;
 
     #[test]
     fn modifiers_and_affinities() {
