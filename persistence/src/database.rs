@@ -355,6 +355,8 @@ pub(crate) fn relational_config(
     rc.acquire_timeout = pool.acquire_timeout;
     rc.idle_timeout = pool.idle_timeout;
     rc.max_lifetime = pool.max_lifetime;
+    rc.statement_cache_capacity = pool.statement_cache_capacity;
+    rc.tenant_shards = pool.tenant_shards;
     rc.statement_timeout = pool.statement_timeout;
     rc.application_name = pool.application_name.clone();
     rc

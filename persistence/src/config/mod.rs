@@ -154,9 +154,20 @@ pub struct PoolConfig {
     /// Close connections idle this long.
     #[serde(default, with = "humantime_serde")]
     pub idle_timeout: Option<Duration>,
-    /// Recycle connections older than this.
+    /// Recycle connections older than this (PostgreSQL: a recycled
+    /// connection gives back its server-side prepared statements and
+    /// catalog caches, which grow with the tenant schemas it touched).
     #[serde(default, with = "humantime_serde")]
     pub max_lifetime: Option<Duration>,
+    /// Prepared statements kept per connection (relational backends;
+    /// default 100, `0` disables the cache). Schema-per-tenant needs about
+    /// `tenants per connection x statement shapes` (see `tenant_shards`).
+    pub statement_cache_capacity: Option<usize>,
+    /// Tenant-affine routing for schema-per-tenant on PostgreSQL: the pool
+    /// is split into this many groups of `max_connections / tenant_shards`
+    /// connections and each tenant uses the group its name hashes to, so a
+    /// connection's statement and catalog caches stay bounded (default 1).
+    pub tenant_shards: Option<u32>,
     /// Server-side statement timeout.
     #[serde(default, with = "humantime_serde")]
     pub statement_timeout: Option<Duration>,
