@@ -18,9 +18,16 @@
 //! * `cache=N`: statement cache of N statements per connection;
 //! * `shards=K`: tenant-affine routing, K groups of `POOL / K` connections,
 //!   statement cache sized for the group's tenants;
-//! * `search_path`: raw sqlx, unqualified statements under
-//!   `BEGIN; SET LOCAL search_path` (one round trip), statement, `COMMIT`;
-//! * `row-level`: one shared table, `for_tenant` (RLS as a non-superuser).
+//! * `search_path`: the library with `TenantStatements::SearchPath` (bare
+//!   table names; `BEGIN`, `set_config('search_path', .., true)`, the
+//!   statement, `COMMIT`); `search_path+shards=K` the same on K
+//!   tenant-affine groups;
+//! * `raw_search_path`: raw sqlx, the same statements under
+//!   `BEGIN; SET LOCAL search_path` (one round trip), statement, `COMMIT`
+//!   (what one round trip less would give); `raw_search_path+shards=K`;
+//! * `row-level`: one shared table, `for_tenant` (RLS as a non-superuser);
+//! * `shards=K:cache=N`: K groups, statement cache N;
+//! * `<variant>@life=S`: connections recycled after S seconds (`max_lifetime`).
 //!
 //! After each case, every open connection of the case's pool(s) reports
 //! `pg_backend_memory_contexts` (its server process's memory) and its
@@ -33,7 +40,9 @@ use std::time::{Duration, Instant};
 use persistence_core::{Entity, Repository, TenantExt as _, TenantScoped};
 use persistence_postgres::sea_orm::ConnectionTrait as _;
 use persistence_postgres::sea_orm::sqlx::{self, AssertSqlSafe, PgPool, Row as _};
-use persistence_postgres::{RelationalConfig, RelationalRepository, RelationalStore, Tenants};
+use persistence_postgres::{
+    RelationalConfig, RelationalRepository, RelationalStore, TenantStatements, Tenants,
+};
 use persistence_postgres::{TenantId, sea_orm::DatabaseConnection};
 use persistence_testing::bench::env;
 use serde::{Deserialize, Serialize};
@@ -128,7 +137,7 @@ impl Dist {
 #[derive(Clone)]
 enum Target {
     Repos(Arc<Vec<(RelationalRepository<Order>, RelationalRepository<Note>)>>),
-    SearchPath(PgPool, Arc<Vec<String>>),
+    SearchPath(Arc<Vec<(PgPool, String)>>),
     RowLevel(Arc<Vec<TenantScoped<RelationalRepository<Shared>>>>),
 }
 
@@ -160,8 +169,9 @@ async fn iteration(target: &Target, t: usize, rng: &mut Rng, sizes: Sizes) {
                 orders.insert(&o).await.expect("insert");
             }
         }
-        Target::SearchPath(pool, schemas) => {
-            let begin = format!("BEGIN; SET LOCAL search_path TO \"{}\"", schemas[t]);
+        Target::SearchPath(tenants) => {
+            let (pool, schema) = &tenants[t];
+            let begin = format!("BEGIN; SET LOCAL search_path TO \"{schema}\"");
             let (get, ins) = if second {
                 (
                     "SELECT \"id\", \"body\" FROM \"ts_notes\" WHERE \"id\" = $1",
@@ -173,21 +183,24 @@ async fn iteration(target: &Target, t: usize, rng: &mut Rng, sizes: Sizes) {
                     "INSERT INTO \"ts_orders\" (\"id\", \"name\", \"qty\") VALUES ($1, 'x', 1)",
                 )
             };
-            let mut tx = pool.begin_with(AssertSqlSafe(begin.clone())).await.unwrap();
+            let mut tx = pool
+                .begin_with(AssertSqlSafe(begin.clone()))
+                .await
+                .expect("begin");
             let row = sqlx::query(get)
                 .bind(r)
                 .fetch_optional(&mut *tx)
                 .await
-                .unwrap();
+                .expect("get");
             assert!(row.is_some());
-            tx.commit().await.unwrap();
-            let mut tx = pool.begin_with(AssertSqlSafe(begin)).await.unwrap();
+            tx.commit().await.expect("commit");
+            let mut tx = pool.begin_with(AssertSqlSafe(begin)).await.expect("begin");
             sqlx::query(ins)
                 .bind(next_id())
                 .execute(&mut *tx)
                 .await
-                .unwrap();
-            tx.commit().await.unwrap();
+                .expect("insert");
+            tx.commit().await.expect("commit");
         }
         Target::RowLevel(repos) => {
             let repo = &repos[t];
@@ -306,7 +319,10 @@ async fn main() {
     let shards = env("BENCH_SHARDS", 8) as u32;
     let variants: Vec<String> = std::env::var("BENCH_VARIANTS")
         .unwrap_or_else(|_| {
-            format!("default,cache=5000,shards={shards},shards={pool_size},search_path,row-level")
+            format!(
+                "default,cache=5000,shards={shards},shards={pool_size},search_path,\
+                 search_path+shards={shards},raw_search_path,row-level"
+            )
         })
         .split(',')
         .map(str::to_string)
@@ -360,7 +376,7 @@ async fn main() {
 
     let sizes = Sizes { rows };
     let mut out: Vec<(String, usize, &'static str, Outcome)> = Vec::new();
-    for variant in &variants {
+    for variant_name in &variants {
         for (used, dist) in [
             (1, Dist::Uniform(1)),
             (n, Dist::Uniform(n)),
@@ -369,12 +385,23 @@ async fn main() {
             let mut cfg = RelationalConfig::new(url.clone())
                 .schema(schema.clone())
                 .max_connections(pool_size);
-            // Per connection: its tenants x 4 statement shapes, with room.
+            // `<variant>@life=S`: connections recycled after S seconds.
+            let (base, life) = match variant_name.split_once("@life=") {
+                Some((v, s)) => (v, Some(s.parse::<u64>().expect("seconds"))),
+                None => (variant_name.as_str(), None),
+            };
+            cfg.max_lifetime = life.map(Duration::from_secs);
+            let variant = base;
+            // Per connection: its tenants x 4 statement shapes, with room
+            // (`shards=K:cache=N` sets it).
             let (target, store) = if let Some(k) = variant.strip_prefix("shards=") {
+                let (k, cache) = match k.split_once(":cache=") {
+                    Some((k, c)) => (k, Some(c.parse::<usize>().expect("cache"))),
+                    None => (k, None),
+                };
                 let k: u32 = k.parse().expect("shards");
-                cfg = cfg
-                    .tenant_shards(k)
-                    .statement_cache_capacity((used * 4 * 5 / 4 / k as usize).max(100));
+                let cache = cache.unwrap_or((used * 4 * 5 / 4 / k as usize).max(100));
+                cfg = cfg.tenant_shards(k).statement_cache_capacity(cache);
                 let store = RelationalStore::connect(&cfg).await.expect("connect");
                 (repos_target(&store, &ids[..used]), Some(store))
             } else if let Some(c) = variant.strip_prefix("cache=") {
@@ -384,11 +411,33 @@ async fn main() {
             } else if variant == "default" {
                 let store = RelationalStore::connect(&cfg).await.expect("connect");
                 (repos_target(&store, &ids[..used]), Some(store))
-            } else if variant == "search_path" {
+            } else if let Some(k) = variant.strip_prefix("search_path") {
+                // The library: `search_path` on the one pool,
+                // `search_path+shards=K` on K groups.
+                if let Some(k) = k.strip_prefix("+shards=") {
+                    cfg = cfg.tenant_shards(k.parse().expect("shards"));
+                }
+                cfg = cfg.tenant_statements(TenantStatements::SearchPath);
                 let store = RelationalStore::connect(&cfg).await.expect("connect");
-                let names = ids[..used].iter().map(|i| i.as_str().to_string()).collect();
-                let pool = store.connection().get_postgres_connection_pool().clone();
-                (Target::SearchPath(pool, Arc::new(names)), Some(store))
+                (repos_target(&store, &ids[..used]), Some(store))
+            } else if let Some(k) = variant.strip_prefix("raw_search_path") {
+                if let Some(k) = k.strip_prefix("+shards=") {
+                    cfg = cfg.tenant_shards(k.parse().expect("shards"));
+                }
+                let store = RelationalStore::connect(&cfg).await.expect("connect");
+                let tenants = Tenants::new(&store).expect("tenants");
+                let names = ids[..used]
+                    .iter()
+                    .map(|i| {
+                        let pool = tenants
+                            .store(i)
+                            .connection()
+                            .get_postgres_connection_pool()
+                            .clone();
+                        (pool, i.as_str().to_string())
+                    })
+                    .collect();
+                (Target::SearchPath(Arc::new(names)), Some(store))
             } else if variant == "row-level" {
                 let (rl_url, rl_schema) = rl.as_ref().expect("row-level set up");
                 let store = RelationalStore::connect(
@@ -409,7 +458,7 @@ async fn main() {
             let store = store.expect("store");
             let o = run_case(&target, &dist, &pools_of(&store), tasks, warm, secs, sizes).await;
             eprintln!(
-                "{variant:<14} {used:>6} {:<8} {:>9.0}/s {:>7.1} MB/conn (max {:.1}) {:>6.0} stmts {} conns",
+                "{variant_name:<22} {used:>6} {:<8} {:>9.0}/s {:>7.1} MB/conn (max {:.1}) {:>6.0} stmts {} conns",
                 dist.name(),
                 o.per_sec,
                 o.mem_mb,
@@ -417,7 +466,7 @@ async fn main() {
                 o.prepared,
                 o.conns
             );
-            out.push((variant.clone(), used, dist.name(), o));
+            out.push((variant_name.clone(), used, dist.name(), o));
             store.close().await;
         }
     }
@@ -508,7 +557,7 @@ async fn row_level_setup(
 
 fn print_table(out: &[(String, usize, &'static str, Outcome)]) {
     println!(
-        "{:<14} {:>7} {:<8} {:>10} {:>8} {:>8} {:>9} {:>9} {:>7}",
+        "{:<22} {:>7} {:<8} {:>10} {:>8} {:>8} {:>9} {:>9} {:>7}",
         "variant", "tenants", "dist", "iter/s", "vs 1t", "vs def1", "MB/conn", "vs 1t", "stmts"
     );
     let def1 = out
@@ -522,7 +571,7 @@ fn print_table(out: &[(String, usize, &'static str, Outcome)]) {
             .map(|x| &x.3)
             .expect("1-tenant case");
         println!(
-            "{:<14} {:>7} {:<8} {:>10.0} {:>7.2}x {:>7} {:>9.1} {:>8.2}x {:>7.0}",
+            "{:<22} {:>7} {:<8} {:>10.0} {:>7.2}x {:>7} {:>9.1} {:>8.2}x {:>7.0}",
             v,
             used,
             dist,

@@ -44,6 +44,12 @@ struct StoreInner {
     /// empty, or the pools a schema of `with_schema` is routed to (the
     /// first is this store's own pool); shared like `leaks`.
     shards: Arc<Vec<DatabaseConnection>>,
+    /// `RelationalConfig::tenant_statements`, handed to derived stores.
+    statements: crate::TenantStatements,
+    /// A tenant store (`with_schema`) under `TenantStatements::SearchPath`:
+    /// its repositories use bare table names in transactions that set
+    /// `search_path` to `schema`.
+    search_path: bool,
 }
 
 /// A database (PostgreSQL or SQLite) reached through a sea-orm connection
@@ -104,9 +110,12 @@ impl RelationalStore {
     }
 
     async fn finish_connect(
-        store: RelationalStore,
+        mut store: RelationalStore,
         config: &RelationalConfig,
     ) -> Result<RelationalStore> {
+        if let Some(inner) = Arc::get_mut(&mut store.inner) {
+            inner.statements = config.tenant_statements;
+        }
         // A lazy pool touches no server here: the lookup then happens at
         // the first `ensure_schema` / `find_nearest` of a vector entity.
         if !config.connect_lazy {
@@ -145,6 +154,8 @@ impl RelationalStore {
                 facts: Arc::default(),
                 vector: Arc::default(),
                 shards: Arc::default(),
+                statements: crate::TenantStatements::Qualified,
+                search_path: false,
             }),
         })
     }
@@ -166,8 +177,26 @@ impl RelationalStore {
                 facts: self.inner.facts.clone(),
                 vector: self.inner.vector.clone(),
                 shards: self.inner.shards.clone(),
+                statements: self.inner.statements,
+                search_path: self.inner.statements == crate::TenantStatements::SearchPath,
             }),
         }
+    }
+
+    /// The schema this store's repositories reach through a transaction-local
+    /// `search_path` (a tenant's store under `TenantStatements::SearchPath`),
+    /// `None` when their statements name tables schema-qualified.
+    pub(crate) fn search_path(&self) -> Option<&str> {
+        if self.inner.search_path {
+            self.inner.schema.as_deref()
+        } else {
+            None
+        }
+    }
+
+    /// How tenant stores derived from this one name their tables.
+    pub fn tenant_statements(&self) -> crate::TenantStatements {
+        self.inner.statements
     }
 
     /// The index in [`tenant_shards`](RelationalStore::tenant_shards) of
@@ -299,5 +328,30 @@ impl RelationalStore {
             #[allow(unreachable_patterns)]
             _ => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shard_of;
+
+    #[test]
+    fn tenant_routing_is_stable_and_bounded() {
+        // FNV-1a, not a per-process seeded hash: every process (and every
+        // release) sends a tenant to the same group. Pinned values.
+        assert_eq!(shard_of("acme", 8), 7);
+        assert_eq!(shard_of("globex", 8), 6);
+        assert_eq!(shard_of("t_0", 8), 4);
+        assert_eq!(shard_of("acme", 1), 0);
+        // Bounded: always a valid group, and 1,000 tenants spread over all
+        // 8 groups without one taking more than twice its share.
+        let mut per = [0usize; 8];
+        for t in 0..1_000 {
+            let g = shard_of(&format!("t_{t}"), 8);
+            assert!(g < 8);
+            assert_eq!(g, shard_of(&format!("t_{t}"), 8), "same answer twice");
+            per[g] += 1;
+        }
+        assert!(per.iter().all(|&n| n > 0 && n <= 250), "{per:?}");
     }
 }

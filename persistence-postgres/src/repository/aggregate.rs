@@ -130,7 +130,7 @@ impl<E: Entity> RelationalRepository<E> {
             sql.push(" AS ")
                 .ident(AggregatePlan::column(plan.keys.len() + j));
         }
-        sql.push(" FROM ").push(&self.table.qualified);
+        sql.push(" FROM ").push(&self.table.target);
         self.where_filter(&mut sql, filter)?;
         for (i, k) in plan.keys.iter().enumerate() {
             sql.push(if i == 0 { " GROUP BY " } else { ", " });

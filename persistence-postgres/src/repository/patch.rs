@@ -42,9 +42,7 @@ impl<E: Entity> RelationalRepository<E> {
     fn update_head(&self, update: &Update<E>) -> Result<Sql> {
         let meta = E::meta();
         let mut sql = self.sql();
-        sql.push("UPDATE ")
-            .push(&self.table.qualified)
-            .push(" SET ");
+        sql.push("UPDATE ").push(&self.table.target).push(" SET ");
         self.tr().set_list(&mut sql, update.assignments())?;
         if let Some(vf) = meta.version_field() {
             sql.push(", ")
@@ -193,7 +191,7 @@ impl<E: Entity> RelationalRepository<E> {
             }
         }
         sql.push(" THEN 1 ELSE 0 END FROM ")
-            .push(&self.table.qualified);
+            .push(&self.table.target);
         self.where_row(&mut sql, id, scope)?;
         let rows = self.rows(c, sql).await.map_err(|e| self.err(e, "patch"))?;
         let Some(row) = rows.first() else {
@@ -254,13 +252,13 @@ impl<E: Entity> RelationalRepository<E> {
         let id = meta.id_field().name;
         let mut sql = self.sql();
         sql.push("DELETE FROM ")
-            .push(&self.table.qualified)
+            .push(&self.table.target)
             .push(" WHERE ")
             .ident(id)
             .push(" = (SELECT ")
             .ident(id)
             .push(" FROM ")
-            .push(&self.table.qualified);
+            .push(&self.table.target);
         // The known NOT NULL columns sort without a NULLS clause, so an index
         // can provide the queue's order (see `crate::query::facts`).
         let facts = &self.table.facts;

@@ -133,8 +133,7 @@ impl<E: Entity> RelationalRepository<E> {
             .checked(meta)
             .map_err(|e| e.in_context(meta.name, "count"))?;
         let mut sql = self.sql();
-        sql.push("SELECT COUNT(*) FROM ")
-            .push(&self.table.qualified);
+        sql.push("SELECT COUNT(*) FROM ").push(&self.table.target);
         self.where_filter(&mut sql, &f)
             .map_err(|e| e.in_context(meta.name, "count"))?;
         let rows = self.rows(c, sql).await.map_err(|e| self.err(e, "count"))?;
@@ -153,7 +152,7 @@ impl<E: Entity> RelationalRepository<E> {
             .checked(meta)
             .map_err(|e| e.in_context(meta.name, "exists"))?;
         let mut sql = self.sql();
-        sql.push("SELECT 1 FROM ").push(&self.table.qualified);
+        sql.push("SELECT 1 FROM ").push(&self.table.target);
         self.where_filter(&mut sql, &f)
             .map_err(|e| e.in_context(meta.name, "exists"))?;
         sql.push(" LIMIT 1");

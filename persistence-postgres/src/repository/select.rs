@@ -28,7 +28,7 @@ impl<E: Entity> RelationalRepository<E> {
             }
             head.ident(name);
         }
-        head.push(" FROM ").push(&self.table.qualified);
+        head.push(" FROM ").push(&self.table.target);
         let sql = self.select_sql_from(head, &q).map_err(ctx)?;
         let rows = self.rows(c, sql).await.map_err(|e| self.err(e, "select"))?;
         rows.iter()
@@ -63,7 +63,7 @@ impl<E: Entity> RelationalRepository<E> {
         sql.push("SELECT DISTINCT ")
             .ident(name)
             .push(" FROM ")
-            .push(&self.table.qualified);
+            .push(&self.table.target);
         self.where_filter(&mut sql, &f).map_err(ctx)?;
         let rows = self
             .rows(c, sql)
