@@ -32,8 +32,31 @@ pub struct RelationalConfig {
     pub acquire_timeout: Option<Duration>,
     /// Close connections idle this long.
     pub idle_timeout: Option<Duration>,
-    /// Recycle connections after this long.
+    /// Recycle connections after this long. On PostgreSQL a recycled
+    /// connection also gives back what its server process accumulated:
+    /// its prepared statements and its catalog caches, which grow with
+    /// every tenant schema the connection touched (see the README, "Tenancy
+    /// at scale"); a fresh one re-prepares on first use.
     pub max_lifetime: Option<Duration>,
+    /// Prepared statements kept per connection (sqlx's statement cache,
+    /// least recently used evicted and closed; default 100). Each tenant
+    /// schema has its own statement texts, so a connection serving many
+    /// tenants needs about `tenants per connection x statement shapes`
+    /// here, or it keeps re-preparing. At least 1: sqlx with 0 still
+    /// prepares named statements but never closes them (they pile up on
+    /// the server), so `0` is a `Config` error.
+    pub statement_cache_capacity: Option<usize>,
+    /// Tenant-affine routing for schema-per-tenant (PostgreSQL): the pool
+    /// is split into this many groups of connections (each
+    /// `max_connections / tenant_shards`, at least one) and every tenant's
+    /// store ([`crate::Tenants::store`]) uses the group its name hashes to,
+    /// so a connection serves about `tenants / tenant_shards` tenants and
+    /// its statement and catalog caches stay bounded. `None` or `1`: one
+    /// pool for all tenants.
+    pub tenant_shards: Option<u32>,
+    /// How the repositories of a tenant's store ([`crate::Tenants::store`])
+    /// name their tables (default [`TenantStatements::Qualified`]).
+    pub tenant_statements: TenantStatements,
     /// PostgreSQL `statement_timeout` for every connection (expiry is `Timeout`).
     pub statement_timeout: Option<Duration>,
     /// PostgreSQL `application_name`.
@@ -47,6 +70,37 @@ pub struct RelationalConfig {
     /// down at start-up is not an error (connections open on first use).
     /// Used for failover endpoints.
     pub connect_lazy: bool,
+}
+
+/// How the repositories of a tenant's store name their tables
+/// (schema-per-tenant on PostgreSQL; see the README, "Tenancy at scale").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum TenantStatements {
+    /// Schema-qualified names (`"acme"."orders"`), each call a plain
+    /// statement on the pool: one round trip, but every tenant has its own
+    /// statement texts, so a connection serving many tenants prepares (and
+    /// caches, see `statement_cache_capacity`) its statements per tenant.
+    #[default]
+    Qualified,
+    /// Bare names (`"orders"`) and each call in a transaction that first
+    /// runs `SELECT set_config('search_path', '"acme"', true)` (local to the
+    /// transaction, never the session's): one statement text for all
+    /// tenants, at the cost of `BEGIN` / `set_config` / `COMMIT` round trips.
+    /// `UnitOfWork`s and bulk inserts of the tenant's store set it too.
+    SearchPath,
+}
+
+impl TenantStatements {
+    /// Parse `qualified` or `search_path`.
+    pub fn parse(s: &str) -> Result<TenantStatements> {
+        match s {
+            "qualified" => Ok(TenantStatements::Qualified),
+            "search_path" => Ok(TenantStatements::SearchPath),
+            other => Err(Error::config(format!(
+                "unknown tenant_statements `{other}` (qualified or search_path)"
+            ))),
+        }
+    }
 }
 
 /// PostgreSQL TLS modes (libpq's `sslmode`), negotiated with rustls.
@@ -105,6 +159,9 @@ impl fmt::Debug for RelationalConfig {
             .field("acquire_timeout", &self.acquire_timeout)
             .field("idle_timeout", &self.idle_timeout)
             .field("max_lifetime", &self.max_lifetime)
+            .field("statement_cache_capacity", &self.statement_cache_capacity)
+            .field("tenant_shards", &self.tenant_shards)
+            .field("tenant_statements", &self.tenant_statements)
             .field("statement_timeout", &self.statement_timeout)
             .field("application_name", &self.application_name)
             .field("ssl_mode", &self.ssl_mode)
@@ -128,6 +185,9 @@ impl RelationalConfig {
             acquire_timeout: None,
             idle_timeout: None,
             max_lifetime: None,
+            statement_cache_capacity: None,
+            tenant_shards: None,
+            tenant_statements: TenantStatements::Qualified,
             statement_timeout: None,
             application_name: None,
             ssl_mode: None,
@@ -168,6 +228,21 @@ impl RelationalConfig {
         self.acquire_timeout = Some(d);
         self
     }
+    /// Prepared statements kept per connection (see the field).
+    pub fn statement_cache_capacity(mut self, n: usize) -> Self {
+        self.statement_cache_capacity = Some(n);
+        self
+    }
+    /// Tenant-affine connection groups (see the field).
+    pub fn tenant_shards(mut self, n: u32) -> Self {
+        self.tenant_shards = Some(n);
+        self
+    }
+    /// How tenant stores name their tables (see the field).
+    pub fn tenant_statements(mut self, t: TenantStatements) -> Self {
+        self.tenant_statements = t;
+        self
+    }
     /// Statement timeout (PostgreSQL).
     pub fn statement_timeout(mut self, d: Duration) -> Self {
         self.statement_timeout = Some(d);
@@ -185,6 +260,27 @@ impl RelationalConfig {
     }
 
     pub(crate) fn validate(&self) -> Result<()> {
+        if self.statement_cache_capacity == Some(0) {
+            return Err(Error::config(
+                "RelationalConfig.statement_cache_capacity must be at least 1 (sqlx with 0 \
+                 never closes the statements it prepares)",
+            ));
+        }
+        if self.tenant_shards == Some(0) {
+            return Err(Error::config(
+                "RelationalConfig.tenant_shards must be at least 1",
+            ));
+        }
+        if self.tenant_shards.unwrap_or(1) > 1 && self.is_sqlite() {
+            return Err(Error::config(
+                "RelationalConfig.tenant_shards needs PostgreSQL (schema-per-tenant)",
+            ));
+        }
+        if self.tenant_statements != TenantStatements::Qualified && self.is_sqlite() {
+            return Err(Error::config(
+                "RelationalConfig.tenant_statements needs PostgreSQL (schema-per-tenant)",
+            ));
+        }
         if let Some(s) = &self.schema {
             names::validate_config(NameKind::Schema, s, "RelationalConfig.schema")?;
             if self.is_sqlite() {
@@ -250,6 +346,10 @@ impl RelationalConfig {
             persistence_core::layer::probe::connection_acquired();
             Box::pin(std::future::ready(Ok(true)))
         });
+        #[cfg(feature = "sqlite")]
+        if let (true, Some(n)) = (self.is_sqlite(), self.statement_cache_capacity) {
+            o.map_sqlx_sqlite_opts(move |opts| opts.statement_cache_capacity(n));
+        }
         #[cfg(feature = "postgres")]
         if !self.is_sqlite() {
             if let Some(d) = self.statement_timeout {
@@ -258,10 +358,15 @@ impl RelationalConfig {
             if let Some(a) = &self.application_name {
                 o.set_application_name(a.clone());
             }
-            if self.ssl_mode.is_some() || self.ssl_root_cert.is_some() {
+            let cache = self.statement_cache_capacity;
+            if self.ssl_mode.is_some() || self.ssl_root_cert.is_some() || cache.is_some() {
                 let mode = self.ssl_mode;
                 let root = self.ssl_root_cert.clone();
+                // One closure: sea-orm keeps only the last one set.
                 o.map_sqlx_postgres_opts(move |mut opts| {
+                    if let Some(n) = cache {
+                        opts = opts.statement_cache_capacity(n);
+                    }
                     if let Some(m) = mode {
                         opts = opts.ssl_mode(m.to_sqlx());
                     }
@@ -290,6 +395,44 @@ mod tests {
     fn debug_redacts() {
         let c = RelationalConfig::new("postgres://u:secret@h/db");
         assert!(!format!("{c:?}").contains("secret"));
+    }
+
+    #[test]
+    fn tenant_shards_need_one_group_and_postgres() {
+        let pg = RelationalConfig::new("postgres://h/db");
+        assert!(pg.clone().tenant_shards(4).validate().is_ok());
+        let e = pg.tenant_shards(0).validate().expect_err("zero");
+        assert_eq!(e.kind(), &persistence_core::ErrorKind::Config);
+        let lite = RelationalConfig::new("sqlite::memory:");
+        assert!(lite.clone().tenant_shards(1).validate().is_ok());
+        let e = lite.tenant_shards(2).validate().expect_err("sqlite");
+        assert_eq!(e.kind(), &persistence_core::ErrorKind::Config);
+    }
+
+    #[test]
+    fn tenant_statements_parse_and_need_postgres() {
+        assert_eq!(
+            TenantStatements::parse("search_path").expect("parse"),
+            TenantStatements::SearchPath
+        );
+        assert_eq!(
+            TenantStatements::parse("qualified").expect("parse"),
+            TenantStatements::Qualified
+        );
+        let e = TenantStatements::parse("session").expect_err("unknown");
+        assert!(e.to_string().contains("session"), "{e}");
+        let pg = RelationalConfig::new("postgres://h/db");
+        assert_eq!(pg.tenant_statements, TenantStatements::Qualified);
+        assert!(
+            pg.tenant_statements(TenantStatements::SearchPath)
+                .validate()
+                .is_ok()
+        );
+        let e = RelationalConfig::new("sqlite::memory:")
+            .tenant_statements(TenantStatements::SearchPath)
+            .validate()
+            .expect_err("sqlite");
+        assert_eq!(e.kind(), &persistence_core::ErrorKind::Config);
     }
 
     #[test]

@@ -34,7 +34,7 @@ mod raw;
 mod read;
 mod search;
 mod select;
-mod tenant;
+pub(crate) mod tenant;
 mod write;
 
 pub use raw::Params;
@@ -181,7 +181,7 @@ impl<E: Entity> RelationalRepository<E> {
     fn push_source(&self, sql: &mut Sql) {
         match self.table.facts.adapted() {
             Some(a) => sql.push(&a.source),
-            None => sql.push(&self.table.qualified),
+            None => sql.push(&self.table.target),
         };
     }
 
@@ -310,10 +310,15 @@ impl RelationalStore {
     pub fn repository<E: Entity>(&self) -> RelationalRepository<E> {
         let mut table = TableInfo::new(E::meta(), self.schema());
         table.facts = self.table_facts(&table.qualified);
+        if self.search_path().is_some() {
+            // Its calls run under `SET LOCAL search_path` (`tenant_tx`): one
+            // statement text for every tenant.
+            table.target = crate::query::quote(E::meta().name);
+        }
         table.select_by_id = format!(
             "SELECT {} FROM {} WHERE {} = {}",
             table.column_list,
-            table.qualified,
+            table.target,
             crate::query::quote(E::meta().id_field().name),
             match self.dialect() {
                 Dialect::Postgres => "$1",
@@ -331,7 +336,9 @@ impl RelationalStore {
 
 /// Run `$body` with `$c` bound to the connection of the call: the pool,
 /// or for a tenant entity on PostgreSQL a transaction with `app.tenant`
-/// set (see `repository/tenant.rs`), committed when the call succeeds.
+/// set, and for a tenant store under `TenantStatements::SearchPath` one
+/// with `search_path` set (see `repository/tenant.rs`), committed when the
+/// call succeeds.
 macro_rules! on_conn {
     ($self:ident, $op:literal, |$c:ident| $body:expr) => {
         match $self.tenant_tx($op).await? {
@@ -451,7 +458,9 @@ impl<E: Entity> Repository<E> for RelationalRepository<E> {
     }
 
     fn stream<'a>(&'a self, query: &Query) -> BoxStream<'a, Result<E>> {
-        if E::meta().tenant.is_some() && self.dialect() == Dialect::Postgres {
+        if (E::meta().tenant.is_some() || self.store.search_path().is_some())
+            && self.dialect() == Dialect::Postgres
+        {
             return self.tenant_stream(query);
         }
         self.stream_on(self.db(), query)

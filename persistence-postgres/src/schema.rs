@@ -81,8 +81,12 @@ use verify::{differences, stmt, text};
 pub(crate) struct TableInfo {
     /// Schema (PostgreSQL), already validated.
     pub(crate) schema: Option<String>,
-    /// `"schema"."table"` or `"table"`.
+    /// `"schema"."table"` or `"table"`: what DDL and catalog lookups use.
     pub(crate) qualified: String,
+    /// The name the repository's statements use: `qualified`, or the bare
+    /// `"table"` of a tenant store under `TenantStatements::SearchPath`
+    /// (its calls run with `SET LOCAL search_path` to the tenant's schema).
+    pub(crate) target: String,
     /// Constraint names.
     pub(crate) names: ConstraintNames,
     /// `"a", "b", ...` in field order.
@@ -109,6 +113,7 @@ impl TableInfo {
             .join(", ");
         TableInfo {
             schema: schema.map(str::to_string),
+            target: qualified.clone(),
             qualified,
             names: ConstraintNames::of(meta),
             column_list,

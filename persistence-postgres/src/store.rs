@@ -15,6 +15,18 @@ use crate::query::Dialect;
 
 pub(crate) mod conn;
 
+/// sqlx's pool size when `max_connections` is not set.
+const DEFAULT_MAX_CONNECTIONS: u32 = 10;
+
+/// The group of `schema` among `n` (FNV-1a: the same in every process).
+fn shard_of(schema: &str, n: usize) -> usize {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in schema.bytes() {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    (h % n as u64) as usize
+}
+
 struct StoreInner {
     db: DatabaseConnection,
     dialect: Dialect,
@@ -28,6 +40,16 @@ struct StoreInner {
     /// The schema of the pgvector `vector` extension (`None`: not
     /// installed), once looked up; shared like `leaks`. See [`crate::vector`].
     vector: Arc<std::sync::OnceLock<Option<String>>>,
+    /// Tenant-affine connection groups (`RelationalConfig::tenant_shards`):
+    /// empty, or the pools a schema of `with_schema` is routed to (the
+    /// first is this store's own pool); shared like `leaks`.
+    shards: Arc<Vec<DatabaseConnection>>,
+    /// `RelationalConfig::tenant_statements`, handed to derived stores.
+    statements: crate::TenantStatements,
+    /// A tenant store (`with_schema`) under `TenantStatements::SearchPath`:
+    /// its repositories use bare table names in transactions that set
+    /// `search_path` to `schema`.
+    search_path: bool,
 }
 
 /// A database (PostgreSQL or SQLite) reached through a sea-orm connection
@@ -50,6 +72,33 @@ impl RelationalStore {
     /// Connect with `config` (the pool is created; the first connection is opened).
     pub async fn connect(config: &RelationalConfig) -> Result<RelationalStore> {
         config.validate()?;
+        let groups = config.tenant_shards.unwrap_or(1).max(1);
+        if groups == 1 {
+            let db = Self::open(config).await?;
+            let store = Self::from_connection(db, config.schema.clone())?;
+            return Self::finish_connect(store, config).await;
+        }
+        // Tenant-affine groups: `max_connections` split between them; the
+        // first is the store's own pool, the others open lazily.
+        let per = (config.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS) / groups).max(1);
+        let mut group = config.clone();
+        group.max_connections = Some(per);
+        group.min_connections = config.min_connections.map(|n| (n / groups).min(per));
+        let first = Self::open(&group).await?;
+        let mut shards = vec![first.clone()];
+        group.connect_lazy = true;
+        for _ in 1..groups {
+            shards.push(Self::open(&group).await?);
+        }
+        let mut store = Self::from_connection(first, config.schema.clone())?;
+        if let Some(inner) = Arc::get_mut(&mut store.inner) {
+            inner.shards = Arc::new(shards);
+        }
+        Self::finish_connect(store, config).await
+    }
+
+    /// One sea-orm pool for `config`, statements reported to the probe.
+    async fn open(config: &RelationalConfig) -> Result<DatabaseConnection> {
         let mut db = sea_orm::Database::connect(config.connect_options())
             .await
             .map_err(|e| crate::error::map_connect_err(e, &config.url))?;
@@ -57,7 +106,16 @@ impl RelationalStore {
         db.set_metric_callback(|info| {
             persistence_core::layer::probe::statement_executed(&info.statement.sql, info.elapsed)
         });
-        let store = Self::from_connection(db, config.schema.clone())?;
+        Ok(db)
+    }
+
+    async fn finish_connect(
+        mut store: RelationalStore,
+        config: &RelationalConfig,
+    ) -> Result<RelationalStore> {
+        if let Some(inner) = Arc::get_mut(&mut store.inner) {
+            inner.statements = config.tenant_statements;
+        }
         // A lazy pool touches no server here: the lookup then happens at
         // the first `ensure_schema` / `find_nearest` of a vector entity.
         if !config.connect_lazy {
@@ -95,23 +153,65 @@ impl RelationalStore {
                 metrics: Arc::default(),
                 facts: Arc::default(),
                 vector: Arc::default(),
+                shards: Arc::default(),
+                statements: crate::TenantStatements::Qualified,
+                search_path: false,
             }),
         })
     }
 
-    /// The same pool with tables in another (validated) PostgreSQL schema.
+    /// The same pool with tables in another (validated) PostgreSQL schema;
+    /// with tenant-affine groups, the group `schema` hashes to.
     pub(crate) fn with_schema(&self, schema: &str) -> RelationalStore {
+        let db = match self.tenant_shard(schema) {
+            None => &self.inner.db,
+            Some(i) => &self.inner.shards[i],
+        };
         RelationalStore {
             inner: Arc::new(StoreInner {
-                db: self.inner.db.clone(),
+                db: db.clone(),
                 dialect: self.inner.dialect,
                 schema: Some(schema.to_string()),
                 leaks: self.inner.leaks.clone(),
                 metrics: self.inner.metrics.clone(),
                 facts: self.inner.facts.clone(),
                 vector: self.inner.vector.clone(),
+                shards: self.inner.shards.clone(),
+                statements: self.inner.statements,
+                search_path: self.inner.statements == crate::TenantStatements::SearchPath,
             }),
         }
+    }
+
+    /// The schema this store's repositories reach through a transaction-local
+    /// `search_path` (a tenant's store under `TenantStatements::SearchPath`),
+    /// `None` when their statements name tables schema-qualified.
+    pub(crate) fn search_path(&self) -> Option<&str> {
+        if self.inner.search_path {
+            self.inner.schema.as_deref()
+        } else {
+            None
+        }
+    }
+
+    /// How tenant stores derived from this one name their tables.
+    pub fn tenant_statements(&self) -> crate::TenantStatements {
+        self.inner.statements
+    }
+
+    /// The index in [`tenant_shards`](RelationalStore::tenant_shards) of
+    /// the group the stores of `schema` use (`None` without groups).
+    pub fn tenant_shard(&self, schema: &str) -> Option<usize> {
+        match self.inner.shards.len() {
+            0 => None,
+            n => Some(shard_of(schema, n)),
+        }
+    }
+
+    /// The tenant-affine connection groups (`RelationalConfig::tenant_shards`),
+    /// empty without them; the first is the store's own pool.
+    pub fn tenant_shards(&self) -> &[DatabaseConnection] {
+        &self.inner.shards
     }
 
     /// The schema of the pgvector `vector` extension when the store has
@@ -216,12 +316,42 @@ impl RelationalStore {
     pub async fn close(&self) {
         match self.dialect() {
             #[cfg(feature = "postgres")]
-            Dialect::Postgres => self.inner.db.get_postgres_connection_pool().close().await,
+            Dialect::Postgres => {
+                for db in self.inner.shards.iter() {
+                    db.get_postgres_connection_pool().close().await;
+                }
+                self.inner.db.get_postgres_connection_pool().close().await
+            }
             #[cfg(feature = "sqlite")]
             Dialect::Sqlite => self.inner.db.get_sqlite_connection_pool().close().await,
             // A store of a dialect not compiled in cannot be connected.
             #[allow(unreachable_patterns)]
             _ => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shard_of;
+
+    #[test]
+    fn tenant_routing_is_stable_and_bounded() {
+        // FNV-1a, not a per-process seeded hash: every process (and every
+        // release) sends a tenant to the same group. Pinned values.
+        assert_eq!(shard_of("acme", 8), 7);
+        assert_eq!(shard_of("globex", 8), 6);
+        assert_eq!(shard_of("t_0", 8), 4);
+        assert_eq!(shard_of("acme", 1), 0);
+        // Bounded: always a valid group, and 1,000 tenants spread over all
+        // 8 groups without one taking more than twice its share.
+        let mut per = [0usize; 8];
+        for t in 0..1_000 {
+            let g = shard_of(&format!("t_{t}"), 8);
+            assert!(g < 8);
+            assert_eq!(g, shard_of(&format!("t_{t}"), 8), "same answer twice");
+            per[g] += 1;
+        }
+        assert!(per.iter().all(|&n| n > 0 && n <= 250), "{per:?}");
     }
 }

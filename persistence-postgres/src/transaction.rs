@@ -25,6 +25,11 @@
 //!   rolls back to the savepoint only and the outer unit goes on.
 //! * [`RelationalStore::transaction_with`] selects the isolation level
 //!   (PostgreSQL; SQLite transactions are always serializable and ignore it).
+//! * On a tenant's store under
+//!   [`TenantStatements::SearchPath`](crate::TenantStatements) the
+//!   transaction starts with `search_path` set to the tenant's schema (local
+//!   to the transaction), so its repositories' bare table names and your
+//!   own statements in it resolve there.
 //! * A serialization failure or deadlock surfaces as a retryable
 //!   `Conflict(Concurrent)`: run the whole closure again.
 //! * [`TxRepository::get_for_update`] / [`TxRepository::find_for_update`]
@@ -140,6 +145,14 @@ impl RelationalStore {
                 .begin_with_config(isolation, None)
                 .await
                 .map_err(|e| Er::from(tx_err(e, "begin")))?;
+            // A tenant store under `TenantStatements::SearchPath`: its
+            // repositories name tables unqualified.
+            if let Some(schema) = self.search_path() {
+                if let Err(e) = crate::repository::tenant::set_search_path(&tx, schema).await {
+                    let _ = tx.rollback().await;
+                    return Err(Er::from(tx_err(e, "begin")));
+                }
+            }
             let _hold = self
                 .leak_detector()
                 .map(|d| d.track("transaction", None, Some(site)));

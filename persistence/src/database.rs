@@ -342,7 +342,48 @@ pub(crate) fn relational_config(
     rc.acquire_timeout = pool.acquire_timeout;
     rc.idle_timeout = pool.idle_timeout;
     rc.max_lifetime = pool.max_lifetime;
+    rc.statement_cache_capacity = pool.statement_cache_capacity;
+    rc.tenant_shards = pool.tenant_shards;
+    if let Some(t) = pool.tenant_statements {
+        rc.tenant_statements = match t {
+            crate::config::TenantStatementsConfig::Qualified => {
+                persistence_postgres::TenantStatements::Qualified
+            }
+            crate::config::TenantStatementsConfig::SearchPath => {
+                persistence_postgres::TenantStatements::SearchPath
+            }
+        };
+    }
     rc.statement_timeout = pool.statement_timeout;
     rc.application_name = pool.application_name.clone();
     rc
+}
+
+#[cfg(all(test, relational))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pool_settings_reach_the_relational_config() {
+        let pool = PoolConfig {
+            max_connections: Some(16),
+            statement_cache_capacity: Some(500),
+            tenant_shards: Some(8),
+            tenant_statements: Some(crate::config::TenantStatementsConfig::SearchPath),
+            ..PoolConfig::default()
+        };
+        let rc = relational_config("postgres://h/db".into(), None, &pool);
+        assert_eq!(rc.max_connections, Some(16));
+        assert_eq!(rc.statement_cache_capacity, Some(500));
+        assert_eq!(rc.tenant_shards, Some(8));
+        assert_eq!(
+            rc.tenant_statements,
+            persistence_postgres::TenantStatements::SearchPath
+        );
+        let plain = relational_config("postgres://h/db".into(), None, &PoolConfig::default());
+        assert_eq!(
+            plain.tenant_statements,
+            persistence_postgres::TenantStatements::Qualified
+        );
+    }
 }

@@ -15,6 +15,9 @@ databases:
       max_connections: 20
       acquire_timeout: 5s
       statement_timeout: 30s
+      statement_cache_capacity: 400
+      tenant_shards: 4
+      tenant_statements: search_path
     replicas: ["postgres://app:hunter2@replica:5432/app"]
     timeout: 2s
     retry: { max_attempts: 4, base_delay: 10ms, max_delay: 500ms }
@@ -56,6 +59,12 @@ fn loads_a_full_file() {
     assert_eq!(main.kind, DatabaseKind::Postgres);
     assert_eq!(main.pool.max_connections, Some(20));
     assert_eq!(main.pool.acquire_timeout, Some(Duration::from_secs(5)));
+    assert_eq!(main.pool.statement_cache_capacity, Some(400));
+    assert_eq!(main.pool.tenant_shards, Some(4));
+    assert_eq!(
+        main.pool.tenant_statements,
+        Some(persistence::config::TenantStatementsConfig::SearchPath)
+    );
     assert_eq!(main.retry.as_ref().map(|r| r.max_attempts), Some(4));
     // Writes of unknown outcome are resolved unless turned off.
     assert_eq!(main.retry.as_ref().map(|r| r.resolve_writes), Some(true));

@@ -48,7 +48,7 @@ impl<E: Entity> RelationalRepository<E> {
     ) -> Result<()> {
         let idf = crate::query::quote(E::meta().id_field().name);
         let mut take = self.sql();
-        take.push(&sqlite_write_lock_sql(&self.table.qualified, &idf));
+        take.push(&sqlite_write_lock_sql(&self.table.target, &idf));
         if lock != Lock::NoWait {
             return self
                 .exec(tx, take)

@@ -32,7 +32,7 @@ impl<E: Entity> RelationalRepository<E> {
             .push(" CAST(")
             .bind(text.clone())
             .push(&format!(" AS {ty}) FROM "))
-            .push(&self.table.qualified);
+            .push(&self.table.target);
         let filtered = !q.filter.is_all();
         let nullable = E::meta().fields[f.index].nullable;
         if filtered || nullable {

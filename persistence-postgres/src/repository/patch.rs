@@ -42,9 +42,7 @@ impl<E: Entity> RelationalRepository<E> {
     fn update_head(&self, update: &Update<E>) -> Result<Sql> {
         let meta = E::meta();
         let mut sql = self.sql();
-        sql.push("UPDATE ")
-            .push(&self.table.qualified)
-            .push(" SET ");
+        sql.push("UPDATE ").push(&self.table.target).push(" SET ");
         self.tr().set_list(&mut sql, update.assignments())?;
         if let Some(vf) = meta.version_field() {
             sql.push(", ")
@@ -255,7 +253,7 @@ impl<E: Entity> RelationalRepository<E> {
         let id = meta.id_field().name;
         let mut sql = self.sql();
         sql.push("DELETE FROM ")
-            .push(&self.table.qualified)
+            .push(&self.table.target)
             .push(" WHERE ")
             .ident(id)
             .push(" = (SELECT ")

@@ -29,31 +29,52 @@ impl<E: Entity> RelationalRepository<E> {
     /// For a tenant entity: its tenant (`InvalidInput` without a context)
     /// and, on PostgreSQL, a transaction with `app.tenant` set to it. `None`
     /// runs the call on the pool.
+    ///
+    /// A repository of a tenant store under
+    /// [`TenantStatements::SearchPath`](crate::TenantStatements) gets such a
+    /// transaction too, with `search_path` set to the tenant's schema (also
+    /// transaction-local): its statements name tables unqualified.
     pub(super) async fn tenant_tx(&self, op: &'static str) -> Result<Option<DatabaseTransaction>> {
         let meta = E::meta();
-        let Some(t) = tenant::require(meta).map_err(|e| e.in_context(meta.name, op))? else {
-            return Ok(None);
-        };
-        if self.dialect() != Dialect::Postgres {
+        let t = tenant::require(meta).map_err(|e| e.in_context(meta.name, op))?;
+        let path = self.store.search_path();
+        if (t.is_none() && path.is_none()) || self.dialect() != Dialect::Postgres {
             return Ok(None);
         }
         let tx = self.db().begin().await.map_err(|e| self.err(e, op))?;
-        set_tenant(&tx, &t).await.map_err(|e| self.err(e, op))?;
+        if let Err(e) = self.scope_tx(&tx, t.as_ref(), path).await {
+            let _ = tx.rollback().await;
+            return Err(self.err(e, op));
+        }
         Ok(Some(tx))
     }
 
-    /// Set `app.tenant` in `tx` for a tenant entity on PostgreSQL (a bulk
-    /// insert's transaction); nothing for other entities.
+    /// `search_path` and `app.tenant`, each when given, local to `tx`.
+    async fn scope_tx(
+        &self,
+        tx: &DatabaseTransaction,
+        tenant: Option<&Value>,
+        path: Option<&str>,
+    ) -> Result<(), DbErr> {
+        if let Some(schema) = path {
+            set_search_path(tx, schema).await?;
+        }
+        if let Some(t) = tenant {
+            set_tenant(tx, t).await?;
+        }
+        Ok(())
+    }
+
+    /// Set `app.tenant` in `tx` for a tenant entity on PostgreSQL, and the
+    /// `search_path` of a tenant store under `SearchPath` (a bulk insert's
+    /// transaction); nothing for other entities.
     pub(crate) async fn set_tenant_in(&self, tx: &DatabaseTransaction) -> Result<()> {
         let meta = E::meta();
-        let Some(t) = tenant::require(meta).map_err(|e| e.in_context(meta.name, "insert_many"))?
-        else {
-            return Ok(());
-        };
+        let t = tenant::require(meta).map_err(|e| e.in_context(meta.name, "insert_many"))?;
         if self.dialect() != Dialect::Postgres {
             return Ok(());
         }
-        set_tenant(tx, &t)
+        self.scope_tx(tx, t.as_ref(), self.store.search_path())
             .await
             .map_err(|e| self.err(e, "insert_many"))
     }
@@ -112,6 +133,19 @@ impl<E: Entity> RelationalRepository<E> {
     async fn find_tenant(&self, q: &Query) -> Result<Vec<E>> {
         persistence_core::Repository::find(self, q).await
     }
+}
+
+/// `SELECT set_config('search_path', $1, true)` on `c` (inside a
+/// transaction): `schema` (a validated name) alone, quoted. One statement
+/// text for every tenant, and never session-level: the connection goes
+/// back to the pool with the server's `search_path`.
+pub(crate) async fn set_search_path<C: Conn>(c: &C, schema: &str) -> Result<(), DbErr> {
+    let stmt = Statement::from_sql_and_values(
+        sea_orm::DatabaseBackend::Postgres,
+        "SELECT set_config('search_path', $1, true)",
+        [sea_orm::Value::String(Some(crate::query::quote(schema)))],
+    );
+    c.row(stmt).await.map(|_| ())
 }
 
 /// `SELECT set_config('app.tenant', $1, true)` on `c` (inside a transaction).

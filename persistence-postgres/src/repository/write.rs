@@ -68,9 +68,7 @@ impl<E: Entity> RelationalRepository<E> {
         let unset = |r: &Record, i: usize| meta.is_unset_generated(i, r.get(i));
         let sqlite = self.dialect() == Dialect::Sqlite;
         let mut sql = self.sql();
-        sql.push("INSERT INTO ")
-            .push(&self.table.qualified)
-            .push(" (");
+        sql.push("INSERT INTO ").push(&self.table.target).push(" (");
         match records.first() {
             Some(r) if sqlite && (0..meta.fields.len()).any(|i| unset(r, i)) => {
                 let cols: Vec<String> = (0..meta.fields.len())
@@ -115,7 +113,7 @@ impl<E: Entity> RelationalRepository<E> {
         for ix in meta.uniques() {
             let mut sql = self.sql();
             sql.push("SELECT 1 FROM ")
-                .push(&self.table.qualified)
+                .push(&self.table.target)
                 .push(" WHERE ");
             let mut complete = true;
             for name in &ix.fields {
@@ -159,7 +157,7 @@ impl<E: Entity> RelationalRepository<E> {
     async fn id_exists<C: Conn>(&self, c: &C, record: &Record) -> bool {
         let meta = E::meta();
         let mut sql = self.sql();
-        sql.push("SELECT 1 FROM ").push(&self.table.qualified);
+        sql.push("SELECT 1 FROM ").push(&self.table.target);
         if self.where_id(&mut sql, record.get(meta.id_index)).is_err() {
             return false;
         }
@@ -371,9 +369,7 @@ impl<E: Entity> RelationalRepository<E> {
             .record_of(&lifecycle::stamped_over(entity, None), next)
             .map_err(|e| e.in_context(meta.name, "update"))?;
         let mut sql = self.sql();
-        sql.push("UPDATE ")
-            .push(&self.table.qualified)
-            .push(" SET ");
+        sql.push("UPDATE ").push(&self.table.target).push(" SET ");
         let mut first = true;
         for (i, f) in meta.fields.iter().enumerate() {
             // `created_at` keeps the stored value; the database owns
@@ -423,7 +419,7 @@ impl<E: Entity> RelationalRepository<E> {
             sql.push("SELECT ")
                 .ident(vf.name)
                 .push(" FROM ")
-                .push(&self.table.qualified);
+                .push(&self.table.target);
             self.where_id(&mut sql, &id)?;
             let rows = self.rows(c, sql).await.map_err(|e| self.err(e, "update"))?;
             if let Some(row) = rows.first() {
@@ -445,7 +441,7 @@ impl<E: Entity> RelationalRepository<E> {
             .map_err(|e| e.in_context(meta.name, "upsert"))?;
         let mut sql = self.sql();
         sql.push("INSERT INTO ")
-            .push(&self.table.qualified)
+            .push(&self.table.target)
             .push(" AS \"_t\" (")
             .push(&self.table.column_list)
             .push(") VALUES (");
@@ -499,7 +495,7 @@ impl<E: Entity> RelationalRepository<E> {
     pub(crate) async fn delete_on<C: Conn>(&self, c: &C, id: &E::Id) -> Result<bool> {
         let id = self.id_value(id)?;
         let mut sql = self.sql();
-        sql.push("DELETE FROM ").push(&self.table.qualified);
+        sql.push("DELETE FROM ").push(&self.table.target);
         self.where_id(&mut sql, &id)?;
         Ok(self.exec(c, sql).await.map_err(|e| self.err(e, "delete"))? > 0)
     }
@@ -517,7 +513,7 @@ impl<E: Entity> RelationalRepository<E> {
             .checked(meta)
             .map_err(|e| e.in_context(meta.name, op))?;
         let mut sql = self.sql();
-        sql.push("DELETE FROM ").push(&self.table.qualified);
+        sql.push("DELETE FROM ").push(&self.table.target);
         self.where_filter_rows(&mut sql, &f)
             .map_err(|e| e.in_context(meta.name, op))?;
         self.exec(c, sql).await.map_err(|e| self.err(e, op))

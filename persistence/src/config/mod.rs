@@ -142,6 +142,17 @@ impl DatabaseKind {
     }
 }
 
+/// `pool.tenant_statements`: how schema-per-tenant repositories name their
+/// tables (PostgreSQL).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TenantStatementsConfig {
+    /// Schema-qualified names, one round trip per call.
+    Qualified,
+    /// Bare names under a transaction-local `search_path`.
+    SearchPath,
+}
+
 /// Connection pool settings (all optional: the backend's defaults apply).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -156,9 +167,25 @@ pub struct PoolConfig {
     /// Close connections idle this long.
     #[serde(default, with = "humantime_serde")]
     pub idle_timeout: Option<Duration>,
-    /// Recycle connections older than this.
+    /// Recycle connections older than this (PostgreSQL: a recycled
+    /// connection gives back its server-side prepared statements and
+    /// catalog caches, which grow with the tenant schemas it touched).
     #[serde(default, with = "humantime_serde")]
     pub max_lifetime: Option<Duration>,
+    /// Prepared statements kept per connection (relational backends;
+    /// default 100, at least 1). Schema-per-tenant needs about
+    /// `tenants per connection x statement shapes` (see `tenant_shards`).
+    pub statement_cache_capacity: Option<usize>,
+    /// Tenant-affine routing for schema-per-tenant on PostgreSQL: the pool
+    /// is split into this many groups of `max_connections / tenant_shards`
+    /// connections and each tenant uses the group its name hashes to, so a
+    /// connection's statement and catalog caches stay bounded (default 1).
+    pub tenant_shards: Option<u32>,
+    /// How a tenant's repositories name their tables on PostgreSQL:
+    /// `qualified` (default, `"acme"."orders"`) or `search_path` (bare
+    /// names in a transaction with `SET LOCAL search_path`: one statement
+    /// text for all tenants). See the README, "Tenancy at scale".
+    pub tenant_statements: Option<TenantStatementsConfig>,
     /// Server-side statement timeout.
     #[serde(default, with = "humantime_serde")]
     pub statement_timeout: Option<Duration>,
