@@ -337,7 +337,11 @@ impl<E: Entity, R: Repository<E> + 'static> Inner<E, R> {
 
 impl<E: Entity, R: Repository<E> + 'static> Repository<E> for CachedRepository<E, R> {
     fn capabilities(&self) -> Capabilities {
-        self.inner.repo.capabilities()
+        // A parent's delete cascading in the store does not reach the
+        // child's cached entries (see `Capabilities::cascade_coherent`).
+        let mut caps = self.inner.repo.capabilities();
+        caps.cascade_coherent = false;
+        caps
     }
 
     async fn ensure_schema(&self) -> Result<()> {

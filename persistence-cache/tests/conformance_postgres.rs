@@ -21,7 +21,10 @@ impl Backend for CachedPostgres {
     type Repo<E: Entity> = CachedRepository<E, RelationalRepository<E>>;
 
     fn capabilities() -> Capabilities {
-        Capabilities::full("postgres")
+        let mut caps = Capabilities::full("postgres");
+        // Cascades do not reach the child's cache.
+        caps.cascade_coherent = false;
+        caps
     }
 
     async fn repo<E: Entity>(&self) -> Self::Repo<E> {

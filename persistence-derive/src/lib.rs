@@ -10,8 +10,8 @@ use syn::spanned::Spanned;
 use syn::{Data, DeriveInput, Fields, LitStr, Type, parse_macro_input};
 
 mod relation;
-mod text;
 mod rename;
+mod text;
 mod vector;
 
 /// Derive `persistence_core::Entity` plus typed field handles.

@@ -22,7 +22,9 @@
 //! holding every word of the text (case-insensitive substring, in any of
 //! its fields) and ranks them by how often the words occur (score: that
 //! count, larger is better), among the first [`TEXT_CANDIDATES`]× its limit
-//! matching rows. A source with both answers the vector when the request
+//! matching rows; a full-text source ([`Searchable::full_text`]) answers
+//! the entity's text search (websearch syntax, the backend's relevance,
+//! larger is better). A source with both answers the vector when the request
 //! has one. Sources' scores are not comparable, so the merged list uses
 //! **reciprocal-rank fusion**: a hit's merged score is Σ 1 / (60 + rank)
 //! over the sources that returned it (rank from 1; the same row returned
@@ -68,6 +70,7 @@ pub struct Searchable<E> {
     pub(crate) name: Option<String>,
     pub(crate) vector: Option<String>,
     pub(crate) text: Vec<String>,
+    pub(crate) full_text: bool,
     pub(crate) timeout: Option<Duration>,
     pub(crate) limit: usize,
     _entity: std::marker::PhantomData<fn() -> E>,
@@ -82,6 +85,7 @@ impl<E: Entity> Searchable<E> {
             name: None,
             vector: None,
             text: Vec::new(),
+            full_text: false,
             timeout: None,
             limit: DEFAULT_LIMIT,
             _entity: std::marker::PhantomData,
@@ -106,6 +110,17 @@ impl<E: Entity> Searchable<E> {
     #[must_use]
     pub fn text(mut self, fields: &[&str]) -> Self {
         self.text = fields.iter().map(|f| (*f).to_string()).collect();
+        self
+    }
+
+    /// Search text with the entity's full-text search (its
+    /// `#[entity(text_search)]` fields, [`find_text`](persistence_core::Repository::find_text)):
+    /// the request's text in websearch syntax, ranked by the backend
+    /// (`ts_rank`, FTS5's bm25, term frequency); takes the place of
+    /// [`text`](Self::text).
+    #[must_use]
+    pub fn full_text(mut self) -> Self {
+        self.full_text = true;
         self
     }
 
@@ -139,10 +154,15 @@ impl<E: Entity> Searchable<E> {
                 "a search source's name must be 1 to 128 bytes",
             ));
         }
-        if self.vector.is_none() && self.text.is_empty() {
+        if self.vector.is_none() && self.text.is_empty() && !self.full_text {
             return Err(Error::invalid_input(format!(
-                "search source `{name}`: give it a vector field or text fields"
+                "search source `{name}`: give it a vector field, text fields or full_text"
             )));
+        }
+        if self.full_text {
+            persistence_core::text::text_fields(meta).map_err(|e| {
+                Error::invalid_input(format!("search source `{name}`: {}", e.message()))
+            })?;
         }
         if let Some(v) = &self.vector {
             if meta.vector(v).is_none() {

@@ -365,3 +365,77 @@ async fn a_repeated_search_is_served_from_the_cache() {
     }
     mongo.cleanup().await.expect("cleanup");
 }
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Entity)]
+#[entity(name = "sr_articles")]
+struct Article {
+    #[entity(id)]
+    id: i64,
+    #[entity(text_search)]
+    title: String,
+    #[entity(text_search)]
+    body: String,
+}
+
+/// Full-text sources answer with the entity's text search (stemmed,
+/// ranked by the backend): memory and SQLite agree on what matches.
+#[tokio::test]
+async fn full_text_sources_use_the_entitys_text_search() {
+    let yaml =
+        "databases:\n  mem: { kind: memory }\n  lite: { kind: sqlite, url: \"sqlite::memory:\" }\n";
+    let config = ConfigLoader::new()
+        .text("search.yaml", yaml)
+        .env(Vec::new())
+        .load()
+        .expect("config");
+    let p = Persistence::new(config).expect("manager");
+    let articles = [
+        (
+            1,
+            "Running shoes",
+            "How to choose shoes for running on roads",
+        ),
+        (2, "Trail runner review", "A shoe that runs well on trails"),
+        (3, "Cooking pasta", "Boil water, add salt"),
+    ]
+    .map(|(id, t, b)| Article {
+        id,
+        title: t.into(),
+        body: b.into(),
+    });
+    for db in ["mem", "lite"] {
+        let r = p.repo_in::<Article>(db).await.expect("repo");
+        r.insert_many(&articles).await.expect("insert");
+        p.register_search(Searchable::<Article>::new(db).full_text())
+            .await
+            .expect("register");
+    }
+    assert_eq!(
+        p.register_search(Searchable::<Book>::new("mem").name("no text").full_text())
+            .await
+            .expect_err("Book declares no text_search field")
+            .kind(),
+        &ErrorKind::InvalidInput
+    );
+    let res = p
+        .search(&SearchRequest::text("run shoes"))
+        .await
+        .expect("search");
+    assert!(res.complete(), "{res:#?}");
+    for s in ["mem.sr_articles", "lite.sr_articles"] {
+        // Stemmed: "running" and "runs" match "run", "shoe" matches "shoes".
+        let mut got = ids(&res, s);
+        got.sort_unstable();
+        assert_eq!(got, [1, 2], "{s}: {res:#?}");
+        assert_eq!(ids(&res, s)[0], 1, "{s}: both words twice ranks first");
+        assert!(res.source(s).unwrap().hits[0].score > 0.0);
+    }
+    // Websearch syntax: "-trail" excludes.
+    let res = p
+        .search(&SearchRequest::text("shoes -trail"))
+        .await
+        .expect("search");
+    assert_eq!(ids(&res, "mem.sr_articles"), [1]);
+    assert_eq!(ids(&res, "lite.sr_articles"), [1]);
+    p.shutdown().await;
+}

@@ -249,6 +249,8 @@ impl<E: Entity, R: Repository<E>> Repository<E> for Probe<R> {
 /// Its keys are deleted when it is dropped.
 pub struct CachedMemory {
     layer: CacheLayer,
+    /// One store per case: related tables see each other (relations).
+    store: persistence_core::MemoryStore,
     _keys: Option<TestRedis>,
     _cluster: Option<persistence_testing::TestRedisCluster>,
 }
@@ -258,11 +260,16 @@ impl persistence_core::conformance::Backend for CachedMemory {
         persistence_cache::CachedRepository<E, persistence_core::MemoryRepository<E>>;
     fn capabilities() -> Capabilities {
         // The cache reports what the repository under it does.
-        persistence_core::MemoryRepository::<persistence_core::conformance::entities::Person>::new()
-            .capabilities()
+        let mut caps = persistence_core::MemoryRepository::<
+            persistence_core::conformance::entities::Person,
+        >::new()
+        .capabilities();
+        // Cascades do not reach the child's cache.
+        caps.cascade_coherent = false;
+        caps
     }
     async fn repo<E: persistence_core::Entity>(&self) -> Self::Repo<E> {
-        self.layer.wrap(persistence_core::MemoryRepository::new())
+        self.layer.wrap(self.store.repository())
     }
 }
 
@@ -280,6 +287,7 @@ pub async fn cached_memory(levels: Levels) -> CachedMemory {
     .expect("layer");
     CachedMemory {
         layer,
+        store: persistence_core::MemoryStore::new(),
         _keys: keys,
         _cluster: None,
     }
@@ -313,6 +321,7 @@ pub async fn cached_memory_cluster(levels: Levels) -> CachedMemory {
     };
     CachedMemory {
         layer: cluster_layer(levels, &cluster, |b| b),
+        store: persistence_core::MemoryStore::new(),
         _keys: None,
         _cluster: Some(cluster),
     }

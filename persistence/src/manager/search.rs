@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 
 use persistence_core::layer::BoxFuture;
 use persistence_core::layer::metric_names as names;
-use persistence_core::{Entity, Error, Filter, NearestQuery, Query, Result, SharedRepository};
+use persistence_core::{
+    Entity, Error, Filter, NearestQuery, Query, Result, SharedRepository, TextQuery,
+};
 use tokio::task::JoinSet;
 
 use crate::Persistence;
@@ -19,7 +21,7 @@ use crate::search::{
 /// What a source is asked.
 pub(crate) enum Ask {
     Vector(Arc<Vec<f32>>, usize),
-    Text(Arc<Vec<String>>, usize),
+    Text(Arc<str>, Arc<Vec<String>>, usize),
 }
 
 type Run = Arc<dyn Fn(Ask) -> BoxFuture<'static, Result<Vec<Hit>>> + Send + Sync>;
@@ -124,6 +126,7 @@ impl Persistence {
         let repo = self.repo_in::<E>(&source.database).await?;
         let vector = source.vector.clone();
         let fields = Arc::new(source.text.clone());
+        let full_text = source.full_text;
         let run: Run = Arc::new(move |ask| {
             let repo = repo.clone();
             let vector = vector.clone();
@@ -131,7 +134,10 @@ impl Persistence {
             Box::pin(async move {
                 match (ask, vector) {
                     (Ask::Vector(v, k), Some(field)) => by_vector(&repo, &field, &v, k).await,
-                    (Ask::Text(words, k), _) => by_text(&repo, &fields, &words, k).await,
+                    (Ask::Text(text, _, k), _) if full_text => {
+                        hits(repo.find_text(&TextQuery::new(&*text).limit(k)).await?)
+                    }
+                    (Ask::Text(_, words, k), _) => by_text(&repo, &fields, &words, k).await,
                     (Ask::Vector(..), None) => Ok(Vec::new()),
                 }
             })
@@ -147,7 +153,7 @@ impl Persistence {
             database: source.database.clone(),
             entity: E::meta().name,
             vector: source.vector.is_some(),
-            text: !source.text.is_empty(),
+            text: !source.text.is_empty() || source.full_text,
             timeout: source.timeout,
             limit: source.limit,
             db,
@@ -193,6 +199,7 @@ impl Persistence {
             }
         };
         let words = request.words()?.map(Arc::new);
+        let text: Option<Arc<str>> = request.text.as_deref().map(Arc::from);
         let vector = request.vector.clone().map(Arc::new);
         let deadline = tokio::time::Instant::now() + request.deadline;
 
@@ -200,9 +207,11 @@ impl Persistence {
         let mut tasks = JoinSet::new();
         for (i, s) in sources.iter().enumerate() {
             let limit = request.limits.get(&s.name).copied().unwrap_or(s.limit);
-            let (mode, ask) = match (&vector, &words) {
-                (Some(v), _) if s.vector => ("vector", Some(Ask::Vector(v.clone(), limit))),
-                (_, Some(w)) if s.text => ("text", Some(Ask::Text(w.clone(), limit))),
+            let (mode, ask) = match (&vector, &words, &text) {
+                (Some(v), _, _) if s.vector => ("vector", Some(Ask::Vector(v.clone(), limit))),
+                (_, Some(w), Some(t)) if s.text => {
+                    ("text", Some(Ask::Text(t.clone(), w.clone(), limit)))
+                }
                 _ => ("", None),
             };
             let mut out = SourceHits {

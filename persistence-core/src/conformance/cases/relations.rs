@@ -321,7 +321,7 @@ pub async fn relations_restrict_refuses_delete<B: Backend>(b: &B) {
     assert!(shop.customers.delete(&1).await.unwrap());
 }
 
-/// Needs: relations
+/// Needs: relations, cascade_coherent
 pub async fn relations_cascade_removes_children<B: Backend>(b: &B) {
     let shop = shop(b).await;
     shop.fill(2, 4, 3).await;
