@@ -28,8 +28,10 @@
 //! stored key order (which is sorted, as the reference's).
 
 use bson::{Bson, Document, doc};
+use persistence_core::entity::TextSearch;
 use persistence_core::filter::{CompareOp, Pattern, PatternPart};
 use persistence_core::query::{Direction, SortKey};
+use persistence_core::text::ParsedQuery;
 use persistence_core::{EntityMeta, FieldType, Filter, Result, Value};
 
 use crate::codec::{stored_name, to_bson};
@@ -249,7 +251,7 @@ pub fn to_query(meta: &EntityMeta, filter: &Filter) -> Result<Document> {
                 cond
             }
         }
-        Filter::MatchesText(text) => crate::text::matches_text(meta, text)?,
+        Filter::MatchesText(text) => matches_text(meta, text)?,
         // The condition it stands for is next to it in a checked filter.
         Filter::Scope(_) => Document::new(),
         Filter::Invalid(msg) => {
@@ -307,6 +309,64 @@ pub fn to_sort(meta: &EntityMeta, sort: &[SortKey]) -> Result<Document> {
         d.insert(p.key, dir);
     }
     Ok(d)
+}
+
+/// Between the words of a phrase: one or more non-letter, non-digit characters.
+pub(crate) const GAP: &str = "[\\W_]+";
+
+/// The `$regex` of an atom's words.
+pub(crate) fn atom_regex(words: &[String]) -> String {
+    words
+        .iter()
+        .map(|w| regex_escape(w))
+        .collect::<Vec<_>>()
+        .join(GAP)
+}
+
+/// The query document of a parsed search over the text-search fields
+/// (`None`: nothing can match).
+pub(crate) fn regex_query(meta: &EntityMeta, ts: &TextSearch, q: &ParsedQuery) -> Option<Document> {
+    if q.is_empty() {
+        return None;
+    }
+    let clauses: Vec<Document> = q
+        .clauses
+        .iter()
+        .map(|c| {
+            let atoms: Vec<Document> = c
+                .iter()
+                .map(|a| {
+                    let re = atom_regex(&a.words);
+                    let any: Vec<Document> = ts
+                        .fields
+                        .iter()
+                        .map(|&i| {
+                            doc! { stored_name(meta, i): { "$regex": re.clone(), "$options": "i" } }
+                        })
+                        .collect();
+                    if a.negated {
+                        doc! { "$nor": any }
+                    } else {
+                        doc! { "$or": any }
+                    }
+                })
+                .collect();
+            doc! { "$or": atoms }
+        })
+        .collect();
+    Some(doc! { "$and": clauses })
+}
+
+/// `matches_text` of the entity: the substring query, or `InvalidInput`.
+pub(crate) fn matches_text(meta: &EntityMeta, text: &str) -> Result<Document> {
+    let ts = meta.text.as_ref().ok_or_else(|| {
+        persistence_core::Error::invalid_input(format!(
+            "matches_text: {} has no #[entity(text_search)] field",
+            meta.name
+        ))
+    })?;
+    let q = ParsedQuery::parse(ts.language, text)?;
+    Ok(regex_query(meta, ts, &q).unwrap_or_else(nothing))
 }
 
 #[cfg(test)]

@@ -41,7 +41,7 @@ use persistence_core::{Entity, EntityMeta, Error, Result, TextLanguage};
 
 use crate::codec::{from_document, stored_name};
 use crate::error::{map, server_code};
-use crate::query::{regex_escape, to_query};
+use crate::query::to_query;
 use crate::schema::{collection_marker, has_marker};
 
 /// `createIndexes` refused: "text indexes are not supported" (code 67).
@@ -160,52 +160,6 @@ pub(crate) fn decode_scored<E: Entity>(docs: Vec<Document>) -> Result<Vec<(E, f6
         .collect()
 }
 
-/// Between the words of a phrase: one or more non-letter, non-digit characters.
-const GAP: &str = "[\\W_]+";
-
-/// The `$regex` of an atom's words.
-pub(crate) fn atom_regex(words: &[String]) -> String {
-    words
-        .iter()
-        .map(|w| regex_escape(w))
-        .collect::<Vec<_>>()
-        .join(GAP)
-}
-
-/// The query document of a parsed search over the text-search fields
-/// (`None`: nothing can match).
-pub(crate) fn regex_query(meta: &EntityMeta, ts: &TextSearch, q: &ParsedQuery) -> Option<Document> {
-    if q.is_empty() {
-        return None;
-    }
-    let clauses: Vec<Document> = q
-        .clauses
-        .iter()
-        .map(|c| {
-            let atoms: Vec<Document> = c
-                .iter()
-                .map(|a| {
-                    let re = atom_regex(&a.words);
-                    let any: Vec<Document> = ts
-                        .fields
-                        .iter()
-                        .map(|&i| {
-                            doc! { stored_name(meta, i): { "$regex": re.clone(), "$options": "i" } }
-                        })
-                        .collect();
-                    if a.negated {
-                        doc! { "$nor": any }
-                    } else {
-                        doc! { "$or": any }
-                    }
-                })
-                .collect();
-            doc! { "$or": atoms }
-        })
-        .collect();
-    Some(doc! { "$and": clauses })
-}
-
 /// The `$search` string of a search without `or`: every atom a quoted
 /// phrase (`-` before excluded ones), which `$text` AND-s.
 pub(crate) fn text_search_string(q: &ParsedQuery) -> Option<String> {
@@ -226,18 +180,6 @@ pub(crate) fn text_search_string(q: &ParsedQuery) -> Option<String> {
             .collect::<Vec<_>>()
             .join(" "),
     )
-}
-
-/// `matches_text` of the entity: the substring query, or `InvalidInput`.
-pub(crate) fn matches_text(meta: &EntityMeta, text: &str) -> Result<Document> {
-    let ts = meta.text.as_ref().ok_or_else(|| {
-        persistence_core::Error::invalid_input(format!(
-            "matches_text: {} has no #[entity(text_search)] field",
-            meta.name
-        ))
-    })?;
-    let q = ParsedQuery::parse(ts.language, text)?;
-    Ok(regex_query(meta, ts, &q).unwrap_or_else(crate::query::nothing))
 }
 
 /// `find_text` by the substring fallback: the documents matching the
@@ -265,6 +207,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::query::{GAP, atom_regex};
 
     #[test]
     fn searches_become_escaped_regexes_and_quoted_phrases() {

@@ -832,3 +832,53 @@ fn record<T>(
         });
     }
 }
+
+impl App {
+    /// Search the catalog's text and the similar books at once.
+    pub async fn search(&self, q: &str) -> Result<crate::search::SearchView> {
+        let q = q.trim();
+        if q.is_empty() || q.len() > 200 {
+            return Err(Error::invalid_input("q must be 1..=200 characters"));
+        }
+        let mut req = persistence::search::SearchRequest::text(q)
+            .limit(crate::search::TEXT_SOURCE, 10)
+            .limit(crate::search::SIMILAR_SOURCE, 5)
+            .deadline(crate::search::DEADLINE);
+        if let Some(v) = crate::search::embed(q) {
+            req = req.vector(v);
+        }
+        let res: persistence::search::SearchResults = self.db.search(&req).await?;
+        let matches = res
+            .hits::<Product>(crate::search::TEXT_SOURCE)?
+            .into_iter()
+            .map(|(p, score)| crate::search::Found {
+                sku: p.sku,
+                title: p.title,
+                author: p.author,
+                score,
+            })
+            .collect();
+        let mut similar = Vec::new();
+        for (v, score) in res.hits::<BookVector>(crate::search::SIMILAR_SOURCE)? {
+            if let Some(p) = self.products().get(&v.sku).await? {
+                similar.push(crate::search::Found {
+                    sku: p.sku,
+                    title: p.title,
+                    author: p.author,
+                    score,
+                });
+            }
+        }
+        Ok(crate::search::SearchView {
+            query: q.to_string(),
+            matches,
+            similar,
+            sources: res
+                .sources
+                .iter()
+                .map(|s| (s.source.clone(), s.status.label()))
+                .collect(),
+            elapsed_ms: res.elapsed_ms,
+        })
+    }
+}

@@ -11,11 +11,8 @@
 
 use std::time::Duration;
 
-use persistence::search::{SearchRequest, SearchResults};
-use persistence::{Error, Result};
 use serde::Serialize;
 
-use crate::app::App;
 use crate::model::{BookVector, EMBEDDING_DIM, Product};
 
 /// The text source's name.
@@ -97,56 +94,6 @@ pub struct SearchView {
     pub sources: Vec<(String, &'static str)>,
     /// Time the search took, milliseconds.
     pub elapsed_ms: f64,
-}
-
-impl App {
-    /// Search the catalog's text and the similar books at once.
-    pub async fn search(&self, q: &str) -> Result<SearchView> {
-        let q = q.trim();
-        if q.is_empty() || q.len() > 200 {
-            return Err(Error::invalid_input("q must be 1..=200 characters"));
-        }
-        let mut req = SearchRequest::text(q)
-            .limit(TEXT_SOURCE, 10)
-            .limit(SIMILAR_SOURCE, 5)
-            .deadline(DEADLINE);
-        if let Some(v) = embed(q) {
-            req = req.vector(v);
-        }
-        let res: SearchResults = self.db.search(&req).await?;
-        let matches = res
-            .hits::<Product>(TEXT_SOURCE)?
-            .into_iter()
-            .map(|(p, score)| Found {
-                sku: p.sku,
-                title: p.title,
-                author: p.author,
-                score,
-            })
-            .collect();
-        let mut similar = Vec::new();
-        for (v, score) in res.hits::<BookVector>(SIMILAR_SOURCE)? {
-            if let Some(p) = self.products().get(&v.sku).await? {
-                similar.push(Found {
-                    sku: p.sku,
-                    title: p.title,
-                    author: p.author,
-                    score,
-                });
-            }
-        }
-        Ok(SearchView {
-            query: q.to_string(),
-            matches,
-            similar,
-            sources: res
-                .sources
-                .iter()
-                .map(|s| (s.source.clone(), s.status.label()))
-                .collect(),
-            elapsed_ms: res.elapsed_ms,
-        })
-    }
 }
 
 fn esc(s: &str) -> String {

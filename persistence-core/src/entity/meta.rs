@@ -7,8 +7,8 @@ use std::time::Duration;
 use crate::error::{Error, Result};
 use crate::names::{NameKind, reserved_reason};
 
+use self::relation::{Declared, RelationMeta};
 use super::hash::StableHasher;
-use super::relation::{self, Declared, RelationMeta};
 use super::shape::Shape;
 use super::text::{TextLanguage, TextSearch};
 use super::types::{FieldType, ScalarType};
@@ -546,7 +546,7 @@ impl EntityMetaBuilder {
             // re-enter this one's initialization.)
             ("belongs_to", r.name, r.key, r.on_delete).hash(&mut h);
         }
-        let text = super::text::text_search(self.name, &self.fields, &self.text)?;
+        let text = text_search(self.name, &self.fields, &self.text)?;
         if let Some(t) = &text {
             t.hash_into(&mut h);
         }
@@ -757,6 +757,309 @@ impl IndexMeta {
             fields,
             unique,
             live_only,
+        }
+    }
+}
+
+/// Check the declared `(field, language)` pairs: string fields, one language.
+fn text_search(
+    entity: &str,
+    fields: &[FieldMeta],
+    declared: &[(&'static str, TextLanguage)],
+) -> Result<Option<TextSearch>> {
+    let Some(&(_, language)) = declared.first() else {
+        return Ok(None);
+    };
+    let mut out = TextSearch {
+        fields: Vec::new(),
+        names: Vec::new(),
+        language,
+    };
+    for &(name, lang) in declared {
+        let Some(i) = fields.iter().position(|f| f.name == name) else {
+            return Err(Error::config(format!(
+                "{entity}: text_search names unknown field `{name}`"
+            )));
+        };
+        let f = &fields[i];
+        if f.id || !matches!(f.ty, FieldType::Scalar(ScalarType::String)) {
+            return Err(Error::config(format!(
+                "{entity}.{name}: a text_search field must be a String or Option<String>"
+            )));
+        }
+        if lang != language {
+            return Err(Error::config(format!(
+                "{entity}.{name}: every text_search field must use the same language ({} vs {})",
+                lang.name(),
+                language.name()
+            )));
+        }
+        if out.fields.contains(&i) {
+            return Err(Error::config(format!(
+                "{entity}.{name}: declared text_search twice"
+            )));
+        }
+        out.fields.push(i);
+    }
+    out.fields.sort_unstable();
+    out.names = out.fields.iter().map(|&i| fields[i].name).collect();
+    Ok(Some(out))
+}
+
+// Relation metadata lives in this file: its types and `EntityMeta`'s refer
+// to each other.
+pub(crate) mod relation {
+    //! Relation metadata: `belongs_to` (the child holds the key) and its
+    //! reverse `has_many` / `has_one` (declared on the parent). See
+    //! [`crate::relation`] for the semantics and the typed handles.
+    use std::fmt;
+
+    use crate::error::{Error, Result};
+
+    use crate::entity::meta::{EntityMeta, FieldMeta};
+    use crate::entity::types::{FieldType, ScalarType};
+
+    /// What deleting a parent does to the rows of a `belongs_to` relation that
+    /// refer to it.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+    pub enum OnDelete {
+        /// The delete is refused while rows refer to the parent
+        /// ([`ConflictKind::Referenced`](crate::ConflictKind::Referenced)).
+        #[default]
+        Restrict,
+        /// The referring rows are deleted with the parent (recursively).
+        Cascade,
+        /// The referring rows' key is set to null (the key must be an `Option`).
+        SetNull,
+    }
+
+    impl OnDelete {
+        /// The SQL spelling (`RESTRICT`, `CASCADE`, `SET NULL`).
+        pub fn sql(self) -> &'static str {
+            match self {
+                OnDelete::Restrict => "RESTRICT",
+                OnDelete::Cascade => "CASCADE",
+                OnDelete::SetNull => "SET NULL",
+            }
+        }
+    }
+
+    /// Which side of a relation this entity is on.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    pub enum RelationKind {
+        /// This entity holds the key (`key` is one of its fields).
+        BelongsTo,
+        /// The target holds the key; many target rows per row of this entity.
+        HasMany,
+        /// The target holds the key; at most one target row per row of this entity.
+        HasOne,
+    }
+
+    /// One declared relation of an entity.
+    #[derive(Clone)]
+    pub struct RelationMeta {
+        /// The relation's name (`customer`, `orders`): the typed handle is its
+        /// upper-case form (`Order::CUSTOMER`, `Customer::ORDERS`).
+        pub name: &'static str,
+        /// Which side.
+        pub kind: RelationKind,
+        /// The other entity's metadata. Call it only after this entity's
+        /// metadata is built (relations may be mutual).
+        pub target: fn() -> &'static EntityMeta,
+        /// The stored name of the key field: on this entity for `BelongsTo`, on
+        /// the target for `HasMany` / `HasOne`.
+        pub key: &'static str,
+        /// What deleting the parent does (`BelongsTo` only; `Restrict` otherwise).
+        pub on_delete: OnDelete,
+        /// The foreign key constraint's name (`fk_<entity>_<key>`, shortened
+        /// with a hash past 63 bytes) for `BelongsTo`; empty otherwise.
+        pub constraint: String,
+    }
+
+    impl fmt::Debug for RelationMeta {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.debug_struct("RelationMeta")
+                .field("name", &self.name)
+                .field("kind", &self.kind)
+                .field("key", &self.key)
+                .field("on_delete", &self.on_delete)
+                .field("constraint", &self.constraint)
+                .finish_non_exhaustive()
+        }
+    }
+
+    impl PartialEq for RelationMeta {
+        fn eq(&self, other: &Self) -> bool {
+            // The target is compared by what it is, not by function address.
+            (
+                self.name,
+                self.kind,
+                self.key,
+                self.on_delete,
+                &self.constraint,
+            ) == (
+                other.name,
+                other.kind,
+                other.key,
+                other.on_delete,
+                &other.constraint,
+            )
+        }
+    }
+
+    /// A relation as the builder receives it.
+    #[derive(Debug)]
+    pub(crate) struct Declared {
+        pub(crate) name: &'static str,
+        pub(crate) kind: RelationKind,
+        pub(crate) target: fn() -> &'static EntityMeta,
+        pub(crate) key: &'static str,
+        pub(crate) on_delete: OnDelete,
+    }
+
+    /// Check the declared relations of `entity` against its fields (the
+    /// target's metadata is not read here: relations may be mutual).
+    pub(crate) fn check(
+        entity: &'static str,
+        fields: &[FieldMeta],
+        declared: Vec<Declared>,
+    ) -> Result<Vec<RelationMeta>> {
+        let mut out: Vec<RelationMeta> = Vec::with_capacity(declared.len());
+        for d in declared {
+            crate::entity::meta::validate_identifier(d.name)?;
+            if out.iter().any(|r| r.name == d.name) {
+                return Err(Error::config(format!(
+                    "{entity}: two relations are named `{}` (give one a `name = ..`)",
+                    d.name
+                )));
+            }
+            let mut constraint = String::new();
+            if d.kind == RelationKind::BelongsTo {
+                let Some(f) = fields.iter().find(|f| f.name == d.key) else {
+                    return Err(Error::config(format!(
+                        "{entity}: relation `{}` names unknown key field `{}`",
+                        d.name, d.key
+                    )));
+                };
+                let key_like = matches!(
+                    f.ty,
+                    FieldType::Scalar(
+                        ScalarType::String
+                            | ScalarType::I16
+                            | ScalarType::I32
+                            | ScalarType::I64
+                            | ScalarType::Uuid
+                    )
+                );
+                if f.id || f.version || !key_like {
+                    return Err(Error::config(format!(
+                        "{entity}: the key `{}` of relation `{}` must be a String, integer or Uuid field (not the id or version)",
+                        d.key, d.name
+                    )));
+                }
+                if d.on_delete == OnDelete::SetNull && !f.nullable {
+                    return Err(Error::config(format!(
+                        "{entity}: relation `{}` is on_delete = set_null, so its key `{}` must be an Option",
+                        d.name, d.key
+                    )));
+                }
+                if out
+                    .iter()
+                    .any(|r| r.kind == RelationKind::BelongsTo && r.key == d.key)
+                {
+                    return Err(Error::config(format!(
+                        "{entity}: two belongs_to relations use the key `{}`",
+                        d.key
+                    )));
+                }
+                constraint = crate::entity::meta::constraint_name("fk", entity, &[d.key]);
+            } else {
+                validate_key(entity, d.name, d.key)?;
+            }
+            out.push(RelationMeta {
+                name: d.name,
+                kind: d.kind,
+                target: d.target,
+                key: d.key,
+                on_delete: if d.kind == RelationKind::BelongsTo {
+                    d.on_delete
+                } else {
+                    OnDelete::Restrict
+                },
+                constraint,
+            });
+        }
+        Ok(out)
+    }
+
+    fn validate_key(entity: &str, name: &str, key: &str) -> Result<()> {
+        crate::entity::meta::validate_identifier(key).map_err(|_| {
+            Error::config(format!(
+                "{entity}: relation `{name}` names an invalid key `{key}`"
+            ))
+        })
+    }
+
+    impl EntityMeta {
+        /// The declared relation named `name`.
+        pub fn relation(&self, name: &str) -> Option<&RelationMeta> {
+            self.relations.iter().find(|r| r.name == name)
+        }
+
+        /// The `belongs_to` relations (this entity holds the key).
+        pub fn belongs_to(&self) -> impl Iterator<Item = &RelationMeta> {
+            self.relations
+                .iter()
+                .filter(|r| r.kind == RelationKind::BelongsTo)
+        }
+
+        /// `<entity>.<relation>`, the name errors and constraints use.
+        pub fn relation_path(&self, relation: &RelationMeta) -> String {
+            format!("{}.{}", self.name, relation.name)
+        }
+    }
+
+    impl crate::entity::meta::EntityMetaBuilder {
+        /// Declare a `belongs_to` relation: the field `key` (stored name) holds
+        /// the id of a `target` row; deleting that row does `on_delete`.
+        pub fn belongs_to(
+            mut self,
+            name: &'static str,
+            target: fn() -> &'static EntityMeta,
+            key: &'static str,
+            on_delete: OnDelete,
+        ) -> Self {
+            self.relations.push(Declared {
+                name,
+                kind: RelationKind::BelongsTo,
+                target,
+                key,
+                on_delete,
+            });
+            self
+        }
+
+        /// Declare the reverse of a target's `belongs_to`: `target` rows whose
+        /// field `key` holds this entity's id (`many`: `has_many`, else `has_one`).
+        pub fn has(
+            mut self,
+            name: &'static str,
+            target: fn() -> &'static EntityMeta,
+            key: &'static str,
+            many: bool,
+        ) -> Self {
+            self.relations.push(Declared {
+                name,
+                kind: if many {
+                    RelationKind::HasMany
+                } else {
+                    RelationKind::HasOne
+                },
+                target,
+                key,
+                on_delete: OnDelete::Restrict,
+            });
+            self
         }
     }
 }

@@ -11,18 +11,17 @@ use serde::de::DeserializeOwned;
 
 mod hash;
 mod meta;
-mod relation;
 mod shape;
 mod text;
 mod types;
 mod vector;
 
 pub use hash::StableHasher;
+pub use meta::relation::{OnDelete, RelationKind, RelationMeta};
 pub use meta::{
     EntityMeta, EntityMetaBuilder, FieldMeta, IndexMeta, Managed, ResolvedPath,
     validate_identifier, validate_segment,
 };
-pub use relation::{OnDelete, RelationKind, RelationMeta};
 pub use shape::{Embedded, MAX_SHAPE_DEPTH, NestedField, Shape};
 pub use text::{TextLanguage, TextSearch};
 pub use types::{FieldKind, FieldType, ScalarType};
