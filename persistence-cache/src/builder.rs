@@ -299,6 +299,7 @@ impl CacheLayerBuilder {
             #[cfg(feature = "redis")]
             outbox: Outbox::new(self.redis.max_queued),
             db_label: self.db_label.map(Arc::from),
+            wrapped: parking_lot::Mutex::new(Vec::new()),
         });
         #[cfg(feature = "redis")]
         outbox::start(&shared);

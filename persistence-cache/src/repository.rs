@@ -32,7 +32,8 @@
 //! This file holds the types, the public methods and the `Repository` impl;
 //! `entries` the L1 entries and generations, `read` the read path, `stale`
 //! the fail-safe, load timeouts and eager refresh,
-//! `write` the invalidation after writes, `l2` (feature `redis`) the Redis side and its
+//! `write` the invalidation after writes, `related` the invalidation of
+//! child entity types after a parent's delete (cascade / set_null relations), `l2` (feature `redis`) the Redis side and its
 //! fail-safe, `leased` (feature `redis`) the cross-process lease step of a miss.
 
 use std::sync::Arc;
@@ -65,12 +66,15 @@ mod l2;
 #[cfg(feature = "redis")]
 mod leased;
 mod read;
+mod related;
 mod stale;
 mod write;
 
 pub(crate) struct Inner<E: Entity, R> {
     pub(crate) repo: R,
     pub(crate) keys: Keys,
+    /// The key prefix (the layer's, or a scoped one).
+    pub(crate) prefix: Arc<str>,
     pub(crate) shared: Arc<Shared>,
     pub(crate) l1: Option<Cache<String, L1Entry<E>>>,
     /// L1 weighs entries by encoded size (`L1Config::max_bytes`).
@@ -151,6 +155,10 @@ impl<E: Entity, R: Repository<E> + 'static> CachedRepository<E, R> {
             let weak: std::sync::Weak<dyn Receiver> = Arc::downgrade(&repo.inner) as _;
             bp.register(repo.inner.keys.base(), weak);
         }
+        let weak: std::sync::Weak<dyn crate::shared::DropAll> = Arc::downgrade(&repo.inner) as _;
+        repo.inner
+            .shared
+            .register(repo.inner.prefix.clone(), E::meta(), weak);
         repo
     }
 
@@ -254,7 +262,8 @@ impl<E: Entity, R: Repository<E> + 'static> CachedRepository<E, R> {
 impl<E: Entity, R: Repository<E> + 'static> Inner<E, R> {
     fn new(shared: Arc<Shared>, repo: R, prefix: Option<&str>) -> Self {
         let meta = E::meta();
-        let keys = Keys::new(prefix.unwrap_or(&shared.prefix), meta);
+        let prefix: Arc<str> = Arc::from(prefix.unwrap_or(&shared.prefix));
+        let keys = Keys::new(&prefix, meta);
         let counters = Arc::new(Counters::with_db(shared.db_label.clone()));
         let l1_config = shared.l1_for(meta.name);
         let l1 = l1_config.map(|cfg| {
@@ -286,6 +295,7 @@ impl<E: Entity, R: Repository<E> + 'static> Inner<E, R> {
         Inner {
             repo,
             keys,
+            prefix,
             #[cfg(feature = "redis")]
             l2: shared.l2.clone(),
             shared,
@@ -337,11 +347,7 @@ impl<E: Entity, R: Repository<E> + 'static> Inner<E, R> {
 
 impl<E: Entity, R: Repository<E> + 'static> Repository<E> for CachedRepository<E, R> {
     fn capabilities(&self) -> Capabilities {
-        // A parent's delete cascading in the store does not reach the
-        // child's cached entries (see `Capabilities::cascade_coherent`).
-        let mut caps = self.inner.repo.capabilities();
-        caps.cascade_coherent = false;
-        caps
+        self.inner.repo.capabilities()
     }
 
     async fn ensure_schema(&self) -> Result<()> {
@@ -384,16 +390,23 @@ impl<E: Entity, R: Repository<E> + 'static> Repository<E> for CachedRepository<E
 
     async fn delete(&self, id: &E::Id) -> Result<bool> {
         let t = self.target(std::slice::from_ref(id));
-        self.write(t, self.inner.repo.delete(id)).await
+        let out = self.write(t, self.inner.repo.delete(id)).await;
+        self.inner.after_delete(!matches!(out, Ok(false))).await;
+        out
     }
 
     async fn delete_many(&self, filter: &Filter) -> Result<u64> {
-        self.write(Target::All, self.inner.repo.delete_many(filter))
-            .await
+        let out = self
+            .write(Target::All, self.inner.repo.delete_many(filter))
+            .await;
+        self.inner.after_delete(!matches!(out, Ok(0))).await;
+        out
     }
 
     async fn purge(&self, filter: &Filter) -> Result<u64> {
-        self.write(Target::All, self.inner.repo.purge(filter)).await
+        let out = self.write(Target::All, self.inner.repo.purge(filter)).await;
+        self.inner.after_delete(!matches!(out, Ok(0))).await;
+        out
     }
 
     async fn find(&self, query: &Query) -> Result<Vec<E>> {
@@ -496,6 +509,7 @@ impl<E: Entity, R: Repository<E> + 'static> Repository<E> for CachedRepository<E
             Err(_) => Target::All,
         };
         self.inner.after_write(t).await;
+        self.inner.after_delete(!matches!(out, Ok(None))).await;
         out
     }
 

@@ -4,8 +4,12 @@
 //! neither has to import the other.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use parking_lot::Mutex;
+use persistence_core::EntityMeta;
 
 #[cfg(feature = "redis")]
 use crate::backplane::Backplane;
@@ -35,9 +39,46 @@ pub(crate) struct Shared {
     #[cfg(feature = "redis")]
     pub outbox: Outbox,
     pub db_label: Option<Arc<str>>,
+    /// Every repository this layer wraps (see `crate::repository::related`).
+    pub wrapped: Mutex<Vec<Wrapped>>,
+}
+
+/// A cached repository as the invalidation along relations sees it.
+pub(crate) trait DropAll: Send + Sync {
+    /// Drop everything cached for its entity type, as a write that changed
+    /// unknown rows does (L2, the other instances' L1 through the backplane, L1).
+    fn drop_all(self: Arc<Self>) -> BoxFuture<'static, ()>;
+}
+
+/// One repository the layer wrapped: its key prefix, entity type and cache.
+pub(crate) struct Wrapped {
+    pub prefix: Arc<str>,
+    pub meta: &'static EntityMeta,
+    pub repo: Weak<dyn DropAll>,
+}
+
+impl std::fmt::Debug for Wrapped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Wrapped")
+            .field("prefix", &self.prefix)
+            .field("entity", &self.meta.name)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Shared {
+    /// Remember a wrapped repository (and forget the dropped ones).
+    pub(crate) fn register(
+        &self,
+        prefix: Arc<str>,
+        meta: &'static EntityMeta,
+        repo: Weak<dyn DropAll>,
+    ) {
+        let mut list = self.wrapped.lock();
+        list.retain(|w| w.repo.strong_count() > 0);
+        list.push(Wrapped { prefix, meta, repo });
+    }
+
     /// The L1 settings of entity `name` (None: no L1).
     pub(crate) fn l1_for(&self, name: &str) -> Option<L1Config> {
         let default = self.l1?;

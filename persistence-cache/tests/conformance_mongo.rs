@@ -28,8 +28,6 @@ impl Backend for CachedMongo {
         let mut caps = Capabilities::full("mongo");
         caps.timestamp_precision = TimestampPrecision::Millis;
         caps.row_locks = false;
-        // Cascades do not reach the child's cache.
-        caps.cascade_coherent = false;
         // Text search: the substring fallback (see persistence_mongo's text module).
         caps.native_text_search = false;
         caps

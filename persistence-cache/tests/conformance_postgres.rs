@@ -21,10 +21,7 @@ impl Backend for CachedPostgres {
     type Repo<E: Entity> = CachedRepository<E, RelationalRepository<E>>;
 
     fn capabilities() -> Capabilities {
-        let mut caps = Capabilities::full("postgres");
-        // Cascades do not reach the child's cache.
-        caps.cascade_coherent = false;
-        caps
+        Capabilities::full("postgres")
     }
 
     async fn repo<E: Entity>(&self) -> Self::Repo<E> {

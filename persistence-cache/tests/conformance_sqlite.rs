@@ -30,8 +30,6 @@ impl Backend for CachedSqlite {
         caps.signed_zero = false;
         caps.row_locks = false;
         caps.unicode_case_folding = false;
-        // Cascades do not reach the child's cache.
-        caps.cascade_coherent = false;
         caps
     }
 

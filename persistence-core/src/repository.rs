@@ -72,14 +72,6 @@ pub struct Capabilities {
     /// naming a missing parent is refused, deleting a parent applies its
     /// children's `on_delete`.
     pub relations: bool,
-    /// Rows a parent's delete removes or changes through a relation
-    /// (`on_delete = cascade | set_null`, done by the database or the
-    /// repository) are seen at once by the child's reads. `false` for the
-    /// cache layer (`CachedRepository`): the child's cached entries and
-    /// queries are not invalidated by the parent's delete and live until
-    /// their TTL (or `invalidate_all` on the child's repository); delete
-    /// children explicitly where that matters.
-    pub cascade_coherent: bool,
     /// Text search follows the word rules of [`crate::text`] (stop words,
     /// stemming, a text index). `false`: MongoDB without text indexes,
     /// where each word is an escaped case-insensitive substring `$regex`
@@ -110,7 +102,6 @@ impl Capabilities {
             unicode_case_folding: true,
             approximate_nearest: false,
             relations: true,
-            cascade_coherent: true,
             native_text_search: true,
             text_index: true,
         }

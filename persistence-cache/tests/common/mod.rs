@@ -260,13 +260,8 @@ impl persistence_core::conformance::Backend for CachedMemory {
         persistence_cache::CachedRepository<E, persistence_core::MemoryRepository<E>>;
     fn capabilities() -> Capabilities {
         // The cache reports what the repository under it does.
-        let mut caps = persistence_core::MemoryRepository::<
-            persistence_core::conformance::entities::Person,
-        >::new()
-        .capabilities();
-        // Cascades do not reach the child's cache.
-        caps.cascade_coherent = false;
-        caps
+        persistence_core::MemoryRepository::<persistence_core::conformance::entities::Person>::new()
+            .capabilities()
     }
     async fn repo<E: persistence_core::Entity>(&self) -> Self::Repo<E> {
         self.layer.wrap(self.store.repository())
