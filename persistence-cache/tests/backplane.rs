@@ -4,22 +4,12 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Item, Levels, item};
+use common::{Item, Levels, item, wait_connected};
 use persistence_cache::{CacheLayer, CachedRepository};
 use persistence_core::{Filter, MemoryRepository, Query, Repository};
 
 fn instance(prefix: &str) -> Option<CacheLayer> {
     common::layer_with(Levels::Both, prefix, |b| b.backplane(true))
-}
-
-async fn wait_connected(layer: &CacheLayer) {
-    for _ in 0..500 {
-        if layer.backplane_connected() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("backplane did not connect");
 }
 
 /// Poll `b` until `check` holds (bounded: 5 s); returns how long it took.

@@ -7,9 +7,7 @@
 #![allow(clippy::unwrap_used)]
 mod common;
 
-use std::time::{Duration, Instant};
-
-use common::Levels;
+use common::{Levels, until, wait_connected};
 use persistence_cache::CacheLayer;
 use persistence_core::{Entity, Filter, MemoryStore, Query, Repository};
 use serde::{Deserialize, Serialize};
@@ -82,18 +80,6 @@ async fn fill(store: &MemoryStore) {
         .unwrap();
 }
 
-/// Poll until `check` holds (bounded: 5 s).
-async fn until<F: AsyncFnMut() -> bool>(mut check: F) {
-    let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(5) {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-    panic!("not propagated within 5 s");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_one_layer_a_cascade_drops_the_cached_children_and_grandchildren() {
     let layer = CacheLayer::builder()
@@ -158,16 +144,6 @@ async fn a_child_known_only_from_its_own_side_is_found_among_the_wrapped_types()
 fn instance(prefix: &str, levels: Levels) -> Option<CacheLayer> {
     // A backplane serves L1: the L2-only instance has none.
     common::layer_with(levels, prefix, |b| b.backplane(levels == Levels::Both))
-}
-
-async fn wait_connected(layer: &CacheLayer) {
-    for _ in 0..500 {
-        if layer.backplane_connected() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("backplane did not connect");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

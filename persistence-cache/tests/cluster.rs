@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{Item, Levels, item};
+use common::{Item, Levels, item, until};
 use persistence_cache::sessions::SessionStore;
 use persistence_cache::{CacheLayer, CachedRepository};
 use persistence_core::{MemoryRepository, Repository};
@@ -113,17 +113,6 @@ async fn sessions_destroy_every_session_of_a_user() {
     );
     assert!(store.destroy(&bob.id).await.expect("destroy"));
     assert_eq!(other.get(&bob.id).await.expect("get"), None);
-}
-
-async fn until<F: AsyncFnMut() -> bool>(mut check: F) {
-    let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(10) {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    panic!("not within 10 s");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -8,23 +8,12 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::flaky::flaky;
-use common::{Item, Levels, item};
+use common::{Item, Levels, item, wait_connected};
 use persistence_cache::{CacheLayer, EntityTtl, FailSafe, ReadPolicy, Served};
 use persistence_core::{Error, Filter, MemoryRepository, Repository};
 
 fn instance(prefix: &str) -> Option<CacheLayer> {
     common::layer_with(Levels::Both, prefix, |b| b.backplane(true).jitter(0.0))
-}
-
-async fn wait_connected(layer: &CacheLayer) {
-    let start = Instant::now();
-    while !layer.backplane_connected() {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "backplane did not connect"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

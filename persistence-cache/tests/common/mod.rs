@@ -77,6 +77,30 @@ pub fn layer_with(
     Some(f(b).build().expect("layer"))
 }
 
+/// Wait until `layer`'s backplane is subscribed (bounded: 30 s).
+pub async fn wait_connected(layer: &CacheLayer) {
+    let start = std::time::Instant::now();
+    while !layer.backplane_connected() {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(30),
+            "backplane did not connect"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+/// Poll until `check` holds (bounded: 10 s).
+pub async fn until<F: AsyncFnMut() -> bool>(mut check: F) {
+    let start = std::time::Instant::now();
+    while start.elapsed() < std::time::Duration::from_secs(10) {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    panic!("not within 10 s");
+}
+
 /// A plain test entity.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, persistence_core::Entity)]
 #[entity(name = "cache_items")]
