@@ -15,9 +15,12 @@
 //!   `serde_json::Value`.
 //! * **Id**: `_id`; an ObjectId or UUID id is `generated` (the repository
 //!   makes a new one on insert when it is unset).
-//! * **Indexes**: ascending / descending key indexes, unique or not, become
-//!   `index` / `unique`; text, geo, hashed, TTL-less partial indexes are
-//!   notes. MongoDB declares no references: no relations are generated.
+//! * **Indexes**: ascending key indexes, unique or not, become `index` /
+//!   `unique` (the entity declares ascending keys only); descending, text,
+//!   geo, hashed, TTL and partial indexes (but the library's own "field is
+//!   set" partial uniques) are notes. MongoDB declares no references: no
+//!   relations are generated.
+//! * Arrays seen only empty are `Vec<String>`.
 
 use bson::spec::BinarySubtype;
 use bson::{Bson, Document, doc};
@@ -177,7 +180,14 @@ async fn collection(store: &MongoStore, name: &str, limit: usize) -> Result<Tabl
                     push(&mut items, a);
                 }
             }
-            nullable |= !required.contains(&key);
+            let optional = !required.contains(&key);
+            if optional && !nullable && !types.is_empty() {
+                t.notes.push(format!(
+                    "`{key}`: optional in the validator but null is not among its types; \
+                     the entity writes null for None, which the validator refuses: set it"
+                ));
+            }
+            nullable |= optional;
         }
         if types.is_empty() {
             if let Some(s) = observed {
@@ -225,12 +235,10 @@ async fn collection(store: &MongoStore, name: &str, limit: usize) -> Result<Tabl
         if columns == ["_id"] {
             continue;
         }
-        let plain = key.values().all(|v| {
-            matches!(
-                v,
-                Bson::Int32(1 | -1) | Bson::Int64(1 | -1) | Bson::Double(_)
-            )
-        }) && columns.iter().all(|c| t.column(c).is_some());
+        let plain = key
+            .values()
+            .all(|v| matches!(v, Bson::Int32(1) | Bson::Int64(1)) || *v == Bson::Double(1.0))
+            && columns.iter().all(|c| t.column(c).is_some());
         let unique = ix.get_bool("unique").unwrap_or(false);
         let partial = ix.get_document("partialFilterExpression").ok();
         // The library's own unique indexes are partial on "the field is set"
@@ -247,8 +255,15 @@ async fn collection(store: &MongoStore, name: &str, limit: usize) -> Result<Tabl
                 unique,
             });
         } else {
+            let mut what = format!("{index_name} {key}");
+            if unique {
+                what.push_str(" unique");
+            }
+            if let Some(p) = partial {
+                what.push_str(&format!(" partial {p}"));
+            }
             t.notes.push(format!(
-                "index not declared (the entity has no way to say it): {index_name} {ix}"
+                "index not declared (the entity has no way to say it): {what}"
             ));
         }
     }
