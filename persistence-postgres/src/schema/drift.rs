@@ -343,7 +343,15 @@ fn index_difference(target: &str, ix: &IndexMeta, want: &str, live: &[LiveIndex]
 
 #[cfg(test)]
 mod tests {
-    use super::affinity;
+    use super::{affinity, same_action};
+
+    #[test]
+    fn no_action_counts_as_restrict_only() {
+        assert!(same_action("RESTRICT", "NO ACTION"));
+        assert!(same_action("CASCADE", "CASCADE"));
+        assert!(!same_action("CASCADE", "NO ACTION"));
+        assert!(!same_action("SET NULL", "RESTRICT"));
+    }
     use crate::query::native::without_modifiers;
 
     #[test]
