@@ -604,7 +604,8 @@ async fn parent_tables<C: Conn>(
 }
 
 /// `verify_schema` of one table: read the catalog, compare with `meta`
-/// (see [`drift`]); creates and changes nothing.
+/// (see [`drift`]); creates and changes nothing. An existing table's
+/// column facts are learned as `ensure_schema` learns them.
 pub(crate) async fn verify_schema<C: Conn>(
     c: &C,
     table: &TableInfo,
@@ -617,6 +618,22 @@ pub(crate) async fn verify_schema<C: Conn>(
         Dialect::Sqlite => meta.name,
     };
     let live = catalog::read(c, arg, dialect).await.map_err(err)?;
+    if live.is_some() {
+        // `verify_schema` stands in for `ensure_schema` (the manager's
+        // `schema_mode: verify`): learn the columns the same way (read-only
+        // catalog queries), so native types (`text[]`, enums, `numeric`..)
+        // are read and written through casts afterwards.
+        table
+            .facts
+            .learn(c, &table.qualified, dialect)
+            .await
+            .map_err(err)?;
+        table
+            .facts
+            .learn_types(c, &table.qualified, meta, dialect)
+            .await
+            .map_err(err)?;
+    }
     Ok(drift::compare(
         meta,
         &table.qualified,

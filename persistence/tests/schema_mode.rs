@@ -6,7 +6,7 @@
 use persistence::config::{ConfigLoader, PersistenceConfig, SchemaMode};
 use persistence::postgres::RelationalStore;
 use persistence::postgres::sea_orm::{ConnectionTrait, Statement};
-use persistence::{Entity, ErrorKind, Persistence, Repository};
+use persistence::{Entity, EntityEnum, ErrorKind, Persistence, Repository};
 use persistence_testing::TestPostgres;
 use serde::{Deserialize, Serialize};
 
@@ -184,6 +184,63 @@ async fn verify_does_not_create_a_missing_table_and_off_does_nothing() {
             .contains(&"exists true".to_string())
     );
     ensure.shutdown().await;
+    store.close().await;
+    drop(pg);
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, EntityEnum)]
+enum Mood {
+    Happy,
+    Sad,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Entity)]
+#[entity(name = "mode_notes")]
+struct Note {
+    #[entity(id)]
+    id: i64,
+    tags: Vec<String>,
+    mood: Mood,
+}
+
+/// `verify` stands in for `ensure`: it learns the columns' native types the
+/// same way, so `text[]` and a native enum are read and written through
+/// casts (before, the repository it handed out could not decode them).
+#[tokio::test]
+async fn verify_learns_native_types_as_ensure_does() {
+    let Some((pg, store, _)) = setup().await else {
+        return;
+    };
+    let s = format!("\"{}\"", pg.schema_name().expect("schema"));
+    exec(
+        &store,
+        &format!(
+            "CREATE TYPE {s}.mood AS ENUM ('Sad', 'Happy'); \
+             CREATE TABLE {s}.mode_notes (id bigint PRIMARY KEY, tags text[] NOT NULL, \
+             mood {s}.mood NOT NULL); \
+             INSERT INTO {s}.mode_notes VALUES (1, '{{a,b}}', 'Sad')"
+        ),
+    )
+    .await;
+    let p = manager(&pg, ", schema_mode: verify");
+    let notes = p.repo::<Note>().await.expect("a matching table");
+    let theirs = notes.get(&1).await.expect("read text[] and the enum");
+    assert_eq!(
+        theirs,
+        Some(Note {
+            id: 1,
+            tags: vec!["a".into(), "b".into()],
+            mood: Mood::Sad,
+        })
+    );
+    let ours = Note {
+        id: 2,
+        tags: vec!["c".into()],
+        mood: Mood::Happy,
+    };
+    notes.insert(&ours).await.expect("write through casts");
+    assert_eq!(notes.get(&2).await.expect("get"), Some(ours));
+    p.shutdown().await;
     store.close().await;
     drop(pg);
 }

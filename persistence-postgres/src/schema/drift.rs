@@ -18,6 +18,11 @@
 //!   on the same column set with the same partial condition; an index by any
 //!   full index led by its columns in order. Without a match, an index
 //!   bearing the declared name is reported as different, else as missing.
+//! * **Foreign keys** (one per `belongs_to`) are matched by definition under
+//!   any name: the key column, the parent's table and id, the `ON DELETE`
+//!   action (`NO ACTION`, what a bare `REFERENCES` gets, counts as
+//!   `restrict`). Without a match, a foreign key bearing the declared name
+//!   or on the same column is reported as different, else as missing.
 
 use persistence_core::drift::{Difference, DifferenceKind as K, SchemaReport, Severity};
 use persistence_core::{EntityMeta, FieldMeta, FieldType, IndexMeta, ScalarType};
@@ -131,7 +136,7 @@ fn foreign_key_differences(
         let exact = live.iter().filter(same_columns).any(|fk| {
             fk.table == parent.name
                 && fk.ref_columns == want_refs
-                && fk.on_delete == r.on_delete.sql()
+                && same_action(r.on_delete.sql(), &fk.on_delete)
         });
         if exact {
             continue;
@@ -158,6 +163,14 @@ fn foreign_key_differences(
             None => Difference::new(K::MissingForeignKey, target, subject, want, "none"),
         });
     }
+}
+
+/// Whether live `ON DELETE` action `have` does what `want` asks. `NO
+/// ACTION` (the default of a `REFERENCES` written without one) counts as
+/// `RESTRICT`: both refuse to delete a referenced row (`NO ACTION` checks
+/// at the end of the statement, or of the transaction when deferred).
+fn same_action(want: &str, have: &str) -> bool {
+    want == have || (want == "RESTRICT" && have == "NO ACTION")
 }
 
 fn column_differences(
@@ -330,7 +343,15 @@ fn index_difference(target: &str, ix: &IndexMeta, want: &str, live: &[LiveIndex]
 
 #[cfg(test)]
 mod tests {
-    use super::affinity;
+    use super::{affinity, same_action};
+
+    #[test]
+    fn no_action_counts_as_restrict_only() {
+        assert!(same_action("RESTRICT", "NO ACTION"));
+        assert!(same_action("CASCADE", "CASCADE"));
+        assert!(!same_action("CASCADE", "NO ACTION"));
+        assert!(!same_action("SET NULL", "RESTRICT"));
+    }
     use crate::query::native::without_modifiers;
 
     #[test]
