@@ -27,35 +27,19 @@
 //!   `VACUUM` may renumber the rowids of a table whose id is not an
 //!   integer: re-create the FTS table then (drop it, `ensure_schema`).
 
-use persistence_core::entity::{StableHasher, TextSearch};
+use persistence_core::entity::TextSearch;
 use persistence_core::names::SchemaPolicy;
 use persistence_core::text::ParsedQuery;
 use persistence_core::{EntityMeta, Result, TextLanguage};
 use sea_orm::{DbErr, Statement, Value as SV};
-use std::hash::{Hash, Hasher};
 
 use crate::error::map_db_err;
-use crate::query::{Dialect, quote};
+use crate::query::{Dialect, bounded, quote};
 use crate::schema::{self, TableInfo};
 use crate::store::conn::Conn;
 
 /// The generated `tsvector` column (PostgreSQL).
 pub(crate) const COLUMN: &str = "__text";
-
-/// A name of at most 63 bytes: `name` itself, or its head plus a hash.
-fn bounded(name: String) -> String {
-    if name.len() <= 63 {
-        return name;
-    }
-    let mut h = StableHasher::default();
-    name.hash(&mut h);
-    let hash = format!("_{:016x}", h.finish());
-    let mut cut = 63 - hash.len();
-    while !name.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    format!("{}{hash}", &name[..cut])
-}
 
 /// The FTS5 table of an entity (SQLite, unquoted).
 pub(crate) fn fts_table(entity: &str) -> String {

@@ -7,7 +7,9 @@
 //! always double-quoted; every value goes through [`Sql::bind`].
 
 use std::fmt::Write as _;
+use std::hash::{Hash as _, Hasher as _};
 
+use persistence_core::entity::StableHasher;
 use persistence_core::{Error, FieldType, Result, ScalarType};
 use sea_orm::{DbBackend, Statement, Value as SV};
 
@@ -66,6 +68,23 @@ impl Dialect {
 /// quotes are doubled anyway).
 pub(crate) fn quote(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// A derived identifier (generated column, index, FTS table) of at most 63
+/// bytes, PostgreSQL's limit: `name` itself, or its head plus a stable hash
+/// of the whole (so two long names that share a head still differ).
+pub(crate) fn bounded(name: String) -> String {
+    if name.len() <= 63 {
+        return name;
+    }
+    let mut h = StableHasher::default();
+    name.hash(&mut h);
+    let hash = format!("_{:016x}", h.finish());
+    let mut cut = 63 - hash.len();
+    while !name.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}{hash}", &name[..cut])
 }
 
 /// SQL text plus its bound values.
@@ -140,4 +159,25 @@ pub(crate) fn column_type(dialect: Dialect, ty: FieldType) -> Result<&'static st
 /// No column type (and no binding) for scalar type `s`.
 pub(crate) fn unsupported(s: ScalarType) -> Error {
     Error::unsupported(format!("no column type for {s:?}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bounded;
+
+    #[test]
+    fn bounded_names_fit_postgres_and_stay_distinct() {
+        assert_eq!(bounded("short".into()), "short");
+        let exact = "a".repeat(63);
+        assert_eq!(bounded(exact.clone()), exact);
+        let long = bounded("a".repeat(64));
+        assert_eq!(long.len(), 63);
+        assert_ne!(long, bounded("a".repeat(65)), "same head, other name");
+        assert_eq!(long, bounded("a".repeat(64)), "stable");
+        // The cut never splits a character ('é' is two bytes; byte 46 is
+        // inside one here): it steps back to the character's start.
+        let wide = bounded(format!("a{}", "é".repeat(40)));
+        assert_eq!(wide.len(), 62);
+        assert!(wide.starts_with(&format!("a{}_", "é".repeat(22))), "{wide}");
+    }
 }

@@ -442,16 +442,16 @@ impl Tenants {
         runner.status(ids).await
     }
 
-    fn runner(&self, op: &'static str) -> Result<Runner<'_>> {
+    fn runner(&self, op: &'static str) -> Result<Runner> {
         let migrator = self.migrator.as_ref().ok_or_else(|| {
             Error::config("no migrator: build the Tenants with with_migrator::<M>()")
                 .with_operation(op)
         })?;
         Ok(Runner {
-            base: &self.base,
-            registry: &self.registry,
-            status: &self.status,
-            migrator,
+            base: self.base.clone(),
+            registry: self.registry.clone(),
+            status: self.status.clone(),
+            migrator: migrator.clone(),
         })
     }
 

@@ -29,17 +29,15 @@
 //! Its type and operators are always schema-qualified, so the session's
 //! `search_path` does not matter.
 
-use persistence_core::entity::StableHasher;
 use persistence_core::entity::VectorField;
 use persistence_core::{Metric, VectorIndex};
 use sea_orm::{DbErr, Statement};
-use std::hash::{Hash, Hasher};
 
 use persistence_core::names::SchemaPolicy;
 use persistence_core::{EntityMeta, Result};
 
 use crate::error::map_db_err;
-use crate::query::{Dialect, quote};
+use crate::query::{Dialect, bounded, quote};
 use crate::schema::{self, TableInfo};
 use crate::store::conn::Conn;
 
@@ -53,21 +51,6 @@ pub(crate) async fn lookup<C: Conn>(c: &C) -> std::result::Result<Option<String>
         ))
         .await?;
     row.map(|r| r.try_get_by_index::<String>(0)).transpose()
-}
-
-/// A name of at most 63 bytes: `name` itself, or its head plus a hash.
-fn bounded(name: String) -> String {
-    if name.len() <= 63 {
-        return name;
-    }
-    let mut h = StableHasher::default();
-    name.hash(&mut h);
-    let hash = format!("_{:016x}", h.finish());
-    let mut cut = 63 - hash.len();
-    while !name.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    format!("{}{hash}", &name[..cut])
 }
 
 /// The generated `vector(N)` column of a vector field (unquoted).

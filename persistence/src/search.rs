@@ -41,8 +41,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use persistence_core::text::ParsedQuery;
 use persistence_core::vector::VectorFieldName;
-use persistence_core::{Entity, Error, ErrorKind, Result};
+use persistence_core::{Entity, Error, ErrorKind, Result, TextLanguage};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -480,19 +481,12 @@ pub(crate) fn fuse(sources: &[SourceHits]) -> Vec<MergedHit> {
     merged
 }
 
-/// The text rule of a text source: how often the words occur in the fields
-/// (0 when one of them occurs in none).
-pub(crate) fn text_score(words: &[String], texts: &[&str]) -> f64 {
-    let lower: Vec<String> = texts.iter().map(|t| t.to_lowercase()).collect();
-    let mut total = 0usize;
-    for w in words {
-        let n: usize = lower.iter().map(|t| t.matches(w.as_str()).count()).sum();
-        if n == 0 {
-            return 0.0;
-        }
-        total += n;
-    }
-    total as f64
+/// The text rule of a text source: every word of the text required, each
+/// taken as written (`simple`: no stop words, no stemming; a word with
+/// inner punctuation is a phrase), scored by the substring rules of
+/// [`persistence_core::text`] (how often the words occur in the fields).
+pub(crate) fn text_rule(words: &[String]) -> ParsedQuery {
+    ParsedQuery::every(TextLanguage::Simple, words.iter().map(String::as_str))
 }
 
 #[cfg(test)]
@@ -547,10 +541,16 @@ mod tests {
     }
 
     #[test]
-    fn text_score_needs_every_word() {
+    fn text_rule_needs_every_word_and_counts_occurrences() {
         let w = vec!["rust".to_string(), "async".to_string()];
-        assert_eq!(text_score(&w, &["Async Rust", "rust in practice"]), 3.0);
-        assert_eq!(text_score(&w, &["Rust only"]), 0.0);
+        let q = text_rule(&w);
+        assert!(q.matches_substring("Async Rust rust in practice"));
+        assert!(!q.matches_substring("Rust only"));
+        assert_eq!(q.score_substring("Async Rust rust in practice"), 3.0);
+        // Words are taken as written: `or` and `-x` are words, not operators.
+        let q = text_rule(&["or".to_string(), "-x".to_string()]);
+        assert!(q.matches_substring("this or x"));
+        assert!(!q.matches_substring("this x"));
     }
 
     #[test]

@@ -178,8 +178,13 @@ pub fn document(record: &Record, fields: &TextSearch) -> Document {
 /// The searched text of a record for the substring rules: its text-search
 /// fields joined by a space (null fields skipped).
 pub fn joined_text(record: &Record, fields: &TextSearch) -> String {
+    joined(record, &fields.fields)
+}
+
+/// The string values of `record` at `fields` (indexes in
+/// [`EntityMeta::fields`]) joined by a space (null fields skipped).
+fn joined(record: &Record, fields: &[usize]) -> String {
     fields
-        .fields
         .iter()
         .filter_map(|&i| match record.get(i) {
             Value::String(s) => Some(s.as_str()),
@@ -196,16 +201,28 @@ pub fn rank_substring<E: Entity>(
     rows: impl IntoIterator<Item = E>,
     q: &CheckedText<'_>,
 ) -> Result<Vec<(E, f64)>> {
+    rank_substring_in(rows, &q.parsed, &q.fields.fields, q.query.limit)
+}
+
+/// [`rank_substring`] over any string fields of `E` (`fields`: indexes in
+/// [`EntityMeta::fields`]), not only its text-search ones: what the
+/// manager's plain text search sources rank by.
+pub fn rank_substring_in<E: Entity>(
+    rows: impl IntoIterator<Item = E>,
+    parsed: &ParsedQuery,
+    fields: &[usize],
+    limit: usize,
+) -> Result<Vec<(E, f64)>> {
     let id = E::meta().id_index;
     let mut scored: Vec<(f64, Value, E)> = Vec::new();
     for row in rows {
         let mut record = Record::from_entity(&row)?;
-        let score = q.parsed.score_substring(&joined_text(&record, q.fields));
+        let score = parsed.score_substring(&joined(&record, fields));
         let key = std::mem::replace(&mut record.values[id], Value::Null);
         scored.push((score, key, row));
     }
     scored.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.total_cmp(&b.1)));
-    scored.truncate(q.query.limit);
+    scored.truncate(limit);
     Ok(scored.into_iter().map(|(s, _, e)| (e, s)).collect())
 }
 

@@ -141,6 +141,23 @@ impl ParsedQuery {
         Ok(ParsedQuery { clauses })
     }
 
+    /// Every item of `items` required, each taken as written: no operator
+    /// (`or`, `-`, quotes are characters like any other, which only
+    /// separate words), no length limit beyond the caller's. An item of
+    /// several words is a phrase; one without a word is left out.
+    pub fn every<'a>(
+        language: TextLanguage,
+        items: impl IntoIterator<Item = &'a str>,
+    ) -> ParsedQuery {
+        ParsedQuery {
+            clauses: items
+                .into_iter()
+                .filter_map(|text| atom(language, false, text))
+                .map(|a| vec![a])
+                .collect(),
+        }
+    }
+
     /// True when nothing can match (no clause).
     pub fn is_empty(&self) -> bool {
         self.clauses.is_empty()
@@ -193,6 +210,16 @@ mod tests {
             })
             .collect::<Vec<_>>()
             .join(" & ")
+    }
+
+    #[test]
+    fn every_item_required_without_operators() {
+        let q = ParsedQuery::every(
+            TextLanguage::Simple,
+            ["or", "-rust", "\"don't\"", "the", "++"],
+        );
+        assert_eq!(shape(&q), "or & rust & don<->t & the");
+        assert!(ParsedQuery::every(TextLanguage::Simple, ["--"]).is_empty());
     }
 
     #[test]

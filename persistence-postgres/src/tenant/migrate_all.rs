@@ -20,7 +20,10 @@
 //!
 //! A crash leaves committed tenants `done` and the one(s) in flight rolled
 //! back (`running` in the status table); a rerun applies what is pending
-//! where it is pending, so it finishes the rest.
+//! where it is pending, so it finishes the rest. Dropping the run's future
+//! is not a crash: each tenant runs in its own task, so the ones in flight
+//! finish (their transactions are never cut off between two statements)
+//! and no further tenant starts.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -259,16 +262,27 @@ pub(super) async fn provision_up(
     status.write(tx, tenant, w, OP).await
 }
 
-/// The pieces of a `Tenants` a run needs.
-pub(super) struct Runner<'a> {
-    pub(super) base: &'a RelationalStore,
-    pub(super) registry: &'a Registry,
-    pub(super) status: &'a StatusTable,
-    pub(super) migrator: &'a DynMigrator,
+/// The pieces of a `Tenants` a run needs (owned: each tenant of a run is
+/// migrated in a task of its own, see [`Runner::run`]).
+#[derive(Clone)]
+pub(super) struct Runner {
+    pub(super) base: RelationalStore,
+    pub(super) registry: Registry,
+    pub(super) status: StatusTable,
+    pub(super) migrator: DynMigrator,
 }
 
-impl Runner<'_> {
+impl Runner {
     /// Migrate `ids` (sorted) as `opts` says (see the module docs).
+    ///
+    /// Each tenant runs in a spawned task, at most `concurrency` at once:
+    /// dropping the returned future starts no further tenant, and the ones
+    /// in flight still finish (commit or roll back, record their state,
+    /// report `Finished`) instead of being cancelled between two statements
+    /// of their transaction. A statement cut off mid-flight leaves its
+    /// pooled connection to the driver's clean-up on release, which a
+    /// dropped run must not depend on (seen: a connection never returned,
+    /// so the pool's `close` waited for ever).
     pub(super) async fn run(
         &self,
         ids: Vec<TenantId>,
@@ -282,27 +296,45 @@ impl Runner<'_> {
         }
         let db = self.base.connection();
         if !opts.dry_run && !ids.is_empty() {
-            self.status.ensure(db, self.registry, OP).await?;
+            self.status.ensure(db, &self.registry, OP).await?;
         }
-        let records = self.status.records(db, OP).await?;
+        let records = Arc::new(self.status.records(db, OP).await?);
         let total = ids.len();
-        let done = AtomicUsize::new(0);
+        let done = Arc::new(AtomicUsize::new(0));
         opts.emit(ProgressEvent::Begin { total });
-        let (records, done) = (&records, &done);
+        let shared = Arc::new((self.clone(), opts.clone()));
         let mut tenants: Vec<TenantReport> = futures_util::stream::iter(ids)
-            .map(|tenant| async move {
-                opts.emit(ProgressEvent::Started { tenant: &tenant });
-                let outcome = self
-                    .one(&tenant, records.get(tenant.as_str()), opts.dry_run)
-                    .await;
-                let n = done.fetch_add(1, Ordering::SeqCst) + 1;
-                opts.emit(ProgressEvent::Finished {
-                    tenant: &tenant,
-                    outcome: &outcome,
-                    done: n,
-                    total,
+            .map(|tenant| {
+                let (shared, records, done) = (shared.clone(), records.clone(), done.clone());
+                let id = tenant.clone();
+                let task = tokio::spawn(async move {
+                    let (runner, opts) = &*shared;
+                    opts.emit(ProgressEvent::Started { tenant: &tenant });
+                    let outcome = runner
+                        .one(&tenant, records.get(tenant.as_str()), opts.dry_run)
+                        .await;
+                    let n = done.fetch_add(1, Ordering::SeqCst) + 1;
+                    opts.emit(ProgressEvent::Finished {
+                        tenant: &tenant,
+                        outcome: &outcome,
+                        done: n,
+                        total,
+                    });
+                    TenantReport { tenant, outcome }
                 });
-                TenantReport { tenant, outcome }
+                async move {
+                    match task.await {
+                        Ok(report) => report,
+                        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                        Err(e) => TenantReport {
+                            tenant: id,
+                            outcome: TenantOutcome::Failed(
+                                Error::unavailable(format!("the tenant's task ended: {e}"))
+                                    .with_operation(OP),
+                            ),
+                        },
+                    }
+                }
             })
             .buffer_unordered(opts.concurrency)
             .collect()
@@ -410,7 +442,7 @@ impl Runner<'_> {
         if !self.registry.contains(tx, tenant, OP).await? {
             return Ok(None);
         }
-        let m = self.migrator;
+        let m = &self.migrator;
         // Read again under the lock: another run may have migrated it.
         let before = m
             .applied(tx, tenant)

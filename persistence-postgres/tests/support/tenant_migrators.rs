@@ -66,6 +66,9 @@ impl MigratorTrait for V2 {
     }
 }
 
+/// How long the teardown may wait for the pool to close.
+pub const TEARDOWN_BOUND: std::time::Duration = std::time::Duration::from_secs(120);
+
 /// Runs `body` with a store (pool of `pool` connections) in a fresh control
 /// schema, then drops every tenant of its registry and the control schema,
 /// also when the body panicked.
@@ -86,7 +89,11 @@ where
         tenants.drop_tenant(&t).await.expect("cleanup tenant");
     }
     store.drop_schema().await.expect("drop control schema");
-    store.close().await;
+    // A pooled connection never given back would make `close` wait for
+    // ever: fail instead (a bound on a hang, not a timing assertion).
+    tokio::time::timeout(TEARDOWN_BOUND, store.close())
+        .await
+        .expect("the pool closes: every connection was given back");
     if let Err(e) = outcome {
         std::panic::resume_unwind(e.into_panic());
     }

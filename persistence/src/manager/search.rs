@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use persistence_core::layer::BoxFuture;
 use persistence_core::layer::metric_names as names;
+use persistence_core::text::rank_substring_in;
 use persistence_core::{
     Entity, Error, Filter, NearestQuery, Query, Result, SharedRepository, TextQuery,
 };
@@ -15,7 +16,7 @@ use crate::Persistence;
 use crate::database::Database;
 use crate::search::{
     Hit, MAX_LIMIT, SearchRequest, SearchResults, Searchable, SkipReason, SourceHits, SourceStatus,
-    TEXT_CANDIDATES, fuse, text_score,
+    TEXT_CANDIDATES, fuse, text_rule,
 };
 
 /// What a source is asked.
@@ -97,21 +98,12 @@ async fn by_text<E: Entity>(
     let rows = repo
         .find(&Query::filter(filter.unwrap_or_else(Filter::all)).limit(candidates))
         .await?;
-    let mut scored: Vec<(E, f64)> = Vec::with_capacity(rows.len());
-    for e in rows {
-        let doc = serde_json::to_value(&e)
-            .map_err(|x| Error::decode(format!("search: {}: {x}", E::meta().name)))?;
-        let texts: Vec<&str> = fields
-            .iter()
-            .filter_map(|f| doc.get(f.as_str()).and_then(|v| v.as_str()))
-            .collect();
-        let s = text_score(words, &texts);
-        scored.push((e, s));
-    }
-    // Stable: equal scores keep the query's (id) order.
-    scored.sort_by(|a, b| b.1.total_cmp(&a.1));
-    scored.truncate(k);
-    hits(scored)
+    let meta = E::meta();
+    let at: Vec<usize> = fields
+        .iter()
+        .filter_map(|f| meta.fields.iter().position(|x| x.name == *f))
+        .collect();
+    hits(rank_substring_in(rows, &text_rule(words), &at, k)?)
 }
 
 impl Persistence {
