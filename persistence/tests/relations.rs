@@ -144,6 +144,9 @@ fn delta(after: [u64; 4], before: [u64; 4]) -> [u64; 4] {
 
 // ---------------------------------------------------------------- setup
 
+/// An order with its customer, lines and reviews.
+type Loaded = With<Order, (Customer, Vec<OrderLine>, Vec<Review>)>;
+
 struct Stores {
     db: Persistence,
     sql: String,
@@ -281,7 +284,7 @@ async fn cross_store_loads(cached: bool) {
 
     // One level: one batched find per relation, each on its own store.
     let before = counts(&s.sql, &s.docs);
-    let rows: Vec<With<Order, (Customer, Vec<OrderLine>, Vec<Review>)>> = orders
+    let rows: Vec<Loaded> = orders
         .find_with(&q, (Order::CUSTOMER, Order::LINES, Order::REVIEWS), db)
         .await
         .expect("find_with");
