@@ -120,6 +120,8 @@ pub struct MongoRepository<E: Entity> {
     /// usable): [`TX_UNKNOWN`] until `ensure_schema` tried to create it
     /// (see `crate::text`).
     text_index: Arc<AtomicU8>,
+    /// Relations whose parent lives in another store: not checked here.
+    cross: persistence_core::relation::CrossStore,
     _entity: PhantomData<fn() -> E>,
 }
 
@@ -136,6 +138,7 @@ impl<E: Entity> Clone for MongoRepository<E> {
             policy: self.policy,
             raw_metrics: self.raw_metrics.clone(),
             text_index: self.text_index.clone(),
+            cross: self.cross.clone(),
             _entity: PhantomData,
         }
     }
@@ -170,8 +173,17 @@ impl<E: Entity> MongoRepository<E> {
             policy: persistence_core::names::SchemaPolicy::Managed,
             raw_metrics: None,
             text_index: Arc::new(AtomicU8::new(TX_UNKNOWN)),
+            cross: persistence_core::relation::CrossStore::none(),
             _entity: PhantomData,
         }
+    }
+
+    /// The same repository, not checking the parents of the relations in
+    /// `cross`: their targets live in another store (see
+    /// [`persistence_core::relation::CrossStore`]).
+    pub fn with_cross_store(mut self, cross: persistence_core::relation::CrossStore) -> Self {
+        self.cross = cross;
+        self
     }
 
     /// Whether the server supports multi-document transactions (asked once

@@ -89,6 +89,15 @@ impl<E: Entity> RelationalRepository<E> {
         self
     }
 
+    /// The same repository, leaving the relations in `cross` to the
+    /// application: their parents live in another store, so no foreign key
+    /// is created or verified for them and no parent table is created (see
+    /// [`persistence_core::relation::CrossStore`]).
+    pub fn with_cross_store(mut self, cross: persistence_core::relation::CrossStore) -> Self {
+        Arc::make_mut(&mut self.table).cross = cross;
+        self
+    }
+
     /// The schema-qualified, quoted table name.
     pub fn table_name(&self) -> &str {
         &self.table.qualified

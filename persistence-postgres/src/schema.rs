@@ -58,7 +58,7 @@
 //! them with `SchemaPolicy::Adopt`.
 
 use persistence_core::names::{MANAGED_MARK, MARKER_COLLECTION, SchemaPolicy};
-use persistence_core::relation::RelationMeta;
+use persistence_core::relation::{CrossStore, RelationMeta};
 use persistence_core::{EntityMeta, Error, Result};
 use sea_orm::DbErr;
 
@@ -97,6 +97,9 @@ pub(crate) struct TableInfo {
     /// (the repository shares it with the store's other repositories of
     /// the table; see [`crate::query::facts`]).
     pub(crate) facts: Arc<TableFacts>,
+    /// The `belongs_to` relations whose parent lives in another store: no
+    /// foreign key, no parent table created, none reported missing.
+    pub(crate) cross: CrossStore,
 }
 
 impl TableInfo {
@@ -119,13 +122,14 @@ impl TableInfo {
             column_list,
             select_by_id: String::new(),
             facts: Arc::default(),
+            cross: CrossStore::none(),
         }
     }
 
     /// The DDL statements creating the schema (PostgreSQL), table and
     /// indexes, with a foreign key per `belongs_to`.
     pub(crate) fn ddl(&self, meta: &EntityMeta, dialect: Dialect) -> Result<Vec<String>> {
-        let all: Vec<&RelationMeta> = meta.belongs_to().collect();
+        let all: Vec<&RelationMeta> = self.cross.enforced(meta).collect();
         self.ddl_with(meta, dialect, &all)
     }
 
@@ -573,7 +577,7 @@ async fn parent_tables<C: Conn>(
     depth: usize,
 ) -> Result<Vec<&'static RelationMeta>> {
     let mut fks = Vec::new();
-    for r in meta.belongs_to() {
+    for r in meta.belongs_to().filter(|r| !table.cross.contains(r)) {
         let target = (r.target)();
         if target.name == meta.name {
             fks.push(r);
@@ -639,5 +643,6 @@ pub(crate) async fn verify_schema<C: Conn>(
         &table.qualified,
         dialect,
         live.as_ref(),
+        &table.cross,
     ))
 }

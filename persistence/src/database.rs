@@ -14,6 +14,7 @@ use crate::failover::{Pinger, Topology};
 #[cfg(feature = "mongo")]
 use persistence_core::layer::metric_names;
 use persistence_core::layer::{CircuitBreaker, LeakDetector, PoolProbe};
+use persistence_core::relation::CrossStore;
 use persistence_core::{Entity, Error, MemoryStore, Result, SharedRepository};
 #[cfg(feature = "mongo")]
 use persistence_mongo::{MongoConfig, MongoStore};
@@ -175,13 +176,18 @@ impl Streak {
 
 /// The plain repository of `E` on one built endpoint.
 #[cfg_attr(not(feature = "redis"), allow(unused_variables))]
-pub(crate) fn raw_repo<E: Entity>(backend: &Backend, name: &str) -> Result<SharedRepository<E>> {
+pub(crate) fn raw_repo<E: Entity>(
+    backend: &Backend,
+    name: &str,
+    cross: &CrossStore,
+) -> Result<SharedRepository<E>> {
+    let cross = cross.clone();
     Ok(match backend {
         #[cfg(relational)]
-        Backend::Relational(store) => Arc::new(store.repository::<E>()),
+        Backend::Relational(store) => Arc::new(store.repository::<E>().with_cross_store(cross)),
         #[cfg(feature = "mongo")]
-        Backend::Mongo(store) => Arc::new(store.repository::<E>()),
-        Backend::Memory(store) => Arc::new(store.repository::<E>()),
+        Backend::Mongo(store) => Arc::new(store.repository::<E>().with_cross_store(cross)),
+        Backend::Memory(store) => Arc::new(store.repository::<E>().with_cross_store(cross)),
         #[cfg(feature = "redis")]
         Backend::Redis(_) => {
             return Err(Error::config(format!(

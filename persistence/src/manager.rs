@@ -19,6 +19,7 @@ use tokio::sync::{Mutex, OnceCell};
 
 use crate::database::{Backend, Database, Streak, build, has_endpoints, pinger};
 
+mod relations;
 mod repo;
 mod search;
 mod status;
@@ -50,6 +51,8 @@ pub struct Persistence {
     tenants: std::sync::Mutex<tenant::TenantState>,
     /// Sources of `search`, in registration order.
     searches: std::sync::RwLock<Vec<Arc<search::Source>>>,
+    /// Where entities were placed (`place`), by entity name.
+    placements: std::sync::RwLock<HashMap<&'static str, String>>,
 }
 
 type StatsFn = Arc<dyn Fn() -> CacheStats + Send + Sync>;
@@ -105,6 +108,7 @@ impl Persistence {
             registry: OnceCell::new(),
             tenants: std::sync::Mutex::new(tenant::TenantState::default()),
             searches: std::sync::RwLock::new(Vec::new()),
+            placements: std::sync::RwLock::new(HashMap::new()),
         })
     }
 

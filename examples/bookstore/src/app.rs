@@ -12,7 +12,7 @@ use persistence::mongo::{MongoStore, Pipeline};
 use persistence::postgres::{RelationalStore, TenantId, Tenants};
 use persistence::search::Searchable;
 use persistence::{
-    ConflictKind, Error, ErrorKind, Filter, Guard, Persistence, Query, Repository, Result,
+    ConflictKind, Error, ErrorKind, Filter, Guard, LoadExt, Persistence, Query, Repository, Result,
     SharedRepository, Update,
 };
 use serde::{Deserialize, Serialize};
@@ -81,8 +81,8 @@ impl AppConfig {
     }
 
     /// The `persistence` configuration: databases `main`, `catalog`, and
-    /// `cache` when Redis is set; inventory and orders are not cached (they
-    /// are written inside checkout transactions, beside the cache).
+    /// `cache` when Redis is set; inventory, orders and order lines are not
+    /// cached (they are written inside checkout transactions, beside the cache).
     pub fn persistence_config(&self) -> Result<PersistenceConfig> {
         crate::validate_namespace(&self.namespace)?;
         let db = |kind, url: Option<&String>| DatabaseConfig {
@@ -119,7 +119,7 @@ impl AppConfig {
         c.metrics.slow_threshold = SLOW_THRESHOLD;
         c.cache.default.ttl = Some(Duration::from_secs(300));
         c.cache.default.negative_ttl = Some(Duration::from_secs(30));
-        for uncached in ["bs_inventory", "bs_orders"] {
+        for uncached in ["bs_inventory", "bs_orders", "bs_order_lines"] {
             c.cache.entities.insert(
                 uncached.into(),
                 CachePolicy {
@@ -155,6 +155,7 @@ pub struct App {
     inventory: SharedRepository<Inventory>,
     orders: SharedRepository<Order>,
     products: SharedRepository<Product>,
+    reviews: SharedRepository<Review>,
     vectors: SharedRepository<BookVector>,
     main: RelationalStore,
     catalog: Option<MongoStore>,
@@ -201,14 +202,36 @@ pub struct CartLine {
     pub qty: i64,
 }
 
-/// A product with its stock.
+/// A product with its reviews and stock.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ProductView {
     /// The catalog document.
     #[serde(flatten)]
     pub product: Product,
+    /// Its reviews (`Product::REVIEWS`, one batched query), in id order.
+    pub reviews: Vec<Review>,
     /// Units on hand (relational).
     pub stock: Option<i64>,
+}
+
+/// An order with its lines (`Order::LINES`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OrderView {
+    /// The order row.
+    #[serde(flatten)]
+    pub order: Order,
+    /// Its lines, in id order.
+    pub lines: Vec<OrderLine>,
+}
+
+/// What a customer wrote: their reviews, loaded from the catalog (another
+/// store) through the cross-store relation `Customer::REVIEWS`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CustomerReviews {
+    /// The customer.
+    pub customer: Customer,
+    /// Their reviews, in id order.
+    pub reviews: Vec<Review>,
 }
 
 /// Top-rated products and how they were computed.
@@ -249,11 +272,18 @@ impl App {
     pub async fn start(config: AppConfig) -> Result<Arc<App>> {
         let db = Arc::new(Persistence::new(config.persistence_config()?)?);
         let mut choices = Vec::new();
-        let customers = db.repo_in::<Customer>("main").await?;
-        let inventory = db.repo_in::<Inventory>("main").await?;
-        let orders = db.repo_in::<Order>("main").await?;
-        let products = db.repo_in::<Product>("catalog").await?;
-        let vectors = db.repo_in::<BookVector>("main").await?;
+        // The catalog's entities live in `catalog`; the rest in `main`. The
+        // relations follow: a review's customer is in another store.
+        db.place::<Product>("catalog").await?;
+        db.place::<Review>("catalog").await?;
+        let customers = db.repo::<Customer>().await?;
+        let inventory = db.repo::<Inventory>().await?;
+        let orders = db.repo::<Order>().await?;
+        // Ensures the lines' table (written in the checkout transaction).
+        db.repo::<OrderLine>().await?;
+        let products = db.repo::<Product>().await?;
+        let reviews = db.repo::<Review>().await?;
+        let vectors = db.repo::<BookVector>().await?;
         // The search box: catalog text and similar books, asked at once.
         db.register_search(
             Searchable::<Product>::new("catalog")
@@ -274,20 +304,20 @@ impl App {
         let catalog = db.mongo("catalog").await?;
         choices.push(match &config.database_url {
             Some(_) if main.dialect() == persistence::postgres::Dialect::Postgres => format!(
-                "main: PostgreSQL from DATABASE_URL, schema `{}` (customers, stock, orders)",
+                "main: PostgreSQL from DATABASE_URL, schema `{}` (customers, stock, orders and their lines)",
                 config.namespace
             ),
-            Some(_) => "main: SQLite from DATABASE_URL (customers, stock, orders)".into(),
+            Some(_) => "main: SQLite from DATABASE_URL (customers, stock, orders and their lines)".into(),
             None => {
-                "main: embedded in-memory SQLite, no DATABASE_URL (customers, stock, orders)".into()
+                "main: embedded in-memory SQLite, no DATABASE_URL (customers, stock, orders and their lines)".into()
             }
         });
         choices.push(match &catalog {
             Some(_) => format!(
-                "catalog: MongoDB from MONGODB_URL, database `{}` (products, reviews; top-rated by aggregation pipeline)",
+                "catalog: MongoDB from MONGODB_URL, database `{}` (products, reviews; top-rated by aggregation pipeline; a review's customer is in `main`)",
                 config.namespace
             ),
-            None => "catalog: embedded memory document store, no MONGODB_URL (top-rated computed in the application)".into(),
+            None => "catalog: embedded memory document store, no MONGODB_URL (products, reviews; top-rated computed in the application; a review's customer is in `main`)".into(),
         });
 
         let mut queries = CacheLayer::builder()
@@ -344,6 +374,7 @@ impl App {
             inventory,
             orders,
             products,
+            reviews,
             vectors,
             main,
             catalog,
@@ -421,13 +452,39 @@ impl App {
 
     // ---- catalog ----
 
-    /// A product with its stock (the product is read through the cache).
+    /// A product with its reviews (one query each, through the cache) and
+    /// its stock.
     pub async fn product(&self, sku: &str) -> Result<Option<ProductView>> {
-        let Some(product) = self.products.get(&sku.to_string()).await? else {
+        let q = Query::filter(Product::SKU.eq(sku.to_string())).limit(1);
+        let Some(found) = self
+            .products
+            .find_with(&q, Product::REVIEWS, &*self.db)
+            .await?
+            .pop()
+        else {
             return Ok(None);
         };
         let stock = self.inventory.get(&sku.to_string()).await?.map(|i| i.stock);
-        Ok(Some(ProductView { product, stock }))
+        Ok(Some(ProductView {
+            product: found.entity,
+            reviews: found.related,
+            stock,
+        }))
+    }
+
+    /// The reviews `customer` wrote, with the customer: `main` and
+    /// `catalog` each answer one query (a cross-store relation).
+    pub async fn reviews_by(&self, customer: Uuid) -> Result<Option<CustomerReviews>> {
+        let q = Query::filter(Customer::ID.eq(customer)).limit(1);
+        Ok(self
+            .customers
+            .find_with(&q, Customer::REVIEWS, &*self.db)
+            .await?
+            .pop()
+            .map(|w| CustomerReviews {
+                customer: w.entity,
+                reviews: w.related,
+            }))
     }
 
     /// Products of a category (or all), by title; cached, tagged `products`.
@@ -501,22 +558,41 @@ impl App {
         Ok(updated)
     }
 
-    /// Add a review.
-    pub async fn add_review(&self, sku: &str, review: Review) -> Result<Option<Product>> {
-        if !(1..=5).contains(&review.rating) {
+    /// Add a review by customer `customer_id`, shown as `user` (a row in
+    /// `catalog` beside the product; the customer is in `main`), then
+    /// recompute the product's rating and review count from all of its reviews.
+    pub async fn add_review(
+        &self,
+        sku: &str,
+        customer_id: Uuid,
+        user: &str,
+        rating: i32,
+        text: &str,
+    ) -> Result<Option<Product>> {
+        if !(1..=5).contains(&rating) {
             return Err(Error::invalid_input("rating must be 1..=5"));
         }
-        if review.text.len() > 2000 {
+        if text.len() > 2000 {
             return Err(Error::invalid_input("review text is limited to 2000 bytes"));
         }
-        self.with_product(sku, move |p| {
-            p.reviews.push(review.clone());
-            if p.reviews.len() > 50 {
-                p.reviews.remove(0);
-            }
-            p.rerate();
-        })
-        .await
+        if self.products.get(&sku.to_string()).await?.is_none() {
+            return Ok(None);
+        }
+        self.reviews
+            .insert(&Review {
+                id: Uuid::now_v7(),
+                sku: sku.to_string(),
+                customer_id: Some(customer_id),
+                user: user.to_string(),
+                rating,
+                text: text.to_string(),
+            })
+            .await?;
+        let all = self
+            .reviews
+            .find(&Query::filter(Review::SKU.eq(sku.to_string())))
+            .await?;
+        self.with_product(sku, move |p| p.rerate(&all)).await
     }
 
     /// Read-modify-write of a product under its version, retried on conflict,
@@ -561,7 +637,7 @@ impl App {
         &self,
         customer: Uuid,
         lines: &[CartLine],
-    ) -> std::result::Result<Order, CheckoutError> {
+    ) -> std::result::Result<OrderView, CheckoutError> {
         if lines.is_empty() || lines.len() > 20 {
             return Err(CheckoutError::Invalid("1..=20 lines".into()));
         }
@@ -579,6 +655,8 @@ impl App {
                 return Err(CheckoutError::UnknownProduct(sku.clone()));
             };
             priced.push(OrderLine {
+                id: Uuid::now_v7(),
+                order_id: Uuid::nil(),
                 sku: sku.clone(),
                 qty: *qty,
                 price_cents: p.price_cents,
@@ -592,6 +670,9 @@ impl App {
                         .layer(Metrics::new("main").slow_threshold(SLOW_THRESHOLD));
                     let orders = tx
                         .repository::<Order>()
+                        .layer(Metrics::new("main").slow_threshold(SLOW_THRESHOLD));
+                    let order_lines = tx
+                        .repository::<OrderLine>()
                         .layer(Metrics::new("main").slow_threshold(SLOW_THRESHOLD));
                     for line in &priced {
                         let take = Update::new().inc(Inventory::STOCK, -line.qty);
@@ -611,24 +692,36 @@ impl App {
                         id: Uuid::now_v7(),
                         customer_id: customer,
                         total_cents: priced.iter().map(|l| l.qty * l.price_cents).sum(),
-                        lines: priced,
                         created_at: Utc::now(),
                     };
-                    Ok(orders.insert(&order).await?)
+                    let order = orders.insert(&order).await?;
+                    let mut lines = priced;
+                    for l in &mut lines {
+                        l.order_id = order.id;
+                    }
+                    order_lines.insert_many(&lines).await?;
+                    Ok(OrderView { order, lines })
                 })
             })
             .await
     }
 
-    /// A customer's orders, newest first.
-    pub async fn orders_of(&self, customer: Uuid) -> Result<Vec<Order>> {
-        self.orders
-            .find(
-                &Query::filter(Order::CUSTOMER_ID.eq(customer))
-                    .sort(Order::CREATED_AT.desc())
-                    .limit(50),
-            )
-            .await
+    /// A customer's orders, newest first, with their lines: two queries
+    /// (`Order::LINES` loads the lines of all of them at once).
+    pub async fn orders_of(&self, customer: Uuid) -> Result<Vec<OrderView>> {
+        let q = Query::filter(Order::CUSTOMER_ID.eq(customer))
+            .sort(Order::CREATED_AT.desc())
+            .limit(50);
+        Ok(self
+            .orders
+            .find_with(&q, Order::LINES, &*self.db)
+            .await?
+            .into_iter()
+            .map(|w| OrderView {
+                order: w.entity,
+                lines: w.related,
+            })
+            .collect())
     }
 
     // ---- shops (tenants) ----
@@ -655,6 +748,7 @@ impl App {
     pub async fn seed(&self) -> Result<()> {
         let products = seed::products();
         let inserted = App::insert_if_missing(self.products(), &products).await?;
+        App::insert_if_missing(&self.reviews, &seed::reviews()).await?;
         App::insert_if_missing(self.inventory(), &seed::inventory(&products)).await?;
         App::insert_if_missing(self.customers(), &seed::customers()).await?;
         let vectors: Vec<BookVector> = products
@@ -732,7 +826,7 @@ async fn top_rated_mongo(store: &MongoStore) -> Result<TopRatedView> {
             "sku": { "$first": "$_id" },
             "title": { "$first": "$title" },
             "rating": { "$first": "$rating" },
-            "reviews": { "$first": { "$size": "$reviews" } },
+            "reviews": { "$first": "$review_count" },
         } })
         .stage(bson::doc! { "$sort": { "_id": 1 } });
     let start = std::time::Instant::now();
@@ -782,7 +876,7 @@ async fn top_rated_in_app(repo: &SharedRepository<Product>) -> Result<TopRatedVi
             sku: p.sku.clone(),
             title: p.title.clone(),
             rating: p.rating,
-            reviews: p.reviews.len() as i64,
+            reviews: p.review_count,
         })
         .collect();
     categories.sort_by(|a, b| a.category.cmp(&b.category));

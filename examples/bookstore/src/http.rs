@@ -7,13 +7,14 @@
 //! | POST | `/api/login` | `{email, password}` → `{token, expires_at}` |
 //! | POST | `/api/logout` | end the session (Bearer token) |
 //! | GET | `/api/me` | the logged-in customer |
+//! | GET | `/api/me/reviews` | the reviews they wrote (from `catalog`; the customer is in `main`) |
 //! | GET | `/api/products?category=&limit=` | catalog list (cached, tagged) |
-//! | GET | `/api/products/{sku}` | product (cached) with stock |
+//! | GET | `/api/products/{sku}` | product (cached) with its reviews and stock |
 //! | PUT | `/api/products/{sku}` | `{title?, price_cents?}`, invalidates the product and catalog queries |
 //! | POST | `/api/products/{sku}/reviews` | `{rating, text}` (logged in) |
 //! | GET | `/api/top-rated` | best product per category (aggregation) |
 //! | POST | `/api/checkout` | `{items: [{sku, qty}]}` (logged in) → 201, 409 out of stock / conflict |
-//! | GET | `/api/orders` | the customer's orders |
+//! | GET | `/api/orders` | the customer's orders with their lines |
 //! | GET | `/api/shops` | demo shops (tenants) |
 //! | GET | `/api/shops/{shop}/items` | a shop's price list (501 on SQLite) |
 
@@ -29,7 +30,6 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::app::{App, CartLine, CheckoutError, ProductPatch, ShopTenants};
-use crate::model::Review;
 use crate::sessions::LiveSession;
 
 /// An error answer: status and a JSON `{error}` body.
@@ -88,6 +88,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/login", post(login))
         .route("/api/logout", post(logout))
         .route("/api/me", get(me))
+        .route("/api/me/reviews", get(my_reviews))
         .route("/api/products", get(list_products))
         .route("/api/products/{sku}", get(product).put(update_product))
         .route("/api/products/{sku}/reviews", post(add_review))
@@ -260,18 +261,29 @@ async fn add_review(
     let p = app
         .add_review(
             &sku,
-            Review {
-                user: s.data.name,
-                rating: body.rating,
-                text: body.text,
-            },
+            s.data.customer_id,
+            &s.data.name,
+            body.rating,
+            &body.text,
         )
         .await?
         .ok_or_else(|| not_found("product"))?;
     Ok((
         StatusCode::CREATED,
-        Json(json!({ "sku": p.sku, "rating": p.rating, "reviews": p.reviews.len() })),
+        Json(json!({ "sku": p.sku, "rating": p.rating, "reviews": p.review_count })),
     ))
+}
+
+async fn my_reviews(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+) -> ApiResult<Json<serde_json::Value>> {
+    let s = session(&app, &headers).await?;
+    let r = app
+        .reviews_by(s.data.customer_id)
+        .await?
+        .ok_or_else(|| not_found("customer"))?;
+    Ok(Json(json!({ "reviews": r.reviews })))
 }
 
 async fn top_rated(State(app): State<Arc<App>>) -> ApiResult<Json<serde_json::Value>> {

@@ -3,12 +3,14 @@
 //! An example application on the `persistence` framework, used the way a
 //! team would use it: an HTTP (axum) bookstore with
 //!
-//! * customers, stock and orders in the relational database `main`
-//!   (PostgreSQL, or in-memory SQLite), one transaction per checkout that
-//!   takes the stock with a guarded atomic decrement (`patch` with
-//!   `inc(STOCK, -qty)` when `STOCK >= qty`; not enough stock → 409);
-//! * the product catalog (nested attributes, reviews) in the document
-//!   database `catalog` (MongoDB, or the memory store), with a top-rated
+//! * customers, stock, orders and order lines (rows, a relation) in the
+//!   relational database `main` (PostgreSQL, or in-memory SQLite), one
+//!   transaction per checkout that takes the stock with a guarded atomic
+//!   decrement (`patch` with `inc(STOCK, -qty)` when `STOCK >= qty`; not
+//!   enough stock → 409) and writes the order with its lines;
+//! * the product catalog (nested attributes) and its reviews (documents
+//!   naming their customer in `main`: a relation across stores) in the
+//!   document database `catalog` (MongoDB, or the memory store), with a top-rated
 //!   per category aggregation (a MongoDB pipeline; computed in the
 //!   application on the memory store, and the API says which);
 //! * read-through caching of products and catalog queries, invalidated by

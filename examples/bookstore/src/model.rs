@@ -1,15 +1,23 @@
-//! The bookstore's entities: customers, stock and orders in the relational
-//! database (`main`), the product catalog in the document database
-//! (`catalog`), and each demo shop's own price list in its tenant schema.
+//! The bookstore's entities: customers, stock, orders and their lines in
+//! the relational database (`main`), the product catalog and its reviews
+//! in the document database (`catalog`), and each demo shop's own price
+//! list in its tenant schema.
+//!
+//! Relations (issue #16): an order belongs to its customer and has many
+//! lines (rows, removed with the order); a review belongs to its product
+//! (same store, removed with it) and, across stores, to the customer who
+//! wrote it (`catalog` → `main`: not enforced by either server, see the
+//! README's "Relations across stores").
 
 use chrono::{DateTime, Utc};
 use persistence::Entity;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-/// A customer (relational).
+/// A customer (relational). `Customer::REVIEWS` loads the reviews they
+/// wrote from the catalog (another store).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Entity)]
-#[entity(name = "bs_customers")]
+#[entity(name = "bs_customers", has_many(Review, key = customer_id))]
 pub struct Customer {
     /// Id.
     #[entity(id)]
@@ -39,9 +47,18 @@ pub struct Inventory {
     pub version: i64,
 }
 
-/// One line of an order (stored inside the order as JSON).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// One line of an order (relational, a row of its own; removed with its order).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Entity)]
+#[entity(
+    name = "bs_order_lines",
+    belongs_to(Order, key = order_id, on_delete = cascade)
+)]
 pub struct OrderLine {
+    /// Id.
+    #[entity(id)]
+    pub id: Uuid,
+    /// The order.
+    pub order_id: Uuid,
     /// Product.
     pub sku: String,
     /// Units.
@@ -50,18 +67,20 @@ pub struct OrderLine {
     pub price_cents: i64,
 }
 
-/// An order (relational), written in the checkout transaction.
+/// An order (relational), written in the checkout transaction with its
+/// lines. `Order::LINES` loads them, `Order::CUSTOMER` the customer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Entity)]
-#[entity(name = "bs_orders")]
+#[entity(
+    name = "bs_orders",
+    belongs_to(Customer, key = customer_id, on_delete = restrict),
+    has_many(OrderLine, key = order_id, name = "lines")
+)]
 pub struct Order {
     /// Id.
     #[entity(id)]
     pub id: Uuid,
     /// Who ordered.
-    #[entity(index)]
     pub customer_id: Uuid,
-    /// What.
-    pub lines: Vec<OrderLine>,
     /// Sum of the lines, cents.
     pub total_cents: i64,
     /// When.
@@ -84,9 +103,22 @@ pub struct Attributes {
     pub tags: Vec<String>,
 }
 
-/// A review (nested in the product).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// A review of a product (document, in `catalog` beside the product;
+/// removed with it). Its customer lives in `main`: a cross-store relation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Entity)]
+#[entity(
+    name = "bs_reviews",
+    belongs_to(Product, key = sku, on_delete = cascade),
+    belongs_to(Customer, key = customer_id)
+)]
 pub struct Review {
+    /// Id.
+    #[entity(id)]
+    pub id: Uuid,
+    /// The product.
+    pub sku: String,
+    /// Who wrote it (none for the seeded demo reviews).
+    pub customer_id: Option<Uuid>,
     /// Reviewer's display name.
     pub user: String,
     /// 1..=5.
@@ -95,9 +127,9 @@ pub struct Review {
     pub text: String,
 }
 
-/// A catalog product (document).
+/// A catalog product (document). `Product::REVIEWS` loads its reviews.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Entity)]
-#[entity(name = "bs_products")]
+#[entity(name = "bs_products", has_many(Review, key = sku))]
 pub struct Product {
     /// SKU.
     #[entity(id)]
@@ -113,9 +145,9 @@ pub struct Product {
     pub price_cents: i64,
     /// Nested attributes.
     pub attributes: Attributes,
-    /// Reviews, newest last.
-    pub reviews: Vec<Review>,
-    /// Mean rating of `reviews` (0 without reviews), kept in step with them.
+    /// How many reviews it has, kept in step with them.
+    pub review_count: i64,
+    /// Mean rating of its reviews (0 without reviews), kept in step with them.
     #[entity(index)]
     pub rating: f64,
     /// Optimistic-locking version.
@@ -124,13 +156,14 @@ pub struct Product {
 }
 
 impl Product {
-    /// Recompute `rating` from `reviews`.
-    pub fn rerate(&mut self) {
-        self.rating = if self.reviews.is_empty() {
+    /// Recompute `rating` and `review_count` from all of its `reviews`.
+    pub fn rerate(&mut self, reviews: &[Review]) {
+        self.review_count = reviews.len() as i64;
+        self.rating = if reviews.is_empty() {
             0.0
         } else {
-            let sum: i64 = self.reviews.iter().map(|r| i64::from(r.rating)).sum();
-            (sum as f64 / self.reviews.len() as f64 * 100.0).round() / 100.0
+            let sum: i64 = reviews.iter().map(|r| i64::from(r.rating)).sum();
+            (sum as f64 / reviews.len() as f64 * 100.0).round() / 100.0
         };
     }
 }

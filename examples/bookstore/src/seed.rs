@@ -1,4 +1,4 @@
-//! Demo data: 40 books in 5 categories with reviews, one book with a single
+//! Demo data: 40 books in 5 categories with reviews (rows of their own), one book with a single
 //! copy left (`BK-LAST`), 20 customers. Data only: [`App::seed`](crate::app::App::seed)
 //! inserts what is missing (and each demo shop's price list).
 
@@ -35,17 +35,30 @@ const NOUN: [&str; 8] = [
     "River", "Garden", "Empire", "Kitchen", "Star", "Library", "Forest", "Harbor",
 ];
 
-/// The seeded products.
+/// The seeded reviews of book `i` (fixed ids, so seeding twice adds none;
+/// no customer id: they stand for reviews imported from elsewhere).
+fn reviews_of(i: usize) -> Vec<Review> {
+    (0..((i / 5 + i) % 5))
+        .map(|j| Review {
+            id: Uuid::from_u128(0x5eed_0000_0000_0000_0000_0000_0000 | (i * 100 + j) as u128),
+            sku: sku(i),
+            customer_id: None,
+            user: format!("reader{}", (i + j) % CUSTOMERS),
+            rating: ((i * 7 + j * 3) % 5 + 1) as i32,
+            text: "Seeded review.".into(),
+        })
+        .collect()
+}
+
+/// The seeded reviews of every seeded book.
+pub fn reviews() -> Vec<Review> {
+    (0..40).flat_map(reviews_of).collect()
+}
+
+/// The seeded products (their rating and review count from [`reviews`]).
 pub fn products() -> Vec<Product> {
     let mut out: Vec<Product> = (0..40)
         .map(|i| {
-            let reviews = (0..((i / 5 + i) % 5))
-                .map(|j| Review {
-                    user: format!("reader{}", (i + j) % CUSTOMERS),
-                    rating: ((i * 7 + j * 3) % 5 + 1) as i32,
-                    text: "Seeded review.".into(),
-                })
-                .collect();
             let mut p = Product {
                 sku: sku(i),
                 title: format!("The {} {}", ADJ[i % 8], NOUN[(i / 8 + i) % 8]),
@@ -59,11 +72,11 @@ pub fn products() -> Vec<Product> {
                     year: 1990 + (i as i32 * 3) % 35,
                     tags: vec![CATEGORIES[i % 5].into(), format!("shelf-{}", i % 6)],
                 },
-                reviews,
+                review_count: 0,
                 rating: 0.0,
                 version: 0,
             };
-            p.rerate();
+            p.rerate(&reviews_of(i));
             p
         })
         .collect();
@@ -80,7 +93,7 @@ pub fn products() -> Vec<Product> {
             year: 2024,
             tags: vec!["rare".into()],
         },
-        reviews: Vec::new(),
+        review_count: 0,
         rating: 0.0,
         version: 0,
     });

@@ -18,6 +18,7 @@ use parking_lot::{Mutex, MutexGuard, RwLock};
 
 use crate::entity::{Entity, EntityMeta, OnDelete, RelationKind};
 use crate::error::{Error, Result};
+use crate::relation::CrossStore;
 use crate::value::{Record, Value};
 
 use super::codec::{Key, unique_indexes};
@@ -117,10 +118,11 @@ impl Shared {
     pub(super) fn check_parents<'r, E: Entity>(
         &self,
         records: impl IntoIterator<Item = &'r Record>,
+        cross: &CrossStore,
     ) -> Result<()> {
         let meta = E::meta();
-        let rels: Vec<_> = meta
-            .belongs_to()
+        let rels: Vec<_> = cross
+            .enforced(meta)
             .filter_map(|r| Some((r, meta.field(r.key)?.0, (r.target)())))
             .collect();
         if rels.is_empty() {

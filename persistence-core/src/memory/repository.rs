@@ -11,6 +11,7 @@ use crate::error::{Error, Result};
 use crate::filter::Filter;
 use crate::lifecycle::{self, stamped};
 use crate::query::{Cursor, Page, Query};
+use crate::relation::CrossStore;
 use crate::repository::{BoxStream, Capabilities, Repository, support};
 use crate::update::{Guard, Update};
 use crate::value::{Record, Value};
@@ -28,6 +29,8 @@ pub struct MemoryRepository<E: Entity> {
     pub(super) state: Arc<RwLock<State<E>>>,
     /// The tables of its [`MemoryStore`](super::MemoryStore) (relations).
     pub(super) shared: Arc<Shared>,
+    /// Relations whose parent lives in another store: not checked here.
+    pub(super) cross: CrossStore,
 }
 
 impl<E: Entity> Clone for MemoryRepository<E> {
@@ -35,6 +38,7 @@ impl<E: Entity> Clone for MemoryRepository<E> {
         MemoryRepository {
             state: self.state.clone(),
             shared: self.shared.clone(),
+            cross: self.cross.clone(),
         }
     }
 }
@@ -65,25 +69,37 @@ impl<E: Entity> MemoryRepository<E> {
     pub(super) fn in_store(shared: Arc<Shared>) -> Self {
         let state = Arc::new(RwLock::new(State::new()));
         shared.register(Arc::new(TableOf(state.clone())));
-        MemoryRepository { state, shared }
+        MemoryRepository {
+            state,
+            shared,
+            cross: CrossStore::none(),
+        }
+    }
+
+    /// The same table, not checking the parents of the relations in
+    /// `cross` (their targets live in another store; see
+    /// [`crate::relation::CrossStore`]).
+    pub fn with_cross_store(mut self, cross: CrossStore) -> Self {
+        self.cross = cross;
+        self
     }
 
     /// Refuse `entities` naming a missing parent (only when the store has relations).
     fn check_parents<'e>(&self, entities: impl IntoIterator<Item = &'e E>) -> Result<()> {
-        if E::meta().belongs_to().next().is_none() {
+        if self.cross.enforced(E::meta()).next().is_none() {
             return Ok(());
         }
         let records = entities
             .into_iter()
             .map(Record::from_entity)
             .collect::<Result<Vec<_>>>()?;
-        self.shared.check_parents::<E>(&records)
+        self.shared.check_parents::<E>(&records, &self.cross)
     }
 
     /// Run `op` (a `patch` / `update_where` under the write lock), then
     /// check the parents of the rows it changed; undo it all when one is missing.
     fn checked_change<T>(&self, op: impl FnOnce(&mut State<E>) -> Result<T>) -> Result<T> {
-        if E::meta().belongs_to().next().is_none() {
+        if self.cross.enforced(E::meta()).next().is_none() {
             return op(&mut self.state.write());
         }
         let before = self.state.read().clone();
@@ -97,7 +113,7 @@ impl<E: Entity> MemoryRepository<E> {
                 .map(|(_, r)| r.record.clone())
                 .collect()
         };
-        if let Err(e) = self.shared.check_parents::<E>(&changed) {
+        if let Err(e) = self.shared.check_parents::<E>(&changed, &self.cross) {
             *self.state.write() = before;
             return Err(e);
         }

@@ -56,6 +56,7 @@ impl MemoryStore {
             Some(state) => MemoryRepository {
                 state,
                 shared: self.shared.clone(),
+                cross: crate::relation::CrossStore::none(),
             },
             None => MemoryRepository::in_store(self.shared.clone()),
         }

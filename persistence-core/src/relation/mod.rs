@@ -59,14 +59,27 @@
 //! it, and the filters are checked as any other (tenant scope, soft delete:
 //! deleted rows are not loaded).
 //!
+//! **Across stores.** A relation's target may live in another store (the
+//! `Persistence` manager places entities in named databases). The store of
+//! the child cannot see the parent, so the relation is a [`CrossStore`]
+//! one for its repository: no parent check, no foreign key; only
+//! `on_delete = restrict` may cross stores, and it is not enforced there
+//! (the manager refuses `cascade` / `set_null` across stores with a
+//! `Config` error). Eager loading works the same, one batched query per
+//! level on each store; a dangling reference is skipped by `has_many` /
+//! `has_one`, `None` for an optional key and `Conflict(MissingParent)` for a
+//! required one, never a panic.
+//!
 //! [`Repository::find`]: crate::Repository::find
 
+mod cross;
 mod handle;
 mod load;
 mod registry;
 mod resolve;
 
 pub use crate::entity::{OnDelete, RelationKind, RelationMeta};
+pub use cross::CrossStore;
 pub use handle::{BelongsTo, ForeignKey, HasMany, HasOne};
 pub use load::{Container, Include, LOAD_CHUNK, LoadExt, Then, With};
 pub use registry::{children_of, register};

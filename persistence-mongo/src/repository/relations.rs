@@ -268,14 +268,14 @@ impl<E: Entity> MongoRepository<E> {
         op: &'static str,
     ) -> Result<()> {
         let meta = E::meta();
-        if meta.belongs_to().next().is_none() {
+        if self.cross.enforced(meta).next().is_none() {
             return Ok(());
         }
         let records = entities
             .into_iter()
             .map(Record::from_entity)
             .collect::<Result<Vec<_>>>()?;
-        for r in meta.belongs_to() {
+        for r in self.cross.enforced(meta) {
             let Some((i, _)) = meta.field(r.key) else {
                 continue;
             };
@@ -288,7 +288,7 @@ impl<E: Entity> MongoRepository<E> {
     /// Refuse an update that sets a key to a missing parent.
     pub(super) async fn check_update(&self, update: &Update<E>, op: &'static str) -> Result<()> {
         let meta = E::meta();
-        for r in meta.belongs_to() {
+        for r in self.cross.enforced(meta) {
             for a in update.assignments().iter().filter(|a| &*a.field == r.key) {
                 match &a.op {
                     UpdateOp::Set(v) => self.check_values(r, vec![v.clone()], op).await?,

@@ -25,6 +25,7 @@
 //!   or on the same column is reported as different, else as missing.
 
 use persistence_core::drift::{Difference, DifferenceKind as K, SchemaReport, Severity};
+use persistence_core::relation::CrossStore;
 use persistence_core::{EntityMeta, FieldMeta, FieldType, IndexMeta, ScalarType};
 
 use crate::query::{Dialect, column_type, native};
@@ -37,6 +38,7 @@ pub(super) fn compare(
     target: &str,
     dialect: Dialect,
     live: Option<&LiveTable>,
+    cross: &CrossStore,
 ) -> SchemaReport {
     let mut report = SchemaReport::new(meta.name, target);
     let Some(live) = live else {
@@ -110,7 +112,7 @@ pub(super) fn compare(
         });
     }
     index_differences(&mut report, target, meta, &live.indexes);
-    foreign_key_differences(&mut report, target, meta, &live.foreign_keys);
+    foreign_key_differences(&mut report, target, meta, &live.foreign_keys, cross);
     report.sorted()
 }
 
@@ -121,8 +123,9 @@ fn foreign_key_differences(
     target: &str,
     meta: &EntityMeta,
     live: &[LiveForeignKey],
+    cross: &CrossStore,
 ) {
-    for r in meta.belongs_to() {
+    for r in cross.enforced(meta) {
         let parent = (r.target)();
         let want_refs = [parent.id_field().name.to_string()];
         let want = format!(

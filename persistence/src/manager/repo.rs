@@ -50,9 +50,10 @@ async fn prepare_schema<E: Entity>(
 }
 
 impl Persistence {
-    /// A repository of `E` in the default database (`main`).
+    /// A repository of `E` in its database: where it was
+    /// [placed](Self::place), else the default one (`main`).
     pub async fn repo<E: Entity>(&self) -> Result<SharedRepository<E>> {
-        let name = self.default_database()?.to_string();
+        let name = self.home(E::meta())?;
         self.repo_in::<E>(&name).await
     }
 
@@ -60,6 +61,13 @@ impl Persistence {
     /// collection ensured or verified first as the database's `schema_mode`
     /// says (default `ensure`; with `verify`, a drifted table is a `Config`
     /// error listing every difference, one per line, and no repository).
+    ///
+    /// A `belongs_to` of `E` whose target lives in another database (see
+    /// [`place`](Self::place)) is a cross-store relation: not enforced by
+    /// this store (no foreign key, no parent check), and refused with a
+    /// `Config` error unless it is `on_delete = restrict`; so is a
+    /// `has_many` / `has_one` of `E` whose child lives elsewhere with a
+    /// `cascade` or `set_null`. See the README's "Relations across stores".
     pub async fn repo_in<E: Entity>(&self, name: &str) -> Result<SharedRepository<E>> {
         let key = (name.to_string(), TypeId::of::<E>());
         let mut repos = self.repos.lock().await;
@@ -70,14 +78,15 @@ impl Persistence {
             return Ok(r.clone());
         }
         let db = self.database(name)?.clone();
+        let cross = self.cross_store::<E>(name)?;
         let backend = self.backend(&db).await?;
-        let primary = raw_repo::<E>(backend, name)?;
+        let primary = raw_repo::<E>(backend, name, &cross)?;
         let raw: SharedRepository<E> = match db.failover(backend).await? {
             None => primary,
             Some(fo) => {
                 let mut endpoints = vec![primary];
                 for b in &fo.others {
-                    endpoints.push(raw_repo::<E>(b, name)?);
+                    endpoints.push(raw_repo::<E>(b, name, &cross)?);
                 }
                 Arc::new(FailoverRepository::new(endpoints, fo.topology.clone())?)
             }
@@ -276,8 +285,10 @@ impl Persistence {
     }
 }
 
-/// Related rows for eager loading come from the manager's repositories (the
-/// default database, with their layers and cache; see
+/// Related rows for eager loading come from the manager's repositories: each
+/// entity's own database (where it was [placed](Persistence::place), else
+/// `main`), with its layers and cache, so a relation across stores loads
+/// with one batched query per level on each store (see
 /// [`persistence_core::relation`]).
 impl persistence_core::relation::Resolve for Persistence {
     async fn repository<T: Entity>(&self) -> Result<SharedRepository<T>> {
