@@ -13,6 +13,8 @@
 //! sequence of `u8`, `Null` as `None`, unit enum variants from strings and
 //! other variants from single-key objects), so entities decode the same.
 
+use std::cell::Cell;
+
 use chrono::SecondsFormat;
 use persistence_core::{Entity, EntityMeta, Error, FieldType, Record, Result, ScalarType, Value};
 use sea_orm::{QueryResult, Value as SV};
@@ -260,22 +262,125 @@ pub(crate) fn entity<E: DeserializeOwned>(
     })
 }
 
+/// Deserialize an entity straight from a row (columns in `meta.fields`
+/// order): each field is decoded when serde asks for it, with no vector of
+/// values or [`Record`] in between. Decodes exactly as
+/// `entity(meta, Record::from_values(meta, decoded)?.values)` does, with the
+/// same errors.
+pub(crate) fn entity_from_row<E: DeserializeOwned>(
+    meta: &'static EntityMeta,
+    dialect: Dialect,
+    row: &QueryResult,
+) -> Result<E> {
+    let failed = Cell::new(None);
+    let fields = meta.fields.iter().enumerate().map(|(i, f)| {
+        let column = Column {
+            row,
+            dialect,
+            meta,
+            i,
+            failed: &failed,
+        };
+        (meta.serde_key(i), Named(f.name, column))
+    });
+    let out = E::deserialize(MapDeserializer::<_, DeError>::new(fields));
+    if let Some(e) = failed.take() {
+        return Err(e);
+    }
+    out.map_err(|e| {
+        Error::decode(format!("cannot decode {}: {e}", meta.name)).with_entity(meta.name)
+    })
+}
+
+/// Field `i` of a row, read when serde asks for it. A read error is kept in
+/// `failed` (serde's errors are strings) and reported as it is.
+struct Column<'r> {
+    row: &'r QueryResult,
+    dialect: Dialect,
+    meta: &'static EntityMeta,
+    i: usize,
+    failed: &'r Cell<Option<Error>>,
+}
+
+impl Column<'_> {
+    fn read(&self) -> Result<Value> {
+        let (meta, f) = (self.meta, &self.meta.fields[self.i]);
+        let v = decode(self.dialect, f.ty, self.row, self.i).map_err(|e| {
+            Error::decode(format!("field `{}`: {}", f.name, e.message()))
+                .with_entity(meta.name)
+                .with_source(e)
+        })?;
+        // PostgreSQL scalars come back as exactly their field's type
+        // (`decode` reads each by its type), so normalizing is the identity.
+        if self.dialect == Dialect::Postgres && matches!(f.ty, FieldType::Scalar(_)) {
+            return Ok(v);
+        }
+        v.normalize(f.ty)
+            .map_err(|e| Error::decode(format!("{}.{}: {}", meta.name, f.name, e.message())))
+    }
+
+    fn value(&self) -> Result<ValueDe, DeError> {
+        match self.read() {
+            Ok(v) => Ok(ValueDe(v)),
+            Err(e) => {
+                let message = de::Error::custom(e.message());
+                self.failed.set(Some(e));
+                Err(message)
+            }
+        }
+    }
+}
+
+impl<'de> de::Deserializer<'de> for Column<'_> {
+    type Error = DeError;
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+        self.value()?.deserialize_any(visitor)
+    }
+
+    fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+        self.value()?.deserialize_option(visitor)
+    }
+
+    fn deserialize_newtype_struct<V: Visitor<'de>>(
+        self,
+        name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, DeError> {
+        self.value()?.deserialize_newtype_struct(name, visitor)
+    }
+
+    fn deserialize_enum<V: Visitor<'de>>(
+        self,
+        name: &'static str,
+        variants: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, DeError> {
+        self.value()?.deserialize_enum(name, variants, visitor)
+    }
+
+    forward_to_deserialize_any! {
+        bool u8 u16 u32 u64 i8 i16 i32 i64 i128 u128 f32 f64 char str string unit
+        seq bytes byte_buf map unit_struct tuple_struct struct tuple ignored_any identifier
+    }
+}
+
 /// A top-level field's value: an error while deserializing it names the field.
-struct Named(&'static str, ValueDe);
+struct Named<D>(&'static str, D);
 
 /// Prefix an error with the field it is about.
 fn named(name: &'static str) -> impl FnOnce(DeError) -> DeError {
     move |e| de::Error::custom(format_args!("field `{name}`: {e}"))
 }
 
-impl<'de> IntoDeserializer<'de, DeError> for Named {
+impl<'de, D: de::Deserializer<'de, Error = DeError>> IntoDeserializer<'de, DeError> for Named<D> {
     type Deserializer = Self;
     fn into_deserializer(self) -> Self {
         self
     }
 }
 
-impl<'de> de::Deserializer<'de> for Named {
+impl<'de, D: de::Deserializer<'de, Error = DeError>> de::Deserializer<'de> for Named<D> {
     type Error = DeError;
 
     fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {

@@ -157,7 +157,7 @@ impl<E: Entity> RelationalRepository<E> {
     }
 
     fn decode_row(&self, row: &QueryResult) -> Result<E> {
-        crate::codec::entity(E::meta(), self.decode_record(row)?.values)
+        crate::codec::entity_from_row(E::meta(), self.dialect(), row)
     }
 
     fn id_value(&self, id: &E::Id) -> Result<Value> {

@@ -266,6 +266,71 @@ async fn bench_find_with_vs_raw_join_vs_per_row() {
         }
         out
     };
+    // The same three statements as find_with, by hand: what the batched
+    // strategy itself costs, apart from the library's work.
+    let sql_orders = format!(
+        "SELECT \"id\", \"customer_id\", \"note\" FROM {} ORDER BY \"id\" LIMIT 1000",
+        orders.table_name()
+    );
+    let sql_customers = format!(
+        "SELECT \"id\", \"name\" FROM {} WHERE \"id\" = ANY($1)",
+        customers.table_name()
+    );
+    let sql_lines = format!(
+        "SELECT \"id\", \"order_id\", \"qty\" FROM {} WHERE \"order_id\" = ANY($1)",
+        lines.table_name()
+    );
+    let batched = || async {
+        let os: Vec<RelOrder> = sqlx::query(sqlx::AssertSqlSafe(sql_orders.as_str()))
+            .fetch_all(&pool)
+            .await
+            .expect("orders")
+            .iter()
+            .map(|r| RelOrder {
+                id: r.get(0),
+                customer_id: r.get(1),
+                note: r.get(2),
+            })
+            .collect();
+        let mut cids: Vec<i64> = os.iter().map(|o| o.customer_id).collect();
+        cids.sort_unstable();
+        cids.dedup();
+        let cs: std::collections::HashMap<i64, RelCustomer> =
+            sqlx::query(sqlx::AssertSqlSafe(sql_customers.as_str()))
+                .bind(&cids)
+                .fetch_all(&pool)
+                .await
+                .expect("customers")
+                .iter()
+                .map(|r| {
+                    let id: i64 = r.get(0);
+                    (id, RelCustomer { id, name: r.get(1) })
+                })
+                .collect();
+        let oids: Vec<i64> = os.iter().map(|o| o.id).collect();
+        let mut ls: std::collections::HashMap<i64, Vec<RelLine>> = std::collections::HashMap::new();
+        for r in sqlx::query(sqlx::AssertSqlSafe(sql_lines.as_str()))
+            .bind(&oids)
+            .fetch_all(&pool)
+            .await
+            .expect("lines")
+        {
+            let line = RelLine {
+                id: r.get(0),
+                order_id: r.get(1),
+                qty: r.get(2),
+            };
+            ls.entry(line.order_id).or_default().push(line);
+        }
+        os.into_iter()
+            .map(|o| {
+                let c = cs[&o.customer_id].clone();
+                let mut l = ls.remove(&o.id).unwrap_or_default();
+                l.sort_by_key(|l| l.id);
+                (o, c, l)
+            })
+            .collect::<Loaded>()
+    };
     let per_row = || async {
         let mut out: Loaded = Vec::with_capacity(1000);
         for o in orders.find(&q).await.expect("orders") {
@@ -287,17 +352,23 @@ async fn bench_find_with_vs_raw_join_vs_per_row() {
     let (a, b, c) = (with().await, raw().await, per_row().await);
     assert_eq!(a.len(), 1000);
     assert_eq!(a, b, "find_with and the raw join load the same");
+    assert_eq!(
+        a,
+        batched().await,
+        "find_with and raw batched load the same"
+    );
     assert_eq!(a, c, "find_with and per-row loading load the same");
 
     const ROUNDS: usize = 9;
-    let mut times: [Vec<Duration>; 3] = Default::default();
+    let mut times: [Vec<Duration>; 4] = Default::default();
     for round in 0..ROUNDS {
-        for k in 0..3 {
-            let which = (round + k) % 3;
+        for k in 0..4 {
+            let which = (round + k) % 4;
             let start = Instant::now();
             let n = match which {
                 0 => with().await.len(),
                 1 => raw().await.len(),
+                2 => batched().await.len(),
                 _ => per_row().await.len(),
             };
             times[which].push(start.elapsed());
@@ -309,7 +380,12 @@ async fn bench_find_with_vs_raw_join_vs_per_row() {
         v.sort();
         v[v.len() / 2]
     };
-    let [w, r, p] = [median(&times[0]), median(&times[1]), median(&times[2])];
+    let [w, r, b, p] = [
+        median(&times[0]),
+        median(&times[1]),
+        median(&times[2]),
+        median(&times[3]),
+    ];
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
     println!(
         "loading 1,000 orders with customer + lines (PostgreSQL, 1 connection, median of {ROUNDS} interleaved rounds)"
@@ -322,6 +398,11 @@ async fn bench_find_with_vs_raw_join_vs_per_row() {
         ms(w) / ms(r)
     );
     println!("| raw SQL join (sqlx) | 1 | {:.2} ms | 1.00x |", ms(r));
+    println!(
+        "| raw batched, find_with's 3 statements (sqlx) | 3 | {:.2} ms | {:.2}x |",
+        ms(b),
+        ms(b) / ms(r)
+    );
     println!(
         "| per row (get + find) | 2,001 | {:.2} ms | {:.2}x |",
         ms(p),
