@@ -36,6 +36,7 @@ use std::sync::Arc;
 use deadpool_redis::redis::aio::{ConnectionLike, MultiplexedConnection};
 use deadpool_redis::redis::cluster::ClusterClient;
 use deadpool_redis::redis::cluster_async::{ClusterConnection, Connect};
+use deadpool_redis::redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
 use deadpool_redis::redis::{
     self, Arg, AsyncConnectionConfig, Cmd, IntoConnectionInfo, Pipeline, RedisFuture, Value,
 };
@@ -198,6 +199,33 @@ impl RedisClient {
                 .await
                 .map(|conn| Conn::Cluster(conn.clone()))
                 .map_err(map_redis),
+        }
+    }
+
+    /// `MGET keys` on the slot of `keys[0]`, as one command (every key must
+    /// share that slot). On a cluster the client would take an `MGET` for a
+    /// multi-slot one (split, sent and merged apart); routed explicitly it
+    /// goes to the slot's primary at once (following `MOVED` like any other
+    /// command), one command and one reply where a pipeline of `GET`s is
+    /// several. On one server a plain `MGET`. Unbounded: the caller bounds it.
+    pub(crate) async fn mget_one_slot(
+        conn: &mut Conn,
+        keys: &[&str],
+    ) -> redis::RedisResult<Vec<Option<Vec<u8>>>> {
+        let mut cmd = redis::cmd("MGET");
+        cmd.arg(keys);
+        match conn {
+            Conn::Single(c) => cmd.query_async(c).await,
+            Conn::Cluster(c) => {
+                let Some(first) = keys.first() else {
+                    return Ok(Vec::new());
+                };
+                let route = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(
+                    Route::with_key(first, SlotAddr::Master),
+                ));
+                let reply = c.route_command(cmd, route).await?;
+                redis::FromRedisValue::from_redis_value(reply).map_err(Into::into)
+            }
         }
     }
 
