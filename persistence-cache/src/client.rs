@@ -17,13 +17,30 @@
 //! to the slot of its keys (every key of one must share a slot, see
 //! [`crate::keys`]); a multi-key `MGET` / `DEL` is split by slot; `PING`
 //! goes to every primary.
+//!
+//! **Primaries only, also after a failover.** redis' cluster client sends
+//! `READONLY` on every node connection it opens (primaries included, in
+//! case a caller routes reads to replicas). A primary ignores it — until a
+//! failover turns it into a replica: from then on it *serves* the
+//! connection's reads (and runs its scripts, whose writes then fail with
+//! `READONLY`, an error the client neither retries nor refreshes its slot
+//! map on) instead of answering `MOVED`. Reads would then lag the new
+//! primary by the replication delay (an acknowledged invalidation could be
+//! read around), and a slot only scripts write to (a tag's) would never be
+//! writable again. The connections are therefore [`PrimaryOnly`]: the
+//! `READONLY` is dropped before it is sent, so a demoted primary answers
+//! `MOVED` to everything and the client follows the new slot map.
 
 use std::sync::Arc;
 
-use deadpool_redis::redis::aio::ConnectionLike;
+use deadpool_redis::redis::aio::{ConnectionLike, MultiplexedConnection};
 use deadpool_redis::redis::cluster::ClusterClient;
-use deadpool_redis::redis::cluster_async::ClusterConnection;
-use deadpool_redis::redis::{self, Cmd, Pipeline, RedisFuture, Value};
+use deadpool_redis::redis::cluster_async::{ClusterConnection, Connect};
+use deadpool_redis::redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
+use deadpool_redis::redis::{
+    self, Arg, AsyncConnectionConfig, Cmd, IntoConnectionInfo, Pipeline, RedisFuture, Value,
+};
+use futures_util::FutureExt as _;
 use persistence_core::Result;
 
 use crate::error::{map_pool, map_redis};
@@ -34,7 +51,53 @@ pub enum Conn {
     /// A pooled connection to one server.
     Single(deadpool_redis::Connection),
     /// The cluster connection (a cheap clone of the shared one).
-    Cluster(ClusterConnection),
+    Cluster(ClusterConnection<PrimaryOnly>),
+}
+
+/// A cluster node connection that never enters `READONLY` mode (see the
+/// [module docs](self)): the cluster client's `READONLY` at connect is
+/// answered `OK` here without being sent; everything else goes through.
+#[derive(Clone)]
+pub struct PrimaryOnly(MultiplexedConnection);
+
+/// `READONLY` with no arguments: what the cluster client sends at connect.
+fn is_readonly(cmd: &Cmd) -> bool {
+    let mut args = cmd.args_iter();
+    args.len() == 1
+        && matches!(args.next(), Some(Arg::Simple(name)) if name.eq_ignore_ascii_case(b"READONLY"))
+}
+
+impl Connect for PrimaryOnly {
+    fn connect_with_config<'a, T>(info: T, config: AsyncConnectionConfig) -> RedisFuture<'a, Self>
+    where
+        T: IntoConnectionInfo + Send + 'a,
+    {
+        MultiplexedConnection::connect_with_config(info, config)
+            .map(|conn| conn.map(PrimaryOnly))
+            .boxed()
+    }
+}
+
+impl ConnectionLike for PrimaryOnly {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        if is_readonly(cmd) {
+            return async { Ok(Value::Okay) }.boxed();
+        }
+        self.0.req_packed_command(cmd)
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        self.0.req_packed_commands(cmd, offset, count)
+    }
+
+    fn get_db(&self) -> i64 {
+        self.0.get_db()
+    }
 }
 
 impl ConnectionLike for Conn {
@@ -68,7 +131,7 @@ impl ConnectionLike for Conn {
 /// The cluster client and its connection, made on first use.
 struct Cluster {
     client: ClusterClient,
-    conn: tokio::sync::OnceCell<ClusterConnection>,
+    conn: tokio::sync::OnceCell<ClusterConnection<PrimaryOnly>>,
 }
 
 #[derive(Clone)]
@@ -132,10 +195,37 @@ impl RedisClient {
             Inner::Pool(pool) => pool.get().await.map(Conn::Single).map_err(map_pool),
             Inner::Cluster(c) => c
                 .conn
-                .get_or_try_init(|| c.client.get_async_connection())
+                .get_or_try_init(|| c.client.get_async_generic_connection::<PrimaryOnly>())
                 .await
                 .map(|conn| Conn::Cluster(conn.clone()))
                 .map_err(map_redis),
+        }
+    }
+
+    /// `MGET keys` on the slot of `keys[0]`, as one command (every key must
+    /// share that slot). On a cluster the client would take an `MGET` for a
+    /// multi-slot one (split, sent and merged apart); routed explicitly it
+    /// goes to the slot's primary at once (following `MOVED` like any other
+    /// command), one command and one reply where a pipeline of `GET`s is
+    /// several. On one server a plain `MGET`. Unbounded: the caller bounds it.
+    pub(crate) async fn mget_one_slot(
+        conn: &mut Conn,
+        keys: &[&str],
+    ) -> redis::RedisResult<Vec<Option<Vec<u8>>>> {
+        let mut cmd = redis::cmd("MGET");
+        cmd.arg(keys);
+        match conn {
+            Conn::Single(c) => cmd.query_async(c).await,
+            Conn::Cluster(c) => {
+                let Some(first) = keys.first() else {
+                    return Ok(Vec::new());
+                };
+                let route = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(
+                    Route::with_key(first, SlotAddr::Master),
+                ));
+                let reply = c.route_command(cmd, route).await?;
+                redis::FromRedisValue::from_redis_value(reply).map_err(Into::into)
+            }
         }
     }
 
@@ -172,5 +262,19 @@ impl RedisClient {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_bare_readonly_is_dropped() {
+        assert!(is_readonly(&redis::cmd("READONLY")));
+        assert!(is_readonly(&redis::cmd("readonly")));
+        assert!(!is_readonly(&redis::cmd("READWRITE")));
+        assert!(!is_readonly(redis::cmd("GET").arg("READONLY")));
+        assert!(!is_readonly(redis::cmd("READONLY").arg("x")));
     }
 }

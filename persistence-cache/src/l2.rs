@@ -147,32 +147,26 @@ impl L2 {
         out
     }
 
-    /// `MGET keys… gen epoch` (on a cluster, a pipeline of `GET`s: one slot).
+    /// `MGET keys… gen epoch`: one command to the one slot they share (see
+    /// [`RedisClient::mget_one_slot`]).
     pub(crate) async fn lookup(
         &self,
         keys: &[&str],
         gen_key: &str,
         epoch_key: &str,
     ) -> Result<Found> {
-        let mut raw: Vec<Option<Vec<u8>>> = if self.is_cluster() {
-            // The cluster client treats every MGET as multi-slot (split,
-            // sent and merged apart, several times slower); these keys
-            // share one slot, and a pipeline of GETs goes there at once.
-            let mut pipe = redis::pipe();
-            for k in keys.iter().copied().chain([gen_key, epoch_key]) {
-                pipe.cmd("GET").arg(k);
-            }
-            self.with_conn(|mut c| async move { pipe.query_async(&mut c).await })
-                .await?
-        } else {
-            let mut cmd = redis::cmd("MGET");
-            for k in keys {
-                cmd.arg(*k);
-            }
-            cmd.arg(gen_key).arg(epoch_key);
-            self.with_conn(|mut c| async move { cmd.query_async(&mut c).await })
-                .await?
-        };
+        let mut all: Vec<&str> = Vec::with_capacity(keys.len() + 2);
+        all.extend_from_slice(keys);
+        all.push(gen_key);
+        all.push(epoch_key);
+        let mut raw = self
+            .with_conn(|mut c| async move { RedisClient::mget_one_slot(&mut c, &all).await })
+            .await?;
+        if raw.len() != keys.len() + 2 {
+            return Err(persistence_core::Error::backend(
+                "redis answered MGET with the wrong number of values",
+            ));
+        }
         let epoch = token(raw.pop().flatten());
         let gen_token = token(raw.pop().flatten());
         Ok(Found {

@@ -158,15 +158,47 @@ async fn backplane_invalidates_other_instances_l1() {
     .await;
 }
 
-/// On demand (a measurement, not a check): `cargo nextest run -p
-/// persistence-cache --all-features --test cluster --run-ignored only`.
-/// An L2 hit (`get` of a cached entity, L2-only layer: `MGET` of the entry
-/// and its tokens, decode) against a bare cluster `GET` of the same bytes,
-/// side by side, sequential round trips. Goal: at most 1.2x.
+/// CPU time used so far by every thread of this process (the caller's and
+/// the runtime's, the cluster client's tasks included), from
+/// `/proc/self/task/*/schedstat` (ns); None where that is not readable.
+fn process_cpu() -> Option<Duration> {
+    let mut ns = 0u64;
+    for task in std::fs::read_dir("/proc/self/task").ok()? {
+        let stat = std::fs::read_to_string(task.ok()?.path().join("schedstat")).ok()?;
+        ns += stat.split_whitespace().next()?.parse::<u64>().ok()?;
+    }
+    Some(Duration::from_nanos(ns))
+}
+
+/// On demand (a measurement, not a check): `cargo nextest run
+/// --cargo-profile bench -p persistence-cache --all-features --test cluster
+/// --run-ignored only --no-capture`.
+/// An L2 hit (`get` of a cached entity, L2-only layer: one round trip
+/// fetching the entry and its two tokens, decode) against a bare cluster
+/// `GET` of the same bytes, side by side, sequential round trips. Goal: at
+/// most 1.2x. Also the driver's own cost of the layer's round trip (the
+/// three keys fetched bare, as a pipeline of `GET`s and as one `MGET`
+/// routed to their slot), and the CPU time per operation of the whole
+/// process (wall-clock medians swing with the machine's load, CPU time
+/// much less).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "benchmark: run on demand"]
 async fn bench_l2_hit_vs_bare_cluster_get() {
+    bench_l2_hit(true).await;
+}
+
+/// The same on a single-threaded runtime: no thread waits spinning for
+/// another, so the process CPU time per operation is the client's own
+/// work (the driver's, and the layer's on top of it), whatever the load.
+#[tokio::test(flavor = "current_thread")]
+#[ignore = "benchmark: run on demand"]
+async fn bench_l2_hit_cpu_single_thread() {
+    bench_l2_hit(false).await;
+}
+
+async fn bench_l2_hit(one_server_too: bool) {
     use redis::AsyncCommands as _;
+    use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
     let Some(cluster) = TestRedisCluster::from_env("cbench") else {
         return;
     };
@@ -178,6 +210,22 @@ async fn bench_l2_hit_vs_bare_cluster_get() {
     let mut raw = client.get_async_connection().await.expect("connect");
     let key = format!("{}:bench", cluster.prefix());
     let () = raw.set(&key, vec![7u8; 64]).await.expect("set");
+    // The keys an L2 hit reads: the entry and the entity type's tokens.
+    let p = cluster.prefix();
+    let base = format!(
+        "{p}:{{{p}:{}:{}}}",
+        <Item as persistence_core::Entity>::meta().name,
+        <Item as persistence_core::Entity>::meta().schema_version
+    );
+    let keys = [
+        format!("{base}:1"),
+        format!("{base}:!gen"),
+        format!("{base}:!epoch"),
+    ];
+    let route = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(Route::with_key(
+        &keys[0],
+        SlotAddr::Master,
+    )));
     const N: usize = 5_000;
     // Per-operation medians (robust to a loaded machine), rounds alternating.
     let median = |mut v: Vec<Duration>| {
@@ -187,23 +235,54 @@ async fn bench_l2_hit_vs_bare_cluster_get() {
     let mut ratios = Vec::new();
     for round in 0..3 {
         let mut bare = Vec::with_capacity(N);
+        let cpu = process_cpu();
         for _ in 0..N {
             let t = Instant::now();
             let v: Option<Vec<u8>> = raw.get(&key).await.expect("get");
             bare.push(t.elapsed());
             assert!(v.is_some());
         }
+        let bare_cpu = process_cpu().zip(cpu).map(|(b, a)| (b - a) / N as u32);
+        let mut piped = Vec::with_capacity(N);
+        let cpu = process_cpu();
+        for _ in 0..N {
+            let mut pipe = redis::pipe();
+            for k in &keys {
+                pipe.cmd("GET").arg(k);
+            }
+            let t = Instant::now();
+            let v: Vec<Option<Vec<u8>>> = pipe.query_async(&mut raw).await.expect("pipeline");
+            piped.push(t.elapsed());
+            assert!(v[0].is_some());
+        }
+        let piped_cpu = process_cpu().zip(cpu).map(|(b, a)| (b - a) / N as u32);
+        let mut mget = Vec::with_capacity(N);
+        for _ in 0..N {
+            let mut cmd = redis::cmd("MGET");
+            cmd.arg(&keys[..]);
+            let t = Instant::now();
+            let v = raw.route_command(cmd, route.clone()).await.expect("mget");
+            mget.push(t.elapsed());
+            assert!(matches!(v, redis::Value::Array(ref a) if a.len() == 3));
+        }
         let mut cached = Vec::with_capacity(N);
+        let cpu = process_cpu();
         for _ in 0..N {
             let t = Instant::now();
             let v = repo.get(&1).await.expect("get");
             cached.push(t.elapsed());
             assert!(v.is_some());
         }
-        let (bare, cached) = (median(bare), median(cached));
+        let cached_cpu = process_cpu().zip(cpu).map(|(b, a)| (b - a) / N as u32);
+        let (bare, piped, mget, cached) =
+            (median(bare), median(piped), median(mget), median(cached));
         let ratio = cached.as_secs_f64() / bare.as_secs_f64();
         ratios.push(ratio);
-        println!("round {round}: bare GET p50 {bare:?}, L2 hit p50 {cached:?}, ratio {ratio:.2}x");
+        println!(
+            "round {round}: p50 bare GET {bare:?}, bare 3-GET pipeline {piped:?}, bare routed \
+             MGET {mget:?}, L2 hit {cached:?}: ratio {ratio:.2}x; process CPU per op: bare GET \
+             {bare_cpu:?}, 3-GET pipeline {piped_cpu:?}, L2 hit {cached_cpu:?}"
+        );
     }
     assert!(repo.stats().l2_hits >= 3 * N as u64);
     ratios.sort_by(f64::total_cmp);
@@ -213,7 +292,7 @@ async fn bench_l2_hit_vs_bare_cluster_get() {
     );
     // For reference, the same on one server (REDIS_URL): the layer's own
     // overhead, apart from the cluster's.
-    if let Some(url) = common::redis_url() {
+    if let Some(url) = common::redis_url().filter(|_| one_server_too) {
         let prefix = common::prefix("cbench1");
         let single = common::layer(Levels::L2, &prefix).expect("layer");
         let repo1: Repo = single.wrap(MemoryRepository::new());

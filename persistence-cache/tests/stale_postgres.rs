@@ -9,7 +9,8 @@
 //! * After the restart a changed row is read fresh in one reload.
 //!
 //! `availability_benchmark` (ignored; run on demand) measures the share of
-//! successful reads through an outage with the fail-safe on and off.
+//! successful reads through a 30 s outage (`PERSISTENCE_OUTAGE_SECS` to
+//! change it) with the fail-safe on and off.
 mod common;
 
 use std::time::{Duration, Instant};
@@ -180,6 +181,28 @@ async fn outage_reads(repo: &Repo, keys: i64, outage: Duration) -> (u64, u64) {
     total
 }
 
+/// The benchmark's outage: `PERSISTENCE_OUTAGE_SECS` seconds, 30 by default.
+fn outage_length() -> Duration {
+    let secs = std::env::var("PERSISTENCE_OUTAGE_SECS")
+        .ok()
+        .map(|v| {
+            v.trim()
+                .parse::<u64>()
+                .ok()
+                .filter(|s| *s > 0)
+                .unwrap_or_else(|| {
+                    panic!(
+                        "PERSISTENCE_OUTAGE_SECS must be a whole number of seconds > 0, not {v:?}"
+                    )
+                })
+        })
+        .unwrap_or(30);
+    Duration::from_secs(secs)
+}
+
+/// On demand: `cargo nextest run -p persistence-cache --all-features --test
+/// stale_postgres --run-ignored only --no-capture` (`PERSISTENCE_OUTAGE_SECS=10`
+/// for a shorter outage than the default 30 s).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "benchmark: run on demand with --ignored --nocapture"]
 async fn availability_benchmark() {
@@ -206,7 +229,7 @@ async fn availability_benchmark() {
         drop(pg);
     })
     .await;
-    let outage = Duration::from_secs(10);
+    let outage = outage_length();
     let (on, off) = tokio::join!(
         outage_reads(&on, keys, outage),
         outage_reads(&off, keys, outage)

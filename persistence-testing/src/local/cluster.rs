@@ -1,9 +1,14 @@
-//! [`LocalRedisCluster`]: a Redis Cluster of its own — N masters, no
-//! replicas, nothing kept on disk but each node's `nodes.conf` (so a node
-//! restarted on its directory rejoins with its id and slots, empty) —
-//! for fault tests and benchmarks. Made as the project's scripts make one:
-//! `redis-server --cluster-enabled yes` per node, then
-//! `redis-cli --cluster create … --cluster-replicas 0`.
+//! [`LocalRedisCluster`]: a Redis Cluster of its own — N masters, with or
+//! without replicas, nothing kept on disk but each node's `nodes.conf` (so
+//! a node restarted on its directory rejoins with its id and slots, empty)
+//! — for fault tests and benchmarks. Made as the project's scripts make
+//! one: `redis-server --cluster-enabled yes` per node, then
+//! `redis-cli --cluster create … --cluster-replicas R`.
+//!
+//! With replicas, [`LocalRedisCluster::failover`] runs a manual
+//! `CLUSTER FAILOVER` on a replica and waits (on the nodes' own reports, no
+//! fixed sleeps) until the roles have changed everywhere and the cluster
+//! is ok again.
 //!
 //! Ports: a cluster node also listens on its port + 10000 (the cluster
 //! bus), so node ports are taken from `PERSISTENCE_CLUSTER_PORTS`
@@ -22,6 +27,10 @@ pub struct LocalRedisCluster {
     nodes: Vec<LocalServer>,
     cli: PathBuf,
 }
+
+/// How long the cluster may take to settle (create, restart, failover)
+/// before that is a failure: generous, for a loaded machine.
+const SETTLE: Duration = Duration::from_secs(60);
 
 fn port_range() -> (u16, u16) {
     let parsed = std::env::var("PERSISTENCE_CLUSTER_PORTS")
@@ -74,6 +83,17 @@ impl LocalRedisCluster {
     /// them, all slots assigned; returns once every node reports
     /// `cluster_state:ok`.
     pub fn start(masters: usize) -> Result<LocalRedisCluster, Missing> {
+        Self::start_with_replicas(masters, 0)
+    }
+
+    /// Start `masters * (1 + replicas)` nodes and join them with
+    /// `replicas` replicas per master; returns once every node reports
+    /// `cluster_state:ok` and every replica has finished its initial sync.
+    pub fn start_with_replicas(
+        masters: usize,
+        replicas: usize,
+    ) -> Result<LocalRedisCluster, Missing> {
+        let count = masters * (1 + replicas);
         let program = redis_server()?;
         let cli = program
             .parent()
@@ -81,9 +101,9 @@ impl LocalRedisCluster {
             .filter(|p| p.is_file())
             .or_else(|| find_in_path("redis-cli"))
             .ok_or_else(|| Missing("redis-cli (next to redis-server or in PATH)".into()))?;
-        let mut ports = Vec::with_capacity(masters);
-        let mut nodes = Vec::with_capacity(masters);
-        for _ in 0..masters {
+        let mut ports = Vec::with_capacity(count);
+        let mut nodes = Vec::with_capacity(count);
+        for _ in 0..count {
             let port = node_port(&ports);
             ports.push(port);
             let dir = unique_dir("redis-cluster");
@@ -125,9 +145,14 @@ impl LocalRedisCluster {
         let mut create = Command::new(&cluster.cli);
         create.arg("--cluster").arg("create");
         create.args(ports.iter().map(|p| format!("127.0.0.1:{p}")));
-        create.args(["--cluster-replicas", "0", "--cluster-yes"]);
+        create.args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"]);
         check("redis-cli --cluster create", create.output());
         cluster.wait_ok();
+        for i in 0..count {
+            if !cluster.is_master(i) {
+                cluster.wait_synced(i);
+            }
+        }
         Ok(cluster)
     }
 
@@ -184,6 +209,133 @@ impl LocalRedisCluster {
         self.wait_ok();
     }
 
+    /// `INFO replication` of node `i` (empty when it does not answer).
+    fn replication(&self, i: usize) -> String {
+        Command::new(&self.cli)
+            .args(["-h", "127.0.0.1", "-p", &self.nodes[i].port().to_string()])
+            .args(["info", "replication"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).replace('\r', ""))
+            .unwrap_or_default()
+    }
+
+    /// The value of `field` in `INFO replication` of node `i`.
+    fn replication_field(&self, i: usize, field: &str) -> Option<String> {
+        let prefix = format!("{field}:");
+        self.replication(i)
+            .lines()
+            .find_map(|l| l.strip_prefix(&prefix).map(str::to_string))
+    }
+
+    /// Whether node `i` is a master now (by its own `INFO replication`).
+    pub fn is_master(&self, i: usize) -> bool {
+        self.replication_field(i, "role").as_deref() == Some("master")
+    }
+
+    /// The master node `i` replicates (None for a master).
+    pub fn master_of(&self, i: usize) -> Option<usize> {
+        if self.replication_field(i, "role").as_deref() != Some("slave") {
+            return None;
+        }
+        let port: u16 = self.replication_field(i, "master_port")?.parse().ok()?;
+        self.nodes.iter().position(|n| n.port() == port)
+    }
+
+    /// A replica of master `master` (by the replicas' own reports).
+    pub fn replica_of(&self, master: usize) -> Option<usize> {
+        (0..self.nodes.len()).find(|&i| i != master && self.master_of(i) == Some(master))
+    }
+
+    /// Wait until replica `i` is linked to its master and done syncing.
+    pub fn wait_synced(&self, i: usize) {
+        let start = Instant::now();
+        loop {
+            let info = self.replication(i);
+            if info.contains("role:slave")
+                && info.contains("master_link_status:up")
+                && info.contains("master_sync_in_progress:0")
+            {
+                return;
+            }
+            assert!(
+                start.elapsed() < SETTLE,
+                "replica {i} did not sync within {SETTLE:?}:\n{info}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// A manual `CLUSTER FAILOVER` on replica `replica`: it waits until it
+    /// has applied every write its master acknowledged (the master pauses
+    /// its writers meanwhile), then takes the master's slots; the old master
+    /// becomes its replica. Returns once both report their new roles, every
+    /// node's `CLUSTER NODES` agrees, the cluster is ok and the old master
+    /// has synced from the new one. Retried if the failover is abandoned
+    /// (the server gives a manual failover 5 s). Returns the old master.
+    pub fn failover(&self, replica: usize) -> usize {
+        let old = self
+            .master_of(replica)
+            .unwrap_or_else(|| panic!("node {replica} is not a replica"));
+        let start = Instant::now();
+        'attempt: loop {
+            self.wait_synced(replica);
+            let out = self.cli(self.nodes[replica].port(), &["cluster", "failover"]);
+            let reply = String::from_utf8_lossy(&out.stdout);
+            assert!(reply.trim() == "OK", "CLUSTER FAILOVER: {reply}");
+            // The server abandons a manual failover after 5 s: wait longer
+            // than that for the roles to change, then ask again.
+            let asked = Instant::now();
+            while asked.elapsed() < Duration::from_secs(15) {
+                if self.is_master(replica) && self.master_of(old) == Some(replica) {
+                    break 'attempt;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            assert!(
+                start.elapsed() < SETTLE,
+                "CLUSTER FAILOVER of node {replica} did not take effect within {SETTLE:?}"
+            );
+        }
+        // Every node sees the new roles (the new master's config reached them).
+        let ids: Vec<String> = [replica, old]
+            .iter()
+            .map(|&i| {
+                String::from_utf8_lossy(
+                    &self.cli(self.nodes[i].port(), &["cluster", "myid"]).stdout,
+                )
+                .trim()
+                .to_string()
+            })
+            .collect();
+        loop {
+            let agreed = (0..self.nodes.len()).all(|n| {
+                let view = String::from_utf8_lossy(
+                    &self.cli(self.nodes[n].port(), &["cluster", "nodes"]).stdout,
+                )
+                .to_string();
+                let flags = |id: &str| {
+                    view.lines()
+                        .find(|l| l.starts_with(id))
+                        .and_then(|l| l.split_whitespace().nth(2))
+                        .map(str::to_string)
+                        .unwrap_or_default()
+                };
+                flags(&ids[0]).contains("master") && flags(&ids[1]).contains("slave")
+            });
+            if agreed {
+                break;
+            }
+            assert!(
+                start.elapsed() < SETTLE,
+                "the nodes do not agree on the failover of node {replica} within {SETTLE:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.wait_ok();
+        self.wait_synced(old);
+        old
+    }
+
     fn cli(&self, port: u16, args: &[&str]) -> Output {
         check(
             "redis-cli",
@@ -195,7 +347,7 @@ impl LocalRedisCluster {
     }
 
     /// Wait (up to 60 s) until every node reports `cluster_state:ok` and
-    /// knows every node: after the create and after a restart.
+    /// knows every node: after the create, a restart or a failover.
     pub fn wait_ok(&self) {
         let start = Instant::now();
         let want = format!("cluster_known_nodes:{}", self.nodes.len());
@@ -222,8 +374,8 @@ impl LocalRedisCluster {
                 return;
             }
             assert!(
-                start.elapsed() < Duration::from_secs(60),
-                "the local redis cluster is not ok after 60 s"
+                start.elapsed() < SETTLE,
+                "the local redis cluster is not ok after {SETTLE:?}"
             );
             std::thread::sleep(Duration::from_millis(50));
         }
