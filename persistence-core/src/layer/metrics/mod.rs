@@ -77,18 +77,21 @@ impl Metrics {
         let result = ctx.scope(fut).await;
         let elapsed = start.elapsed();
         drop(hold);
-        let db = self.db.to_string();
+        // The database label shares the layer's `Arc<str>`: no string is
+        // allocated per call (only the slow path below builds one).
+        let db = || metrics::SharedString::from(self.db.clone());
         metrics::counter!(names::OPERATIONS,
-            names::LABEL_DB => db.clone(), names::LABEL_ENTITY => entity,
+            names::LABEL_DB => db(), names::LABEL_ENTITY => entity,
             names::LABEL_OP => op, names::LABEL_OUTCOME => outcome(&result))
         .increment(1);
         metrics::histogram!(names::OPERATION_DURATION,
-            names::LABEL_DB => db.clone(), names::LABEL_ENTITY => entity, names::LABEL_OP => op)
+            names::LABEL_DB => db(), names::LABEL_ENTITY => entity, names::LABEL_OP => op)
         .record(elapsed.as_secs_f64());
         if elapsed >= self.slow {
             metrics::counter!(names::SLOW_OPERATIONS,
-                names::LABEL_DB => db.clone(), names::LABEL_ENTITY => entity, names::LABEL_OP => op)
+                names::LABEL_DB => db(), names::LABEL_ENTITY => entity, names::LABEL_OP => op)
             .increment(1);
+            let db = self.db.to_string();
             let statement = ctx.take_statement();
             tracing::warn!(db = %self.db, entity, op = op, elapsed_ms = elapsed.as_millis() as u64,
                 statement = statement.as_deref().unwrap_or(""), "slow operation");
