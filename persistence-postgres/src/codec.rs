@@ -154,10 +154,117 @@ where
 fn json_text(s: Option<String>) -> Result<Value> {
     match s {
         None => Ok(Value::Null),
-        Some(s) => serde_json::from_str::<serde_json::Value>(&s)
-            .map(Value::from_json)
+        Some(s) => serde_json::from_str::<JsonValue>(&s)
+            .map(|j| j.0)
             .map_err(|e| Error::decode(format!("invalid JSON in column: {e}")).with_source(e)),
     }
+}
+
+/// A JSON document parsed straight into a field value: exactly what
+/// `Value::from_json(serde_json::from_slice(..)?)` gives (integers that fit
+/// an `i64` as `I64`, other numbers as `F64`, `null` as `Null`, objects
+/// keyed in order, the last of duplicate keys winning), without building the
+/// `serde_json::Value` tree first. Array and JSON fields are read this way:
+/// for a row of two 128-float vectors that tree, and turning it into field
+/// values, cost more client time than parsing the numbers themselves.
+struct JsonValue(Value);
+
+impl<'de> serde::Deserialize<'de> for JsonValue {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        d.deserialize_any(JsonVisitor).map(JsonValue)
+    }
+}
+
+struct JsonVisitor;
+
+impl<'de> Visitor<'de> for JsonVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<Er: de::Error>(self, b: bool) -> Result<Value, Er> {
+        Ok(Value::Bool(b))
+    }
+    fn visit_i64<Er: de::Error>(self, i: i64) -> Result<Value, Er> {
+        Ok(Value::I64(i))
+    }
+    #[allow(clippy::cast_precision_loss)]
+    fn visit_u64<Er: de::Error>(self, u: u64) -> Result<Value, Er> {
+        // As `serde_json::Number::as_i64`, then `as_f64`.
+        Ok(i64::try_from(u).map_or(Value::F64(u as f64), Value::I64))
+    }
+    fn visit_f64<Er: de::Error>(self, x: f64) -> Result<Value, Er> {
+        // serde_json keeps a non-finite number as `null` (JSON text has none).
+        Ok(if x.is_finite() {
+            Value::F64(x)
+        } else {
+            Value::Null
+        })
+    }
+    fn visit_str<Er: de::Error>(self, s: &str) -> Result<Value, Er> {
+        Ok(Value::String(s.to_owned()))
+    }
+    fn visit_string<Er: de::Error>(self, s: String) -> Result<Value, Er> {
+        Ok(Value::String(s))
+    }
+    fn visit_unit<Er: de::Error>(self) -> Result<Value, Er> {
+        Ok(Value::Null)
+    }
+    fn visit_none<Er: de::Error>(self) -> Result<Value, Er> {
+        Ok(Value::Null)
+    }
+    fn visit_some<D: de::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(self)
+    }
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
+        while let Some(JsonValue(v)) = seq.next_element()? {
+            items.push(v);
+        }
+        Ok(Value::Array(items))
+    }
+    fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut out = std::collections::BTreeMap::new();
+        while let Some((k, JsonValue(v))) = map.next_entry::<String, JsonValue>()? {
+            out.insert(k, v);
+        }
+        Ok(Value::Object(out))
+    }
+}
+
+/// A `json`/`jsonb` column of a PostgreSQL row parsed straight into a field
+/// value (see [`JsonValue`]; the bytes as sqlx reads them for
+/// `serde_json::Value`). `None` when the row is not a PostgreSQL row or the
+/// column is of another type: the caller then reads it the general way (and
+/// reports what that finds).
+#[cfg(feature = "postgres")]
+fn pg_json(row: &QueryResult, i: usize) -> Option<Result<Value>> {
+    use sea_orm::sqlx::postgres::{PgValueFormat, Postgres};
+    use sea_orm::sqlx::{Row as _, ValueRef as _};
+    let raw = row.try_as_pg_row()?.try_get_raw(i).ok()?;
+    if raw.is_null() {
+        return Some(Ok(Value::Null));
+    }
+    let ty = raw.type_info().into_owned();
+    if !<serde_json::Value as sea_orm::sqlx::Type<Postgres>>::compatible(&ty) {
+        return None;
+    }
+    let mut buf = raw.as_bytes().ok()?;
+    if raw.format() == PgValueFormat::Binary
+        && ty == <serde_json::Value as sea_orm::sqlx::Type<Postgres>>::type_info()
+    {
+        // jsonb's binary form: a version byte (1), then the JSON text.
+        match buf.split_first() {
+            Some((1, rest)) => buf = rest,
+            _ => return None,
+        }
+    }
+    Some(
+        serde_json::from_slice::<JsonValue>(buf)
+            .map(|j| j.0)
+            .map_err(|e| Error::decode(format!("invalid JSON in column: {e}")).with_source(e)),
+    )
 }
 
 /// Read column `i` of a row as the value of a field of type `ty` (not yet normalized).
@@ -173,6 +280,10 @@ pub(crate) fn decode(
     }
     let s = match (dialect, ty) {
         (Dialect::Postgres, FieldType::Json | FieldType::Array(_)) => {
+            #[cfg(feature = "postgres")]
+            if let Some(v) = pg_json(row, i) {
+                return v;
+            }
             return Ok(opt(get::<serde_json::Value>(row, i)?, Value::from_json));
         }
         (Dialect::Sqlite, FieldType::Json | FieldType::Array(_)) => {
@@ -681,6 +792,46 @@ mod tests {
         assert!(
             e.message().contains("field `kind`: unknown variant `C`"),
             "{e}"
+        );
+    }
+
+    /// JSON columns parsed straight into field values give what the
+    /// `serde_json::Value` route gives, for every kind of JSON value.
+    #[test]
+    fn json_parses_like_from_json() {
+        let docs = [
+            "null",
+            "true",
+            "0",
+            "-1",
+            "9223372036854775807",
+            "9223372036854775808",
+            "18446744073709551615",
+            "-9223372036854775808",
+            "1.0",
+            "-0.0",
+            "1e300",
+            "0.1",
+            "-1.5e-7",
+            r#""a\"b\u00e9""#,
+            "[]",
+            "{}",
+            "[1, 2.5, -3, 0.125, 1e2]",
+            r#"{"b": [1, {"c": null}], "a": "x", "a": "y", "": 1.5}"#,
+            r#"[[[]], {"k": [true, false]}, "s", null]"#,
+        ];
+        for doc in docs {
+            let want = persistence_core::Value::from_json(
+                serde_json::from_str::<serde_json::Value>(doc).expect("json"),
+            );
+            let got = super::json_text(Some(doc.to_string())).expect("parse");
+            assert_eq!(got, want, "{doc}");
+        }
+        let e = super::json_text(Some("[1,".into())).expect_err("truncated");
+        assert_eq!(e.kind(), &persistence_core::ErrorKind::Decode, "{e:?}");
+        assert_eq!(
+            super::json_text(None).expect("null"),
+            persistence_core::Value::Null
         );
     }
 }

@@ -310,12 +310,30 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
+/// CPU time this process has used so far, all its threads (Linux's
+/// per-thread `schedstat`, nanoseconds); `None` where that is not readable.
+/// The client's share of a query's cost: on a machine whose cores the
+/// server shares, it is what throughput at full load pays for.
+fn process_cpu() -> Option<Duration> {
+    let mut ns = 0u64;
+    for task in std::fs::read_dir("/proc/self/task").ok()? {
+        let Ok(task) = task else { continue };
+        // A thread that has just exited has no file any more.
+        let Ok(stat) = std::fs::read_to_string(task.path().join("schedstat")) else {
+            continue;
+        };
+        ns += stat.split_whitespace().next()?.parse::<u64>().ok()?;
+    }
+    Some(Duration::from_nanos(ns))
+}
+
 /// On-demand benchmark (issue #17), run with
-/// `cargo nextest run -p persistence-postgres --test pgvector --run-ignored only --no-capture`
+/// `cargo nextest run --release -p persistence-postgres --all-features --test pgvector --run-ignored only --no-capture`
 /// (`BENCH_ROWS`, `BENCH_QUERIES` override 20,000 rows / 400 queries):
 /// `nearest` k = 10 through the repository against the same SQL by hand
-/// (sqlx, decoding the same columns), interleaved on one pooled server, then
-/// QPS with 8 concurrent clients each way. Prints the ratios.
+/// (sqlx, decoding the same columns), interleaved on one pooled server,
+/// the client's CPU time per query each way, then QPS with 8 concurrent
+/// clients each way. Prints the ratios.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore = "on-demand benchmark; prints repository / hand-SQL ratios"]
 async fn bench_nearest_vs_hand_sql() {
@@ -390,11 +408,39 @@ async fn bench_nearest_vs_hand_sql() {
         ms(ml) / ms(mr),
         tl.as_secs_f64() / tr.as_secs_f64()
     );
-    // QPS with 8 concurrent clients each way, alternating sides over four
+    // The client's CPU time per query, one client, each side in turn over
+    // six blocks of all the queries.
+    let mut cpu = [Duration::ZERO; 2];
+    for block in 0..6 {
+        let side = block % 2;
+        let Some(c0) = process_cpu() else { break };
+        for q in &queries {
+            if side == 0 {
+                repo.nearest(Item::L2, q, 10).await.expect("repo");
+            } else {
+                hand(q.clone()).await;
+            }
+        }
+        cpu[side] += process_cpu().unwrap_or(c0).saturating_sub(c0);
+    }
+    #[allow(clippy::cast_precision_loss)]
+    let per = |d: Duration| d.as_secs_f64() * 1e6 / (3.0 * queries.len() as f64);
+    if cpu[1] > Duration::ZERO {
+        println!(
+            "client CPU per query (1 client): repository {:.0} us, hand SQL {:.0} us; ratio {:.2}x",
+            per(cpu[0]),
+            per(cpu[1]),
+            cpu[0].as_secs_f64() / cpu[1].as_secs_f64()
+        );
+    }
+    // QPS with 8 concurrent clients each way, alternating sides over eight
     // rounds (the machine is shared: one round alone says little).
+    let rounds: u32 = 8;
     let mut qps = [0.0f64; 2];
-    for round in 0..4 {
-        let side = round % 2;
+    let mut cpu = [Duration::ZERO; 2];
+    for round in 0..rounds {
+        let side = usize::from(round % 2 == 1);
+        let c0 = process_cpu();
         let t = Instant::now();
         let mut tasks = Vec::new();
         for c in 0..8 {
@@ -415,18 +461,33 @@ async fn bench_nearest_vs_hand_sql() {
         #[allow(clippy::cast_precision_loss)]
         let n = queries.len() as f64;
         let round_qps = n / t.elapsed().as_secs_f64();
+        if let (Some(c0), Some(c1)) = (c0, process_cpu()) {
+            cpu[side] += c1.saturating_sub(c0);
+        }
         println!(
             "8 clients, round {round}: {} {round_qps:.0} QPS",
             ["repository", "hand SQL"][side]
         );
-        qps[side] += round_qps / 2.0;
+        qps[side] += round_qps / f64::from(rounds / 2);
     }
     println!(
-        "8 clients (mean of 2 rounds each): repository {:.0} QPS, hand SQL {:.0} QPS; ratio {:.2}x",
+        "8 clients (mean of {} rounds each): repository {:.0} QPS, hand SQL {:.0} QPS; ratio {:.2}x",
+        rounds / 2,
         qps[0],
         qps[1],
         qps[1] / qps[0]
     );
+    if cpu[1] > Duration::ZERO {
+        #[allow(clippy::cast_precision_loss)]
+        let per =
+            |d: Duration| d.as_secs_f64() * 1e6 / (f64::from(rounds / 2) * queries.len() as f64);
+        println!(
+            "client CPU per query (8 clients): repository {:.0} us, hand SQL {:.0} us; ratio {:.2}x",
+            per(cpu[0]),
+            per(cpu[1]),
+            cpu[0].as_secs_f64() / cpu[1].as_secs_f64()
+        );
+    }
     drop(store);
     pg.cleanup().await.expect("cleanup");
 }

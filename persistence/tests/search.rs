@@ -439,3 +439,293 @@ async fn full_text_sources_use_the_entitys_text_search() {
     assert_eq!(ids(&res, "lite.sr_articles"), [1]);
     p.shutdown().await;
 }
+
+/// A text-search entity for the benchmark (PostgreSQL `tsvector` + GIN).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Entity)]
+#[entity(name = "sr_bench_docs")]
+struct BenchDoc {
+    #[entity(id)]
+    id: i64,
+    #[entity(text_search)]
+    title: String,
+    #[entity(text_search)]
+    body: String,
+}
+
+/// A vector entity for the benchmark (pgvector, HNSW).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Entity)]
+#[entity(name = "sr_bench_vecs")]
+struct BenchVec {
+    #[entity(id)]
+    id: i64,
+    title: String,
+    #[entity(vector(dim = 64, metric = cosine))]
+    embedding: Vec<f32>,
+}
+
+const BENCH_WORDS: [&str; 24] = [
+    "machine", "learning", "garden", "river", "stone", "cloud", "rust", "ocean", "forest",
+    "engine", "paper", "market", "signal", "winter", "castle", "letter", "bridge", "planet",
+    "silver", "harbor", "meadow", "lantern", "canyon", "violin",
+];
+
+/// xorshift64: reproducible data without a dependency.
+struct Xs(u64);
+
+impl Xs {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn word(&mut self) -> &'static str {
+        BENCH_WORDS[usize::try_from(self.next() % 24).expect("index")]
+    }
+    fn words(&mut self, n: usize) -> String {
+        (0..n).map(|_| self.word()).collect::<Vec<_>>().join(" ")
+    }
+    fn vector(&mut self, dim: usize) -> Vec<f32> {
+        #[allow(clippy::cast_precision_loss)]
+        (0..dim)
+            .map(|_| (self.next() >> 40) as f32 / (1u64 << 24) as f32 - 0.5)
+            .collect()
+    }
+}
+
+/// The `p`-th percentile (0..=100) of `v` in milliseconds (sorted in place).
+fn pct(v: &mut [Duration], p: usize) -> f64 {
+    v.sort_unstable();
+    if v.is_empty() {
+        return 0.0;
+    }
+    let i = ((v.len() - 1) * p).div_ceil(100);
+    v[i].as_secs_f64() * 1e3
+}
+
+/// On-demand benchmark (issue #17): one `Persistence::search` over three
+/// sources (PostgreSQL full text, MongoDB text, pgvector nearest) against
+/// each source's leg run alone, sequentially, through the same
+/// repositories, interleaved in one run; and against the three legs joined
+/// by hand (`tokio::join!`, the ideal concurrent call). Prints p50/p99 and
+/// the ratios search / slowest leg (goal ≤ 1.1×: the legs really run
+/// concurrently), search / sum of the legs and search / hand join. Run with
+/// `cargo nextest run -p persistence --all-features --test search --run-ignored only --no-capture`
+/// (`BENCH_ROWS`, `BENCH_MONGO_ROWS`, `BENCH_QUERIES` override 3,000 rows
+/// per PostgreSQL source, 100 reviews on MongoDB, 300 queries).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "benchmark: prints search / slowest-leg ratios"]
+async fn bench_search_vs_legs() {
+    use persistence::{Filter, NearestQuery, Query, TextQuery};
+    let (Some(pg), Some(vec), Some(mongo)) = (
+        TestPostgres::schema().await,
+        TestPostgres::vector_schema().await,
+        TestMongo::database().await,
+    ) else {
+        return;
+    };
+    let rows = persistence_testing::bench::env("BENCH_ROWS", 3_000);
+    // The test Mongo scans with a regex (no text index): about 50 us a
+    // document, so fewer reviews keep the three legs of similar length,
+    // where running them concurrently matters most.
+    let mongo_rows = persistence_testing::bench::env("BENCH_MONGO_ROWS", 100);
+    let iters = persistence_testing::bench::env("BENCH_QUERIES", 300);
+    let db = |name: &str, url: &str, schema: &str| {
+        format!(
+            "  {name}: {{ kind: postgres, url: \"{url}\", schema: {schema}, \
+             pool: {{ max_connections: 4 }} }}\n"
+        )
+    };
+    // No cache: every leg, alone or in the search, asks its server.
+    let yaml = format!(
+        "databases:\n{}{}  catalog: {{ kind: mongo, url: \"{}\", database: {} }}\n\
+         cache:\n  default: {{ disabled: true }}\n",
+        db("main", pg.url(), pg.schema_name().unwrap()),
+        db("vectors", vec.url(), vec.schema_name().unwrap()),
+        mongo.url(),
+        mongo.name(),
+    );
+    let config = ConfigLoader::new()
+        .text("search.yaml", &yaml)
+        .env(Vec::new())
+        .load()
+        .expect("config");
+    {
+        let p = Persistence::new(config).expect("manager");
+        let mut rng = Xs(0x5EA2_C417);
+        let n = i64::try_from(rows).expect("rows");
+        let docs = p.repo_in::<BenchDoc>("main").await.expect("docs");
+        let reviews = p.repo_in::<Review>("catalog").await.expect("reviews");
+        let vecs = p.repo_in::<BenchVec>("vectors").await.expect("vecs");
+        let d: Vec<BenchDoc> = (0..n)
+            .map(|id| BenchDoc {
+                id,
+                title: rng.words(3),
+                body: rng.words(30),
+            })
+            .collect();
+        let r: Vec<Review> = (0..i64::try_from(mongo_rows).expect("rows"))
+            .map(|id| Review {
+                id,
+                book: id % 97,
+                body: rng.words(20),
+            })
+            .collect();
+        let v: Vec<BenchVec> = (0..n)
+            .map(|id| BenchVec {
+                id,
+                title: rng.words(3),
+                embedding: rng.vector(64),
+            })
+            .collect();
+        for chunk in d.chunks(500) {
+            docs.insert_many(chunk).await.expect("docs");
+        }
+        for chunk in r.chunks(500) {
+            reviews.insert_many(chunk).await.expect("reviews");
+        }
+        for chunk in v.chunks(500) {
+            vecs.insert_many(chunk).await.expect("vecs");
+        }
+        p.register_search(Searchable::<BenchDoc>::new("main").name("docs").full_text())
+            .await
+            .expect("docs");
+        p.register_search(
+            Searchable::<Review>::new("catalog")
+                .name("reviews")
+                .text(&["body"]),
+        )
+        .await
+        .expect("reviews");
+        p.register_search(
+            Searchable::<BenchVec>::new("vectors")
+                .name("similar")
+                .vector(BenchVec::EMBEDDING),
+        )
+        .await
+        .expect("similar");
+
+        // The legs as the search asks them, straight on the repositories.
+        let text_leg = |t: &str| {
+            let docs = docs.clone();
+            let q = TextQuery::new(t).limit(10);
+            async move { docs.find_text(&q).await.expect("docs").len() }
+        };
+        let mongo_leg = |t: &str| {
+            let reviews = reviews.clone();
+            // As the search builds it: every word, the first 5 × 10 rows.
+            let mut filter: Option<Filter> = None;
+            for w in t.split_whitespace() {
+                let c = Filter::field("body").contains_ignore_case(&w.to_lowercase());
+                filter = Some(match filter {
+                    None => c,
+                    Some(f) => f.and(c),
+                });
+            }
+            let q = Query::filter(filter.unwrap_or_else(Filter::all)).limit(50);
+            async move { reviews.find(&q).await.expect("reviews").len() }
+        };
+        let vector_leg = |x: &[f32]| {
+            let vecs = vecs.clone();
+            let q = NearestQuery::new("embedding", x.to_vec(), 10);
+            async move { vecs.find_nearest(&q).await.expect("similar").len() }
+        };
+
+        // Warm every path (connections, prepared statements).
+        let warm = SearchRequest::text("river stone").vector(rng.vector(64));
+        for _ in 0..20 {
+            p.search(&warm).await.expect("warm");
+        }
+        let (mut search, mut slowest, mut sum, mut joined) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let mut legs = [Vec::new(), Vec::new(), Vec::new()];
+        let mut per_iter = Vec::new();
+        for i in 0..iters {
+            // A new text and vector each time.
+            let text = rng.words(2);
+            let x = rng.vector(64);
+            let req = SearchRequest::text(text.clone())
+                .vector(x.clone())
+                .deadline(Duration::from_secs(10));
+            // Rotate the order of the three measurements.
+            let mut s_took = Duration::ZERO;
+            let mut l_took = [Duration::ZERO; 3];
+            for step in 0..3 {
+                match (step + i) % 3 {
+                    0 => {
+                        let t = Instant::now();
+                        let res = p.search(&req).await.expect("search");
+                        s_took = t.elapsed();
+                        assert!(res.complete(), "{res:#?}");
+                    }
+                    1 => {
+                        let t = Instant::now();
+                        text_leg(&text).await;
+                        l_took[0] = t.elapsed();
+                        let t = Instant::now();
+                        mongo_leg(&text).await;
+                        l_took[1] = t.elapsed();
+                        let t = Instant::now();
+                        vector_leg(&x).await;
+                        l_took[2] = t.elapsed();
+                    }
+                    _ => {
+                        let t = Instant::now();
+                        let _ = tokio::join!(text_leg(&text), mongo_leg(&text), vector_leg(&x));
+                        joined.push(t.elapsed());
+                    }
+                }
+            }
+            let max = l_took.iter().copied().max().unwrap_or_default();
+            search.push(s_took);
+            slowest.push(max);
+            sum.push(l_took.iter().sum());
+            per_iter.push(s_took.as_secs_f64() / max.as_secs_f64());
+            for (k, d) in l_took.into_iter().enumerate() {
+                legs[k].push(d);
+            }
+        }
+        per_iter.sort_by(f64::total_cmp);
+        let row = |name: &str, v: &mut Vec<Duration>| {
+            let (p50, p99) = (pct(v, 50), pct(v, 99));
+            println!("  {name:<26} p50 {p50:7.3} ms  p99 {p99:7.3} ms");
+            (p50, p99)
+        };
+        println!(
+            "search over 3 sources ({rows} rows on PostgreSQL and pgvector, {mongo_rows} on \
+             MongoDB), {iters} queries:"
+        );
+        for (k, name) in [
+            "leg: postgres full text",
+            "leg: mongo text",
+            "leg: pgvector nearest",
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            row(name, &mut legs[k]);
+        }
+        let s = row("search (3 sources)", &mut search);
+        let m = row("slowest leg (per query)", &mut slowest);
+        let t = row("sum of legs", &mut sum);
+        let j = row("legs joined by hand", &mut joined);
+        println!(
+            "search / slowest leg: p50 {:.2}x, p99 {:.2}x, median per query {:.2}x (goal <= 1.1x)",
+            s.0 / m.0,
+            s.1 / m.1,
+            per_iter[per_iter.len() / 2]
+        );
+        println!(
+            "search / sum of legs: p50 {:.2}x, p99 {:.2}x; hand join / slowest leg: p50 {:.2}x; \
+             search / hand join: p50 {:.2}x",
+            s.0 / t.0,
+            s.1 / t.1,
+            j.0 / m.0,
+            s.0 / j.0
+        );
+        p.shutdown().await;
+    }
+    pg.cleanup().await.expect("cleanup");
+    vec.cleanup().await.expect("cleanup");
+    mongo.cleanup().await.expect("cleanup");
+}
