@@ -30,8 +30,22 @@
 //! writable again. The connections are therefore [`PrimaryOnly`]: the
 //! `READONLY` is dropped before it is sent, so a demoted primary answers
 //! `MOVED` to everything and the client follows the new slot map.
+//!
+//! **One server: one round trip per operation.** deadpool-redis' manager
+//! checks every connection it hands out with `UNWATCH` + `PING`, a round
+//! trip before each command: an L2 hit cost two. [`Checked`] connections
+//! (our [`Fresh`] manager) are handed out unchecked while they are known
+//! good — the last command on them was answered (a reply or a server
+//! error) within [`TRUSTED_FOR`] — and `PING`ed otherwise (never used, a
+//! command failed or was abandoned by a time-out, or idle longer). A dead
+//! connection thus still never outlives one failed command: it is pinged,
+//! fails and is replaced. The pool is LIFO so that the connections in use
+//! stay warm. (The layer never `WATCH`es, so no `UNWATCH` is needed.)
 
 use std::sync::Arc;
+use std::time::Duration;
+
+use deadpool::managed::{self, Metrics, RecycleError, RecycleResult};
 
 use deadpool_redis::redis::aio::{ConnectionLike, MultiplexedConnection};
 use deadpool_redis::redis::cluster::ClusterClient;
@@ -48,8 +62,10 @@ use crate::error::{map_pool, map_redis};
 /// A connection of a [`RedisClient`]: pooled (one server) or the shared
 /// cluster connection. Run any command on it with `query_async`.
 pub enum Conn {
-    /// A pooled connection to one server.
+    /// A pooled connection to one server (a pool given by the caller).
     Single(deadpool_redis::Connection),
+    /// A pooled connection to one server (our own pool, see [`Fresh`]).
+    Fresh(managed::Object<Fresh>),
     /// The cluster connection (a cheap clone of the shared one).
     Cluster(ClusterConnection<PrimaryOnly>),
 }
@@ -104,6 +120,7 @@ impl ConnectionLike for Conn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {
             Conn::Single(c) => c.req_packed_command(cmd),
+            Conn::Fresh(c) => c.req_packed_command(cmd),
             Conn::Cluster(c) => c.req_packed_command(cmd),
         }
     }
@@ -116,6 +133,7 @@ impl ConnectionLike for Conn {
     ) -> RedisFuture<'a, Vec<Value>> {
         match self {
             Conn::Single(c) => c.req_packed_commands(cmd, offset, count),
+            Conn::Fresh(c) => c.req_packed_commands(cmd, offset, count),
             Conn::Cluster(c) => c.req_packed_commands(cmd, offset, count),
         }
     }
@@ -123,7 +141,108 @@ impl ConnectionLike for Conn {
     fn get_db(&self) -> i64 {
         match self {
             Conn::Single(c) => c.get_db(),
+            Conn::Fresh(c) => c.get_db(),
             Conn::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+/// How long a connection whose last command was answered is handed out
+/// again without a `PING` (see the [module docs](self)).
+pub(crate) const TRUSTED_FOR: Duration = Duration::from_secs(1);
+
+/// A pooled connection to one server that knows whether its last command
+/// was answered (see the [module docs](self)).
+pub struct Checked {
+    conn: MultiplexedConnection,
+    /// The last command got an answer (a reply or a server error).
+    answered: bool,
+}
+
+/// A reply, or an error the server sent: the connection works.
+fn answered<T>(r: &redis::RedisResult<T>) -> bool {
+    match r {
+        Ok(_) => true,
+        Err(e) => {
+            !(e.is_io_error()
+                || e.is_connection_dropped()
+                || e.is_connection_refusal()
+                || e.is_timeout()
+                || e.is_unrecoverable_error())
+        }
+    }
+}
+
+impl ConnectionLike for Checked {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        // Cleared first: a command abandoned half-way (a time-out drops
+        // the future) leaves the connection to be checked.
+        self.answered = false;
+        async move {
+            let r = self.conn.req_packed_command(cmd).await;
+            self.answered = answered(&r);
+            r
+        }
+        .boxed()
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        self.answered = false;
+        async move {
+            let r = self.conn.req_packed_commands(cmd, offset, count).await;
+            self.answered = answered(&r);
+            r
+        }
+        .boxed()
+    }
+
+    fn get_db(&self) -> i64 {
+        self.conn.get_db()
+    }
+}
+
+/// The deadpool manager of [`Checked`] connections to one server.
+#[derive(Debug)]
+pub struct Fresh {
+    client: redis::Client,
+}
+
+impl Fresh {
+    pub(crate) fn new(client: redis::Client) -> Fresh {
+        Fresh { client }
+    }
+}
+
+impl managed::Manager for Fresh {
+    type Type = Checked;
+    type Error = redis::RedisError;
+
+    async fn create(&self) -> redis::RedisResult<Checked> {
+        let conn = self.client.get_multiplexed_async_connection().await?;
+        Ok(Checked {
+            conn,
+            answered: true,
+        })
+    }
+
+    async fn recycle(
+        &self,
+        conn: &mut Checked,
+        metrics: &Metrics,
+    ) -> RecycleResult<redis::RedisError> {
+        if conn.answered && metrics.last_used() < TRUSTED_FOR {
+            return Ok(());
+        }
+        let pong: String = redis::cmd("PING").query_async(conn).await?;
+        if pong == "PONG" {
+            Ok(())
+        } else {
+            Err(RecycleError::message("unexpected PING reply"))
         }
     }
 }
@@ -137,6 +256,7 @@ struct Cluster {
 #[derive(Clone)]
 enum Inner {
     Pool(deadpool_redis::Pool),
+    Fresh(managed::Pool<Fresh>),
     Cluster(Arc<Cluster>),
 }
 
@@ -174,7 +294,24 @@ pub(crate) struct Occupancy {
     pub(crate) waiting: usize,
 }
 
+impl Occupancy {
+    fn of(s: managed::Status) -> Occupancy {
+        Occupancy {
+            max: s.max_size,
+            size: s.size,
+            idle: s.available,
+            waiting: s.waiting,
+        }
+    }
+}
+
 impl RedisClient {
+    pub(crate) fn fresh(pool: managed::Pool<Fresh>) -> RedisClient {
+        RedisClient {
+            inner: Inner::Fresh(pool),
+        }
+    }
+
     pub(crate) fn cluster(client: ClusterClient) -> RedisClient {
         RedisClient {
             inner: Inner::Cluster(Arc::new(Cluster {
@@ -193,6 +330,7 @@ impl RedisClient {
     pub async fn get(&self) -> Result<Conn> {
         match &self.inner {
             Inner::Pool(pool) => pool.get().await.map(Conn::Single).map_err(map_pool),
+            Inner::Fresh(pool) => pool.get().await.map(Conn::Fresh).map_err(map_pool),
             Inner::Cluster(c) => c
                 .conn
                 .get_or_try_init(|| c.client.get_async_generic_connection::<PrimaryOnly>())
@@ -216,6 +354,7 @@ impl RedisClient {
         cmd.arg(keys);
         match conn {
             Conn::Single(c) => cmd.query_async(c).await,
+            Conn::Fresh(c) => cmd.query_async(&mut **c).await,
             Conn::Cluster(c) => {
                 let Some(first) = keys.first() else {
                     return Ok(Vec::new());
@@ -243,15 +382,8 @@ impl RedisClient {
 
     pub(crate) fn occupancy(&self) -> Occupancy {
         match &self.inner {
-            Inner::Pool(pool) => {
-                let s = pool.status();
-                Occupancy {
-                    max: s.max_size,
-                    size: s.size,
-                    idle: s.available,
-                    waiting: s.waiting,
-                }
-            }
+            Inner::Pool(pool) => Occupancy::of(pool.status()),
+            Inner::Fresh(pool) => Occupancy::of(pool.status()),
             Inner::Cluster(c) => {
                 let open = usize::from(c.conn.initialized());
                 Occupancy {

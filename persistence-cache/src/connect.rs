@@ -200,7 +200,7 @@ impl RedisEndpoint {
     /// made on first use). `Config` error for an unusable URL.
     pub fn connect(&self, size: usize, timeout: Duration) -> Result<RedisClient> {
         if !self.is_cluster() {
-            return self.pool(size, timeout).map(RedisClient::from);
+            return self.fresh_pool(size, timeout).map(RedisClient::fresh);
         }
         if is_tls_url(&self.url) {
             ensure_crypto_provider();
@@ -227,6 +227,29 @@ impl RedisEndpoint {
             ))
         })?;
         Ok(RedisClient::cluster(client))
+    }
+
+    /// The pool behind [`connect`](Self::connect) for one server: `size`
+    /// multiplexed connections, handed out without a round trip while
+    /// known good (see [`crate::client`]), every wait bounded by `timeout`.
+    fn fresh_pool(
+        &self,
+        size: usize,
+        timeout: Duration,
+    ) -> Result<deadpool::managed::Pool<crate::client::Fresh>> {
+        let manager = crate::client::Fresh::new(self.client()?);
+        let mut config = PoolConfig::new(size.max(1));
+        config.timeouts = Timeouts {
+            wait: Some(timeout),
+            create: Some(timeout),
+            recycle: Some(timeout),
+        };
+        config.queue_mode = deadpool::managed::QueueMode::Lifo;
+        deadpool::managed::Pool::builder(manager)
+            .config(config)
+            .runtime(Runtime::Tokio1)
+            .build()
+            .map_err(|e| Error::config(format!("redis pool for {}: {e}", redact_url(&self.url))))
     }
 
     /// A pool of `size` multiplexed connections, every wait bounded by

@@ -193,7 +193,7 @@ async fn bench_l2_hit_vs_bare_cluster_get() {
 #[tokio::test(flavor = "current_thread")]
 #[ignore = "benchmark: run on demand"]
 async fn bench_l2_hit_cpu_single_thread() {
-    bench_l2_hit(false).await;
+    bench_l2_hit(true).await;
 }
 
 async fn bench_l2_hit(one_server_too: bool) {
