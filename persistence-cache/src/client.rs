@@ -36,7 +36,7 @@
 //! trip before each command: an L2 hit cost two. [`Checked`] connections
 //! (our [`Fresh`] manager) are handed out unchecked while they are known
 //! good — the last command on them was answered (a reply or a server
-//! error) within [`TRUSTED_FOR`] — and `PING`ed otherwise (never used, a
+//! error) within `TRUSTED_FOR` (1 s) — and `PING`ed otherwise (never used, a
 //! command failed or was abandoned by a time-out, or idle longer). A dead
 //! connection thus still never outlives one failed command: it is pinged,
 //! fails and is replaced. The pool is LIFO so that the connections in use
