@@ -176,6 +176,15 @@ pub trait Repository<E: Entity>: Send + Sync {
     /// Rows matching the query.
     fn find(&self, query: &Query) -> impl Future<Output = Result<Vec<E>>> + Send;
 
+    /// The rows [`find`](Repository::find) returns, in whatever order the
+    /// backend reads them cheapest: for callers that order (or group) the
+    /// rows themselves, like eager loading. A backend may skip sorting only
+    /// when the query has no limit and no offset (then the order picks no
+    /// rows). The default is `find`.
+    fn find_unordered(&self, query: &Query) -> impl Future<Output = Result<Vec<E>>> + Send {
+        self.find(query)
+    }
+
     /// The first row matching the query.
     fn find_one(&self, query: &Query) -> impl Future<Output = Result<Option<E>>> + Send;
 
@@ -293,6 +302,8 @@ pub trait DynRepository<E: Entity>: Send + Sync {
     async fn purge(&self, filter: &Filter) -> Result<u64>;
     /// See [`Repository::find`].
     async fn find(&self, query: &Query) -> Result<Vec<E>>;
+    /// See [`Repository::find_unordered`].
+    async fn find_unordered(&self, query: &Query) -> Result<Vec<E>>;
     /// See [`Repository::find_one`].
     async fn find_one(&self, query: &Query) -> Result<Option<E>>;
     /// See [`Repository::count`].
@@ -374,6 +385,9 @@ impl<E: Entity, R: Repository<E>> DynRepository<E> for R {
     async fn find(&self, query: &Query) -> Result<Vec<E>> {
         Repository::find(self, query).await
     }
+    async fn find_unordered(&self, query: &Query) -> Result<Vec<E>> {
+        Repository::find_unordered(self, query).await
+    }
     async fn find_one(&self, query: &Query) -> Result<Option<E>> {
         Repository::find_one(self, query).await
     }
@@ -454,6 +468,9 @@ impl<E: Entity> Repository<E> for Arc<dyn DynRepository<E> + '_> {
     }
     async fn find(&self, query: &Query) -> Result<Vec<E>> {
         (**self).find(query).await
+    }
+    async fn find_unordered(&self, query: &Query) -> Result<Vec<E>> {
+        (**self).find_unordered(query).await
     }
     async fn find_one(&self, query: &Query) -> Result<Option<E>> {
         (**self).find_one(query).await

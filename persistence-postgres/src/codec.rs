@@ -442,10 +442,83 @@ impl Column<'_> {
     }
 }
 
+/// A PostgreSQL scalar column handed straight to the visitor: what
+/// `ValueDe(decode(..)).deserialize_any(visitor)` does for the types read
+/// here, without the [`Value`] and sea-orm's `TryGetable` in between (a
+/// fifth of the time of loading a few thousand rows). `Err(visitor)` when
+/// this is not such a column or reading it failed: the caller then takes
+/// the general path, which reads the column again and reports the error.
+#[cfg(feature = "postgres")]
+fn pg_scalar<'de, V: Visitor<'de>>(
+    column: &Column<'_>,
+    visitor: V,
+) -> std::result::Result<Result<V::Value, DeError>, V> {
+    use sea_orm::sqlx::Row as _;
+    use sea_orm::sqlx::postgres::PgRow;
+    fn get<T>(row: &PgRow, i: usize) -> Option<Option<T>>
+    where
+        T: for<'r> sea_orm::sqlx::Decode<'r, sea_orm::sqlx::Postgres>
+            + sea_orm::sqlx::Type<sea_orm::sqlx::Postgres>,
+    {
+        row.try_get::<Option<T>, usize>(i).ok()
+    }
+    use ScalarType as S;
+    let FieldType::Scalar(s) = column.meta.fields[column.i].ty else {
+        return Err(visitor);
+    };
+    let Some(row) = column.row.try_as_pg_row() else {
+        return Err(visitor);
+    };
+    let i = column.i;
+    // Each arm is the `decode` arm of its type, then `ValueDe`'s visit.
+    Ok(match s {
+        S::I64 => match get::<i64>(row, i) {
+            Some(Some(x)) => visitor.visit_i64(x),
+            Some(None) => visitor.visit_none(),
+            None => return Err(visitor),
+        },
+        S::I32 => match get::<i32>(row, i) {
+            Some(Some(x)) => visitor.visit_i64(x.into()),
+            Some(None) => visitor.visit_none(),
+            None => return Err(visitor),
+        },
+        S::I16 => match get::<i16>(row, i) {
+            Some(Some(x)) => visitor.visit_i64(x.into()),
+            Some(None) => visitor.visit_none(),
+            None => return Err(visitor),
+        },
+        S::String | S::Enum => match get::<String>(row, i) {
+            Some(Some(x)) => visitor.visit_string(x),
+            Some(None) => visitor.visit_none(),
+            None => return Err(visitor),
+        },
+        S::Bool => match get::<bool>(row, i) {
+            Some(Some(x)) => visitor.visit_bool(x),
+            Some(None) => visitor.visit_none(),
+            None => return Err(visitor),
+        },
+        S::F64 => match get::<f64>(row, i) {
+            Some(Some(x)) => visitor.visit_f64(x),
+            Some(None) => visitor.visit_none(),
+            None => return Err(visitor),
+        },
+        _ => return Err(visitor),
+    })
+}
+
 impl<'de> de::Deserializer<'de> for Column<'_> {
     type Error = DeError;
 
     fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+        #[cfg(feature = "postgres")]
+        let visitor = if self.dialect == Dialect::Postgres {
+            match pg_scalar(&self, visitor) {
+                Ok(out) => return out,
+                Err(visitor) => visitor,
+            }
+        } else {
+            visitor
+        };
         self.value()?.deserialize_any(visitor)
     }
 

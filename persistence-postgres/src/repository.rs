@@ -454,6 +454,10 @@ impl<E: Entity> Repository<E> for RelationalRepository<E> {
         on_conn!(self, "find", |c| self.find_on(c, query).await)
     }
 
+    async fn find_unordered(&self, query: &Query) -> Result<Vec<E>> {
+        on_conn!(self, "find", |c| self.find_unordered_on(c, query).await)
+    }
+
     async fn find_one(&self, query: &Query) -> Result<Option<E>> {
         support::find_one_via_find(self, query).await
     }

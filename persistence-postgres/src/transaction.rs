@@ -286,6 +286,9 @@ impl<E: Entity> Repository<E> for TxRepository<'_, E> {
     async fn find(&self, query: &Query) -> Result<Vec<E>> {
         self.repo.find_on(self.tx, query).await
     }
+    async fn find_unordered(&self, query: &Query) -> Result<Vec<E>> {
+        self.repo.find_unordered_on(self.tx, query).await
+    }
     async fn find_one(&self, query: &Query) -> Result<Option<E>> {
         support::find_one_via_find(self, query).await
     }

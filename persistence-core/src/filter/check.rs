@@ -297,6 +297,10 @@ impl Filter {
 
 /// Values nested inside a condition count towards the depth limit.
 fn value_depth(v: &Value, depth: usize, limits: &FilterLimits) -> Result<()> {
+    if !matches!(v, Value::Array(_) | Value::Object(_)) {
+        // A scalar: no stack (an `is_in` list checks one per value).
+        return Ok(());
+    }
     let mut stack: Vec<(&Value, usize)> = vec![(v, depth)];
     while let Some((v, d)) = stack.pop() {
         let items: Box<dyn Iterator<Item = &Value>> = match v {

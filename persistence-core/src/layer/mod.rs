@@ -255,6 +255,13 @@ impl<E: Entity, R: Repository<E>, A: Around> Repository<E> for Layered<R, A> {
             })
             .await
     }
+    async fn find_unordered(&self, query: &Query) -> Result<Vec<E>> {
+        self.hook
+            .around(E::meta().name, Op::Find, &|| {
+                Box::pin(self.inner.find_unordered(query))
+            })
+            .await
+    }
     async fn find_one(&self, query: &Query) -> Result<Option<E>> {
         self.hook
             .around(E::meta().name, Op::FindOne, &|| {

@@ -57,7 +57,9 @@ pub trait Include<E: Entity>: Send + Sync {
 }
 
 /// The rows of `T` whose `field` is one of `keys`, one query per
-/// [`LOAD_CHUNK`] keys (the id order of each chunk).
+/// [`LOAD_CHUNK`] keys, in no particular order
+/// ([`Repository::find_unordered`]: the callers group or look rows up by
+/// key, and order groups themselves).
 async fn fetch_in<T: Entity>(
     repo: &SharedRepository<T>,
     field: &'static str,
@@ -66,7 +68,7 @@ async fn fetch_in<T: Entity>(
     let mut out = Vec::with_capacity(keys.len());
     for chunk in keys.chunks(LOAD_CHUNK) {
         let q = Query::filter(Filter::field(field).is_in(chunk.iter().cloned()));
-        out.extend(repo.find(&q).await?);
+        out.extend(repo.find_unordered(&q).await?);
     }
     Ok(out)
 }
@@ -114,7 +116,7 @@ async fn children<P: Entity, C: Entity, S: Resolve>(
     from: &S,
 ) -> Result<HashMap<P::Id, Vec<C>>> {
     let keys = key_values::<P>(parents.iter().map(Entity::id))?;
-    let mut groups: HashMap<P::Id, Vec<C>> = HashMap::new();
+    let mut groups: HashMap<P::Id, Vec<C>> = HashMap::with_capacity(keys.len());
     if keys.is_empty() {
         return Ok(groups);
     }
@@ -123,6 +125,9 @@ async fn children<P: Entity, C: Entity, S: Resolve>(
         if let Some(p) = parent_of(&c) {
             groups.entry(p.clone()).or_default().push(c);
         }
+    }
+    for group in groups.values_mut() {
+        group.sort_unstable_by(|a, b| a.id().cmp(b.id()));
     }
     Ok(groups)
 }

@@ -128,8 +128,27 @@ impl<E: Entity> RelationalRepository<E> {
         let q = query
             .checked(meta)
             .map_err(|e| e.in_context(meta.name, "find"))?;
+        self.find_checked_on(c, &q).await
+    }
+
+    /// `find` without `ORDER BY` when the query has no limit and no offset
+    /// (see `Repository::find_unordered`): eager loading's `key = ANY($1)`
+    /// reads skip the sort, and PostgreSQL keeps a cheaper generic plan.
+    pub(crate) async fn find_unordered_on<C: Conn>(&self, c: &C, query: &Query) -> Result<Vec<E>> {
+        let meta = E::meta();
+        let mut q = query
+            .checked(meta)
+            .map_err(|e| e.in_context(meta.name, "find"))?;
+        if q.limit.is_none() && q.offset == 0 {
+            q.sort.clear();
+        }
+        self.find_checked_on(c, &q).await
+    }
+
+    async fn find_checked_on<C: Conn>(&self, c: &C, q: &Query) -> Result<Vec<E>> {
+        let meta = E::meta();
         let sql = self
-            .select_sql(&q)
+            .select_sql(q)
             .map_err(|e| e.in_context(meta.name, "find"))?;
         let rows = self.rows(c, sql).await.map_err(|e| self.err(e, "find"))?;
         rows.iter()

