@@ -41,6 +41,8 @@ pub struct CacheLayerBuilder {
     per_entity_l1: HashMap<String, L1Config>,
     read: ReadPolicy,
     per_entity_read: HashMap<String, ReadPolicy>,
+    write_through: bool,
+    per_entity_write_through: HashMap<String, bool>,
     jitter: f64,
     l1: Option<L1Config>,
     db_label: Option<String>,
@@ -69,6 +71,8 @@ impl Default for CacheLayerBuilder {
             per_entity_l1: HashMap::new(),
             read: ReadPolicy::default(),
             per_entity_read: HashMap::new(),
+            write_through: true,
+            per_entity_write_through: HashMap::new(),
             jitter: 0.1,
             l1: Some(L1Config::default()),
             db_label: None,
@@ -141,6 +145,23 @@ impl CacheLayerBuilder {
     /// [`read_policy`](Self::read_policy)'s.
     pub fn entity_read_policy(mut self, entity: &str, policy: ReadPolicy) -> Self {
         self.per_entity_read.insert(entity.to_string(), policy);
+        self
+    }
+    /// Write-through (on by default): a write that returns the stored row
+    /// (`insert`, `update`, `upsert`, `patch`) and overlapped no other
+    /// write of the same key stores that row in L2 and this instance's L1
+    /// instead of only invalidating, so the next read is a hit. Any overlap,
+    /// failure or unknown outcome falls back to the invalidation. Costs one
+    /// more Redis round trip per write (the in-flight mark before it); see
+    /// the crate's README, "Write-through".
+    pub fn write_through(mut self, on: bool) -> Self {
+        self.write_through = on;
+        self
+    }
+    /// Write-through of one entity type (by its logical name); others use
+    /// [`write_through`](Self::write_through)'s.
+    pub fn entity_write_through(mut self, entity: &str, on: bool) -> Self {
+        self.per_entity_write_through.insert(entity.to_string(), on);
         self
     }
     /// Cross-process stampede protection for every entity type (see
@@ -289,6 +310,8 @@ impl CacheLayerBuilder {
             per_entity_l1: self.per_entity_l1,
             default_read: self.read,
             per_entity_read: self.per_entity_read,
+            write_through: self.write_through,
+            per_entity_write_through: self.per_entity_write_through,
             jitter: self.jitter,
             tags,
             l1: self.l1,

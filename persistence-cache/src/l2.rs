@@ -32,6 +32,84 @@ end
 return 1
 ";
 
+/// Write-through, before the write: register the writer (`ARGV[1]`) in
+/// its in-flight hash `KEYS[1]` (the entry's, or the entity type's for a
+/// write whose keys are not known up front), make it the hash's token
+/// (`t`) and refresh the hash's lifetime; answer the hash's length, the
+/// type hash's length and token (`KEYS[2]`, when it is another hash) and
+/// the epoch token (`KEYS[3]`), created (as the gen token `KEYS[4]`) from
+/// `ARGV[3]` / `ARGV[4]` when missing, as [`L2::init_tokens`] does. See
+/// `crate::repository::through`.
+const WRITE_BEGIN: &str = r"
+redis.call('SET', KEYS[3], ARGV[3], 'NX', 'PX', ARGV[5])
+redis.call('SET', KEYS[4], ARGV[4], 'NX', 'PX', ARGV[5])
+redis.call('HSET', KEYS[1], ARGV[1], '1', 't', ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+local n = redis.call('HLEN', KEYS[1])
+local tn = 0
+local tt = ''
+if KEYS[2] ~= KEYS[1] then
+  tn = redis.call('HLEN', KEYS[2])
+  tt = redis.call('HGET', KEYS[2], 't') or ''
+end
+return {n, tn, tt, redis.call('GET', KEYS[3]) or ''}
+";
+
+/// Write-through, after the write of one entry `KEYS[5]`: the row
+/// (`ARGV[5]`, stamped with the epoch `ARGV[4]` read at the start) is
+/// stored only when asked (`ARGV[2]` = 1: the writer was alone at its
+/// start) and the entry's in-flight token is still the writer's own
+/// (`ARGV[1]`: nobody started a write of it since, and no invalidation
+/// poisoned it), the type's token is the one seen at the start (`ARGV[3]`:
+/// no write of unknown keys started since) and the epoch has not moved;
+/// otherwise the entry is deleted. Either way the writer leaves the
+/// in-flight hash (deleted once empty), the gen token is replaced
+/// (`ARGV[7]`, lifetime `ARGV[8]`) and the backplane message (`ARGV[9]`
+/// channel, `ARGV[10]` message; single server only) published — the
+/// invalidation of [`L2::invalidate`]. Answers 1 when the row was stored.
+const WRITE_END: &str = r"
+local through = 0
+if ARGV[2] == '1' and redis.call('HGET', KEYS[1], 't') == ARGV[1]
+   and (redis.call('HGET', KEYS[2], 't') or '') == ARGV[3]
+   and redis.call('GET', KEYS[4]) == ARGV[4] then
+  through = 1
+end
+redis.call('HDEL', KEYS[1], ARGV[1])
+if redis.call('HLEN', KEYS[1]) <= 1 then redis.call('DEL', KEYS[1]) end
+redis.call('SET', KEYS[3], ARGV[7], 'PX', ARGV[8])
+if through == 1 then
+  redis.call('SET', KEYS[5], ARGV[5], 'PX', ARGV[6])
+else
+  redis.call('DEL', KEYS[5])
+end
+if ARGV[9] then redis.call('PUBLISH', ARGV[9], ARGV[10]) end
+return through
+";
+
+/// Lifetime of an in-flight hash (see `crate::repository::through`): far
+/// longer than any write should take; a writer slower than half of it
+/// never writes through.
+pub(crate) const IN_FLIGHT_TTL: Duration = Duration::from_secs(60);
+
+/// The in-flight hash of an entry key (or of an entity type's base).
+pub(crate) fn in_flight_key(key: &str) -> String {
+    format!("{key}:!w")
+}
+
+/// What [`L2::write_begin`] answered.
+#[derive(Debug)]
+pub(crate) struct Begun {
+    /// Length of the writer's in-flight hash (2: the token and itself only).
+    pub len: i64,
+    /// Length of the entity type's in-flight hash (0 or 1: no write of
+    /// unknown keys in flight).
+    pub type_len: i64,
+    /// The type hash's token (empty: none).
+    pub type_token: Vec<u8>,
+    /// The epoch token as stored (empty: none).
+    pub epoch: Vec<u8>,
+}
+
 /// Lifetime of the gen/epoch tokens (refreshed by every write). A token that
 /// expires is replaced by a new random one, which only makes older entries dead.
 const TOKEN_TTL_MS: u64 = 7 * 24 * 3600 * 1000;
@@ -65,6 +143,8 @@ pub(crate) struct L2 {
     client: RedisClient,
     timeout: Duration,
     set_if_gen: Script,
+    write_begin: Script,
+    write_end: Script,
     /// False after the last operation failed, true after one succeeded.
     up: AtomicBool,
 }
@@ -88,6 +168,8 @@ impl L2 {
             client,
             timeout,
             set_if_gen: Script::new(SET_IF_GEN),
+            write_begin: Script::new(WRITE_BEGIN),
+            write_end: Script::new(WRITE_END),
             up: AtomicBool::new(true),
         }
     }
@@ -232,6 +314,88 @@ impl L2 {
         Ok(stored == 1)
     }
 
+    /// Register writer `token` in the in-flight hash `own` (see
+    /// [`WRITE_BEGIN`]); `type_hash` is the entity type's (same as `own`
+    /// for a write of unknown keys).
+    pub(crate) async fn write_begin(
+        &self,
+        own: &str,
+        type_hash: &str,
+        (gen_key, epoch_key): (&str, &str),
+        token: u64,
+    ) -> Result<Begun> {
+        let mut inv = self.write_begin.prepare_invoke();
+        inv.key(own)
+            .key(type_hash)
+            .key(epoch_key)
+            .key(gen_key)
+            .arg(token.to_string())
+            .arg(IN_FLIGHT_TTL.as_millis().to_string())
+            .arg(fastrand::u64(..).to_string())
+            .arg(fastrand::u64(..).to_string())
+            .arg(TOKEN_TTL_MS);
+        let (len, type_len, type_token, epoch): (i64, i64, Vec<u8>, Vec<u8>) = self
+            .with_conn(|mut c| async move { inv.invoke_async(&mut c).await })
+            .await?;
+        Ok(Begun {
+            len,
+            type_len,
+            type_token,
+            epoch,
+        })
+    }
+
+    /// After the write of `key` by writer `token` (see [`WRITE_END`]):
+    /// store `value` (bytes stamped with `epoch`, lifetime) when `through`
+    /// allows and nothing overlapped, else delete it; replace the gen token
+    /// and publish. True when the value was stored.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn write_end(
+        &self,
+        key: &str,
+        type_hash: &str,
+        gen_key: &str,
+        epoch_key: &str,
+        token: u64,
+        type_token: &[u8],
+        stored: Option<(&[u8], &[u8], Duration)>,
+        publish: Option<(&str, String)>,
+    ) -> Result<bool> {
+        let own = in_flight_key(key);
+        let mut inv = self.write_end.prepare_invoke();
+        inv.key(own.as_str())
+            .key(type_hash)
+            .key(gen_key)
+            .key(epoch_key)
+            .key(key)
+            .arg(token.to_string());
+        match stored {
+            Some((epoch, bytes, ttl)) => {
+                let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+                inv.arg("1").arg(type_token).arg(epoch).arg(bytes).arg(ms);
+            }
+            None => {
+                inv.arg("0").arg(type_token).arg("").arg("").arg(1);
+            }
+        }
+        inv.arg(fastrand::u64(..).to_string()).arg(TOKEN_TTL_MS);
+        let (inline, after) = if self.is_cluster() {
+            (None, publish)
+        } else {
+            (publish, None)
+        };
+        if let Some((channel, msg)) = &inline {
+            inv.arg(*channel).arg(msg.as_str());
+        }
+        let through: i64 = self
+            .with_conn(|mut c| async move { inv.invoke_async(&mut c).await })
+            .await?;
+        if let Some((channel, msg)) = after {
+            self.publish(channel, msg).await?;
+        }
+        Ok(through == 1)
+    }
+
     /// After a write: replace the gen token (and the epoch when `all`), then
     /// delete `keys`, and publish the backplane message (in the same
     /// pipeline on one server; after it on a cluster).
@@ -241,6 +405,7 @@ impl L2 {
         epoch_key: Option<&str>,
         keys: &[String],
         publish: Option<(&str, String)>,
+        unregister: Option<(&str, u64)>,
     ) -> Result<()> {
         let mut pipe = redis::pipe();
         pipe.cmd("SET")
@@ -259,6 +424,24 @@ impl L2 {
         }
         if !keys.is_empty() {
             pipe.cmd("DEL").arg(keys).ignore();
+            // A write-through of these keys in flight must not store its
+            // row after this invalidation (see `crate::repository::through`).
+            let ttl = IN_FLIGHT_TTL.as_millis().to_string();
+            for k in keys {
+                let w = in_flight_key(k);
+                pipe.cmd("HSET")
+                    .arg(&w)
+                    .arg("t")
+                    .arg(fastrand::u64(..).to_string())
+                    .ignore()
+                    .cmd("PEXPIRE")
+                    .arg(&w)
+                    .arg(&ttl)
+                    .ignore();
+            }
+        }
+        if let Some((w, token)) = unregister {
+            pipe.cmd("HDEL").arg(w).arg(token.to_string()).ignore();
         }
         // A cluster routes a pipeline by its keys, and a channel name counts
         // as one: publish on its own, once the invalidation is acknowledged

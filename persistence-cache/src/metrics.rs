@@ -48,6 +48,9 @@ pub mod names {
     /// write refused its store), or the wait bound passed; this instance
     /// then loaded itself (label: entity).
     pub const LEASES_EXPIRED: &str = "persistence_cache_leases_expired_total";
+    /// Writes whose returned row was stored in the cache (write-through)
+    /// instead of only invalidating it (label: entity).
+    pub const WRITE_THROUGHS: &str = "persistence_cache_write_throughs_total";
 }
 
 /// A snapshot of one cached repository's counters.
@@ -90,6 +93,8 @@ pub struct Stats {
     pub lease_waits: u64,
     /// Lease waits that ended without the holder's value.
     pub leases_expired: u64,
+    /// Writes whose returned row was stored (write-through).
+    pub write_throughs: u64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -116,6 +121,7 @@ pub(crate) enum Event {
     LeaseWaited,
     #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     LeaseExpired,
+    WriteThrough,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -156,6 +162,7 @@ pub(crate) struct Counters {
     leases_acquired: AtomicU64,
     lease_waits: AtomicU64,
     leases_expired: AtomicU64,
+    write_throughs: AtomicU64,
 }
 
 impl Counters {
@@ -190,6 +197,7 @@ impl Counters {
             Event::LeaseAcquired => (&self.leases_acquired, names::LEASES_ACQUIRED, None),
             Event::LeaseWaited => (&self.lease_waits, names::LEASE_WAITS, None),
             Event::LeaseExpired => (&self.leases_expired, names::LEASES_EXPIRED, None),
+            Event::WriteThrough => (&self.write_throughs, names::WRITE_THROUGHS, None),
         };
         slot.fetch_add(1, Relaxed);
         match (level, &self.db) {
@@ -226,6 +234,7 @@ impl Counters {
             leases_acquired: self.leases_acquired.load(Relaxed),
             lease_waits: self.lease_waits.load(Relaxed),
             leases_expired: self.leases_expired.load(Relaxed),
+            write_throughs: self.write_throughs.load(Relaxed),
         }
     }
 }

@@ -68,6 +68,7 @@ mod leased;
 mod read;
 mod related;
 mod stale;
+mod through;
 mod write;
 
 pub(crate) struct Inner<E: Entity, R> {
@@ -84,6 +85,10 @@ pub(crate) struct Inner<E: Entity, R> {
     ttl: EntityTtl,
     read: ReadPolicy,
     gens: Gens,
+    /// Write-through on (see `through`).
+    write_through: bool,
+    /// In-flight writes, without L2 (see `through`).
+    inflight: Arc<through::InFlight>,
     flights: Flights<Cached<E>>,
     pub(crate) counters: Arc<Counters>,
     #[cfg(feature = "redis")]
@@ -107,6 +112,8 @@ pub struct CachedRepository<E: Entity, R> {
     ttl: Option<EntityTtl>,
     /// Read policy of this handle (None: the entity type's).
     read: Option<ReadPolicy>,
+    /// Write-through of this handle (None: the entity type's).
+    write_through: Option<bool>,
 }
 
 /// Whether a read was answered with a fresh value or a stale one (see
@@ -127,6 +134,7 @@ impl<E: Entity, R> Clone for CachedRepository<E, R> {
             inner: self.inner.clone(),
             ttl: self.ttl,
             read: self.read,
+            write_through: self.write_through,
         }
     }
 }
@@ -148,6 +156,7 @@ impl<E: Entity, R: Repository<E> + 'static> CachedRepository<E, R> {
         let repo = CachedRepository {
             ttl: None,
             read: None,
+            write_through: None,
             inner: Arc::new(Inner::new(shared, repo, prefix)),
         };
         #[cfg(feature = "redis")]
@@ -169,7 +178,22 @@ impl<E: Entity, R: Repository<E> + 'static> CachedRepository<E, R> {
             inner: self.inner.clone(),
             ttl: Some(ttl),
             read: self.read,
+            write_through: self.write_through,
         }
+    }
+
+    /// A handle on the same cache whose writes are written through or not
+    /// (see [`CacheLayerBuilder::write_through`](crate::CacheLayerBuilder::write_through)).
+    pub fn with_write_through(&self, on: bool) -> Self {
+        CachedRepository {
+            write_through: Some(on),
+            ..self.clone()
+        }
+    }
+
+    /// Whether this handle's writes are written through.
+    pub fn writes_through(&self) -> bool {
+        self.write_through.unwrap_or(self.inner.write_through)
     }
 
     /// A handle on the same cache whose reads follow this [`ReadPolicy`]
@@ -191,6 +215,7 @@ impl<E: Entity, R: Repository<E> + 'static> CachedRepository<E, R> {
             inner: self.inner.clone(),
             ttl: self.ttl,
             read: Some(policy),
+            write_through: self.write_through,
         })
     }
 
@@ -292,6 +317,11 @@ impl<E: Entity, R: Repository<E> + 'static> Inner<E, R> {
             .get(meta.name)
             .copied()
             .unwrap_or(shared.default_read);
+        let write_through = shared
+            .per_entity_write_through
+            .get(meta.name)
+            .copied()
+            .unwrap_or(shared.write_through);
         Inner {
             repo,
             keys,
@@ -304,6 +334,8 @@ impl<E: Entity, R: Repository<E> + 'static> Inner<E, R> {
             ttl,
             read,
             gens: Gens::new(),
+            write_through,
+            inflight: Arc::default(),
             flights: Flights::new(),
             counters,
             #[cfg(feature = "redis")]
@@ -345,6 +377,11 @@ impl<E: Entity, R: Repository<E> + 'static> Inner<E, R> {
     }
 }
 
+/// The row a write returned, to write through.
+fn row<E: Clone>(e: &E) -> Option<E> {
+    Some(e.clone())
+}
+
 impl<E: Entity, R: Repository<E> + 'static> Repository<E> for CachedRepository<E, R> {
     fn capabilities(&self) -> Capabilities {
         self.inner.repo.capabilities()
@@ -369,7 +406,7 @@ impl<E: Entity, R: Repository<E> + 'static> Repository<E> for CachedRepository<E
 
     async fn insert(&self, entity: &E) -> Result<E> {
         let t = self.target(std::slice::from_ref(entity.id()));
-        self.write(t, self.inner.repo.insert(entity)).await
+        self.write_as(t, self.inner.repo.insert(entity), row).await
     }
 
     async fn insert_many(&self, entities: &[E]) -> Result<u64> {
@@ -380,12 +417,12 @@ impl<E: Entity, R: Repository<E> + 'static> Repository<E> for CachedRepository<E
 
     async fn update(&self, entity: &E) -> Result<E> {
         let t = self.target(std::slice::from_ref(entity.id()));
-        self.write(t, self.inner.repo.update(entity)).await
+        self.write_as(t, self.inner.repo.update(entity), row).await
     }
 
     async fn upsert(&self, entity: &E) -> Result<E> {
         let t = self.target(std::slice::from_ref(entity.id()));
-        self.write(t, self.inner.repo.upsert(entity)).await
+        self.write_as(t, self.inner.repo.upsert(entity), row).await
     }
 
     async fn delete(&self, id: &E::Id) -> Result<bool> {
@@ -489,7 +526,7 @@ impl<E: Entity, R: Repository<E> + 'static> Repository<E> for CachedRepository<E
 
     async fn patch(&self, id: &E::Id, update: &Update<E>, guard: &Guard) -> Result<E> {
         let t = self.target(std::slice::from_ref(id));
-        self.write(t, self.inner.repo.patch(id, update, guard))
+        self.write_as(t, self.inner.repo.patch(id, update, guard), row)
             .await
     }
 
@@ -500,6 +537,11 @@ impl<E: Entity, R: Repository<E> + 'static> Repository<E> for CachedRepository<E
     }
 
     async fn find_one_and_delete(&self, query: &Query) -> Result<Option<E>> {
+        // Registered as a write of unknown keys (see `through`).
+        let reg = self
+            .inner
+            .begin_write(&Target::All, self.writes_through())
+            .await;
         let out = self.inner.repo.find_one_and_delete(query).await;
         // The id is known only afterwards: the popped one, or (after a
         // failure, which may have landed) any.
@@ -508,7 +550,8 @@ impl<E: Entity, R: Repository<E> + 'static> Repository<E> for CachedRepository<E
             Ok(None) => Target::Keys(Vec::new()),
             Err(_) => Target::All,
         };
-        self.inner.after_write(t).await;
+        let (ttl, keep) = (self.ttls(), self.read_policy().keep());
+        self.inner.end_write(t, reg, None, ttl, keep).await;
         self.inner.after_delete(!matches!(out, Ok(None))).await;
         out
     }

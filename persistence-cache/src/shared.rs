@@ -29,6 +29,9 @@ pub(crate) struct Shared {
     pub per_entity_l1: HashMap<String, L1Config>,
     pub default_read: ReadPolicy,
     pub per_entity_read: HashMap<String, ReadPolicy>,
+    /// Write-through by default (see `crate::repository::through`).
+    pub write_through: bool,
+    pub per_entity_write_through: HashMap<String, bool>,
     pub jitter: f64,
     pub l1: Option<L1Config>,
     #[cfg(feature = "redis")]

@@ -148,7 +148,9 @@ fn leased(
     f: impl FnOnce(persistence_cache::CacheLayerBuilder) -> persistence_cache::CacheLayerBuilder,
 ) -> Option<CacheLayer> {
     common::layer_with(Levels::Both, prefix, |b| {
-        f(b.lease(Lease::with_ttl(Duration::from_secs(3))))
+        // About misses after writes: writes only invalidate.
+        f(b.lease(Lease::with_ttl(Duration::from_secs(3)))
+            .write_through(false))
     })
 }
 

@@ -63,7 +63,11 @@ impl metrics::Recorder for Recorder {
 async fn counters_reach_the_metrics_facade_and_stats() {
     let rec: &'static Recorder = Box::leak(Box::default());
     metrics::set_global_recorder(rec).expect("the only recorder of this test binary");
-    let layer = common::layer(Levels::L1, &common::prefix("met")).expect("layer");
+    let layer = common::layer_with(Levels::L1, &common::prefix("met"), |b| {
+        // The first read misses (the insert only invalidates).
+        b.write_through(false)
+    })
+    .expect("layer");
     let repo = layer.wrap(MemoryRepository::<Item>::new());
     repo.insert(&item(1, "a", 1)).await.expect("insert");
     repo.get(&1).await.expect("miss");

@@ -26,6 +26,8 @@ async fn repo(policy: ReadPolicy) -> (Repo, Arc<Switch>) {
         .ttl(TTL)
         .jitter(0.0)
         .read_policy(policy)
+        // These tests are about loads after writes: writes only invalidate.
+        .write_through(false)
         .build()
         .expect("layer");
     let (source, switch) = flaky(MemoryRepository::new());
@@ -117,6 +119,13 @@ async fn a_write_or_invalidation_poisons_the_stale_copy() {
         repo.get(&1).await.is_err(),
         "the pre-write value was served"
     );
+    // Written through: the row the write returned is served, never the old one.
+    let (repo, switch) = self::repo(policy).await;
+    let repo = repo.with_write_through(true);
+    cache_and_expire(&repo).await;
+    let stored = repo.update(&v2()).await.expect("update");
+    switch.fail_with(Some(down));
+    assert_eq!(repo.get(&1).await.expect("written through"), Some(stored));
     // Explicit invalidations, of the key and of the whole type.
     for all in [false, true] {
         let (repo, switch) = self::repo(policy).await;
@@ -236,6 +245,7 @@ async fn eager_refresh_keeps_a_hot_key_from_missing() {
         .prefix(common::prefix("eager"))
         .ttl(Duration::from_secs(2))
         .jitter(0.0)
+        .write_through(false)
         .read_policy(ReadPolicy::default().eager_refresh(0.25))
         .build()
         .expect("layer");

@@ -45,6 +45,8 @@ async fn cached(store: &RelationalStore, policy: ReadPolicy) -> Repo {
         .ttl(TTL)
         .jitter(0.0)
         .read_policy(policy)
+        // About loads after writes: writes only invalidate.
+        .write_through(false)
         .build()
         .expect("layer");
     let repo = layer.wrap(store.repository::<Item>());

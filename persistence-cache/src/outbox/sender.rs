@@ -73,7 +73,7 @@ async fn flush(layer: &CacheLayer) -> bool {
             (bp.channel.as_str(), msg.encode(bp.origin))
         });
         let epoch = p.all.then_some(p.epoch_key.as_str());
-        if let Err(e) = l2.invalidate(&p.gen_key, epoch, &keys, publish).await {
+        if let Err(e) = l2.invalidate(&p.gen_key, epoch, &keys, publish, None).await {
             tracing::debug!(entity = %base, error = %e, "queued cache invalidations not sent yet");
             failed.push((base, p));
             if !l2.is_cluster() {

@@ -99,6 +99,32 @@ impl Gens {
         let s = self.stripes[Self::stripe(key)].load(Ordering::SeqCst);
         format!("{key}@{e}.{s}")
     }
+    /// `(epoch, stripe generation)` of an entity key, for [`Self::bump_from`].
+    pub(super) fn snapshot(&self, key: &str) -> (u64, u64) {
+        (
+            self.epoch.load(Ordering::SeqCst),
+            self.stripes[Self::stripe(key)].load(Ordering::SeqCst),
+        )
+    }
+
+    /// Bump the stripe generation of `key` (and the query generation). When
+    /// nothing moved since `snap` was taken, answers the L1 key of `key`
+    /// under the new generation — a key no other write or invalidation can
+    /// have used; else None (the bump happened all the same).
+    pub(super) fn bump_from(&self, key: &str, snap: (u64, u64)) -> Option<String> {
+        let (epoch, stripe) = snap;
+        let slot = &self.stripes[Self::stripe(key)];
+        let exact = slot
+            .compare_exchange(stripe, stripe + 1, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok();
+        if !exact {
+            slot.fetch_add(1, Ordering::SeqCst);
+        }
+        self.queries.fetch_add(1, Ordering::SeqCst);
+        (exact && self.epoch.load(Ordering::SeqCst) == epoch)
+            .then(|| format!("{key}@{epoch}.{}", stripe + 1))
+    }
+
     pub(super) fn query_key(&self, key: &str) -> String {
         format!("{key}@{}", self.queries.load(Ordering::SeqCst))
     }

@@ -55,7 +55,13 @@ impl<E: Entity, R: Repository<E> + 'static> Inner<E, R> {
             return true;
         }
         match l2
-            .invalidate(self.keys.gen_key(), Some(self.keys.epoch_key()), &[], None)
+            .invalidate(
+                self.keys.gen_key(),
+                Some(self.keys.epoch_key()),
+                &[],
+                None,
+                None,
+            )
             .await
         {
             Ok(()) => {
@@ -278,6 +284,16 @@ impl<E: Entity, R: Repository<E> + 'static> Inner<E, R> {
     /// delete the keys and publish on the backplane, or queue all that (see
     /// [`crate::outbox`]) while Redis does not answer.
     pub(super) async fn l2_invalidate(self: &Arc<Self>, target: &Target) {
+        self.l2_invalidate_as(target, None).await;
+    }
+
+    /// [`Self::l2_invalidate`], also taking writer `unregister` (a token)
+    /// out of the entity type's in-flight hash (see `super::through`).
+    pub(super) async fn l2_invalidate_as(
+        self: &Arc<Self>,
+        target: &Target,
+        unregister: Option<u64>,
+    ) {
         if self.l2.is_some() && self.l2_suspect() && self.recovering.load(Ordering::SeqCst) {
             // Redis is down and being retried: instead of paying a timeout,
             // count this write as a failure, so the reset that ends the
@@ -290,38 +306,60 @@ impl<E: Entity, R: Repository<E> + 'static> Inner<E, R> {
                 Target::Keys(k) => (None, k),
                 Target::All => (Some(self.keys.epoch_key()), &[]),
             };
-            let publish = self.shared.backplane.as_ref().map(|bp| {
-                let base = self.keys.base().to_string();
-                let msg = match target {
-                    Target::Keys(k) => Message::Keys {
-                        base,
-                        keys: k.clone(),
-                    },
-                    Target::All => Message::All { base },
-                };
-                (bp.channel.as_str(), msg.encode(bp.origin))
-            });
-            let message = publish.clone().filter(|_| l2.is_cluster());
+            let publish = self.backplane_message(target);
+            let type_hash = crate::l2::in_flight_key(self.keys.base());
+            let unregister = unregister.map(|t| (type_hash.as_str(), t));
             match l2
-                .invalidate(self.keys.gen_key(), epoch, keys, publish)
+                .invalidate(
+                    self.keys.gen_key(),
+                    epoch,
+                    keys,
+                    publish.clone(),
+                    unregister,
+                )
                 .await
             {
                 Ok(()) => self.shared.redis_answered(),
-                Err(e) => {
-                    // It may or may not have reached Redis: send it again.
-                    self.queue(target);
-                    self.l2_failed(&e);
-                    // On a cluster the entity type's node may be the only one
-                    // down: tell the other instances' L1 now, through the
-                    // channel's node, rather than when the queue is sent
-                    // (their L2 reads fail the same way, so they load from
-                    // the source).
-                    if let Some((channel, msg)) = message {
-                        if let Err(e) = l2.publish(channel, msg).await {
-                            tracing::debug!(error = %e, "backplane message not published either");
-                        }
-                    }
-                }
+                Err(e) => self.l2_invalidate_failed(l2, target, &e, publish).await,
+            }
+        }
+    }
+
+    /// The backplane message announcing the invalidation of `target` (None: no backplane).
+    pub(super) fn backplane_message(&self, target: &Target) -> Option<(&str, String)> {
+        self.shared.backplane.as_ref().map(|bp| {
+            let base = self.keys.base().to_string();
+            let msg = match target {
+                Target::Keys(k) => Message::Keys {
+                    base,
+                    keys: k.clone(),
+                },
+                Target::All => Message::All { base },
+            };
+            (bp.channel.as_str(), msg.encode(bp.origin))
+        })
+    }
+
+    /// The invalidation of `target` failed (it may or may not have reached
+    /// Redis): queue it to be sent again, mark L2 suspect and, on a
+    /// cluster, publish the backplane message through the channel's node.
+    pub(super) async fn l2_invalidate_failed(
+        self: &Arc<Self>,
+        l2: &L2,
+        target: &Target,
+        e: &Error,
+        publish: Option<(&str, String)>,
+    ) {
+        self.queue(target);
+        self.l2_failed(e);
+        // On a cluster the entity type's node may be the only one
+        // down: tell the other instances' L1 now, through the
+        // channel's node, rather than when the queue is sent
+        // (their L2 reads fail the same way, so they load from
+        // the source).
+        if let (Some((channel, msg)), true) = (publish, l2.is_cluster()) {
+            if let Err(e) = l2.publish(channel, msg).await {
+                tracing::debug!(error = %e, "backplane message not published either");
             }
         }
     }

@@ -156,7 +156,7 @@ async fn drop_unwrapped(shared: Arc<Shared>, prefix: Arc<str>, child: &'static E
         (bp.channel.as_str(), msg.encode(bp.origin))
     });
     match l2
-        .invalidate(keys.gen_key(), Some(keys.epoch_key()), &[], publish)
+        .invalidate(keys.gen_key(), Some(keys.epoch_key()), &[], publish, None)
         .await
     {
         Ok(()) => shared.redis_answered(),

@@ -33,9 +33,24 @@ impl<E: Entity, R: Repository<E> + 'static> CachedRepository<E, R> {
         target: Target,
         fut: impl Future<Output = Result<T>>,
     ) -> Result<T> {
+        self.write_as(target, fut, |_| None).await
+    }
+
+    /// A write whose answer holds the stored row (`row`): registered before
+    /// it runs and written through after it when nothing overlapped (see
+    /// `super::through`), else invalidated as [`Self::write`] does.
+    pub(super) async fn write_as<T>(
+        &self,
+        target: Target,
+        fut: impl Future<Output = Result<T>>,
+        row: impl FnOnce(&T) -> Option<E>,
+    ) -> Result<T> {
+        let reg = self.inner.begin_write(&target, self.writes_through()).await;
         let out = fut.await;
         // Invalidate also after a failure: a timed-out or partial write may have landed.
-        self.inner.after_write(target).await;
+        let value = out.as_ref().ok().and_then(row);
+        let (ttl, keep) = (self.ttls(), self.read_policy().keep());
+        self.inner.end_write(target, reg, value, ttl, keep).await;
         out
     }
 }
@@ -46,6 +61,8 @@ impl<E: Entity, R: Repository<E> + 'static> Inner<E, R> {
     /// cannot be reached the L2 invalidation and its backplane message are
     /// queued (see [`crate::outbox`]) and sent as soon as Redis answers.
     pub(crate) async fn after_write(self: &Arc<Self>, target: Target) {
+        // No write-through in flight here may store its row afterwards.
+        self.inflight.poison(&target);
         #[cfg(feature = "redis")]
         self.l2_invalidate(&target).await;
         self.invalidate_local(&target).await;

@@ -47,6 +47,12 @@ pub const CACHE_LEASE: &str = "lease";
 /// Lease: its lifetime, the longest a dead holder keeps the others waiting
 /// (default 3s; capped by `hard_timeout`).
 pub const CACHE_LEASE_TTL: &str = "ttl";
+/// Cache policy: write-through (default `true`): a write that returns the
+/// stored row (`insert`, `update`, `upsert`, `patch`) and overlapped no
+/// other write of the same key stores that row in L2 and this instance's
+/// L1 instead of only invalidating them, so the next read is a hit; `false`:
+/// invalidate only. See the README, "Write-through".
+pub const CACHE_WRITE_THROUGH: &str = "write_through";
 /// Cache (top level, `default` or per entity): cross-instance L1
 /// invalidation over Redis pub/sub; default `true` where L2 is set.
 pub const CACHE_BACKPLANE: &str = "backplane";

@@ -458,6 +458,9 @@ pub struct CachePolicy {
     /// Cross-process stampede protection ([`keys::CACHE_LEASE`]); unset: off.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lease: Option<LeaseSettings>,
+    /// Write-through ([`keys::CACHE_WRITE_THROUGH`]); unset: on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub write_through: Option<bool>,
     /// Disable caching for this entity.
     #[serde(default)]
     pub disabled: bool,

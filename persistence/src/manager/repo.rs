@@ -158,20 +158,26 @@ impl Persistence {
                 ))
             })?;
             let read = policy.read_policy();
+            let through = policy.write_through.unwrap_or(true);
             let wrapped = match cache_scope {
                 None => layer.wrap(layered),
                 Some(cache_scope) => {
                     let cached = layer.wrap_scoped(cache_scope, layered)?;
-                    return Ok(Arc::new(cached.with_ttl(ttl).with_read_policy(read)?));
+                    let cached = cached.with_ttl(ttl).with_read_policy(read)?;
+                    return Ok(Arc::new(cached.with_write_through(through)));
                 }
             };
-            let cached = wrapped.with_ttl(ttl).with_read_policy(read).map_err(|e| {
-                Error::config(format!(
-                    "cache policy of {}: {}",
-                    E::meta().name,
-                    e.message()
-                ))
-            })?;
+            let cached = wrapped
+                .with_ttl(ttl)
+                .with_read_policy(read)
+                .map_err(|e| {
+                    Error::config(format!(
+                        "cache policy of {}: {}",
+                        E::meta().name,
+                        e.message()
+                    ))
+                })?
+                .with_write_through(through);
             let handle = cached.clone();
             if let Ok(mut stats) = self.cache_stats.lock() {
                 stats.insert(
