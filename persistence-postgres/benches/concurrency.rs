@@ -206,7 +206,7 @@ async fn run(side: &Side, tasks: usize, secs: u64, rows: i64) -> Outcome {
         .map(|t| {
             let (side, stop) = (side.clone(), stop.clone());
             tokio::spawn(async move {
-                let mut ids = Ids(0x9E37_79B9_7F4A_7C15 ^ (t as u64 + 1) * 0x1000_0001, rows);
+                let mut ids = Ids(0x9E37_79B9_7F4A_7C15 ^ ((t as u64 + 1) * 0x1000_0001), rows);
                 let mut lat = Vec::with_capacity(1 << 14);
                 while !stop.load(Ordering::Relaxed) {
                     let id = ids.next();
