@@ -16,7 +16,10 @@
 //! kept. Commands are routed by their keys: a pipeline or a script goes
 //! to the slot of its keys (every key of one must share a slot, see
 //! [`crate::keys`]); a multi-key `MGET` / `DEL` is split by slot; `PING`
-//! goes to every primary.
+//! goes to every primary. The driver bounds every request (redirections,
+//! retries and reconnects included) by its overall response time-out, the
+//! layer's L2 time-out: an L2 lookup on the established connection arms
+//! no timer of its own on top.
 //!
 //! **Primaries only, also after a failover.** redis' cluster client sends
 //! `READONLY` on every node connection it opens (primaries included, in
@@ -251,6 +254,10 @@ impl managed::Manager for Fresh {
 struct Cluster {
     client: ClusterClient,
     conn: tokio::sync::OnceCell<ClusterConnection<PrimaryOnly>>,
+    /// The driver's own bound on every request of the connection (its
+    /// overall response time-out: redirections, retries and reconnects
+    /// included); None when unknown.
+    bound: Option<Duration>,
 }
 
 #[derive(Clone)]
@@ -312,12 +319,28 @@ impl RedisClient {
         }
     }
 
-    pub(crate) fn cluster(client: ClusterClient) -> RedisClient {
+    /// `bound`: the overall response time-out `client` was built with.
+    pub(crate) fn cluster(client: ClusterClient, bound: Option<Duration>) -> RedisClient {
         RedisClient {
             inner: Inner::Cluster(Arc::new(Cluster {
                 client,
                 conn: tokio::sync::OnceCell::new(),
+                bound,
             })),
+        }
+    }
+
+    /// The cluster connection, once made, when the driver bounds each of
+    /// its requests within `limit` (see [`Cluster`]): one command on it
+    /// needs no time-out of its own. None on one server, before the first
+    /// connection, or when the driver's bound is unknown or longer.
+    pub(crate) fn bounded_cluster(
+        &self,
+        limit: Duration,
+    ) -> Option<ClusterConnection<PrimaryOnly>> {
+        match &self.inner {
+            Inner::Cluster(c) if c.bound.is_some_and(|b| b <= limit) => c.conn.get().cloned(),
+            _ => None,
         }
     }
 
@@ -350,22 +373,26 @@ impl RedisClient {
         conn: &mut Conn,
         keys: &[&str],
     ) -> redis::RedisResult<Vec<Option<Vec<u8>>>> {
-        let mut cmd = redis::cmd("MGET");
-        cmd.arg(keys);
         match conn {
-            Conn::Single(c) => cmd.query_async(c).await,
-            Conn::Fresh(c) => cmd.query_async(&mut **c).await,
-            Conn::Cluster(c) => {
-                let Some(first) = keys.first() else {
-                    return Ok(Vec::new());
-                };
-                let route = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(
-                    Route::with_key(first, SlotAddr::Master),
-                ));
-                let reply = c.route_command(cmd, route).await?;
-                redis::FromRedisValue::from_redis_value(reply).map_err(Into::into)
-            }
+            Conn::Single(c) => mget_cmd(keys).query_async(c).await,
+            Conn::Fresh(c) => mget_cmd(keys).query_async(&mut **c).await,
+            Conn::Cluster(c) => Self::mget_cluster(c, keys).await,
         }
+    }
+
+    /// [`mget_one_slot`](Self::mget_one_slot) on the cluster connection.
+    pub(crate) async fn mget_cluster(
+        c: &mut ClusterConnection<PrimaryOnly>,
+        keys: &[&str],
+    ) -> redis::RedisResult<Vec<Option<Vec<u8>>>> {
+        let Some(first) = keys.first() else {
+            return Ok(Vec::new());
+        };
+        let route = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(Route::with_key(
+            first,
+            SlotAddr::Master,
+        )));
+        mget_reply(c.route_command(mget_cmd(keys), route).await?)
     }
 
     /// `PING` (on a cluster: every primary must answer), with errors
@@ -394,6 +421,31 @@ impl RedisClient {
                 }
             }
         }
+    }
+}
+
+/// `MGET keys`, its buffers sized at once.
+fn mget_cmd(keys: &[&str]) -> Cmd {
+    let bytes = keys.iter().map(|k| k.len()).sum::<usize>() + 4;
+    let mut cmd = Cmd::with_capacity(keys.len() + 1, bytes);
+    cmd.arg("MGET").arg(keys);
+    cmd
+}
+
+/// An `MGET` reply as its values: the bulk strings taken as they are
+/// (no conversion), anything else through the driver's conversion (whose
+/// errors it keeps).
+fn mget_reply(reply: Value) -> redis::RedisResult<Vec<Option<Vec<u8>>>> {
+    match reply {
+        Value::Array(items) => items
+            .into_iter()
+            .map(|v| match v {
+                Value::Nil => Ok(None),
+                Value::BulkString(b) => Ok(Some(b)),
+                other => redis::FromRedisValue::from_redis_value(other).map_err(Into::into),
+            })
+            .collect(),
+        other => redis::FromRedisValue::from_redis_value(other).map_err(Into::into),
     }
 }
 

@@ -226,7 +226,8 @@ impl RedisEndpoint {
                 e.kind()
             ))
         })?;
-        Ok(RedisClient::cluster(client))
+        // `response_timeout` also sets the overall time-out of a request.
+        Ok(RedisClient::cluster(client, Some(timeout)))
     }
 
     /// The pool behind [`connect`](Self::connect) for one server: `size`

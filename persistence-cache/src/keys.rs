@@ -140,7 +140,11 @@ impl Keys {
         let mut k = String::with_capacity(self.base.len() + 24);
         k.push_str(&self.base);
         k.push(':');
-        if let Some(t) = persistence_core::tenant::current().filter(|_| self.tenant) {
+        if let Some(t) = self
+            .tenant
+            .then(persistence_core::tenant::current)
+            .flatten()
+        {
             let _ = write!(k, "@{}:", short_hash(&crate::codec::canonical_value(&t)));
         }
         match id {

@@ -225,7 +225,33 @@ impl L2 {
             .await
             .map_err(|_| elapsed())
             .and_then(|r| r);
-        self.up.store(out.is_ok(), Ordering::SeqCst);
+        self.answered(out.is_ok());
+        out
+    }
+
+    /// Record whether the last operation succeeded (written only when that
+    /// changes: every L2 read passes here, and a store to the shared flag
+    /// would move its cache line between the threads reading in parallel).
+    fn answered(&self, ok: bool) {
+        if self.up.load(Ordering::Relaxed) != ok {
+            self.up.store(ok, Ordering::SeqCst);
+        }
+    }
+
+    /// `MGET keys` on their slot, under the time budget: on an established
+    /// cluster connection the driver's own bound (the same time-out, see
+    /// [`RedisClient::bounded_cluster`]) is the budget, so no second timer
+    /// is armed for it.
+    async fn mget(&self, keys: &[&str]) -> Result<Vec<Option<Vec<u8>>>> {
+        let Some(mut conn) = self.client.bounded_cluster(self.timeout) else {
+            return self
+                .with_conn(|mut c| async move { RedisClient::mget_one_slot(&mut c, keys).await })
+                .await;
+        };
+        let out = RedisClient::mget_cluster(&mut conn, keys)
+            .await
+            .map_err(map_redis);
+        self.answered(out.is_ok());
         out
     }
 
@@ -237,14 +263,19 @@ impl L2 {
         gen_key: &str,
         epoch_key: &str,
     ) -> Result<Found> {
+        if let [key] = keys {
+            return Self::found(self.mget(&[key, gen_key, epoch_key]).await?, 1);
+        }
         let mut all: Vec<&str> = Vec::with_capacity(keys.len() + 2);
         all.extend_from_slice(keys);
         all.push(gen_key);
         all.push(epoch_key);
-        let mut raw = self
-            .with_conn(|mut c| async move { RedisClient::mget_one_slot(&mut c, &all).await })
-            .await?;
-        if raw.len() != keys.len() + 2 {
+        Self::found(self.mget(&all).await?, keys.len())
+    }
+
+    /// The reply of a lookup of `n` keys.
+    fn found(mut raw: Vec<Option<Vec<u8>>>, n: usize) -> Result<Found> {
+        if raw.len() != n + 2 {
             return Err(persistence_core::Error::backend(
                 "redis answered MGET with the wrong number of values",
             ));

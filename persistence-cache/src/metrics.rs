@@ -124,6 +124,80 @@ pub(crate) enum Event {
     WriteThrough,
 }
 
+impl Event {
+    /// Every event, in [`Event::index`] order.
+    const ALL: [Event; 19] = [
+        Event::Hit(Level::L1),
+        Event::Hit(Level::L2),
+        Event::Miss(Level::L1),
+        Event::Miss(Level::L2),
+        Event::Load,
+        Event::LoadError,
+        Event::Invalidation,
+        Event::Eviction,
+        Event::StaleSetPrevented,
+        Event::L2Error,
+        Event::DecodeError,
+        Event::StaleServed,
+        Event::SoftTimeout,
+        Event::HardTimeout,
+        Event::EagerRefresh,
+        Event::LeaseAcquired,
+        Event::LeaseWaited,
+        Event::LeaseExpired,
+        Event::WriteThrough,
+    ];
+
+    /// The metric name of `event` and its `level` label.
+    fn metric(self) -> (&'static str, Option<Level>) {
+        match self {
+            Event::Hit(Level::L1) => (names::HITS, Some(Level::L1)),
+            Event::Hit(Level::L2) => (names::HITS, Some(Level::L2)),
+            Event::Miss(Level::L1) => (names::MISSES, Some(Level::L1)),
+            Event::Miss(Level::L2) => (names::MISSES, Some(Level::L2)),
+            Event::Load => (names::LOADS, None),
+            Event::LoadError => (names::LOAD_ERRORS, None),
+            Event::Invalidation => (names::INVALIDATIONS, None),
+            Event::Eviction => (names::EVICTIONS, None),
+            Event::StaleSetPrevented => (names::STALE_SETS_PREVENTED, None),
+            Event::L2Error => (names::L2_ERRORS, None),
+            Event::DecodeError => (names::DECODE_ERRORS, None),
+            Event::StaleServed => (names::STALE_SERVED, None),
+            Event::SoftTimeout => (names::SOFT_TIMEOUTS, None),
+            Event::HardTimeout => (names::HARD_TIMEOUTS, None),
+            Event::EagerRefresh => (names::EAGER_REFRESHES, None),
+            Event::LeaseAcquired => (names::LEASES_ACQUIRED, None),
+            Event::LeaseWaited => (names::LEASE_WAITS, None),
+            Event::LeaseExpired => (names::LEASES_EXPIRED, None),
+            Event::WriteThrough => (names::WRITE_THROUGHS, None),
+        }
+    }
+
+    fn index(self) -> usize {
+        match self {
+            Event::Hit(Level::L1) => 0,
+            Event::Hit(Level::L2) => 1,
+            Event::Miss(Level::L1) => 2,
+            Event::Miss(Level::L2) => 3,
+            Event::Load => 4,
+            Event::LoadError => 5,
+            Event::Invalidation => 6,
+            Event::Eviction => 7,
+            Event::StaleSetPrevented => 8,
+            Event::L2Error => 9,
+            Event::DecodeError => 10,
+            Event::StaleServed => 11,
+            Event::SoftTimeout => 12,
+            Event::HardTimeout => 13,
+            Event::EagerRefresh => 14,
+            Event::LeaseAcquired => 15,
+            Event::LeaseWaited => 16,
+            Event::LeaseExpired => 17,
+            Event::WriteThrough => 18,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Level {
     L1,
@@ -140,10 +214,45 @@ impl Level {
     }
 }
 
+/// What the `counter!` macro would give its metrics (its call site's).
+static METADATA: metrics::Metadata<'static> =
+    metrics::Metadata::new(module_path!(), metrics::Level::INFO, Some(module_path!()));
+
+/// Every event's metric key for one entity (see [`Counters::record`]).
+#[derive(Debug)]
+struct MetricKeys {
+    entity: &'static str,
+    /// By [`Event::index`].
+    keys: Vec<metrics::Key>,
+}
+
+impl MetricKeys {
+    fn new(entity: &'static str, db: Option<&str>) -> MetricKeys {
+        let keys = Event::ALL
+            .iter()
+            .map(|&event| {
+                let (name, level) = event.metric();
+                let mut labels = Vec::with_capacity(3);
+                if let Some(db) = db {
+                    labels.push(metrics::Label::new("db", db.to_string()));
+                }
+                labels.push(metrics::Label::new("entity", entity));
+                if let Some(l) = level {
+                    labels.push(metrics::Label::new("level", l.label()));
+                }
+                metrics::Key::from_parts(name, labels)
+            })
+            .collect();
+        MetricKeys { entity, keys }
+    }
+}
+
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
     /// The `db` label, when the layer has one.
     db: Option<Arc<str>>,
+    /// The metric keys, once an event was recorded.
+    keys: std::sync::OnceLock<MetricKeys>,
     l1_hits: AtomicU64,
     l1_misses: AtomicU64,
     l2_hits: AtomicU64,
@@ -174,32 +283,19 @@ impl Counters {
     }
 
     pub(crate) fn record(&self, entity: &'static str, event: Event) {
-        let (slot, name, level) = match event {
-            Event::Hit(Level::L1) => (&self.l1_hits, names::HITS, Some(Level::L1)),
-            Event::Hit(Level::L2) => (&self.l2_hits, names::HITS, Some(Level::L2)),
-            Event::Miss(Level::L1) => (&self.l1_misses, names::MISSES, Some(Level::L1)),
-            Event::Miss(Level::L2) => (&self.l2_misses, names::MISSES, Some(Level::L2)),
-            Event::Load => (&self.loads, names::LOADS, None),
-            Event::LoadError => (&self.load_errors, names::LOAD_ERRORS, None),
-            Event::Invalidation => (&self.invalidations, names::INVALIDATIONS, None),
-            Event::Eviction => (&self.evictions, names::EVICTIONS, None),
-            Event::StaleSetPrevented => (
-                &self.stale_sets_prevented,
-                names::STALE_SETS_PREVENTED,
-                None,
-            ),
-            Event::L2Error => (&self.l2_errors, names::L2_ERRORS, None),
-            Event::DecodeError => (&self.decode_errors, names::DECODE_ERRORS, None),
-            Event::StaleServed => (&self.stale_served, names::STALE_SERVED, None),
-            Event::SoftTimeout => (&self.soft_timeouts, names::SOFT_TIMEOUTS, None),
-            Event::HardTimeout => (&self.hard_timeouts, names::HARD_TIMEOUTS, None),
-            Event::EagerRefresh => (&self.eager_refreshes, names::EAGER_REFRESHES, None),
-            Event::LeaseAcquired => (&self.leases_acquired, names::LEASES_ACQUIRED, None),
-            Event::LeaseWaited => (&self.lease_waits, names::LEASE_WAITS, None),
-            Event::LeaseExpired => (&self.leases_expired, names::LEASES_EXPIRED, None),
-            Event::WriteThrough => (&self.write_throughs, names::WRITE_THROUGHS, None),
-        };
-        slot.fetch_add(1, Relaxed);
+        self.slot(event).fetch_add(1, Relaxed);
+        // The keys of this set's entity, built once: the `counter!` macro
+        // builds one per call (an allocation, and hashing its labels). The
+        // recorder is still looked up on every call, as the macro does.
+        let keys = self
+            .keys
+            .get_or_init(|| MetricKeys::new(entity, self.db.as_deref()));
+        if keys.entity == entity {
+            let key = &keys.keys[event.index()];
+            metrics::with_recorder(|r| r.register_counter(key, &METADATA).increment(1));
+            return;
+        }
+        let (name, level) = event.metric();
         match (level, &self.db) {
             (Some(l), None) => {
                 metrics::counter!(name, "entity" => entity, "level" => l.label()).increment(1)
@@ -211,6 +307,31 @@ impl Counters {
             (None, Some(db)) => {
                 metrics::counter!(name, "db" => db.to_string(), "entity" => entity).increment(1)
             }
+        }
+    }
+
+    /// The counter of `event`.
+    fn slot(&self, event: Event) -> &AtomicU64 {
+        match event {
+            Event::Hit(Level::L1) => &self.l1_hits,
+            Event::Hit(Level::L2) => &self.l2_hits,
+            Event::Miss(Level::L1) => &self.l1_misses,
+            Event::Miss(Level::L2) => &self.l2_misses,
+            Event::Load => &self.loads,
+            Event::LoadError => &self.load_errors,
+            Event::Invalidation => &self.invalidations,
+            Event::Eviction => &self.evictions,
+            Event::StaleSetPrevented => &self.stale_sets_prevented,
+            Event::L2Error => &self.l2_errors,
+            Event::DecodeError => &self.decode_errors,
+            Event::StaleServed => &self.stale_served,
+            Event::SoftTimeout => &self.soft_timeouts,
+            Event::HardTimeout => &self.hard_timeouts,
+            Event::EagerRefresh => &self.eager_refreshes,
+            Event::LeaseAcquired => &self.leases_acquired,
+            Event::LeaseWaited => &self.lease_waits,
+            Event::LeaseExpired => &self.leases_expired,
+            Event::WriteThrough => &self.write_throughs,
         }
     }
 

@@ -6,10 +6,17 @@
 //! protection), which moka's initializer would do on its own behalf. The
 //! flight key carries the local generation, so a read that starts after a
 //! write never joins a load that started before it.
+//!
+//! A read first looks at L2 on its own (most reads hit, and a hit needs no
+//! flight) while no flight of its entity type runs ([`Flights::idle`]); a
+//! miss then starts or joins the flight, which trusts that first look only
+//! if no flight has ended since ([`Flights::ended`]): one that ended may
+//! have stored the value in L2 after it.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use futures_util::FutureExt as _;
 use futures_util::future::{BoxFuture, Shared};
@@ -21,13 +28,32 @@ type Flight<T> = Shared<BoxFuture<'static, std::result::Result<T, Arc<Error>>>>;
 /// A group of in-flight loads keyed by string.
 pub(crate) struct Flights<T: Clone + Send + Sync + 'static> {
     map: Mutex<HashMap<String, Flight<T>>>,
+    /// The map's length (written under its lock; read without it).
+    running: AtomicUsize,
+    /// Flights removed from the map so far (done or abandoned).
+    ended: AtomicU64,
 }
 
 impl<T: Clone + Send + Sync + 'static> Flights<T> {
     pub(crate) fn new() -> Self {
         Flights {
             map: Mutex::new(HashMap::new()),
+            running: AtomicUsize::new(0),
+            ended: AtomicU64::new(0),
         }
+    }
+
+    /// True when no flight runs (a read may look at L2 on its own first).
+    pub(crate) fn idle(&self) -> bool {
+        self.running.load(Ordering::SeqCst) == 0
+    }
+
+    /// How many flights have ended so far: a flight that finds this
+    /// unchanged since a read's own L2 lookup knows that no load of its
+    /// key stored a value in L2 after that lookup (the flight of a key is
+    /// removed only once its load, and its L2 store, are done).
+    pub(crate) fn ended(&self) -> u64 {
+        self.ended.load(Ordering::SeqCst)
     }
 
     /// Join the flight for `key`, or start it with `make()`.
@@ -43,6 +69,7 @@ impl<T: Clone + Send + Sync + 'static> Flights<T> {
                 None => {
                     let f = make().map(|r| r.map_err(Arc::new)).boxed().shared();
                     map.insert(key.clone(), f.clone());
+                    self.running.store(map.len(), Ordering::SeqCst);
                     f
                 }
             }
@@ -50,7 +77,7 @@ impl<T: Clone + Send + Sync + 'static> Flights<T> {
         // Removes the entry when the flight is done, or when the last waiter
         // gives up on it (a cancelled read must not leave a flight behind).
         let mut guard = Leave {
-            map: &self.map,
+            flights: self,
             key,
             flight,
             done: false,
@@ -68,7 +95,7 @@ impl<T: Clone + Send + Sync + 'static> Flights<T> {
 }
 
 struct Leave<'a, T: Clone + Send + Sync + 'static> {
-    map: &'a Mutex<HashMap<String, Flight<T>>>,
+    flights: &'a Flights<T>,
     key: String,
     flight: Flight<T>,
     done: bool,
@@ -76,22 +103,25 @@ struct Leave<'a, T: Clone + Send + Sync + 'static> {
 
 impl<T: Clone + Send + Sync + 'static> Drop for Leave<'_, T> {
     fn drop(&mut self) {
-        let mut map = self.map.lock();
+        let mut map = self.flights.map.lock();
         let Some(current) = map.get(&self.key) else {
             return;
         };
-        if self.done {
+        let remove = if self.done {
             // A completed handle no longer points at the shared state, so
             // compare through the map's handle: remove it if it is finished.
-            if current.peek().is_some() {
-                map.remove(&self.key);
-            }
-            return;
-        }
-        // Cancelled: remove the flight if nobody but the map and this waiter
-        // holds it (every waiter holds exactly one clone, in its guard).
-        if current.ptr_eq(&self.flight) && self.flight.strong_count().is_some_and(|n| n <= 2) {
+            current.peek().is_some()
+        } else {
+            // Cancelled: remove the flight if nobody but the map and this
+            // waiter holds it (every waiter holds exactly one clone, in its guard).
+            current.ptr_eq(&self.flight) && self.flight.strong_count().is_some_and(|n| n <= 2)
+        };
+        if remove {
             map.remove(&self.key);
+            // Counted before the lock is released: a read that then finds
+            // no flight of its key sees the count moved.
+            self.flights.ended.fetch_add(1, Ordering::SeqCst);
+            self.flights.running.store(map.len(), Ordering::SeqCst);
         }
     }
 }

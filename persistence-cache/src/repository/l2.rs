@@ -19,6 +19,7 @@ use crate::l2::{Found, L2};
 use crate::metrics::{Event, Level};
 use crate::repository::Inner;
 use crate::repository::entries::{Kind, Target, pick};
+use crate::repository::read::Probe;
 
 impl<E: Entity, R: Repository<E> + 'static> Inner<E, R> {
     pub(crate) fn l2_failed(self: &Arc<Self>, e: &Error) {
@@ -80,11 +81,16 @@ impl<E: Entity, R: Repository<E> + 'static> Inner<E, R> {
     /// L2, if configured and trusted (after a reset when it was suspect).
     pub(crate) async fn l2_ready(&self) -> Option<&L2> {
         let l2 = self.l2.as_deref()?;
+        if !self.l2_suspect() {
+            return Some(l2);
+        }
         // While the background task retries, do not pay a timeout on every read.
-        if self.l2_suspect() && self.recovering.load(Ordering::SeqCst) {
+        if self.recovering.load(Ordering::SeqCst) {
             return None;
         }
-        if self.try_reset().await {
+        // Boxed, as the rare steps of a lookup below: they stay out of the
+        // read's future (its size, and the depth of its type).
+        if Box::pin(self.try_reset()).await {
             Some(l2)
         } else {
             None
@@ -164,8 +170,7 @@ impl<E: Entity, R: Repository<E> + 'static> Inner<E, R> {
                 self.record(Event::Miss(Level::L2));
                 match (found.gen_token, found.epoch) {
                     (Some(g), Some(ep)) => ControlFlow::Continue(Some((g, pick(kind, g, ep)))),
-                    _ => match l2
-                        .init_tokens(self.keys.gen_key(), self.keys.epoch_key())
+                    _ => match Box::pin(l2.init_tokens(self.keys.gen_key(), self.keys.epoch_key()))
                         .await
                     {
                         Ok((g, ep)) => ControlFlow::Continue(Some((g, pick(kind, g, ep)))),
@@ -180,6 +185,21 @@ impl<E: Entity, R: Repository<E> + 'static> Inner<E, R> {
                 self.l2_failed(&e);
                 ControlFlow::Continue(None)
             }
+        }
+    }
+
+    /// A read's own L2 lookup, before (and without) its single flight:
+    /// `Break(value)` on a hit; else what the flight needs to know of the
+    /// miss (see [`crate::singleflight`]).
+    pub(super) async fn l2_probe(
+        self: &Arc<Self>,
+        key: &str,
+        kind: Kind,
+    ) -> ControlFlow<Cached<E>, Probe> {
+        let ended = self.flights.ended();
+        match self.l2_fetch(key, kind).await {
+            ControlFlow::Break(v) => ControlFlow::Break(v),
+            ControlFlow::Continue(store) => ControlFlow::Continue(Probe { store, ended }),
         }
     }
 

@@ -33,8 +33,9 @@ impl<E: Entity, R: Repository<E> + 'static> CachedRepository<E, R> {
     }
 
     /// L1 under the current local generation (a fresh hit, maybe starting
-    /// an eager refresh), else a shared load (see `super::stale` for the
-    /// fail-safe and the load timeouts).
+    /// an eager refresh), then L2 on its own (see [`Inner::l2_probe`]),
+    /// else a shared load (see `super::stale` for the fail-safe and the
+    /// load timeouts).
     pub(super) async fn read_served<F, Fut>(
         &self,
         key: String,
@@ -47,9 +48,12 @@ impl<E: Entity, R: Repository<E> + 'static> CachedRepository<E, R> {
     {
         let inner = &self.inner;
         let policy = self.read_policy();
-        let local = inner.local_key(&key, kind);
         let mut stale = None;
+        // The generation is read before anything is looked up, so that a
+        // value found stays out of L1 if a write moves it meanwhile.
+        let mut l1_local = None;
         if let Some(l1) = &inner.l1 {
+            let local = inner.local_key(&key, kind);
             let hit = l1.get(&local).await;
             // moka answers at once: without this, tasks doing only L1 hits
             // never yield and can starve the runtime's workers.
@@ -77,8 +81,41 @@ impl<E: Entity, R: Repository<E> + 'static> CachedRepository<E, R> {
                 }
             }
             inner.record(Event::Miss(Level::L1));
+            l1_local = Some(local);
         }
-        self.load_or_stale(key, local, kind, stale, load).await
+        // L2 before (and without) the single flight: a hit needs none. Only
+        // while no flight of this entity type runs (readers arriving during
+        // a load join it rather than ask L2 each), and without load
+        // time-outs (they bound the whole read, L2 included).
+        #[cfg(feature = "redis")]
+        let probe = if inner.l2.is_some()
+            && policy.soft_timeout.is_none()
+            && policy.hard_timeout.is_none()
+            && inner.flights.idle()
+        {
+            match inner.l2_probe(&key, kind).await {
+                ControlFlow::Break(v) => {
+                    if let Some(local) = l1_local {
+                        let keep = policy.keep();
+                        inner
+                            .l1_put(&key, kind, local, v.clone(), self.ttls(), keep)
+                            .await;
+                    }
+                    return Ok((v, Served::Fresh));
+                }
+                ControlFlow::Continue(probe) => Some(probe),
+            }
+        } else {
+            None
+        };
+        #[cfg(not(feature = "redis"))]
+        let probe = None;
+        // Without L1 the generation matters only to the flight (whose key
+        // it is): read it now.
+        let local = l1_local.unwrap_or_else(|| inner.local_key(&key, kind));
+        // Boxed: the miss path's state stays out of the (hit path's) read
+        // future, which is the smaller for it.
+        Box::pin(self.load_or_stale(key, local, kind, stale, probe, load)).await
     }
 
     /// `get_many`: L1, then one L2 lookup for the rest, then one load for
@@ -236,13 +273,18 @@ impl<E: Entity, R: Repository<E> + 'static> Inner<E, R> {
                 }
             }
         }
+        // The read's own L2 lookup stands unless a flight ended since (it
+        // may have stored the value after that lookup).
         #[cfg(feature = "redis")]
-        let store = match self.l2_fetch(&key, kind).await {
-            ControlFlow::Break(v) => {
-                self.l1_put(&key, kind, local, v.clone(), ttl, keep).await;
-                return Ok(v);
-            }
-            ControlFlow::Continue(store) => store,
+        let store = match opts.probe.filter(|p| p.ended == self.flights.ended()) {
+            Some(probe) => probe.store,
+            None => match self.l2_fetch(&key, kind).await {
+                ControlFlow::Break(v) => {
+                    self.l1_put(&key, kind, local, v.clone(), ttl, keep).await;
+                    return Ok(v);
+                }
+                ControlFlow::Continue(store) => store,
+            },
         };
         #[cfg(feature = "redis")]
         let (store, held) = match (opts.lease, store) {
@@ -304,4 +346,18 @@ pub(super) struct FillOpts {
     /// the lease (`crate::lease::busy` instead of waiting).
     #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub stale_ok: bool,
+    /// What the read's own L2 lookup found (None: look in the flight).
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub probe: Option<Probe>,
+}
+
+/// A read's own L2 miss, before its flight (see [`Inner::l2_probe`]).
+#[derive(Debug, Clone, Copy)]
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+pub(super) struct Probe {
+    /// The (gen token, stamp) to store the loaded value under (None: do
+    /// not store in L2).
+    pub store: Option<(u64, u64)>,
+    /// [`crate::singleflight::Flights::ended`] before the lookup.
+    pub ended: u64,
 }

@@ -33,7 +33,7 @@ use persistence_core::{Entity, Error, ErrorKind, Repository, Result};
 use crate::codec::Cached;
 use crate::metrics::Event;
 use crate::repository::entries::{Kind, L1Entry, unexpected};
-use crate::repository::read::FillOpts;
+use crate::repository::read::{FillOpts, Probe};
 use crate::repository::{CachedRepository, Inner, Served};
 
 /// Whether the fail-safe may answer `e` with a stale value.
@@ -52,6 +52,7 @@ impl<E: Entity, R: Repository<E> + 'static> CachedRepository<E, R> {
         local: String,
         kind: Kind,
         stale: Option<L1Entry<E>>,
+        probe: Option<Probe>,
         load: F,
     ) -> Result<(Cached<E>, Served)>
     where
@@ -81,6 +82,7 @@ impl<E: Entity, R: Repository<E> + 'static> CachedRepository<E, R> {
             refresh: false,
             lease,
             stale_ok,
+            probe,
         };
         let me = inner.clone();
         let (k, l) = (key.clone(), local.clone());
@@ -182,6 +184,7 @@ impl<E: Entity, R: Repository<E> + 'static> CachedRepository<E, R> {
             refresh: true,
             lease: policy.lease_ttl(),
             stale_ok: true,
+            probe: None,
         };
         inner.record(Event::EagerRefresh);
         rt.spawn(persistence_core::tenant::propagate(async move {
