@@ -44,6 +44,7 @@ impl<T: Clone + Send + Sync + 'static> Flights<T> {
     }
 
     /// True when no flight runs (a read may look at L2 on its own first).
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub(crate) fn idle(&self) -> bool {
         self.running.load(Ordering::SeqCst) == 0
     }
@@ -52,6 +53,7 @@ impl<T: Clone + Send + Sync + 'static> Flights<T> {
     /// unchanged since a read's own L2 lookup knows that no load of its
     /// key stored a value in L2 after that lookup (the flight of a key is
     /// removed only once its load, and its L2 store, are done).
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub(crate) fn ended(&self) -> u64 {
         self.ended.load(Ordering::SeqCst)
     }
