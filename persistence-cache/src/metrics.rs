@@ -51,6 +51,9 @@ pub mod names {
     /// Writes whose returned row was stored in the cache (write-through)
     /// instead of only invalidating it (label: entity).
     pub const WRITE_THROUGHS: &str = "persistence_cache_write_throughs_total";
+    /// Reads that joined a load which a write may have superseded before
+    /// they joined, and read again (label: entity).
+    pub const REREADS: &str = "persistence_cache_rereads_total";
 }
 
 /// A snapshot of one cached repository's counters.
@@ -95,6 +98,8 @@ pub struct Stats {
     pub leases_expired: u64,
     /// Writes whose returned row was stored (write-through).
     pub write_throughs: u64,
+    /// Reads that joined a load a write may have superseded, and read again.
+    pub rereads: u64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -122,11 +127,12 @@ pub(crate) enum Event {
     #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     LeaseExpired,
     WriteThrough,
+    Reread,
 }
 
 impl Event {
     /// Every event, in [`Event::index`] order.
-    const ALL: [Event; 19] = [
+    const ALL: [Event; 20] = [
         Event::Hit(Level::L1),
         Event::Hit(Level::L2),
         Event::Miss(Level::L1),
@@ -146,6 +152,7 @@ impl Event {
         Event::LeaseWaited,
         Event::LeaseExpired,
         Event::WriteThrough,
+        Event::Reread,
     ];
 
     /// The metric name of `event` and its `level` label.
@@ -170,6 +177,7 @@ impl Event {
             Event::LeaseWaited => (names::LEASE_WAITS, None),
             Event::LeaseExpired => (names::LEASES_EXPIRED, None),
             Event::WriteThrough => (names::WRITE_THROUGHS, None),
+            Event::Reread => (names::REREADS, None),
         }
     }
 
@@ -194,6 +202,7 @@ impl Event {
             Event::LeaseWaited => 16,
             Event::LeaseExpired => 17,
             Event::WriteThrough => 18,
+            Event::Reread => 19,
         }
     }
 }
@@ -272,6 +281,7 @@ pub(crate) struct Counters {
     lease_waits: AtomicU64,
     leases_expired: AtomicU64,
     write_throughs: AtomicU64,
+    rereads: AtomicU64,
 }
 
 impl Counters {
@@ -332,6 +342,7 @@ impl Counters {
             Event::LeaseWaited => &self.lease_waits,
             Event::LeaseExpired => &self.leases_expired,
             Event::WriteThrough => &self.write_throughs,
+            Event::Reread => &self.rereads,
         }
     }
 
@@ -356,6 +367,7 @@ impl Counters {
             lease_waits: self.lease_waits.load(Relaxed),
             leases_expired: self.leases_expired.load(Relaxed),
             write_throughs: self.write_throughs.load(Relaxed),
+            rereads: self.rereads.load(Relaxed),
         }
     }
 }

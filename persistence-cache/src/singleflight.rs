@@ -12,6 +12,20 @@
 //! miss then starts or joins the flight, which trusts that first look only
 //! if no flight has ended since ([`Flights::ended`]): one that ended may
 //! have stored the value in L2 after it.
+//!
+//! # Readers that join a flight late
+//! A flight's value is only as new as the moment its load read it. A
+//! reader that joins after that moment may have started after another
+//! instance's write was acknowledged — and without L1 (so without a
+//! backplane) nothing moved the flight key for it. So every flight says
+//! from which tick of the group's clock ([`Flights::tick`]) its value is
+//! known to be current ([`Checked::since`]): the tick taken before the
+//! step that read it, or before its generation-checked L2 store when Redis
+//! accepted that store (no write was acknowledged in between). A joiner
+//! takes a tick when it joins; if that tick is not before the flight's,
+//! it gets [`Joined::Superseded`] and must check the value (see
+//! `crate::repository::stale`). The leader's own reads all happen after
+//! it started, so its value is always current.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -23,7 +37,31 @@ use futures_util::future::{BoxFuture, Shared};
 use parking_lot::Mutex;
 use persistence_core::{Error, Result};
 
-type Flight<T> = Shared<BoxFuture<'static, std::result::Result<T, Arc<Error>>>>;
+type Flight<T> = Shared<BoxFuture<'static, std::result::Result<Checked<T>, Arc<Error>>>>;
+
+/// A flight's value and the tick of [`Flights::tick`] before the step that
+/// found it current (see the module docs).
+#[derive(Debug, Clone)]
+pub(crate) struct Checked<T> {
+    pub value: T,
+    /// `u64::MAX`: current for every waiter.
+    pub since: u64,
+    /// The L2 gen token under which the value was found current (None:
+    /// unknown): while Redis still holds it, no write has happened since.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub token: Option<u64>,
+}
+
+/// What a waiter gets from [`Flights::run`].
+#[derive(Debug)]
+pub(crate) enum Joined<T> {
+    /// Current for this waiter (it started the flight, or joined it before
+    /// the value was read or confirmed).
+    Current(T),
+    /// The value may be older than a write acknowledged before this waiter
+    /// joined: check it (its token) or read again.
+    Superseded(Checked<T>),
+}
 
 /// A group of in-flight loads keyed by string.
 pub(crate) struct Flights<T: Clone + Send + Sync + 'static> {
@@ -32,6 +70,8 @@ pub(crate) struct Flights<T: Clone + Send + Sync + 'static> {
     running: AtomicUsize,
     /// Flights removed from the map so far (done or abandoned).
     ended: AtomicU64,
+    /// The clock of [`Checked::since`] and of joining.
+    clock: AtomicU64,
 }
 
 impl<T: Clone + Send + Sync + 'static> Flights<T> {
@@ -40,7 +80,14 @@ impl<T: Clone + Send + Sync + 'static> Flights<T> {
             map: Mutex::new(HashMap::new()),
             running: AtomicUsize::new(0),
             ended: AtomicU64::new(0),
+            clock: AtomicU64::new(0),
         }
+    }
+
+    /// The next tick of the group's clock: take one before a step that
+    /// reads or confirms a flight's value (see the module docs).
+    pub(crate) fn tick(&self) -> u64 {
+        self.clock.fetch_add(1, Ordering::SeqCst) + 1
     }
 
     /// True when no flight runs (a read may look at L2 on its own first).
@@ -59,20 +106,23 @@ impl<T: Clone + Send + Sync + 'static> Flights<T> {
     }
 
     /// Join the flight for `key`, or start it with `make()`.
-    pub(crate) async fn run<F, Fut>(&self, key: String, make: F) -> Result<T>
+    pub(crate) async fn run<F, Fut>(&self, key: String, make: F) -> Result<Joined<T>>
     where
         F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<T>> + Send + 'static,
+        Fut: Future<Output = Result<Checked<T>>> + Send + 'static,
     {
-        let flight = {
+        // The tick at which this waiter joined (None: it leads the flight).
+        let (flight, joined) = {
             let mut map = self.map.lock();
             match map.get(&key) {
-                Some(f) => f.clone(),
+                // Taken under the lock: the flight's own ticks come later
+                // than any tick of a waiter that found it here first.
+                Some(f) => (f.clone(), Some(self.tick())),
                 None => {
                     let f = make().map(|r| r.map_err(Arc::new)).boxed().shared();
                     map.insert(key.clone(), f.clone());
                     self.running.store(map.len(), Ordering::SeqCst);
-                    f
+                    (f, None)
                 }
             }
         };
@@ -87,7 +137,11 @@ impl<T: Clone + Send + Sync + 'static> Flights<T> {
         let out = (&mut guard.flight).await;
         guard.done = true;
         drop(guard);
-        out.map_err(unshare)
+        let out = out.map_err(unshare)?;
+        Ok(match joined {
+            Some(at) if out.since <= at => Joined::Superseded(out),
+            _ => Joined::Current(out.value),
+        })
     }
 
     /// Number of loads in flight (for tests and stats).

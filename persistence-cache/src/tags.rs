@@ -47,6 +47,7 @@ use serde::de::DeserializeOwned;
 
 use crate::layer::CacheLayer;
 use crate::metrics::{Event, Level};
+use crate::singleflight::{Checked, Joined};
 use crate::tags::store::{AnyValue, METRIC_ENTITY, TagEntry};
 
 #[cfg(feature = "redis")]
@@ -107,13 +108,23 @@ impl CacheLayer {
             .flights
             .run(flight_key, move || {
                 async move {
+                    // The loader runs once, so a late joiner cannot read
+                    // again: tagged values keep the flight's answer.
                     me.fill_tagged::<T, F, Fut>(key, tags, local, ttl, loader)
                         .await
-                        .map(|v| Arc::new(v) as AnyValue)
+                        .map(|v| Checked {
+                            value: Arc::new(v) as AnyValue,
+                            since: u64::MAX,
+                            token: None,
+                        })
                 }
                 .boxed()
             })
             .await?;
+        let out = match out {
+            Joined::Current(v) => v,
+            Joined::Superseded(c) => c.value,
+        };
         out.downcast::<T>()
             .map(|v| T::clone(&v))
             .map_err(|_| Error::invalid_input("a tagged key was used with two value types"))

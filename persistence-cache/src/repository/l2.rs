@@ -148,13 +148,13 @@ impl<E: Entity, R: Repository<E> + 'static> Inner<E, R> {
     }
 
     /// The L2 half of a single read (L2 configured and trusted):
-    /// `Break(value)` on a hit; else `Continue` with the (gen token, stamp)
-    /// to store the loaded value under (None: do not store in L2).
+    /// `Break((value, gen token))` on a hit; else `Continue` with the (gen
+    /// token, stamp) to store the loaded value under (None: do not store in L2).
     pub(super) async fn l2_fetch(
         self: &Arc<Self>,
         key: &str,
         kind: Kind,
-    ) -> ControlFlow<Cached<E>, Option<(u64, u64)>> {
+    ) -> ControlFlow<(Cached<E>, Option<u64>), Option<(u64, u64)>> {
         let Some(l2) = self.l2_ready().await else {
             return ControlFlow::Continue(None);
         };
@@ -165,7 +165,7 @@ impl<E: Entity, R: Repository<E> + 'static> Inner<E, R> {
             Ok(found) => {
                 if let Some(v) = self.l2_live(&found, kind) {
                     self.record(Event::Hit(Level::L2));
-                    return ControlFlow::Break(v);
+                    return ControlFlow::Break((v, found.gen_token));
                 }
                 self.record(Event::Miss(Level::L2));
                 match (found.gen_token, found.epoch) {
@@ -189,13 +189,13 @@ impl<E: Entity, R: Repository<E> + 'static> Inner<E, R> {
     }
 
     /// A read's own L2 lookup, before (and without) its single flight:
-    /// `Break(value)` on a hit; else what the flight needs to know of the
-    /// miss (see [`crate::singleflight`]).
+    /// `Break((value, gen token))` on a hit; else what the flight needs to
+    /// know of the miss (see [`crate::singleflight`]).
     pub(super) async fn l2_probe(
         self: &Arc<Self>,
         key: &str,
         kind: Kind,
-    ) -> ControlFlow<Cached<E>, Probe> {
+    ) -> ControlFlow<(Cached<E>, Option<u64>), Probe> {
         let ended = self.flights.ended();
         match self.l2_fetch(key, kind).await {
             ControlFlow::Break(v) => ControlFlow::Break(v),
@@ -277,13 +277,33 @@ impl<E: Entity, R: Repository<E> + 'static> Inner<E, R> {
         }
     }
 
+    /// Whether Redis still holds gen token `token` (no write of this entity
+    /// type since it was read; false when Redis does not answer).
+    pub(super) async fn l2_still(self: &Arc<Self>, token: u64) -> bool {
+        let Some(l2) = self.l2_ready().await else {
+            return false;
+        };
+        match l2
+            .lookup(&[], self.keys.gen_key(), self.keys.epoch_key())
+            .await
+        {
+            Ok(found) => found.gen_token == Some(token),
+            Err(e) => {
+                self.l2_failed(&e);
+                false
+            }
+        }
+    }
+
+    /// Store `items` in L2 if the gen token is still `token`: true when
+    /// Redis accepted them.
     pub(super) async fn l2_store(
         self: &Arc<Self>,
         l2: &L2,
         token: u64,
         items: Vec<(String, u64, Cached<E>)>,
         ttl: EntityTtl,
-    ) {
+    ) -> bool {
         let mut entries = Vec::with_capacity(items.len());
         for (key, stamp, value) in items {
             match codec::encode(stamp, &value) {
@@ -294,9 +314,15 @@ impl<E: Entity, R: Repository<E> + 'static> Inner<E, R> {
             }
         }
         match l2.set_if_gen(self.keys.gen_key(), token, &entries).await {
-            Ok(true) => {}
-            Ok(false) => self.record(Event::StaleSetPrevented),
-            Err(e) => self.l2_failed(&e),
+            Ok(true) => true,
+            Ok(false) => {
+                self.record(Event::StaleSetPrevented);
+                false
+            }
+            Err(e) => {
+                self.l2_failed(&e);
+                false
+            }
         }
     }
 

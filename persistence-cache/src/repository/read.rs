@@ -22,11 +22,12 @@ use crate::repository::entries::{Kind, L1Entry, norm_id};
 #[cfg(feature = "redis")]
 use crate::repository::leased::Leased;
 use crate::repository::{CachedRepository, Inner, Served};
+use crate::singleflight::Checked;
 
 impl<E: Entity, R: Repository<E> + 'static> CachedRepository<E, R> {
     pub(super) async fn read<F, Fut>(&self, key: String, kind: Kind, load: F) -> Result<Cached<E>>
     where
-        F: FnOnce(Arc<Inner<E, R>>) -> Fut + Send + 'static,
+        F: FnOnce(Arc<Inner<E, R>>) -> Fut + Clone + Send + 'static,
         Fut: Future<Output = Result<Cached<E>>> + Send + 'static,
     {
         self.read_served(key, kind, load).await.map(|(v, _)| v)
@@ -43,7 +44,7 @@ impl<E: Entity, R: Repository<E> + 'static> CachedRepository<E, R> {
         load: F,
     ) -> Result<(Cached<E>, Served)>
     where
-        F: FnOnce(Arc<Inner<E, R>>) -> Fut + Send + 'static,
+        F: FnOnce(Arc<Inner<E, R>>) -> Fut + Clone + Send + 'static,
         Fut: Future<Output = Result<Cached<E>>> + Send + 'static,
     {
         let inner = &self.inner;
@@ -94,7 +95,7 @@ impl<E: Entity, R: Repository<E> + 'static> CachedRepository<E, R> {
             && inner.flights.idle()
         {
             match inner.l2_probe(&key, kind).await {
-                ControlFlow::Break(v) => {
+                ControlFlow::Break((v, _)) => {
                     if let Some(local) = l1_local {
                         let keep = policy.keep();
                         inner
@@ -252,6 +253,10 @@ impl<E: Entity, R: Repository<E> + 'static> Inner<E, R> {
 
     /// Load `key` (L2 first, then the lease step when `opts.lease` is set)
     /// and store the result where its generation is still current.
+    ///
+    /// The result says from which tick of the flights' clock it is known
+    /// current (see [`crate::singleflight`]): before the lookup that found
+    /// it, before the load, or before an L2 store Redis accepted.
     pub(super) async fn fill<F, Fut>(
         self: Arc<Self>,
         key: String,
@@ -259,17 +264,32 @@ impl<E: Entity, R: Repository<E> + 'static> Inner<E, R> {
         kind: Kind,
         opts: FillOpts,
         load: F,
-    ) -> Result<Cached<E>>
+    ) -> Result<Checked<Cached<E>>>
     where
         F: FnOnce(Arc<Inner<E, R>>) -> Fut,
         Fut: Future<Output = Result<Cached<E>>>,
     {
         let FillOpts { ttl, keep, .. } = opts;
+        // Without L1 a reader that joins late checks the value (see
+        // `crate::singleflight`); with L1 the generation in the flight key
+        // does that (a local write moves it; other instances' writes reach
+        // L1 over the backplane, and so the flight key).
+        let watch = self.l1.is_none();
+        let tick = || if watch { self.flights.tick() } else { u64::MAX };
+        // Before every lookup below (L1, L2, another instance's lease).
+        let since = tick();
+        let found = |value, token| {
+            Ok(Checked {
+                value,
+                since,
+                token,
+            })
+        };
         // A flight that finished just before this one started has filled L1.
         if let (Some(l1), false) = (&self.l1, opts.refresh) {
             if let Some(hit) = l1.get(&local).await {
                 if hit.is_fresh(Instant::now()) && !hit.stale {
-                    return Ok(hit.value);
+                    return found(hit.value, None);
                 }
             }
         }
@@ -279,9 +299,9 @@ impl<E: Entity, R: Repository<E> + 'static> Inner<E, R> {
         let store = match opts.probe.filter(|p| p.ended == self.flights.ended()) {
             Some(probe) => probe.store,
             None => match self.l2_fetch(&key, kind).await {
-                ControlFlow::Break(v) => {
+                ControlFlow::Break((v, token)) => {
                     self.l1_put(&key, kind, local, v.clone(), ttl, keep).await;
-                    return Ok(v);
+                    return found(v, token);
                 }
                 ControlFlow::Continue(store) => store,
             },
@@ -293,7 +313,7 @@ impl<E: Entity, R: Repository<E> + 'static> Inner<E, R> {
                 match self.lease_miss(&key, kind, lease_ttl, stale_ok).await {
                     Leased::Value(v) => {
                         self.l1_put(&key, kind, local, v.clone(), ttl, keep).await;
-                        return Ok(v);
+                        return found(v, None);
                     }
                     Leased::Busy => return Err(crate::lease::busy()),
                     Leased::Load { store, held } => (store, held),
@@ -302,6 +322,8 @@ impl<E: Entity, R: Repository<E> + 'static> Inner<E, R> {
             (_, store) => (store, None),
         };
         self.record(Event::Load);
+        #[cfg_attr(not(feature = "redis"), allow(unused_mut))]
+        let (mut since, mut token) = (tick(), None);
         let value = match load(self.clone()).await {
             Ok(v) => v,
             Err(e) => {
@@ -315,9 +337,13 @@ impl<E: Entity, R: Repository<E> + 'static> Inner<E, R> {
             }
         };
         #[cfg(feature = "redis")]
-        if let (Some((token, stamp)), Some(l2)) = (store, self.l2.as_deref()) {
-            self.l2_store(l2, token, vec![(key.clone(), stamp, value.clone())], ttl)
-                .await;
+        if let (Some((gen_token, stamp)), Some(l2)) = (store, self.l2.as_deref()) {
+            let before = tick();
+            let items = vec![(key.clone(), stamp, value.clone())];
+            // Accepted: no write was acknowledged between the load and now.
+            if self.l2_store(l2, gen_token, items, ttl).await {
+                (since, token) = (before, Some(gen_token));
+            }
         }
         // Stored (or refused) first, so whoever takes the lease next sees it.
         #[cfg(feature = "redis")]
@@ -326,7 +352,11 @@ impl<E: Entity, R: Repository<E> + 'static> Inner<E, R> {
         }
         self.l1_put(&key, kind, local, value.clone(), ttl, keep)
             .await;
-        Ok(value)
+        Ok(Checked {
+            value,
+            since,
+            token,
+        })
     }
 }
 

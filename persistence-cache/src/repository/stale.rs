@@ -35,6 +35,7 @@ use crate::metrics::Event;
 use crate::repository::entries::{Kind, L1Entry, unexpected};
 use crate::repository::read::{FillOpts, Probe};
 use crate::repository::{CachedRepository, Inner, Served};
+use crate::singleflight::Joined;
 
 /// Whether the fail-safe may answer `e` with a stale value.
 fn masked(e: &Error) -> bool {
@@ -56,7 +57,7 @@ impl<E: Entity, R: Repository<E> + 'static> CachedRepository<E, R> {
         load: F,
     ) -> Result<(Cached<E>, Served)>
     where
-        F: FnOnce(Arc<Inner<E, R>>) -> Fut + Send + 'static,
+        F: FnOnce(Arc<Inner<E, R>>) -> Fut + Clone + Send + 'static,
         Fut: Future<Output = Result<Cached<E>>> + Send + 'static,
     {
         let inner = &self.inner;
@@ -71,11 +72,6 @@ impl<E: Entity, R: Repository<E> + 'static> CachedRepository<E, R> {
         // another instance's load; such readers share their own flight, so
         // a reader without one never gets the "busy" answer meant for them.
         let stale_ok = lease.is_some() && stale.is_some();
-        let flight_key = if stale_ok {
-            format!("{local}|stale")
-        } else {
-            local.clone()
-        };
         let opts = FillOpts {
             ttl,
             keep,
@@ -86,17 +82,15 @@ impl<E: Entity, R: Repository<E> + 'static> CachedRepository<E, R> {
         };
         let me = inner.clone();
         let (k, l) = (key.clone(), local.clone());
-        let make = move || async move { me.fill(k, l, kind, opts, load).await }.boxed();
+        let shared = async move { me.shared_load(k, l, kind, opts, load).await };
         // Still the newest value? A write during the load moved the generation.
         let current = |s: &Option<L1Entry<E>>| s.is_some() && inner.local_key(&key, kind) == local;
         let runtime = tokio::runtime::Handle::try_current().ok();
         let out = match (bound, runtime) {
             (Some(bound), Some(rt)) => {
                 // Its own task, so that the load outlives a reader that stops waiting.
-                let me = inner.clone();
                 // The load keeps the caller's tenant context (row-level tenancy).
-                let load = async move { me.flights.run(flight_key, make).await };
-                let mut task = rt.spawn(persistence_core::tenant::propagate(load));
+                let mut task = rt.spawn(persistence_core::tenant::propagate(shared));
                 let started = Instant::now();
                 let joined = match tokio::time::timeout(bound, &mut task).await {
                     Ok(joined) => Some(joined),
@@ -136,7 +130,7 @@ impl<E: Entity, R: Repository<E> + 'static> CachedRepository<E, R> {
                     }
                 }
             }
-            _ => inner.flights.run(flight_key, make).await,
+            _ => shared.await,
         };
         match out {
             Ok(v) => Ok((v, Served::Fresh)),
@@ -168,7 +162,7 @@ impl<E: Entity, R: Repository<E> + 'static> CachedRepository<E, R> {
     /// Start one background reload of `key` (eager refresh).
     pub(super) fn refresh<F, Fut>(&self, key: String, local: String, kind: Kind, load: F)
     where
-        F: FnOnce(Arc<Inner<E, R>>) -> Fut + Send + 'static,
+        F: FnOnce(Arc<Inner<E, R>>) -> Fut + Clone + Send + 'static,
         Fut: Future<Output = Result<Cached<E>>> + Send + 'static,
     {
         let Ok(rt) = tokio::runtime::Handle::try_current() else {
@@ -191,6 +185,8 @@ impl<E: Entity, R: Repository<E> + 'static> CachedRepository<E, R> {
             let me = inner.clone();
             let flight_key = local.clone();
             let make = move || async move { me.fill(key, local, kind, opts, load).await }.boxed();
+            // Joined a superseded flight: nobody waits for this refresh,
+            // and the next read after that write loads anew.
             if let Err(e) = inner.flights.run(flight_key, make).await {
                 tracing::debug!(entity = E::meta().name, error = %e, "eager cache refresh failed");
             }
@@ -198,7 +194,67 @@ impl<E: Entity, R: Repository<E> + 'static> CachedRepository<E, R> {
     }
 }
 
+/// How many times a reader whose flight a write superseded reads again
+/// through a flight before it loads on its own (see [`Inner::shared_load`]).
+const REREADS: usize = 2;
+
 impl<E: Entity, R: Repository<E> + 'static> Inner<E, R> {
+    /// Lead or join the single flight of `local` (`fill`). A reader that
+    /// joined a flight whose value a write may have superseded before it
+    /// joined ([`Joined::Superseded`]; see [`crate::singleflight`]) takes
+    /// it if Redis still holds the gen token under which the flight found
+    /// it (no write since: one round trip); else it reads again, through a
+    /// new flight under the generation now current, at most [`REREADS`]
+    /// times; then it loads on its own, storing nothing, so that a stream
+    /// of writes cannot keep it waiting.
+    pub(super) async fn shared_load<F, Fut>(
+        self: Arc<Self>,
+        key: String,
+        mut local: String,
+        kind: Kind,
+        mut opts: FillOpts,
+        load: F,
+    ) -> Result<Cached<E>>
+    where
+        F: FnOnce(Arc<Inner<E, R>>) -> Fut + Clone + Send + 'static,
+        Fut: Future<Output = Result<Cached<E>>> + Send + 'static,
+    {
+        for attempt in 0..=REREADS {
+            if attempt > 0 {
+                // The read's own L2 lookup predates the write: look again.
+                opts.probe = None;
+                local = self.local_key(&key, kind);
+            }
+            // Readers with a stale value to serve share their own flight
+            // (see `load_or_stale`).
+            let flight_key = if opts.stale_ok {
+                format!("{local}|stale")
+            } else {
+                local.clone()
+            };
+            let (me, k, l, ld) = (self.clone(), key.clone(), local.clone(), load.clone());
+            let make = move || async move { me.fill(k, l, kind, opts, ld).await }.boxed();
+            match self.flights.run(flight_key, make).await? {
+                Joined::Current(v) => return Ok(v),
+                Joined::Superseded(c) => {
+                    #[cfg(feature = "redis")]
+                    if let Some(token) = c.token {
+                        if self.l2_still(token).await {
+                            return Ok(c.value);
+                        }
+                    }
+                    #[cfg(not(feature = "redis"))]
+                    let _ = c;
+                    self.record(Event::Reread);
+                }
+            }
+        }
+        self.record(Event::Load);
+        load(self.clone())
+            .await
+            .inspect_err(|_| self.record(Event::LoadError))
+    }
+
     /// After a failed load: keep `entry` fresh (flagged stale) for the
     /// throttle, within its fail-safe life, unless a write has moved the
     /// generation since.
