@@ -93,6 +93,7 @@ pub(crate) struct Keys {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum QueryOp {
     Find,
+    FindUnordered,
     FindOne,
     Count,
     Exists,
@@ -104,6 +105,7 @@ impl QueryOp {
     fn name(self) -> &'static str {
         match self {
             QueryOp::Find => "find",
+            QueryOp::FindUnordered => "findu",
             QueryOp::FindOne => "one",
             QueryOp::Count => "count",
             QueryOp::Exists => "exists",

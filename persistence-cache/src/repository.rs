@@ -463,6 +463,28 @@ impl<E: Entity, R: Repository<E> + 'static> Repository<E> for CachedRepository<E
         }
     }
 
+    /// Cached apart from `find` (its rows may come in another order).
+    async fn find_unordered(&self, query: &Query) -> Result<Vec<E>> {
+        let Ok(checked) = query.checked(E::meta()) else {
+            return self.inner.repo.find_unordered(query).await;
+        };
+        let key = self.inner.keys.query(QueryOp::FindUnordered, &checked);
+        let q = query.clone();
+        match self
+            .read(key, Kind::Query, move |inner| async move {
+                inner
+                    .repo
+                    .find_unordered(&q)
+                    .await
+                    .map(|v| Cached::Rows(Arc::new(v)))
+            })
+            .await?
+        {
+            Cached::Rows(rows) => Ok(Arc::unwrap_or_clone(rows)),
+            _ => Err(unexpected()),
+        }
+    }
+
     async fn find_one(&self, query: &Query) -> Result<Option<E>> {
         let Ok(checked) = query.checked(E::meta()) else {
             return self.inner.repo.find_one(query).await;

@@ -180,10 +180,9 @@ pub trait Repository<E: Entity>: Send + Sync {
     /// backend reads them cheapest: for callers that order (or group) the
     /// rows themselves, like eager loading. A backend may skip sorting only
     /// when the query has no limit and no offset (then the order picks no
-    /// rows). The default is `find`.
-    fn find_unordered(&self, query: &Query) -> impl Future<Output = Result<Vec<E>>> + Send {
-        self.find(query)
-    }
+    /// rows). Required, so that no decorator forgets to pass it on (a
+    /// backend that cannot skip the sort answers with `find`).
+    fn find_unordered(&self, query: &Query) -> impl Future<Output = Result<Vec<E>>> + Send;
 
     /// The first row matching the query.
     fn find_one(&self, query: &Query) -> impl Future<Output = Result<Option<E>>> + Send;

@@ -493,6 +493,9 @@ where
     async fn find(&self, query: &Query) -> Result<Vec<E>> {
         self.inner.find(query).await
     }
+    async fn find_unordered(&self, query: &Query) -> Result<Vec<E>> {
+        self.inner.find_unordered(query).await
+    }
     async fn find_one(&self, query: &Query) -> Result<Option<E>> {
         self.inner.find_one(query).await
     }

@@ -211,6 +211,11 @@ impl<E: Entity, R: Repository<E>> Repository<E> for Probe<R> {
         self.before_read().await;
         v
     }
+    async fn find_unordered(&self, query: &Query) -> Result<Vec<E>> {
+        let v = self.inner.find_unordered(query).await;
+        self.before_read().await;
+        v
+    }
     async fn find_one(&self, query: &Query) -> Result<Option<E>> {
         let v = self.inner.find_one(query).await;
         self.before_read().await;

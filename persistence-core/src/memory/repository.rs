@@ -379,6 +379,11 @@ impl<E: Entity> Repository<E> for MemoryRepository<E> {
         Ok(rows.iter().map(|r| r.entity.clone()).collect())
     }
 
+    /// Sorting in memory costs little: the rows of `find`.
+    async fn find_unordered(&self, query: &Query) -> Result<Vec<E>> {
+        self.find(query).await
+    }
+
     async fn find_one(&self, query: &Query) -> Result<Option<E>> {
         support::find_one_via_find(self, query).await
     }

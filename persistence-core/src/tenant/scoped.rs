@@ -216,6 +216,9 @@ impl<E: Entity, R: Repository<E>> Repository<E> for TenantScoped<R> {
     async fn find(&self, query: &Query) -> Result<Vec<E>> {
         self.run(self.inner.find(query)).await
     }
+    async fn find_unordered(&self, query: &Query) -> Result<Vec<E>> {
+        self.run(self.inner.find_unordered(query)).await
+    }
     async fn find_nearest(&self, query: &crate::vector::NearestQuery) -> Result<Vec<(E, f64)>> {
         self.run(self.inner.find_nearest(query)).await
     }

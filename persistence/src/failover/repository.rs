@@ -146,6 +146,9 @@ impl<E: Entity> Repository<E> for FailoverRepository<E> {
     async fn find(&self, query: &Query) -> Result<Vec<E>> {
         read_call!(self, |r| r.find(query))
     }
+    async fn find_unordered(&self, query: &Query) -> Result<Vec<E>> {
+        read_call!(self, |r| r.find_unordered(query))
+    }
     async fn find_one(&self, query: &Query) -> Result<Option<E>> {
         read_call!(self, |r| r.find_one(query))
     }
