@@ -376,19 +376,17 @@ impl L2 {
         })
     }
 
-    /// After the write of `key` by writer `token` (see [`WRITE_END`]):
-    /// store `value` (bytes stamped with `epoch`, lifetime) when `through`
-    /// allows and nothing overlapped, else delete it; replace the gen token
-    /// and publish. True when the value was stored.
-    #[allow(clippy::too_many_arguments)]
+    /// After the write of `key` by writer `token`, who saw the type hash's
+    /// token `type_token` at its start (see [`WRITE_END`]): store `stored`
+    /// (the epoch it is stamped with, its bytes, lifetime) when nothing
+    /// overlapped, else delete the entry; replace the gen token and
+    /// publish. True when the value was stored.
     pub(crate) async fn write_end(
         &self,
         key: &str,
         type_hash: &str,
-        gen_key: &str,
-        epoch_key: &str,
-        token: u64,
-        type_token: &[u8],
+        (gen_key, epoch_key): (&str, &str),
+        (token, type_token): (u64, &[u8]),
         stored: Option<(&[u8], &[u8], Duration)>,
         publish: Option<(&str, String)>,
     ) -> Result<bool> {

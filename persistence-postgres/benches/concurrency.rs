@@ -60,7 +60,7 @@
 //! of the gap, with sqlx's per-statement work. In the first run, with the
 //! default `sslmode=prefer`, sqlx also spent its CPU in rustls: 27 µs per
 //! read against tokio-postgres' 8.9 µs in plain TCP.
-use persistence_testing::bench::{env, median};
+use persistence_testing::bench::{env, median, process_cpu};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -105,17 +105,6 @@ fn item(i: i64) -> Item {
 
 const COLS: &str =
     "\"id\", \"tier\", \"score\", \"name\", \"created_at\", \"tag\", \"qty\", \"active\", \"note\"";
-
-/// CPU time used so far by every thread of this process (ns in
-/// `/proc/self/task/*/schedstat`); None where that is not readable.
-fn process_cpu() -> Option<Duration> {
-    let mut ns = 0u64;
-    for task in std::fs::read_dir("/proc/self/task").ok()? {
-        let stat = std::fs::read_to_string(task.ok()?.path().join("schedstat")).ok()?;
-        ns += stat.split_whitespace().next()?.parse::<u64>().ok()?;
-    }
-    Some(Duration::from_nanos(ns))
-}
 
 /// A xorshift generator per task: uniform ids without a shared lock.
 struct Ids(u64, i64);

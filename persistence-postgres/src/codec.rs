@@ -455,12 +455,23 @@ fn pg_scalar<'de, V: Visitor<'de>>(
 ) -> std::result::Result<Result<V::Value, DeError>, V> {
     use sea_orm::sqlx::Row as _;
     use sea_orm::sqlx::postgres::PgRow;
-    fn get<T>(row: &PgRow, i: usize) -> Option<Option<T>>
+    /// Column `i` read as a `T` and given to `some` (NULL: `visit_none`);
+    /// the visitor back when it cannot be read as a `T`.
+    fn visit<'de, T, V: Visitor<'de>>(
+        row: &PgRow,
+        i: usize,
+        visitor: V,
+        some: impl FnOnce(V, T) -> Result<V::Value, DeError>,
+    ) -> std::result::Result<Result<V::Value, DeError>, V>
     where
         T: for<'r> sea_orm::sqlx::Decode<'r, sea_orm::sqlx::Postgres>
             + sea_orm::sqlx::Type<sea_orm::sqlx::Postgres>,
     {
-        row.try_get::<Option<T>, usize>(i).ok()
+        match row.try_get::<Option<T>, usize>(i) {
+            Ok(Some(x)) => Ok(some(visitor, x)),
+            Ok(None) => Ok(visitor.visit_none()),
+            Err(_) => Err(visitor),
+        }
     }
     use ScalarType as S;
     let FieldType::Scalar(s) = column.meta.fields[column.i].ty else {
@@ -471,39 +482,15 @@ fn pg_scalar<'de, V: Visitor<'de>>(
     };
     let i = column.i;
     // Each arm is the `decode` arm of its type, then `ValueDe`'s visit.
-    Ok(match s {
-        S::I64 => match get::<i64>(row, i) {
-            Some(Some(x)) => visitor.visit_i64(x),
-            Some(None) => visitor.visit_none(),
-            None => return Err(visitor),
-        },
-        S::I32 => match get::<i32>(row, i) {
-            Some(Some(x)) => visitor.visit_i64(x.into()),
-            Some(None) => visitor.visit_none(),
-            None => return Err(visitor),
-        },
-        S::I16 => match get::<i16>(row, i) {
-            Some(Some(x)) => visitor.visit_i64(x.into()),
-            Some(None) => visitor.visit_none(),
-            None => return Err(visitor),
-        },
-        S::String | S::Enum => match get::<String>(row, i) {
-            Some(Some(x)) => visitor.visit_string(x),
-            Some(None) => visitor.visit_none(),
-            None => return Err(visitor),
-        },
-        S::Bool => match get::<bool>(row, i) {
-            Some(Some(x)) => visitor.visit_bool(x),
-            Some(None) => visitor.visit_none(),
-            None => return Err(visitor),
-        },
-        S::F64 => match get::<f64>(row, i) {
-            Some(Some(x)) => visitor.visit_f64(x),
-            Some(None) => visitor.visit_none(),
-            None => return Err(visitor),
-        },
-        _ => return Err(visitor),
-    })
+    match s {
+        S::I64 => visit(row, i, visitor, |v, x: i64| v.visit_i64(x)),
+        S::I32 => visit(row, i, visitor, |v, x: i32| v.visit_i64(x.into())),
+        S::I16 => visit(row, i, visitor, |v, x: i16| v.visit_i64(x.into())),
+        S::String | S::Enum => visit(row, i, visitor, |v, x: String| v.visit_string(x)),
+        S::Bool => visit(row, i, visitor, |v, x: bool| v.visit_bool(x)),
+        S::F64 => visit(row, i, visitor, |v, x: f64| v.visit_f64(x)),
+        _ => Err(visitor),
+    }
 }
 
 impl<'de> de::Deserializer<'de> for Column<'_> {

@@ -1,5 +1,5 @@
 //! Helpers shared by the on-demand benchmarks (`cargo bench`): sizes from
-//! the environment and medians of timings.
+//! the environment, medians of timings and the process's CPU time.
 
 use std::time::Duration;
 
@@ -21,6 +21,19 @@ pub fn median(v: &mut [Duration]) -> Duration {
         n if n % 2 == 1 => v[n / 2],
         n => (v[n / 2 - 1] + v[n / 2]) / 2,
     }
+}
+
+/// CPU time used so far by every thread of this process (the caller's and
+/// the runtime's, drivers' tasks included), from
+/// `/proc/self/task/*/schedstat` (ns); None where that is not readable.
+/// Wall-clock times swing with the machine's load, CPU time much less.
+pub fn process_cpu() -> Option<Duration> {
+    let mut ns = 0u64;
+    for task in std::fs::read_dir("/proc/self/task").ok()? {
+        let stat = std::fs::read_to_string(task.ok()?.path().join("schedstat")).ok()?;
+        ns += stat.split_whitespace().next()?.parse::<u64>().ok()?;
+    }
+    Some(Duration::from_nanos(ns))
 }
 
 #[cfg(test)]

@@ -345,10 +345,8 @@ impl<E: Entity, R: Repository<E> + 'static> Inner<E, R> {
                     .write_end(
                         key,
                         &type_hash,
-                        self.keys.gen_key(),
-                        self.keys.epoch_key(),
-                        token,
-                        &type_token,
+                        (self.keys.gen_key(), self.keys.epoch_key()),
+                        (token, &type_token),
                         stored,
                         publish.clone(),
                     )
