@@ -5,6 +5,7 @@
 //! once per holder, by a watchdog task.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::panic::Location;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
@@ -27,7 +28,30 @@ struct Inner {
     db: Arc<str>,
     threshold: Duration,
     next: AtomicU64,
-    held: Mutex<HashMap<u64, Held>>,
+    held: Mutex<HashMap<u64, Held, BuildHasherDefault<IdHasher>>>,
+}
+
+/// Hashes the detector's own sequential ids (Fibonacci hashing): SipHash,
+/// the map's default, is built for keys an attacker chooses and costs more
+/// than the rest of an insert; a plain id would leave hashbrown's control
+/// bytes (the hash's top bits) all alike.
+#[derive(Debug, Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_u64(&mut self, id: u64) {
+        self.0 = id.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
 }
 
 #[derive(Debug)]
@@ -68,7 +92,7 @@ impl LeakDetector {
                 db: Arc::from(db),
                 threshold,
                 next: AtomicU64::new(0),
-                held: Mutex::new(HashMap::new()),
+                held: Mutex::new(HashMap::default()),
             }),
         }
     }

@@ -1,6 +1,6 @@
 //! Operation metrics through the `metrics` facade, and the slow-operation log.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use futures_util::StreamExt as _;
@@ -30,6 +30,55 @@ pub struct Metrics {
     slow: Duration,
     probe: Option<PoolProbe>,
     leaks: Option<LeakDetector>,
+    /// The metric keys of repository operations, built once (see [`Keys`]).
+    keys: Arc<OnceLock<Keys>>,
+}
+
+/// What the `counter!` / `histogram!` macros would give their metrics.
+static METADATA: metrics::Metadata<'static> =
+    metrics::Metadata::new(module_path!(), metrics::Level::INFO, Some(module_path!()));
+
+/// The keys of the operations of the first entity a `Metrics` layer sees
+/// (in the manager, one layer per repository: its only entity), each [`Op`]'s
+/// built on its first call. The macros build a key per call: a label vector
+/// allocated, its labels sorted, the key hashed for the recorder's lookup; a
+/// built key keeps its hash. The recorder is still looked up per call, as
+/// the macros do (a recorder installed later, or a local one, is honoured).
+#[derive(Debug)]
+struct Keys {
+    entity: &'static str,
+    /// By `Op as usize`.
+    ops: Vec<OnceLock<OpKeys>>,
+}
+
+#[derive(Debug)]
+struct OpKeys {
+    /// `OPERATIONS` by [`names::outcome_index`].
+    operations: Vec<metrics::Key>,
+    duration: metrics::Key,
+}
+
+impl OpKeys {
+    fn new(db: &Arc<str>, entity: &'static str, op: &'static str) -> OpKeys {
+        let labels = |outcome: Option<&'static str>| {
+            let mut l = vec![
+                metrics::Label::new(names::LABEL_DB, metrics::SharedString::from(db.clone())),
+                metrics::Label::new(names::LABEL_ENTITY, entity),
+                metrics::Label::new(names::LABEL_OP, op),
+            ];
+            if let Some(o) = outcome {
+                l.push(metrics::Label::new(names::LABEL_OUTCOME, o));
+            }
+            l
+        };
+        OpKeys {
+            operations: names::OUTCOMES
+                .iter()
+                .map(|&o| metrics::Key::from_parts(names::OPERATIONS, labels(Some(o))))
+                .collect(),
+            duration: metrics::Key::from_parts(names::OPERATION_DURATION, labels(None)),
+        }
+    }
 }
 
 impl Metrics {
@@ -40,6 +89,7 @@ impl Metrics {
             slow: Duration::from_millis(500),
             probe: None,
             leaks: None,
+            keys: Arc::default(),
         }
     }
     /// Change the slow-operation threshold.
@@ -68,6 +118,34 @@ impl Metrics {
     where
         F: std::future::Future<Output = Result<T>>,
     {
+        self.measure(entity, op, None, fut).await
+    }
+
+    /// The keys of `op` on `entity`, when this layer keeps them (its first entity).
+    fn op_keys(&self, entity: &'static str, op: Op) -> Option<&OpKeys> {
+        let keys = self.keys.get_or_init(|| Keys {
+            entity,
+            ops: Op::ALL.iter().map(|_| OnceLock::new()).collect(),
+        });
+        if keys.entity != entity {
+            return None;
+        }
+        let slot = keys.ops.get(op as usize)?;
+        Some(slot.get_or_init(|| OpKeys::new(&self.db, entity, op.name())))
+    }
+
+    /// [`observe`](Self::observe); with `op_keys` (a repository operation),
+    /// through its built keys.
+    async fn measure<T, F>(
+        &self,
+        entity: &'static str,
+        op: &'static str,
+        op_keys: Option<&OpKeys>,
+        fut: F,
+    ) -> Result<T>
+    where
+        F: std::future::Future<Output = Result<T>>,
+    {
         let ctx = OpContext::start(self.probe.clone());
         let hold = self
             .leaks
@@ -80,13 +158,23 @@ impl Metrics {
         // The database label shares the layer's `Arc<str>`: no string is
         // allocated per call (only the slow path below builds one).
         let db = || metrics::SharedString::from(self.db.clone());
-        metrics::counter!(names::OPERATIONS,
-            names::LABEL_DB => db(), names::LABEL_ENTITY => entity,
-            names::LABEL_OP => op, names::LABEL_OUTCOME => outcome(&result))
-        .increment(1);
-        metrics::histogram!(names::OPERATION_DURATION,
-            names::LABEL_DB => db(), names::LABEL_ENTITY => entity, names::LABEL_OP => op)
-        .record(elapsed.as_secs_f64());
+        match op_keys {
+            Some(keys) => metrics::with_recorder(|r| {
+                r.register_counter(&keys.operations[names::outcome_index(&result)], &METADATA)
+                    .increment(1);
+                r.register_histogram(&keys.duration, &METADATA)
+                    .record(elapsed.as_secs_f64());
+            }),
+            None => {
+                metrics::counter!(names::OPERATIONS,
+                    names::LABEL_DB => db(), names::LABEL_ENTITY => entity,
+                    names::LABEL_OP => op, names::LABEL_OUTCOME => outcome(&result))
+                .increment(1);
+                metrics::histogram!(names::OPERATION_DURATION,
+                    names::LABEL_DB => db(), names::LABEL_ENTITY => entity, names::LABEL_OP => op)
+                .record(elapsed.as_secs_f64());
+            }
+        }
         if elapsed >= self.slow {
             metrics::counter!(names::SLOW_OPERATIONS,
                 names::LABEL_DB => db(), names::LABEL_ENTITY => entity, names::LABEL_OP => op)
@@ -115,7 +203,8 @@ impl Around for Metrics {
         op: Op,
         call: Call<'a, T>,
     ) -> BoxFuture<'a, Result<T>> {
-        Box::pin(self.observe(entity, op.name(), call()))
+        let keys = self.op_keys(entity, op);
+        Box::pin(self.measure(entity, op.name(), keys, call()))
     }
 
     fn around_stream<'a, T: Send + 'a>(

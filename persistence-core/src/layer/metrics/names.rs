@@ -64,25 +64,49 @@ pub const STATE_IN_USE: &str = "in_use";
 /// `state` value: connections idle in the pool.
 pub const STATE_IDLE: &str = "idle";
 
+/// Every `outcome` label value, by [`outcome_index`]: `ok`, then the
+/// error kinds in snake case.
+pub const OUTCOMES: [&str; 10] = [
+    "ok",
+    "not_found",
+    "conflict",
+    "invalid_input",
+    "unavailable",
+    "timeout",
+    "config",
+    "unsupported",
+    "decode",
+    "backend",
+];
+
 /// The `outcome` label of a result.
 pub fn outcome<T>(r: &Result<T>) -> &'static str {
+    OUTCOMES[outcome_index(r)]
+}
+
+/// The position of a result's `outcome` label in [`OUTCOMES`].
+pub fn outcome_index<T>(r: &Result<T>) -> usize {
     match r {
-        Ok(_) => "ok",
-        Err(e) => error_label(e),
+        Ok(_) => 0,
+        Err(e) => error_index(e),
     }
 }
 
 /// The `outcome` label of an error: its kind in snake case.
 pub fn error_label(e: &Error) -> &'static str {
+    OUTCOMES[error_index(e)]
+}
+
+fn error_index(e: &Error) -> usize {
     match e.kind() {
-        ErrorKind::NotFound => "not_found",
-        ErrorKind::Conflict(_) => "conflict",
-        ErrorKind::InvalidInput => "invalid_input",
-        ErrorKind::Unavailable => "unavailable",
-        ErrorKind::Timeout => "timeout",
-        ErrorKind::Config => "config",
-        ErrorKind::Unsupported => "unsupported",
-        ErrorKind::Decode => "decode",
-        _ => "backend",
+        ErrorKind::NotFound => 1,
+        ErrorKind::Conflict(_) => 2,
+        ErrorKind::InvalidInput => 3,
+        ErrorKind::Unavailable => 4,
+        ErrorKind::Timeout => 5,
+        ErrorKind::Config => 6,
+        ErrorKind::Unsupported => 7,
+        ErrorKind::Decode => 8,
+        _ => 9,
     }
 }
