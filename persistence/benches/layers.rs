@@ -94,7 +94,7 @@ use persistence_core::layer::{
     BreakerConfig, CircuitBreaker, DbSystem, LayerExt as _, LeakDetector, Metrics, PoolProbe,
     Retry, Timeout, Tracing,
 };
-use persistence_testing::bench::{env, median};
+use persistence_testing::bench::{env, median, process_cpu};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Entity)]
@@ -118,17 +118,6 @@ fn item(i: i64) -> Item {
         active: i % 2 == 0,
         note: format!("a note of some length for row {i}"),
     }
-}
-
-/// CPU time used so far by every thread of this process (ns in
-/// `/proc/self/task/*/schedstat`); None where that is not readable.
-fn process_cpu() -> Option<Duration> {
-    let mut ns = 0u64;
-    for task in std::fs::read_dir("/proc/self/task").ok()? {
-        let stat = std::fs::read_to_string(task.ok()?.path().join("schedstat")).ok()?;
-        ns += stat.split_whitespace().next()?.parse::<u64>().ok()?;
-    }
-    Some(Duration::from_nanos(ns))
 }
 
 #[derive(Default)]
