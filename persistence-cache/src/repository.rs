@@ -282,6 +282,33 @@ impl<E: Entity, R: Repository<E> + 'static> CachedRepository<E, R> {
     pub fn loads_in_flight(&self) -> usize {
         self.inner.flights.len()
     }
+
+    /// `find` (`op` = `Find`) or `find_unordered` (`FindUnordered`)
+    /// through the cache, each under its own key.
+    async fn rows(&self, query: &Query, op: QueryOp) -> Result<Vec<E>> {
+        let unordered = matches!(op, QueryOp::FindUnordered);
+        let Ok(checked) = query.checked(E::meta()) else {
+            return match unordered {
+                true => self.inner.repo.find_unordered(query).await,
+                false => self.inner.repo.find(query).await,
+            };
+        };
+        let key = self.inner.keys.query(op, &checked);
+        let q = query.clone();
+        match self
+            .read(key, Kind::Query, move |inner| async move {
+                let rows = match unordered {
+                    true => inner.repo.find_unordered(&q).await,
+                    false => inner.repo.find(&q).await,
+                };
+                rows.map(|v| Cached::Rows(Arc::new(v)))
+            })
+            .await?
+        {
+            Cached::Rows(rows) => Ok(Arc::unwrap_or_clone(rows)),
+            _ => Err(unexpected()),
+        }
+    }
 }
 
 impl<E: Entity, R: Repository<E> + 'static> Inner<E, R> {
@@ -447,42 +474,12 @@ impl<E: Entity, R: Repository<E> + 'static> Repository<E> for CachedRepository<E
     }
 
     async fn find(&self, query: &Query) -> Result<Vec<E>> {
-        let Ok(checked) = query.checked(E::meta()) else {
-            return self.inner.repo.find(query).await;
-        };
-        let key = self.inner.keys.query(QueryOp::Find, &checked);
-        let q = query.clone();
-        match self
-            .read(key, Kind::Query, move |inner| async move {
-                inner.repo.find(&q).await.map(|v| Cached::Rows(Arc::new(v)))
-            })
-            .await?
-        {
-            Cached::Rows(rows) => Ok(Arc::unwrap_or_clone(rows)),
-            _ => Err(unexpected()),
-        }
+        self.rows(query, QueryOp::Find).await
     }
 
     /// Cached apart from `find` (its rows may come in another order).
     async fn find_unordered(&self, query: &Query) -> Result<Vec<E>> {
-        let Ok(checked) = query.checked(E::meta()) else {
-            return self.inner.repo.find_unordered(query).await;
-        };
-        let key = self.inner.keys.query(QueryOp::FindUnordered, &checked);
-        let q = query.clone();
-        match self
-            .read(key, Kind::Query, move |inner| async move {
-                inner
-                    .repo
-                    .find_unordered(&q)
-                    .await
-                    .map(|v| Cached::Rows(Arc::new(v)))
-            })
-            .await?
-        {
-            Cached::Rows(rows) => Ok(Arc::unwrap_or_clone(rows)),
-            _ => Err(unexpected()),
-        }
+        self.rows(query, QueryOp::FindUnordered).await
     }
 
     async fn find_one(&self, query: &Query) -> Result<Option<E>> {

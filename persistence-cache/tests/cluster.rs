@@ -190,6 +190,26 @@ async fn bench_l2_hit_cpu_single_thread() {
     bench_l2_hit(true).await;
 }
 
+/// `n` sequential `GET`s of `key`: each one's time, and the process CPU
+/// time per `GET`.
+async fn timed_gets(
+    conn: &mut redis::cluster_async::ClusterConnection,
+    key: &str,
+    n: usize,
+) -> (Vec<Duration>, Option<Duration>) {
+    use redis::AsyncCommands as _;
+    let mut times = Vec::with_capacity(n);
+    let cpu = process_cpu();
+    for _ in 0..n {
+        let t = Instant::now();
+        let v: Option<Vec<u8>> = conn.get(key).await.expect("get");
+        times.push(t.elapsed());
+        assert!(v.is_some());
+    }
+    let cpu = process_cpu().zip(cpu).map(|(b, a)| (b - a) / n as u32);
+    (times, cpu)
+}
+
 async fn bench_l2_hit(one_server_too: bool) {
     use redis::AsyncCommands as _;
     use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
@@ -236,24 +256,8 @@ async fn bench_l2_hit(one_server_too: bool) {
     };
     let (mut ratios, mut like_ratios) = (Vec::new(), Vec::new());
     for round in 0..3 {
-        let mut bare = Vec::with_capacity(N);
-        let cpu = process_cpu();
-        for _ in 0..N {
-            let t = Instant::now();
-            let v: Option<Vec<u8>> = raw.get(&key).await.expect("get");
-            bare.push(t.elapsed());
-            assert!(v.is_some());
-        }
-        let bare_cpu = process_cpu().zip(cpu).map(|(b, a)| (b - a) / N as u32);
-        let mut like = Vec::with_capacity(N);
-        let cpu = process_cpu();
-        for _ in 0..N {
-            let t = Instant::now();
-            let v: Option<Vec<u8>> = timed.get(&key).await.expect("get");
-            like.push(t.elapsed());
-            assert!(v.is_some());
-        }
-        let like_cpu = process_cpu().zip(cpu).map(|(b, a)| (b - a) / N as u32);
+        let (bare, bare_cpu) = timed_gets(&mut raw, &key, N).await;
+        let (like, like_cpu) = timed_gets(&mut timed, &key, N).await;
         let mut piped = Vec::with_capacity(N);
         let cpu = process_cpu();
         for _ in 0..N {
