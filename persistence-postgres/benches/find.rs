@@ -10,15 +10,21 @@
 //! `(tier, score)`, `score` and `id` NOT NULL) is created by
 //! `ensure_schema` in a schema of its own, dropped at the end. The query:
 //! `tier = t AND score >= 0 AND score < 1000`, sorted by `score` descending
-//! (the id as tie-breaker), 1,000 of the ~10,000 matches. Three sides,
-//! interleaved (the order rotating), on the same pool of one connection:
+//! (the id as tie-breaker), 1,000 of the ~10,000 matches. Four sides,
+//! interleaved (the order rotating), each on a pool of one connection (the
+//! first three on the same one):
 //!
 //! * `repository`: `repo.find(...)`;
 //! * `raw DBA SQL`: sqlx with `... ORDER BY "score" DESC, "id" LIMIT $4`,
 //!   decoding the same columns into the same struct: the floor;
 //! * `raw, nulls clauses`: sqlx with the text the library wrote before
 //!   issue #19 (`DESC NULLS LAST, "id" ASC NULLS FIRST LIMIT 1000`), to
-//!   separate the plan from the client-side cost.
+//!   separate the plan from the client-side cost;
+//! * `sea-orm entity API`: `bench_find::Entity::find().filter(..)
+//!   .order_by_desc(score).order_by_asc(id).limit(1000).all(&db)` on a
+//!   sea-orm connection whose search path is the bench's schema, each
+//!   model turned into the same struct (issue #19 item 2: the library's
+//!   `find` should cost no more than sea-orm's own entity API).
 //!
 //! Every side runs far more than 5 times, so PostgreSQL's plan cache has
 //! chosen between the custom and the generic plan. After the timings the
@@ -96,6 +102,55 @@ fn raw_item(r: &sqlx::postgres::PgRow) -> Item {
         created_at: r.get(4),
         tag: r.get(5),
     }
+}
+
+/// The same table through sea-orm's entity API (the connection's search
+/// path selects the benchmark's schema).
+mod bench_find {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "bench_find")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: i64,
+        pub tier: i32,
+        pub score: f64,
+        pub name: String,
+        pub created_at: DateTimeUtc,
+        pub tag: Option<String>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// `find` through sea-orm's entity API, the models as [`Item`]s.
+async fn sea_orm_find(db: &sea_orm::DatabaseConnection, tier: i32) -> Vec<Item> {
+    use sea_orm::QuerySelect as _;
+    use sea_orm::{ColumnTrait as _, EntityTrait as _, QueryFilter as _, QueryOrder as _};
+    bench_find::Entity::find()
+        .filter(bench_find::Column::Tier.eq(tier))
+        .filter(bench_find::Column::Score.gte(0.0))
+        .filter(bench_find::Column::Score.lt(1000.0))
+        .order_by_desc(bench_find::Column::Score)
+        .order_by_asc(bench_find::Column::Id)
+        .limit(1_000)
+        .all(db)
+        .await
+        .expect("sea-orm find")
+        .into_iter()
+        .map(|m| Item {
+            id: m.id,
+            tier: m.tier,
+            score: m.score,
+            name: m.name,
+            created_at: m.created_at,
+            tag: m.tag,
+        })
+        .collect()
 }
 
 fn ms(d: Duration) -> String {
@@ -190,17 +245,26 @@ async fn main() {
         .limit(1_000)
     };
 
-    let mut times: [Vec<Duration>; 3] = Default::default();
+    let mut sea_options = sea_orm::ConnectOptions::new(url.clone());
+    sea_options
+        .max_connections(1)
+        .set_schema_search_path(schema.clone());
+    let sea = sea_orm::Database::connect(sea_options)
+        .await
+        .expect("sea-orm connect");
+
+    let mut times: [Vec<Duration>; 4] = Default::default();
     for n in 0..iters {
         let tier = (n as i64 % TIERS) as i32;
         let mut first: Option<Vec<Item>> = None;
-        for k in 0..3 {
-            let side = (n + k) % 3;
+        for k in 0..4 {
+            let side = (n + k) % 4;
             let t = Instant::now();
             let got = match side {
                 0 => repo.find(&query(tier)).await.expect("find"),
                 1 => raw_find(&pool, &dba, tier, Some(1_000)).await,
-                _ => raw_find(&pool, &nulls, tier, None).await,
+                2 => raw_find(&pool, &nulls, tier, None).await,
+                _ => sea_orm_find(&sea, tier).await,
             };
             times[side].push(t.elapsed());
             assert_eq!(got.len(), 1_000);
@@ -210,10 +274,15 @@ async fn main() {
             }
         }
     }
-    let [mut ours, mut dba_t, mut nulls_t] = times;
-    let (ours_sum, dba_sum, nulls_sum) = (sum(&ours), sum(&dba_t), sum(&nulls_t));
-    let (ours_med, dba_med, nulls_med) =
-        (median(&mut ours), median(&mut dba_t), median(&mut nulls_t));
+    let [mut ours, mut dba_t, mut nulls_t, mut sea_t] = times;
+    let (ours_sum, dba_sum, nulls_sum, sea_sum) =
+        (sum(&ours), sum(&dba_t), sum(&nulls_t), sum(&sea_t));
+    let (ours_med, dba_med, nulls_med, sea_med) = (
+        median(&mut ours),
+        median(&mut dba_t),
+        median(&mut nulls_t),
+        median(&mut sea_t),
+    );
 
     println!();
     println!(
@@ -227,6 +296,7 @@ async fn main() {
         ("repository", ours_med, ours_sum),
         ("raw DBA SQL", dba_med, dba_sum),
         ("raw, nulls clauses", nulls_med, nulls_sum),
+        ("sea-orm entity API", sea_med, sea_sum),
     ] {
         println!(
             "{:<24} {:>12} {:>13.2}x {:>13.2}x",
@@ -280,6 +350,13 @@ async fn main() {
         println!("  {l}");
     }
 
+    println!();
+    println!(
+        "repository / sea-orm entity API: {:.2}x (medians), {:.2}x (totals)",
+        ours_med.as_secs_f64() / sea_med.as_secs_f64(),
+        ours_sum.as_secs_f64() / sea_sum.as_secs_f64()
+    );
+    sea.close().await.expect("close sea-orm");
     store.drop_schema().await.expect("drop bench schema");
     store.close().await;
 }

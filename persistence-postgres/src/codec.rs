@@ -489,8 +489,34 @@ fn pg_scalar<'de, V: Visitor<'de>>(
         S::String | S::Enum => visit(row, i, visitor, |v, x: String| v.visit_string(x)),
         S::Bool => visit(row, i, visitor, |v, x: bool| v.visit_bool(x)),
         S::F64 => visit(row, i, visitor, |v, x: f64| v.visit_f64(x)),
+        S::F32 => visit(row, i, visitor, |v, x: f32| v.visit_f64(x.into())),
+        // The text `ValueDe` gives these (serde has no timestamp, date, uuid
+        // or decimal: their `Deserialize` impls read a string), from the
+        // driver's binary value without the `Value` in between.
+        S::DateTime => visit(row, i, visitor, |v, x: chrono::DateTime<chrono::Utc>| {
+            v.visit_string(x.to_rfc3339_opts(SecondsFormat::AutoSi, true))
+        }),
+        S::Date => visit(row, i, visitor, |v, x: chrono::NaiveDate| {
+            v.visit_string(x.to_string())
+        }),
+        S::Uuid => visit(row, i, visitor, |v, x: uuid::Uuid| {
+            let mut buf = uuid::Uuid::encode_buffer();
+            v.visit_str(x.hyphenated().encode_lower(&mut buf))
+        }),
+        S::Decimal => visit(row, i, visitor, |v, x: rust_decimal::Decimal| {
+            v.visit_string(x.to_string())
+        }),
         _ => Err(visitor),
     }
+}
+
+/// Whether column `i` of a PostgreSQL row is NULL (`None`: not a
+/// PostgreSQL row, or no such column; the caller takes the general path).
+#[cfg(feature = "postgres")]
+fn pg_is_null(row: &QueryResult, i: usize) -> Option<bool> {
+    use sea_orm::sqlx::{Row as _, ValueRef as _};
+    let raw = row.try_as_pg_row()?.try_get_raw(i).ok()?;
+    Some(raw.is_null())
 }
 
 impl<'de> de::Deserializer<'de> for Column<'_> {
@@ -510,6 +536,19 @@ impl<'de> de::Deserializer<'de> for Column<'_> {
     }
 
     fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+        // A PostgreSQL scalar: NULL is `None`, anything else is read by
+        // `deserialize_any`'s direct path (what `ValueDe` does, without
+        // building the `Value` first).
+        #[cfg(feature = "postgres")]
+        if self.dialect == Dialect::Postgres
+            && matches!(self.meta.fields[self.i].ty, FieldType::Scalar(_))
+        {
+            match pg_is_null(self.row, self.i) {
+                Some(true) => return visitor.visit_none(),
+                Some(false) => return visitor.visit_some(self),
+                None => {}
+            }
+        }
         self.value()?.deserialize_option(visitor)
     }
 
