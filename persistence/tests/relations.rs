@@ -156,8 +156,15 @@ struct Stores {
 }
 
 /// A manager over an own PostgreSQL schema (`sql_<n>`) and an own MongoDB
-/// database (`docs_<n>`), with or without the cache, every entity placed.
+/// database (`docs_<n>`), with or without the cache, every entity placed
+/// with `Persistence::place`.
 async fn stores(cached: bool) -> Option<Stores> {
+    stores_placed(cached, false).await
+}
+
+/// [`stores`], the entities placed by `place` or, with `in_yaml`, by the
+/// databases' `entities` lists.
+async fn stores_placed(cached: bool, in_yaml: bool) -> Option<Stores> {
     snapshotter();
     let pg = TestPostgres::schema().await?;
     let mongo = TestMongo::database().await?;
@@ -168,9 +175,17 @@ async fn stores(cached: bool) -> Option<Stores> {
     } else {
         "cache:\n  default: { disabled: true }\n"
     };
+    let (sql_entities, docs_entities) = if in_yaml {
+        (
+            ", entities: [xs_customers, xs_orders, xs_order_lines]",
+            ", entities: [xs_reviews]",
+        )
+    } else {
+        ("", "")
+    };
     let yaml = format!(
-        "databases:\n  {sql}: {{ kind: postgres, url: \"{}\", schema: {} }}\n  \
-         {docs}: {{ kind: mongo, url: \"{}\", database: {} }}\n{cache}",
+        "databases:\n  {sql}: {{ kind: postgres, url: \"{}\", schema: {}{sql_entities} }}\n  \
+         {docs}: {{ kind: mongo, url: \"{}\", database: {}{docs_entities} }}\n{cache}",
         pg.url(),
         pg.name(),
         mongo.url(),
@@ -182,10 +197,12 @@ async fn stores(cached: bool) -> Option<Stores> {
         .load()
         .expect("config");
     let db = Persistence::new(config).expect("manager");
-    db.place::<Customer>(&sql).await.expect("place");
-    db.place::<Order>(&sql).await.expect("place");
-    db.place::<OrderLine>(&sql).await.expect("place");
-    db.place::<Review>(&docs).await.expect("place");
+    if !in_yaml {
+        db.place::<Customer>(&sql).await.expect("place");
+        db.place::<Order>(&sql).await.expect("place");
+        db.place::<OrderLine>(&sql).await.expect("place");
+        db.place::<Review>(&docs).await.expect("place");
+    }
     Some(Stores {
         db,
         sql,
@@ -476,4 +493,91 @@ async fn cascade_across_stores_is_refused() {
     let err = db.place::<Customer>(&s.docs).await.expect_err("late place");
     assert!(matches!(err.kind(), ErrorKind::Config), "{err}");
     db.shutdown().await;
+}
+
+/// `databases.<name>.entities` places entities as `place` does: `repo`,
+/// `database_of` and cross-store eager loading follow it, and a `place`
+/// that contradicts it is refused (placing where the YAML already does is
+/// accepted).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn placement_from_the_yaml_entities_lists() {
+    let Some(s) = stores_placed(false, true).await else {
+        return;
+    };
+    let db = &s.db;
+    assert_eq!(db.database_of::<Review>().expect("home"), s.docs);
+    assert_eq!(db.database_of::<Order>().expect("home"), s.sql);
+    let err = db.place::<Review>(&s.sql).await.expect_err("contradicts");
+    assert!(matches!(err.kind(), ErrorKind::Config), "{err}");
+    assert!(
+        err.to_string()
+            .contains(&format!("databases.{}.entities", s.docs)),
+        "{err}"
+    );
+    db.place::<Review>(&s.docs).await.expect("same placement");
+    seed(db).await;
+    let orders = db.repo::<Order>().await.expect("orders");
+    let before = counts(&s.sql, &s.docs);
+    let rows: Vec<Loaded> = orders
+        .find_with(
+            &Query::all().sort(Order::ID.asc()),
+            (Order::CUSTOMER, Order::LINES, Order::REVIEWS),
+            db,
+        )
+        .await
+        .expect("find_with");
+    // One batched find per level, each on the store the YAML names (the
+    // reviews in MongoDB, none of them in PostgreSQL).
+    assert_eq!(delta(counts(&s.sql, &s.docs), before), [1, 1, 1, 1]);
+    assert_eq!(finds(&s.sql, "xs_reviews"), 0);
+    assert_eq!(rows.len(), 20);
+    let plain: Vec<Order> = rows.iter().map(|w| w.entity.clone()).collect();
+    let expected = per_row(db, &plain).await;
+    for (w, (c, l, r)) in rows.iter().zip(&expected) {
+        assert_eq!((&w.related.0, &w.related.1, &w.related.2), (c, l, r));
+    }
+    db.shutdown().await;
+}
+
+/// The `entities` key is checked when the configuration loads: an entity
+/// lives in one database, a Redis database holds none, names are identifiers.
+#[test]
+fn entities_lists_are_validated() {
+    let load = |yaml: &str| {
+        ConfigLoader::new()
+            .text("persistence.yaml", yaml)
+            .env(Vec::new())
+            .load()
+    };
+    let twice = load(
+        "databases:\n  a: { kind: memory, entities: [notes] }\n  \
+         b: { kind: memory, entities: [notes] }\n",
+    )
+    .expect_err("listed twice");
+    assert!(matches!(twice.kind(), ErrorKind::Config), "{twice}");
+    assert!(
+        twice.to_string().contains("databases.a.entities")
+            && twice.to_string().contains("databases.b.entities"),
+        "{twice}"
+    );
+    let redis = load(
+        "databases:\n  main: { kind: memory }\n  \
+         cache: { kind: redis, url: \"redis://127.0.0.1:6379\", entities: [notes] }\n",
+    )
+    .expect_err("redis");
+    assert!(
+        redis.to_string().contains("databases.cache.entities"),
+        "{redis}"
+    );
+    let bad = load("databases:\n  main: { kind: memory, entities: [\"no tes\"] }\n")
+        .expect_err("identifier");
+    assert!(
+        bad.to_string().contains("databases.main.entities[0]"),
+        "{bad}"
+    );
+    let dup = load("databases:\n  main: { kind: memory, entities: [notes, notes] }\n")
+        .expect_err("duplicate");
+    assert!(dup.to_string().contains("twice"), "{dup}");
+    let ok = load("databases:\n  main: { kind: memory, entities: [notes] }\n").expect("valid");
+    assert_eq!(ok.databases["main"].entities, ["notes"]);
 }

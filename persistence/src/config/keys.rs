@@ -86,6 +86,11 @@ pub const SCHEMA: &str = "schema";
 pub const SCHEMA_MODE: &str = "schema_mode";
 /// Database: MongoDB database name.
 pub const DATABASE: &str = "database";
+/// Database: the entities (their `#[entity(name)]`) that live in this
+/// database, e.g. `entities: [reviews]`; an entity listed nowhere lives in
+/// the default database. The YAML form of `Persistence::place`: `repo`,
+/// eager loading through the manager and cross-store relations follow it.
+pub const ENTITIES: &str = "entities";
 /// Database: how its tenants are isolated, `{ strategy, prefix,
 /// auto_provision, tracked, window }` (see `Persistence::tenant_repo`).
 pub const TENANCY: &str = "tenancy";

@@ -338,6 +338,10 @@ pub struct DatabaseConfig {
     pub schema_mode: SchemaMode,
     /// MongoDB database name.
     pub database: Option<String>,
+    /// The entities placed in this database, by their `#[entity(name)]`
+    /// ([`keys::ENTITIES`]; see `Persistence::place`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub entities: Vec<String>,
     /// How tenants are isolated ([`keys::TENANCY`]; default: no tenancy).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tenancy: Option<TenancyConfig>,
@@ -381,6 +385,7 @@ impl DatabaseConfig {
             schema: None,
             schema_mode: SchemaMode::Ensure,
             database: None,
+            entities: Vec::new(),
             tenancy: None,
             pool: PoolConfig::default(),
             replicas: Vec::new(),
@@ -619,6 +624,9 @@ impl PersistenceConfig {
             }
             if db.schema_mode != SchemaMode::Ensure {
                 let _ = write!(out, ", schema_mode {}", db.schema_mode.name());
+            }
+            if !db.entities.is_empty() {
+                let _ = write!(out, ", entities [{}]", db.entities.join(", "));
             }
             if let Some(t) = &db.tenancy {
                 let _ = write!(out, ", tenancy {}", t.strategy.name());

@@ -33,6 +33,7 @@ impl PersistenceConfig {
                 )?;
             }
             validate_cluster(name, db)?;
+            validate_entities(name, db, &self.databases)?;
             if let Some(t) = &db.tenancy {
                 t.validate(name, db.kind)?;
             }
@@ -239,6 +240,43 @@ impl PersistenceConfig {
         }
         Ok(())
     }
+}
+
+/// The `entities` key: entity names (identifiers), each listed once in all
+/// the databases, in a database that stores entities (not Redis).
+fn validate_entities(
+    name: &str,
+    db: &DatabaseConfig,
+    all: &std::collections::BTreeMap<String, DatabaseConfig>,
+) -> persistence_core::Result<()> {
+    let at = format!("databases.{name}.{}", keys::ENTITIES);
+    if db.entities.is_empty() {
+        return Ok(());
+    }
+    if db.kind == DatabaseKind::Redis {
+        return Err(persistence_core::Error::config(format!(
+            "{at}: a redis database is a cache, not an entity store; list the entities under the database that stores them"
+        )));
+    }
+    for (i, entity) in db.entities.iter().enumerate() {
+        persistence_core::entity::validate_identifier(entity)
+            .map_err(|e| persistence_core::Error::config(format!("{at}[{i}]: {}", e.message())))?;
+        if db.entities[..i].contains(entity) {
+            return Err(persistence_core::Error::config(format!(
+                "{at} lists `{entity}` twice"
+            )));
+        }
+        if let Some((other, _)) = all
+            .iter()
+            .find(|(o, d)| o.as_str() != name && d.entities.contains(entity))
+        {
+            return Err(persistence_core::Error::config(format!(
+                "entity `{entity}` is listed in both databases.{name}.{e} and databases.{other}.{e}: an entity lives in one database",
+                e = keys::ENTITIES
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// The `cluster` key: kind redis only, instead of `url`, every node a

@@ -40,6 +40,15 @@ impl Persistence {
                 meta.name
             )));
         }
+        if let Some(other) = self.configured_home(meta.name)
+            && other != name
+        {
+            return Err(Error::config(format!(
+                "{} is already placed in `{other}` by databases.{other}.{}, not `{name}`",
+                meta.name,
+                crate::config::keys::ENTITIES
+            )));
+        }
         let mut placed = self
             .placements
             .write()
@@ -56,8 +65,9 @@ impl Persistence {
         }
     }
 
-    /// The database entity `E` lives in: where it was [placed](Self::place),
-    /// else the default database (`main`, or the only non-Redis one).
+    /// The database entity `E` lives in: where it was [placed](Self::place)
+    /// or listed (`databases.<name>.entities`), else the default database
+    /// (`main`, or the only non-Redis one).
     pub fn database_of<E: Entity>(&self) -> Result<String> {
         self.home(E::meta())
     }
@@ -69,10 +79,20 @@ impl Persistence {
             .map_err(|_| Error::backend("placement lock poisoned"))?
             .get(meta.name)
             .cloned();
-        match placed {
+        match placed.or_else(|| self.configured_home(meta.name).map(str::to_string)) {
             Some(name) => Ok(name),
             None => Ok(self.default_database()?.to_string()),
         }
+    }
+
+    /// The database whose `entities` list names `entity` (validation keeps
+    /// it to one).
+    fn configured_home(&self, entity: &str) -> Option<&str> {
+        self.config
+            .databases
+            .iter()
+            .find(|(_, d)| d.entities.iter().any(|e| e == entity))
+            .map(|(name, _)| name.as_str())
     }
 
     /// The `belongs_to` relations of `E` whose target lives elsewhere than
