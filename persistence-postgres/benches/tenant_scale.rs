@@ -27,7 +27,13 @@
 //!   (what one round trip less would give); `raw_search_path+shards=K`;
 //! * `row-level`: one shared table, `for_tenant` (RLS as a non-superuser);
 //! * `shards=K:cache=N`: K groups, statement cache N;
-//! * `<variant>@life=S`: connections recycled after S seconds (`max_lifetime`).
+//! * `spill=K`, `spill=K:cache=N`: as `shards=K` with
+//!   `TenantRouting::Spill` (a call whose group has no free connection
+//!   goes to the next group that has one);
+//! * `<variant>@life=S`: connections recycled after S seconds (`max_lifetime`);
+//! * `<variant>@generic`: `plan_cache_mode=force_generic_plan` through the
+//!   URL (`?options=-c plan_cache_mode=force_generic_plan`): a statement
+//!   is planned once, not custom-planned on its first five executions.
 //!
 //! After each case, every open connection of the case's pool(s) reports
 //! `pg_backend_memory_contexts` (its server process's memory) and its
@@ -41,7 +47,8 @@ use persistence_core::{Entity, Repository, TenantExt as _, TenantScoped};
 use persistence_postgres::sea_orm::ConnectionTrait as _;
 use persistence_postgres::sea_orm::sqlx::{self, AssertSqlSafe, PgPool, Row as _};
 use persistence_postgres::{
-    RelationalConfig, RelationalRepository, RelationalStore, TenantStatements, Tenants,
+    RelationalConfig, RelationalRepository, RelationalStore, TenantRouting, TenantStatements,
+    Tenants,
 };
 use persistence_postgres::{TenantId, sea_orm::DatabaseConnection};
 use persistence_testing::bench::env;
@@ -221,6 +228,13 @@ struct Outcome {
     mem_mb: f64,
     mem_max_mb: f64,
     prepared: f64,
+    /// Of `mem_mb`: the prepared statements' plan contexts
+    /// (`CachedPlanSource` / `CachedPlanQuery` / `CachedPlan`).
+    plan_mb: f64,
+    /// Of `mem_mb`: the catalog caches (`CacheMemoryContext` itself, where
+    /// relcache and syscache entries live, and its other children such as
+    /// `index info`).
+    catalog_mb: f64,
     conns: usize,
 }
 
@@ -263,6 +277,7 @@ async fn run_case(
     }
     let per_sec = done.load(Ordering::Relaxed) as f64 / elapsed.as_secs_f64();
     let (mut sum, mut max, mut prepared, mut n) = (0.0f64, 0.0f64, 0.0, 0usize);
+    let (mut plans, mut catalog) = (0.0f64, 0.0f64);
     for pool in pools {
         // Every open connection of the pool, held at once so each is asked.
         let mut held = Vec::new();
@@ -272,7 +287,12 @@ async fn run_case(
         for c in &mut held {
             let row = sqlx::query(
                 "SELECT (SELECT sum(total_bytes) FROM pg_backend_memory_contexts)::float8, \
-                 (SELECT count(*) FROM pg_prepared_statements)::float8",
+                 (SELECT count(*) FROM pg_prepared_statements)::float8, \
+                 (SELECT coalesce(sum(total_bytes), 0) FROM pg_backend_memory_contexts \
+                  WHERE name LIKE 'CachedPlan%')::float8, \
+                 (SELECT coalesce(sum(total_bytes), 0) FROM pg_backend_memory_contexts \
+                  WHERE name = 'CacheMemoryContext' OR (parent = 'CacheMemoryContext' \
+                  AND name NOT LIKE 'CachedPlan%'))::float8",
             )
             .fetch_one(&mut **c)
             .await
@@ -281,6 +301,8 @@ async fn run_case(
             sum += mb;
             max = max.max(mb);
             prepared += row.get::<f64, _>(1);
+            plans += row.get::<f64, _>(2) / 1_048_576.0;
+            catalog += row.get::<f64, _>(3) / 1_048_576.0;
             n += 1;
         }
     }
@@ -290,6 +312,8 @@ async fn run_case(
         mem_mb: sum / d,
         mem_max_mb: max,
         prepared: prepared / d,
+        plan_mb: plans / d,
+        catalog_mb: catalog / d,
         conns: n,
     }
 }
@@ -386,22 +410,44 @@ async fn main() {
                 .schema(schema.clone())
                 .max_connections(pool_size);
             // `<variant>@life=S`: connections recycled after S seconds.
-            let (base, life) = match variant_name.split_once("@life=") {
+            // `<variant>@generic`: the server plans prepared statements
+            // generically from their first execution (`plan_cache_mode`
+            // through the URL's `options`).
+            let (base, generic) = match variant_name.strip_suffix("@generic") {
+                Some(v) => (v, true),
+                None => (variant_name.as_str(), false),
+            };
+            if generic {
+                let sep = if url.contains('?') { '&' } else { '?' };
+                cfg.url = format!("{url}{sep}options=-c%20plan_cache_mode%3Dforce_generic_plan");
+            }
+            let (base, life) = match base.split_once("@life=") {
                 Some((v, s)) => (v, Some(s.parse::<u64>().expect("seconds"))),
-                None => (variant_name.as_str(), None),
+                None => (base, None),
             };
             cfg.max_lifetime = life.map(Duration::from_secs);
             let variant = base;
             // Per connection: its tenants x 4 statement shapes, with room
             // (`shards=K:cache=N` sets it).
-            let (target, store) = if let Some(k) = variant.strip_prefix("shards=") {
+            let groups = variant
+                .strip_prefix("shards=")
+                .map(|k| (k, TenantRouting::Home))
+                .or_else(|| {
+                    variant
+                        .strip_prefix("spill=")
+                        .map(|k| (k, TenantRouting::Spill))
+                });
+            let (target, store) = if let Some((k, routing)) = groups {
                 let (k, cache) = match k.split_once(":cache=") {
                     Some((k, c)) => (k, Some(c.parse::<usize>().expect("cache"))),
                     None => (k, None),
                 };
                 let k: u32 = k.parse().expect("shards");
                 let cache = cache.unwrap_or((used * 4 * 5 / 4 / k as usize).max(100));
-                cfg = cfg.tenant_shards(k).statement_cache_capacity(cache);
+                cfg = cfg
+                    .tenant_shards(k)
+                    .tenant_routing(routing)
+                    .statement_cache_capacity(cache);
                 let store = RelationalStore::connect(&cfg).await.expect("connect");
                 (repos_target(&store, &ids[..used]), Some(store))
             } else if let Some(c) = variant.strip_prefix("cache=") {
@@ -458,11 +504,13 @@ async fn main() {
             let store = store.expect("store");
             let o = run_case(&target, &dist, &pools_of(&store), tasks, warm, secs, sizes).await;
             eprintln!(
-                "{variant_name:<22} {used:>6} {:<8} {:>9.0}/s {:>7.1} MB/conn (max {:.1}) {:>6.0} stmts {} conns",
+                "{variant_name:<22} {used:>6} {:<8} {:>9.0}/s {:>7.1} MB/conn (max {:.1}; plans {:.1}, catalog {:.1}) {:>6.0} stmts {} conns",
                 dist.name(),
                 o.per_sec,
                 o.mem_mb,
                 o.mem_max_mb,
+                o.plan_mb,
+                o.catalog_mb,
                 o.prepared,
                 o.conns
             );
@@ -557,8 +605,18 @@ async fn row_level_setup(
 
 fn print_table(out: &[(String, usize, &'static str, Outcome)]) {
     println!(
-        "{:<22} {:>7} {:<8} {:>10} {:>8} {:>8} {:>9} {:>9} {:>7}",
-        "variant", "tenants", "dist", "iter/s", "vs 1t", "vs def1", "MB/conn", "vs 1t", "stmts"
+        "{:<22} {:>7} {:<8} {:>10} {:>8} {:>8} {:>9} {:>9} {:>7} {:>7} {:>7}",
+        "variant",
+        "tenants",
+        "dist",
+        "iter/s",
+        "vs 1t",
+        "vs def1",
+        "MB/conn",
+        "vs 1t",
+        "plansMB",
+        "catMB",
+        "stmts"
     );
     let def1 = out
         .iter()
@@ -571,7 +629,7 @@ fn print_table(out: &[(String, usize, &'static str, Outcome)]) {
             .map(|x| &x.3)
             .expect("1-tenant case");
         println!(
-            "{:<22} {:>7} {:<8} {:>10.0} {:>7.2}x {:>7} {:>9.1} {:>8.2}x {:>7.0}",
+            "{:<22} {:>7} {:<8} {:>10.0} {:>7.2}x {:>7} {:>9.1} {:>8.2}x {:>7.1} {:>7.1} {:>7.0}",
             v,
             used,
             dist,
@@ -580,6 +638,8 @@ fn print_table(out: &[(String, usize, &'static str, Outcome)]) {
             def1.map_or("-".to_string(), |d| format!("{:.2}x", o.per_sec / d)),
             o.mem_mb,
             o.mem_mb / one.mem_mb,
+            o.plan_mb,
+            o.catalog_mb,
             o.prepared
         );
     }
