@@ -35,6 +35,12 @@
 //!   URL (`?options=-c plan_cache_mode=force_generic_plan`): a statement
 //!   is planned once, not custom-planned on its first five executions.
 //!
+//! Besides throughput, each case reports the CPU time per iteration of
+//! this process plus the server's processes (when the server runs on this
+//! machine and `/proc` shows its processes): `cpu def1` is default-at-1-
+//! tenant's CPU per iteration over the case's, the throughput ratio a
+//! CPU-bound machine with nothing else running would show.
+//!
 //! After each case, every open connection of the case's pool(s) reports
 //! `pg_backend_memory_contexts` (its server process's memory) and its
 //! count of `pg_prepared_statements`. Ratios are against the 1-tenant case
@@ -51,7 +57,7 @@ use persistence_postgres::{
     Tenants,
 };
 use persistence_postgres::{TenantId, sea_orm::DatabaseConnection};
-use persistence_testing::bench::env;
+use persistence_testing::bench::{env, process_cpu};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Entity)]
@@ -228,6 +234,10 @@ struct Outcome {
     mem_mb: f64,
     mem_max_mb: f64,
     prepared: f64,
+    /// CPU time per iteration, µs: this process plus the server's
+    /// processes (0 when the server's processes cannot be read). Unlike
+    /// `per_sec`, hardly moved by other work on the machine.
+    cpu_us: f64,
     /// Of `mem_mb`: the prepared statements' plan contexts
     /// (`CachedPlanSource` / `CachedPlanQuery` / `CachedPlan`).
     plan_mb: f64,
@@ -238,7 +248,42 @@ struct Outcome {
     conns: usize,
 }
 
+/// CPU time of every child process of `postmaster` (the server's
+/// backends and helpers), from `/proc`; `None` when not readable.
+fn server_cpu(postmaster: u32) -> Option<Duration> {
+    let mut ns = 0u64;
+    for entry in std::fs::read_dir("/proc").ok()? {
+        let path = entry.ok()?.path();
+        let Ok(stat) = std::fs::read_to_string(path.join("stat")) else {
+            continue;
+        };
+        // `pid (comm) state ppid ...`: comm may hold spaces.
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<u32>().ok());
+        if ppid != Some(postmaster) {
+            continue;
+        }
+        if let Ok(sched) = std::fs::read_to_string(path.join("schedstat")) {
+            ns += sched
+                .split_whitespace()
+                .next()
+                .and_then(|n| n.parse::<u64>().ok())
+                .unwrap_or(0);
+        }
+    }
+    Some(Duration::from_nanos(ns))
+}
+
+/// Client plus server CPU time so far (`None` without both).
+fn total_cpu(postmaster: Option<u32>) -> Option<Duration> {
+    Some(process_cpu()? + server_cpu(postmaster?)?)
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn run_case(
+    postmaster: Option<u32>,
     target: &Target,
     dist: &Dist,
     pools: &[PgPool],
@@ -268,14 +313,21 @@ async fn run_case(
     tokio::time::sleep(warm).await;
     counting.store(true, Ordering::Relaxed);
     let started = Instant::now();
+    let cpu0 = total_cpu(postmaster);
     tokio::time::sleep(secs).await;
     counting.store(false, Ordering::Relaxed);
+    let cpu1 = total_cpu(postmaster);
     let elapsed = started.elapsed();
     stop.store(true, Ordering::Relaxed);
     for h in handles {
         h.await.expect("task");
     }
-    let per_sec = done.load(Ordering::Relaxed) as f64 / elapsed.as_secs_f64();
+    let iterations = done.load(Ordering::Relaxed) as f64;
+    let per_sec = iterations / elapsed.as_secs_f64();
+    let cpu_us = match (cpu0, cpu1) {
+        (Some(a), Some(b)) => (b - a).as_secs_f64() * 1e6 / iterations.max(1.0),
+        _ => 0.0,
+    };
     let (mut sum, mut max, mut prepared, mut n) = (0.0f64, 0.0f64, 0.0, 0usize);
     let (mut plans, mut catalog) = (0.0f64, 0.0f64);
     for pool in pools {
@@ -309,6 +361,7 @@ async fn run_case(
     let d = n.max(1) as f64;
     Outcome {
         per_sec,
+        cpu_us,
         mem_mb: sum / d,
         mem_max_mb: max,
         prepared: prepared / d,
@@ -361,6 +414,19 @@ async fn main() {
     .await
     .expect("connect");
     admin.create_schema().await.expect("schema");
+    // The server's postmaster (the parent of a backend) when it runs on
+    // this machine: its children's CPU time is measured too.
+    let backend: i32 = sqlx::query("SELECT pg_backend_pid()")
+        .fetch_one(admin.connection().get_postgres_connection_pool())
+        .await
+        .expect("backend pid")
+        .get(0);
+    let postmaster = std::fs::read_to_string(format!("/proc/{backend}/stat"))
+        .ok()
+        .and_then(|stat| {
+            let (_, rest) = stat.rsplit_once(')')?;
+            rest.split_whitespace().nth(1)?.parse::<u32>().ok()
+        });
     let tenants = Tenants::new(&admin)
         .expect("tenants")
         .register::<Order>()
@@ -502,7 +568,17 @@ async fn main() {
                 panic!("unknown variant {variant}");
             };
             let store = store.expect("store");
-            let o = run_case(&target, &dist, &pools_of(&store), tasks, warm, secs, sizes).await;
+            let o = run_case(
+                postmaster,
+                &target,
+                &dist,
+                &pools_of(&store),
+                tasks,
+                warm,
+                secs,
+                sizes,
+            )
+            .await;
             eprintln!(
                 "{variant_name:<22} {used:>6} {:<8} {:>9.0}/s {:>7.1} MB/conn (max {:.1}; plans {:.1}, catalog {:.1}) {:>6.0} stmts {} conns",
                 dist.name(),
@@ -605,13 +681,15 @@ async fn row_level_setup(
 
 fn print_table(out: &[(String, usize, &'static str, Outcome)]) {
     println!(
-        "{:<22} {:>7} {:<8} {:>10} {:>8} {:>8} {:>9} {:>9} {:>7} {:>7} {:>7}",
+        "{:<22} {:>7} {:<8} {:>10} {:>8} {:>8} {:>8} {:>8} {:>9} {:>9} {:>7} {:>7} {:>7}",
         "variant",
         "tenants",
         "dist",
         "iter/s",
         "vs 1t",
         "vs def1",
+        "cpu µs",
+        "cpu def1",
         "MB/conn",
         "vs 1t",
         "plansMB",
@@ -622,6 +700,13 @@ fn print_table(out: &[(String, usize, &'static str, Outcome)]) {
         .iter()
         .find(|(v, u, _, _)| v == "default" && *u == 1)
         .map(|o| o.3.per_sec);
+    // Default at 1 tenant's CPU per iteration over this case's: the
+    // throughput ratio a machine with nothing else running would show.
+    let def1_cpu = out
+        .iter()
+        .find(|(v, u, _, _)| v == "default" && *u == 1)
+        .map(|o| o.3.cpu_us)
+        .filter(|c| *c > 0.0);
     for (v, used, dist, o) in out {
         let one = out
             .iter()
@@ -629,13 +714,15 @@ fn print_table(out: &[(String, usize, &'static str, Outcome)]) {
             .map(|x| &x.3)
             .expect("1-tenant case");
         println!(
-            "{:<22} {:>7} {:<8} {:>10.0} {:>7.2}x {:>7} {:>9.1} {:>8.2}x {:>7.1} {:>7.1} {:>7.0}",
+            "{:<22} {:>7} {:<8} {:>10.0} {:>7.2}x {:>7} {:>8.0} {:>8} {:>9.1} {:>8.2}x {:>7.1} {:>7.1} {:>7.0}",
             v,
             used,
             dist,
             o.per_sec,
             o.per_sec / one.per_sec,
             def1.map_or("-".to_string(), |d| format!("{:.2}x", o.per_sec / d)),
+            o.cpu_us,
+            def1_cpu.map_or("-".to_string(), |d| format!("{:.2}x", d / o.cpu_us)),
             o.mem_mb,
             o.mem_mb / one.mem_mb,
             o.plan_mb,
