@@ -27,7 +27,19 @@
 //!   (what one round trip less would give); `raw_search_path+shards=K`;
 //! * `row-level`: one shared table, `for_tenant` (RLS as a non-superuser);
 //! * `shards=K:cache=N`: K groups, statement cache N;
-//! * `<variant>@life=S`: connections recycled after S seconds (`max_lifetime`).
+//! * `spill=K`, `spill=K:cache=N`: as `shards=K` with
+//!   `TenantRouting::Spill` (a call whose group has no free connection
+//!   goes to the next group that has one);
+//! * `<variant>@life=S`: connections recycled after S seconds (`max_lifetime`);
+//! * `<variant>@generic`: `plan_cache_mode=force_generic_plan` through the
+//!   URL (`?options=-c plan_cache_mode=force_generic_plan`): a statement
+//!   is planned once, not custom-planned on its first five executions.
+//!
+//! Besides throughput, each case reports the CPU time per iteration of
+//! this process plus the server's processes (when the server runs on this
+//! machine and `/proc` shows its processes): `cpu def1` is default-at-1-
+//! tenant's CPU per iteration over the case's, the throughput ratio a
+//! CPU-bound machine with nothing else running would show.
 //!
 //! After each case, every open connection of the case's pool(s) reports
 //! `pg_backend_memory_contexts` (its server process's memory) and its
@@ -41,10 +53,11 @@ use persistence_core::{Entity, Repository, TenantExt as _, TenantScoped};
 use persistence_postgres::sea_orm::ConnectionTrait as _;
 use persistence_postgres::sea_orm::sqlx::{self, AssertSqlSafe, PgPool, Row as _};
 use persistence_postgres::{
-    RelationalConfig, RelationalRepository, RelationalStore, TenantStatements, Tenants,
+    RelationalConfig, RelationalRepository, RelationalStore, TenantRouting, TenantStatements,
+    Tenants,
 };
 use persistence_postgres::{TenantId, sea_orm::DatabaseConnection};
-use persistence_testing::bench::env;
+use persistence_testing::bench::{env, process_cpu};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Entity)]
@@ -221,10 +234,56 @@ struct Outcome {
     mem_mb: f64,
     mem_max_mb: f64,
     prepared: f64,
+    /// CPU time per iteration, µs: this process plus the server's
+    /// processes (0 when the server's processes cannot be read). Unlike
+    /// `per_sec`, hardly moved by other work on the machine.
+    cpu_us: f64,
+    /// Of `mem_mb`: the prepared statements' plan contexts
+    /// (`CachedPlanSource` / `CachedPlanQuery` / `CachedPlan`).
+    plan_mb: f64,
+    /// Of `mem_mb`: the catalog caches (`CacheMemoryContext` itself, where
+    /// relcache and syscache entries live, and its other children such as
+    /// `index info`).
+    catalog_mb: f64,
     conns: usize,
 }
 
+/// CPU time of every child process of `postmaster` (the server's
+/// backends and helpers), from `/proc`; `None` when not readable.
+fn server_cpu(postmaster: u32) -> Option<Duration> {
+    let mut ns = 0u64;
+    for entry in std::fs::read_dir("/proc").ok()? {
+        let path = entry.ok()?.path();
+        let Ok(stat) = std::fs::read_to_string(path.join("stat")) else {
+            continue;
+        };
+        // `pid (comm) state ppid ...`: comm may hold spaces.
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<u32>().ok());
+        if ppid != Some(postmaster) {
+            continue;
+        }
+        if let Ok(sched) = std::fs::read_to_string(path.join("schedstat")) {
+            ns += sched
+                .split_whitespace()
+                .next()
+                .and_then(|n| n.parse::<u64>().ok())
+                .unwrap_or(0);
+        }
+    }
+    Some(Duration::from_nanos(ns))
+}
+
+/// Client plus server CPU time so far (`None` without both).
+fn total_cpu(postmaster: Option<u32>) -> Option<Duration> {
+    Some(process_cpu()? + server_cpu(postmaster?)?)
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn run_case(
+    postmaster: Option<u32>,
     target: &Target,
     dist: &Dist,
     pools: &[PgPool],
@@ -254,15 +313,23 @@ async fn run_case(
     tokio::time::sleep(warm).await;
     counting.store(true, Ordering::Relaxed);
     let started = Instant::now();
+    let cpu0 = total_cpu(postmaster);
     tokio::time::sleep(secs).await;
     counting.store(false, Ordering::Relaxed);
+    let cpu1 = total_cpu(postmaster);
     let elapsed = started.elapsed();
     stop.store(true, Ordering::Relaxed);
     for h in handles {
         h.await.expect("task");
     }
-    let per_sec = done.load(Ordering::Relaxed) as f64 / elapsed.as_secs_f64();
+    let iterations = done.load(Ordering::Relaxed) as f64;
+    let per_sec = iterations / elapsed.as_secs_f64();
+    let cpu_us = match (cpu0, cpu1) {
+        (Some(a), Some(b)) => (b - a).as_secs_f64() * 1e6 / iterations.max(1.0),
+        _ => 0.0,
+    };
     let (mut sum, mut max, mut prepared, mut n) = (0.0f64, 0.0f64, 0.0, 0usize);
+    let (mut plans, mut catalog) = (0.0f64, 0.0f64);
     for pool in pools {
         // Every open connection of the pool, held at once so each is asked.
         let mut held = Vec::new();
@@ -272,7 +339,12 @@ async fn run_case(
         for c in &mut held {
             let row = sqlx::query(
                 "SELECT (SELECT sum(total_bytes) FROM pg_backend_memory_contexts)::float8, \
-                 (SELECT count(*) FROM pg_prepared_statements)::float8",
+                 (SELECT count(*) FROM pg_prepared_statements)::float8, \
+                 (SELECT coalesce(sum(total_bytes), 0) FROM pg_backend_memory_contexts \
+                  WHERE name LIKE 'CachedPlan%')::float8, \
+                 (SELECT coalesce(sum(total_bytes), 0) FROM pg_backend_memory_contexts \
+                  WHERE name = 'CacheMemoryContext' OR (parent = 'CacheMemoryContext' \
+                  AND name NOT LIKE 'CachedPlan%'))::float8",
             )
             .fetch_one(&mut **c)
             .await
@@ -281,15 +353,20 @@ async fn run_case(
             sum += mb;
             max = max.max(mb);
             prepared += row.get::<f64, _>(1);
+            plans += row.get::<f64, _>(2) / 1_048_576.0;
+            catalog += row.get::<f64, _>(3) / 1_048_576.0;
             n += 1;
         }
     }
     let d = n.max(1) as f64;
     Outcome {
         per_sec,
+        cpu_us,
         mem_mb: sum / d,
         mem_max_mb: max,
         prepared: prepared / d,
+        plan_mb: plans / d,
+        catalog_mb: catalog / d,
         conns: n,
     }
 }
@@ -337,6 +414,19 @@ async fn main() {
     .await
     .expect("connect");
     admin.create_schema().await.expect("schema");
+    // The server's postmaster (the parent of a backend) when it runs on
+    // this machine: its children's CPU time is measured too.
+    let backend: i32 = sqlx::query("SELECT pg_backend_pid()")
+        .fetch_one(admin.connection().get_postgres_connection_pool())
+        .await
+        .expect("backend pid")
+        .get(0);
+    let postmaster = std::fs::read_to_string(format!("/proc/{backend}/stat"))
+        .ok()
+        .and_then(|stat| {
+            let (_, rest) = stat.rsplit_once(')')?;
+            rest.split_whitespace().nth(1)?.parse::<u32>().ok()
+        });
     let tenants = Tenants::new(&admin)
         .expect("tenants")
         .register::<Order>()
@@ -386,22 +476,44 @@ async fn main() {
                 .schema(schema.clone())
                 .max_connections(pool_size);
             // `<variant>@life=S`: connections recycled after S seconds.
-            let (base, life) = match variant_name.split_once("@life=") {
+            // `<variant>@generic`: the server plans prepared statements
+            // generically from their first execution (`plan_cache_mode`
+            // through the URL's `options`).
+            let (base, generic) = match variant_name.strip_suffix("@generic") {
+                Some(v) => (v, true),
+                None => (variant_name.as_str(), false),
+            };
+            if generic {
+                let sep = if url.contains('?') { '&' } else { '?' };
+                cfg.url = format!("{url}{sep}options=-c%20plan_cache_mode%3Dforce_generic_plan");
+            }
+            let (base, life) = match base.split_once("@life=") {
                 Some((v, s)) => (v, Some(s.parse::<u64>().expect("seconds"))),
-                None => (variant_name.as_str(), None),
+                None => (base, None),
             };
             cfg.max_lifetime = life.map(Duration::from_secs);
             let variant = base;
             // Per connection: its tenants x 4 statement shapes, with room
             // (`shards=K:cache=N` sets it).
-            let (target, store) = if let Some(k) = variant.strip_prefix("shards=") {
+            let groups = variant
+                .strip_prefix("shards=")
+                .map(|k| (k, TenantRouting::Home))
+                .or_else(|| {
+                    variant
+                        .strip_prefix("spill=")
+                        .map(|k| (k, TenantRouting::Spill))
+                });
+            let (target, store) = if let Some((k, routing)) = groups {
                 let (k, cache) = match k.split_once(":cache=") {
                     Some((k, c)) => (k, Some(c.parse::<usize>().expect("cache"))),
                     None => (k, None),
                 };
                 let k: u32 = k.parse().expect("shards");
                 let cache = cache.unwrap_or((used * 4 * 5 / 4 / k as usize).max(100));
-                cfg = cfg.tenant_shards(k).statement_cache_capacity(cache);
+                cfg = cfg
+                    .tenant_shards(k)
+                    .tenant_routing(routing)
+                    .statement_cache_capacity(cache);
                 let store = RelationalStore::connect(&cfg).await.expect("connect");
                 (repos_target(&store, &ids[..used]), Some(store))
             } else if let Some(c) = variant.strip_prefix("cache=") {
@@ -456,13 +568,25 @@ async fn main() {
                 panic!("unknown variant {variant}");
             };
             let store = store.expect("store");
-            let o = run_case(&target, &dist, &pools_of(&store), tasks, warm, secs, sizes).await;
+            let o = run_case(
+                postmaster,
+                &target,
+                &dist,
+                &pools_of(&store),
+                tasks,
+                warm,
+                secs,
+                sizes,
+            )
+            .await;
             eprintln!(
-                "{variant_name:<22} {used:>6} {:<8} {:>9.0}/s {:>7.1} MB/conn (max {:.1}) {:>6.0} stmts {} conns",
+                "{variant_name:<22} {used:>6} {:<8} {:>9.0}/s {:>7.1} MB/conn (max {:.1}; plans {:.1}, catalog {:.1}) {:>6.0} stmts {} conns",
                 dist.name(),
                 o.per_sec,
                 o.mem_mb,
                 o.mem_max_mb,
+                o.plan_mb,
+                o.catalog_mb,
                 o.prepared,
                 o.conns
             );
@@ -557,13 +681,32 @@ async fn row_level_setup(
 
 fn print_table(out: &[(String, usize, &'static str, Outcome)]) {
     println!(
-        "{:<22} {:>7} {:<8} {:>10} {:>8} {:>8} {:>9} {:>9} {:>7}",
-        "variant", "tenants", "dist", "iter/s", "vs 1t", "vs def1", "MB/conn", "vs 1t", "stmts"
+        "{:<22} {:>7} {:<8} {:>10} {:>8} {:>8} {:>8} {:>8} {:>9} {:>9} {:>7} {:>7} {:>7}",
+        "variant",
+        "tenants",
+        "dist",
+        "iter/s",
+        "vs 1t",
+        "vs def1",
+        "cpu µs",
+        "cpu def1",
+        "MB/conn",
+        "vs 1t",
+        "plansMB",
+        "catMB",
+        "stmts"
     );
     let def1 = out
         .iter()
         .find(|(v, u, _, _)| v == "default" && *u == 1)
         .map(|o| o.3.per_sec);
+    // Default at 1 tenant's CPU per iteration over this case's: the
+    // throughput ratio a machine with nothing else running would show.
+    let def1_cpu = out
+        .iter()
+        .find(|(v, u, _, _)| v == "default" && *u == 1)
+        .map(|o| o.3.cpu_us)
+        .filter(|c| *c > 0.0);
     for (v, used, dist, o) in out {
         let one = out
             .iter()
@@ -571,15 +714,19 @@ fn print_table(out: &[(String, usize, &'static str, Outcome)]) {
             .map(|x| &x.3)
             .expect("1-tenant case");
         println!(
-            "{:<22} {:>7} {:<8} {:>10.0} {:>7.2}x {:>7} {:>9.1} {:>8.2}x {:>7.0}",
+            "{:<22} {:>7} {:<8} {:>10.0} {:>7.2}x {:>7} {:>8.0} {:>8} {:>9.1} {:>8.2}x {:>7.1} {:>7.1} {:>7.0}",
             v,
             used,
             dist,
             o.per_sec,
             o.per_sec / one.per_sec,
             def1.map_or("-".to_string(), |d| format!("{:.2}x", o.per_sec / d)),
+            o.cpu_us,
+            def1_cpu.map_or("-".to_string(), |d| format!("{:.2}x", d / o.cpu_us)),
             o.mem_mb,
             o.mem_mb / one.mem_mb,
+            o.plan_mb,
+            o.catalog_mb,
             o.prepared
         );
     }

@@ -54,6 +54,12 @@ pub struct RelationalConfig {
     /// its statement and catalog caches stay bounded. `None` or `1`: one
     /// pool for all tenants.
     pub tenant_shards: Option<u32>,
+    /// How a tenant's calls choose among the `tenant_shards` groups
+    /// (default [`TenantRouting::Home`]: always the tenant's own group).
+    /// [`TenantRouting::Spill`] lets a tenant that alone fills its group
+    /// use the others, so one busy tenant can use the whole pool. Needs
+    /// `tenant_shards` of at least 2 (a `Config` error otherwise).
+    pub tenant_routing: TenantRouting,
     /// How the repositories of a tenant's store ([`crate::Tenants::store`])
     /// name their tables (default [`TenantStatements::Qualified`]).
     pub tenant_statements: TenantStatements,
@@ -98,6 +104,44 @@ impl TenantStatements {
             "search_path" => Ok(TenantStatements::SearchPath),
             other => Err(Error::config(format!(
                 "unknown tenant_statements `{other}` (qualified or search_path)"
+            ))),
+        }
+    }
+}
+
+/// How the calls of a tenant's store choose among the tenant-affine
+/// connection groups (`RelationalConfig::tenant_shards`; see the README,
+/// "Tenancy at scale"). Routing only picks a connection: a tenant's
+/// statements name its own schema whichever group runs them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum TenantRouting {
+    /// Every call on the tenant's home group (the one its name hashes to):
+    /// a connection serves only the tenants of its group, and a tenant
+    /// never uses more than its group's connections.
+    #[default]
+    Home,
+    /// The home group, unless the tenant already has more repository
+    /// calls in flight (waiting for a connection or running, in this
+    /// process) than a group has connections: then the group with the
+    /// fewest calls in flight. Load spread over many tenants stays home,
+    /// so a connection keeps serving about `tenants / tenant_shards` of
+    /// them; a single or a hot tenant, which would otherwise queue on its
+    /// group while others idle, spreads over the whole pool (its few
+    /// statements are then prepared on every connection it reaches).
+    /// Units of work, streams and bulk copies are routed the same way when
+    /// they start but are not counted while they run.
+    Spill,
+}
+
+impl TenantRouting {
+    /// Parse `home` or `spill`.
+    pub fn parse(s: &str) -> Result<TenantRouting> {
+        match s {
+            "home" => Ok(TenantRouting::Home),
+            "spill" => Ok(TenantRouting::Spill),
+            other => Err(Error::config(format!(
+                "unknown tenant_routing `{}` (home or spill)",
+                other.chars().take(32).collect::<String>()
             ))),
         }
     }
@@ -166,6 +210,7 @@ impl fmt::Debug for RelationalConfig {
             .field("max_lifetime", &self.max_lifetime)
             .field("statement_cache_capacity", &self.statement_cache_capacity)
             .field("tenant_shards", &self.tenant_shards)
+            .field("tenant_routing", &self.tenant_routing)
             .field("tenant_statements", &self.tenant_statements)
             .field("statement_timeout", &self.statement_timeout)
             .field("application_name", &self.application_name)
@@ -192,6 +237,7 @@ impl RelationalConfig {
             max_lifetime: None,
             statement_cache_capacity: None,
             tenant_shards: None,
+            tenant_routing: TenantRouting::Home,
             tenant_statements: TenantStatements::Qualified,
             statement_timeout: None,
             application_name: None,
@@ -243,6 +289,11 @@ impl RelationalConfig {
         self.tenant_shards = Some(n);
         self
     }
+    /// How tenant calls choose among the groups (see the field).
+    pub fn tenant_routing(mut self, r: TenantRouting) -> Self {
+        self.tenant_routing = r;
+        self
+    }
     /// How tenant stores name their tables (see the field).
     pub fn tenant_statements(mut self, t: TenantStatements) -> Self {
         self.tenant_statements = t;
@@ -279,6 +330,11 @@ impl RelationalConfig {
         if self.tenant_shards.unwrap_or(1) > 1 && self.is_sqlite() {
             return Err(Error::config(
                 "RelationalConfig.tenant_shards needs PostgreSQL (schema-per-tenant)",
+            ));
+        }
+        if self.tenant_routing != TenantRouting::Home && self.tenant_shards.unwrap_or(1) < 2 {
+            return Err(Error::config(
+                "RelationalConfig.tenant_routing `spill` needs tenant_shards of at least 2",
             ));
         }
         if self.tenant_statements != TenantStatements::Qualified && self.is_sqlite() {
@@ -421,6 +477,37 @@ mod tests {
         assert!(lite.clone().tenant_shards(1).validate().is_ok());
         let e = lite.tenant_shards(2).validate().expect_err("sqlite");
         assert_eq!(e.kind(), &persistence_core::ErrorKind::Config);
+    }
+
+    #[test]
+    fn tenant_routing_parses_and_needs_groups() {
+        assert_eq!(
+            TenantRouting::parse("spill").expect("parse"),
+            TenantRouting::Spill
+        );
+        assert_eq!(
+            TenantRouting::parse("home").expect("parse"),
+            TenantRouting::Home
+        );
+        let e = TenantRouting::parse("random").expect_err("unknown");
+        assert_eq!(e.kind(), &persistence_core::ErrorKind::Config);
+        assert!(e.to_string().contains("random"), "{e}");
+        let pg = RelationalConfig::new("postgres://h/db");
+        assert_eq!(pg.tenant_routing, TenantRouting::Home);
+        assert!(
+            pg.clone()
+                .tenant_shards(2)
+                .tenant_routing(TenantRouting::Spill)
+                .validate()
+                .is_ok()
+        );
+        for shards in [None, Some(1)] {
+            let mut c = pg.clone().tenant_routing(TenantRouting::Spill);
+            c.tenant_shards = shards;
+            let e = c.validate().expect_err("spill without groups");
+            assert_eq!(e.kind(), &persistence_core::ErrorKind::Config);
+            assert!(e.to_string().contains("tenant_routing"), "{e}");
+        }
     }
 
     #[test]

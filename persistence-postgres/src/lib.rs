@@ -185,7 +185,9 @@ pub mod transaction;
 mod vector;
 
 pub use bulk::{BulkOptions, CopyFormat};
-pub use config::{DEFAULT_URL, RelationalConfig, SslMode, TenantStatements, validate_schema_name};
+pub use config::{
+    DEFAULT_URL, RelationalConfig, SslMode, TenantRouting, TenantStatements, validate_schema_name,
+};
 pub use query::Dialect;
 pub use repository::{Params, RelationalRepository};
 pub use sea_orm;

@@ -359,7 +359,9 @@ macro_rules! on_conn {
                 $self.finish(tx, out, $op).await
             }
             None => {
-                let $c = $self.db();
+                // Held for the call: counts it in flight on its group.
+                let routed = $self.store.routed();
+                let $c: &DatabaseConnection = &routed;
                 $body
             }
         }

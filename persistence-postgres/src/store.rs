@@ -5,6 +5,7 @@
 //! `transaction.rs`; how statements reach the driver is in `store/conn.rs`.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use persistence_core::{Error, Result};
 use sea_orm::{DatabaseConnection, DbBackend};
@@ -18,13 +19,85 @@ pub(crate) mod conn;
 /// sqlx's pool size when `max_connections` is not set.
 const DEFAULT_MAX_CONNECTIONS: u32 = 10;
 
-/// The group of `schema` among `n` (FNV-1a: the same in every process).
-fn shard_of(schema: &str, n: usize) -> usize {
+/// FNV-1a of `schema`: the same in every process.
+fn fnv1a(schema: &str) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in schema.bytes() {
         h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
     }
-    (h % n as u64) as usize
+    h
+}
+
+/// The group of `schema` among `n`.
+fn shard_of(schema: &str, n: usize) -> usize {
+    (fnv1a(schema) % n as u64) as usize
+}
+
+/// Slots counting the calls in flight per tenant (`TenantRouting::Spill`),
+/// a tenant's slot chosen by its hash: tenants sharing a slot add up,
+/// which at worst lets them leave their group a little early.
+const TENANT_SLOTS: usize = 4096;
+
+/// Tenant-affine groups (`RelationalConfig::tenant_shards`) and, for
+/// `TenantRouting::Spill`, the calls in flight on each group and of each
+/// tenant (repository calls of `Spill` tenant stores, waiting for a
+/// connection or running, counted by [`Routed`]).
+#[derive(Default)]
+struct Groups {
+    /// The groups' pools (the first is the store's own pool).
+    pools: Vec<DatabaseConnection>,
+    /// Calls in flight per group.
+    loads: Vec<AtomicUsize>,
+    /// Calls in flight per tenant slot (`TENANT_SLOTS`).
+    tenants: Vec<AtomicUsize>,
+    /// Connections per group.
+    per_group: usize,
+}
+
+impl Groups {
+    /// `TenantRouting::Spill`: the tenant's `home` group while the tenant
+    /// (slot `tenant`) has at most as many calls in flight as a group has
+    /// connections; beyond that the group with the fewest calls in flight
+    /// (`home` on a tie). Load spread over many tenants thus stays home,
+    /// and only a tenant that alone fills its group, a single or a hot
+    /// one, spreads over the others.
+    fn route(&self, home: usize, tenant: usize) -> usize {
+        if self.tenants[tenant].load(Ordering::Relaxed) <= self.per_group {
+            return home;
+        }
+        let mut best = (self.loads[home].load(Ordering::Relaxed), home);
+        for (g, load) in self.loads.iter().enumerate() {
+            let l = load.load(Ordering::Relaxed);
+            if l < best.0 {
+                best = (l, g);
+            }
+        }
+        best.1
+    }
+}
+
+/// The pool a repository call runs on; for a `Spill` tenant store it
+/// counts as in flight on its group until dropped.
+pub(crate) struct Routed<'a> {
+    db: &'a DatabaseConnection,
+    /// The group's and the tenant's counters.
+    load: Option<(&'a AtomicUsize, &'a AtomicUsize)>,
+}
+
+impl std::ops::Deref for Routed<'_> {
+    type Target = DatabaseConnection;
+    fn deref(&self) -> &DatabaseConnection {
+        self.db
+    }
+}
+
+impl Drop for Routed<'_> {
+    fn drop(&mut self) {
+        if let Some((group, tenant)) = self.load {
+            group.fetch_sub(1, Ordering::Relaxed);
+            tenant.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
 }
 
 struct StoreInner {
@@ -43,7 +116,12 @@ struct StoreInner {
     /// Tenant-affine connection groups (`RelationalConfig::tenant_shards`):
     /// empty, or the pools a schema of `with_schema` is routed to (the
     /// first is this store's own pool); shared like `leaks`.
-    shards: Arc<Vec<DatabaseConnection>>,
+    shards: Arc<Groups>,
+    /// `RelationalConfig::tenant_routing`, handed to derived stores.
+    routing: crate::TenantRouting,
+    /// A tenant store under `TenantRouting::Spill`: its home group and
+    /// its slot in `Groups::tenants` (see [`Groups::route`]).
+    spill_from: Option<(usize, usize)>,
     /// `RelationalConfig::tenant_statements`, handed to derived stores.
     statements: crate::TenantStatements,
     /// A tenant store (`with_schema`) under `TenantStatements::SearchPath`:
@@ -92,7 +170,12 @@ impl RelationalStore {
         }
         let mut store = Self::from_connection(first, config.schema.clone())?;
         if let Some(inner) = Arc::get_mut(&mut store.inner) {
-            inner.shards = Arc::new(shards);
+            inner.shards = Arc::new(Groups {
+                loads: shards.iter().map(|_| AtomicUsize::new(0)).collect(),
+                tenants: (0..TENANT_SLOTS).map(|_| AtomicUsize::new(0)).collect(),
+                pools: shards,
+                per_group: per as usize,
+            });
         }
         Self::finish_connect(store, config).await
     }
@@ -115,6 +198,7 @@ impl RelationalStore {
     ) -> Result<RelationalStore> {
         if let Some(inner) = Arc::get_mut(&mut store.inner) {
             inner.statements = config.tenant_statements;
+            inner.routing = config.tenant_routing;
         }
         // A lazy pool touches no server here: the lookup then happens at
         // the first `ensure_schema` / `find_nearest` of a vector entity.
@@ -154,6 +238,8 @@ impl RelationalStore {
                 facts: Arc::default(),
                 vector: Arc::default(),
                 shards: Arc::default(),
+                routing: crate::TenantRouting::Home,
+                spill_from: None,
                 statements: crate::TenantStatements::Qualified,
                 search_path: false,
             }),
@@ -163,10 +249,14 @@ impl RelationalStore {
     /// The same pool with tables in another (validated) PostgreSQL schema;
     /// with tenant-affine groups, the group `schema` hashes to.
     pub(crate) fn with_schema(&self, schema: &str) -> RelationalStore {
-        let db = match self.tenant_shard(schema) {
+        let home = self.tenant_shard(schema);
+        let db = match home {
             None => &self.inner.db,
-            Some(i) => &self.inner.shards[i],
+            Some(i) => &self.inner.shards.pools[i],
         };
+        let spill_from = home
+            .filter(|_| self.inner.routing == crate::TenantRouting::Spill)
+            .map(|h| (h, (fnv1a(schema) % TENANT_SLOTS as u64) as usize));
         RelationalStore {
             inner: Arc::new(StoreInner {
                 db: db.clone(),
@@ -177,6 +267,8 @@ impl RelationalStore {
                 facts: self.inner.facts.clone(),
                 vector: self.inner.vector.clone(),
                 shards: self.inner.shards.clone(),
+                routing: self.inner.routing,
+                spill_from,
                 statements: self.inner.statements,
                 search_path: self.inner.statements == crate::TenantStatements::SearchPath,
             }),
@@ -202,7 +294,7 @@ impl RelationalStore {
     /// The index in [`tenant_shards`](RelationalStore::tenant_shards) of
     /// the group the stores of `schema` use (`None` without groups).
     pub fn tenant_shard(&self, schema: &str) -> Option<usize> {
-        match self.inner.shards.len() {
+        match self.inner.shards.pools.len() {
             0 => None,
             n => Some(shard_of(schema, n)),
         }
@@ -211,7 +303,7 @@ impl RelationalStore {
     /// The tenant-affine connection groups (`RelationalConfig::tenant_shards`),
     /// empty without them; the first is the store's own pool.
     pub fn tenant_shards(&self) -> &[DatabaseConnection] {
-        &self.inner.shards
+        &self.inner.shards.pools
     }
 
     /// The schema of the pgvector `vector` extension when the store has
@@ -236,9 +328,42 @@ impl RelationalStore {
         Ok(self.vector_schema())
     }
 
-    /// The sea-orm connection (pool).
+    /// The sea-orm connection (pool). For a tenant's store under
+    /// `TenantRouting::Spill`, the group a repository call made now would
+    /// be routed to: its home group unless the tenant already has more
+    /// calls in flight than a group has connections.
     pub fn connection(&self) -> &DatabaseConnection {
-        &self.inner.db
+        match self.inner.spill_from {
+            Some((home, tenant)) => &self.inner.shards.pools[self.inner.shards.route(home, tenant)],
+            None => &self.inner.db,
+        }
+    }
+
+    /// The pool for one repository call, counted in flight on its group
+    /// until dropped (`TenantRouting::Spill`; otherwise `connection()`).
+    pub(crate) fn routed(&self) -> Routed<'_> {
+        match self.inner.spill_from {
+            Some((home, tenant)) => {
+                let groups = &*self.inner.shards;
+                let g = groups.route(home, tenant);
+                let (group, tenant) = (&groups.loads[g], &groups.tenants[tenant]);
+                group.fetch_add(1, Ordering::Relaxed);
+                tenant.fetch_add(1, Ordering::Relaxed);
+                Routed {
+                    db: &groups.pools[g],
+                    load: Some((group, tenant)),
+                }
+            }
+            None => Routed {
+                db: &self.inner.db,
+                load: None,
+            },
+        }
+    }
+
+    /// How tenant stores derived from this one choose among the groups.
+    pub fn tenant_routing(&self) -> crate::TenantRouting {
+        self.inner.routing
     }
 
     /// Report transactions of this store (and of stores derived from it)
@@ -317,7 +442,7 @@ impl RelationalStore {
         match self.dialect() {
             #[cfg(feature = "postgres")]
             Dialect::Postgres => {
-                for db in self.inner.shards.iter() {
+                for db in self.inner.shards.pools.iter() {
                     db.get_postgres_connection_pool().close().await;
                 }
                 self.inner.db.get_postgres_connection_pool().close().await

@@ -10,7 +10,7 @@ use futures_util::StreamExt as _;
 use persistence_core::{Entity, ErrorKind, Filter, Query, Repository};
 use persistence_postgres::sea_orm::DatabaseConnection;
 use persistence_postgres::sea_orm::sqlx::{self, Row as _};
-use persistence_postgres::{RelationalStore, TenantId, TenantStatements, Tenants};
+use persistence_postgres::{RelationalStore, TenantId, TenantRouting, TenantStatements, Tenants};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Entity)]
@@ -205,6 +205,167 @@ async fn one_group_is_the_plain_pool_and_a_zero_is_refused() {
         .await
         .expect_err("zero groups");
     assert_eq!(e.kind(), &ErrorKind::Config);
+}
+
+/// Which of `groups` `db` is a handle of (each group's pool has its own
+/// connect options).
+fn group_of(groups: &[DatabaseConnection], db: &DatabaseConnection) -> usize {
+    let options = db.get_postgres_connection_pool().connect_options();
+    groups
+        .iter()
+        .position(|g| {
+            std::sync::Arc::ptr_eq(
+                &g.get_postgres_connection_pool().connect_options(),
+                &options,
+            )
+        })
+        .expect("one of the store's groups")
+}
+
+/// Poll (bounded) until `ok` holds.
+async fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
+    for _ in 0..2_000 {
+        if ok() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    panic!("gave up waiting: {what}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spill_routing_moves_only_a_tenant_that_fills_its_group() {
+    let Some(control) = persistence_testing::TestPostgres::schema().await else {
+        return;
+    };
+    let sfx = suffix();
+    // 2 groups of one connection each.
+    let cfg = control
+        .config()
+        .max_connections(2)
+        .tenant_shards(2)
+        .tenant_routing(TenantRouting::Spill);
+    let store = RelationalStore::connect(&cfg).await.expect("connect");
+    assert_eq!(store.tenant_routing(), TenantRouting::Spill);
+    let tenants = Tenants::new(&store).expect("tenants").register::<Note>();
+    let (a, b) = (
+        TenantId::new(format!("p{sfx}_a")).expect("valid id"),
+        TenantId::new(format!("p{sfx}_b")).expect("valid id"),
+    );
+    tenants.provision(&a).await.expect("provision a");
+    tenants.provision(&b).await.expect("provision b");
+    // Holds an advisory lock the tenant's calls then wait for.
+    let locker = RelationalStore::connect(&control.config().max_connections(1))
+        .await
+        .expect("connect locker");
+    let lock = 7_000_000 + i64::from(std::process::id() % 1_000_000);
+
+    let outcome = tokio::spawn({
+        let (tenants, store, a, b) = (tenants.clone(), store.clone(), a.clone(), b.clone());
+        let locker = locker.clone();
+        async move {
+            let groups = store.tenant_shards();
+            let home = store.tenant_shard(a.as_str()).expect("a group");
+            let other = 1 - home;
+            let own = |id: i64| Note {
+                id,
+                owner: a.to_string(),
+                body: "spilled".into(),
+            };
+            let notes = tenants.repository::<Note>(&a);
+            notes.insert(&own(1)).await.expect("insert at home");
+            assert_eq!(group_of(groups, tenants.store(&a).connection()), home);
+
+            let mut held = locker
+                .connection()
+                .get_postgres_connection_pool()
+                .acquire()
+                .await
+                .expect("locker connection");
+            sqlx::query("SELECT pg_advisory_lock($1)")
+                .bind(lock)
+                .execute(&mut *held)
+                .await
+                .expect("lock");
+            let blocked = |notes: persistence_postgres::RelationalRepository<Note>| {
+                tokio::spawn(async move {
+                    notes
+                        .execute(&format!("SELECT pg_advisory_xact_lock({lock})"), ())
+                        .await
+                        .expect("blocked call")
+                })
+            };
+            // One call of the tenant in flight (it holds the home group's
+            // only connection, waiting for the lock): the tenant stays home.
+            let first = blocked(notes.clone());
+            let mut waiting = 0i64;
+            for _ in 0..2_000 {
+                let row = sqlx::query(
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' \
+                     AND NOT granted AND classid = 0 AND objid::int8 = $1",
+                )
+                .bind(lock)
+                .fetch_one(&mut *held)
+                .await
+                .expect("pg_locks");
+                waiting = row.get(0);
+                if waiting > 0 {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+            assert_eq!(waiting, 1, "the first call waits for the lock");
+            assert_eq!(group_of(groups, tenants.store(&a).connection()), home);
+            // A second one (queued for the busy home connection): the
+            // tenant now alone fills its group, so its next call goes to
+            // the other group, and it completes while home is blocked,
+            // still in the tenant's schema only.
+            let second = blocked(notes.clone());
+            wait_for("the second call is counted", || {
+                group_of(groups, tenants.store(&a).connection()) == other
+            })
+            .await;
+            notes.insert(&own(2)).await.expect("insert spilled");
+            assert_eq!(notes.get(&2).await.expect("get"), Some(own(2)));
+            assert_eq!(groups[other].get_postgres_connection_pool().size(), 1);
+
+            sqlx::query("SELECT pg_advisory_unlock($1)")
+                .bind(lock)
+                .execute(&mut *held)
+                .await
+                .expect("unlock");
+            drop(held);
+            first.await.expect("first call");
+            second.await.expect("second call");
+            // Nothing in flight: home again; the other tenant saw nothing.
+            assert_eq!(group_of(groups, tenants.store(&a).connection()), home);
+            assert_eq!(notes.count(&Filter::all()).await.expect("count a"), 2);
+            let foreign = tenants.repository::<Note>(&b);
+            assert_eq!(foreign.count(&Filter::all()).await.expect("count b"), 0);
+
+            // Under `Home` routing (the default) a tenant never leaves its
+            // group, however many of its calls are in flight.
+            let plain = RelationalStore::connect(&cfg.clone().tenant_routing(TenantRouting::Home))
+                .await
+                .expect("connect home routing");
+            let plain_tenants = Tenants::new(&plain).expect("tenants").register::<Note>();
+            assert_eq!(
+                group_of(plain.tenant_shards(), plain_tenants.store(&a).connection()),
+                home
+            );
+            plain.close().await;
+        }
+    })
+    .await;
+    locker.close().await;
+    for t in [&a, &b] {
+        tenants.drop_tenant(t).await.expect("cleanup tenant");
+    }
+    store.drop_schema().await.expect("drop control schema");
+    store.close().await;
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e.into_panic());
+    }
 }
 
 /// Prepared statements on the one connection of `db` (counted by an

@@ -350,6 +350,12 @@ pub(crate) fn relational_config(
     rc.max_lifetime = pool.max_lifetime;
     rc.statement_cache_capacity = pool.statement_cache_capacity;
     rc.tenant_shards = pool.tenant_shards;
+    if let Some(r) = pool.tenant_routing {
+        rc.tenant_routing = match r {
+            crate::config::TenantRoutingConfig::Home => persistence_postgres::TenantRouting::Home,
+            crate::config::TenantRoutingConfig::Spill => persistence_postgres::TenantRouting::Spill,
+        };
+    }
     if let Some(t) = pool.tenant_statements {
         rc.tenant_statements = match t {
             crate::config::TenantStatementsConfig::Qualified => {
@@ -375,6 +381,7 @@ mod tests {
             max_connections: Some(16),
             statement_cache_capacity: Some(500),
             tenant_shards: Some(8),
+            tenant_routing: Some(crate::config::TenantRoutingConfig::Spill),
             tenant_statements: Some(crate::config::TenantStatementsConfig::SearchPath),
             ..PoolConfig::default()
         };
@@ -383,10 +390,18 @@ mod tests {
         assert_eq!(rc.statement_cache_capacity, Some(500));
         assert_eq!(rc.tenant_shards, Some(8));
         assert_eq!(
+            rc.tenant_routing,
+            persistence_postgres::TenantRouting::Spill
+        );
+        assert_eq!(
             rc.tenant_statements,
             persistence_postgres::TenantStatements::SearchPath
         );
         let plain = relational_config("postgres://h/db".into(), None, &PoolConfig::default());
+        assert_eq!(
+            plain.tenant_routing,
+            persistence_postgres::TenantRouting::Home
+        );
         assert_eq!(
             plain.tenant_statements,
             persistence_postgres::TenantStatements::Qualified

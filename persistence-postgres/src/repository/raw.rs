@@ -297,12 +297,14 @@ impl<E: Entity> RelationalRepository<E> {
         sql: &str,
         params: impl Into<Params>,
     ) -> Result<Vec<T>> {
-        self.query_as_on(self.db(), sql, params.into()).await
+        self.query_as_on(&*self.store.routed(), sql, params.into())
+            .await
     }
 
     /// Execute a statement of your own with bound parameters (see
     /// [`Params`]); returns the number of rows it affected.
     pub async fn execute(&self, sql: &str, params: impl Into<Params>) -> Result<u64> {
-        self.execute_on(self.db(), sql, params.into()).await
+        self.execute_on(&*self.store.routed(), sql, params.into())
+            .await
     }
 }

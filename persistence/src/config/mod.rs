@@ -153,6 +153,18 @@ pub enum TenantStatementsConfig {
     SearchPath,
 }
 
+/// `pool.tenant_routing`: how a tenant's calls choose among the
+/// `tenant_shards` groups (PostgreSQL).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TenantRoutingConfig {
+    /// Always the tenant's own group (default).
+    Home,
+    /// The own group, unless the tenant alone has more calls in flight
+    /// than a group has connections: then the least busy group.
+    Spill,
+}
+
 /// Connection pool settings (all optional: the backend's defaults apply).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -181,6 +193,12 @@ pub struct PoolConfig {
     /// connections and each tenant uses the group its name hashes to, so a
     /// connection's statement and catalog caches stay bounded (default 1).
     pub tenant_shards: Option<u32>,
+    /// With `tenant_shards`: `home` (default, a tenant only ever uses its
+    /// group) or `spill` (a tenant that alone fills its group sends further
+    /// calls to the least busy group, so a single or hot tenant can use the
+    /// whole pool; needs `tenant_shards` of at least 2). See the README,
+    /// "Tenancy at scale".
+    pub tenant_routing: Option<TenantRoutingConfig>,
     /// How a tenant's repositories name their tables on PostgreSQL:
     /// `qualified` (default, `"acme"."orders"`) or `search_path` (bare
     /// names in a transaction with `SET LOCAL search_path`: one statement
