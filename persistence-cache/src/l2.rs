@@ -86,6 +86,47 @@ if ARGV[9] then redis.call('PUBLISH', ARGV[9], ARGV[10]) end
 return through
 ";
 
+/// Write-through of a versioned entity (one round trip, no registration;
+/// see `crate::repository::through`), after the write of entry `KEYS[5]`
+/// returned the row at version `ARGV[1]`. `KEYS[1]` is the entry's
+/// *version mark*: the highest version a write of it has ended with, or
+/// `x` once an invalidation that is not such a write touched it (lifetime
+/// `ARGV[5]`, refreshed by each numeric mark). When the mark is already as
+/// high, a newer write ended first and the entry is left alone. Otherwise
+/// the mark rises, and the row (`ARGV[3]`, stamped with the epoch
+/// `ARGV[2]` this instance knew before the write began) is stored when it
+/// was asked for, the mark is not `x`, no write of unknown keys is in
+/// flight (the type hash `KEYS[2]` holds no writer) and the epoch `KEYS[4]`
+/// is still `ARGV[2]`; else the entry is deleted. Then, as any write, the
+/// gen token is replaced (`ARGV[6]`, lifetime `ARGV[7]`) and the backplane
+/// message (`ARGV[8]` channel, `ARGV[9]` message) published. Answers
+/// `{stored (1/0), epoch token now}`.
+const WRITE_END_VERSIONED: &str = r"
+local through = 0
+local h = redis.call('GET', KEYS[1])
+local hn = h and tonumber(h)
+local v = tonumber(ARGV[1])
+if not (hn and hn >= v) then
+  local poisoned = h and not hn
+  if not poisoned then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[5]) end
+  if ARGV[3] ~= '' and not poisoned and redis.call('HLEN', KEYS[2]) <= 1
+     and redis.call('GET', KEYS[4]) == ARGV[2] then
+    redis.call('SET', KEYS[5], ARGV[3], 'PX', ARGV[4])
+    through = 1
+  else
+    redis.call('DEL', KEYS[5])
+  end
+end
+redis.call('SET', KEYS[3], ARGV[6], 'PX', ARGV[7])
+if ARGV[8] then redis.call('PUBLISH', ARGV[8], ARGV[9]) end
+return {through, redis.call('GET', KEYS[4]) or ''}
+";
+
+/// The version mark of an entry key (see [`WRITE_END_VERSIONED`]).
+pub(crate) fn version_key(key: &str) -> String {
+    format!("{key}:!v")
+}
+
 /// Lifetime of an in-flight hash (see `crate::repository::through`): far
 /// longer than any write should take; a writer slower than half of it
 /// never writes through.
@@ -145,6 +186,7 @@ pub(crate) struct L2 {
     set_if_gen: Script,
     write_begin: Script,
     write_end: Script,
+    write_end_versioned: Script,
     /// False after the last operation failed, true after one succeeded.
     up: AtomicBool,
 }
@@ -170,6 +212,7 @@ impl L2 {
             set_if_gen: Script::new(SET_IF_GEN),
             write_begin: Script::new(WRITE_BEGIN),
             write_end: Script::new(WRITE_END),
+            write_end_versioned: Script::new(WRITE_END_VERSIONED),
             up: AtomicBool::new(true),
         }
     }
@@ -425,6 +468,60 @@ impl L2 {
         Ok(through == 1)
     }
 
+    /// After the write of `key` (a versioned entity) returned its row at
+    /// `version`, without registering first (see [`WRITE_END_VERSIONED`]):
+    /// store `stored` (its bytes and lifetime, stamped with `epoch`, the
+    /// token this instance knew before the write began) when the rule
+    /// allows, else delete the entry or leave a newer one; replace the gen
+    /// token and publish. Answers whether the row was stored and the
+    /// epoch token now (None: none).
+    pub(crate) async fn write_end_versioned(
+        &self,
+        key: &str,
+        type_hash: &str,
+        (gen_key, epoch_key): (&str, &str),
+        (version, epoch): (i64, u64),
+        stored: Option<(&[u8], Duration)>,
+        publish: Option<(&str, String)>,
+    ) -> Result<(bool, Option<u64>)> {
+        let mark = version_key(key);
+        let mut inv = self.write_end_versioned.prepare_invoke();
+        inv.key(mark.as_str())
+            .key(type_hash)
+            .key(gen_key)
+            .key(epoch_key)
+            .key(key)
+            .arg(version)
+            .arg(epoch.to_string());
+        match stored {
+            Some((bytes, ttl)) => {
+                let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+                inv.arg(bytes).arg(ms);
+            }
+            None => {
+                inv.arg("").arg(1);
+            }
+        }
+        inv.arg(IN_FLIGHT_TTL.as_millis().to_string())
+            .arg(fastrand::u64(..).to_string())
+            .arg(TOKEN_TTL_MS);
+        let (inline, after) = if self.is_cluster() {
+            (None, publish)
+        } else {
+            (publish, None)
+        };
+        if let Some((channel, msg)) = &inline {
+            inv.arg(*channel).arg(msg.as_str());
+        }
+        let (through, now): (i64, Vec<u8>) = self
+            .with_conn(|mut c| async move { inv.invoke_async(&mut c).await })
+            .await?;
+        if let Some((channel, msg)) = after {
+            self.publish(channel, msg).await?;
+        }
+        Ok((through == 1, token(Some(now))))
+    }
+
     /// After a write: replace the gen token (and the epoch when `all`), then
     /// delete `keys`, and publish the backplane message (in the same
     /// pipeline on one server; after it on a cluster).
@@ -465,6 +562,13 @@ impl L2 {
                     .ignore()
                     .cmd("PEXPIRE")
                     .arg(&w)
+                    .arg(&ttl)
+                    .ignore()
+                    // Nor one of a versioned entity (see `WRITE_END_VERSIONED`).
+                    .cmd("SET")
+                    .arg(version_key(k))
+                    .arg("x")
+                    .arg("PX")
                     .arg(&ttl)
                     .ignore();
             }

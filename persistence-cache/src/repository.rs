@@ -101,6 +101,10 @@ pub(crate) struct Inner<E: Entity, R> {
     l2_warned: AtomicBool,
     #[cfg(feature = "redis")]
     recovering: AtomicBool,
+    /// The last epoch token Redis answered with (0: none yet); see
+    /// `through` (versioned entities).
+    #[cfg(feature = "redis")]
+    seen_epoch: AtomicU64,
 }
 
 /// A repository with a read-through cache in front of it; itself a
@@ -375,6 +379,8 @@ impl<E: Entity, R: Repository<E> + 'static> Inner<E, R> {
             l2_warned: AtomicBool::new(false),
             #[cfg(feature = "redis")]
             recovering: AtomicBool::new(false),
+            #[cfg(feature = "redis")]
+            seen_epoch: AtomicU64::new(0),
         }
     }
 
@@ -559,7 +565,7 @@ impl<E: Entity, R: Repository<E> + 'static> Repository<E> for CachedRepository<E
         // Registered as a write of unknown keys (see `through`).
         let reg = self
             .inner
-            .begin_write(&Target::All, self.writes_through())
+            .begin_write(&Target::All, self.writes_through(), false)
             .await;
         let out = self.inner.repo.find_one_and_delete(query).await;
         // The id is known only afterwards: the popped one, or (after a

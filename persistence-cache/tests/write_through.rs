@@ -9,6 +9,10 @@
 //! before and after they land, so writers of one key overlap and answer
 //! out of order. A read that starts after a write returning `n` was
 //! acknowledged must return at least `n`.
+//!
+//! Both rules of `through` run: `Item` has a version field (one round trip
+//! per write, ordered by the row's version), `Plain` has none (the writer
+//! registers in Redis before its write).
 mod common;
 
 use std::sync::Arc;
@@ -18,7 +22,48 @@ use std::time::{Duration, Instant};
 use common::{Item, Levels, Probe, item};
 use persistence_cache::{CacheLayer, CachedRepository};
 use persistence_core::layer::{Around, BoxFuture, Call, Layered, Op};
-use persistence_core::{Guard, MemoryRepository, Repository, Result, Update};
+use persistence_core::{Entity, Guard, MemoryRepository, Repository, Result, Update};
+use serde::{Deserialize, Serialize};
+
+/// `Item` without a version field: write-through registers first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Entity)]
+#[entity(name = "cache_plain_items")]
+struct Plain {
+    #[entity(id)]
+    id: i64,
+    n: i64,
+}
+
+/// What the hammer needs of an entity: a counter `n`, incremented by a patch.
+trait Counter: Entity<Id = i64> + Clone {
+    fn seed(id: i64) -> Self;
+    fn n(&self) -> i64;
+    fn inc() -> Update<Self>;
+}
+
+impl Counter for Item {
+    fn seed(id: i64) -> Self {
+        item(id, "hot", 0)
+    }
+    fn n(&self) -> i64 {
+        self.n
+    }
+    fn inc() -> Update<Self> {
+        Update::new().inc(Item::N, 1)
+    }
+}
+
+impl Counter for Plain {
+    fn seed(id: i64) -> Self {
+        Plain { id, n: 0 }
+    }
+    fn n(&self) -> i64 {
+        self.n
+    }
+    fn inc() -> Update<Self> {
+        Update::new().inc(Plain::N, 1)
+    }
+}
 
 /// Delays every write by up to `max_us` before and after it lands.
 #[derive(Debug, Clone)]
@@ -55,13 +100,13 @@ fn acked() -> Arc<Vec<AtomicI64>> {
 
 /// `writers` + `readers` tasks per repository for `run`, over keys
 /// `0..KEYS`: returns (writes, reads, stale reads).
-async fn hammer<R>(
-    repos: &[CachedRepository<Item, R>],
+async fn hammer<E: Counter, R>(
+    repos: &[CachedRepository<E, R>],
     (writers, readers): (usize, usize),
     run: Duration,
 ) -> (u64, u64, u64)
 where
-    R: Repository<Item> + Send + Sync + 'static,
+    R: Repository<E> + Send + Sync + 'static,
 {
     let acked = acked();
     let (writes, reads, stale) = (
@@ -77,10 +122,9 @@ where
             tasks.push(tokio::spawn(async move {
                 while Instant::now() < deadline {
                     let id = fastrand::i64(0..KEYS);
-                    let update = Update::<Item>::new().inc(Item::N, 1);
-                    let stored = repo.patch(&id, &update, &Guard::none()).await;
+                    let stored = repo.patch(&id, &E::inc(), &Guard::none()).await;
                     let stored = stored.expect("patch");
-                    acked[id as usize].fetch_max(stored.n, Ordering::SeqCst);
+                    acked[id as usize].fetch_max(stored.n(), Ordering::SeqCst);
                     writes.fetch_add(1, Ordering::Relaxed);
                 }
             }));
@@ -92,7 +136,7 @@ where
                 while Instant::now() < deadline {
                     let id = fastrand::i64(0..KEYS);
                     let floor = acked[id as usize].load(Ordering::SeqCst);
-                    let got = repo.get(&id).await.expect("get").expect("row").n;
+                    let got = repo.get(&id).await.expect("get").expect("row").n();
                     if got < floor {
                         stale.fetch_add(1, Ordering::Relaxed);
                         eprintln!("stale read of {id}: {got} after {floor} was acknowledged");
@@ -113,24 +157,24 @@ where
     )
 }
 
-async fn seeded() -> Layered<MemoryRepository<Item>, Jitter> {
-    let mem = MemoryRepository::<Item>::new();
+async fn seeded<E: Counter>() -> Layered<MemoryRepository<E>, Jitter> {
+    let mem = MemoryRepository::<E>::new();
     for id in 0..KEYS {
-        mem.insert(&item(id, "hot", 0)).await.expect("seed");
+        mem.insert(&E::seed(id)).await.expect("seed");
     }
     Layered::new(mem, Jitter { max_us: 300 })
 }
 
 /// Every instance agrees with the source on every key (polled: other
 /// instances' L1 learn of writes over the backplane).
-async fn converged<R: Repository<Item> + 'static>(
-    repos: &[CachedRepository<Item, R>],
-    source: &impl Repository<Item>,
+async fn converged<E: Counter, R: Repository<E> + 'static>(
+    repos: &[CachedRepository<E, R>],
+    source: &impl Repository<E>,
 ) {
     for id in 0..KEYS {
-        let want = source.get(&id).await.expect("source").expect("row").n;
+        let want = source.get(&id).await.expect("source").expect("row").n();
         for r in repos {
-            common::until(async || r.get(&id).await.expect("get").expect("row").n == want).await;
+            common::until(async || r.get(&id).await.expect("get").expect("row").n() == want).await;
         }
     }
 }
@@ -139,14 +183,16 @@ async fn converged<R: Repository<Item> + 'static>(
 /// writers and four readers each: a reader that joins another reader's load
 /// after another instance's write was acknowledged must not get that
 /// load's older value (`crate::singleflight`: it reads again).
-async fn l2_instances_never_read_older_than_the_last_acknowledged_write(write_through: bool) {
+async fn l2_instances_never_read_older_than_the_last_acknowledged_write<E: Counter>(
+    write_through: bool,
+) {
     let prefix = common::prefix(if write_through { "wthru" } else { "wthru0" });
     let instance = || common::layer_with(Levels::L2, &prefix, |b| b.write_through(write_through));
     let layers: Vec<CacheLayer> = match (instance(), instance(), instance()) {
         (Some(a), Some(b), Some(c)) => vec![a, b, c],
         _ => return,
     };
-    let source = seeded().await;
+    let source = seeded::<E>().await;
     let repos: Vec<_> = layers.iter().map(|l| l.wrap(source.clone())).collect();
     let (writes, reads, stale) = hammer(&repos, (4, 4), Duration::from_secs(3)).await;
     let stats: Vec<_> = repos.iter().map(|r| r.stats()).collect();
@@ -165,17 +211,32 @@ async fn l2_instances_never_read_older_than_the_last_acknowledged_write(write_th
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn instances_sharing_redis_never_read_older_than_the_last_acknowledged_write() {
-    l2_instances_never_read_older_than_the_last_acknowledged_write(true).await;
+    l2_instances_never_read_older_than_the_last_acknowledged_write::<Item>(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn unversioned_instances_sharing_redis_never_read_older_than_the_last_acknowledged_write() {
+    l2_instances_never_read_older_than_the_last_acknowledged_write::<Plain>(true).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn without_write_through_instances_sharing_redis_never_read_older_than_the_last_acknowledged_write()
  {
-    l2_instances_never_read_older_than_the_last_acknowledged_write(false).await;
+    l2_instances_never_read_older_than_the_last_acknowledged_write::<Item>(false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn instances_with_l1_and_l2_converge_and_never_read_older_than_their_own_writes() {
+    l1_l2_instances_converge::<Item>().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn unversioned_instances_with_l1_and_l2_converge_and_never_read_older_than_their_own_writes()
+{
+    l1_l2_instances_converge::<Plain>().await;
+}
+
+async fn l1_l2_instances_converge<E: Counter>() {
     let prefix = common::prefix("wthru12");
     let instance = || common::layer_with(Levels::Both, &prefix, |b| b.backplane(true));
     let layers: Vec<CacheLayer> = match (instance(), instance()) {
@@ -185,7 +246,7 @@ async fn instances_with_l1_and_l2_converge_and_never_read_older_than_their_own_w
     for l in &layers {
         common::wait_connected(l).await;
     }
-    let source = seeded().await;
+    let source = seeded::<E>().await;
     let repos: Vec<_> = layers.iter().map(|l| l.wrap(source.clone())).collect();
     // Other instances' L1 lag by the backplane's delay, so each instance is
     // checked against its own acknowledged writes, then all converge.
@@ -209,7 +270,7 @@ async fn instances_with_l1_and_l2_converge_and_never_read_older_than_their_own_w
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn l1_only_never_reads_older_than_the_last_acknowledged_write() {
     let layer = common::layer(Levels::L1, &common::prefix("wthrul1")).expect("layer");
-    let source = seeded().await;
+    let source = seeded::<Item>().await;
     // Two handles on one cache, as tasks of one process share it.
     let repo = layer.wrap(source.clone());
     let repos = vec![repo.clone(), repo];
@@ -311,4 +372,111 @@ async fn another_instance_reads_the_written_row_from_l2() {
     assert_eq!(b.stats().loads, 0);
     assert_eq!(loads.load(Ordering::SeqCst), 0);
     common::delete_keys(&common::redis_url().expect("redis"), &prefix).await;
+}
+
+/// Holds the next patch after it landed in the source until released.
+#[derive(Debug, Clone, Default)]
+struct Hold {
+    armed: Arc<std::sync::atomic::AtomicBool>,
+    landed: Arc<tokio::sync::Notify>,
+    release: Arc<tokio::sync::Notify>,
+}
+
+impl Around for Hold {
+    fn around<'a, T: Send + 'a>(
+        &'a self,
+        _entity: &'static str,
+        op: Op,
+        call: Call<'a, T>,
+    ) -> BoxFuture<'a, Result<T>> {
+        Box::pin(async move {
+            let out = call().await;
+            if op == Op::Patch && self.armed.swap(false, Ordering::SeqCst) {
+                self.landed.notify_one();
+                self.release.notified().await;
+            }
+            out
+        })
+    }
+}
+
+/// What lands between a held patch's database write and its end script.
+#[derive(Debug, Clone, Copy)]
+enum Between {
+    Nothing,
+    Delete,
+    UpdateWhere,
+    NewerPatch,
+}
+
+/// A write of a versioned entity (one round trip, no registration) that
+/// landed before another instance's write but ends after it never stores
+/// its older row: the next reader of a third instance sees the source.
+async fn late_versioned_end(between: Between) {
+    let prefix = common::prefix("wthrulate");
+    let instance = || common::layer(Levels::L2, &prefix);
+    let (Some(a), Some(b), Some(c)) = (instance(), instance(), instance()) else {
+        return;
+    };
+    let mem = MemoryRepository::<Item>::new();
+    mem.insert(&item(1, "a", 0)).await.expect("seed");
+    let hold = Hold::default();
+    let held = a.wrap(Layered::new(mem.clone(), hold.clone()));
+    let other = b.wrap(mem.clone());
+    let reader = c.wrap(mem.clone());
+    // A first read: the instance learns the epoch, so the write may store.
+    assert!(held.get(&1).await.expect("get").is_some());
+    hold.armed.store(true, Ordering::SeqCst);
+    let writer = held.clone();
+    let write = tokio::spawn(async move {
+        let inc = Update::<Item>::new().inc(Item::N, 1);
+        writer.patch(&1, &inc, &Guard::none()).await
+    });
+    hold.landed.notified().await;
+    let inc = Update::<Item>::new().inc(Item::N, 10);
+    match between {
+        Between::Nothing => {}
+        Between::Delete => assert!(other.delete(&1).await.expect("delete")),
+        Between::UpdateWhere => {
+            let all = persistence_core::Filter::all();
+            let n = other.update_where(&all, &inc).await;
+            assert_eq!(n.expect("update_where"), 1);
+        }
+        Between::NewerPatch => {
+            let got = other.patch(&1, &inc, &Guard::none()).await.expect("patch");
+            assert_eq!((got.n, got.version), (11, 3));
+        }
+    }
+    hold.release.notify_one();
+    let written = write.await.expect("task").expect("patch");
+    assert_eq!(written.n, 1);
+    let source = mem.get(&1).await.expect("source");
+    assert_eq!(reader.get(&1).await.expect("get"), source, "{between:?}");
+    let through = held.stats().write_throughs;
+    match between {
+        // The control: with nothing in between the row is written through.
+        Between::Nothing => assert_eq!((through, reader.stats().l2_hits), (1, 1)),
+        _ => assert_eq!(through, 0, "{between:?}: the older row was stored"),
+    }
+    common::delete_keys(&common::redis_url().expect("redis"), &prefix).await;
+}
+
+#[tokio::test]
+async fn a_versioned_write_with_nothing_in_between_is_written_through() {
+    late_versioned_end(Between::Nothing).await;
+}
+
+#[tokio::test]
+async fn a_versioned_write_ending_after_a_delete_stores_nothing() {
+    late_versioned_end(Between::Delete).await;
+}
+
+#[tokio::test]
+async fn a_versioned_write_ending_after_a_write_of_unknown_keys_stores_nothing() {
+    late_versioned_end(Between::UpdateWhere).await;
+}
+
+#[tokio::test]
+async fn a_versioned_write_ending_after_a_newer_write_stores_nothing() {
+    late_versioned_end(Between::NewerPatch).await;
 }

@@ -163,6 +163,7 @@ impl<E: Entity, R: Repository<E> + 'static> Inner<E, R> {
             .await
         {
             Ok(found) => {
+                self.saw_epoch(found.epoch);
                 if let Some(v) = self.l2_live(&found, kind) {
                     self.record(Event::Hit(Level::L2));
                     return ControlFlow::Break((v, found.gen_token));
@@ -173,7 +174,10 @@ impl<E: Entity, R: Repository<E> + 'static> Inner<E, R> {
                     _ => match Box::pin(l2.init_tokens(self.keys.gen_key(), self.keys.epoch_key()))
                         .await
                     {
-                        Ok((g, ep)) => ControlFlow::Continue(Some((g, pick(kind, g, ep)))),
+                        Ok((g, ep)) => {
+                            self.saw_epoch(Some(ep));
+                            ControlFlow::Continue(Some((g, pick(kind, g, ep))))
+                        }
                         Err(e) => {
                             self.l2_failed(&e);
                             ControlFlow::Continue(None)
@@ -226,6 +230,7 @@ impl<E: Entity, R: Repository<E> + 'static> Inner<E, R> {
             .await
         {
             Ok(f) => {
+                self.saw_epoch(f.epoch);
                 let mut still = Vec::with_capacity(missing.len());
                 for ((id, key, local), bytes) in missing.into_iter().zip(f.values) {
                     let hit = match (&bytes, f.epoch) {
@@ -261,7 +266,10 @@ impl<E: Entity, R: Repository<E> + 'static> Inner<E, R> {
                         .init_tokens(self.keys.gen_key(), self.keys.epoch_key())
                         .await
                     {
-                        Ok(t) => Some(t),
+                        Ok(t) => {
+                            self.saw_epoch(Some(t.1));
+                            Some(t)
+                        }
                         Err(e) => {
                             self.l2_failed(&e);
                             None
@@ -287,7 +295,10 @@ impl<E: Entity, R: Repository<E> + 'static> Inner<E, R> {
             .lookup(&[], self.keys.gen_key(), self.keys.epoch_key())
             .await
         {
-            Ok(found) => found.gen_token == Some(token),
+            Ok(found) => {
+                self.saw_epoch(found.epoch);
+                found.gen_token == Some(token)
+            }
             Err(e) => {
                 self.l2_failed(&e);
                 false

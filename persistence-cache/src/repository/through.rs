@@ -56,6 +56,35 @@
 //! end, and its token was replaced), so the window of such a stale entry is
 //! the slow write's own, as without write-through.
 //!
+//! # Versioned entities: one round trip
+//! An entity with an `#[entity(version)]` field needs no registration: each
+//! write of a row sets `version + 1` in the same statement, so the versions
+//! a row's writes return are in the order the database applied them. A
+//! write of one key that returns its row runs its database write first and
+//! then one script (`crate::l2::L2::write_end_versioned`), which keeps the
+//! entry's *version mark* (`…:!v`: the highest version ended with, or `x`):
+//! - a mark as high as the row's version means a newer write ended first:
+//!   the entry (the newer write's business) is left alone;
+//! - else the mark rises to the row's version, and the row is stored only
+//!   if the mark was not `x`, no write of unknown keys is in flight (the
+//!   type's in-flight hash holds none) and the epoch is still the token
+//!   this instance knew *before* the write began (from any earlier Redis
+//!   answer: every lookup and end script returns it); else the entry is
+//!   deleted. A write slower than half the marks' lifetime stores nothing.
+//!
+//! Why no older row is stored over a newer one: a later write of the key
+//! (in the database's order) either ended first, leaving a mark at least
+//! its version (refused, the row is older), or ends later and replaces or
+//! deletes the entry itself. Every other invalidation of the key (a delete,
+//! a write without write-through, `invalidate`, the outbox) sets the mark
+//! to `x` for the marks' lifetime in the same pipeline, so an older write
+//! that ends after it stores nothing; a write of unknown keys is in the
+//! type hash while it runs and moves the epoch (or marks its keys) when it
+//! ends, which the epoch check catches since the token was known before
+//! the write began. Readers keep the stale-set rule: the script replaces
+//! the gen token. A single-key write of a versioned entity that returns no
+//! row (`delete`) never registers: its plain invalidation marks the key.
+//!
 //! # L1
 //! The writer's own L1 gets the row under the same condition, and only
 //! under the local generation its own bump creates: the key's generation
@@ -96,6 +125,15 @@ pub(super) enum Reg {
     /// In the entity type's in-flight hash in Redis.
     #[cfg(feature = "redis")]
     L2Type { token: u64 },
+    /// Not registered: a write of one key of a versioned entity, whose row's
+    /// version orders it (see "Versioned entities" in the module docs).
+    #[cfg(feature = "redis")]
+    L2Versioned {
+        /// The epoch token this instance knew before the write began (0:
+        /// none known; the row is then not stored).
+        epoch: u64,
+        started: std::time::Instant,
+    },
     /// In the in-process table, for one key.
     LocalKey {
         token: u64,
@@ -227,8 +265,14 @@ fn single(target: &Target) -> Option<&String> {
 
 impl<E: Entity, R: Repository<E> + 'static> Inner<E, R> {
     /// Register a write of `target` before it runs, when write-through is
-    /// `on` (see the module docs).
-    pub(super) async fn begin_write(self: &Arc<Self>, target: &Target, on: bool) -> Reg {
+    /// `on` (see the module docs); `returns_row`: the write answers with
+    /// the stored row.
+    pub(super) async fn begin_write(
+        self: &Arc<Self>,
+        target: &Target,
+        on: bool,
+        returns_row: bool,
+    ) -> Reg {
         if !on {
             return Reg::None;
         }
@@ -237,6 +281,31 @@ impl<E: Entity, R: Repository<E> + 'static> Inner<E, R> {
             let Some(l2) = self.l2_ready().await else {
                 return Reg::None;
             };
+            if E::meta().version_field().is_some() && single(target).is_some() {
+                // Versioned: no round trip before the write. A write of one
+                // key that does not return its row invalidates as before,
+                // which marks the entry (a later end script of an older
+                // write then stores nothing).
+                if !returns_row {
+                    return Reg::None;
+                }
+                if self.seen_epoch.load(Ordering::SeqCst) == 0 {
+                    // Once per instance and entity type, before its first
+                    // Redis answer: learn the epoch (creating the tokens).
+                    let keys = (self.keys.gen_key(), self.keys.epoch_key());
+                    match Box::pin(l2.init_tokens(keys.0, keys.1)).await {
+                        Ok((_, epoch)) => self.saw_epoch(Some(epoch)),
+                        Err(e) => {
+                            self.l2_failed(&e);
+                            return Reg::None;
+                        }
+                    }
+                }
+                return Reg::L2Versioned {
+                    epoch: self.seen_epoch.load(Ordering::SeqCst),
+                    started: std::time::Instant::now(),
+                };
+            }
             let token = fastrand::u64(1..);
             let type_hash = crate::l2::in_flight_key(self.keys.base());
             let own = single(target).map(|k| crate::l2::in_flight_key(k));
@@ -252,6 +321,7 @@ impl<E: Entity, R: Repository<E> + 'static> Inner<E, R> {
             return match (begun, own) {
                 (Ok(b), Some(_)) => {
                     let parsed = crate::l2::token(Some(b.epoch.clone()));
+                    self.saw_epoch(parsed);
                     Reg::L2Key {
                         token,
                         alone: b.len == 2 && b.type_len <= 1,
@@ -307,6 +377,11 @@ impl<E: Entity, R: Repository<E> + 'static> Inner<E, R> {
                 self.l2_invalidate_as(&target, Some(token)).await;
                 self.invalidate_local(&target).await;
                 self.record(Event::Invalidation);
+            }
+            #[cfg(feature = "redis")]
+            Reg::L2Versioned { epoch, started } => {
+                self.end_versioned(target, epoch, started, row, ttl, keep)
+                    .await;
             }
             #[cfg(feature = "redis")]
             Reg::L2Key {
@@ -397,6 +472,83 @@ impl<E: Entity, R: Repository<E> + 'static> Inner<E, R> {
                 left.now(None);
                 self.after_write(target).await;
             }
+        }
+    }
+
+    /// The end of a versioned write of one key (`Reg::L2Versioned`): one
+    /// script stores the row unless a newer write of the key ended first,
+    /// an invalidation marked it, a write of unknown keys is in flight or
+    /// the epoch moved since `epoch` was seen (see the module docs).
+    #[cfg(feature = "redis")]
+    async fn end_versioned(
+        self: &Arc<Self>,
+        target: Target,
+        epoch: u64,
+        started: std::time::Instant,
+        row: Option<E>,
+        ttl: EntityTtl,
+        keep: Option<Duration>,
+    ) {
+        let version = row.as_ref().and_then(Entity::version);
+        let (Some(key), Some(l2), Some(version)) =
+            (single(&target).cloned(), self.l2.clone(), version)
+        else {
+            return self.after_write(target).await;
+        };
+        let key = key.as_str();
+        if self.l2_suspect() && self.recovering.load(Ordering::SeqCst) {
+            // Queued, as any invalidation while Redis is down.
+            return self.after_write(target).await;
+        }
+        let snap = self.gens.snapshot(key);
+        let in_time = started.elapsed() < crate::l2::IN_FLIGHT_TTL / 2;
+        let value = row.map(|e| Cached::Entity(Some(e)));
+        let encoded = match &value {
+            Some(v) if in_time && epoch != 0 => crate::codec::encode(epoch, v)
+                .ok()
+                .map(|b| (b, self.l2_ttl_for(v, ttl))),
+            _ => None,
+        };
+        let publish = self.backplane_message(&target);
+        let type_hash = crate::l2::in_flight_key(self.keys.base());
+        let through = match l2
+            .write_end_versioned(
+                key,
+                &type_hash,
+                (self.keys.gen_key(), self.keys.epoch_key()),
+                (version, epoch),
+                encoded.as_ref().map(|(b, t)| (b.as_slice(), *t)),
+                publish.clone(),
+            )
+            .await
+        {
+            Ok((through, now)) => {
+                self.shared.redis_answered();
+                self.saw_epoch(now);
+                through
+            }
+            Err(e) => {
+                self.l2_invalidate_failed(&l2, &target, &e, publish).await;
+                false
+            }
+        };
+        match value {
+            Some(v) if through => {
+                self.record(Event::WriteThrough);
+                self.local_through(key, snap, v, ttl, keep).await;
+            }
+            _ => self.invalidate_local(&target).await,
+        }
+        self.record(Event::Invalidation);
+    }
+
+    /// Remember the epoch token Redis held (see [`Reg::L2Versioned`]): any
+    /// value Redis answered with was current before a write that reads it
+    /// here begins, which is all the rule needs.
+    #[cfg(feature = "redis")]
+    pub(super) fn saw_epoch(&self, epoch: Option<u64>) {
+        if let Some(e) = epoch {
+            self.seen_epoch.store(e, Ordering::SeqCst);
         }
     }
 

@@ -33,7 +33,7 @@ impl<E: Entity, R: Repository<E> + 'static> CachedRepository<E, R> {
         target: Target,
         fut: impl Future<Output = Result<T>>,
     ) -> Result<T> {
-        self.write_as(target, fut, |_| None).await
+        self.write_returning(target, fut, |_| None, false).await
     }
 
     /// A write whose answer holds the stored row (`row`): registered before
@@ -45,7 +45,20 @@ impl<E: Entity, R: Repository<E> + 'static> CachedRepository<E, R> {
         fut: impl Future<Output = Result<T>>,
         row: impl FnOnce(&T) -> Option<E>,
     ) -> Result<T> {
-        let reg = self.inner.begin_write(&target, self.writes_through()).await;
+        self.write_returning(target, fut, row, true).await
+    }
+
+    /// [`Self::write_as`]; `returns_row`: whether the write answers with the
+    /// stored row (false: `row` never finds one).
+    async fn write_returning<T>(
+        &self,
+        target: Target,
+        fut: impl Future<Output = Result<T>>,
+        row: impl FnOnce(&T) -> Option<E>,
+        returns_row: bool,
+    ) -> Result<T> {
+        let on = self.writes_through();
+        let reg = self.inner.begin_write(&target, on, returns_row).await;
         let out = fut.await;
         // Invalidate also after a failure: a timed-out or partial write may have landed.
         let value = out.as_ref().ok().and_then(row);
