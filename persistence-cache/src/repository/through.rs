@@ -276,6 +276,9 @@ impl<E: Entity, R: Repository<E> + 'static> Inner<E, R> {
         if !on {
             return Reg::None;
         }
+        // Only L2's versioned rule tells such writes apart.
+        #[cfg(not(feature = "redis"))]
+        let _ = returns_row;
         #[cfg(feature = "redis")]
         if self.l2.is_some() {
             let Some(l2) = self.l2_ready().await else {
