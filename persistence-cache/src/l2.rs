@@ -92,7 +92,9 @@ return through
 /// *version mark*: the highest version a write of it has ended with, or
 /// `x` once an invalidation that is not such a write touched it (lifetime
 /// `ARGV[5]`, refreshed by each numeric mark). When the mark is already as
-/// high, a newer write ended first and the entry is left alone. Otherwise
+/// high, either a newer write ended first or the row is a new one (deleted
+/// by a write of unknown keys and inserted again: versions start over), so
+/// the entry is deleted: the one thing right in both cases. Otherwise
 /// the mark rises, and the row (`ARGV[3]`, stamped with the epoch
 /// `ARGV[2]` this instance knew before the write began) is stored when it
 /// was asked for, the mark is not `x`, no write of unknown keys is in
@@ -106,7 +108,9 @@ local through = 0
 local h = redis.call('GET', KEYS[1])
 local hn = h and tonumber(h)
 local v = tonumber(ARGV[1])
-if not (hn and hn >= v) then
+if hn and hn >= v then
+  redis.call('DEL', KEYS[5])
+else
   local poisoned = h and not hn
   if not poisoned then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[5]) end
   if ARGV[3] ~= '' and not poisoned and redis.call('HLEN', KEYS[2]) <= 1
@@ -472,7 +476,7 @@ impl L2 {
     /// `version`, without registering first (see [`WRITE_END_VERSIONED`]):
     /// store `stored` (its bytes and lifetime, stamped with `epoch`, the
     /// token this instance knew before the write began) when the rule
-    /// allows, else delete the entry or leave a newer one; replace the gen
+    /// allows, else delete the entry; replace the gen
     /// token and publish. Answers whether the row was stored and the
     /// epoch token now (None: none).
     pub(crate) async fn write_end_versioned(

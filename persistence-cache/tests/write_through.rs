@@ -480,3 +480,42 @@ async fn a_versioned_write_ending_after_a_write_of_unknown_keys_stores_nothing()
 async fn a_versioned_write_ending_after_a_newer_write_stores_nothing() {
     late_versioned_end(Between::NewerPatch).await;
 }
+
+/// Versions start over when a row is deleted by a write of unknown keys
+/// (which leaves the key's version mark) and inserted again: a write of
+/// the new row whose version is not above the mark must still replace
+/// what another instance loaded into L2 in between. Once the new row's
+/// version passes the mark, writes are written through again.
+#[tokio::test]
+async fn a_row_inserted_again_after_a_write_of_unknown_keys_is_never_read_old() {
+    let prefix = common::prefix("wthruagain");
+    let instance = || common::layer(Levels::L2, &prefix);
+    let (Some(a), Some(c)) = (instance(), instance()) else {
+        return;
+    };
+    let mem = MemoryRepository::<Item>::new();
+    let writer = a.wrap(mem.clone());
+    let reader = c.wrap(mem.clone());
+    for n in 0..3 {
+        let row = writer.upsert(&item(1, "a", n)).await.expect("upsert");
+        assert_eq!(row.version, n + 1);
+    }
+    let all = persistence_core::Filter::all();
+    assert_eq!(writer.delete_many(&all).await.expect("delete_many"), 1);
+    let through = writer.stats().write_throughs;
+    for n in 10..16 {
+        let row = writer.upsert(&item(1, "a", n)).await.expect("upsert");
+        assert_eq!(row.version, n - 9, "versions started over");
+        // Loads the row into L2 when the write did not store it.
+        let got = reader.get(&1).await.expect("get").map(|i| i.n);
+        assert_eq!(
+            got,
+            Some(n),
+            "version {}: an older row was read",
+            row.version
+        );
+    }
+    // Versions 1..=3 only invalidated (the mark stood at 3); 4..=6 stored.
+    assert_eq!(writer.stats().write_throughs - through, 3);
+    common::delete_keys(&common::redis_url().expect("redis"), &prefix).await;
+}

@@ -63,8 +63,12 @@
 //! write of one key that returns its row runs its database write first and
 //! then one script (`crate::l2::L2::write_end_versioned`), which keeps the
 //! entry's *version mark* (`…:!v`: the highest version ended with, or `x`):
-//! - a mark as high as the row's version means a newer write ended first:
-//!   the entry (the newer write's business) is left alone;
+//! - a mark as high as the row's version means a newer write ended first,
+//!   or the row is new: a write of unknown keys (`delete_many`, `pop`)
+//!   deleted the key's row, and versions started over when it was inserted
+//!   again. The entry is deleted (which is right in both cases; the mark
+//!   stays, so until the new row's version passes it, writes of the key
+//!   only invalidate);
 //! - else the mark rises to the row's version, and the row is stored only
 //!   if the mark was not `x`, no write of unknown keys is in flight (the
 //!   type's in-flight hash holds none) and the epoch is still the token
