@@ -91,15 +91,16 @@ return through
 /// returned the row at version `ARGV[1]`. `KEYS[1]` is the entry's
 /// *version mark*: the highest version a write of it has ended with, or
 /// `x` once an invalidation that is not such a write touched it (lifetime
-/// `ARGV[5]`, refreshed by each numeric mark). When the mark is already as
-/// high, either a newer write ended first or the row is a new one (deleted
-/// by a write of unknown keys and inserted again: versions start over), so
-/// the entry is deleted: the one thing right in both cases. Otherwise
-/// the mark rises, and the row (`ARGV[3]`, stamped with the epoch
-/// `ARGV[2]` this instance knew before the write began) is stored when it
-/// was asked for, the mark is not `x`, no write of unknown keys is in
-/// flight (the type hash `KEYS[2]` holds no writer) and the epoch `KEYS[4]`
-/// is still `ARGV[2]`; else the entry is deleted. Then, as any write, the
+/// `ARGV[5]`, refreshed by each numeric mark). When the mark is `x`, or
+/// already as high (either a newer write ended first or the row is a new
+/// one, deleted by a write of unknown keys and inserted again: versions
+/// start over), the mark stays and the entry is deleted: the one thing
+/// right in every such case. Otherwise the mark rises, and the row
+/// (`ARGV[3]`, stamped with the epoch `ARGV[2]` this instance knew before
+/// the write began) is stored when it was asked for, no write of unknown
+/// keys is in flight (the type hash `KEYS[2]` holds no writer) and the
+/// epoch `KEYS[4]` is still `ARGV[2]`; else the entry is deleted. Then, as
+/// any write, the
 /// gen token is replaced (`ARGV[6]`, lifetime `ARGV[7]`) and the backplane
 /// message (`ARGV[8]` channel, `ARGV[9]` message) published. Answers
 /// `{stored (1/0), epoch token now}`.
@@ -108,18 +109,14 @@ local through = 0
 local h = redis.call('GET', KEYS[1])
 local hn = h and tonumber(h)
 local v = tonumber(ARGV[1])
-if hn and hn >= v then
-  redis.call('DEL', KEYS[5])
+local rises = not (h and (not hn or hn >= v))
+if rises then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[5]) end
+if rises and ARGV[3] ~= '' and redis.call('HLEN', KEYS[2]) <= 1
+   and redis.call('GET', KEYS[4]) == ARGV[2] then
+  redis.call('SET', KEYS[5], ARGV[3], 'PX', ARGV[4])
+  through = 1
 else
-  local poisoned = h and not hn
-  if not poisoned then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[5]) end
-  if ARGV[3] ~= '' and not poisoned and redis.call('HLEN', KEYS[2]) <= 1
-     and redis.call('GET', KEYS[4]) == ARGV[2] then
-    redis.call('SET', KEYS[5], ARGV[3], 'PX', ARGV[4])
-    through = 1
-  else
-    redis.call('DEL', KEYS[5])
-  end
+  redis.call('DEL', KEYS[5])
 end
 redis.call('SET', KEYS[3], ARGV[6], 'PX', ARGV[7])
 if ARGV[8] then redis.call('PUBLISH', ARGV[8], ARGV[9]) end
@@ -476,9 +473,9 @@ impl L2 {
     /// `version`, without registering first (see [`WRITE_END_VERSIONED`]):
     /// store `stored` (its bytes and lifetime, stamped with `epoch`, the
     /// token this instance knew before the write began) when the rule
-    /// allows, else delete the entry; replace the gen
-    /// token and publish. Answers whether the row was stored and the
-    /// epoch token now (None: none).
+    /// allows, else delete the entry; replace the gen token and publish.
+    /// Answers whether the row was stored and the epoch token now (None:
+    /// none).
     pub(crate) async fn write_end_versioned(
         &self,
         key: &str,
