@@ -363,10 +363,10 @@ async fn fault_case(fault: Fault) {
     );
     assert!(seen.reads > 100, "the reader kept reading: {seen:?}");
     assert!(seen_c.reads > 50, "the late reader read: {seen_c:?}");
-    // Redis answers both layers again, and their status says so. (The flag
+    // Redis answers both layers again, and their status says so. The flag
     // is the last call's outcome: one call that was late under load, say
-    // the writer's last, leaves it false until the next call answers.)
-    // Polled (bounded): under load one ping can be late too.
+    // the writer's last, leaves it false until the next call answers; so
+    // ping, polled (bounded), since under load one ping can be late too.
     let before = (la.status(), a.stats());
     for (name, l) in [("A", &la), ("B", &lb)] {
         let start = Instant::now();

@@ -51,8 +51,6 @@ pub enum Levels {
     Both,
 }
 
-/// A layer with the given levels (None when Redis is needed and missing, or
-/// without the `redis` feature).
 /// The Redis time-out of the tests' layers (tests of time-outs set their
 /// own): these tests check what the cache does with the answers, and under
 /// CPU load (CI runs tests side by side on 2 cores) an answer can take
@@ -61,6 +59,8 @@ pub enum Levels {
 #[allow(dead_code)]
 pub const TEST_L2_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// A layer with the given levels (None when Redis is needed and missing, or
+/// without the `redis` feature).
 pub fn layer(levels: Levels, prefix: &str) -> Option<CacheLayer> {
     layer_with(levels, prefix, |b| b)
 }

@@ -110,10 +110,9 @@ pub async fn process_cache(
         hang,
         delay: Duration::from_millis(if ttl.is_some() { 5 } else { 20 }),
     };
-    // A check of coordination, not of timing: under CPU load (CI runs
-    // tests side by side on 2 cores) a Redis answer can take longer than
-    // the default 250 ms, and a late answer counts as an outage, in which
-    // the cache rightly loads without the lease.
+    // A check of coordination, not of timing (see `TEST_L2_TIMEOUT`): a
+    // late answer counts as an outage, in which the cache rightly loads
+    // without the lease.
     let mut b = CacheLayer::builder()
         .prefix(prefix)
         .redis_url(url)
