@@ -41,6 +41,10 @@ struct State {
     entities: HashMap<String, Pending>,
     /// Entity keys queued in total (bounded by `max_keys`).
     keys: usize,
+    /// What the sender has taken and not yet sent or put back (counted as
+    /// [`Outbox::len`] counts), so the layer's status reports an
+    /// invalidation as queued until it has reached Redis.
+    sending: usize,
 }
 
 /// The queue of one layer.
@@ -67,6 +71,7 @@ impl Outbox {
             let State {
                 entities,
                 keys: total,
+                ..
             } = &mut *st;
             let p = entities.entry(base.to_string()).or_insert_with(|| Pending {
                 gen_key: gen_key.to_string(),
@@ -113,20 +118,24 @@ impl Outbox {
         self.state.lock().entities.is_empty()
     }
 
-    /// Queued invalidations: entity keys, plus one per "all of an entity type".
+    /// Invalidations not yet sent (queued, or being sent): entity keys,
+    /// plus one per "all of an entity type".
     pub(crate) fn len(&self) -> usize {
         let st = self.state.lock();
-        st.keys + st.entities.values().filter(|p| p.all).count()
+        st.keys + st.entities.values().filter(|p| p.all).count() + st.sending
     }
 
-    /// Take everything queued.
+    /// Take everything queued; it counts as unsent until [`Outbox::restore`].
     fn take(&self) -> Vec<(String, Pending)> {
         let mut st = self.state.lock();
+        let taken = st.keys + st.entities.values().filter(|p| p.all).count();
+        st.sending += taken;
         st.keys = 0;
         st.entities.drain().collect()
     }
 
-    /// Put back what could not be sent (merged with what was queued since).
+    /// After a send: put back what could not be sent (merged with what was
+    /// queued since); the rest has reached Redis.
     fn restore(&self, items: Vec<(String, Pending)>) {
         for (base, p) in items {
             let keys: Vec<String> = p.keys.into_iter().collect();
@@ -137,5 +146,8 @@ impl Outbox {
                 if p.all { None } else { Some(&keys) },
             );
         }
+        // Put back first, then stop counting the taken ones: the length
+        // never dips to 0 while something is unsent.
+        self.state.lock().sending = 0;
     }
 }
