@@ -53,6 +53,24 @@ fn up(t: &Topology, role: Role) -> Option<bool> {
     t.endpoints().iter().find(|e| e.role == role)?.up
 }
 
+/// The health report once every database is `Healthy` (within
+/// [`MOVE_BOUND`]; the last report in the panic message otherwise).
+async fn healthy(p: &Persistence) -> persistence::HealthReport {
+    let last = std::sync::Mutex::new(None);
+    let seen = &last;
+    let got = within(MOVE_BOUND, move || async move {
+        let r = p.health().await;
+        let ok = r.databases.iter().all(|d| d.state == HealthState::Healthy);
+        *seen.lock().expect("lock") = Some(format!("{r:?}"));
+        ok.then_some(r)
+    })
+    .await;
+    match got {
+        Some((r, _)) => r,
+        None => panic!("not healthy: {:?}", last.lock().expect("lock")),
+    }
+}
+
 async fn wait_for_state(t: &Topology, role: Role, want: bool) -> Duration {
     within(MOVE_BOUND, || async {
         (up(t, role) == Some(want)).then_some(())
@@ -117,9 +135,12 @@ cache: {{ default: {{ disabled: true }} }}
         "reads stay off the primary"
     );
 
-    let report = p.health().await;
+    // Both endpoints answer. A check that takes longer than the 500 ms
+    // time-out marks its endpoint down, correctly; on a loaded machine that
+    // can happen to a live server once, so the test waits for the verdict
+    // the servers deserve rather than timing a single check.
+    let report = healthy(&p).await;
     let main = &report.databases[0];
-    assert_eq!(main.state, HealthState::Healthy, "{main:?}");
     assert_eq!(main.endpoints.len(), 2);
     assert!(main.endpoints.iter().all(|e| e.up == Some(true)));
 
@@ -230,8 +251,7 @@ cache: {{ default: {{ disabled: true }} }}
     assert!(items.get(&3).await.expect("get").is_some());
     // The documented consistency: what the backup took is not copied back.
     assert!(items.get(&2).await.expect("get").is_none());
-    let report = p.health().await;
-    assert_eq!(report.databases[0].state, HealthState::Healthy);
+    let report = healthy(&p).await;
     assert_eq!(report.databases[0].since, None);
     p.shutdown().await;
 
