@@ -8,7 +8,12 @@
 //! ```text
 //! cargo bench -p persistence --bench ycsb
 //! BENCH_RECORDS=100000 BENCH_SECS=10 BENCH_TASKS=16 BENCH_WORKLOADS=A,B,C,F cargo bench -p persistence --bench ycsb
+//! BENCH_SYSTEMS=direct,cached BENCH_WORKLOADS=W cargo bench -p persistence --bench ycsb
 //! ```
+//!
+//! `BENCH_SYSTEMS` picks systems by short name (`raw`, `seaorm`, `direct`,
+//! `manager`, `cached`; all by default); a ratio column shows `-` when its
+//! baseline is not among them.
 //!
 //! The workloads are YCSB's core ones over `BENCH_RECORDS` records (100,000)
 //! of ten 100-byte text fields, keys drawn from a scrambled Zipfian
@@ -18,7 +23,9 @@
 //! * A, update heavy: 50 % reads, 50 % updates;
 //! * B, read mostly: 95 % reads, 5 % updates;
 //! * C, read only;
-//! * F, read-modify-write: 50 % reads, 50 % read-then-update of one record.
+//! * F, read-modify-write: 50 % reads, 50 % read-then-update of one record;
+//! * W (only when named in `BENCH_WORKLOADS`; not one of YCSB's): updates
+//!   only, so every system has all its tasks writing.
 //!
 //! A read fetches the whole record; an update sets one field (`field0`), as
 //! YCSB's default (`writeallfields=false`) does. The library updates with
@@ -28,8 +35,22 @@
 //!
 //! Every system runs each workload for `BENCH_SECS` (10) seconds after one
 //! second of warm-up, in `BENCH_ROUNDS` (2) rounds whose order alternates;
-//! the table prints ops/s, p50 and p99 latency and the ratio of ops/s to raw
-//! sqlx (higher is better) for the best round of each.
+//! the table prints ops/s, p50 and p99 latency (of all operations, then of
+//! reads and of operations that write apart), the ratio of ops/s to raw
+//! sqlx and to the repository used directly (higher is better) for the
+//! best round of each, and for the cached system where its reads were
+//! answered in that round.
+//!
+//! **A warm cache** (`BENCH_WARM=1`, the default): before the workloads the
+//! cached system reads every record once, as a cache in service has long
+//! done, and its TTL (`BENCH_CACHE_TTL`, 1800 s) outlasts the run. Without
+//! it, the first ~10 s of a run over 100,000 Zipfian keys is mostly first
+//! reads: a third of the reads of a 40,000-operation run are of a key not
+//! read before in it (a half at 4,000, a fifth at 200,000), and each such
+//! miss costs a PostgreSQL read plus Redis round trips on the two cores
+//! PostgreSQL, Redis and the benchmark share. `BENCH_WARM=0` measures that
+//! cold start instead. PostgreSQL's own cache is warm for every system:
+//! the records were just written.
 //!
 //! **Stale reads** are counted, not assumed: every update bumps the record's
 //! `version` (the library's `#[entity(version)]` field; raw sqlx and sea-orm
@@ -60,6 +81,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use persistence::cache::Stats as CacheStats;
 use persistence::config::ConfigLoader;
 use persistence::postgres::sea_orm::sqlx::{self, Row as _};
 use persistence::postgres::{RelationalConfig, RelationalRepository, RelationalStore};
@@ -208,6 +230,17 @@ enum System {
 }
 
 impl System {
+    /// The short name `BENCH_SYSTEMS` selects it by.
+    fn id(&self) -> &'static str {
+        match self {
+            System::Raw(..) => "raw",
+            System::SeaOrm(_) => "seaorm",
+            System::Direct(_) => "direct",
+            System::Manager(_) => "manager",
+            System::Cached(_) => "cached",
+        }
+    }
+
     fn name(&self) -> &'static str {
         match self {
             System::Raw(..) => "raw sqlx (hand-written SQL)",
@@ -311,7 +344,7 @@ struct Workload {
     update: f64,
 }
 
-const WORKLOADS: [Workload; 4] = [
+const WORKLOADS: [Workload; 5] = [
     Workload {
         name: 'A',
         read: 0.5,
@@ -332,6 +365,13 @@ const WORKLOADS: [Workload; 4] = [
         name: 'F',
         read: 0.5,
         update: 0.0,
+    },
+    // Not YCSB's, and not run unless named: updates only, to see what the
+    // cache adds to a write with the writers' concurrency held equal.
+    Workload {
+        name: 'W',
+        read: 0.0,
+        update: 1.0,
     },
 ];
 
@@ -367,13 +407,25 @@ impl Keys {
     }
 }
 
+/// What an operation of a workload did (for the latency split).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Op {
+    Read,
+    /// An update, or a read-modify-write.
+    Write,
+}
+
 /// One measured run.
 struct Outcome {
     ops: usize,
     elapsed: Duration,
     p50: Duration,
     p99: Duration,
+    read_p50: Option<Duration>,
+    write_p50: Option<Duration>,
     stale: usize,
+    /// The cached system's counters over the run (None for the others).
+    cache: Option<CacheStats>,
 }
 
 impl Outcome {
@@ -400,7 +452,7 @@ async fn run(
             let (sys, keys, zipf) = (sys.clone(), keys.clone(), zipf.clone());
             tokio::spawn(async move {
                 let mut rng = fastrand::Rng::with_seed(0x5eed + t as u64);
-                let mut lat = Vec::with_capacity(100_000);
+                let mut lat: Vec<(Duration, Op)> = Vec::with_capacity(100_000);
                 loop {
                     let now = Instant::now();
                     if now >= end {
@@ -408,16 +460,19 @@ async fn run(
                     }
                     let id = zipf.key(rng.f64());
                     let op = rng.f64();
-                    if op < w.read {
+                    let kind = if op < w.read {
                         keys.read(&sys, id).await;
+                        Op::Read
                     } else if op < w.read + w.update {
                         keys.update(&sys, id).await;
+                        Op::Write
                     } else {
                         keys.read(&sys, id).await;
                         keys.update(&sys, id).await;
-                    }
+                        Op::Write
+                    };
                     if now >= measure_from {
-                        lat.push(now.elapsed());
+                        lat.push((now.elapsed(), kind));
                     }
                 }
                 lat
@@ -428,28 +483,81 @@ async fn run(
     for h in handles {
         all.extend(h.await.expect("task"));
     }
-    all.sort_unstable();
-    let pct = |p: f64| {
-        all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1)))
+    all.sort_unstable_by_key(|(d, _)| *d);
+    let pct = |of: &[Duration], p: f64| {
+        of.get(((of.len() as f64 * p) as usize).min(of.len().saturating_sub(1)))
             .copied()
-            .unwrap_or_default()
     };
+    let only = |kind: Op| -> Vec<Duration> {
+        all.iter()
+            .filter(|(_, k)| *k == kind)
+            .map(|(d, _)| *d)
+            .collect()
+    };
+    let every: Vec<Duration> = all.iter().map(|(d, _)| *d).collect();
     Outcome {
         ops: all.len(),
         elapsed: secs,
-        p50: pct(0.50),
-        p99: pct(0.99),
+        p50: pct(&every, 0.50).unwrap_or_default(),
+        p99: pct(&every, 0.99).unwrap_or_default(),
+        read_p50: pct(&only(Op::Read), 0.50),
+        write_p50: pct(&only(Op::Write), 0.50),
         stale: keys.stale.load(Ordering::SeqCst) - stale_before,
+        cache: None,
     }
 }
 
-fn manager_yaml(url: &str, schema: &str, redis: Option<&str>, pool: usize) -> String {
+/// Read every record once through `sys`, with `tasks` tasks.
+async fn warm(sys: Arc<System>, records: usize, tasks: usize) {
+    let handles: Vec<_> = (0..tasks)
+        .map(|t| {
+            let sys = sys.clone();
+            tokio::spawn(async move {
+                for id in (t..records).step_by(tasks) {
+                    sys.read(id as i64).await;
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.await.expect("warm task");
+    }
+}
+
+/// `after - before`, counter by counter (the ones the table shows).
+fn cache_delta(before: CacheStats, after: CacheStats) -> CacheStats {
+    let mut d = after;
+    d.l1_hits -= before.l1_hits;
+    d.l1_misses -= before.l1_misses;
+    d.l2_hits -= before.l2_hits;
+    d.l2_misses -= before.l2_misses;
+    d.loads -= before.loads;
+    d.write_throughs -= before.write_throughs;
+    d.l2_errors -= before.l2_errors;
+    d
+}
+
+/// Where the cached system's reads were answered, in words.
+fn cache_line(c: &CacheStats) -> String {
+    let reads = (c.l1_hits + c.l1_misses).max(1) as f64;
+    format!(
+        "reads answered by L1 {:.1} %, by L2 {:.1} %, loaded {:.1} %; {} write-throughs, {} Redis errors",
+        100.0 * c.l1_hits as f64 / reads,
+        100.0 * c.l2_hits as f64 / reads,
+        100.0 * c.loads as f64 / reads,
+        c.write_throughs,
+        c.l2_errors
+    )
+}
+
+fn manager_yaml(url: &str, schema: &str, redis: Option<(&str, Duration)>, pool: usize) -> String {
     let mut y = format!(
         "databases:\n  main:\n    kind: postgres\n    url: \"{url}\"\n    schema: {schema}\n    pool: {{ max_connections: {pool} }}\n"
     );
     match redis {
-        Some(redis) => y.push_str(&format!(
-            "  cache:\n    kind: redis\n    url: \"{redis}\"\n    pool: {{ max_connections: {pool} }}\ncache:\n  default: {{ ttl: 60s, l2: cache }}\n"
+        Some((redis, ttl)) => y.push_str(&format!(
+            "  cache:\n    kind: redis\n    url: \"{redis}\"\n    pool: {{ max_connections: {pool} }}\ncache:\n  default: {{ ttl: {}s, l2: cache }}\n",
+            ttl.as_secs()
         )),
         // The manager caches in process by default: off, to measure the layers alone.
         None => y.push_str("cache:\n  default: { disabled: true }\n"),
@@ -478,6 +586,8 @@ async fn main() {
     let conns = env("BENCH_CONNECTIONS", 16);
     let secs = Duration::from_secs(env("BENCH_SECS", 10) as u64);
     let rounds = env("BENCH_ROUNDS", 2);
+    let warm_cache = env("BENCH_WARM", 1) != 0;
+    let ttl = Duration::from_secs(env("BENCH_CACHE_TTL", 1800) as u64);
     let only = std::env::var("BENCH_WORKLOADS").unwrap_or_else(|_| "A,B,C,F".to_string());
     let workloads: Vec<Workload> = WORKLOADS
         .into_iter()
@@ -531,16 +641,24 @@ async fn main() {
         .sqlx_logging(false);
     let sea = Database::connect(opts).await.expect("sea-orm connect");
     let (plain, managed) = manager(&manager_yaml(&url, &schema, None, conns)).await;
-    let (cached_p, cached) =
-        manager(&manager_yaml(&url, &cached_schema, Some(&redis), conns)).await;
+    let (cached_p, cached) = manager(&manager_yaml(
+        &url,
+        &cached_schema,
+        Some((&redis, ttl)),
+        conns,
+    ))
+    .await;
 
-    let systems: Vec<Arc<System>> = vec![
+    let mut systems: Vec<Arc<System>> = vec![
         Arc::new(System::Raw(raw, table)),
         Arc::new(System::SeaOrm(sea)),
         Arc::new(System::Direct(direct)),
         Arc::new(System::Manager(managed)),
         Arc::new(System::Cached(cached)),
     ];
+    let chosen = std::env::var("BENCH_SYSTEMS")
+        .unwrap_or_else(|_| "raw,seaorm,direct,manager,cached".to_string());
+    systems.retain(|s| chosen.split(',').any(|c| c.trim() == s.id()));
     let zipf = Arc::new(Zipf::new(records as u64, 0.99));
     // One record of acknowledged writes per table: the uncached systems share
     // one table, the cached one has its own.
@@ -551,14 +669,43 @@ async fn main() {
         _ => shared_keys.clone(),
     };
     let warmup = Duration::from_secs(1);
+    let cache_stats = || {
+        cached_p
+            .cache_stats("main", Record::meta().name)
+            .unwrap_or_default()
+    };
+    let cached_sys = systems
+        .iter()
+        .find(|s| matches!(***s, System::Cached(_)))
+        .cloned();
+    if let (true, Some(cached_sys)) = (warm_cache, cached_sys) {
+        let t = Instant::now();
+        warm(cached_sys, records, tasks).await;
+        println!(
+            "warmed the cache: read every record once in {:.1?} ({})",
+            t.elapsed(),
+            cache_line(&cache_stats())
+        );
+    } else {
+        println!("cold cache (BENCH_WARM=0): the runs start with an empty cache");
+    }
 
     println!(
         "\n{records} records, {tasks} tasks, {conns} connections per system, {} s per run, best of {rounds} rounds",
         secs.as_secs()
     );
     println!(
-        "{:<9} {:<36} {:>10} {:>10} {:>10} {:>8} {:>6}",
-        "workload", "system", "ops/s", "p50", "p99", "vs raw", "stale"
+        "{:<9} {:<36} {:>10} {:>10} {:>10} {:>10} {:>10} {:>8} {:>9} {:>6}",
+        "workload",
+        "system",
+        "ops/s",
+        "p50",
+        "p99",
+        "read p50",
+        "write p50",
+        "vs raw",
+        "vs direct",
+        "stale"
     );
     for w in &workloads {
         let mut best: Vec<Option<Outcome>> = systems.iter().map(|_| None).collect();
@@ -569,7 +716,9 @@ async fn main() {
                 (0..systems.len()).rev().collect()
             };
             for i in order {
-                let o = run(
+                let is_cached = matches!(*systems[i], System::Cached(_));
+                let stats_before = cache_stats();
+                let mut o = run(
                     systems[i].clone(),
                     keys_of(&systems[i]),
                     zipf.clone(),
@@ -579,6 +728,9 @@ async fn main() {
                     secs,
                 )
                 .await;
+                if is_cached {
+                    o.cache = Some(cache_delta(stats_before, cache_stats()));
+                }
                 let stale_total = best[i].as_ref().map_or(0, |b| b.stale) + o.stale;
                 let keep = best[i]
                     .as_ref()
@@ -593,19 +745,39 @@ async fn main() {
                 }
             }
         }
-        let raw_ops = best[0].as_ref().map_or(1.0, Outcome::ops_per_sec);
+        let ops_of = |id: &str| {
+            systems
+                .iter()
+                .zip(&best)
+                .find(|(s, _)| s.id() == id)
+                .and_then(|(_, o)| o.as_ref().map(Outcome::ops_per_sec))
+        };
+        let ratio = |o: &Outcome, of: Option<f64>| {
+            of.map_or_else(
+                || "-".to_string(),
+                |b| format!("{:.2}x", o.ops_per_sec() / b),
+            )
+        };
+        let (raw_ops, direct_ops) = (ops_of("raw"), ops_of("direct"));
+        let opt = |d: Option<Duration>| d.map_or_else(|| "-".to_string(), |d| format!("{d:.1?}"));
         for (sys, o) in systems.iter().zip(&best) {
             let o = o.as_ref().expect("measured");
             println!(
-                "{:<9} {:<36} {:>10.0} {:>10.1?} {:>10.1?} {:>7.2}x {:>6}",
+                "{:<9} {:<36} {:>10.0} {:>10.1?} {:>10.1?} {:>10} {:>10} {:>8} {:>9} {:>6}",
                 w.name,
                 sys.name(),
                 o.ops_per_sec(),
                 o.p50,
                 o.p99,
-                o.ops_per_sec() / raw_ops,
+                opt(o.read_p50),
+                opt(o.write_p50),
+                ratio(o, raw_ops),
+                ratio(o, direct_ops),
                 o.stale
             );
+            if let Some(c) = &o.cache {
+                println!("{:<9} {:<36} {}", "", "  (its best round)", cache_line(c));
+            }
         }
     }
 
