@@ -50,7 +50,9 @@
 //! miss costs a PostgreSQL read plus Redis round trips on the two cores
 //! PostgreSQL, Redis and the benchmark share. `BENCH_WARM=0` measures that
 //! cold start instead. PostgreSQL's own cache is warm for every system:
-//! the records were just written.
+//! the records were just written. L1 keeps the manager's default (10,000
+//! entries, a tenth of the records); `BENCH_L1_MAX_BYTES` sizes it in
+//! bytes instead (`l1_max_bytes`; 268435456 holds every record).
 //!
 //! **Stale reads** are counted, not assumed: every update bumps the record's
 //! `version` (the library's `#[entity(version)]` field; raw sqlx and sea-orm
@@ -550,14 +552,24 @@ fn cache_line(c: &CacheStats) -> String {
     )
 }
 
-fn manager_yaml(url: &str, schema: &str, redis: Option<(&str, Duration)>, pool: usize) -> String {
+/// The cache settings of the cached system.
+struct CacheSettings<'a> {
+    redis: &'a str,
+    ttl: Duration,
+    l1_max_bytes: Option<u64>,
+}
+
+fn manager_yaml(url: &str, schema: &str, cache: Option<&CacheSettings<'_>>, pool: usize) -> String {
     let mut y = format!(
         "databases:\n  main:\n    kind: postgres\n    url: \"{url}\"\n    schema: {schema}\n    pool: {{ max_connections: {pool} }}\n"
     );
-    match redis {
-        Some((redis, ttl)) => y.push_str(&format!(
-            "  cache:\n    kind: redis\n    url: \"{redis}\"\n    pool: {{ max_connections: {pool} }}\ncache:\n  default: {{ ttl: {}s, l2: cache }}\n",
-            ttl.as_secs()
+    match cache {
+        Some(c) => y.push_str(&format!(
+            "  cache:\n    kind: redis\n    url: \"{}\"\n    pool: {{ max_connections: {pool} }}\ncache:\n  default: {{ ttl: {}s, l2: cache{} }}\n",
+            c.redis,
+            c.ttl.as_secs(),
+            c.l1_max_bytes
+                .map_or_else(String::new, |b| format!(", l1_max_bytes: {b}"))
         )),
         // The manager caches in process by default: off, to measure the layers alone.
         None => y.push_str("cache:\n  default: { disabled: true }\n"),
@@ -587,7 +599,13 @@ async fn main() {
     let secs = Duration::from_secs(env("BENCH_SECS", 10) as u64);
     let rounds = env("BENCH_ROUNDS", 2);
     let warm_cache = env("BENCH_WARM", 1) != 0;
-    let ttl = Duration::from_secs(env("BENCH_CACHE_TTL", 1800) as u64);
+    let cache_settings = CacheSettings {
+        redis: &redis,
+        ttl: Duration::from_secs(env("BENCH_CACHE_TTL", 1800) as u64),
+        l1_max_bytes: std::env::var("BENCH_L1_MAX_BYTES")
+            .ok()
+            .map(|v| v.parse().expect("BENCH_L1_MAX_BYTES: a number of bytes")),
+    };
     let only = std::env::var("BENCH_WORKLOADS").unwrap_or_else(|_| "A,B,C,F".to_string());
     let workloads: Vec<Workload> = WORKLOADS
         .into_iter()
@@ -644,7 +662,7 @@ async fn main() {
     let (cached_p, cached) = manager(&manager_yaml(
         &url,
         &cached_schema,
-        Some((&redis, ttl)),
+        Some(&cache_settings),
         conns,
     ))
     .await;
