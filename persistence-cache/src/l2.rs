@@ -100,10 +100,9 @@ return through
 /// the write began) is stored when it was asked for, no write of unknown
 /// keys is in flight (the type hash `KEYS[2]` holds no writer) and the
 /// epoch `KEYS[4]` is still `ARGV[2]`; else the entry is deleted. Then, as
-/// any write, the
-/// gen token is replaced (`ARGV[6]`, lifetime `ARGV[7]`) and the backplane
-/// message (`ARGV[8]` channel, `ARGV[9]` message) published. Answers
-/// `{stored (1/0), epoch token now}`.
+/// any write, the gen token is replaced (`ARGV[6]`, lifetime `ARGV[7]`)
+/// and the backplane message (`ARGV[8]` channel, `ARGV[9]` message)
+/// published. Answers `{stored (1/0), epoch token now}`.
 const WRITE_END_VERSIONED: &str = r"
 local through = 0
 local h = redis.call('GET', KEYS[1])

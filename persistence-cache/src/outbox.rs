@@ -47,6 +47,13 @@ struct State {
     sending: usize,
 }
 
+impl State {
+    /// Queued invalidations: entity keys, plus one per "all of an entity type".
+    fn queued(&self) -> usize {
+        self.keys + self.entities.values().filter(|p| p.all).count()
+    }
+}
+
 /// The queue of one layer.
 #[derive(Debug)]
 pub(crate) struct Outbox {
@@ -122,14 +129,13 @@ impl Outbox {
     /// plus one per "all of an entity type".
     pub(crate) fn len(&self) -> usize {
         let st = self.state.lock();
-        st.keys + st.entities.values().filter(|p| p.all).count() + st.sending
+        st.queued() + st.sending
     }
 
     /// Take everything queued; it counts as unsent until [`Outbox::restore`].
     fn take(&self) -> Vec<(String, Pending)> {
         let mut st = self.state.lock();
-        let taken = st.keys + st.entities.values().filter(|p| p.all).count();
-        st.sending += taken;
+        st.sending += st.queued();
         st.keys = 0;
         st.entities.drain().collect()
     }

@@ -490,20 +490,21 @@ async fn run(
         of.get(((of.len() as f64 * p) as usize).min(of.len().saturating_sub(1)))
             .copied()
     };
-    let only = |kind: Op| -> Vec<Duration> {
+    // The latencies of operations of `kind` (None: all), still sorted.
+    let of = |kind: Option<Op>| -> Vec<Duration> {
         all.iter()
-            .filter(|(_, k)| *k == kind)
+            .filter(|(_, k)| kind.is_none_or(|want| *k == want))
             .map(|(d, _)| *d)
             .collect()
     };
-    let every: Vec<Duration> = all.iter().map(|(d, _)| *d).collect();
+    let every = of(None);
     Outcome {
         ops: all.len(),
         elapsed: secs,
         p50: pct(&every, 0.50).unwrap_or_default(),
         p99: pct(&every, 0.99).unwrap_or_default(),
-        read_p50: pct(&only(Op::Read), 0.50),
-        write_p50: pct(&only(Op::Write), 0.50),
+        read_p50: pct(&of(Some(Op::Read)), 0.50),
+        write_p50: pct(&of(Some(Op::Write)), 0.50),
         stale: keys.stale.load(Ordering::SeqCst) - stale_before,
         cache: None,
     }
